@@ -1,0 +1,409 @@
+//! The domain events: every change the system can make, as past-tense variants.
+//!
+//! Each variant wraps a payload struct of the same name and is stored with its type name and
+//! schema version (see `envelope`). Never change what an old variant means: add a field with a
+//! default, or bump the version and add an upcaster (`upcast`).
+
+use serde::{Deserialize, Serialize};
+
+use crate::execution::{ExecutionOutcome, Firing, Step};
+use crate::task::{TaskDefinition, TriggerKind};
+
+/// Generates the `Event` enum from the payload types, with the type name and schema version of
+/// each, the payload serializer and the typed decoder.
+macro_rules! events {
+    ($($name:ident = $version:literal),* $(,)?) => {
+        /// One domain event. The variant name is the stored type name.
+        #[derive(Debug, Clone, PartialEq)]
+        #[non_exhaustive]
+        pub enum Event {
+            $($name($name),)*
+        }
+
+        /// Every event type with its current schema version.
+        pub const EVENT_TYPES: &[(&str, u16)] = &[$((stringify!($name), $version),)*];
+
+        impl Event {
+            /// The stored type name.
+            pub fn type_name(&self) -> &'static str {
+                match self {
+                    $(Self::$name(_) => stringify!($name),)*
+                }
+            }
+
+            /// The schema version this code writes for the event's type.
+            pub fn schema_version(&self) -> u16 {
+                match self {
+                    $(Self::$name(_) => $version,)*
+                }
+            }
+
+            /// The current schema version of a type, `None` for a type this code does not know.
+            pub fn current_version(type_name: &str) -> Option<u16> {
+                match type_name {
+                    $(stringify!($name) => Some($version),)*
+                    _ => None,
+                }
+            }
+
+            /// Decodes a payload already at the current schema version of `type_name`.
+            pub(crate) fn decode_current(type_name: &str, json: &str) -> Result<Self, DecodeError> {
+                match type_name {
+                    $(stringify!($name) => serde_json::from_str(json).map(Self::$name).map_err(DecodeError::Payload),)*
+                    other => Err(DecodeError::UnknownType(other.to_owned())),
+                }
+            }
+
+            /// Decodes an upcast payload value.
+            pub(crate) fn decode_value(type_name: &str, value: serde_json::Value) -> Result<Self, DecodeError> {
+                match type_name {
+                    $(stringify!($name) => serde_json::from_value(value).map(Self::$name).map_err(DecodeError::Payload),)*
+                    other => Err(DecodeError::UnknownType(other.to_owned())),
+                }
+            }
+        }
+
+        /// Serializes the payload alone (no tag): the envelope carries the type name.
+        pub(crate) struct Payload<'a>(pub &'a Event);
+
+        impl Serialize for Payload<'_> {
+            fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+                match self.0 {
+                    $(Event::$name(payload) => payload.serialize(serializer),)*
+                }
+            }
+        }
+
+        $(impl From<$name> for Event {
+            fn from(payload: $name) -> Self {
+                Self::$name(payload)
+            }
+        })*
+    };
+}
+
+events! {
+    TaskCreated = 1,
+    TaskEnabled = 1,
+    TaskDisabled = 1,
+    TaskCancelled = 1,
+    TaskDeleted = 1,
+    TaskCompleted = 1,
+    TaskFailed = 1,
+    TaskTriggered = 1,
+    ExecutionQueued = 1,
+    ExecutionStarted = 1,
+    StepStarted = 1,
+    StepRecorded = 1,
+    ExecutionFinished = 1,
+    TriggerReported = 1,
+    TriggerAttested = 1,
+    ReportsDisagreed = 1,
+    TriggerOverloadReported = 1,
+    OperatorRegistered = 1,
+    OperatorDeregistered = 1,
+    OperatorAssigned = 1,
+    OperatorUnassigned = 1,
+    WalletRegistered = 1,
+    WalletHidden = 1,
+    WalletUnhidden = 1,
+    SecretCreated = 1,
+    SecretUpdated = 1,
+    SecretDeleted = 1,
+    ApiKeyRevoked = 1,
+}
+
+/// Event types that end their stream for good: nothing may be appended after one, and an
+/// idempotency key whose result lives on the stream is free again.
+pub const CLOSING_TYPES: &[&str] = &["TaskDeleted"];
+
+impl Event {
+    pub fn closes_stream(&self) -> bool {
+        closes_stream(self.type_name())
+    }
+}
+
+pub fn closes_stream(type_name: &str) -> bool {
+    CLOSING_TYPES.contains(&type_name)
+}
+
+/// Why a stored payload could not be decoded.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum DecodeError {
+    #[error("unknown event type {0:?}")]
+    UnknownType(String),
+    #[error(
+        "event type {type_name} has schema version {version}, newer than this code's {current}"
+    )]
+    FutureVersion {
+        type_name: String,
+        version: u16,
+        current: u16,
+    },
+    #[error("no upcaster from {type_name} v{version}")]
+    MissingUpcaster { type_name: String, version: u16 },
+    #[error("envelope: {0}")]
+    Envelope(serde_json::Error),
+    #[error("payload: {0}")]
+    Payload(serde_json::Error),
+    #[error("stored value is {0} bytes, shorter than its hash")]
+    Truncated(usize),
+}
+
+// ---- Tasks (stream `task:<task id>`) ----
+
+/// A task was created with the definition the client submitted.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TaskCreated {
+    pub task_id: String,
+    /// The signed-in owner (EOA), lower-case hex.
+    pub owner: String,
+    /// The smart wallet that runs the task, lower-case hex.
+    pub wallet: String,
+    pub definition: TaskDefinition,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TaskEnabled {
+    pub task_id: String,
+}
+
+/// Stopped, can be enabled again. `reason` is `user` or an overload description.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TaskDisabled {
+    pub task_id: String,
+    pub reason: String,
+}
+
+/// A terminal stop by the user: never runs again, never enabled again.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TaskCancelled {
+    pub task_id: String,
+}
+
+/// The task is gone; closes its stream.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TaskDeleted {
+    pub task_id: String,
+}
+
+/// Reached `max_execution` or passed `expired_at`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TaskCompleted {
+    pub task_id: String,
+    pub reason: String,
+}
+
+/// Can never run again because of an error (its definition no longer validates).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TaskFailed {
+    pub task_id: String,
+    pub error: String,
+}
+
+/// A firing was accepted for the task: appended to the task's stream against its version, so that
+/// `max_execution` is checked in order; the run itself is the execution's stream.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TaskTriggered {
+    pub task_id: String,
+    pub execution_id: String,
+    /// 0-based index of this run among the task's runs.
+    pub index: i64,
+    pub dedup_key: String,
+}
+
+// ---- Executions (stream `exec:<execution id>`) ----
+
+/// Opens an execution's stream: the run is pending until `ExecutionFinished`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ExecutionQueued {
+    pub execution_id: String,
+    pub task_id: String,
+    pub owner: String,
+    pub index: i64,
+    pub firing: Firing,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ExecutionStarted {
+    pub execution_id: String,
+    pub task_id: String,
+}
+
+/// Durable before a node with side effects runs: a started step with no result was interrupted.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StepStarted {
+    pub execution_id: String,
+    pub task_id: String,
+    pub step_id: String,
+    pub name: String,
+    pub step_type: String,
+}
+
+/// A step's result (or a skipped node).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StepRecorded {
+    pub execution_id: String,
+    pub task_id: String,
+    pub step: Step,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ExecutionFinished {
+    pub execution_id: String,
+    pub task_id: String,
+    pub outcome: ExecutionOutcome,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub error: String,
+}
+
+// ---- Operators and attestations ----
+
+/// One operator's signed report of a firing (stream `firing:<task id>:<trigger request id>`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TriggerReported {
+    pub task_id: String,
+    pub trigger_request_id: String,
+    pub operator: String,
+    pub kind: TriggerKind,
+    /// The trigger output's chain-derived fields, as reported.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub output: Option<serde_json::Value>,
+    /// Hex of the firing digest the operator signed.
+    pub digest: String,
+    /// Hex of the operator's BLS12-381 signature over the digest.
+    pub bls_signature: String,
+}
+
+/// A quorum of the assigned operators signed the same digest.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TriggerAttested {
+    pub task_id: String,
+    pub trigger_request_id: String,
+    pub chain_id: u64,
+    pub kind: TriggerKind,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub output: Option<serde_json::Value>,
+    /// Hex of sha-256 of the RFC 8785 canonical JSON of `output`.
+    pub output_hash: String,
+    pub digest: String,
+    pub aggregate_signature: String,
+    /// Operator addresses whose signatures are aggregated.
+    pub signers: Vec<String>,
+}
+
+/// Reports of one firing that disagree on the output.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ReportsDisagreed {
+    pub task_id: String,
+    pub trigger_request_id: String,
+    /// Digest (hex) → operators that signed it.
+    pub digests: std::collections::BTreeMap<String, Vec<String>>,
+}
+
+/// An event trigger matched more events in a block than its cap (stream `overload:<task id>`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TriggerOverloadReported {
+    pub task_id: String,
+    pub operator: String,
+    pub block_number: u64,
+    pub events_detected: u32,
+    pub safety_limit: u32,
+    pub query_index: String,
+}
+
+/// Stream `operator:<address>`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct OperatorRegistered {
+    pub address: String,
+    /// Hex of the 48-byte BLS12-381 (min_pk) public key.
+    pub bls_public_key: String,
+    /// Hex of the 96-byte BLS proof of possession.
+    pub bls_proof_of_possession: String,
+    /// Hex of the ECDSA signature binding the address to the BLS key.
+    pub ecdsa_binding: String,
+    pub weight: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct OperatorDeregistered {
+    pub address: String,
+}
+
+/// Stream `assign:<task id>`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct OperatorAssigned {
+    pub task_id: String,
+    pub operator: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct OperatorUnassigned {
+    pub task_id: String,
+    pub operator: String,
+    pub reason: String,
+}
+
+// ---- Wallets (stream `wallet:<owner>:<address>`) ----
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct WalletRegistered {
+    pub owner: String,
+    pub address: String,
+    /// Decimal string: salts are uint256.
+    pub salt: String,
+    pub factory: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct WalletHidden {
+    pub owner: String,
+    pub address: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct WalletUnhidden {
+    pub owner: String,
+    pub address: String,
+}
+
+// ---- Secrets (stream `secret:<org|_>:<owner>:<workflow|_>:<name>`) ----
+
+/// Where a secret lives; empty `org_id` / `workflow_id` mean none.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SecretScope {
+    pub owner: String,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub org_id: String,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub workflow_id: String,
+    pub name: String,
+}
+
+/// The value only as AEAD ciphertext (hex of nonce || ciphertext || tag), never in clear.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SecretCreated {
+    pub scope: SecretScope,
+    pub ciphertext: String,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub description: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SecretUpdated {
+    pub scope: SecretScope,
+    pub ciphertext: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SecretDeleted {
+    pub scope: SecretScope,
+}
+
+// ---- API keys (stream `apikey:<jti>`) ----
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ApiKeyRevoked {
+    pub jti: String,
+}

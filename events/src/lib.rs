@@ -1,0 +1,51 @@
+//! The append-only event log: the only source of truth of the aggregator.
+//!
+//! Layout:
+//! - `event`: the domain events (past-tense variants) with their type names and schema versions;
+//! - `task`, `execution`: the domain data events carry (a task's definition, a run's steps);
+//! - `envelope`: the metadata around each event, its exact stored bytes and the hash chain;
+//! - `upcast`: rewriting older payload versions before typed decoding;
+//! - `command`: what callers append (events per stream, expected versions, idempotency key);
+//! - `log`: the shared handle, the keyspaces and reads; `writer`: the single writer thread with
+//!   group commit; `tx`: projection rows staged in the same batch as their events;
+//! - `verify`: integrity of the stored log; `indexes`: the indexes rebuilt from the events, and
+//!   keyspace comparison;
+//! - `stream`: the stream id of each kind of aggregate.
+
+mod command;
+mod envelope;
+mod error;
+pub mod event;
+pub mod execution;
+mod ids;
+mod indexes;
+mod log;
+pub mod samples;
+pub mod stream;
+pub mod task;
+mod tx;
+pub mod upcast;
+mod verify;
+mod writer;
+
+#[cfg(test)]
+mod tests;
+
+pub use command::{Append, Command, Committed, EventRef, Expected, Idempotency};
+pub use envelope::{
+    Envelope, GENESIS_HASH, HASH_LEN, Hash, Header, IdempotencyMark, chain_hash, decode,
+    decode_header, decode_payload, split_stored,
+};
+pub use error::{Error, Result};
+pub use event::{DecodeError, EVENT_TYPES, Event};
+pub use ids::now_ms;
+pub use indexes::{Difference, first_difference, printable, rebuild_indexes};
+pub use log::{
+    Durability, Log, LogKeyspaces, LogOptions, Projector, decode_at, decode_header_at,
+    open_database,
+};
+pub use tx::Tx;
+pub use verify::{VerifyFailure, VerifyReport, verify};
+
+pub use fjall;
+pub use ulid::Ulid;

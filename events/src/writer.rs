@@ -1,0 +1,447 @@
+//! The single writer: one thread drains the queue of pending commands, checks their expected
+//! versions and idempotency keys, assigns ULIDs, sequences and hashes, lets the projector stage the
+//! rows the events change, commits the whole group in one fjall batch with one fsync, and only then
+//! acknowledges each command.
+//!
+//! Ordering hazard: a command is acknowledged only after the batch holding it is committed (and
+//! fsync'd in `Durability::Sync`). A failed commit poisons the store: every command of the group,
+//! and every later one, gets `Error::Poisoned`; the in-memory heads are then meaningless, which is
+//! fine because nothing is written again until the store is reopened.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::sync::mpsc::Receiver;
+
+use fjall::{Database, OwnedWriteBatch, PersistMode};
+use tokio::sync::oneshot;
+use ulid::Ulid;
+
+use crate::command::{Command, Committed, EventRef, Expected};
+use crate::envelope::{Envelope, Hash, IdempotencyMark, NewEnvelope};
+use crate::error::{Error, Result};
+use crate::event::closes_stream;
+use crate::ids::MonotonicUlids;
+use crate::log::{
+    Durability, IdempotencyRecord, LogKeyspaces, LogOptions, Projector, decode_header_at,
+    seq_from_stream_key, stream_key, stream_prefix, ulid_from_key,
+};
+use crate::tx::Tx;
+
+pub(crate) enum Request {
+    Append {
+        command: Command,
+        reply: oneshot::Sender<Result<Committed>>,
+    },
+    Stop {
+        done: oneshot::Sender<()>,
+    },
+}
+
+/// Set once, when a commit fails.
+#[derive(Debug, Default)]
+pub(crate) struct Poison(Mutex<Option<String>>);
+
+impl Poison {
+    pub fn reason(&self) -> Option<String> {
+        match self.0.lock() {
+            Ok(guard) => guard.clone(),
+            Err(_) => Some("the poison flag's lock is poisoned".into()),
+        }
+    }
+
+    fn set(&self, reason: String) {
+        tracing::error!(%reason, "event store poisoned: refusing further writes");
+        if let Ok(mut guard) = self.0.lock()
+            && guard.is_none()
+        {
+            *guard = Some(reason);
+        }
+    }
+}
+
+/// What the writer knows about a stream's end.
+#[derive(Debug, Clone, Copy)]
+struct Head {
+    seq: u64,
+    closed: bool,
+}
+
+/// Streams whose heads stay cached; past this the cache is cleared (it refills from `streams`).
+const HEAD_CACHE_LIMIT: usize = 200_000;
+
+pub(crate) struct Writer {
+    db: Database,
+    keyspaces: LogKeyspaces,
+    projector: Box<dyn Projector>,
+    options: LogOptions,
+    ids: MonotonicUlids,
+    prev_hash: Hash,
+    heads: HashMap<String, Head>,
+    poison: std::sync::Arc<Poison>,
+}
+
+/// A command that passed its checks in the current group, waiting for the commit.
+struct Pending {
+    reply: oneshot::Sender<Result<Committed>>,
+    committed: Committed,
+}
+
+impl Writer {
+    pub fn new(
+        db: Database,
+        keyspaces: LogKeyspaces,
+        projector: Box<dyn Projector>,
+        options: LogOptions,
+        last: Ulid,
+        prev_hash: Hash,
+        poison: std::sync::Arc<Poison>,
+    ) -> Self {
+        Self {
+            db,
+            keyspaces,
+            projector,
+            options,
+            ids: MonotonicUlids::after(last),
+            prev_hash,
+            heads: HashMap::new(),
+            poison,
+        }
+    }
+
+    pub fn run(mut self, queue: Receiver<Request>) {
+        let max_group = self.options.max_group.max(1);
+        while let Ok(first) = queue.recv() {
+            let mut group = Vec::with_capacity(64);
+            let mut stop = None;
+            match first {
+                Request::Append { command, reply } => group.push((command, reply)),
+                Request::Stop { done } => stop = Some(done),
+            }
+            while stop.is_none() && group.len() < max_group {
+                match queue.try_recv() {
+                    Ok(Request::Append { command, reply }) => group.push((command, reply)),
+                    Ok(Request::Stop { done }) => stop = Some(done),
+                    Err(_) => break,
+                }
+            }
+            if !group.is_empty() {
+                self.commit_group(group);
+            }
+            if let Some(done) = stop {
+                let _ = done.send(());
+                return;
+            }
+        }
+    }
+
+    fn commit_group(&mut self, group: Vec<(Command, oneshot::Sender<Result<Committed>>)>) {
+        let mut batch = self.db.batch().durability(match self.options.durability {
+            Durability::Sync => Some(PersistMode::SyncData),
+            Durability::Relaxed => None,
+        });
+        let mut tx = Tx::new();
+        let mut pending: Vec<Pending> = Vec::with_capacity(group.len());
+        let mut staged_keys: HashMap<String, Committed> = HashMap::new();
+        let mut last_staged = None;
+
+        for (command, reply) in group {
+            if let Some(reason) = self.poison.reason() {
+                let _ = reply.send(Err(Error::Poisoned(reason)));
+                continue;
+            }
+            match self.stage(command, &mut batch, &mut tx, &mut staged_keys) {
+                Ok(committed) => {
+                    if !committed.deduplicated {
+                        last_staged = committed.events.last().map(|e| e.id);
+                    }
+                    pending.push(Pending { reply, committed });
+                }
+                Err(e) if is_rejection(&e) => {
+                    let _ = reply.send(Err(e));
+                }
+                Err(fatal) => {
+                    // Part of this command may be staged: the group cannot be committed.
+                    self.poison
+                        .set(format!("staging a command failed: {fatal}"));
+                    let _ = reply.send(Err(fatal));
+                }
+            }
+        }
+
+        if let Some(reason) = self.poison.reason() {
+            for p in pending {
+                let _ = p.reply.send(Err(Error::Poisoned(reason.clone())));
+            }
+            return;
+        }
+
+        if let Some(last) = last_staged {
+            let outcome = self.projector.checkpoint(last, &mut tx).and_then(|()| {
+                tx.drain_into(&mut batch);
+                batch.commit().map_err(Error::from)
+            });
+            if let Err(e) = outcome {
+                self.poison.set(format!(
+                    "committing a group of {} commands failed: {e}",
+                    pending.len()
+                ));
+                let reason = self.poison.reason().unwrap_or_default();
+                for p in pending {
+                    let _ = p.reply.send(Err(Error::Poisoned(reason.clone())));
+                }
+                return;
+            }
+        }
+        for p in pending {
+            let _ = p.reply.send(Ok(p.committed));
+        }
+    }
+
+    /// Checks one command and stages its events. A rejection (conflict, closed stream, invalid
+    /// command) stages nothing; any other error may leave the batch half-staged.
+    fn stage(
+        &mut self,
+        command: Command,
+        batch: &mut OwnedWriteBatch,
+        tx: &mut Tx,
+        staged_keys: &mut HashMap<String, Committed>,
+    ) -> Result<Committed> {
+        let event_count = validate_shape(&command)?;
+
+        if let Some(idem) = &command.idempotency {
+            if let Some(earlier) = staged_keys.get(&idem.key) {
+                return Ok(Committed {
+                    events: earlier.events.clone(),
+                    deduplicated: true,
+                });
+            }
+            if let Some(record) = self.keyspaces.idempotency.get(idem.key.as_bytes())? {
+                let record = IdempotencyRecord::decode(&record)?;
+                if self.is_live(&record, command.recorded_at)? {
+                    return Ok(Committed {
+                        events: self.read_refs(&record)?,
+                        deduplicated: true,
+                    });
+                }
+            }
+        }
+
+        let mut heads = Vec::with_capacity(command.appends.len());
+        for append in &command.appends {
+            let head = self.head(&append.stream)?;
+            if head.closed {
+                return Err(Error::StreamClosed {
+                    stream: append.stream.clone(),
+                });
+            }
+            let ok = match append.expected {
+                Expected::Any => true,
+                Expected::NoStream => head.seq == 0,
+                Expected::Exactly(v) => head.seq == v,
+            };
+            if !ok {
+                return Err(Error::Conflict {
+                    stream: append.stream.clone(),
+                    expected: append.expected,
+                    actual: head.seq,
+                });
+            }
+            heads.push(head);
+        }
+
+        let idem_mark = command.idempotency.as_ref().map(|idem| IdempotencyMark {
+            key: idem.key.clone(),
+            expires_at: idem
+                .window_ms
+                .map(|w| command.recorded_at.saturating_add(w)),
+            events: u32::try_from(event_count).unwrap_or(u32::MAX),
+        });
+        let mut refs = Vec::with_capacity(event_count);
+        let Command {
+            actor,
+            recorded_at,
+            appends,
+            ..
+        } = command;
+        for (append, mut head) in appends.into_iter().zip(heads) {
+            for event in append.events {
+                head.seq += 1;
+                let id = self.ids.next();
+                let idempotency = if refs.is_empty() {
+                    idem_mark.as_ref()
+                } else {
+                    None
+                };
+                let new = NewEnvelope {
+                    id,
+                    stream: &append.stream,
+                    seq: head.seq,
+                    recorded_at,
+                    actor: &actor,
+                    idempotency,
+                    event: &event,
+                };
+                let (value, hash) = new.encode(&self.prev_hash)?;
+                batch.insert(&self.keyspaces.events, id.to_bytes(), value);
+                batch.insert(
+                    &self.keyspaces.streams,
+                    stream_key(&append.stream, head.seq),
+                    id.to_bytes(),
+                );
+                if let Some(mark) = idempotency {
+                    let record = IdempotencyRecord {
+                        first: id,
+                        count: mark.events,
+                        expires_at: mark.expires_at.unwrap_or(0),
+                        stream: append.stream.clone(),
+                    };
+                    batch.insert(
+                        &self.keyspaces.idempotency,
+                        mark.key.as_bytes(),
+                        record.encode(),
+                    );
+                }
+                head.closed = event.closes_stream();
+                let envelope = Envelope {
+                    id,
+                    stream: append.stream.clone(),
+                    seq: head.seq,
+                    recorded_at,
+                    actor: actor.clone(),
+                    idempotency: idempotency.cloned(),
+                    stored_version: event.schema_version(),
+                    event,
+                    hash,
+                };
+                self.projector.apply(&envelope, tx)?;
+                self.prev_hash = hash;
+                refs.push(EventRef {
+                    id,
+                    stream: append.stream.clone(),
+                    seq: head.seq,
+                });
+            }
+            self.remember(append.stream, head);
+        }
+        let committed = Committed {
+            events: refs,
+            deduplicated: false,
+        };
+        if let Some(mark) = idem_mark {
+            staged_keys.insert(mark.key, committed.clone());
+        }
+        Ok(committed)
+    }
+
+    /// Whether an earlier command's key still holds: inside its window and its stream not closed.
+    fn is_live(&mut self, record: &IdempotencyRecord, now: u64) -> Result<bool> {
+        if record.expires_at != 0 && now >= record.expires_at {
+            return Ok(false);
+        }
+        Ok(!self.head(&record.stream)?.closed)
+    }
+
+    fn read_refs(&self, record: &IdempotencyRecord) -> Result<Vec<EventRef>> {
+        let mut refs = Vec::with_capacity(record.count as usize);
+        for guard in self
+            .keyspaces
+            .events
+            .range(record.first.to_bytes()..)
+            .take(record.count as usize)
+        {
+            let (key, value) = guard.into_inner()?;
+            let id = ulid_from_key(&key)?;
+            let header = decode_header_at(id, &value)?;
+            refs.push(EventRef {
+                id,
+                stream: header.stream,
+                seq: header.seq,
+            });
+        }
+        Ok(refs)
+    }
+
+    fn head(&mut self, stream: &str) -> Result<Head> {
+        if let Some(head) = self.heads.get(stream) {
+            return Ok(*head);
+        }
+        let head = match self
+            .keyspaces
+            .streams
+            .prefix(stream_prefix(stream))
+            .next_back()
+        {
+            None => Head {
+                seq: 0,
+                closed: false,
+            },
+            Some(guard) => {
+                let (key, value) = guard.into_inner()?;
+                let id = ulid_from_key(&value)?;
+                let stored = self.keyspaces.events.get(id.to_bytes())?.ok_or_else(|| {
+                    Error::Corrupt(format!("stream {stream} points to missing event {id}"))
+                })?;
+                Head {
+                    seq: seq_from_stream_key(&key)?,
+                    closed: closes_stream(&decode_header_at(id, &stored)?.event_type),
+                }
+            }
+        };
+        self.remember(stream.to_owned(), head);
+        Ok(head)
+    }
+
+    fn remember(&mut self, stream: String, head: Head) {
+        if self.heads.len() >= HEAD_CACHE_LIMIT {
+            self.heads.clear();
+        }
+        self.heads.insert(stream, head);
+    }
+}
+
+/// Rejections leave the store untouched and only concern the command that caused them.
+fn is_rejection(e: &Error) -> bool {
+    matches!(
+        e,
+        Error::Conflict { .. } | Error::StreamClosed { .. } | Error::InvalidCommand(_)
+    )
+}
+
+/// A command must append at least one event, to each stream once, and nothing after an event
+/// that closes its stream. Returns the number of events.
+fn validate_shape(command: &Command) -> Result<usize> {
+    if command.appends.is_empty() {
+        return Err(Error::InvalidCommand(
+            "a command must append at least one event".into(),
+        ));
+    }
+    let mut seen = std::collections::HashSet::new();
+    for append in &command.appends {
+        if append.stream.is_empty() || append.stream.as_bytes().contains(&0) {
+            return Err(Error::InvalidCommand(format!(
+                "invalid stream id {:?}",
+                append.stream
+            )));
+        }
+        if !seen.insert(append.stream.as_str()) {
+            return Err(Error::InvalidCommand(format!(
+                "stream {} appears twice in one command",
+                append.stream
+            )));
+        }
+        if append.events.is_empty() {
+            return Err(Error::InvalidCommand(format!(
+                "no events for stream {}",
+                append.stream
+            )));
+        }
+        let closing = append.events.iter().position(|e| e.closes_stream());
+        if closing.is_some_and(|at| at + 1 != append.events.len()) {
+            return Err(Error::InvalidCommand(format!(
+                "events follow the closing event of stream {}",
+                append.stream
+            )));
+        }
+    }
+    Ok(command.event_count())
+}

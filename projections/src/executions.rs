@@ -1,0 +1,218 @@
+//! Executions: each run's history and its firing, the runs still pending, and daily counters.
+//!
+//! Keys (keyspace `executions`):
+//! - `history:<task id>:<execution id>` → `ExecutionRow` (JSON), with the steps recorded so far;
+//! - `trigger:<task id>:<execution id>` → `TriggerRow` (JSON): the firing that started the run;
+//! - `q:<execution id>` → task id: queued and not finished (the engine's queue is the log; this is
+//!   its index);
+//! - `d:<task id>:<day>` → `DayStats` (JSON), day = days since the epoch (UTC) of the finish.
+//!
+//! Execution ids are ULIDs, so the history of a task is in time order.
+
+use events::event::Event;
+use events::execution::{ExecutionOutcome, Firing, Step};
+use events::{Envelope, Tx, fjall::Keyspace};
+use serde::{Deserialize, Serialize};
+
+use crate::{Projection, get_json, put_json};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RunStatus {
+    Pending,
+    Running,
+    Success,
+    Failed,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ExecutionRow {
+    pub id: String,
+    pub task_id: String,
+    pub owner: String,
+    pub index: i64,
+    pub status: RunStatus,
+    pub queued_at: i64,
+    /// When the run started (0 while queued).
+    pub start_at: i64,
+    pub end_at: i64,
+    pub error: String,
+    pub steps: Vec<Step>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TriggerRow {
+    pub execution_id: String,
+    pub task_id: String,
+    pub firing: Firing,
+}
+
+/// Runs that finished on one day.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct DayStats {
+    pub total: u64,
+    pub succeeded: u64,
+    pub failed: u64,
+    /// Sum of (end - start) in milliseconds, for the average.
+    pub total_ms: u64,
+}
+
+pub fn history_key(task_id: &str, execution_id: &str) -> Vec<u8> {
+    format!("history:{task_id}:{execution_id}").into_bytes()
+}
+
+pub fn history_prefix(task_id: &str) -> Vec<u8> {
+    format!("history:{task_id}:").into_bytes()
+}
+
+pub fn trigger_key(task_id: &str, execution_id: &str) -> Vec<u8> {
+    format!("trigger:{task_id}:{execution_id}").into_bytes()
+}
+
+pub fn queue_key(execution_id: &str) -> Vec<u8> {
+    format!("q:{execution_id}").into_bytes()
+}
+
+pub const QUEUE_PREFIX: &[u8] = b"q:";
+
+pub fn day_key(task_id: &str, day: u64) -> Vec<u8> {
+    format!("d:{task_id}:{day:08}").into_bytes()
+}
+
+pub fn day_prefix(task_id: &str) -> Vec<u8> {
+    format!("d:{task_id}:").into_bytes()
+}
+
+pub const DAY_MS: u64 = 86_400_000;
+
+#[derive(Clone)]
+pub struct Executions {
+    keyspace: Keyspace,
+}
+
+impl Executions {
+    pub fn new(keyspace: Keyspace) -> Self {
+        Self { keyspace }
+    }
+
+    fn update(
+        &self,
+        tx: &mut Tx,
+        task_id: &str,
+        execution_id: &str,
+        change: impl FnOnce(&mut ExecutionRow),
+    ) -> events::Result<Option<ExecutionRow>> {
+        let key = history_key(task_id, execution_id);
+        let Some(mut row) = get_json::<ExecutionRow>(tx, &self.keyspace, &key, self.name())? else {
+            return Ok(None);
+        };
+        change(&mut row);
+        put_json(tx, &self.keyspace, key, &row, self.name())?;
+        Ok(Some(row))
+    }
+}
+
+impl Projection for Executions {
+    fn name(&self) -> &'static str {
+        "executions"
+    }
+
+    fn schema_version(&self) -> u32 {
+        1
+    }
+
+    fn keyspace(&self) -> &Keyspace {
+        &self.keyspace
+    }
+
+    fn apply(&self, env: &Envelope, tx: &mut Tx) -> events::Result<()> {
+        let at = i64::try_from(env.recorded_at).unwrap_or(i64::MAX);
+        match &env.event {
+            Event::ExecutionQueued(e) => {
+                let row = ExecutionRow {
+                    id: e.execution_id.clone(),
+                    task_id: e.task_id.clone(),
+                    owner: e.owner.clone(),
+                    index: e.index,
+                    status: RunStatus::Pending,
+                    queued_at: at,
+                    start_at: 0,
+                    end_at: 0,
+                    error: String::new(),
+                    steps: Vec::new(),
+                };
+                put_json(
+                    tx,
+                    &self.keyspace,
+                    history_key(&e.task_id, &e.execution_id),
+                    &row,
+                    self.name(),
+                )?;
+                let trigger = TriggerRow {
+                    execution_id: e.execution_id.clone(),
+                    task_id: e.task_id.clone(),
+                    firing: e.firing.clone(),
+                };
+                put_json(
+                    tx,
+                    &self.keyspace,
+                    trigger_key(&e.task_id, &e.execution_id),
+                    &trigger,
+                    self.name(),
+                )?;
+                tx.insert(
+                    &self.keyspace,
+                    queue_key(&e.execution_id),
+                    e.task_id.as_bytes(),
+                );
+                Ok(())
+            }
+            Event::ExecutionStarted(e) => {
+                self.update(tx, &e.task_id, &e.execution_id, |row| {
+                    row.status = RunStatus::Running;
+                    row.start_at = at;
+                })?;
+                Ok(())
+            }
+            Event::StepRecorded(e) => {
+                self.update(tx, &e.task_id, &e.execution_id, |row| {
+                    // A step recorded again (a read re-run after a crash) replaces the first.
+                    match row.steps.iter_mut().find(|s| s.id == e.step.id) {
+                        Some(existing) => *existing = e.step.clone(),
+                        None => row.steps.push(e.step.clone()),
+                    }
+                })?;
+                Ok(())
+            }
+            Event::ExecutionFinished(e) => {
+                let row = self.update(tx, &e.task_id, &e.execution_id, |row| {
+                    row.status = match e.outcome {
+                        ExecutionOutcome::Success => RunStatus::Success,
+                        ExecutionOutcome::Failed => RunStatus::Failed,
+                    };
+                    row.error.clone_from(&e.error);
+                    row.end_at = at;
+                    if row.start_at == 0 {
+                        row.start_at = at;
+                    }
+                })?;
+                tx.remove(&self.keyspace, queue_key(&e.execution_id));
+                if let Some(row) = row {
+                    let key = day_key(&e.task_id, env.recorded_at / DAY_MS);
+                    let mut day: DayStats =
+                        get_json(tx, &self.keyspace, &key, self.name())?.unwrap_or_default();
+                    day.total += 1;
+                    match e.outcome {
+                        ExecutionOutcome::Success => day.succeeded += 1,
+                        ExecutionOutcome::Failed => day.failed += 1,
+                    }
+                    day.total_ms +=
+                        u64::try_from(row.end_at.saturating_sub(row.start_at)).unwrap_or(0);
+                    put_json(tx, &self.keyspace, key, &day, self.name())?;
+                }
+                Ok(())
+            }
+            _ => Ok(()),
+        }
+    }
+}

@@ -1,0 +1,269 @@
+//! The read side: views folded from the event log.
+//!
+//! Layout:
+//! - `Projection`: one view, a pure function of the events (no config, no keys, no clock, no
+//!   chain), in a keyspace of its own;
+//! - `tasks`, `executions`, `wallets`, `secrets`, `access`: the views, one module each, with
+//!   their key layouts and read functions;
+//! - `Projections`: the set, hooked into the log's writer so that the events, the rows they change
+//!   and the checkpoint commit in one batch; catch-up on start-up and rebuild from the log;
+//! - `Views`: the read handle the RPC layer uses.
+//!
+//! Checkpoints and schema versions live in the `projection_meta` keyspace: a projection whose
+//! schema version changed is cleared and rebuilt on start-up (the migration mechanism).
+
+pub mod access;
+pub mod executions;
+pub mod secrets;
+pub mod tasks;
+mod views;
+pub mod wallets;
+
+use events::fjall::{Database, Keyspace, KeyspaceCreateOptions};
+use events::{Envelope, LogKeyspaces, Projector, Tx, Ulid};
+use serde::{Deserialize, Serialize};
+
+pub use views::Views;
+
+/// One view of the log.
+pub trait Projection: Send + Sync {
+    fn name(&self) -> &'static str;
+    /// Bumped when the rows' layout or meaning changes: the view is then rebuilt from the log.
+    fn schema_version(&self) -> u32;
+    fn keyspace(&self) -> &Keyspace;
+    /// Folds one event. Holds no rule and cannot fail but on storage errors or corrupt rows.
+    fn apply(&self, envelope: &Envelope, tx: &mut Tx) -> events::Result<()>;
+}
+
+/// Where a projection stands, in `projection_meta`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+struct Meta {
+    version: u32,
+    checkpoint: Ulid,
+}
+
+/// Events applied per batch during catch-up and rebuild.
+const CATCH_UP_BATCH: usize = 50_000;
+
+/// The names of the projections' keyspaces, in the order of `Projections::all`.
+pub const KEYSPACES: &[&str] = &["tasks", "executions", "wallets", "secrets", "access"];
+
+/// Every projection of the system, applied together.
+pub struct Projections {
+    db: Database,
+    meta: Keyspace,
+    all: Vec<Box<dyn Projection>>,
+    /// Last applied event per projection (same order as `all`).
+    checkpoints: Vec<Ulid>,
+}
+
+/// What start-up did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CatchUp {
+    /// Projections cleared because their schema version changed (or that were new).
+    pub rebuilt: Vec<&'static str>,
+    /// Events applied.
+    pub applied: u64,
+}
+
+impl Projections {
+    /// Opens the projections' keyspaces in `db`.
+    pub fn open(db: &Database) -> events::Result<Self> {
+        let open = |name: &str| db.keyspace(name, KeyspaceCreateOptions::default);
+        let all: Vec<Box<dyn Projection>> = vec![
+            Box::new(tasks::Tasks::new(open("tasks")?)),
+            Box::new(executions::Executions::new(open("executions")?)),
+            Box::new(wallets::Wallets::new(open("wallets")?)),
+            Box::new(secrets::Secrets::new(open("secrets")?)),
+            Box::new(access::Access::new(open("access")?)),
+        ];
+        let meta = open("projection_meta")?;
+        let checkpoints = vec![Ulid::nil(); all.len()];
+        Ok(Self {
+            db: db.clone(),
+            meta,
+            all,
+            checkpoints,
+        })
+    }
+
+    pub fn views(&self) -> Views {
+        Views::from_keyspaces(self.all.iter().map(|p| p.keyspace().clone()).collect())
+    }
+
+    pub fn keyspace(&self, name: &str) -> Option<&Keyspace> {
+        self.all
+            .iter()
+            .find(|p| p.name() == name)
+            .map(|p| p.keyspace())
+    }
+
+    /// Brings every projection up to date with the log in `source` (which may live in another
+    /// database: `replay rebuild` reads one and writes the other). A projection whose stored
+    /// schema version differs from the code's is cleared first and rebuilt from the start.
+    pub fn catch_up(
+        &mut self,
+        source: &LogKeyspaces,
+        progress: &dyn Fn(u64),
+    ) -> events::Result<CatchUp> {
+        let mut outcome = CatchUp::default();
+        for (i, projection) in self.all.iter().enumerate() {
+            let stored = self.meta.get(projection.name())?;
+            let meta: Option<Meta> = stored
+                .map(|v| serde_json::from_slice(&v))
+                .transpose()
+                .map_err(|e| corrupt(projection.name(), &e))?;
+            match meta {
+                Some(meta) if meta.version == projection.schema_version() => {
+                    if let Some(slot) = self.checkpoints.get_mut(i) {
+                        *slot = meta.checkpoint;
+                    }
+                }
+                _ => {
+                    if meta.is_some() || !projection.keyspace().is_empty()? {
+                        tracing::info!(
+                            projection = projection.name(),
+                            "schema version changed: rebuilding from the log"
+                        );
+                        projection.keyspace().clear()?;
+                    }
+                    outcome.rebuilt.push(projection.name());
+                    if let Some(slot) = self.checkpoints.get_mut(i) {
+                        *slot = Ulid::nil();
+                    }
+                }
+            }
+        }
+        let from = self
+            .checkpoints
+            .iter()
+            .min()
+            .copied()
+            .unwrap_or_else(Ulid::nil);
+        let mut tx = Tx::new();
+        let mut in_batch = 0usize;
+        let mut last = None;
+        for item in source.scan(Some(from)) {
+            let (id, value) = item?;
+            if id <= from && !from.is_nil() {
+                continue;
+            }
+            let envelope = events::decode_at(id, &value)?;
+            for (projection, checkpoint) in self.all.iter().zip(&self.checkpoints) {
+                if id > *checkpoint {
+                    projection.apply(&envelope, &mut tx)?;
+                }
+            }
+            last = Some(id);
+            in_batch += 1;
+            outcome.applied += 1;
+            if in_batch >= CATCH_UP_BATCH {
+                self.flush(&mut tx, id)?;
+                in_batch = 0;
+                progress(outcome.applied);
+            }
+        }
+        match last {
+            Some(id) => self.flush(&mut tx, id)?,
+            None => {
+                // Nothing to apply: still record versions so a fresh store is not "rebuilt" again.
+                let head = source.head()?.map_or(Ulid::nil(), |(id, _)| id);
+                let checkpoints = self.checkpoints.clone();
+                for (projection, checkpoint) in self.all.iter().zip(checkpoints) {
+                    self.write_meta(&mut tx, projection.as_ref(), checkpoint.max(head))?;
+                }
+                let mut batch = self.db.batch();
+                tx.drain_into(&mut batch);
+                batch.commit()?;
+            }
+        }
+        self.db.persist(events::fjall::PersistMode::SyncAll)?;
+        progress(outcome.applied);
+        Ok(outcome)
+    }
+
+    fn flush(&mut self, tx: &mut Tx, last: Ulid) -> events::Result<()> {
+        self.checkpoint(last, tx)?;
+        let mut batch = self.db.batch();
+        tx.drain_into(&mut batch);
+        batch.commit()?;
+        Ok(())
+    }
+
+    fn write_meta(
+        &self,
+        tx: &mut Tx,
+        projection: &dyn Projection,
+        checkpoint: Ulid,
+    ) -> events::Result<()> {
+        let meta = Meta {
+            version: projection.schema_version(),
+            checkpoint,
+        };
+        put_json(
+            tx,
+            &self.meta,
+            projection.name().as_bytes().to_vec(),
+            &meta,
+            "projection_meta",
+        )
+    }
+
+    /// Clears every projection and its checkpoint (before a rebuild into a fresh database).
+    pub fn clear(&mut self) -> events::Result<()> {
+        for projection in &self.all {
+            projection.keyspace().clear()?;
+            self.meta.remove(projection.name())?;
+        }
+        self.checkpoints.iter_mut().for_each(|c| *c = Ulid::nil());
+        Ok(())
+    }
+}
+
+impl Projector for Projections {
+    fn apply(&mut self, envelope: &Envelope, tx: &mut Tx) -> events::Result<()> {
+        for projection in &self.all {
+            projection.apply(envelope, tx)?;
+        }
+        Ok(())
+    }
+
+    fn checkpoint(&mut self, last: Ulid, tx: &mut Tx) -> events::Result<()> {
+        for projection in &self.all {
+            self.write_meta(tx, projection.as_ref(), last)?;
+        }
+        self.checkpoints.iter_mut().for_each(|c| *c = last);
+        Ok(())
+    }
+}
+
+fn corrupt(projection: &str, e: &dyn std::fmt::Display) -> events::Error {
+    events::Error::Projection {
+        projection: projection.to_owned(),
+        message: format!("corrupt row: {e}"),
+    }
+}
+
+/// Reads a JSON row through the staged writes.
+pub(crate) fn get_json<T: for<'de> Deserialize<'de>>(
+    tx: &Tx,
+    keyspace: &Keyspace,
+    key: &[u8],
+    projection: &str,
+) -> events::Result<Option<T>> {
+    tx.get(keyspace, key)?
+        .map(|bytes| serde_json::from_slice(&bytes).map_err(|e| corrupt(projection, &e)))
+        .transpose()
+}
+
+pub(crate) fn put_json<T: Serialize>(
+    tx: &mut Tx,
+    keyspace: &Keyspace,
+    key: Vec<u8>,
+    row: &T,
+    projection: &str,
+) -> events::Result<()> {
+    let bytes = serde_json::to_vec(row).map_err(|e| corrupt(projection, &e))?;
+    tx.insert(keyspace, key, bytes);
+    Ok(())
+}

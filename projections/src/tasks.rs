@@ -1,0 +1,366 @@
+//! Tasks: where each task stands, who owns it, and the counters by wallet and status.
+//!
+//! Keys (keyspace `tasks`):
+//! - `t:<status>:<task id>` → `TaskRow` (JSON); a status change moves the key. The status letter is
+//!   `x` while at least one run executes, otherwise the task's own status (`a i c f l`);
+//! - `ts:<task id>` → the letter under which the row is (to find it by id);
+//! - `td:<task id>` → the submitted `TaskDefinition` (JSON), written once;
+//! - `u:<owner>:<wallet>:<task id>` → empty: a wallet's tasks in id (creation) order;
+//! - `n:<owner>:<wallet>:<status>` → number of tasks (u64 BE) by their own status (not `x`).
+
+use events::event::{Event, TaskCreated};
+use events::task::{TaskDefinition, TriggerKind};
+use events::{Envelope, Tx, fjall::Keyspace};
+use serde::{Deserialize, Serialize};
+
+use crate::{Projection, get_json, put_json};
+
+/// A task's own status: the events of its stream decide it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum Status {
+    #[serde(rename = "a")]
+    Active,
+    #[serde(rename = "i")]
+    Disabled,
+    #[serde(rename = "c")]
+    Completed,
+    #[serde(rename = "f")]
+    Failed,
+    #[serde(rename = "l")]
+    Cancelled,
+}
+
+impl Status {
+    pub const ALL: [Status; 5] = [
+        Self::Active,
+        Self::Disabled,
+        Self::Completed,
+        Self::Failed,
+        Self::Cancelled,
+    ];
+
+    pub fn letter(self) -> char {
+        match self {
+            Self::Active => 'a',
+            Self::Disabled => 'i',
+            Self::Completed => 'c',
+            Self::Failed => 'f',
+            Self::Cancelled => 'l',
+        }
+    }
+
+    /// Statuses from which a task never runs again.
+    pub fn is_terminal(self) -> bool {
+        matches!(self, Self::Completed | Self::Failed | Self::Cancelled)
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Active => "enabled",
+            Self::Disabled => "disabled",
+            Self::Completed => "completed",
+            Self::Failed => "failed",
+            Self::Cancelled => "cancelled",
+        }
+    }
+}
+
+/// The letter of the executing state, which overlays the task's own status.
+pub const EXECUTING: char = 'x';
+
+/// What the read side knows of a task besides its definition.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TaskRow {
+    pub id: String,
+    pub owner: String,
+    pub wallet: String,
+    pub name: String,
+    pub trigger_kind: Option<TriggerKind>,
+    pub status: Status,
+    /// Runs started and not finished.
+    pub running: u32,
+    pub start_at: i64,
+    pub expired_at: i64,
+    pub max_execution: i64,
+    /// Runs queued so far (what `max_execution` counts).
+    pub execution_count: i64,
+    /// Milliseconds since the epoch of the last firing, 0 before the first.
+    pub last_ran_at: i64,
+    pub created_at: i64,
+    pub completed_at: i64,
+    pub cancelled_at: i64,
+    pub disabled_reason: String,
+    pub failed_error: String,
+    /// The task stream's version (last sequence number), for optimistic concurrency.
+    pub version: u64,
+}
+
+impl TaskRow {
+    /// The letter of the `t:` key the row is stored under.
+    pub fn letter(&self) -> char {
+        if self.running > 0 {
+            EXECUTING
+        } else {
+            self.status.letter()
+        }
+    }
+}
+
+pub fn row_key(letter: char, task_id: &str) -> Vec<u8> {
+    format!("t:{letter}:{task_id}").into_bytes()
+}
+
+pub fn locator_key(task_id: &str) -> Vec<u8> {
+    format!("ts:{task_id}").into_bytes()
+}
+
+pub fn definition_key(task_id: &str) -> Vec<u8> {
+    format!("td:{task_id}").into_bytes()
+}
+
+pub fn user_key(owner: &str, wallet: &str, task_id: &str) -> Vec<u8> {
+    format!("u:{owner}:{wallet}:{task_id}").into_bytes()
+}
+
+pub fn counter_key(owner: &str, wallet: &str, status: Status) -> Vec<u8> {
+    format!("n:{owner}:{wallet}:{}", status.letter()).into_bytes()
+}
+
+#[derive(Clone)]
+pub struct Tasks {
+    keyspace: Keyspace,
+}
+
+impl Tasks {
+    pub fn new(keyspace: Keyspace) -> Self {
+        Self { keyspace }
+    }
+
+    fn load(&self, tx: &Tx, task_id: &str) -> events::Result<Option<TaskRow>> {
+        let Some(letter) = tx.get(&self.keyspace, &locator_key(task_id))? else {
+            return Ok(None);
+        };
+        let letter = letter.first().copied().map_or('?', char::from);
+        get_json(tx, &self.keyspace, &row_key(letter, task_id), self.name())
+    }
+
+    /// Writes the row under its (possibly new) letter, removing the old key.
+    fn store(&self, tx: &mut Tx, before: Option<char>, row: &TaskRow) -> events::Result<()> {
+        let letter = row.letter();
+        if let Some(old) = before
+            && old != letter
+        {
+            tx.remove(&self.keyspace, row_key(old, &row.id));
+        }
+        put_json(
+            tx,
+            &self.keyspace,
+            row_key(letter, &row.id),
+            row,
+            self.name(),
+        )?;
+        if before != Some(letter) {
+            tx.insert(&self.keyspace, locator_key(&row.id), [letter as u8]);
+        }
+        Ok(())
+    }
+
+    fn count(
+        &self,
+        tx: &mut Tx,
+        owner: &str,
+        wallet: &str,
+        status: Status,
+        delta: i64,
+    ) -> events::Result<()> {
+        let key = counter_key(owner, wallet, status);
+        let current = read_counter(tx.get(&self.keyspace, &key)?);
+        let next = current.saturating_add_signed(delta);
+        if next == 0 {
+            tx.remove(&self.keyspace, key);
+        } else {
+            tx.insert(&self.keyspace, key, next.to_be_bytes());
+        }
+        Ok(())
+    }
+
+    /// Loads the row of the task an event names, folds the event into it, stores it back and
+    /// keeps the counters in step with its own status.
+    fn update(&self, tx: &mut Tx, task_id: &str, env: &Envelope) -> events::Result<()> {
+        let Some(mut row) = self.load(tx, task_id)? else {
+            return Ok(()); // a run of a deleted task finishing, for instance
+        };
+        let before_letter = row.letter();
+        let before_status = row.status;
+        row.apply(env);
+        if row.status != before_status {
+            self.count(tx, &row.owner, &row.wallet, before_status, -1)?;
+            self.count(tx, &row.owner, &row.wallet, row.status, 1)?;
+        }
+        self.store(tx, Some(before_letter), &row)
+    }
+
+    fn create(&self, tx: &mut Tx, env: &Envelope, created: &TaskCreated) -> events::Result<()> {
+        let row = TaskRow::created(env, created);
+        self.store(tx, None, &row)?;
+        put_json(
+            tx,
+            &self.keyspace,
+            definition_key(&row.id),
+            &created.definition,
+            self.name(),
+        )?;
+        tx.insert(
+            &self.keyspace,
+            user_key(&row.owner, &row.wallet, &row.id),
+            [],
+        );
+        self.count(tx, &row.owner, &row.wallet, Status::Active, 1)
+    }
+
+    fn delete(&self, tx: &mut Tx, task_id: &str) -> events::Result<()> {
+        let Some(row) = self.load(tx, task_id)? else {
+            return Ok(());
+        };
+        tx.remove(&self.keyspace, row_key(row.letter(), task_id));
+        tx.remove(&self.keyspace, locator_key(task_id));
+        tx.remove(&self.keyspace, definition_key(task_id));
+        tx.remove(&self.keyspace, user_key(&row.owner, &row.wallet, task_id));
+        self.count(tx, &row.owner, &row.wallet, row.status, -1)
+    }
+}
+
+impl Projection for Tasks {
+    fn name(&self) -> &'static str {
+        "tasks"
+    }
+
+    fn schema_version(&self) -> u32 {
+        1
+    }
+
+    fn keyspace(&self) -> &Keyspace {
+        &self.keyspace
+    }
+
+    fn apply(&self, env: &Envelope, tx: &mut Tx) -> events::Result<()> {
+        match &env.event {
+            Event::TaskCreated(created) => self.create(tx, env, created),
+            Event::TaskDeleted(e) => self.delete(tx, &e.task_id),
+            other => match task_of(other) {
+                Some(task_id) => self.update(tx, task_id, env),
+                None => Ok(()),
+            },
+        }
+    }
+}
+
+/// The task whose row an event changes (besides creation and deletion).
+fn task_of(event: &Event) -> Option<&str> {
+    Some(match event {
+        Event::TaskEnabled(e) => &e.task_id,
+        Event::TaskDisabled(e) => &e.task_id,
+        Event::TaskCancelled(e) => &e.task_id,
+        Event::TaskCompleted(e) => &e.task_id,
+        Event::TaskFailed(e) => &e.task_id,
+        Event::TaskTriggered(e) => &e.task_id,
+        Event::ExecutionStarted(e) => &e.task_id,
+        Event::ExecutionFinished(e) => &e.task_id,
+        _ => return None,
+    })
+}
+
+impl TaskRow {
+    /// The row a `TaskCreated` event starts.
+    pub fn created(env: &Envelope, created: &TaskCreated) -> Self {
+        let TaskDefinition {
+            name,
+            trigger,
+            start_at,
+            expired_at,
+            max_execution,
+            ..
+        } = &created.definition;
+        Self {
+            id: created.task_id.clone(),
+            owner: created.owner.clone(),
+            wallet: created.wallet.clone(),
+            name: name.clone(),
+            trigger_kind: trigger.config.as_ref().map(|c| c.kind()),
+            status: Status::Active,
+            running: 0,
+            start_at: *start_at,
+            expired_at: *expired_at,
+            max_execution: *max_execution,
+            execution_count: 0,
+            last_ran_at: 0,
+            created_at: ms(env.recorded_at),
+            completed_at: 0,
+            cancelled_at: 0,
+            disabled_reason: String::new(),
+            failed_error: String::new(),
+            version: env.seq,
+        }
+    }
+
+    /// Folds a later event of the task into the row. Pure: the domain's tests fold events with it
+    /// exactly as the projection does.
+    pub fn apply(&mut self, env: &Envelope) {
+        let at = ms(env.recorded_at);
+        let on_task_stream = match &env.event {
+            Event::TaskEnabled(_) => {
+                self.status = Status::Active;
+                self.disabled_reason.clear();
+                true
+            }
+            Event::TaskDisabled(e) => {
+                self.status = Status::Disabled;
+                self.disabled_reason.clone_from(&e.reason);
+                true
+            }
+            Event::TaskCancelled(_) => {
+                self.status = Status::Cancelled;
+                self.cancelled_at = at;
+                true
+            }
+            Event::TaskCompleted(_) => {
+                self.status = Status::Completed;
+                self.completed_at = at;
+                true
+            }
+            Event::TaskFailed(e) => {
+                self.status = Status::Failed;
+                self.failed_error.clone_from(&e.error);
+                true
+            }
+            Event::TaskTriggered(_) => {
+                self.execution_count += 1;
+                self.last_ran_at = at;
+                true
+            }
+            Event::ExecutionStarted(_) => {
+                self.running += 1;
+                false
+            }
+            Event::ExecutionFinished(_) => {
+                // Saturating: a run the engine gave up on before it started never counted.
+                self.running = self.running.saturating_sub(1);
+                false
+            }
+            _ => false,
+        };
+        if on_task_stream {
+            self.version = env.seq;
+        }
+    }
+}
+
+fn ms(recorded_at: u64) -> i64 {
+    i64::try_from(recorded_at).unwrap_or(i64::MAX)
+}
+
+pub fn read_counter(value: Option<Vec<u8>>) -> u64 {
+    value
+        .and_then(|v| v.as_slice().try_into().ok())
+        .map_or(0, u64::from_be_bytes)
+}

@@ -1,0 +1,161 @@
+//! `Views`: read-only access to the projections for the RPC layer and the engine. Reads see only
+//! committed batches, so a row and the counters it changed are always seen together.
+
+use events::fjall::Keyspace;
+use serde::Deserialize;
+
+use crate::executions::{self, ExecutionRow, TriggerRow};
+use crate::secrets::{self, SecretRow};
+use crate::tasks::{self, Status, TaskRow};
+use crate::wallets::{self, WalletRow};
+use events::task::TaskDefinition;
+
+#[derive(Clone)]
+pub struct Views {
+    pub tasks: Keyspace,
+    pub executions: Keyspace,
+    pub wallets: Keyspace,
+    pub secrets: Keyspace,
+    pub access: Keyspace,
+}
+
+fn json<T: for<'de> Deserialize<'de>>(
+    keyspace: &Keyspace,
+    key: &[u8],
+) -> events::Result<Option<T>> {
+    keyspace
+        .get(key)?
+        .map(|v| {
+            serde_json::from_slice(&v).map_err(|e| events::Error::Projection {
+                projection: String::from_utf8_lossy(keyspace.name().as_bytes()).into_owned(),
+                message: format!("corrupt row at {}: {e}", String::from_utf8_lossy(key)),
+            })
+        })
+        .transpose()
+}
+
+impl Views {
+    pub(crate) fn from_keyspaces(mut keyspaces: Vec<Keyspace>) -> Self {
+        // Same order as `Projections::open`.
+        let access = keyspaces.pop();
+        let secrets = keyspaces.pop();
+        let wallets = keyspaces.pop();
+        let executions = keyspaces.pop();
+        let tasks = keyspaces.pop();
+        match (tasks, executions, wallets, secrets, access) {
+            (Some(tasks), Some(executions), Some(wallets), Some(secrets), Some(access)) => Self {
+                tasks,
+                executions,
+                wallets,
+                secrets,
+                access,
+            },
+            _ => unreachable!("Projections::open opens five keyspaces"),
+        }
+    }
+
+    /// A task's row, wherever its status puts it.
+    pub fn task(&self, task_id: &str) -> events::Result<Option<TaskRow>> {
+        let Some(letter) = self.tasks.get(tasks::locator_key(task_id))? else {
+            return Ok(None);
+        };
+        let letter = letter.first().copied().map_or('?', char::from);
+        json(&self.tasks, &tasks::row_key(letter, task_id))
+    }
+
+    pub fn task_definition(&self, task_id: &str) -> events::Result<Option<TaskDefinition>> {
+        json(&self.tasks, &tasks::definition_key(task_id))
+    }
+
+    /// Task ids of one wallet, in creation order.
+    pub fn wallet_task_ids(&self, owner: &str, wallet: &str) -> events::Result<Vec<String>> {
+        let prefix = format!("u:{owner}:{wallet}:");
+        let mut ids = Vec::new();
+        for guard in self.tasks.prefix(prefix.as_bytes()) {
+            let key = guard.key()?;
+            if let Some(id) = key.get(prefix.len()..) {
+                ids.push(String::from_utf8_lossy(id).into_owned());
+            }
+        }
+        Ok(ids)
+    }
+
+    /// Number of tasks of a wallet with the given own status.
+    pub fn task_count(&self, owner: &str, wallet: &str, status: Status) -> events::Result<u64> {
+        Ok(tasks::read_counter(
+            self.tasks
+                .get(tasks::counter_key(owner, wallet, status))?
+                .map(|v| v.to_vec()),
+        ))
+    }
+
+    /// Ids of the tasks whose row is under `letter` (`a i c f l x`).
+    pub fn task_ids_with_letter(&self, letter: char) -> events::Result<Vec<String>> {
+        let prefix = format!("t:{letter}:");
+        let mut ids = Vec::new();
+        for guard in self.tasks.prefix(prefix.as_bytes()) {
+            let key = guard.key()?;
+            if let Some(id) = key.get(prefix.len()..) {
+                ids.push(String::from_utf8_lossy(id).into_owned());
+            }
+        }
+        Ok(ids)
+    }
+
+    pub fn execution(
+        &self,
+        task_id: &str,
+        execution_id: &str,
+    ) -> events::Result<Option<ExecutionRow>> {
+        json(
+            &self.executions,
+            &executions::history_key(task_id, execution_id),
+        )
+    }
+
+    pub fn trigger(&self, task_id: &str, execution_id: &str) -> events::Result<Option<TriggerRow>> {
+        json(
+            &self.executions,
+            &executions::trigger_key(task_id, execution_id),
+        )
+    }
+
+    /// Executions queued and not finished: (execution id, task id), oldest first.
+    pub fn pending_executions(&self) -> events::Result<Vec<(String, String)>> {
+        let mut out = Vec::new();
+        for guard in self.executions.prefix(executions::QUEUE_PREFIX) {
+            let (key, value) = guard.into_inner()?;
+            let id = key
+                .get(executions::QUEUE_PREFIX.len()..)
+                .unwrap_or_default();
+            out.push((
+                String::from_utf8_lossy(id).into_owned(),
+                String::from_utf8_lossy(&value).into_owned(),
+            ));
+        }
+        Ok(out)
+    }
+
+    pub fn wallet(&self, owner: &str, address: &str) -> events::Result<Option<WalletRow>> {
+        json(&self.wallets, &wallets::wallet_key(owner, address))
+    }
+
+    pub fn wallets_of(&self, owner: &str) -> events::Result<Vec<WalletRow>> {
+        let mut out = Vec::new();
+        for guard in self.wallets.prefix(wallets::owner_prefix(owner)) {
+            let (key, _) = guard.into_inner()?;
+            if let Some(row) = json(&self.wallets, &key)? {
+                out.push(row);
+            }
+        }
+        Ok(out)
+    }
+
+    pub fn secret(&self, scope: &events::event::SecretScope) -> events::Result<Option<SecretRow>> {
+        json(&self.secrets, &secrets::secret_key(scope))
+    }
+
+    pub fn is_revoked(&self, jti: &str) -> events::Result<bool> {
+        Ok(self.access.get(crate::access::revoked_key(jti))?.is_some())
+    }
+}
