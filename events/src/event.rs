@@ -113,6 +113,14 @@ events! {
     ApiKeyRevoked = 1,
 }
 
+/// Serializes an event's payload alone, as it is stored (without the type tag).
+pub fn serialize_payload<S: serde::Serializer>(
+    event: &Event,
+    serializer: S,
+) -> Result<S::Ok, S::Error> {
+    Payload(event).serialize(serializer)
+}
+
 /// Event types that end their stream for good: nothing may be appended after one, and an
 /// idempotency key whose result lives on the stream is free again.
 pub const CLOSING_TYPES: &[&str] = &["TaskDeleted"];

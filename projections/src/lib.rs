@@ -16,6 +16,8 @@ pub mod access;
 pub mod executions;
 pub mod secrets;
 pub mod tasks;
+#[cfg(test)]
+mod tests;
 mod views;
 pub mod wallets;
 

@@ -1,0 +1,372 @@
+//! `replay`: what an auditor runs on a copy of an aggregator's data directory (or on one the
+//! aggregator is not running on: fjall locks the directory).
+//!
+//! - `verify`: the log's integrity (ULID order, hash chain, decoding, gapless streams);
+//! - `rebuild --into DIR`: a complete store rebuilt from the log alone (events copied, indexes
+//!   and projections recomputed);
+//! - `diff`: rebuild into a temporary directory and compare every derived keyspace with the live
+//!   one, naming the first differing key;
+//! - `timeline --task ID`: every event of a task and its executions, in order;
+//! - `export --format jsonl [--from ULID] [--to ULID]`;
+//! - `stats`: events per type, streams, size on disk.
+//!
+//! Commands write their report to the given writer and return whether the check passed, so the
+//! end-to-end tests run them in-process exactly as the binary does.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result, bail};
+use clap::{Parser, Subcommand, ValueEnum};
+use events::fjall::Database;
+use events::{LogKeyspaces, Ulid};
+use indicatif::{ProgressBar, ProgressStyle};
+use projections::Projections;
+
+#[derive(Debug, Parser)]
+#[command(name = "replay", version, about = "Audit an aggregator's event log")]
+pub struct Cli {
+    /// The aggregator's data directory (a copy, or one no aggregator is running on).
+    #[arg(long, global = true, default_value = "./data", env = "REPLAY_DATA")]
+    pub data: PathBuf,
+    /// Threads for decoding while verifying (default: the number of cores).
+    #[arg(long, global = true)]
+    pub threads: Option<usize>,
+    #[command(subcommand)]
+    pub command: Cmd,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Cmd {
+    /// Check ULID order, the hash chain, decoding and stream sequences; name the first bad event.
+    Verify,
+    /// Rebuild a complete store (events, indexes, projections) from the log into an empty DIR.
+    Rebuild {
+        #[arg(long)]
+        into: PathBuf,
+    },
+    /// Rebuild the derived keyspaces from the log and compare them with the live ones.
+    Diff,
+    /// Every event of a task and of its executions, in order.
+    Timeline {
+        #[arg(long)]
+        task: String,
+    },
+    /// Print events as JSON lines (with their hash), optionally within a ULID range (inclusive).
+    Export {
+        #[arg(long, value_enum, default_value = "jsonl")]
+        format: Format,
+        #[arg(long)]
+        from: Option<String>,
+        #[arg(long)]
+        to: Option<String>,
+    },
+    /// Events per type, streams and size on disk.
+    Stats,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum Format {
+    Jsonl,
+}
+
+/// Runs one command. `Ok(false)` means the check ran and failed (exit code 1).
+pub fn run(cli: &Cli, out: &mut dyn Write) -> Result<bool> {
+    let threads = cli
+        .threads
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get()));
+    match &cli.command {
+        Cmd::Verify => verify(&cli.data, threads, out),
+        Cmd::Rebuild { into } => {
+            let (_db, log) = open(&cli.data)?;
+            rebuild(&log, into, out)?;
+            Ok(true)
+        }
+        Cmd::Diff => diff(&cli.data, out),
+        Cmd::Timeline { task } => timeline(&cli.data, task, out),
+        Cmd::Export {
+            format: _,
+            from,
+            to,
+        } => export(&cli.data, from.as_deref(), to.as_deref(), out),
+        Cmd::Stats => stats(&cli.data, out),
+    }
+}
+
+fn open(data: &Path) -> Result<(Database, LogKeyspaces)> {
+    if !data.join("keyspaces").exists() && !data.join("version").exists() {
+        bail!("{} is not an aggregator data directory", data.display());
+    }
+    let db = events::open_database(data).with_context(|| {
+        format!(
+            "opening {} (is an aggregator running on it?)",
+            data.display()
+        )
+    })?;
+    let log = LogKeyspaces::open(&db)?;
+    Ok((db, log))
+}
+
+fn progress(total: u64, what: &str) -> ProgressBar {
+    let bar = ProgressBar::new(total);
+    bar.set_style(
+        ProgressStyle::with_template("{msg} {bar:40} {pos}/{len} ({per_sec}, {eta})")
+            .unwrap_or_else(|_| ProgressStyle::default_bar()),
+    );
+    bar.set_message(what.to_owned());
+    bar
+}
+
+fn verify(data: &Path, threads: usize, out: &mut dyn Write) -> Result<bool> {
+    let (_db, log) = open(data)?;
+    let bar = progress(log.events.approximate_len() as u64, "verify");
+    let started = std::time::Instant::now();
+    let outcome = events::verify(&log, threads, &|n| bar.set_position(n))?;
+    bar.finish_and_clear();
+    match outcome {
+        Ok(report) => {
+            let secs = started.elapsed().as_secs_f64();
+            writeln!(
+                out,
+                "ok: {} events in {} streams verified in {:.2} s ({:.0} events/s); head {}",
+                report.events,
+                report.streams,
+                secs,
+                report.events as f64 / secs.max(1e-9),
+                report.head.map_or_else(
+                    || "none".into(),
+                    |(id, hash)| format!("{id} {}", hex(&hash))
+                )
+            )?;
+            Ok(true)
+        }
+        Err(failure) => {
+            writeln!(out, "FAILED: the first bad event is {failure}")?;
+            Ok(false)
+        }
+    }
+}
+
+/// Rebuilds everything derivable from `log` into the empty directory `into`.
+pub fn rebuild(log: &LogKeyspaces, into: &Path, out: &mut dyn Write) -> Result<()> {
+    if into.exists() && std::fs::read_dir(into)?.next().is_some() {
+        bail!("{} is not empty", into.display());
+    }
+    let target = events::open_database(into)?;
+    let target_log = LogKeyspaces::open(&target)?;
+    let total = log.events.approximate_len() as u64;
+
+    let bar = progress(total, "copy events");
+    let mut copied = 0u64;
+    let mut ingestion = target_log.events.start_ingestion()?;
+    for item in log.scan(None) {
+        let (id, value) = item?;
+        ingestion.write(id.to_bytes(), value)?;
+        copied += 1;
+        if copied % 65_536 == 0 {
+            bar.set_position(copied);
+        }
+    }
+    ingestion.finish()?;
+    bar.finish_and_clear();
+
+    let bar = progress(total, "indexes");
+    events::rebuild_indexes(&target_log, &target, &target_log, &|n| bar.set_position(n))?;
+    bar.finish_and_clear();
+
+    let bar = progress(total, "projections");
+    let mut projections = Projections::open(&target)?;
+    projections.clear()?;
+    projections.catch_up(&target_log, &|n| bar.set_position(n))?;
+    bar.finish_and_clear();
+    writeln!(out, "rebuilt {copied} events into {}", into.display())?;
+    Ok(())
+}
+
+fn diff(data: &Path, out: &mut dyn Write) -> Result<bool> {
+    let (db, log) = open(data)?;
+    let scratch = tempfile::tempdir()?;
+    let target = events::open_database(scratch.path())?;
+    let target_log = LogKeyspaces::open(&target)?;
+    let total = log.events.approximate_len() as u64;
+
+    let bar = progress(total, "indexes");
+    events::rebuild_indexes(&log, &target, &target_log, &|n| bar.set_position(n))?;
+    bar.finish_and_clear();
+    let bar = progress(total, "projections");
+    let mut rebuilt = Projections::open(&target)?;
+    rebuilt.clear()?;
+    rebuilt.catch_up(&log, &|n| bar.set_position(n))?;
+    bar.finish_and_clear();
+
+    let live = Projections::open(&db)?;
+    let mut clean = true;
+    let pairs = [
+        ("streams", Some(&log.streams), Some(&target_log.streams)),
+        (
+            "idempotency",
+            Some(&log.idempotency),
+            Some(&target_log.idempotency),
+        ),
+    ]
+    .into_iter()
+    .chain(
+        projections::KEYSPACES
+            .iter()
+            .map(|name| (*name, live.keyspace(name), rebuilt.keyspace(name))),
+    );
+    for (name, left, right) in pairs {
+        let (Some(left), Some(right)) = (left, right) else {
+            bail!("keyspace {name} is missing");
+        };
+        match events::first_difference(left, right)? {
+            None => writeln!(out, "{name}: identical")?,
+            Some(difference) => {
+                clean = false;
+                writeln!(out, "{name}: DIFFERS: {difference}")?;
+            }
+        }
+    }
+    Ok(clean)
+}
+
+/// Streams that belong to a task: its own, its assignments and overloads, its firings, and the
+/// executions its `TaskTriggered` events name.
+fn task_streams(log: &LogKeyspaces, task: &str) -> Result<BTreeSet<String>> {
+    let mut streams = BTreeSet::from([
+        events::stream::task(task),
+        events::stream::assignment(task),
+        events::stream::overload(task),
+    ]);
+    for envelope in log.read_stream(&events::stream::task(task))? {
+        if let events::Event::TaskTriggered(t) = &envelope.event {
+            streams.insert(events::stream::execution(&t.execution_id));
+        }
+    }
+    let firing_prefix = events::stream::firing(task, "");
+    for guard in log.streams.prefix(firing_prefix.as_bytes()) {
+        let key = guard.key()?;
+        if let Some(end) = key.iter().position(|b| *b == 0) {
+            streams
+                .insert(String::from_utf8_lossy(key.get(..end).unwrap_or_default()).into_owned());
+        }
+    }
+    Ok(streams)
+}
+
+fn timeline(data: &Path, task: &str, out: &mut dyn Write) -> Result<bool> {
+    let (_db, log) = open(data)?;
+    let mut all = Vec::new();
+    for stream in task_streams(&log, task)? {
+        all.extend(log.read_stream(&stream)?);
+    }
+    if all.is_empty() {
+        writeln!(out, "no events for task {task}")?;
+        return Ok(false);
+    }
+    all.sort_by_key(|e| e.id);
+    for e in all {
+        let at = humantime::format_rfc3339_millis(
+            std::time::UNIX_EPOCH + std::time::Duration::from_millis(e.recorded_at),
+        );
+        let payload = serde_json::to_string(&payload_json(&e)?)?;
+        let payload = if payload.len() > 300 {
+            format!("{}…", payload.chars().take(300).collect::<String>())
+        } else {
+            payload
+        };
+        writeln!(
+            out,
+            "{at}  {}  {}#{}  {}  by {}  {payload}",
+            e.id,
+            e.stream,
+            e.seq,
+            e.event.type_name(),
+            e.actor
+        )?;
+    }
+    Ok(true)
+}
+
+/// The payload as JSON, from the stored bytes (after upcasting the typed event would re-encode
+/// it; auditors see what is stored).
+fn payload_json(e: &events::Envelope) -> Result<serde_json::Value> {
+    Ok(serde_json::to_value(EventJson(&e.event))?)
+}
+
+struct EventJson<'a>(&'a events::Event);
+
+impl serde::Serialize for EventJson<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        events::event::serialize_payload(self.0, s)
+    }
+}
+
+fn parse_ulid(text: Option<&str>, what: &str) -> Result<Option<Ulid>> {
+    text.map(|t| Ulid::from_string(t).with_context(|| format!("--{what} {t:?} is not a ULID")))
+        .transpose()
+}
+
+fn export(data: &Path, from: Option<&str>, to: Option<&str>, out: &mut dyn Write) -> Result<bool> {
+    let (_db, log) = open(data)?;
+    let from = parse_ulid(from, "from")?;
+    let to = parse_ulid(to, "to")?;
+    let mut out = std::io::BufWriter::new(out);
+    for item in log.scan(from) {
+        let (id, value) = item?;
+        if to.is_some_and(|to| id > to) {
+            break;
+        }
+        let (hash, body) =
+            events::split_stored(&value).map_err(|e| anyhow::anyhow!("event {id}: {e}"))?;
+        let mut object: serde_json::Map<String, serde_json::Value> =
+            serde_json::from_slice(body).with_context(|| format!("event {id} is not JSON"))?;
+        object.insert("hash".into(), serde_json::Value::String(hex(&hash)));
+        serde_json::to_writer(&mut out, &object)?;
+        out.write_all(b"\n")?;
+    }
+    out.flush()?;
+    Ok(true)
+}
+
+fn stats(data: &Path, out: &mut dyn Write) -> Result<bool> {
+    let (db, log) = open(data)?;
+    let bar = progress(log.events.approximate_len() as u64, "stats");
+    let mut by_type: BTreeMap<String, u64> = BTreeMap::new();
+    let mut bytes = 0u64;
+    let mut count = 0u64;
+    for item in log.scan(None) {
+        let (id, value) = item?;
+        let header = events::decode_header_at(id, &value)?;
+        *by_type.entry(header.event_type).or_default() += 1;
+        bytes += value.len() as u64;
+        count += 1;
+        if count % 65_536 == 0 {
+            bar.set_position(count);
+        }
+    }
+    bar.finish_and_clear();
+    let mut streams = 0u64;
+    for guard in log.streams.iter() {
+        if guard.key()?.ends_with(&1u64.to_be_bytes()) {
+            streams += 1;
+        }
+    }
+    writeln!(
+        out,
+        "events: {count} ({bytes} bytes stored, {} bytes on average)",
+        bytes.checked_div(count).unwrap_or(0)
+    )?;
+    writeln!(out, "streams: {streams}")?;
+    writeln!(out, "size on disk: {} bytes", db.disk_space()?)?;
+    writeln!(out, "events per type:")?;
+    for (event_type, n) in by_type {
+        writeln!(out, "  {event_type:<26} {n}")?;
+    }
+    Ok(true)
+}
+
+fn hex(bytes: &[u8]) -> String {
+    hex::encode(bytes)
+}
