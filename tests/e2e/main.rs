@@ -1,0 +1,8 @@
+//! End-to-end scenarios, one module each, in a single test binary (every extra binary links the
+//! whole dependency tree again).
+
+#![allow(clippy::unwrap_used, reason = "tests")]
+
+mod core_crash;
+mod core_tamper;
+mod support;
