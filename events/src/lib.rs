@@ -13,6 +13,7 @@
 //! - `stream`: the stream id of each kind of aggregate.
 
 mod command;
+mod decoded;
 mod envelope;
 mod error;
 pub mod event;
@@ -32,6 +33,7 @@ mod writer;
 mod tests;
 
 pub use command::{Append, Command, Committed, EventRef, Expected, Idempotency};
+pub use decoded::for_each_decoded;
 pub use envelope::{
     Envelope, GENESIS_HASH, HASH_LEN, Hash, Header, IdempotencyMark, chain_hash, decode,
     decode_header, decode_payload, split_stored,

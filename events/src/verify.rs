@@ -152,7 +152,7 @@ fn read_and_chain(
                 items: Vec::with_capacity(CHUNK),
             };
             send(std::mem::replace(&mut chunk, next), &mut chunk_index);
-            if position % (CHUNK as u64 * 16) == 0 {
+            if position.is_multiple_of(CHUNK as u64 * 16) {
                 progress(position);
             }
         }
@@ -211,10 +211,7 @@ fn collect(results: Vec<Receiver<Decoded>>) -> std::result::Result<u64, VerifyFa
     let mut position = 0u64;
     let mut index = 0usize;
     let mut first_failure: Option<VerifyFailure> = None;
-    loop {
-        let Some(receiver) = results.get(index % results.len().max(1)) else {
-            break;
-        };
+    while let Some(receiver) = results.get(index % results.len().max(1)) {
         let Ok(decoded) = receiver.recv() else {
             break;
         };

@@ -1,16 +1,25 @@
 //! The single writer: one thread drains the queue of pending commands, checks their expected
 //! versions and idempotency keys, assigns ULIDs, sequences and hashes, lets the projector stage the
-//! rows the events change, commits the whole group in one fjall batch with one fsync, and only then
-//! acknowledges each command.
+//! rows the events change, and hands the group's batch to the committer thread, which commits it
+//! with one fsync and only then acknowledges each command.
+//!
+//! Two stages so that the CPU work of the next group overlaps the fsync of the current one. The
+//! hand-off is a rendezvous: the writer gives group N+1 to the committer only once group N is on
+//! disk. While N+1 is staged, N may still be in flight, so everything N wrote must be readable from
+//! memory: stream heads, idempotency keys of the last two groups, and projection rows (the `Tx`
+//! cache holds every row written). Caches are emptied only behind a barrier that waits for the
+//! committer to be idle.
 //!
 //! Ordering hazard: a command is acknowledged only after the batch holding it is committed (and
-//! fsync'd in `Durability::Sync`). A failed commit poisons the store: every command of the group,
-//! and every later one, gets `Error::Poisoned`; the in-memory heads are then meaningless, which is
-//! fine because nothing is written again until the store is reopened.
+//! fsync'd in `Durability::Sync`). A failed commit poisons the store: every command of that group,
+//! of the group staged behind it, and every later one gets `Error::Poisoned`; the in-memory state
+//! is then meaningless, which is fine because nothing is written again until the store reopens.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::sync::Mutex;
-use std::sync::mpsc::Receiver;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
 
 use fjall::{Database, OwnedWriteBatch, PersistMode};
 use tokio::sync::oneshot;
@@ -77,8 +86,25 @@ pub(crate) struct Writer {
     ids: MonotonicUlids,
     prev_hash: Hash,
     heads: HashMap<String, Head>,
-    poison: std::sync::Arc<Poison>,
+    /// Projection rows staged for the current group, and the rows read or written recently.
+    tx: Tx,
+    /// Idempotency keys of the previous group, which may still be in flight.
+    previous_keys: HashMap<String, Committed>,
+    poison: Arc<Poison>,
 }
+
+/// What the writer hands to the committer.
+enum Flight {
+    Group {
+        batch: OwnedWriteBatch,
+        pending: Vec<Pending>,
+    },
+    /// Received only when the committer is idle: every earlier group is on disk.
+    Barrier,
+}
+
+/// Projection rows the writer keeps cached across groups.
+const ROW_CACHE_LIMIT: usize = 200_000;
 
 /// A command that passed its checks in the current group, waiting for the commit.
 struct Pending {
@@ -94,7 +120,7 @@ impl Writer {
         options: LogOptions,
         last: Ulid,
         prev_hash: Hash,
-        poison: std::sync::Arc<Poison>,
+        poison: Arc<Poison>,
     ) -> Self {
         Self {
             db,
@@ -104,15 +130,30 @@ impl Writer {
             ids: MonotonicUlids::after(last),
             prev_hash,
             heads: HashMap::new(),
+            tx: Tx::write_through(),
+            previous_keys: HashMap::new(),
             poison,
         }
     }
 
     pub fn run(mut self, queue: Receiver<Request>) {
+        let (flights, landing) = sync_channel::<Flight>(0);
+        let poison = self.poison.clone();
+        let busy = Arc::new(AtomicBool::new(false));
+        let committer_busy = busy.clone();
+        let committer = std::thread::Builder::new()
+            .name("log-committer".into())
+            .spawn(move || commit_flights(landing, &poison, &committer_busy));
+        let Ok(committer) = committer else {
+            self.poison
+                .set("cannot start the log committer thread".into());
+            return;
+        };
         let max_group = self.options.max_group.max(1);
-        while let Ok(first) = queue.recv() {
+        let mut stop = None;
+        while stop.is_none() {
+            let Ok(first) = queue.recv() else { break };
             let mut group = Vec::with_capacity(64);
-            let mut stop = None;
             match first {
                 Request::Append { command, reply } => group.push((command, reply)),
                 Request::Stop { done } => stop = Some(done),
@@ -125,21 +166,51 @@ impl Writer {
                 }
             }
             if !group.is_empty() {
-                self.commit_group(group);
+                self.trim_caches(&flights);
+                if let Some(flight) = self.stage_group(group) {
+                    // A lone command with nothing in flight gains nothing from the pipeline:
+                    // committing it here saves a thread hop of latency. Otherwise the committer
+                    // takes it (once the group in flight has landed) while the next is staged.
+                    let lone =
+                        matches!(&flight, Flight::Group { pending, .. } if pending.len() == 1);
+                    if lone && !busy.load(Ordering::Acquire) {
+                        land(flight, &self.poison);
+                    } else {
+                        busy.store(true, Ordering::Release);
+                        let _ = flights.send(flight);
+                    }
+                }
             }
-            if let Some(done) = stop {
-                let _ = done.send(());
-                return;
-            }
+        }
+        drop(flights);
+        let _ = committer.join();
+        if let Some(done) = stop {
+            let _ = done.send(());
         }
     }
 
-    fn commit_group(&mut self, group: Vec<(Command, oneshot::Sender<Result<Committed>>)>) {
+    /// Empties the caches once they are past their limits, after waiting for the group in flight
+    /// (whose writes are only in those caches until it lands).
+    fn trim_caches(&mut self, flights: &SyncSender<Flight>) {
+        if self.heads.len() < HEAD_CACHE_LIMIT && self.tx.cached() < ROW_CACHE_LIMIT {
+            return;
+        }
+        let _ = flights.send(Flight::Barrier);
+        self.heads.clear();
+        self.tx.forget();
+    }
+
+    /// Stages a group of commands: rejections are answered at once; the rest wait in the returned
+    /// flight for their commit.
+    fn stage_group(
+        &mut self,
+        group: Vec<(Command, oneshot::Sender<Result<Committed>>)>,
+    ) -> Option<Flight> {
         let mut batch = self.db.batch().durability(match self.options.durability {
             Durability::Sync => Some(PersistMode::SyncData),
             Durability::Relaxed => None,
         });
-        let mut tx = Tx::new();
+        let mut tx = std::mem::take(&mut self.tx);
         let mut pending: Vec<Pending> = Vec::with_capacity(group.len());
         let mut staged_keys: HashMap<String, Committed> = HashMap::new();
         let mut last_staged = None;
@@ -167,34 +238,31 @@ impl Writer {
                 }
             }
         }
+        self.previous_keys = staged_keys;
 
+        let prepared = match last_staged {
+            Some(last) => self
+                .projector
+                .checkpoint(last, &mut tx)
+                .map(|()| tx.drain_into(&mut batch)),
+            None => Ok(()), // only rejections and deduplications: nothing to write
+        };
+        self.tx = tx;
+        if let Err(e) = prepared {
+            self.poison
+                .set(format!("staging the checkpoint failed: {e}"));
+        }
         if let Some(reason) = self.poison.reason() {
+            self.tx.forget();
             for p in pending {
                 let _ = p.reply.send(Err(Error::Poisoned(reason.clone())));
             }
-            return;
+            return None;
         }
-
-        if let Some(last) = last_staged {
-            let outcome = self.projector.checkpoint(last, &mut tx).and_then(|()| {
-                tx.drain_into(&mut batch);
-                batch.commit().map_err(Error::from)
-            });
-            if let Err(e) = outcome {
-                self.poison.set(format!(
-                    "committing a group of {} commands failed: {e}",
-                    pending.len()
-                ));
-                let reason = self.poison.reason().unwrap_or_default();
-                for p in pending {
-                    let _ = p.reply.send(Err(Error::Poisoned(reason.clone())));
-                }
-                return;
-            }
+        if pending.is_empty() {
+            return None;
         }
-        for p in pending {
-            let _ = p.reply.send(Ok(p.committed));
-        }
+        Some(Flight::Group { batch, pending })
     }
 
     /// Checks one command and stages its events. A rejection (conflict, closed stream, invalid
@@ -209,7 +277,10 @@ impl Writer {
         let event_count = validate_shape(&command)?;
 
         if let Some(idem) = &command.idempotency {
-            if let Some(earlier) = staged_keys.get(&idem.key) {
+            if let Some(earlier) = staged_keys
+                .get(&idem.key)
+                .or_else(|| self.previous_keys.get(&idem.key))
+            {
                 return Ok(Committed {
                     events: earlier.events.clone(),
                     deduplicated: true,
@@ -365,6 +436,16 @@ impl Writer {
         if let Some(head) = self.heads.get(stream) {
             return Ok(*head);
         }
+        // Most uncached streams are new (an execution's): a point read of sequence 1, which
+        // bloom filters answer cheaply, settles those without a range scan.
+        if self.keyspaces.streams.get(stream_key(stream, 1))?.is_none() {
+            let head = Head {
+                seq: 0,
+                closed: false,
+            };
+            self.remember(stream.to_owned(), head);
+            return Ok(head);
+        }
         let head = match self
             .keyspaces
             .streams
@@ -396,6 +477,37 @@ impl Writer {
             self.heads.clear();
         }
         self.heads.insert(stream, head);
+    }
+}
+
+/// The committer thread: lands each flight; after a failure it commits nothing more.
+fn commit_flights(landing: Receiver<Flight>, poison: &Poison, busy: &AtomicBool) {
+    for flight in landing {
+        land(flight, poison);
+        busy.store(false, Ordering::Release);
+    }
+}
+
+/// Commits a flight's batch (one fsync), then acknowledges its commands.
+fn land(flight: Flight, poison: &Poison) {
+    let Flight::Group { batch, pending } = flight else {
+        return; // a barrier: receiving it was the point
+    };
+    let outcome = match poison.reason() {
+        Some(reason) => Err(reason),
+        None => batch.commit().map_err(|e| {
+            poison.set(format!(
+                "committing a group of {} commands failed: {e}",
+                pending.len()
+            ));
+            poison.reason().unwrap_or_default()
+        }),
+    };
+    for p in pending {
+        let _ = p.reply.send(match &outcome {
+            Ok(()) => Ok(p.committed),
+            Err(reason) => Err(Error::Poisoned(reason.clone())),
+        });
     }
 }
 

@@ -47,6 +47,9 @@ struct Meta {
 /// Events applied per batch during catch-up and rebuild.
 const CATCH_UP_BATCH: usize = 50_000;
 
+/// Rows kept in memory during catch-up and rebuild.
+const REBUILD_CACHE_ROWS: usize = 4_000_000;
+
 /// The names of the projections' keyspaces, in the order of `Projections::all`.
 pub const KEYSPACES: &[&str] = &["tasks", "executions", "wallets", "secrets", "access"];
 
@@ -142,15 +145,18 @@ impl Projections {
             .min()
             .copied()
             .unwrap_or_else(Ulid::nil);
-        let mut tx = Tx::new();
+        // Rebuilding everything from scratch: all rows live in the cache, none is read from fjall.
+        let mut tx = if from.is_nil() {
+            Tx::complete(REBUILD_CACHE_ROWS)
+        } else {
+            Tx::with_cache(REBUILD_CACHE_ROWS)
+        };
         let mut in_batch = 0usize;
         let mut last = None;
-        for item in source.scan(Some(from)) {
-            let (id, value) = item?;
-            if id <= from && !from.is_nil() {
-                continue;
-            }
-            let envelope = events::decode_at(id, &value)?;
+        let threads = std::thread::available_parallelism().map_or(2, |n| n.get());
+        let after = (!from.is_nil()).then_some(from);
+        events::for_each_decoded(source, after, threads, |envelope| {
+            let id = envelope.id;
             for (projection, checkpoint) in self.all.iter().zip(&self.checkpoints) {
                 if id > *checkpoint {
                     projection.apply(&envelope, &mut tx)?;
@@ -164,7 +170,8 @@ impl Projections {
                 in_batch = 0;
                 progress(outcome.applied);
             }
-        }
+            Ok(())
+        })?;
         match last {
             Some(id) => self.flush(&mut tx, id)?,
             None => {
@@ -230,11 +237,23 @@ impl Projector for Projections {
         Ok(())
     }
 
+    /// A projection already past `last` (during a catch-up where another one is rebuilt) keeps
+    /// its own checkpoint: it must not apply those events twice.
     fn checkpoint(&mut self, last: Ulid, tx: &mut Tx) -> events::Result<()> {
-        for projection in &self.all {
-            self.write_meta(tx, projection.as_ref(), last)?;
+        for (projection, checkpoint) in self.all.iter().zip(self.checkpoints.iter_mut()) {
+            *checkpoint = (*checkpoint).max(last);
+            let meta = Meta {
+                version: projection.schema_version(),
+                checkpoint: *checkpoint,
+            };
+            put_json(
+                tx,
+                &self.meta,
+                projection.name().as_bytes().to_vec(),
+                &meta,
+                "projection_meta",
+            )?;
         }
-        self.checkpoints.iter_mut().for_each(|c| *c = last);
         Ok(())
     }
 }
@@ -248,7 +267,7 @@ fn corrupt(projection: &str, e: &dyn std::fmt::Display) -> events::Error {
 
 /// Reads a JSON row through the staged writes.
 pub(crate) fn get_json<T: for<'de> Deserialize<'de>>(
-    tx: &Tx,
+    tx: &mut Tx,
     keyspace: &Keyspace,
     key: &[u8],
     projection: &str,

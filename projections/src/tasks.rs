@@ -136,7 +136,7 @@ impl Tasks {
         Self { keyspace }
     }
 
-    fn load(&self, tx: &Tx, task_id: &str) -> events::Result<Option<TaskRow>> {
+    fn load(&self, tx: &mut Tx, task_id: &str) -> events::Result<Option<TaskRow>> {
         let Some(letter) = tx.get(&self.keyspace, &locator_key(task_id))? else {
             return Ok(None);
         };

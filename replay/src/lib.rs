@@ -164,7 +164,7 @@ pub fn rebuild(log: &LogKeyspaces, into: &Path, out: &mut dyn Write) -> Result<(
         let (id, value) = item?;
         ingestion.write(id.to_bytes(), value)?;
         copied += 1;
-        if copied % 65_536 == 0 {
+        if copied.is_multiple_of(65_536) {
             bar.set_position(copied);
         }
     }
@@ -342,7 +342,7 @@ fn stats(data: &Path, out: &mut dyn Write) -> Result<bool> {
         *by_type.entry(header.event_type).or_default() += 1;
         bytes += value.len() as u64;
         count += 1;
-        if count % 65_536 == 0 {
+        if count.is_multiple_of(65_536) {
             bar.set_position(count);
         }
     }
