@@ -2,6 +2,10 @@
 //! the store they share.
 //!
 //! Layout:
+//! - `pb`: the generated wire types;
 //! - `store`: the event log and the projections, opened together.
 
+pub mod domain;
+pub mod pb;
 pub mod store;
+pub mod wallet;

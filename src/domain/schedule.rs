@@ -1,0 +1,1 @@
+//! The schedule grammar of cron triggers (filled in by the schedule work).

@@ -1,0 +1,21 @@
+//! The generated protobuf types and services (`proto/avs.proto`, `proto/node.proto`). Prost types
+//! stay at the gRPC edge: handlers convert them into domain commands on their first line.
+
+/// Package `aggregator`: the client contract (`Aggregator`) and the operators' (`Node`).
+#[allow(clippy::all, clippy::unwrap_used, reason = "generated code")]
+pub mod aggregator {
+    tonic::include_proto!("aggregator");
+}
+
+/// The well-known types the contract uses that `prost_types` does not map (`BoolValue`).
+pub mod google {
+    #[allow(clippy::all, reason = "generated code")]
+    pub mod protobuf {
+        tonic::include_proto!("google.protobuf");
+    }
+}
+
+pub use aggregator::*;
+
+/// The encoded `FileDescriptorSet` of both files, for server reflection and the contract test.
+pub const DESCRIPTORS: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/descriptors.bin"));

@@ -1,0 +1,1 @@
+//! Smart wallets (filled in by the wallet work).
