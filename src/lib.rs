@@ -5,6 +5,8 @@
 //! - `pb`: the generated wire types;
 //! - `store`: the event log and the projections, opened together.
 
+pub mod auth;
+pub mod config;
 pub mod domain;
 pub mod pb;
 pub mod store;
