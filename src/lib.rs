@@ -9,5 +9,6 @@ pub mod auth;
 pub mod config;
 pub mod domain;
 pub mod pb;
+pub mod secrets;
 pub mod store;
 pub mod wallet;

@@ -1,7 +1,71 @@
 //! The domain: every business rule, as pure functions from (state, command) to events or a
-//! refusal. No I/O here; the RPC layer loads state from the projections and appends the events.
+//! refusal. No I/O here: the RPC layer loads state from the projections, asks the domain, and
+//! appends the events it returns.
 //!
 //! Layout:
-//! - `schedule`: the cron / `@every` grammar shared by validation and the operators' watchers.
+//! - `schedule`: the cron / `@every` grammar shared by validation and the operators' watchers;
+//! - `task`: task definitions (validation) and the task lifecycle (enable, disable, cancel, delete);
+//! - `wallets`: registering and hiding smart wallets;
+//! - `secrets`: secret names and scopes.
+//!
+//! `DomainError` says what is wrong in words a client can act on; `rpc::error` maps each variant
+//! to its gRPC status, once.
 
 pub mod schedule;
+pub mod secrets;
+pub mod task;
+pub mod wallets;
+
+/// The contract's `ErrorCode`s the domain produces (the RPC layer maps them to the wire enum).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Code {
+    TaskNotFound,
+    ExecutionNotFound,
+    WalletNotFound,
+    SecretNotFound,
+    InvalidRequest,
+    InvalidTriggerConfig,
+    InvalidNodeConfig,
+    InvalidWorkflow,
+    InvalidAddress,
+    MissingRequiredField,
+    TaskAlreadyCompleted,
+    TaskAlreadyCancelled,
+    SecretAlreadyExists,
+    QuotaExceeded,
+}
+
+/// Why a command is refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum DomainError {
+    /// The request itself is wrong (INVALID_ARGUMENT).
+    #[error("{0}")]
+    Invalid(String, Code),
+    /// It names something that does not exist, or not for this caller (NOT_FOUND).
+    #[error("{0}")]
+    NotFound(String, Code),
+    /// The caller may not do this (PERMISSION_DENIED).
+    #[error("{0}")]
+    PermissionDenied(String),
+    /// The state does not allow it (FAILED_PRECONDITION).
+    #[error("{0}")]
+    FailedPrecondition(String, Code),
+    /// It exists already (ALREADY_EXISTS).
+    #[error("{0}")]
+    AlreadyExists(String, Code),
+    /// A quota is full (RESOURCE_EXHAUSTED).
+    #[error("{0}")]
+    QuotaExceeded(String),
+}
+
+impl DomainError {
+    pub fn invalid(message: impl Into<String>) -> Self {
+        Self::Invalid(message.into(), Code::InvalidRequest)
+    }
+
+    pub fn task_not_found() -> Self {
+        Self::NotFound("task not found".into(), Code::TaskNotFound)
+    }
+}
+
+pub type DomainResult<T> = Result<T, DomainError>;
