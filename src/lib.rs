@@ -2,13 +2,24 @@
 //! the store they share.
 //!
 //! Layout:
-//! - `pb`: the generated wire types;
-//! - `store`: the event log and the projections, opened together.
+//! - `server`: start-up and shutdown; `app`: the state every handler shares;
+//! - `config`: the typed configuration; `telemetry`: logs, metrics, HTTP endpoints;
+//! - `rpc`: the gRPC edge (prost types end there); `domain`: every business rule, pure;
+//! - `store`: the event log and the projections, opened together;
+//! - `auth`: sign-in, tokens, API keys; `secrets`: encryption at rest; `wallet`: smart-wallet
+//!   addresses; `chain`: the Ethereum connection; `limits`: rate limits;
+//! - `pb`: the generated wire types.
 
+pub mod app;
 pub mod auth;
+pub mod chain;
 pub mod config;
 pub mod domain;
+pub mod limits;
 pub mod pb;
+pub mod rpc;
 pub mod secrets;
+pub mod server;
 pub mod store;
+pub mod telemetry;
 pub mod wallet;

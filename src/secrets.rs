@@ -92,6 +92,10 @@ mod tests {
         assert!(sb.open("secret:_:0xb:_:api", &sealed).is_err());
         let other = SecretBox::new(&Key::from_bytes([4; 32]));
         assert!(other.open("secret:_:0xa:_:api", &sealed).is_err());
-        assert_ne!(sealed, sb.seal("secret:_:0xa:_:api", b"hunter2").unwrap(), "random nonces");
+        assert_ne!(
+            sealed,
+            sb.seal("secret:_:0xa:_:api", b"hunter2").unwrap(),
+            "random nonces"
+        );
     }
 }

@@ -44,6 +44,11 @@ impl Store {
         Ok(())
     }
 
+    /// Events not yet folded into every projection (0 in steady state).
+    pub fn projection_lag(&self) -> events::Result<u64> {
+        projections::lag(&self.db, self.log.keyspaces())
+    }
+
     /// Bytes on disk, for telemetry.
     pub fn disk_space(&self) -> u64 {
         self.db.disk_space().unwrap_or(0)

@@ -53,6 +53,33 @@ const REBUILD_CACHE_ROWS: usize = 4_000_000;
 /// The names of the projections' keyspaces, in the order of `Projections::all`.
 pub const KEYSPACES: &[&str] = &["tasks", "executions", "wallets", "secrets", "access"];
 
+/// Events in the log after the projections' oldest checkpoint (0 when they are up to date, which
+/// they are whenever the writer runs: rows commit with their events).
+pub fn lag(db: &Database, log: &LogKeyspaces) -> events::Result<u64> {
+    let meta = db.keyspace("projection_meta", KeyspaceCreateOptions::default)?;
+    let mut oldest: Option<Ulid> = None;
+    for name in KEYSPACES {
+        let checkpoint = match meta.get(name)? {
+            Some(v) => {
+                serde_json::from_slice::<Meta>(&v)
+                    .map_err(|e| corrupt(name, &e))?
+                    .checkpoint
+            }
+            None => Ulid::nil(),
+        };
+        oldest = Some(oldest.map_or(checkpoint, |o| o.min(checkpoint)));
+    }
+    let from = oldest.unwrap_or_else(Ulid::nil);
+    let mut lag = 0u64;
+    for item in log.scan(Some(from)) {
+        let (id, _) = item?;
+        if id > from {
+            lag += 1;
+        }
+    }
+    Ok(lag)
+}
+
 /// Every projection of the system, applied together.
 pub struct Projections {
     db: Database,

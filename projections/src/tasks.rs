@@ -6,7 +6,8 @@
 //! - `ts:<task id>` → the letter under which the row is (to find it by id);
 //! - `td:<task id>` → the submitted `TaskDefinition` (JSON), written once;
 //! - `u:<owner>:<wallet>:<task id>` → empty: a wallet's tasks in id (creation) order;
-//! - `n:<owner>:<wallet>:<status>` → number of tasks (u64 BE) by their own status (not `x`).
+//! - `n:<owner>:<wallet>:<status>` → number of tasks (u64 BE) by their own status (not `x`);
+//! - `s:<letter>` → number of tasks (u64 BE) under each `t:` letter, for telemetry.
 
 use events::event::{Event, TaskCreated};
 use events::task::{TaskDefinition, TriggerKind};
@@ -122,6 +123,10 @@ pub fn user_key(owner: &str, wallet: &str, task_id: &str) -> Vec<u8> {
     format!("u:{owner}:{wallet}:{task_id}").into_bytes()
 }
 
+pub fn letter_count_key(letter: char) -> Vec<u8> {
+    format!("s:{letter}").into_bytes()
+}
+
 pub fn counter_key(owner: &str, wallet: &str, status: Status) -> Vec<u8> {
     format!("n:{owner}:{wallet}:{}", status.letter()).into_bytes()
 }
@@ -151,6 +156,7 @@ impl Tasks {
             && old != letter
         {
             tx.remove(&self.keyspace, row_key(old, &row.id));
+            self.add(tx, letter_count_key(old), -1)?;
         }
         put_json(
             tx,
@@ -161,6 +167,7 @@ impl Tasks {
         )?;
         if before != Some(letter) {
             tx.insert(&self.keyspace, locator_key(&row.id), [letter as u8]);
+            self.add(tx, letter_count_key(letter), 1)?;
         }
         Ok(())
     }
@@ -173,7 +180,11 @@ impl Tasks {
         status: Status,
         delta: i64,
     ) -> events::Result<()> {
-        let key = counter_key(owner, wallet, status);
+        self.add(tx, counter_key(owner, wallet, status), delta)
+    }
+
+    /// Adds `delta` to a counter row, removing it at zero.
+    fn add(&self, tx: &mut Tx, key: Vec<u8>, delta: i64) -> events::Result<()> {
         let current = read_counter(tx.get(&self.keyspace, &key)?);
         let next = current.saturating_add_signed(delta);
         if next == 0 {
@@ -223,6 +234,7 @@ impl Tasks {
             return Ok(());
         };
         tx.remove(&self.keyspace, row_key(row.letter(), task_id));
+        self.add(tx, letter_count_key(row.letter()), -1)?;
         tx.remove(&self.keyspace, locator_key(task_id));
         tx.remove(&self.keyspace, definition_key(task_id));
         tx.remove(&self.keyspace, user_key(&row.owner, &row.wallet, task_id));
@@ -236,7 +248,7 @@ impl Projection for Tasks {
     }
 
     fn schema_version(&self) -> u32 {
-        1
+        2
     }
 
     fn keyspace(&self) -> &Keyspace {

@@ -89,6 +89,15 @@ impl Views {
         ))
     }
 
+    /// Number of tasks whose row is under `letter` (`a i c f l x`).
+    pub fn tasks_with_letter(&self, letter: char) -> events::Result<u64> {
+        Ok(tasks::read_counter(
+            self.tasks
+                .get(tasks::letter_count_key(letter))?
+                .map(|v| v.to_vec()),
+        ))
+    }
+
     /// Ids of the tasks whose row is under `letter` (`a i c f l x`).
     pub fn task_ids_with_letter(&self, letter: char) -> events::Result<Vec<String>> {
         let prefix = format!("t:{letter}:");

@@ -12,9 +12,9 @@
 use std::collections::{BTreeMap, HashMap, HashSet};
 
 use alloy::primitives::Address;
+use events::Event;
 use events::event::{TaskCancelled, TaskDeleted, TaskDisabled, TaskEnabled};
 use events::task::*;
-use events::Event;
 use projections::tasks::{Status, TaskRow};
 use serde_json::Value;
 
@@ -105,7 +105,9 @@ pub fn is_identifier(s: &str) -> bool {
 
 /// Ids: letters, digits, `_` and `-` (a `.` separates a branch id from a condition id in edges).
 fn is_id(s: &str) -> bool {
-    !s.is_empty() && s.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+    !s.is_empty()
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
 }
 
 /// A field that is a template is resolved at run time: it cannot be checked now.
@@ -113,7 +115,11 @@ pub fn is_template(s: &str) -> bool {
     s.contains("{{")
 }
 
-fn address_or_template(field: &str, value: &str, make: fn(String) -> DomainError) -> DomainResult<()> {
+fn address_or_template(
+    field: &str,
+    value: &str,
+    make: fn(String) -> DomainError,
+) -> DomainResult<()> {
     if is_template(value) || value.parse::<Address>().is_ok() {
         Ok(())
     } else {
@@ -163,15 +169,23 @@ impl Sizes<'_> {
 
 /// Checks a definition (with its name already resolved) against the rules and limits. `now_ms`
 /// is the command's time: fixed-time epochs and `expired_at` must lie after it.
-pub fn validate(definition: &TaskDefinition, limits: &LimitsConfig, now_ms: i64) -> DomainResult<()> {
+pub fn validate(
+    definition: &TaskDefinition,
+    limits: &LimitsConfig,
+    now_ms: i64,
+) -> DomainResult<()> {
     let sizes = Sizes { limits };
     sizes.name("the task name", &definition.name)?;
     sizes.values("input_variables", &definition.input_variables)?;
     if definition.max_execution < 0 {
-        return Err(DomainError::invalid("max_execution must not be negative (0 means unlimited)"));
+        return Err(DomainError::invalid(
+            "max_execution must not be negative (0 means unlimited)",
+        ));
     }
     if definition.start_at < 0 || definition.expired_at < 0 {
-        return Err(DomainError::invalid("start_at and expired_at are milliseconds since the epoch, not negative"));
+        return Err(DomainError::invalid(
+            "start_at and expired_at are milliseconds since the epoch, not negative",
+        ));
     }
     if definition.expired_at != 0 {
         if definition.expired_at <= now_ms {
@@ -201,7 +215,9 @@ fn validate_trigger(trigger: &Trigger, sizes: &Sizes<'_>, now_ms: i64) -> Domain
     }
     sizes.name("the trigger name", &trigger.name)?;
     let Some(config) = &trigger.config else {
-        return Err(invalid_trigger("the trigger has no configuration (none of manual, fixed_time, cron, block, event is set)"));
+        return Err(invalid_trigger(
+            "the trigger has no configuration (none of manual, fixed_time, cron, block, event is set)",
+        ));
     };
     if trigger.trigger_type != config.kind().wire_number() {
         return Err(invalid_trigger(format!(
@@ -218,7 +234,9 @@ fn validate_trigger(trigger: &Trigger, sizes: &Sizes<'_>, now_ms: i64) -> Domain
         }
         TriggerConfig::FixedTime(fixed) => {
             if fixed.epochs.is_empty() {
-                return Err(invalid_trigger("a fixed-time trigger needs at least one epoch"));
+                return Err(invalid_trigger(
+                    "a fixed-time trigger needs at least one epoch",
+                ));
             }
             if fixed.epochs.len() > sizes.limits.max_nodes * 10 {
                 return Err(invalid_trigger("too many epochs"));
@@ -231,7 +249,9 @@ fn validate_trigger(trigger: &Trigger, sizes: &Sizes<'_>, now_ms: i64) -> Domain
         }
         TriggerConfig::Cron(cron) => {
             if cron.schedules.is_empty() {
-                return Err(invalid_trigger("a cron trigger needs at least one schedule"));
+                return Err(invalid_trigger(
+                    "a cron trigger needs at least one schedule",
+                ));
             }
             for schedule in &cron.schedules {
                 sizes.name("a cron schedule", schedule)?;
@@ -282,7 +302,9 @@ fn validate_event(event: &EventTriggerConfig, sizes: &Sizes<'_>) -> DomainResult
         for topic in &query.topics {
             let ok = topic.is_empty()
                 || topic.eq_ignore_ascii_case("null")
-                || topic.strip_prefix("0x").is_some_and(|h| h.len() == 64 && h.chars().all(|c| c.is_ascii_hexdigit()));
+                || topic
+                    .strip_prefix("0x")
+                    .is_some_and(|h| h.len() == 64 && h.chars().all(|c| c.is_ascii_hexdigit()));
             if !ok {
                 return Err(invalid_trigger(format!(
                     "event query {q}: topic {topic:?} is not a 32-byte hex value (or empty for any)"
@@ -290,12 +312,16 @@ fn validate_event(event: &EventTriggerConfig, sizes: &Sizes<'_>) -> DomainResult
             }
         }
         if query.max_events_per_block == Some(0) {
-            return Err(invalid_trigger(format!("event query {q}: max_events_per_block must be positive")));
+            return Err(invalid_trigger(format!(
+                "event query {q}: max_events_per_block must be positive"
+            )));
         }
         sizes.values("the event query's ABI", &query.contract_abi)?;
         for condition in &query.conditions {
             if condition.field_name.trim().is_empty() {
-                return Err(invalid_trigger(format!("event query {q}: a condition has no field_name")));
+                return Err(invalid_trigger(format!(
+                    "event query {q}: a condition has no field_name"
+                )));
             }
             if !CONDITION_OPERATORS.contains(&condition.operator.as_str()) {
                 return Err(invalid_trigger(format!(
@@ -372,7 +398,10 @@ fn validate_graph(definition: &TaskDefinition, sizes: &Sizes<'_>) -> DomainResul
     for edge in &definition.edges {
         sizes.name("an edge id", &edge.id)?;
         if !edge.id.is_empty() && !seen_edges.insert(edge.id.as_str()) {
-            return Err(invalid_workflow(format!("the edge id {:?} is used twice", edge.id)));
+            return Err(invalid_workflow(format!(
+                "the edge id {:?} is used twice",
+                edge.id
+            )));
         }
         let from = edge_source_node(edge, definition, &ids)?;
         if !ids.contains_key(edge.target.as_str()) {
@@ -384,7 +413,9 @@ fn validate_graph(definition: &TaskDefinition, sizes: &Sizes<'_>) -> DomainResul
         successors.entry(from).or_default().push(&edge.target);
     }
     if let Some(cycle_at) = find_cycle(&ids, &successors) {
-        return Err(invalid_workflow(format!("the graph has a cycle through node {cycle_at:?}")));
+        return Err(invalid_workflow(format!(
+            "the graph has a cycle through node {cycle_at:?}"
+        )));
     }
     Ok(())
 }
@@ -422,7 +453,10 @@ fn edge_source_node<'a>(
 }
 
 /// A node on a cycle, if any (depth-first search with colours).
-fn find_cycle<'a>(ids: &HashMap<&'a str, &Node>, successors: &HashMap<&'a str, Vec<&'a str>>) -> Option<&'a str> {
+fn find_cycle<'a>(
+    ids: &HashMap<&'a str, &Node>,
+    successors: &HashMap<&'a str, Vec<&'a str>>,
+) -> Option<&'a str> {
     #[derive(Clone, Copy, PartialEq)]
     enum Mark {
         Open,
@@ -462,7 +496,10 @@ fn find_cycle<'a>(ids: &HashMap<&'a str, &Node>, successors: &HashMap<&'a str, V
 
 fn validate_node(node: &Node, sizes: &Sizes<'_>) -> DomainResult<()> {
     let Some(config) = &node.config else {
-        return Err(invalid_node(format!("node {:?} has no configuration", node.id)));
+        return Err(invalid_node(format!(
+            "node {:?} has no configuration",
+            node.id
+        )));
     };
     if node.node_type != config.kind().wire_number() {
         return Err(invalid_node(format!(
@@ -503,7 +540,11 @@ fn validate_node(node: &Node, sizes: &Sizes<'_>) -> DomainResult<()> {
 }
 
 fn validate_eth_transfer(id: &str, c: &EthTransferConfig) -> DomainResult<()> {
-    address_or_template(&format!("node {id:?}: destination"), &c.destination, invalid_node)?;
+    address_or_template(
+        &format!("node {id:?}: destination"),
+        &c.destination,
+        invalid_node,
+    )?;
     if !is_template(&c.amount) && c.amount.parse::<alloy::primitives::U256>().is_err() {
         return Err(invalid_node(format!(
             "node {id:?}: amount {:?} is not a non-negative integer (wei)",
@@ -518,7 +559,8 @@ fn validate_method_calls(id: &str, calls: &[MethodCall], sizes: &Sizes<'_>) -> D
         return Err(invalid_node(format!("node {id:?} has no method_calls")));
     }
     for call in calls {
-        if call.method_name.trim().is_empty() && call.call_data.as_deref().is_none_or(str::is_empty) {
+        if call.method_name.trim().is_empty() && call.call_data.as_deref().is_none_or(str::is_empty)
+        {
             return Err(invalid_node(format!(
                 "node {id:?}: a method call has neither a method_name nor call_data"
             )));
@@ -535,17 +577,31 @@ fn validate_method_calls(id: &str, calls: &[MethodCall], sizes: &Sizes<'_>) -> D
 }
 
 fn validate_contract_read(id: &str, c: &ContractReadConfig, sizes: &Sizes<'_>) -> DomainResult<()> {
-    address_or_template(&format!("node {id:?}: contract_address"), &c.contract_address, invalid_node)?;
+    address_or_template(
+        &format!("node {id:?}: contract_address"),
+        &c.contract_address,
+        invalid_node,
+    )?;
     sizes.values("a contract ABI", &c.contract_abi)?;
     validate_method_calls(id, &c.method_calls, sizes)
 }
 
-fn validate_contract_write(id: &str, c: &ContractWriteConfig, sizes: &Sizes<'_>) -> DomainResult<()> {
-    address_or_template(&format!("node {id:?}: contract_address"), &c.contract_address, invalid_node)?;
+fn validate_contract_write(
+    id: &str,
+    c: &ContractWriteConfig,
+    sizes: &Sizes<'_>,
+) -> DomainResult<()> {
+    address_or_template(
+        &format!("node {id:?}: contract_address"),
+        &c.contract_address,
+        invalid_node,
+    )?;
     sizes.values("a contract ABI", &c.contract_abi)?;
     sizes.text("call data", &c.call_data)?;
     if c.method_calls.is_empty() && c.call_data.trim().is_empty() {
-        return Err(invalid_node(format!("node {id:?} has neither method_calls nor call_data")));
+        return Err(invalid_node(format!(
+            "node {id:?} has neither method_calls nor call_data"
+        )));
     }
     if !c.method_calls.is_empty() {
         validate_method_calls(id, &c.method_calls, sizes)?;
@@ -560,7 +616,9 @@ fn validate_url(id: &str, url: &str, sizes: &Sizes<'_>) -> DomainResult<()> {
     }
     let scheme_ok = url.starts_with("http://") || url.starts_with("https://");
     if !scheme_ok || url.len() <= "https://".len() {
-        return Err(invalid_node(format!("node {id:?}: url {url:?} is not an http(s) URL")));
+        return Err(invalid_node(format!(
+            "node {id:?}: url {url:?} is not an http(s) URL"
+        )));
     }
     Ok(())
 }
@@ -648,8 +706,13 @@ fn validate_branch(id: &str, c: &BranchConfig, sizes: &Sizes<'_>) -> DomainResul
         }
         sizes.text("a branch expression", &condition.expression)?;
     }
-    if c.conditions.first().is_some_and(|c| c.condition_type != "if") {
-        return Err(invalid_node(format!("branch {id:?}: the first condition must be an if")));
+    if c.conditions
+        .first()
+        .is_some_and(|c| c.condition_type != "if")
+    {
+        return Err(invalid_node(format!(
+            "branch {id:?}: the first condition must be an if"
+        )));
     }
     Ok(())
 }
@@ -694,7 +757,8 @@ fn validate_loop(id: &str, c: &LoopConfig, sizes: &Sizes<'_>) -> DomainResult<()
 
 /// Only the owner sees a task; to anyone else it does not exist.
 pub fn owned<'a>(row: Option<&'a TaskRow>, owner: &str) -> DomainResult<&'a TaskRow> {
-    row.filter(|r| r.owner == owner).ok_or_else(DomainError::task_not_found)
+    row.filter(|r| r.owner == owner)
+        .ok_or_else(DomainError::task_not_found)
 }
 
 fn terminal(row: &TaskRow, doing: &str) -> DomainError {
@@ -703,7 +767,10 @@ fn terminal(row: &TaskRow, doing: &str) -> DomainError {
         Status::Completed => ("completed", Code::TaskAlreadyCompleted),
         _ => ("failed", Code::TaskAlreadyCompleted),
     };
-    DomainError::FailedPrecondition(format!("cannot {doing} a {what} task: it never runs again"), code)
+    DomainError::FailedPrecondition(
+        format!("cannot {doing} a {what} task: it never runs again"),
+        code,
+    )
 }
 
 /// `SetTaskEnabled`. `None` when the task is already in the asked state.
@@ -727,14 +794,20 @@ pub fn set_enabled(row: &TaskRow, enabled: bool) -> DomainResult<Option<Event>> 
 /// `CancelTask`: a terminal stop.
 pub fn cancel(row: &TaskRow) -> DomainResult<Event> {
     match row.status {
-        Status::Active | Status::Disabled => Ok(TaskCancelled { task_id: row.id.clone() }.into()),
+        Status::Active | Status::Disabled => Ok(TaskCancelled {
+            task_id: row.id.clone(),
+        }
+        .into()),
         _ => Err(terminal(row, "cancel")),
     }
 }
 
 /// `DeleteTask`: always allowed; runs in progress finish and are kept in the history.
 pub fn delete(row: &TaskRow) -> Event {
-    TaskDeleted { task_id: row.id.clone() }.into()
+    TaskDeleted {
+        task_id: row.id.clone(),
+    }
+    .into()
 }
 
 #[cfg(test)]
@@ -788,7 +861,10 @@ mod tests {
     }
 
     fn cancelled() -> Event {
-        TaskCancelled { task_id: "t".into() }.into()
+        TaskCancelled {
+            task_id: "t".into(),
+        }
+        .into()
     }
 
     #[test]
@@ -801,7 +877,15 @@ mod tests {
     #[test]
     fn enabling_a_disabled_task_records_an_enable_and_repeats_are_no_ops() {
         let state = given(vec![created(), disabled()]);
-        assert_eq!(set_enabled(&state, true).unwrap(), Some(TaskEnabled { task_id: "t".into() }.into()));
+        assert_eq!(
+            set_enabled(&state, true).unwrap(),
+            Some(
+                TaskEnabled {
+                    task_id: "t".into()
+                }
+                .into()
+            )
+        );
         assert_eq!(set_enabled(&state, false).unwrap(), None);
     }
 
@@ -809,7 +893,13 @@ mod tests {
     fn a_cancelled_task_is_never_enabled_again() {
         let state = given(vec![created(), disabled(), cancelled()]);
         let err = set_enabled(&state, true).unwrap_err();
-        assert!(matches!(err, DomainError::FailedPrecondition(_, Code::TaskAlreadyCancelled)), "{err}");
+        assert!(
+            matches!(
+                err,
+                DomainError::FailedPrecondition(_, Code::TaskAlreadyCancelled)
+            ),
+            "{err}"
+        );
         assert!(err.to_string().contains("cancelled"));
         assert!(cancel(&state).is_err());
     }
@@ -817,7 +907,10 @@ mod tests {
     #[test]
     fn cancelling_works_from_active_and_disabled() {
         assert_eq!(cancel(&given(vec![created()])).unwrap(), cancelled());
-        assert_eq!(cancel(&given(vec![created(), disabled()])).unwrap(), cancelled());
+        assert_eq!(
+            cancel(&given(vec![created(), disabled()])).unwrap(),
+            cancelled()
+        );
     }
 
     #[test]
@@ -827,7 +920,13 @@ mod tests {
             reason: "max_execution reached".into(),
         };
         let state = given(vec![created(), completed.into()]);
-        assert!(matches!(cancel(&state), Err(DomainError::FailedPrecondition(_, Code::TaskAlreadyCompleted))));
+        assert!(matches!(
+            cancel(&state),
+            Err(DomainError::FailedPrecondition(
+                _,
+                Code::TaskAlreadyCompleted
+            ))
+        ));
         assert!(set_enabled(&state, true).is_err());
     }
 
@@ -835,14 +934,26 @@ mod tests {
     fn another_owner_sees_no_task() {
         let state = given(vec![created()]);
         assert!(owned(Some(&state), "0xowner").is_ok());
-        assert_eq!(owned(Some(&state), "0xsomeone").unwrap_err(), DomainError::task_not_found());
-        assert_eq!(owned(None, "0xowner").unwrap_err(), DomainError::task_not_found());
+        assert_eq!(
+            owned(Some(&state), "0xsomeone").unwrap_err(),
+            DomainError::task_not_found()
+        );
+        assert_eq!(
+            owned(None, "0xowner").unwrap_err(),
+            DomainError::task_not_found()
+        );
     }
 
     #[test]
     fn deleting_is_always_possible() {
         let state = given(vec![created(), cancelled()]);
-        assert_eq!(delete(&state), TaskDeleted { task_id: "t".into() }.into());
+        assert_eq!(
+            delete(&state),
+            TaskDeleted {
+                task_id: "t".into()
+            }
+            .into()
+        );
     }
 
     // ---- definition validation ----
@@ -869,7 +980,12 @@ mod tests {
         let vars = valid().input_variables;
         let id = identity(&vars, "", "").unwrap();
         assert_eq!(id.name, "sample task");
-        assert!(identity(&BTreeMap::new(), "", "").unwrap_err().to_string().contains("settings.name"));
+        assert!(
+            identity(&BTreeMap::new(), "", "")
+                .unwrap_err()
+                .to_string()
+                .contains("settings.name")
+        );
         assert!(identity(&vars, "other", "").is_err());
     }
 
@@ -877,7 +993,12 @@ mod tests {
     fn graph_rules() {
         let mut d = valid();
         d.edges.clear();
-        assert!(check(&d).unwrap_err().to_string().contains("at least one edge"));
+        assert!(
+            check(&d)
+                .unwrap_err()
+                .to_string()
+                .contains("at least one edge")
+        );
 
         let mut d = valid();
         d.edges[0].target = "nope".into();
@@ -888,9 +1009,17 @@ mod tests {
         second.id = "node2".into();
         second.name = "code2".into();
         d.nodes.push(second);
-        d.edges.push(Edge { id: "e2".into(), source: "node1".into(), target: "node2".into() });
+        d.edges.push(Edge {
+            id: "e2".into(),
+            source: "node1".into(),
+            target: "node2".into(),
+        });
         check(&d).unwrap();
-        d.edges.push(Edge { id: "e3".into(), source: "node2".into(), target: "node1".into() });
+        d.edges.push(Edge {
+            id: "e3".into(),
+            source: "node2".into(),
+            target: "node1".into(),
+        });
         assert!(check(&d).unwrap_err().to_string().contains("cycle"));
 
         let mut d = valid();
@@ -906,27 +1035,52 @@ mod tests {
 
         let mut d = valid();
         d.trigger.trigger_type = 3;
-        d.trigger.config = Some(TriggerConfig::Cron(CronTriggerConfig { schedules: vec!["nope".into()] }));
-        assert!(matches!(check(&d), Err(DomainError::Invalid(_, Code::InvalidTriggerConfig))));
-        d.trigger.config = Some(TriggerConfig::Cron(CronTriggerConfig { schedules: vec!["*/5 * * * *".into()] }));
+        d.trigger.config = Some(TriggerConfig::Cron(CronTriggerConfig {
+            schedules: vec!["nope".into()],
+        }));
+        assert!(matches!(
+            check(&d),
+            Err(DomainError::Invalid(_, Code::InvalidTriggerConfig))
+        ));
+        d.trigger.config = Some(TriggerConfig::Cron(CronTriggerConfig {
+            schedules: vec!["*/5 * * * *".into()],
+        }));
         check(&d).unwrap();
 
         let mut d = valid();
         d.trigger.trigger_type = 2;
-        d.trigger.config = Some(TriggerConfig::FixedTime(FixedTimeTriggerConfig { epochs: vec![500] }));
-        assert!(check(&d).unwrap_err().to_string().contains("not in the future"));
+        d.trigger.config = Some(TriggerConfig::FixedTime(FixedTimeTriggerConfig {
+            epochs: vec![500],
+        }));
+        assert!(
+            check(&d)
+                .unwrap_err()
+                .to_string()
+                .contains("not in the future")
+        );
 
         let mut d = valid();
         d.trigger.trigger_type = 5;
         d.trigger.config = Some(TriggerConfig::Event(EventTriggerConfig {
-            queries: vec![EventQuery { addresses: vec!["0x12".into()], ..EventQuery::default() }],
+            queries: vec![EventQuery {
+                addresses: vec!["0x12".into()],
+                ..EventQuery::default()
+            }],
             cooldown_seconds: None,
         }));
-        assert!(matches!(check(&d), Err(DomainError::Invalid(_, Code::InvalidAddress))));
+        assert!(matches!(
+            check(&d),
+            Err(DomainError::Invalid(_, Code::InvalidAddress))
+        ));
 
         let mut d = valid();
         d.trigger.trigger_type = 1;
-        assert!(check(&d).unwrap_err().to_string().contains("does not match"));
+        assert!(
+            check(&d)
+                .unwrap_err()
+                .to_string()
+                .contains("does not match")
+        );
     }
 
     #[test]

@@ -18,7 +18,12 @@ pub struct WalletRequest {
 }
 
 /// `GetWallet`: registers the wallet the first time, within `limit` registered wallets.
-pub fn register(existing: Option<&WalletRow>, registered: usize, limit: u32, request: &WalletRequest) -> DomainResult<Option<Event>> {
+pub fn register(
+    existing: Option<&WalletRow>,
+    registered: usize,
+    limit: u32,
+    request: &WalletRequest,
+) -> DomainResult<Option<Event>> {
     if existing.is_some() {
         return Ok(None);
     }
@@ -67,7 +72,10 @@ mod tests {
 
     #[test]
     fn registers_once_within_the_limit() {
-        assert!(matches!(register(None, 0, 5, &request()).unwrap(), Some(Event::WalletRegistered(_))));
+        assert!(matches!(
+            register(None, 0, 5, &request()).unwrap(),
+            Some(Event::WalletRegistered(_))
+        ));
         let row = WalletRow {
             owner: "0xo".into(),
             address: "0xw".into(),
@@ -77,8 +85,14 @@ mod tests {
             created_at: 0,
         };
         assert_eq!(register(Some(&row), 5, 5, &request()).unwrap(), None);
-        assert!(matches!(register(None, 5, 5, &request()), Err(DomainError::QuotaExceeded(_))));
-        assert!(matches!(set_hidden(&row, true), Some(Event::WalletHidden(_))));
+        assert!(matches!(
+            register(None, 5, 5, &request()),
+            Err(DomainError::QuotaExceeded(_))
+        ));
+        assert!(matches!(
+            set_hidden(&row, true),
+            Some(Event::WalletHidden(_))
+        ));
         assert_eq!(set_hidden(&row, false), None);
     }
 }

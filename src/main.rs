@@ -1,0 +1,91 @@
+//! `aggregator`: runs the service (the default), or mints an API key offline.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+
+use aggregator::auth::keys::Keys;
+use aggregator::auth::{Role, TokenIssuer};
+use aggregator::config::{Config, Overrides};
+
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "aggregator",
+    version,
+    about = "The aggregator of an EigenLayer AVS for on-chain task automation"
+)]
+struct Cli {
+    #[command(flatten)]
+    overrides: Overrides,
+    #[command(subcommand)]
+    command: Option<Cmd>,
+}
+
+#[derive(Debug, Subcommand)]
+enum Cmd {
+    /// Run the aggregator (what it does with no subcommand).
+    Run,
+    /// Mint an API key offline, signed with the JWT secret of the keys directory (works while
+    /// the server runs: it needs no store). Prints the key on stdout.
+    CreateApiKey {
+        /// admin: may sign in as any wallet and revoke keys; readonly: only as its subject, and
+        /// changes nothing.
+        #[arg(long, value_enum)]
+        role: Role,
+        /// The wallet address the key is for.
+        #[arg(long)]
+        subject: String,
+        /// How long the key is valid (e.g. 30d, 12h).
+        #[arg(long, default_value = "365d", value_parser = humantime::parse_duration)]
+        expires: Duration,
+    },
+    /// Print the effective configuration (YAML) and exit.
+    Config,
+}
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    let config = Config::load(&cli.overrides)?;
+    match cli.command.unwrap_or(Cmd::Run) {
+        Cmd::Run => {
+            aggregator::telemetry::init_logging(&config.log);
+            let runtime = tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()?;
+            runtime.block_on(aggregator::server::run(config))
+        }
+        Cmd::CreateApiKey {
+            role,
+            subject,
+            expires,
+        } => {
+            let keys = Keys::load(&config.keys_dir).with_context(|| {
+                format!(
+                    "no keys in {}: start the aggregator once (it generates them) or pass --keys-dir",
+                    config.keys_dir.display()
+                )
+            })?;
+            let subject = subject
+                .parse()
+                .with_context(|| format!("--subject {subject:?} is not an address"))?;
+            let (jti, key) = TokenIssuer::new(&keys.jwt_secret, config.chain_id)
+                .api_key(subject, role, expires)?;
+            eprintln!(
+                "API key {jti} ({role:?}, subject {subject}, valid {})",
+                humantime::format_duration(expires)
+            );
+            println!("{key}");
+            Ok(())
+        }
+        Cmd::Config => {
+            print!("{}", serde_norway::to_string(&config)?);
+            let _ = PathBuf::new();
+            Ok(())
+        }
+    }
+}

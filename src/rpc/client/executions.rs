@@ -1,0 +1,178 @@
+//! Executions: list, read, status, counts and stats of the caller's tasks' runs. Lists are newest
+//! first (execution ids are ULIDs); see `rpc::paging` for the cursors.
+
+use projections::executions::{self as views_exec, DAY_MS, DayStats};
+use tonic::{Request, Status};
+
+use crate::app::{App, now_ms};
+use crate::domain::{Code, DomainError};
+use crate::pb;
+use crate::rpc::paging::{self, Order};
+use crate::rpc::{calls, convert, error};
+
+/// The caller's task ids among `requested` (all the caller's tasks when empty); another owner's
+/// task is "not found", as for every other method.
+fn tasks_of(app: &App, owner: &str, requested: &[String]) -> Result<Vec<String>, Status> {
+    if requested.is_empty() {
+        let prefix = format!("u:{owner}:");
+        let mut ids = Vec::new();
+        for guard in app.store.views.tasks.prefix(prefix.as_bytes()) {
+            let key = guard.key().map_err(|e| error::storage(e.into()))?;
+            if let Some((_, id)) = String::from_utf8_lossy(&key).rsplit_once(':') {
+                ids.push(id.to_owned());
+            }
+        }
+        return Ok(ids);
+    }
+    requested
+        .iter()
+        .map(|id| app.owned_task(owner, id.trim()).map(|row| row.id))
+        .collect()
+}
+
+fn execution_not_found() -> Status {
+    DomainError::NotFound("execution not found".into(), Code::ExecutionNotFound).into()
+}
+
+pub async fn list_executions(
+    app: &App,
+    request: Request<pb::ListExecutionsReq>,
+) -> Result<pb::ListExecutionsResp, Status> {
+    let caller = calls::caller(app, &request)?;
+    let req = request.into_inner();
+    let page = paging::request(&req.before, &req.after, req.limit, true)?;
+    let tasks = tasks_of(app, &caller.owner, &req.task_ids)?;
+    // (execution id, task id), newest first.
+    let mut runs = Vec::new();
+    for task_id in &tasks {
+        let prefix = views_exec::history_prefix(task_id);
+        for guard in app.store.views.executions.prefix(&prefix) {
+            let key = guard.key().map_err(|e| error::storage(e.into()))?;
+            let id =
+                String::from_utf8_lossy(key.get(prefix.len()..).unwrap_or_default()).into_owned();
+            runs.push((id, task_id.clone()));
+        }
+    }
+    runs.sort_unstable_by(|a, b| b.0.cmp(&a.0));
+    let ids: Vec<String> = runs.iter().map(|(id, _)| id.clone()).collect();
+    let (range, page_info) = paging::select(&ids, Order::Descending, &page);
+    let mut items = Vec::with_capacity(range.len());
+    for (id, task_id) in runs.get(range).unwrap_or_default() {
+        if let Some(row) = app
+            .store
+            .views
+            .execution(task_id, id)
+            .map_err(error::storage)?
+        {
+            items.push(convert::execution_to_pb(&row));
+        }
+    }
+    Ok(pb::ListExecutionsResp {
+        items,
+        page_info: Some(page_info),
+    })
+}
+
+fn execution(
+    app: &App,
+    owner: &str,
+    req: &pb::ExecutionReq,
+) -> Result<views_exec::ExecutionRow, Status> {
+    let task = app.owned_task(owner, req.task_id.trim())?;
+    app.store
+        .views
+        .execution(&task.id, req.execution_id.trim())
+        .map_err(error::storage)?
+        .ok_or_else(execution_not_found)
+}
+
+pub async fn get_execution(
+    app: &App,
+    request: Request<pb::ExecutionReq>,
+) -> Result<pb::Execution, Status> {
+    let caller = calls::caller(app, &request)?;
+    let row = execution(app, &caller.owner, request.get_ref())?;
+    Ok(convert::execution_to_pb(&row))
+}
+
+pub async fn get_execution_status(
+    app: &App,
+    request: Request<pb::ExecutionReq>,
+) -> Result<pb::ExecutionStatusResp, Status> {
+    let caller = calls::caller(app, &request)?;
+    let row = execution(app, &caller.owner, request.get_ref())?;
+    Ok(pb::ExecutionStatusResp {
+        status: convert::execution_status(row.status) as i32,
+    })
+}
+
+/// Runs queued so far of the given tasks (all the caller's when none is given).
+pub async fn get_execution_count(
+    app: &App,
+    request: Request<pb::GetExecutionCountReq>,
+) -> Result<pb::GetExecutionCountResp, Status> {
+    let caller = calls::caller(app, &request)?;
+    let tasks = tasks_of(app, &caller.owner, &request.get_ref().workflow_ids)?;
+    let mut total = 0i64;
+    for id in tasks {
+        if let Some(row) = app.store.views.task(&id).map_err(error::storage)? {
+            total += row.execution_count;
+        }
+    }
+    Ok(pb::GetExecutionCountResp { total })
+}
+
+/// Finished runs over the last `days` days (UTC days, today included; default 7), with the
+/// average duration in milliseconds.
+pub async fn get_execution_stats(
+    app: &App,
+    request: Request<pb::GetExecutionStatsReq>,
+) -> Result<pb::GetExecutionStatsResp, Status> {
+    let caller = calls::caller(app, &request)?;
+    let req = request.into_inner();
+    let days = match req.days {
+        d if d < 0 => return Err(Status::invalid_argument("days must not be negative")),
+        0 => 7,
+        d => u64::try_from(d).unwrap_or(u64::MAX).min(3650),
+    };
+    let today = now_ms() / DAY_MS;
+    let first_day = today.saturating_sub(days - 1);
+    let mut sum = DayStats::default();
+    for task_id in tasks_of(app, &caller.owner, &req.workflow_ids)? {
+        let prefix = views_exec::day_prefix(&task_id);
+        let from = views_exec::day_key(&task_id, first_day);
+        for guard in app.store.views.executions.range(from..) {
+            let (key, value) = guard.into_inner().map_err(|e| error::storage(e.into()))?;
+            if !key.starts_with(&prefix) {
+                break;
+            }
+            let day: DayStats = serde_json::from_slice(&value)
+                .map_err(|e| Status::internal(format!("corrupt stats row: {e}")))?;
+            sum.total += day.total;
+            sum.succeeded += day.succeeded;
+            sum.failed += day.failed;
+            sum.total_ms += day.total_ms;
+        }
+    }
+    let count = |n: u64| i64::try_from(n).unwrap_or(i64::MAX);
+    Ok(pb::GetExecutionStatsResp {
+        total: count(sum.total),
+        succeeded: count(sum.succeeded),
+        failed: count(sum.failed),
+        avg_execution_time: if sum.total == 0 {
+            0.0
+        } else {
+            sum.total_ms as f64 / sum.total as f64
+        },
+    })
+}
+
+pub async fn trigger_task(
+    app: &App,
+    request: Request<pb::TriggerTaskReq>,
+) -> Result<pb::TriggerTaskResp, Status> {
+    calls::writer(app, &request)?;
+    Err(Status::unimplemented(
+        "TriggerTask runs tasks: the task engine is not available yet",
+    ))
+}

@@ -1,0 +1,242 @@
+//! Secrets: created, updated, deleted and listed, never returned with their value. Values are
+//! sealed (`crate::secrets`) before they reach an event.
+//!
+//! Listing: without `workflow_id`, every secret of the caller; with it, the secrets that task's
+//! runs see: the caller's user secrets and that workflow's (a workflow secret overrides a user
+//! secret of the same name). Ordered by workflow then name; the cursor is `<workflow|_>:<name>`.
+
+use events::event::SecretScope;
+use events::{Command, Expected};
+use projections::secrets::{SecretRow, owner_prefix};
+use tonic::{Request, Status};
+
+use crate::app::{App, now_ms, now_ms_i64};
+use crate::auth::Caller;
+use crate::domain::secrets as rules;
+use crate::pb;
+use crate::rpc::paging::{self, Order};
+use crate::rpc::{calls, error};
+
+const ATTEMPTS: usize = 4;
+
+fn scope_name(scope: &SecretScope) -> &'static str {
+    if scope.workflow_id.is_empty() {
+        "user"
+    } else {
+        "workflow"
+    }
+}
+
+/// The scope a request names, its workflow checked to be the caller's task.
+fn scope(
+    app: &App,
+    caller: &Caller,
+    name: &str,
+    workflow_id: &str,
+    org_id: &str,
+) -> Result<SecretScope, Status> {
+    let scope = rules::scope(
+        &caller.owner,
+        name.trim(),
+        workflow_id,
+        org_id,
+        &app.config.limits,
+    )?;
+    if !scope.workflow_id.is_empty() {
+        app.owned_task(&caller.owner, &scope.workflow_id)?;
+    }
+    Ok(scope)
+}
+
+fn stream_of(scope: &SecretScope) -> String {
+    events::stream::secret(&scope.org_id, &scope.owner, &scope.workflow_id, &scope.name)
+}
+
+fn owners_secrets(app: &App, owner: &str) -> Result<Vec<SecretRow>, Status> {
+    let mut rows = Vec::new();
+    for guard in app.store.views.secrets.prefix(owner_prefix(owner)) {
+        let (_, value) = guard.into_inner().map_err(|e| error::storage(e.into()))?;
+        rows.push(
+            serde_json::from_slice(&value)
+                .map_err(|e| Status::internal(format!("corrupt secret row: {e}")))?,
+        );
+    }
+    Ok(rows)
+}
+
+/// Decides on the current row and appends against the stream's version; retried on conflicts.
+async fn change(
+    app: &App,
+    caller: &Caller,
+    scope: &SecretScope,
+    decide: impl Fn(Option<&SecretRow>) -> Result<events::Event, Status>,
+) -> Result<(), Status> {
+    let stream = stream_of(scope);
+    for _ in 0..ATTEMPTS {
+        let version = app
+            .store
+            .log
+            .stream_version(&stream)
+            .map_err(error::storage)?;
+        let existing = app.store.views.secret(scope).map_err(error::storage)?;
+        let event = decide(existing.as_ref())?;
+        let command = Command::new(caller.owner.clone(), now_ms()).append(
+            stream.clone(),
+            Expected::Exactly(version),
+            [event],
+        );
+        if app.try_append(command).await?.is_some() {
+            return Ok(());
+        }
+    }
+    Err(Status::unavailable(
+        "the secret changed concurrently; retry the call",
+    ))
+}
+
+pub async fn create_secret(
+    app: &App,
+    request: Request<pb::CreateOrUpdateSecretReq>,
+) -> Result<pb::CreateSecretResp, Status> {
+    let caller = calls::writer(app, &request)?;
+    let req = request.into_inner();
+    let scope = scope(app, &caller, &req.name, &req.workflow_id, &req.org_id)?;
+    rules::check_value(&req.secret, &app.config.limits)?;
+    let ciphertext = app
+        .secret_box
+        .seal(&stream_of(&scope), req.secret.as_bytes())
+        .map_err(|e| Status::internal(e.to_string()))?;
+    let count = owners_secrets(app, &caller.owner)?.len() as u64;
+    let limit = app.config.limits.secrets_per_owner;
+    change(app, &caller, &scope, |existing| {
+        Ok(rules::create(
+            existing,
+            count,
+            limit,
+            scope.clone(),
+            ciphertext.clone(),
+        )?)
+    })
+    .await?;
+    Ok(pb::CreateSecretResp {
+        success: true,
+        status: "created".into(),
+        message: "secret created".into(),
+        created_at: now_ms_i64(),
+        secret_name: scope.name.clone(),
+        scope: scope_name(&scope).into(),
+    })
+}
+
+pub async fn update_secret(
+    app: &App,
+    request: Request<pb::CreateOrUpdateSecretReq>,
+) -> Result<pb::UpdateSecretResp, Status> {
+    let caller = calls::writer(app, &request)?;
+    let req = request.into_inner();
+    let scope = scope(app, &caller, &req.name, &req.workflow_id, &req.org_id)?;
+    rules::check_value(&req.secret, &app.config.limits)?;
+    let ciphertext = app
+        .secret_box
+        .seal(&stream_of(&scope), req.secret.as_bytes())
+        .map_err(|e| Status::internal(e.to_string()))?;
+    change(app, &caller, &scope, |existing| {
+        Ok(rules::update(existing, scope.clone(), ciphertext.clone())?)
+    })
+    .await?;
+    Ok(pb::UpdateSecretResp {
+        success: true,
+        status: "updated".into(),
+        message: "secret updated".into(),
+        updated_at: now_ms_i64(),
+        secret_name: scope.name.clone(),
+        scope: scope_name(&scope).into(),
+    })
+}
+
+pub async fn delete_secret(
+    app: &App,
+    request: Request<pb::DeleteSecretReq>,
+) -> Result<pb::DeleteSecretResp, Status> {
+    let caller = calls::writer(app, &request)?;
+    let req = request.into_inner();
+    let scope = scope(app, &caller, &req.name, &req.workflow_id, &req.org_id)?;
+    change(app, &caller, &scope, |existing| {
+        Ok(rules::delete(existing, scope.clone())?)
+    })
+    .await?;
+    Ok(pb::DeleteSecretResp {
+        success: true,
+        status: "deleted".into(),
+        message: "secret deleted".into(),
+        deleted_at: now_ms_i64(),
+        secret_name: scope.name.clone(),
+        scope: scope_name(&scope).into(),
+    })
+}
+
+pub async fn list_secrets(
+    app: &App,
+    request: Request<pb::ListSecretsReq>,
+) -> Result<pb::ListSecretsResp, Status> {
+    let caller = calls::caller(app, &request)?;
+    let req = request.into_inner();
+    let page = paging::request(&req.before, &req.after, req.limit, false)?;
+    let workflow = req.workflow_id.trim();
+    if !workflow.is_empty() {
+        app.owned_task(&caller.owner, workflow)?;
+    }
+    let rows: Vec<SecretRow> = owners_secrets(app, &caller.owner)?
+        .into_iter()
+        .filter(|r| {
+            workflow.is_empty() || r.scope.workflow_id.is_empty() || r.scope.workflow_id == workflow
+        })
+        .collect();
+    let keys: Vec<String> = rows
+        .iter()
+        .map(|r| {
+            let w = if r.scope.workflow_id.is_empty() {
+                "_"
+            } else {
+                &r.scope.workflow_id
+            };
+            format!("{w}:{}", r.scope.name)
+        })
+        .collect();
+    let (range, page_info) = paging::select(&keys, Order::Ascending, &page);
+    let items = rows
+        .get(range)
+        .unwrap_or_default()
+        .iter()
+        .map(|r| pb::Secret {
+            name: r.scope.name.clone(),
+            scope: scope_name(&r.scope).into(),
+            workflow_id: r.scope.workflow_id.clone(),
+            org_id: String::new(),
+            created_at: if req.include_timestamps {
+                r.created_at
+            } else {
+                0
+            },
+            updated_at: if req.include_timestamps {
+                r.updated_at
+            } else {
+                0
+            },
+            created_by: if req.include_created_by {
+                crate::rpc::convert::checksum(&r.created_by)
+            } else {
+                String::new()
+            },
+            description: if req.include_description {
+                r.description.clone()
+            } else {
+                String::new()
+            },
+        })
+        .collect();
+    Ok(pb::ListSecretsResp {
+        items,
+        page_info: Some(page_info),
+    })
+}

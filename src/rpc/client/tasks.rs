@@ -1,0 +1,297 @@
+//! Tasks: create, read, list, enable / disable, cancel, delete, count.
+
+use std::collections::BTreeSet;
+
+use alloy::primitives::Address;
+use events::event::TaskCreated;
+use events::{Command, Expected};
+use projections::tasks::TaskRow;
+use sha2::{Digest, Sha256};
+use tonic::{Request, Status};
+
+use crate::app::{App, lower, now_ms, now_ms_i64};
+use crate::domain::{DomainError, task};
+use crate::pb;
+use crate::rpc::paging::{self, Order};
+use crate::rpc::{calls, convert, error};
+
+/// Attempts at a decide-and-append against a task that moved meanwhile.
+const ATTEMPTS: usize = 4;
+
+/// `CreateTask`: validated, then one `TaskCreated` on a new stream. A repeat of the same request by
+/// the same caller within the configured window (the official client's retries) returns the
+/// first task, unless that task was deleted meanwhile.
+pub async fn create_task(
+    app: &App,
+    request: Request<pb::CreateTaskReq>,
+) -> Result<pb::CreateTaskResp, Status> {
+    let caller = calls::writer(app, &request)?;
+    let req = request.into_inner();
+    let now = now_ms_i64();
+
+    let mut definition = convert::definition_from_create(&req)?;
+    let identity = task::identity(
+        &definition.input_variables,
+        &req.name,
+        &req.smart_wallet_address,
+    )?;
+    definition.name = identity.name;
+    task::validate(&definition, &app.config.limits, now)?;
+
+    let owner: Address = caller
+        .owner
+        .parse()
+        .map_err(|_| Status::internal("the caller's address does not parse"))?;
+    if !app.is_owners_wallet(owner, identity.runner)? {
+        return Err(DomainError::Invalid(
+            format!(
+                "the runner {} is not one of your smart wallets: use your salt-0 wallet or register one with GetWallet",
+                identity.runner
+            ),
+            crate::domain::Code::InvalidAddress,
+        )
+        .into());
+    }
+    let owned = owned_task_count(app, &caller.owner)?;
+    if owned >= app.config.limits.tasks_per_owner {
+        return Err(DomainError::QuotaExceeded(format!(
+            "an owner may have at most {} tasks; delete some first",
+            app.config.limits.tasks_per_owner
+        ))
+        .into());
+    }
+
+    let digest = Sha256::new()
+        .chain_update(caller.owner.as_bytes())
+        .chain_update(prost::Message::encode_to_vec(&req))
+        .finalize();
+    let task_id = ulid::Ulid::generate().to_string();
+    let window =
+        u64::try_from(app.config.idempotency.create_window.as_millis()).unwrap_or(u64::MAX);
+    let command = Command::new(caller.owner.clone(), now_ms())
+        .idempotent(format!("create:{}", hex::encode(digest)), Some(window))
+        .append(
+            events::stream::task(&task_id),
+            Expected::NoStream,
+            [TaskCreated {
+                task_id,
+                owner: caller.owner.clone(),
+                wallet: lower(identity.runner),
+                definition,
+            }
+            .into()],
+        );
+    let committed = app.append(command).await?;
+    let stream = committed
+        .events
+        .first()
+        .map(|e| e.stream.clone())
+        .ok_or_else(|| Status::internal("the create committed no event"))?;
+    let id = stream.strip_prefix("task:").unwrap_or(&stream).to_owned();
+    Ok(pb::CreateTaskResp { id })
+}
+
+/// Tasks an owner has (deleted ones are gone from the counters).
+fn owned_task_count(app: &App, owner: &str) -> Result<u64, Status> {
+    let prefix = format!("n:{owner}:");
+    let mut total = 0;
+    for guard in app.store.views.tasks.prefix(prefix.as_bytes()) {
+        let (_, value) = guard.into_inner().map_err(|e| error::storage(e.into()))?;
+        total += projections::tasks::read_counter(Some(value.to_vec()));
+    }
+    Ok(total)
+}
+
+fn task_response(app: &App, row: &TaskRow, nodes: bool, edges: bool) -> Result<pb::Task, Status> {
+    let definition = app
+        .store
+        .views
+        .task_definition(&row.id)
+        .map_err(error::storage)?
+        .ok_or_else(DomainError::task_not_found)?;
+    Ok(convert::task_to_pb(row, &definition, nodes, edges))
+}
+
+pub async fn get_task(app: &App, request: Request<pb::IdReq>) -> Result<pb::Task, Status> {
+    let caller = calls::caller(app, &request)?;
+    let id = request.into_inner().id;
+    let row = app.owned_task(&caller.owner, id.trim())?;
+    task_response(app, &row, true, true)
+}
+
+/// The ids of the caller's tasks in the given wallets (all wallets when none is given), newest
+/// first.
+fn task_ids(app: &App, owner: &str, wallets: &[String]) -> Result<Vec<String>, Status> {
+    let mut ids = BTreeSet::new();
+    if wallets.is_empty() {
+        let prefix = format!("u:{owner}:");
+        for guard in app.store.views.tasks.prefix(prefix.as_bytes()) {
+            let key = guard.key().map_err(|e| error::storage(e.into()))?;
+            let key = String::from_utf8_lossy(&key);
+            if let Some((_, id)) = key.rsplit_once(':') {
+                ids.insert(id.to_owned());
+            }
+        }
+    } else {
+        for wallet in wallets {
+            let wallet = crate::app::parse_address("smart_wallet_address", wallet)?;
+            ids.extend(
+                app.store
+                    .views
+                    .wallet_task_ids(owner, &lower(wallet))
+                    .map_err(error::storage)?,
+            );
+        }
+    }
+    Ok(ids.into_iter().rev().collect())
+}
+
+pub async fn list_tasks(
+    app: &App,
+    request: Request<pb::ListTasksReq>,
+) -> Result<pb::ListTasksResp, Status> {
+    let caller = calls::caller(app, &request)?;
+    let req = request.into_inner();
+    let page = paging::request(&req.before, &req.after, req.limit, true)?;
+    let ids = task_ids(app, &caller.owner, &req.smart_wallet_address)?;
+    let (range, page_info) = paging::select(&ids, Order::Descending, &page);
+    let mut items = Vec::with_capacity(range.len());
+    for id in ids.get(range).unwrap_or_default() {
+        if let Some(row) = app.store.views.task(id).map_err(error::storage)? {
+            items.push(task_response(
+                app,
+                &row,
+                req.include_nodes,
+                req.include_edges,
+            )?);
+        }
+    }
+    Ok(pb::ListTasksResp {
+        items,
+        page_info: Some(page_info),
+    })
+}
+
+/// Loads the caller's task, lets `decide` pick the events, appends them against the version it
+/// decided on; retries when the task moved meanwhile. Returns the row as decided on and whether
+/// anything was appended.
+async fn change_task(
+    app: &App,
+    owner: &str,
+    id: &str,
+    decide: impl Fn(&TaskRow) -> Result<Vec<events::Event>, DomainError>,
+) -> Result<(TaskRow, bool), Status> {
+    for _ in 0..ATTEMPTS {
+        let row = app.owned_task(owner, id)?;
+        let new_events = decide(&row)?;
+        if new_events.is_empty() {
+            return Ok((row, false));
+        }
+        let command = Command::new(owner.to_owned(), now_ms()).append(
+            events::stream::task(id),
+            Expected::Exactly(row.version),
+            new_events,
+        );
+        if app.try_append(command).await?.is_some() {
+            return Ok((row, true));
+        }
+    }
+    Err(Status::unavailable(
+        "the task changed concurrently; retry the call",
+    ))
+}
+
+pub async fn set_task_enabled(
+    app: &App,
+    request: Request<pb::SetTaskEnabledReq>,
+) -> Result<pb::SetTaskEnabledResp, Status> {
+    let caller = calls::writer(app, &request)?;
+    let req = request.into_inner();
+    let id = req.id.trim();
+    let (before, changed) = change_task(app, &caller.owner, id, |row| {
+        Ok(task::set_enabled(row, req.enabled)?.into_iter().collect())
+    })
+    .await?;
+    let status = if req.enabled { "enabled" } else { "disabled" };
+    Ok(pb::SetTaskEnabledResp {
+        success: true,
+        status: status.into(),
+        message: if changed {
+            format!("task {status}")
+        } else {
+            format!("task was already {status}")
+        },
+        id: id.to_owned(),
+        previous_status: before.status.name().into(),
+        updated_at: now_ms_i64(),
+    })
+}
+
+pub async fn cancel_task(
+    app: &App,
+    request: Request<pb::IdReq>,
+) -> Result<pb::CancelTaskResp, Status> {
+    let caller = calls::writer(app, &request)?;
+    let id = request.into_inner().id;
+    let id = id.trim();
+    let (before, _) =
+        change_task(app, &caller.owner, id, |row| Ok(vec![task::cancel(row)?])).await?;
+    Ok(pb::CancelTaskResp {
+        success: true,
+        status: "cancelled".into(),
+        message: "task cancelled: it never runs again".into(),
+        cancelled_at: now_ms_i64(),
+        id: id.to_owned(),
+        previous_status: before.status.name().into(),
+    })
+}
+
+pub async fn delete_task(
+    app: &App,
+    request: Request<pb::IdReq>,
+) -> Result<pb::DeleteTaskResp, Status> {
+    let caller = calls::writer(app, &request)?;
+    let id = request.into_inner().id;
+    let id = id.trim();
+    let (before, _) =
+        change_task(app, &caller.owner, id, |row| Ok(vec![task::delete(row)])).await?;
+    Ok(pb::DeleteTaskResp {
+        success: true,
+        status: "deleted".into(),
+        message: "task deleted".into(),
+        deleted_at: now_ms_i64(),
+        id: id.to_owned(),
+        previous_status: before.status.name().into(),
+    })
+}
+
+/// Tasks in the given wallets (all the caller's when none is given).
+pub async fn get_workflow_count(
+    app: &App,
+    request: Request<pb::GetWorkflowCountReq>,
+) -> Result<pb::GetWorkflowCountResp, Status> {
+    let caller = calls::caller(app, &request)?;
+    let addresses = request.into_inner().addresses;
+    let total = if addresses.is_empty() {
+        owned_task_count(app, &caller.owner)?
+    } else {
+        let mut wallets = BTreeSet::new();
+        for address in &addresses {
+            wallets.insert(lower(crate::app::parse_address("address", address)?));
+        }
+        let mut total = 0;
+        for wallet in wallets {
+            for status in projections::tasks::Status::ALL {
+                total += app
+                    .store
+                    .views
+                    .task_count(&caller.owner, &wallet, status)
+                    .map_err(error::storage)?;
+            }
+        }
+        total
+    };
+    Ok(pb::GetWorkflowCountResp {
+        total: i64::try_from(total).unwrap_or(i64::MAX),
+    })
+}

@@ -1,0 +1,320 @@
+//! Smart wallets: derived (CREATE2, offline) for the caller and a salt, registered on first
+//! `GetWallet`, hidden or shown with `SetWallet`, listed with their task counters. The salt-0
+//! wallet of the default factory is always listed.
+
+use alloy::primitives::{Address, U256};
+use events::{Command, Expected};
+use projections::tasks::Status as TaskStatus;
+use projections::wallets::WalletRow;
+use tonic::{Request, Status};
+
+use crate::app::{App, lower, now_ms};
+use crate::auth::Caller;
+use crate::domain::wallets::{self, WalletRequest};
+use crate::domain::{Code, DomainError};
+use crate::pb;
+use crate::rpc::{calls, error};
+use crate::wallet::{parse_factory, parse_salt};
+
+/// A wallet named by (salt, factory) in a request, resolved.
+struct Named {
+    address: Address,
+    salt: U256,
+    factory: Address,
+}
+
+async fn resolve(app: &App, caller: &Caller, salt: &str, factory: &str) -> Result<Named, Status> {
+    let owner: Address = caller
+        .owner
+        .parse()
+        .map_err(|_| Status::internal("the caller's address does not parse"))?;
+    let salt = parse_salt(salt.trim()).map_err(|e| DomainError::invalid(e.to_string()))?;
+    let factory = parse_factory(factory.trim())
+        .map_err(|e| DomainError::Invalid(e.to_string(), Code::InvalidAddress))?
+        .unwrap_or(app.wallets.factory);
+    let address = if factory == app.wallets.factory {
+        app.wallets.address(owner, salt)
+    } else {
+        // Another factory's implementation is unknown offline: ask the factory itself.
+        let chain = app.chain.as_ref().ok_or_else(|| {
+            Status::failed_precondition(format!(
+                "wallets of factory {factory} need a chain connection (ethereum.rpc_url); without one only the default factory {} is served",
+                app.wallets.factory
+            ))
+        })?;
+        chain
+            .factory_address(factory, owner, salt)
+            .await
+            .map_err(|e| {
+                Status::unavailable(format!("reading the factory's getAddress failed: {e}"))
+            })?
+    };
+    Ok(Named {
+        address,
+        salt,
+        factory,
+    })
+}
+
+/// The task counters of one wallet, as `GetWalletResp` carries them. Cancelled tasks count as
+/// disabled (the official client knows no cancelled status) and apart.
+fn response(
+    app: &App,
+    owner: &str,
+    address: Address,
+    salt: &str,
+    factory: Address,
+    hidden: bool,
+) -> Result<pb::GetWalletResp, Status> {
+    let wallet = lower(address);
+    let count = |status| {
+        app.store
+            .views
+            .task_count(owner, &wallet, status)
+            .map_err(error::storage)
+    };
+    let enabled = count(TaskStatus::Active)?;
+    let disabled = count(TaskStatus::Disabled)?;
+    let completed = count(TaskStatus::Completed)?;
+    let failed = count(TaskStatus::Failed)?;
+    let cancelled = count(TaskStatus::Cancelled)?;
+    Ok(pb::GetWalletResp {
+        address: address.to_checksum(None),
+        salt: salt.to_owned(),
+        factory_address: factory.to_checksum(None),
+        is_hidden: hidden,
+        total_task_count: enabled + disabled + completed + failed + cancelled,
+        enabled_task_count: enabled,
+        completed_task_count: completed,
+        failed_task_count: failed,
+        disabled_task_count: disabled + cancelled,
+        cancelled_task_count: cancelled,
+    })
+}
+
+fn registered(app: &App, owner: &str) -> Result<Vec<WalletRow>, Status> {
+    app.store.views.wallets_of(owner).map_err(error::storage)
+}
+
+/// Registers the wallet the first time it is asked for (within the per-owner limit).
+pub async fn get_wallet(
+    app: &App,
+    request: Request<pb::GetWalletReq>,
+) -> Result<pb::GetWalletResp, Status> {
+    let caller = calls::caller(app, &request)?;
+    let req = request.into_inner();
+    let named = resolve(app, &caller, &req.salt, &req.factory_address).await?;
+    let wallet = lower(named.address);
+    let existing = app
+        .store
+        .views
+        .wallet(&caller.owner, &wallet)
+        .map_err(error::storage)?;
+    let wallet_request = WalletRequest {
+        owner: caller.owner.clone(),
+        address: wallet.clone(),
+        salt: named.salt.to_string(),
+        factory: lower(named.factory),
+    };
+    let count = registered(app, &caller.owner)?.len();
+    if let Some(event) = wallets::register(
+        existing.as_ref(),
+        count,
+        app.config.wallet.max_per_owner,
+        &wallet_request,
+    )? {
+        if !caller.can_write() {
+            return Err(error::read_only());
+        }
+        let command = Command::new(caller.owner.clone(), now_ms()).append(
+            events::stream::wallet(&caller.owner, &wallet),
+            Expected::NoStream,
+            [event],
+        );
+        // A concurrent first GetWallet of the same wallet registered it already: same outcome.
+        app.try_append(command).await?;
+    }
+    let hidden = existing.is_some_and(|w| w.hidden);
+    response(
+        app,
+        &caller.owner,
+        named.address,
+        &named.salt.to_string(),
+        named.factory,
+        hidden,
+    )
+}
+
+pub async fn set_wallet(
+    app: &App,
+    request: Request<pb::SetWalletReq>,
+) -> Result<pb::GetWalletResp, Status> {
+    let caller = calls::writer(app, &request)?;
+    let req = request.into_inner();
+    let named = resolve(app, &caller, &req.salt, &req.factory_address).await?;
+    let wallet = lower(named.address);
+    let stream = events::stream::wallet(&caller.owner, &wallet);
+    for _ in 0..3 {
+        let existing = app
+            .store
+            .views
+            .wallet(&caller.owner, &wallet)
+            .map_err(error::storage)?;
+        let is_default = named.salt.is_zero() && named.factory == app.wallets.factory;
+        let mut new_events = Vec::new();
+        let row = match existing {
+            Some(row) => row,
+            None if is_default => {
+                // The salt-0 wallet is the owner's before it is registered: register it now.
+                let registration = WalletRequest {
+                    owner: caller.owner.clone(),
+                    address: wallet.clone(),
+                    salt: "0".into(),
+                    factory: lower(named.factory),
+                };
+                let count = registered(app, &caller.owner)?.len();
+                new_events.extend(wallets::register(
+                    None,
+                    count,
+                    app.config.wallet.max_per_owner.saturating_add(1),
+                    &registration,
+                )?);
+                WalletRow {
+                    owner: caller.owner.clone(),
+                    address: wallet.clone(),
+                    salt: "0".into(),
+                    factory: lower(named.factory),
+                    hidden: false,
+                    created_at: 0,
+                }
+            }
+            None => {
+                return Err(DomainError::NotFound(
+                    "wallet not found: call GetWallet with this salt and factory first".into(),
+                    Code::WalletNotFound,
+                )
+                .into());
+            }
+        };
+        new_events.extend(wallets::set_hidden(&row, req.is_hidden));
+        if !new_events.is_empty() {
+            let version = app
+                .store
+                .log
+                .stream_version(&stream)
+                .map_err(error::storage)?;
+            let command = Command::new(caller.owner.clone(), now_ms()).append(
+                stream.clone(),
+                Expected::Exactly(version),
+                new_events,
+            );
+            if app.try_append(command).await?.is_none() {
+                continue;
+            }
+        }
+        return response(
+            app,
+            &caller.owner,
+            named.address,
+            &row.salt,
+            named.factory,
+            req.is_hidden,
+        );
+    }
+    Err(Status::unavailable(
+        "the wallet changed concurrently; retry the call",
+    ))
+}
+
+/// The caller's wallets: the salt-0 wallet first, then the registered ones, filtered by factory
+/// and salt when the request names them.
+pub async fn list_wallets(
+    app: &App,
+    request: Request<pb::ListWalletReq>,
+) -> Result<pb::ListWalletResp, Status> {
+    let caller = calls::caller(app, &request)?;
+    let req = request.into_inner();
+    let factory_filter = parse_factory(req.factory_address.trim())
+        .map_err(|e| DomainError::Invalid(e.to_string(), Code::InvalidAddress))?;
+    let salt_filter = if req.salt.trim().is_empty() {
+        None
+    } else {
+        Some(parse_salt(req.salt.trim()).map_err(|e| DomainError::invalid(e.to_string()))?)
+    };
+    let owner: Address = caller
+        .owner
+        .parse()
+        .map_err(|_| Status::internal("the caller's address does not parse"))?;
+    let default = lower(app.default_wallet(owner));
+    let mut rows = registered(app, &caller.owner)?;
+    if !rows.iter().any(|r| r.address == default) {
+        rows.insert(
+            0,
+            WalletRow {
+                owner: caller.owner.clone(),
+                address: default.clone(),
+                salt: "0".into(),
+                factory: lower(app.wallets.factory),
+                hidden: false,
+                created_at: 0,
+            },
+        );
+    }
+    rows.sort_by_key(|r| (r.address != default, r.created_at));
+    let items = rows
+        .into_iter()
+        .filter(|r| factory_filter.is_none_or(|f| r.factory == lower(f)))
+        .filter(|r| salt_filter.is_none_or(|s| r.salt == s.to_string()))
+        .map(|r| pb::SmartWallet {
+            address: crate::rpc::convert::checksum(&r.address),
+            salt: r.salt,
+            factory: crate::rpc::convert::checksum(&r.factory),
+            is_hidden: r.hidden,
+        })
+        .collect();
+    Ok(pb::ListWalletResp { items })
+}
+
+/// The caller's salt-0 wallet's next user-operation nonce, read from the EntryPoint.
+pub async fn get_nonce(
+    app: &App,
+    request: Request<pb::NonceRequest>,
+) -> Result<pb::NonceResp, Status> {
+    let caller = calls::caller(app, &request)?;
+    let owner_text = request.into_inner().owner;
+    let owner = if owner_text.trim().is_empty() {
+        caller
+            .owner
+            .parse()
+            .map_err(|_| Status::internal("the caller's address does not parse"))?
+    } else {
+        crate::app::parse_address("owner", &owner_text)?
+    };
+    if lower(owner) != caller.owner {
+        return Err(Status::permission_denied(
+            "GetNonce answers for the caller's own wallet only",
+        ));
+    }
+    let chain = app.chain.as_ref().ok_or_else(|| {
+        Status::failed_precondition(
+            "GetNonce reads the EntryPoint on chain: configure ethereum.rpc_url",
+        )
+    })?;
+    let nonce = chain
+        .entry_point_nonce(app.wallets.entry_point, app.default_wallet(owner))
+        .await
+        .map_err(|e| Status::unavailable(format!("reading the EntryPoint nonce failed: {e}")))?;
+    Ok(pb::NonceResp {
+        nonce: nonce.to_string(),
+    })
+}
+
+pub async fn withdraw_funds(
+    app: &App,
+    request: Request<pb::WithdrawFundsReq>,
+) -> Result<pb::WithdrawFundsResp, Status> {
+    calls::writer(app, &request)?;
+    Err(Status::unimplemented(
+        "WithdrawFunds sends an ERC-4337 user operation: it comes with on-chain execution, not yet available",
+    ))
+}

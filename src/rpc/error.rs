@@ -1,0 +1,118 @@
+//! Every failure becomes a gRPC status here, once: the code says what kind of failure, the message
+//! what is wrong, and the contract's `ErrorCode`, where one applies, travels in the `x-error-code`
+//! metadata entry. Internal errors are logged with their detail and answered with a generic message.
+
+use tonic::{Code, Status};
+
+use crate::auth::AuthError;
+use crate::domain::{self, DomainError};
+use crate::pb::ErrorCode;
+
+/// The contract's error code of a domain code.
+pub fn wire_code(code: domain::Code) -> ErrorCode {
+    use domain::Code as C;
+    match code {
+        C::TaskNotFound => ErrorCode::TaskNotFound,
+        C::ExecutionNotFound => ErrorCode::ExecutionNotFound,
+        C::WalletNotFound => ErrorCode::WalletNotFound,
+        C::SecretNotFound => ErrorCode::SecretNotFound,
+        C::InvalidRequest => ErrorCode::InvalidRequest,
+        C::InvalidTriggerConfig => ErrorCode::InvalidTriggerConfig,
+        C::InvalidNodeConfig => ErrorCode::InvalidNodeConfig,
+        C::InvalidWorkflow => ErrorCode::InvalidWorkflow,
+        C::InvalidAddress => ErrorCode::InvalidAddress,
+        C::MissingRequiredField => ErrorCode::MissingRequiredField,
+        C::TaskAlreadyCompleted => ErrorCode::TaskAlreadyCompleted,
+        #[expect(
+            deprecated,
+            reason = "the contract deprecates it, yet it is the precise code and its clients know it"
+        )]
+        C::TaskAlreadyCancelled => ErrorCode::TaskAlreadyCancelled,
+        C::SecretAlreadyExists => ErrorCode::SecretAlreadyExists,
+        C::QuotaExceeded => ErrorCode::QuotaExceeded,
+    }
+}
+
+fn with_code(code: Code, message: String, error_code: ErrorCode) -> Status {
+    let mut status = Status::new(code, message);
+    if let Ok(value) = error_code.as_str_name().parse() {
+        status.metadata_mut().insert("x-error-code", value);
+    }
+    status
+}
+
+impl From<DomainError> for Status {
+    fn from(e: DomainError) -> Self {
+        match e {
+            DomainError::Invalid(m, c) => with_code(Code::InvalidArgument, m, wire_code(c)),
+            DomainError::NotFound(m, c) => with_code(Code::NotFound, m, wire_code(c)),
+            DomainError::PermissionDenied(m) => {
+                with_code(Code::PermissionDenied, m, ErrorCode::Forbidden)
+            }
+            DomainError::FailedPrecondition(m, c) => {
+                with_code(Code::FailedPrecondition, m, wire_code(c))
+            }
+            DomainError::AlreadyExists(m, c) => with_code(Code::AlreadyExists, m, wire_code(c)),
+            DomainError::QuotaExceeded(m) => {
+                with_code(Code::ResourceExhausted, m, ErrorCode::QuotaExceeded)
+            }
+        }
+    }
+}
+
+impl From<AuthError> for Status {
+    fn from(e: AuthError) -> Self {
+        with_code(
+            Code::Unauthenticated,
+            format!("User authentication error: {}", e.0),
+            ErrorCode::Unauthorized,
+        )
+    }
+}
+
+/// A store failure: conflicts that survived the retries are UNAVAILABLE (the client retries), a
+/// poisoned store is UNAVAILABLE too; anything else is INTERNAL. Details go to the log only.
+pub fn storage(e: events::Error) -> Status {
+    match e {
+        events::Error::Conflict { .. } => {
+            Status::unavailable("the resource changed concurrently; retry the call")
+        }
+        events::Error::StreamClosed { .. } => with_code(
+            Code::NotFound,
+            "task not found".into(),
+            ErrorCode::TaskNotFound,
+        ),
+        events::Error::Poisoned(reason) => {
+            tracing::error!(%reason, "store poisoned");
+            with_code(
+                Code::Unavailable,
+                "the store refuses writes after a storage failure; the operator must restart the aggregator".into(),
+                ErrorCode::StorageUnavailable,
+            )
+        }
+        other => {
+            tracing::error!(error = %other, "storage error");
+            with_code(
+                Code::Internal,
+                "internal storage error".into(),
+                ErrorCode::StorageReadError,
+            )
+        }
+    }
+}
+
+pub fn rate_limited(what: &str) -> Status {
+    with_code(
+        Code::ResourceExhausted,
+        format!("rate limit exceeded for {what}; slow down"),
+        ErrorCode::RateLimitExceeded,
+    )
+}
+
+pub fn read_only() -> Status {
+    with_code(
+        Code::PermissionDenied,
+        "this API key is read-only: it cannot change anything".into(),
+        ErrorCode::Forbidden,
+    )
+}

@@ -1,0 +1,63 @@
+//! The gRPC edge: the client API (`aggregator.Aggregator`), server reflection and
+//! `grpc.health.v1`, on one listener. Prost types end here: handlers convert requests into domain
+//! values on their first lines, and projections into responses on their last.
+//!
+//! Layout: `client/` (one file per area of the client API), `convert` (wire ⇄ domain),
+//! `error` (every failure → status, once), `paging` (cursor pagination), `calls` (who is
+//! calling, and the rate limits).
+
+pub mod calls;
+pub mod client;
+pub mod convert;
+pub mod error;
+pub mod paging;
+
+use std::future::Future;
+
+use tokio::net::TcpListener;
+use tonic::transport::Server;
+
+use crate::app::SharedApp;
+use crate::pb;
+use crate::pb::aggregator_server::AggregatorServer;
+
+/// Serves the gRPC services on `listener` until `shutdown` completes, then finishes the calls in
+/// flight.
+pub async fn serve(
+    app: SharedApp,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()> + Send,
+) -> anyhow::Result<()> {
+    let max = app.config.grpc.max_message_bytes;
+    let reflection = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(pb::DESCRIPTORS)
+        .build_v1()?;
+    let (health, health_service) = tonic_health::server::health_reporter();
+    health
+        .set_serving::<AggregatorServer<client::ClientApi>>()
+        .await;
+    let client = AggregatorServer::new(client::ClientApi::new(app.clone()))
+        .max_decoding_message_size(max)
+        .max_encoding_message_size(max);
+
+    let mut server = Server::builder();
+    if let Some(tls) = &app.config.grpc.tls {
+        let cert = tokio::fs::read(&tls.cert).await?;
+        let key = tokio::fs::read(&tls.key).await?;
+        server = server.tls_config(
+            tonic::transport::ServerTlsConfig::new()
+                .identity(tonic::transport::Identity::from_pem(cert, key)),
+        )?;
+    }
+    server
+        .layer(crate::telemetry::GrpcMetricsLayer)
+        .add_service(health_service)
+        .add_service(reflection)
+        .add_service(client)
+        .serve_with_incoming_shutdown(
+            tokio_stream::wrappers::TcpListenerStream::new(listener),
+            shutdown,
+        )
+        .await?;
+    Ok(())
+}

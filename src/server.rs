@@ -1,0 +1,160 @@
+//! Start-up and shutdown, in the order of the system overview: configuration (already loaded),
+//! the Ethereum connection when configured, the store (projections brought up to date, rebuilt
+//! when their schema version changed), the task engine, the gRPC server, the HTTP server.
+//!
+//! Graceful shutdown (SIGINT / SIGTERM, or `Running::stop`): both servers stop accepting and
+//! finish the calls in flight; then the log writer finishes the queued commands and the store
+//! is flushed.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use anyhow::Context;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+use crate::app::{App, SharedApp};
+use crate::auth::TokenIssuer;
+use crate::auth::keys::Keys;
+use crate::chain::Chain;
+use crate::config::Config;
+use crate::limits::Limiter;
+use crate::secrets::SecretBox;
+use crate::store::Store;
+use crate::wallet::WalletFactory;
+
+/// A started aggregator.
+pub struct Running {
+    pub grpc: SocketAddr,
+    pub http: SocketAddr,
+    pub app: SharedApp,
+    stop: watch::Sender<bool>,
+    servers: Vec<JoinHandle<anyhow::Result<()>>>,
+}
+
+impl std::fmt::Debug for Running {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Running")
+            .field("grpc", &self.grpc)
+            .field("http", &self.http)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Builds the shared state: keys, chain, store.
+pub async fn open(config: Config) -> anyhow::Result<SharedApp> {
+    let keys = Keys::load_or_create(&config.keys_dir)?;
+    let chain = match &config.ethereum.rpc_url {
+        Some(url) => {
+            let chain = Chain::connect(url, config.chain_id).await?;
+            tracing::info!(url, chain_id = chain.chain_id, "connected to the chain");
+            Some(chain)
+        }
+        None => None,
+    };
+    let (store, catch_up) = Store::open(&config.data_dir, config.durability.into())
+        .with_context(|| format!("opening the store in {}", config.data_dir.display()))?;
+    if !catch_up.rebuilt.is_empty() || catch_up.applied > 0 {
+        tracing::info!(rebuilt = ?catch_up.rebuilt, applied = catch_up.applied, "projections brought up to date");
+    }
+    let wallets = WalletFactory::new(
+        config.wallet.factory.parse()?,
+        config.wallet.account_implementation.parse()?,
+        config.wallet.entry_point.parse()?,
+    );
+    Ok(Arc::new(App {
+        tokens: TokenIssuer::new(&keys.jwt_secret, config.chain_id),
+        secret_box: SecretBox::new(&keys.secrets_key),
+        limiter: Limiter::new(&config.limits),
+        wallets,
+        chain,
+        store,
+        config,
+    }))
+}
+
+/// Starts everything and returns once both listeners are bound.
+pub async fn start(config: Config) -> anyhow::Result<Running> {
+    crate::telemetry::metrics();
+    let grpc_listener = TcpListener::bind(config.grpc.listen)
+        .await
+        .with_context(|| format!("binding the gRPC listener on {}", config.grpc.listen))?;
+    let http_listener = TcpListener::bind(config.http.listen)
+        .await
+        .with_context(|| format!("binding the HTTP listener on {}", config.http.listen))?;
+    let app = open(config).await?;
+    app.limiter.spawn_pruner();
+    let grpc = grpc_listener.local_addr()?;
+    let http = http_listener.local_addr()?;
+
+    let (stop, stopped) = watch::channel(false);
+    let until = |mut rx: watch::Receiver<bool>| async move {
+        let _ = rx.wait_for(|stop| *stop).await;
+    };
+    let servers = vec![
+        tokio::spawn(crate::rpc::serve(
+            app.clone(),
+            grpc_listener,
+            until(stopped.clone()),
+        )),
+        tokio::spawn(crate::telemetry::http::serve(
+            app.clone(),
+            http_listener,
+            until(stopped),
+        )),
+    ];
+    tracing::info!(%grpc, %http, "aggregator listening");
+    Ok(Running {
+        grpc,
+        http,
+        app,
+        stop,
+        servers,
+    })
+}
+
+impl Running {
+    /// Stops accepting, finishes the calls in flight, then the queued commands, and flushes.
+    pub async fn stop(self) -> anyhow::Result<()> {
+        let _ = self.stop.send(true);
+        for server in self.servers {
+            server.await??;
+        }
+        let store = self.app.store.clone();
+        tokio::task::spawn_blocking(move || store.close()).await??;
+        tracing::info!("aggregator stopped");
+        Ok(())
+    }
+}
+
+/// Runs until SIGINT or SIGTERM.
+pub async fn run(config: Config) -> anyhow::Result<()> {
+    let running = start(config).await?;
+    shutdown_signal().await;
+    tracing::info!("shutting down");
+    running.stop().await
+}
+
+async fn shutdown_signal() {
+    let interrupt = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut terminate =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(s) => s,
+                Err(_) => {
+                    let _ = interrupt.await;
+                    return;
+                }
+            };
+        tokio::select! {
+            _ = interrupt => {}
+            _ = terminate.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = interrupt.await;
+    }
+}

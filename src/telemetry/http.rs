@@ -1,0 +1,79 @@
+//! The HTTP endpoints: `/up` (liveness), `/metrics` (Prometheus text), `/operators` (JSON).
+//!
+//! Gauges that describe the store (tasks by status, projection lag, size on disk) are computed
+//! when `/metrics` is scraped, from the projections.
+
+use std::future::Future;
+
+use axum::Router;
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Json};
+use axum::routing::get;
+use tokio::net::TcpListener;
+
+use crate::app::SharedApp;
+
+pub fn router(app: SharedApp) -> Router {
+    Router::new()
+        .route("/up", get(up))
+        .route("/metrics", get(metrics))
+        .route("/operators", get(operators))
+        .with_state(app)
+}
+
+/// Serves the endpoints on `listener` until `shutdown` completes.
+pub async fn serve(
+    app: SharedApp,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    axum::serve(listener, router(app))
+        .with_graceful_shutdown(shutdown)
+        .await?;
+    Ok(())
+}
+
+async fn up(State(app): State<SharedApp>) -> impl IntoResponse {
+    match app.store.log.poisoned() {
+        None => (StatusCode::OK, "ok\n".to_owned()),
+        Some(reason) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("store refuses writes: {reason}\n"),
+        ),
+    }
+}
+
+async fn metrics(State(app): State<SharedApp>) -> impl IntoResponse {
+    record_store_gauges(&app);
+    (
+        [(
+            axum::http::header::CONTENT_TYPE,
+            "text/plain; version=0.0.4",
+        )],
+        super::metrics().render(),
+    )
+}
+
+fn record_store_gauges(app: &SharedApp) {
+    for (letter, name) in [
+        ('a', "enabled"),
+        ('i', "disabled"),
+        ('c', "completed"),
+        ('f', "failed"),
+        ('l', "cancelled"),
+        ('x', "executing"),
+    ] {
+        if let Ok(n) = app.store.views.tasks_with_letter(letter) {
+            metrics::gauge!("tasks", "status" => name).set(n as f64);
+        }
+    }
+    if let Ok(lag) = app.store.projection_lag() {
+        metrics::gauge!("projection_lag_events").set(lag as f64);
+    }
+    metrics::gauge!("store_disk_bytes").set(app.store.disk_space() as f64);
+}
+
+async fn operators(State(_app): State<SharedApp>) -> impl IntoResponse {
+    Json(serde_json::json!({ "operators": [] }))
+}
