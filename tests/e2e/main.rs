@@ -3,6 +3,8 @@
 
 #![allow(clippy::unwrap_used, reason = "tests")]
 
+mod anvil;
 mod core_crash;
 mod core_tamper;
 mod support;
+mod wallet_derivation;
