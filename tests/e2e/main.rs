@@ -4,7 +4,10 @@
 #![allow(clippy::unwrap_used, reason = "tests")]
 
 mod anvil;
+mod client_api;
 mod core_crash;
 mod core_tamper;
+mod fixtures;
 mod support;
 mod wallet_derivation;
+mod wire_contract;

@@ -24,3 +24,193 @@ pub fn replay(data: &Path, args: &[&str]) -> anyhow::Result<(bool, String)> {
 pub fn random_u64() -> u64 {
     events::Ulid::generate().random() as u64
 }
+
+// ---- A server started in the test ----
+
+use aggregator::config::Config;
+use aggregator::pb;
+use aggregator::pb::aggregator_client::AggregatorClient;
+use aggregator::server::Running;
+use alloy::signers::SignerSync;
+use alloy::signers::local::PrivateKeySigner;
+use tonic::transport::Channel;
+
+/// An aggregator on ephemeral loopback ports, with its own data and keys directories.
+pub struct TestServer {
+    pub running: Option<Running>,
+    pub dir: tempfile::TempDir,
+    pub config: Config,
+}
+
+impl TestServer {
+    /// The default configuration on ephemeral ports, relaxed durability (fsyncs make no
+    /// difference to what these tests check; the crash tests use `sync`).
+    pub fn config(dir: &Path) -> Config {
+        let mut config = Config::default();
+        config.data_dir = dir.join("data");
+        config.keys_dir = dir.join("keys");
+        config.grpc.listen = "127.0.0.1:0".parse().unwrap();
+        config.http.listen = "127.0.0.1:0".parse().unwrap();
+        config.durability = aggregator::config::DurabilityMode::Relaxed;
+        config
+    }
+
+    pub async fn start() -> anyhow::Result<Self> {
+        let dir = tempfile::tempdir()?;
+        let config = Self::config(dir.path());
+        Self::start_with(dir, config).await
+    }
+
+    pub async fn start_with(dir: tempfile::TempDir, config: Config) -> anyhow::Result<Self> {
+        let running = aggregator::server::start(config.clone()).await?;
+        Ok(Self {
+            running: Some(running),
+            dir,
+            config,
+        })
+    }
+
+    pub fn running(&self) -> &Running {
+        self.running.as_ref().expect("the server is running")
+    }
+
+    pub fn grpc_url(&self) -> String {
+        format!("http://{}", self.running().grpc)
+    }
+
+    pub fn http_url(&self) -> String {
+        format!("http://{}", self.running().http)
+    }
+
+    pub async fn client(&self) -> anyhow::Result<AggregatorClient<Channel>> {
+        Ok(AggregatorClient::connect(self.grpc_url()).await?)
+    }
+
+    /// Stops the server gracefully (the data directory stays).
+    pub async fn stop(&mut self) -> anyhow::Result<()> {
+        if let Some(running) = self.running.take() {
+            running.stop().await?;
+        }
+        Ok(())
+    }
+
+    /// Starts it again on the same directories (new ports).
+    pub async fn restart(&mut self) -> anyhow::Result<()> {
+        self.stop().await?;
+        let mut config = self.config.clone();
+        config.grpc.listen = "127.0.0.1:0".parse()?;
+        config.http.listen = "127.0.0.1:0".parse()?;
+        self.running = Some(aggregator::server::start(config).await?);
+        Ok(())
+    }
+}
+
+/// A wallet owner with a fresh key.
+pub struct User {
+    pub signer: PrivateKeySigner,
+    pub token: String,
+}
+
+impl User {
+    pub fn address(&self) -> String {
+        self.signer.address().to_checksum(None)
+    }
+
+    pub fn lower(&self) -> String {
+        format!("{:#x}", self.signer.address())
+    }
+
+    /// Signs in through GetSignatureFormat and GetKey, as the official client does.
+    pub async fn sign_in(client: &mut AggregatorClient<Channel>) -> anyhow::Result<Self> {
+        let signer = PrivateKeySigner::random();
+        let token = sign_in_as(client, &signer).await?;
+        Ok(Self { signer, token })
+    }
+
+    /// A request carrying this user's `authkey`.
+    pub fn req<T>(&self, message: T) -> tonic::Request<T> {
+        with_key(message, &self.token)
+    }
+
+    /// The user's salt-0 smart wallet, from GetWallet.
+    pub async fn wallet(&self, client: &mut AggregatorClient<Channel>) -> anyhow::Result<String> {
+        let resp = client
+            .get_wallet(self.req(pb::GetWalletReq {
+                salt: "0".into(),
+                factory_address: String::new(),
+            }))
+            .await?
+            .into_inner();
+        Ok(resp.address)
+    }
+}
+
+pub fn with_key<T>(message: T, key: &str) -> tonic::Request<T> {
+    let mut request = tonic::Request::new(message);
+    request
+        .metadata_mut()
+        .insert("authkey", key.parse().unwrap());
+    request
+}
+
+pub async fn sign_in_as(
+    client: &mut AggregatorClient<Channel>,
+    signer: &PrivateKeySigner,
+) -> anyhow::Result<String> {
+    let message = client
+        .get_signature_format(pb::GetSignatureFormatReq {
+            wallet: signer.address().to_checksum(None),
+        })
+        .await?
+        .into_inner()
+        .message;
+    let signature = signer.sign_message_sync(message.as_bytes())?;
+    let key = client
+        .get_key(pb::GetKeyReq {
+            message,
+            signature: format!("0x{}", hex::encode(signature.as_bytes())),
+        })
+        .await?
+        .into_inner()
+        .key;
+    Ok(key)
+}
+
+/// A valid task request running on `wallet`: a manual trigger and a custom-code node.
+pub fn simple_task(name: &str, wallet: &str) -> pb::CreateTaskReq {
+    use aggregator::rpc::convert::value_from_json;
+    let settings = serde_json::json!({ "name": name, "runner": wallet });
+    pb::CreateTaskReq {
+        trigger: Some(pb::TaskTrigger {
+            name: "manualTrigger".into(),
+            r#type: pb::TriggerType::Manual as i32,
+            id: "trigger1".into(),
+            trigger_type: Some(pb::task_trigger::TriggerType::Manual(pb::ManualTrigger {
+                config: Some(pb::manual_trigger::Config {
+                    data: Some(value_from_json(&serde_json::json!({"hello": "world"}))),
+                    ..Default::default()
+                }),
+            })),
+        }),
+        nodes: vec![pb::TaskNode {
+            id: "node1".into(),
+            name: "code".into(),
+            r#type: pb::NodeType::CustomCode as i32,
+            task_type: Some(pb::task_node::TaskType::CustomCode(pb::CustomCodeNode {
+                config: Some(pb::custom_code_node::Config {
+                    lang: 1,
+                    source: "return 42;".into(),
+                }),
+            })),
+        }],
+        edges: vec![pb::TaskEdge {
+            id: "e1".into(),
+            source: "trigger1".into(),
+            target: "node1".into(),
+        }],
+        input_variables: [("settings".to_owned(), value_from_json(&settings))]
+            .into_iter()
+            .collect(),
+        ..Default::default()
+    }
+}
