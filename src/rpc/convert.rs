@@ -127,7 +127,7 @@ pub fn trigger_from_pb(t: &pb::TaskTrigger) -> Result<Trigger, DomainError> {
             schedules: c.config.clone().unwrap_or_default().schedules,
         })),
         Some(T::Block(b)) => Some(TriggerConfig::Block(BlockTriggerConfig {
-            interval: b.config.clone().unwrap_or_default().interval,
+            interval: b.config.unwrap_or_default().interval,
         })),
         Some(T::Event(e)) => {
             let c = e.config.clone().unwrap_or_default();

@@ -7,6 +7,7 @@
 //! - `before = C`: the last `limit` items that come before C (the previous page: pass the
 //!   `start_cursor`), still in display order;
 //! - neither: the first page. Both at once is refused.
+//!
 //! `has_next_page` / `has_previous_page` say whether items remain after / before the page.
 //! `limit` defaults to 10 and is capped at `MAX_LIMIT`.
 

@@ -7,7 +7,6 @@
 //! to use another binary.
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::sync::OnceLock;
 
 use alloy::network::{EthereumWallet, TransactionBuilder};
@@ -144,25 +143,7 @@ pub fn anvil_binary() -> anyhow::Result<PathBuf> {
 fn install_anvil() -> anyhow::Result<PathBuf> {
     let node_dir = repo_path("tests/node");
     let binary = npm_anvil_path(&node_dir)?;
-    if binary.is_file() {
-        return Ok(binary);
-    }
-    eprintln!(
-        "anvil not found at {}: running npm ci in {}",
-        binary.display(),
-        node_dir.display()
-    );
-    let status = Command::new("npm")
-        .args(["ci", "--no-audit", "--no-fund"])
-        .current_dir(&node_dir)
-        .status()
-        .context("running npm ci in tests/node (is Node.js installed?)")?;
-    ensure!(status.success(), "npm ci in tests/node failed: {status}");
-    ensure!(
-        binary.is_file(),
-        "npm ci in tests/node did not install {}",
-        binary.display()
-    );
+    crate::support::npm_ci(&node_dir, &binary)?;
     Ok(binary)
 }
 

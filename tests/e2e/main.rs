@@ -3,11 +3,18 @@
 
 #![allow(clippy::unwrap_used, reason = "tests")]
 
+mod access;
 mod anvil;
+mod api_keys;
 mod client_api;
 mod core_crash;
 mod core_tamper;
 mod fixtures;
+mod interop_js;
+mod nonce;
+mod restart;
+mod secrets_at_rest;
+mod service;
 mod support;
 mod wallet_derivation;
 mod wire_contract;

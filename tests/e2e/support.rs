@@ -38,7 +38,8 @@ use tonic::transport::Channel;
 /// An aggregator on ephemeral loopback ports, with its own data and keys directories.
 pub struct TestServer {
     pub running: Option<Running>,
-    pub dir: tempfile::TempDir,
+    /// Holds the data and keys directories until the test ends.
+    _dir: tempfile::TempDir,
     pub config: Config,
 }
 
@@ -46,12 +47,14 @@ impl TestServer {
     /// The default configuration on ephemeral ports, relaxed durability (fsyncs make no
     /// difference to what these tests check; the crash tests use `sync`).
     pub fn config(dir: &Path) -> Config {
-        let mut config = Config::default();
-        config.data_dir = dir.join("data");
-        config.keys_dir = dir.join("keys");
+        let mut config = Config {
+            data_dir: dir.join("data"),
+            keys_dir: dir.join("keys"),
+            durability: aggregator::config::DurabilityMode::Relaxed,
+            ..Config::default()
+        };
         config.grpc.listen = "127.0.0.1:0".parse().unwrap();
         config.http.listen = "127.0.0.1:0".parse().unwrap();
-        config.durability = aggregator::config::DurabilityMode::Relaxed;
         config
     }
 
@@ -65,7 +68,7 @@ impl TestServer {
         let running = aggregator::server::start(config.clone()).await?;
         Ok(Self {
             running: Some(running),
-            dir,
+            _dir: dir,
             config,
         })
     }
@@ -114,10 +117,6 @@ pub struct User {
 impl User {
     pub fn address(&self) -> String {
         self.signer.address().to_checksum(None)
-    }
-
-    pub fn lower(&self) -> String {
-        format!("{:#x}", self.signer.address())
     }
 
     /// Signs in through GetSignatureFormat and GetKey, as the official client does.
@@ -213,4 +212,40 @@ pub fn simple_task(name: &str, wallet: &str) -> pb::CreateTaskReq {
             .collect(),
         ..Default::default()
     }
+}
+
+/// Runs `npm ci` in `dir` unless `installed` (a file the packages bring) exists, so that plain
+/// `cargo test` works on a fresh clone. Callers run it once per process (`OnceLock`): two `npm ci`
+/// in one folder would trip over each other.
+pub fn npm_ci(dir: &Path, installed: &Path) -> anyhow::Result<()> {
+    if installed.exists() {
+        return Ok(());
+    }
+    eprintln!(
+        "{} is missing: running npm ci in {}",
+        installed.display(),
+        dir.display()
+    );
+    let status = std::process::Command::new("npm")
+        .args(["ci", "--no-audit", "--no-fund"])
+        .current_dir(dir)
+        .status()
+        .map_err(|e| {
+            anyhow::anyhow!(
+                "running npm ci in {} (is Node.js installed?): {e}",
+                dir.display()
+            )
+        })?;
+    anyhow::ensure!(
+        status.success(),
+        "npm ci in {} failed: {status}",
+        dir.display()
+    );
+    anyhow::ensure!(
+        installed.exists(),
+        "npm ci in {} did not install {}",
+        dir.display(),
+        installed.display()
+    );
+    Ok(())
 }

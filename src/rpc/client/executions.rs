@@ -171,7 +171,8 @@ pub async fn trigger_task(
     app: &App,
     request: Request<pb::TriggerTaskReq>,
 ) -> Result<pb::TriggerTaskResp, Status> {
-    calls::writer(app, &request)?;
+    let caller = calls::writer(app, &request)?;
+    app.owned_task(&caller.owner, request.get_ref().task_id.trim())?;
     Err(Status::unimplemented(
         "TriggerTask runs tasks: the task engine is not available yet",
     ))
