@@ -46,6 +46,18 @@ impl std::fmt::Debug for App {
     }
 }
 
+/// A new id for a task or an execution: a ULID from one monotonic generator, so that ids made in
+/// the same millisecond still sort in creation order (lists are ordered by id).
+pub fn new_id() -> String {
+    static GENERATOR: std::sync::Mutex<ulid::Generator> =
+        std::sync::Mutex::new(ulid::Generator::new());
+    let generated = GENERATOR.lock().ok().and_then(|mut g| match g.generate() {
+        Ok(id) => Some(id),
+        Err(_) => None,
+    });
+    generated.unwrap_or_else(ulid::Ulid::generate).to_string()
+}
+
 pub fn now_ms() -> u64 {
     events::now_ms()
 }

@@ -1,15 +1,20 @@
-//! `Tx`: the projection rows of one group commit, staged beside the events they come from, and a
-//! read cache of the rows the projections touched recently.
+//! `Tx`: the projection rows of one group commit, staged beside the events they come from, with
+//! the rows of the previous group and a cache of rows read recently.
 //!
 //! Projections read their own earlier rows while they apply events (a status change moves a task's
-//! key, so it must know the old status). Rows written earlier in the same group are not in fjall
-//! yet, so reads look at the staged writes first. At commit, the staged writes join the events in
-//! one fjall batch (a row written twice in a group is written once) and stay in the cache.
+//! key, so it must know the old status). Reads look, in order, at:
+//! 1. the writes staged in this group (not in fjall yet);
+//! 2. the rows of the previous group (`landing`): the log writer stages a group while the one
+//!    before it is still being committed, so those rows may not be in fjall yet either (the
+//!    writer hands a group over only once the one before has landed, so one generation is enough);
+//! 3. the read cache: rows read from fjall and kept fresh by later writes (bounded; emptying it is
+//!    always safe, since what is in flight is in `landing`);
+//! 4. fjall.
 //!
-//! The cache is coherent because the writer (or a catch-up, before the writer starts) is the only
-//! one writing the projection keyspaces. It is bounded: past its limit it is emptied and refills.
-//! In a rebuild into empty keyspaces it is *complete*: a row not in it does not exist, so no read
-//! reaches fjall at all (until the limit is hit, which turns completeness off).
+//! At commit, the staged writes join the events in one fjall batch (a row written twice in a group
+//! is written once). In a rebuild into empty keyspaces the cache is *complete*: every row written
+//! is kept, so a row missing from it does not exist and no read reaches fjall (until the limit is
+//! hit, which turns completeness off).
 
 use std::collections::HashMap;
 
@@ -23,17 +28,24 @@ enum Write {
     Delete,
 }
 
+impl Write {
+    fn value(&self) -> Option<Vec<u8>> {
+        match self {
+            Self::Put(v) => Some(v.clone()),
+            Self::Delete => None,
+        }
+    }
+}
+
 type Rows<V> = HashMap<u64, HashMap<Vec<u8>, V>>;
 
-/// Staged projection writes and cached rows, by keyspace and key.
+/// Staged projection writes, the previous group's, and cached rows, by keyspace and key.
 pub struct Tx {
     writes: Rows<Write>,
+    landing: Rows<Write>,
     cache: Rows<Option<Vec<u8>>>,
     cached: usize,
     cache_limit: usize,
-    /// The writer's mode: every staged write stays cached whatever the limit, and only the owner
-    /// empties the cache (`forget`), at a moment when nothing is in flight.
-    write_through: bool,
     complete: bool,
     keyspaces: HashMap<u64, Keyspace>,
 }
@@ -53,40 +65,31 @@ impl std::fmt::Debug for Tx {
     }
 }
 
+fn lookup<'a, V>(rows: &'a Rows<V>, id: u64, key: &[u8]) -> Option<&'a V> {
+    rows.get(&id).and_then(|r| r.get(key))
+}
+
 impl Tx {
-    /// Without a cache: reads see the staged writes, then fjall.
+    /// Without a read cache.
     pub fn new() -> Self {
         Self::with_cache(0)
     }
 
-    /// Keeps up to `limit` rows read or written, across commits.
+    /// Keeps up to `limit` rows read from fjall, refreshed by later writes.
     pub fn with_cache(limit: usize) -> Self {
         Self {
             writes: HashMap::new(),
+            landing: HashMap::new(),
             cache: HashMap::new(),
             cached: 0,
             cache_limit: limit,
-            write_through: false,
             complete: false,
             keyspaces: HashMap::new(),
         }
     }
 
-    /// The log writer's cache: every row read or written stays until the writer calls `forget`.
-    pub fn write_through() -> Self {
-        Self {
-            write_through: true,
-            ..Self::with_cache(usize::MAX)
-        }
-    }
-
-    /// Rows cached.
-    pub fn cached(&self) -> usize {
-        self.cached
-    }
-
-    /// For a rebuild into empty keyspaces: every existing row is in the cache, so a miss is an
-    /// absent row, until the cache overflows `limit`.
+    /// For a rebuild into empty keyspaces: every row written is cached, so a miss is an absent
+    /// row, until the cache overflows `limit`.
     pub fn complete(limit: usize) -> Self {
         Self {
             complete: true,
@@ -94,16 +97,20 @@ impl Tx {
         }
     }
 
+    /// Rows in the read cache.
+    pub fn cached(&self) -> usize {
+        self.cached
+    }
+
     /// The row as the staged writes leave it.
     pub fn get(&mut self, keyspace: &Keyspace, key: &[u8]) -> Result<Option<Vec<u8>>> {
         let id = keyspace.id();
-        if let Some(write) = self.writes.get(&id).and_then(|rows| rows.get(key)) {
-            return Ok(match write {
-                Write::Put(value) => Some(value.clone()),
-                Write::Delete => None,
-            });
+        if let Some(write) =
+            lookup(&self.writes, id, key).or_else(|| lookup(&self.landing, id, key))
+        {
+            return Ok(write.value());
         }
-        if let Some(cached) = self.cache.get(&id).and_then(|rows| rows.get(key)) {
+        if let Some(cached) = lookup(&self.cache, id, key) {
             return Ok(cached.clone());
         }
         if self.complete {
@@ -137,7 +144,8 @@ impl Tx {
         if self.cache_limit == 0 {
             return;
         }
-        if self.cached >= self.cache_limit && !self.write_through {
+        if self.cached >= self.cache_limit {
+            // Safe at any time: what may still be in flight is in `landing`.
             self.cache.clear();
             self.cached = 0;
             self.complete = false;
@@ -162,35 +170,32 @@ impl Tx {
         self.writes.values().all(HashMap::is_empty)
     }
 
-    /// Moves the staged writes into `batch` (they stay cached).
+    /// Moves the staged writes into `batch`; they become the landing group, and refresh the rows
+    /// the cache holds (all of them, when it is complete).
     pub fn drain_into(&mut self, batch: &mut OwnedWriteBatch) {
         let writes = std::mem::take(&mut self.writes);
-        for (id, rows) in writes {
-            let Some(keyspace) = self.keyspaces.get(&id).cloned() else {
+        for (id, rows) in &writes {
+            let Some(keyspace) = self.keyspaces.get(id).cloned() else {
                 continue;
             };
             for (key, write) in rows {
                 match write {
-                    Write::Put(value) if self.cache_limit == 0 => {
-                        batch.insert(&keyspace, key, value)
-                    }
-                    Write::Delete if self.cache_limit == 0 => batch.remove(&keyspace, key),
-                    Write::Put(value) => {
-                        batch.insert(&keyspace, key.clone(), value.clone());
-                        self.cache_row(id, key, Some(value));
-                    }
-                    Write::Delete => {
-                        batch.remove(&keyspace, key.clone());
-                        self.cache_row(id, key, None);
-                    }
+                    Write::Put(value) => batch.insert(&keyspace, key.clone(), value.clone()),
+                    Write::Delete => batch.remove(&keyspace, key.clone()),
+                }
+                let cached = lookup(&self.cache, *id, key).is_some();
+                if self.complete || cached {
+                    self.cache_row(*id, key.clone(), write.value());
                 }
             }
         }
+        self.landing = writes;
     }
 
-    /// Forgets the cache (after a failed commit, or when the keyspaces change under it).
+    /// Forgets everything (after a failed commit).
     pub fn forget(&mut self) {
         self.writes.clear();
+        self.landing.clear();
         self.cache.clear();
         self.cached = 0;
         self.complete = false;

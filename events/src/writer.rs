@@ -6,9 +6,8 @@
 //! Two stages so that the CPU work of the next group overlaps the fsync of the current one. The
 //! hand-off is a rendezvous: the writer gives group N+1 to the committer only once group N is on
 //! disk. While N+1 is staged, N may still be in flight, so everything N wrote must be readable from
-//! memory: stream heads, idempotency keys of the last two groups, and projection rows (the `Tx`
-//! cache holds every row written). Caches are emptied only behind a barrier that waits for the
-//! committer to be idle.
+//! memory: stream heads (emptied only behind a barrier that waits for the committer to be idle),
+//! idempotency keys of the last two groups, and projection rows (`Tx` keeps the previous group's).
 //!
 //! Ordering hazard: a command is acknowledged only after the batch holding it is committed (and
 //! fsync'd in `Durability::Sync`). A failed commit poisons the store: every command of that group,
@@ -103,7 +102,7 @@ enum Flight {
     Barrier,
 }
 
-/// Projection rows the writer keeps cached across groups.
+/// Projection rows read from fjall that the writer keeps cached.
 const ROW_CACHE_LIMIT: usize = 200_000;
 
 /// A command that passed its checks in the current group, waiting for the commit.
@@ -130,7 +129,7 @@ impl Writer {
             ids: MonotonicUlids::after(last),
             prev_hash,
             heads: HashMap::new(),
-            tx: Tx::write_through(),
+            tx: Tx::with_cache(ROW_CACHE_LIMIT),
             previous_keys: HashMap::new(),
             poison,
         }
@@ -189,15 +188,14 @@ impl Writer {
         }
     }
 
-    /// Empties the caches once they are past their limits, after waiting for the group in flight
-    /// (whose writes are only in those caches until it lands).
+    /// Empties the stream heads once past their limit, after waiting for the group in flight
+    /// (whose heads are only in memory until it lands). The row cache trims itself (`Tx`).
     fn trim_caches(&mut self, flights: &SyncSender<Flight>) {
-        if self.heads.len() < HEAD_CACHE_LIMIT && self.tx.cached() < ROW_CACHE_LIMIT {
+        if self.heads.len() < HEAD_CACHE_LIMIT {
             return;
         }
         let _ = flights.send(Flight::Barrier);
         self.heads.clear();
-        self.tx.forget();
     }
 
     /// Stages a group of commands: rejections are answered at once; the rest wait in the returned

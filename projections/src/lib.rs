@@ -83,6 +83,8 @@ pub fn lag(db: &Database, log: &LogKeyspaces) -> events::Result<u64> {
 /// Every projection of the system, applied together.
 pub struct Projections {
     db: Database,
+    /// The log's events keyspace (the views read definitions from it).
+    events: Keyspace,
     meta: Keyspace,
     all: Vec<Box<dyn Projection>>,
     /// Last applied event per projection (same order as `all`).
@@ -110,9 +112,11 @@ impl Projections {
             Box::new(access::Access::new(open("access")?)),
         ];
         let meta = open("projection_meta")?;
+        let events = open("events")?;
         let checkpoints = vec![Ulid::nil(); all.len()];
         Ok(Self {
             db: db.clone(),
+            events,
             meta,
             all,
             checkpoints,
@@ -120,7 +124,10 @@ impl Projections {
     }
 
     pub fn views(&self) -> Views {
-        Views::from_keyspaces(self.all.iter().map(|p| p.keyspace().clone()).collect())
+        Views::from_keyspaces(
+            self.all.iter().map(|p| p.keyspace().clone()).collect(),
+            self.events.clone(),
+        )
     }
 
     pub fn keyspace(&self, name: &str) -> Option<&Keyspace> {

@@ -4,9 +4,12 @@
 //! - `t:<status>:<task id>` → `TaskRow` (JSON); a status change moves the key. The status letter is
 //!   `x` while at least one run executes, otherwise the task's own status (`a i c f l`);
 //! - `ts:<task id>` → the letter under which the row is (to find it by id);
-//! - `td:<task id>` → the submitted `TaskDefinition` (JSON), written once;
+//! - `td:<task id>` → the ULID of the task's `TaskCreated` event, which holds the submitted
+//!   definition (written once; the definition is not copied);
 //! - `u:<owner>:<wallet>:<task id>` → empty: a wallet's tasks in id (creation) order;
 //! - `n:<owner>:<wallet>:<status>` → number of tasks (u64 BE) by their own status (not `x`);
+//! - `o:<owner>` → number of tasks (u64 BE) the owner has (quota checks read it with one point
+//!   read: a prefix scan over counters rewritten at every change would walk all their versions);
 //! - `s:<letter>` → number of tasks (u64 BE) under each `t:` letter, for telemetry.
 
 use events::event::{Event, TaskCreated};
@@ -123,6 +126,10 @@ pub fn user_key(owner: &str, wallet: &str, task_id: &str) -> Vec<u8> {
     format!("u:{owner}:{wallet}:{task_id}").into_bytes()
 }
 
+pub fn owner_count_key(owner: &str) -> Vec<u8> {
+    format!("o:{owner}").into_bytes()
+}
+
 pub fn letter_count_key(letter: char) -> Vec<u8> {
     format!("s:{letter}").into_bytes()
 }
@@ -214,18 +221,14 @@ impl Tasks {
     fn create(&self, tx: &mut Tx, env: &Envelope, created: &TaskCreated) -> events::Result<()> {
         let row = TaskRow::created(env, created);
         self.store(tx, None, &row)?;
-        put_json(
-            tx,
-            &self.keyspace,
-            definition_key(&row.id),
-            &created.definition,
-            self.name(),
-        )?;
+        // The definition stays in its event: the row points to it (no second copy to write).
+        tx.insert(&self.keyspace, definition_key(&row.id), env.id.to_bytes());
         tx.insert(
             &self.keyspace,
             user_key(&row.owner, &row.wallet, &row.id),
             [],
         );
+        self.add(tx, owner_count_key(&row.owner), 1)?;
         self.count(tx, &row.owner, &row.wallet, Status::Active, 1)
     }
 
@@ -238,6 +241,7 @@ impl Tasks {
         tx.remove(&self.keyspace, locator_key(task_id));
         tx.remove(&self.keyspace, definition_key(task_id));
         tx.remove(&self.keyspace, user_key(&row.owner, &row.wallet, task_id));
+        self.add(tx, owner_count_key(&row.owner), -1)?;
         self.count(tx, &row.owner, &row.wallet, row.status, -1)
     }
 }
@@ -248,7 +252,7 @@ impl Projection for Tasks {
     }
 
     fn schema_version(&self) -> u32 {
-        2
+        4
     }
 
     fn keyspace(&self) -> &Keyspace {

@@ -17,6 +17,8 @@ pub struct Views {
     pub wallets: Keyspace,
     pub secrets: Keyspace,
     pub access: Keyspace,
+    /// The log's events, for what projections point to rather than copy.
+    pub events: Keyspace,
 }
 
 fn json<T: for<'de> Deserialize<'de>>(
@@ -35,7 +37,7 @@ fn json<T: for<'de> Deserialize<'de>>(
 }
 
 impl Views {
-    pub(crate) fn from_keyspaces(mut keyspaces: Vec<Keyspace>) -> Self {
+    pub(crate) fn from_keyspaces(mut keyspaces: Vec<Keyspace>, events: Keyspace) -> Self {
         // Same order as `Projections::open`.
         let access = keyspaces.pop();
         let secrets = keyspaces.pop();
@@ -49,6 +51,7 @@ impl Views {
                 wallets,
                 secrets,
                 access,
+                events,
             },
             _ => unreachable!("Projections::open opens five keyspaces"),
         }
@@ -63,8 +66,27 @@ impl Views {
         json(&self.tasks, &tasks::row_key(letter, task_id))
     }
 
+    /// The definition a task was created with, read from its `TaskCreated` event.
     pub fn task_definition(&self, task_id: &str) -> events::Result<Option<TaskDefinition>> {
-        json(&self.tasks, &tasks::definition_key(task_id))
+        let Some(pointer) = self.tasks.get(tasks::definition_key(task_id))? else {
+            return Ok(None);
+        };
+        let bytes: [u8; 16] = pointer.as_ref().try_into().map_err(|_| {
+            events::Error::Corrupt(format!("task {task_id}: bad definition pointer"))
+        })?;
+        let id = events::Ulid::from_bytes(bytes);
+        let value = self.events.get(bytes)?.ok_or_else(|| {
+            events::Error::Corrupt(format!(
+                "task {task_id}: its TaskCreated event {id} is missing"
+            ))
+        })?;
+        match events::decode_at(id, &value)?.event {
+            events::Event::TaskCreated(created) => Ok(Some(created.definition)),
+            other => Err(events::Error::Corrupt(format!(
+                "task {task_id}: event {id} is a {}, not a TaskCreated",
+                other.type_name()
+            ))),
+        }
     }
 
     /// Task ids of one wallet, in creation order.
@@ -85,6 +107,15 @@ impl Views {
         Ok(tasks::read_counter(
             self.tasks
                 .get(tasks::counter_key(owner, wallet, status))?
+                .map(|v| v.to_vec()),
+        ))
+    }
+
+    /// Number of tasks an owner has.
+    pub fn owner_task_count(&self, owner: &str) -> events::Result<u64> {
+        Ok(tasks::read_counter(
+            self.tasks
+                .get(tasks::owner_count_key(owner))?
                 .map(|v| v.to_vec()),
         ))
     }

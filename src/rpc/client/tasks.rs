@@ -65,7 +65,7 @@ pub async fn create_task(
         .chain_update(caller.owner.as_bytes())
         .chain_update(prost::Message::encode_to_vec(&req))
         .finalize();
-    let task_id = ulid::Ulid::generate().to_string();
+    let task_id = crate::app::new_id();
     let window =
         u64::try_from(app.config.idempotency.create_window.as_millis()).unwrap_or(u64::MAX);
     let command = Command::new(caller.owner.clone(), now_ms())
@@ -93,13 +93,10 @@ pub async fn create_task(
 
 /// Tasks an owner has (deleted ones are gone from the counters).
 fn owned_task_count(app: &App, owner: &str) -> Result<u64, Status> {
-    let prefix = format!("n:{owner}:");
-    let mut total = 0;
-    for guard in app.store.views.tasks.prefix(prefix.as_bytes()) {
-        let (_, value) = guard.into_inner().map_err(|e| error::storage(e.into()))?;
-        total += projections::tasks::read_counter(Some(value.to_vec()));
-    }
-    Ok(total)
+    app.store
+        .views
+        .owner_task_count(owner)
+        .map_err(error::storage)
 }
 
 fn task_response(app: &App, row: &TaskRow, nodes: bool, edges: bool) -> Result<pb::Task, Status> {
