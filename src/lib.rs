@@ -15,6 +15,7 @@ pub mod auth;
 pub mod chain;
 pub mod config;
 pub mod domain;
+pub mod engine;
 pub mod limits;
 pub mod pb;
 pub mod rpc;

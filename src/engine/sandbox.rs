@@ -1,0 +1,1 @@
+//! The JavaScript sandbox (being written).
