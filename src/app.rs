@@ -34,6 +34,8 @@ pub struct App {
     pub wallets: WalletFactory,
     pub chain: Option<Chain>,
     pub limiter: Limiter,
+    pub engine: crate::engine::Engine,
+    pub token_directory: crate::tokens::TokenDirectory,
 }
 
 pub type SharedApp = Arc<App>;
@@ -51,10 +53,7 @@ impl std::fmt::Debug for App {
 pub fn new_id() -> String {
     static GENERATOR: std::sync::Mutex<ulid::Generator> =
         std::sync::Mutex::new(ulid::Generator::new());
-    let generated = GENERATOR.lock().ok().and_then(|mut g| match g.generate() {
-        Ok(id) => Some(id),
-        Err(_) => None,
-    });
+    let generated = GENERATOR.lock().ok().and_then(|mut g| g.generate().ok());
     generated.unwrap_or_else(ulid::Ulid::generate).to_string()
 }
 

@@ -1,8 +1,9 @@
 //! The Ethereum JSON-RPC connection, when one is configured: the reads the aggregator makes of
 //! the chain (EntryPoint nonces, a non-default factory's `getAddress`).
 
-use alloy::primitives::{Address, U256, aliases::U192};
+use alloy::primitives::{Address, B256, Bytes, U256, aliases::U192};
 use alloy::providers::{DynProvider, Provider, ProviderBuilder};
+use alloy::rpc::types::TransactionRequest;
 
 alloy::sol! {
     #[sol(rpc)]
@@ -14,6 +15,23 @@ alloy::sol! {
     interface ISimpleAccountFactory {
         function getAddress(address owner, uint256 salt) external view returns (address);
     }
+
+    #[sol(rpc)]
+    interface IERC20 {
+        function name() external view returns (string);
+        function symbol() external view returns (string);
+        function decimals() external view returns (uint8);
+        function balanceOf(address account) external view returns (uint256);
+    }
+}
+
+/// An ERC-20's metadata as its contract answers it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TokenMetadata {
+    pub address: Address,
+    pub name: String,
+    pub symbol: String,
+    pub decimals: u8,
 }
 
 /// A connected chain.
@@ -81,6 +99,51 @@ impl Chain {
             .call()
             .await
             .map_err(|e| ChainError::Rpc(e.to_string()))
+    }
+
+    /// `eth_call` of `data` on `to` at the latest block.
+    pub async fn call(&self, to: Address, data: Bytes) -> Result<Bytes, ChainError> {
+        let tx = TransactionRequest::default().to(to).input(data.into());
+        self.provider.call(tx).await.map_err(|e| ChainError::Rpc(e.to_string()))
+    }
+
+    /// The native balance of an address, in wei.
+    pub async fn balance(&self, address: Address) -> Result<U256, ChainError> {
+        self.provider
+            .get_balance(address)
+            .await
+            .map_err(|e| ChainError::Rpc(e.to_string()))
+    }
+
+    pub async fn token_balance(&self, token: Address, owner: Address) -> Result<U256, ChainError> {
+        IERC20::new(token, &self.provider)
+            .balanceOf(owner)
+            .call()
+            .await
+            .map_err(|e| ChainError::Rpc(e.to_string()))
+    }
+
+    /// `name()`, `symbol()`, `decimals()` of an ERC-20.
+    pub async fn token_metadata(&self, token: Address) -> Result<TokenMetadata, ChainError> {
+        let erc20 = IERC20::new(token, &self.provider);
+        let rpc = |e: alloy::contract::Error| ChainError::Rpc(e.to_string());
+        Ok(TokenMetadata {
+            address: token,
+            name: erc20.name().call().await.map_err(rpc)?,
+            symbol: erc20.symbol().call().await.map_err(rpc)?,
+            decimals: erc20.decimals().call().await.map_err(rpc)?,
+        })
+    }
+
+    /// The latest block's number and hash.
+    pub async fn latest_block(&self) -> Result<(u64, B256), ChainError> {
+        let block = self
+            .provider
+            .get_block_by_number(alloy::eips::BlockNumberOrTag::Latest)
+            .await
+            .map_err(|e| ChainError::Rpc(e.to_string()))?
+            .ok_or_else(|| ChainError::Rpc("the node has no latest block".into()))?;
+        Ok((block.header.number, block.header.hash))
     }
 
     /// A factory's own `getAddress(owner, salt)`.

@@ -33,6 +33,7 @@ pub struct Config {
     pub auth: AuthConfig,
     pub limits: LimitsConfig,
     pub idempotency: IdempotencyConfig,
+    pub engine: EngineConfig,
     pub log: LogConfig,
 }
 
@@ -50,6 +51,7 @@ impl Default for Config {
             auth: AuthConfig::default(),
             limits: LimitsConfig::default(),
             idempotency: IdempotencyConfig::default(),
+            engine: EngineConfig::default(),
             log: LogConfig::default(),
         }
     }
@@ -237,6 +239,91 @@ impl Default for IdempotencyConfig {
         Self {
             create_window: Duration::from_secs(120),
             trigger_window: Duration::from_secs(120),
+        }
+    }
+}
+
+/// The task engine: how many runs at once, their limits, the sandbox and outbound HTTP.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct EngineConfig {
+    /// Executions running at once (they are I/O-bound).
+    pub concurrency: usize,
+    /// Runs of one task go one at a time, in the order they were queued.
+    pub serial_per_task: bool,
+    /// The longest an execution may run; what remains is recorded as failed.
+    #[serde(with = "duration_text")]
+    pub execution_limit: Duration,
+    /// The longest one node may run.
+    #[serde(with = "duration_text")]
+    pub node_limit: Duration,
+    /// Steps one execution may record (loop iterations count).
+    pub max_steps: usize,
+    /// Elements a loop node iterates over at most.
+    pub max_loop_iterations: usize,
+    /// Iterations a parallel loop runs at once.
+    pub loop_parallelism: usize,
+    /// JavaScript worker threads (0: one per core).
+    pub js_threads: usize,
+    /// Wall time of one script (custom code, a template, a condition).
+    #[serde(with = "duration_text")]
+    pub js_time_limit: Duration,
+    /// Memory of one JavaScript runtime, in MiB.
+    pub js_memory_mib: usize,
+    pub http: EngineHttpConfig,
+    /// A JSON file of known tokens (`[{"address", "name", "symbol", "decimals"}]`) that
+    /// `GetTokenMetadata` answers from before asking the chain.
+    pub token_whitelist: Option<PathBuf>,
+    /// How often active tasks past their `expired_at` are completed.
+    #[serde(with = "duration_text")]
+    pub expiry_sweep: Duration,
+}
+
+impl Default for EngineConfig {
+    fn default() -> Self {
+        Self {
+            concurrency: 64,
+            serial_per_task: true,
+            execution_limit: Duration::from_secs(120),
+            node_limit: Duration::from_secs(30),
+            max_steps: 1000,
+            max_loop_iterations: 1000,
+            loop_parallelism: 8,
+            js_threads: 0,
+            js_time_limit: Duration::from_secs(5),
+            js_memory_mib: 64,
+            http: EngineHttpConfig::default(),
+            token_whitelist: None,
+            expiry_sweep: Duration::from_secs(30),
+        }
+    }
+}
+
+/// Outbound HTTP of the REST and GraphQL nodes. Loopback, private, link-local and metadata
+/// addresses are refused (after DNS resolution, also on redirects) unless `allow` lists them.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct EngineHttpConfig {
+    /// CIDR blocks allowed despite the block list, e.g. `127.0.0.0/8` for a local service.
+    pub allow: Vec<String>,
+    #[serde(with = "duration_text")]
+    pub timeout: Duration,
+    #[serde(with = "duration_text")]
+    pub connect_timeout: Duration,
+    pub max_request_bytes: usize,
+    pub max_response_bytes: usize,
+    pub max_redirects: usize,
+}
+
+impl Default for EngineHttpConfig {
+    fn default() -> Self {
+        Self {
+            allow: Vec::new(),
+            timeout: Duration::from_secs(10),
+            connect_timeout: Duration::from_secs(5),
+            max_request_bytes: 1024 * 1024,
+            max_response_bytes: 5 * 1024 * 1024,
+            max_redirects: 5,
         }
     }
 }

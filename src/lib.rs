@@ -23,4 +23,5 @@ pub mod secrets;
 pub mod server;
 pub mod store;
 pub mod telemetry;
+pub mod tokens;
 pub mod wallet;

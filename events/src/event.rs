@@ -233,10 +233,18 @@ pub struct ExecutionQueued {
     pub firing: Firing,
 }
 
+/// A run began; recorded with its first durable step, so `started_at` (ms) says when it began
+/// (0 in events written before the field existed: the event's own time then).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ExecutionStarted {
     pub execution_id: String,
     pub task_id: String,
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub started_at: i64,
+}
+
+fn is_zero(n: &i64) -> bool {
+    *n == 0
 }
 
 /// Durable before a node with side effects runs: a started step with no result was interrupted.

@@ -125,12 +125,68 @@ impl LogKeyspaces {
         Ok(out)
     }
 
+    /// The first event of a stream (a task's `TaskCreated`, an execution's `ExecutionQueued`).
+    pub fn first_event(&self, stream: &str) -> Result<Option<Envelope>> {
+        let Some(id) = self.streams.get(stream_key(stream, 1))? else {
+            return Ok(None);
+        };
+        let id = ulid_from_key(&id)?;
+        self.get(id)
+    }
+
     /// The stream's last sequence number (0 when it does not exist).
     pub fn stream_version(&self, stream: &str) -> Result<u64> {
         match self.streams.prefix(stream_prefix(stream)).next_back() {
             None => Ok(0),
             Some(guard) => seq_from_stream_key(&guard.key()?),
         }
+    }
+
+    /// The events an earlier command with this idempotency key appended, if the key still holds
+    /// at `now` (inside its window, and its stream not closed since). Lets a caller answer a
+    /// repeat before it decides anything (the writer checks again when appending).
+    pub fn idempotent_result(&self, key: &str, now: u64) -> Result<Option<Vec<EventRef>>> {
+        let Some(record) = self.idempotency.get(key.as_bytes())? else {
+            return Ok(None);
+        };
+        let record = IdempotencyRecord::decode(&record)?;
+        if record.expires_at != 0 && now >= record.expires_at {
+            return Ok(None);
+        }
+        if self.stream_closed(&record.stream)? {
+            return Ok(None);
+        }
+        self.refs_of(&record).map(Some)
+    }
+
+    /// Whether the stream's last event closes it.
+    pub fn stream_closed(&self, stream: &str) -> Result<bool> {
+        let Some(guard) = self.streams.prefix(stream_prefix(stream)).next_back() else {
+            return Ok(false);
+        };
+        let (_, value) = guard.into_inner()?;
+        let id = ulid_from_key(&value)?;
+        let stored = self
+            .events
+            .get(id.to_bytes())?
+            .ok_or_else(|| Error::Corrupt(format!("stream {stream} points to missing event {id}")))?;
+        Ok(crate::event::closes_stream(&decode_header_at(id, &stored)?.event_type))
+    }
+
+    /// The events an idempotency record names.
+    pub(crate) fn refs_of(&self, record: &IdempotencyRecord) -> Result<Vec<EventRef>> {
+        let mut refs = Vec::with_capacity(record.count as usize);
+        for guard in self.events.range(record.first.to_bytes()..).take(record.count as usize) {
+            let (key, value) = guard.into_inner()?;
+            let id = ulid_from_key(&key)?;
+            let header = decode_header_at(id, &value)?;
+            refs.push(EventRef {
+                id,
+                stream: header.stream,
+                seq: header.seq,
+            });
+        }
+        Ok(refs)
     }
 
     /// Raw stored events in log order, from `from` (inclusive) on.
@@ -260,8 +316,17 @@ impl Log {
         self.keyspaces.stream_version(stream)
     }
 
+    pub fn first_event(&self, stream: &str) -> Result<Option<Envelope>> {
+        self.keyspaces.first_event(stream)
+    }
+
     pub fn head(&self) -> Result<Option<(Ulid, Hash)>> {
         self.keyspaces.head()
+    }
+
+    /// See `LogKeyspaces::idempotent_result`.
+    pub fn idempotent_result(&self, key: &str, now: u64) -> Result<Option<Vec<EventRef>>> {
+        self.keyspaces.idempotent_result(key, now)
     }
 
     /// The events a commit produced, read back (for callers that need more than the refs).

@@ -288,7 +288,7 @@ impl Writer {
                 let record = IdempotencyRecord::decode(&record)?;
                 if self.is_live(&record, command.recorded_at)? {
                     return Ok(Committed {
-                        events: self.read_refs(&record)?,
+                        events: self.keyspaces.refs_of(&record)?,
                         deduplicated: true,
                     });
                 }
@@ -408,26 +408,6 @@ impl Writer {
             return Ok(false);
         }
         Ok(!self.head(&record.stream)?.closed)
-    }
-
-    fn read_refs(&self, record: &IdempotencyRecord) -> Result<Vec<EventRef>> {
-        let mut refs = Vec::with_capacity(record.count as usize);
-        for guard in self
-            .keyspaces
-            .events
-            .range(record.first.to_bytes()..)
-            .take(record.count as usize)
-        {
-            let (key, value) = guard.into_inner()?;
-            let id = ulid_from_key(&key)?;
-            let header = decode_header_at(id, &value)?;
-            refs.push(EventRef {
-                id,
-                stream: header.stream,
-                seq: header.seq,
-            });
-        }
-        Ok(refs)
     }
 
     fn head(&mut self, stream: &str) -> Result<Head> {

@@ -170,7 +170,7 @@ impl Projection for Executions {
             Event::ExecutionStarted(e) => {
                 self.update(tx, &e.task_id, &e.execution_id, |row| {
                     row.status = RunStatus::Running;
-                    row.start_at = at;
+                    row.start_at = if e.started_at > 0 { e.started_at } else { at };
                 })?;
                 Ok(())
             }

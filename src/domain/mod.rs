@@ -5,12 +5,14 @@
 //! Layout:
 //! - `schedule`: the cron / `@every` grammar shared by validation and the operators' watchers;
 //! - `task`: task definitions (validation) and the task lifecycle (enable, disable, cancel, delete);
+//! - `firing`: whether a task may run now, and the events that queue a run;
 //! - `wallets`: registering and hiding smart wallets;
 //! - `secrets`: secret names and scopes.
 //!
 //! `DomainError` says what is wrong in words a client can act on; `rpc::error` maps each variant
 //! to its gRPC status, once.
 
+pub mod firing;
 pub mod schedule;
 pub mod secrets;
 pub mod task;

@@ -1,9 +1,452 @@
-//! The task engine: firings become executions that walk the task's graph, step by step, each
-//! step recorded as an event.
+//! The task engine: firings become executions that walk the task's graph, every step recorded as
+//! an event, surviving crashes without running a side effect twice.
 //!
 //! Layout:
-//! - `sandbox`: the JavaScript sandbox (QuickJS) for custom code, templates and expressions;
-//! - `http`: outbound HTTP for the REST and GraphQL nodes, refusing private addresses.
+//! - this file: `Engine`, the one entry point for every firing (`fire`), the scheduler (many runs
+//!   at once, runs of one task in order), resuming pending runs on start, waiting for a run;
+//! - `run`: one execution and the step protocol; `graph`: the order and reachability of nodes;
+//! - `template`: `{{ expression }}` in node configs; `vars`: the variables a run sees;
+//! - `nodes/`: one module per node type; `sandbox`: JavaScript; `http`: guarded outbound HTTP;
+//! - `preview`: `RunTrigger`, `RunNodeWithInputs`, `SimulateTask` (nothing persisted).
+//!
+//! The queue is the log: an execution queued and not finished is pending (`q:` rows of the
+//! executions projection). The engine learns of new ones from `fire` and, on start, from the
+//! projection.
+//!
+//! A run belongs to the engine, not to the RPC that asked for it: a client that gives up does
+//! not stop it, and a retried blocking `TriggerTask` waits for the first run and returns its
+//! final result.
 
+pub mod graph;
 pub mod http;
+pub mod nodes;
+pub mod preview;
+pub mod run;
 pub mod sandbox;
+pub mod template;
+pub mod vars;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use events::execution::Firing;
+use events::{Command, Expected};
+use projections::executions::{ExecutionRow, RunStatus};
+use tokio::sync::{Notify, Semaphore};
+
+use crate::app::{new_id, now_ms, now_ms_i64};
+use crate::chain::Chain;
+use crate::config::EngineConfig;
+use crate::domain::firing::{self, Refusal};
+use crate::secrets::SecretBox;
+use crate::store::Store;
+
+/// What nodes use to do their work.
+pub struct Tools {
+    pub sandbox: sandbox::Sandbox,
+    pub http: http::HttpClient,
+    pub chain: Option<Chain>,
+    pub config: EngineConfig,
+}
+
+/// A firing to accept: the task, who reports it, what fired.
+#[derive(Debug, Clone)]
+pub struct FireRequest {
+    pub task_id: String,
+    /// The owner (client firings) or the operators' address.
+    pub actor: String,
+    pub firing: Firing,
+    /// How long the dedup key holds: `None` forever (operators' firings, explicit keys).
+    pub window_ms: Option<u64>,
+}
+
+/// A firing accepted now, or before.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Fired {
+    Queued { execution_id: String },
+    Deduplicated { execution_id: String },
+}
+
+impl Fired {
+    pub fn execution_id(&self) -> &str {
+        match self {
+            Self::Queued { execution_id } | Self::Deduplicated { execution_id } => execution_id,
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum FireError {
+    #[error("{}", .0.message())]
+    Refused(Refusal),
+    #[error(transparent)]
+    Storage(#[from] events::Error),
+    #[error("the task changed concurrently too many times; retry")]
+    Contended,
+}
+
+/// The engine; cheap to clone.
+#[derive(Clone)]
+pub struct Engine {
+    inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for Engine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Engine")
+    }
+}
+
+struct Inner {
+    store: Store,
+    tools: Tools,
+    sealer: SecretBox,
+    permits: Semaphore,
+    /// Per task, its queued runs in order; the front one is running (runs of one task in order).
+    lanes: std::sync::Mutex<HashMap<String, std::collections::VecDeque<String>>>,
+    /// Waiters for runs to finish.
+    finished: std::sync::Mutex<HashMap<String, Arc<Notify>>>,
+    /// Spawned runs, so that shutdown can wait for them.
+    running: tokio::sync::Mutex<tokio::task::JoinSet<()>>,
+    stopping: std::sync::atomic::AtomicBool,
+}
+
+/// Attempts at a firing against a task stream that moved meanwhile.
+const ATTEMPTS: usize = 8;
+
+impl Engine {
+    /// Builds the engine and resumes the pending executions.
+    pub async fn start(store: Store, config: EngineConfig, sealer: SecretBox, chain: Option<Chain>) -> anyhow::Result<Self> {
+        let threads = if config.js_threads == 0 {
+            std::thread::available_parallelism().map_or(2, |n| n.get())
+        } else {
+            config.js_threads
+        };
+        let sandbox = sandbox::Sandbox::new(sandbox::SandboxConfig {
+            threads,
+            time_limit: config.js_time_limit,
+            memory_limit: config.js_memory_mib * 1024 * 1024,
+            ..sandbox::SandboxConfig::default()
+        });
+        let http = http::HttpClient::new(http::HttpConfig {
+            allow: config.http.allow.clone(),
+            timeout: config.http.timeout,
+            connect_timeout: config.http.connect_timeout,
+            max_request_bytes: config.http.max_request_bytes,
+            max_response_bytes: config.http.max_response_bytes,
+            max_redirects: config.http.max_redirects,
+            ..http::HttpConfig::default()
+        })?;
+        let engine = Self {
+            inner: Arc::new(Inner {
+                permits: Semaphore::new(config.concurrency.max(1)),
+                store,
+                tools: Tools {
+                    sandbox,
+                    http,
+                    chain,
+                    config,
+                },
+                sealer,
+                lanes: std::sync::Mutex::new(HashMap::new()),
+                finished: std::sync::Mutex::new(HashMap::new()),
+                running: tokio::sync::Mutex::new(tokio::task::JoinSet::new()),
+                stopping: std::sync::atomic::AtomicBool::new(false),
+            }),
+        };
+        let pending = engine.inner.store.views.pending_executions()?;
+        if !pending.is_empty() {
+            tracing::info!(count = pending.len(), "resuming pending executions");
+        }
+        for (execution_id, task_id) in pending {
+            engine.schedule(task_id, execution_id).await;
+        }
+        engine.spawn_expiry_sweep();
+        Ok(engine)
+    }
+
+    pub fn tools(&self) -> &Tools {
+        &self.inner.tools
+    }
+
+    /// The one entry point for every firing: durable dedup (a key seen before returns its first
+    /// execution, also after a restart), then whether the task may run, then the firing on the
+    /// task's stream against its version and the execution's stream opened, in one command.
+    pub async fn fire(&self, request: FireRequest) -> Result<Fired, FireError> {
+        let store = &self.inner.store;
+        let key = format!("fire:{}", request.firing.dedup_key);
+        let task_stream = events::stream::task(&request.task_id);
+        for _ in 0..ATTEMPTS {
+            let now = now_ms();
+            if let Some(refs) = store.log.idempotent_result(&key, now)? {
+                return Ok(Fired::Deduplicated {
+                    execution_id: execution_of(&refs),
+                });
+            }
+            let row = store.views.task(&request.task_id)?;
+            let now_i = i64::try_from(now).unwrap_or(i64::MAX);
+            let Some(row) = row else {
+                return Err(FireError::Refused(Refusal::NotFound));
+            };
+            let execution_id = new_id();
+            let accepted = match firing::accept(&row, &execution_id, request.firing.clone(), now_i) {
+                Ok(accepted) => accepted,
+                Err(refusal) => {
+                    if let Some(completed) = firing::expiry(&row, now_i) {
+                        let command = Command::new("system", now).append(task_stream.clone(), Expected::Exactly(row.version), [completed]);
+                        let _ = store.log.append(command).await;
+                    }
+                    return Err(FireError::Refused(refusal));
+                }
+            };
+            let command = Command::new(request.actor.clone(), now)
+                .idempotent(key.clone(), request.window_ms)
+                .append(task_stream.clone(), Expected::Exactly(row.version), accepted.task_events)
+                .append(events::stream::execution(&execution_id), Expected::NoStream, [accepted.execution_event]);
+            match store.log.append(command).await {
+                Ok(committed) if committed.deduplicated => {
+                    return Ok(Fired::Deduplicated {
+                        execution_id: execution_of(&committed.events),
+                    });
+                }
+                Ok(committed) => {
+                    metrics::counter!("events_appended_total").increment(committed.events.len() as u64);
+                    metrics::counter!("executions_queued_total").increment(1);
+                    self.schedule(request.task_id.clone(), execution_id.clone()).await;
+                    return Ok(Fired::Queued { execution_id });
+                }
+                Err(events::Error::Conflict { .. }) => continue,
+                Err(events::Error::StreamClosed { .. }) => return Err(FireError::Refused(Refusal::NotFound)),
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Err(FireError::Contended)
+    }
+
+    /// Queues a run. With runs serial per task, each task has a lane: a queue drained in order by
+    /// one worker at a time; otherwise each run goes on its own. Either way a run waits for a
+    /// free slot of the engine's concurrency. Never waits itself: `fire` answers at once.
+    async fn schedule(&self, task_id: String, execution_id: String) {
+        if self.inner.stopping.load(std::sync::atomic::Ordering::Acquire) {
+            return; // resumed at the next start
+        }
+        if !self.inner.tools.config.serial_per_task {
+            let engine = self.clone();
+            self.inner.running.lock().await.spawn(async move {
+                engine.run_one(&task_id, &execution_id).await;
+            });
+            return;
+        }
+        let start_worker = {
+            let mut lanes = self.inner.lanes.lock().unwrap_or_else(|p| p.into_inner());
+            let lane = lanes.entry(task_id.clone()).or_default();
+            lane.push_back(execution_id);
+            // A lane with one run just got it: nobody drains it yet.
+            lane.len() == 1
+        };
+        if start_worker {
+            let engine = self.clone();
+            self.inner.running.lock().await.spawn(async move {
+                engine.drain_lane(&task_id).await;
+            });
+        }
+    }
+
+    /// Runs a task's queued runs in order until its lane is empty.
+    async fn drain_lane(&self, task_id: &str) {
+        loop {
+            let next = {
+                let lanes = self.inner.lanes.lock().unwrap_or_else(|p| p.into_inner());
+                lanes.get(task_id).and_then(|lane| lane.front().cloned())
+            };
+            let Some(execution_id) = next else { return };
+            self.run_one(task_id, &execution_id).await;
+            let mut lanes = self.inner.lanes.lock().unwrap_or_else(|p| p.into_inner());
+            if let Some(lane) = lanes.get_mut(task_id) {
+                lane.pop_front();
+                if lane.is_empty() {
+                    lanes.remove(task_id);
+                    return;
+                }
+            }
+        }
+    }
+
+    async fn run_one(&self, task_id: &str, execution_id: &str) {
+        let Ok(permit) = self.inner.permits.acquire().await else { return };
+        if let Err(e) = self.execute(task_id, execution_id).await {
+            tracing::error!(%task_id, %execution_id, error = %e, "execution failed to record; it stays pending");
+        }
+        drop(permit);
+        self.notify_finished(execution_id);
+    }
+
+    fn notify_finished(&self, execution_id: &str) {
+        let notify = self
+            .inner
+            .finished
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(execution_id);
+        if let Some(notify) = notify {
+            notify.notify_waiters();
+        }
+    }
+
+    /// Runs (or resumes) one execution from its stream.
+    async fn execute(&self, task_id: &str, execution_id: &str) -> Result<(), events::Error> {
+        let store = &self.inner.store;
+        let stream = events::stream::execution(execution_id);
+        let recorded = store.log.read_stream(&stream)?;
+        let (queued, resume, finished) = run::resume_state(&recorded);
+        if finished {
+            return Ok(());
+        }
+        let Some(queued) = queued else {
+            return Err(events::Error::Corrupt(format!("execution {execution_id} has no ExecutionQueued")));
+        };
+        let mut recorder = run::Recorder::Log {
+            store,
+            stream,
+            actor: "engine".into(),
+            version: recorded.len() as u64,
+            buffer: Vec::new(),
+        };
+        let definition = store.log.first_event(&events::stream::task(task_id))?.and_then(|e| match e.event {
+            events::Event::TaskCreated(created) => Some(created.definition),
+            _ => None,
+        });
+        let row = store.views.task(task_id)?;
+        let (Some(definition), Some(row)) = (definition, row) else {
+            let error = "the task was deleted before this run started".to_owned();
+            finish_without_running(&mut recorder, resume.started, task_id, execution_id, error).await?;
+            return Ok(());
+        };
+        let secrets = vars::secrets(store, &self.inner.sealer, &row.owner, Some(task_id)).unwrap_or_else(|e| {
+            tracing::warn!(%task_id, error = %e, "secrets could not be opened for a run");
+            Default::default()
+        });
+        let vars = vars::with_secrets(vars::base(&definition, &row, &queued.firing, execution_id, queued.index), secrets);
+        let walk = run::Walk {
+            tools: &self.inner.tools,
+            definition: &definition,
+            firing: &queued.firing,
+            task_id,
+            execution_id,
+            vars,
+        };
+        let ended = walk.run(resume, &mut recorder, self.inner.tools.config.execution_limit).await?;
+        metrics::counter!("executions_finished_total", "outcome" => match ended.outcome {
+            events::execution::ExecutionOutcome::Success => "success",
+            events::execution::ExecutionOutcome::Failed => "failed",
+        })
+        .increment(1);
+        Ok(())
+    }
+
+    /// Waits until the execution has finished and returns its row.
+    pub async fn wait(&self, task_id: &str, execution_id: &str) -> Result<ExecutionRow, events::Error> {
+        loop {
+            let notify = {
+                let mut finished = self.inner.finished.lock().unwrap_or_else(|p| p.into_inner());
+                finished.entry(execution_id.to_owned()).or_default().clone()
+            };
+            let notified = notify.notified();
+            if let Some(row) = self.inner.store.views.execution(task_id, execution_id)?
+                && matches!(row.status, RunStatus::Success | RunStatus::Failed)
+            {
+                return Ok(row);
+            }
+            // The notification may come from another process's restart, or be missed between
+            // the read and the wait: the timeout bounds the delay.
+            let _ = tokio::time::timeout(Duration::from_millis(250), notified).await;
+        }
+    }
+
+    /// Completes active tasks past their `expired_at`, now and then.
+    fn spawn_expiry_sweep(&self) {
+        let engine = self.clone();
+        let every = self.inner.tools.config.expiry_sweep;
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(every.max(Duration::from_secs(1)));
+            loop {
+                tick.tick().await;
+                if engine.inner.stopping.load(std::sync::atomic::Ordering::Acquire) {
+                    return;
+                }
+                if let Err(e) = engine.sweep_expired().await {
+                    tracing::warn!(error = %e, "expiry sweep failed");
+                }
+            }
+        });
+    }
+
+    async fn sweep_expired(&self) -> Result<(), events::Error> {
+        let store = &self.inner.store;
+        let now = now_ms_i64();
+        for letter in ['a', 'x'] {
+            for id in store.views.task_ids_with_letter(letter)? {
+                let Some(row) = store.views.task(&id)? else { continue };
+                if let Some(completed) = firing::expiry(&row, now) {
+                    let command = Command::new("system", now_ms()).append(events::stream::task(&id), Expected::Exactly(row.version), [completed]);
+                    // A conflict means the task moved: the next sweep looks again.
+                    let _ = store.log.append(command).await;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Stops scheduling and waits (up to `grace`) for the runs in progress; the others stay
+    /// pending and resume at the next start.
+    pub async fn shutdown(&self, grace: Duration) {
+        self.inner.stopping.store(true, std::sync::atomic::Ordering::Release);
+        let mut running = self.inner.running.lock().await;
+        let drain = async {
+            while running.join_next().await.is_some() {}
+        };
+        if tokio::time::timeout(grace, drain).await.is_err() {
+            running.abort_all();
+        }
+    }
+}
+
+/// The execution a firing command opened (the stream `exec:<id>` among its events).
+fn execution_of(refs: &[events::EventRef]) -> String {
+    refs.iter()
+        .find_map(|r| r.stream.strip_prefix("exec:"))
+        .unwrap_or_default()
+        .to_owned()
+}
+
+async fn finish_without_running(
+    recorder: &mut run::Recorder<'_>,
+    started: bool,
+    task_id: &str,
+    execution_id: &str,
+    error: String,
+) -> Result<(), events::Error> {
+    if let run::Recorder::Log { buffer, .. } = recorder {
+        if !started {
+            buffer.push(
+                events::event::ExecutionStarted {
+                    execution_id: execution_id.to_owned(),
+                    task_id: task_id.to_owned(),
+                    started_at: crate::app::now_ms_i64(),
+                }
+                .into(),
+            );
+        }
+        buffer.push(
+            events::event::ExecutionFinished {
+                execution_id: execution_id.to_owned(),
+                task_id: task_id.to_owned(),
+                outcome: events::execution::ExecutionOutcome::Failed,
+                error,
+            }
+            .into(),
+        );
+    }
+    recorder.flush().await
+}

@@ -249,3 +249,118 @@ pub fn npm_ci(dir: &Path, installed: &Path) -> anyhow::Result<()> {
     );
     Ok(())
 }
+
+// ---- Building tasks from parts ----
+
+pub fn manual_trigger() -> pb::TaskTrigger {
+    use aggregator::rpc::convert::value_from_json;
+    pb::TaskTrigger {
+        name: "manualTrigger".into(),
+        r#type: pb::TriggerType::Manual as i32,
+        id: "trigger1".into(),
+        trigger_type: Some(pb::task_trigger::TriggerType::Manual(pb::ManualTrigger {
+            config: Some(pb::manual_trigger::Config {
+                data: Some(value_from_json(&serde_json::json!({"start": true}))),
+                ..Default::default()
+            }),
+        })),
+    }
+}
+
+/// A task of the given nodes, each connected from the trigger unless `edges` says otherwise.
+pub fn task_of(name: &str, wallet: &str, nodes: Vec<pb::TaskNode>, edges: Option<Vec<pb::TaskEdge>>) -> pb::CreateTaskReq {
+    let mut request = simple_task(name, wallet);
+    request.trigger = Some(manual_trigger());
+    request.edges = edges.unwrap_or_else(|| {
+        nodes
+            .iter()
+            .map(|n| pb::TaskEdge { id: format!("e-{}", n.id), source: "trigger1".into(), target: n.id.clone() })
+            .collect()
+    });
+    request.nodes = nodes;
+    request
+}
+
+pub fn code_node(id: &str, source: &str) -> pb::TaskNode {
+    pb::TaskNode {
+        id: id.into(),
+        name: id.into(),
+        r#type: pb::NodeType::CustomCode as i32,
+        task_type: Some(pb::task_node::TaskType::CustomCode(pb::CustomCodeNode {
+            config: Some(pb::custom_code_node::Config { lang: 1, source: source.into() }),
+        })),
+    }
+}
+
+pub fn rest_node(id: &str, method: &str, url: &str, body: &str) -> pb::TaskNode {
+    pb::TaskNode {
+        id: id.into(),
+        name: id.into(),
+        r#type: pb::NodeType::RestApi as i32,
+        task_type: Some(pb::task_node::TaskType::RestApi(pb::RestApiNode {
+            config: Some(pb::rest_api_node::Config {
+                url: url.into(),
+                method: method.into(),
+                body: body.into(),
+                headers: [("content-type".to_owned(), "application/json".to_owned())].into_iter().collect(),
+                options: None,
+            }),
+        })),
+    }
+}
+
+pub fn edge(source: &str, target: &str) -> pb::TaskEdge {
+    pb::TaskEdge { id: format!("{source}->{target}"), source: source.into(), target: target.into() }
+}
+
+/// A server whose engine may call loopback fixtures (tests allow-list them explicitly).
+pub async fn server_allowing_loopback() -> anyhow::Result<TestServer> {
+    let dir = tempfile::tempdir()?;
+    let mut config = TestServer::config(dir.path());
+    config.engine.http.allow = vec!["127.0.0.0/8".into()];
+    TestServer::start_with(dir, config).await
+}
+
+/// Triggers a task (blocking) and returns the response.
+pub async fn run_blocking(
+    client: &mut AggregatorClient<Channel>,
+    user: &User,
+    task_id: &str,
+) -> anyhow::Result<pb::TriggerTaskResp> {
+    Ok(client
+        .trigger_task(user.req(pb::TriggerTaskReq {
+            task_id: task_id.into(),
+            trigger_type: pb::TriggerType::Manual as i32,
+            trigger_output: Some(pb::trigger_task_req::TriggerOutput::ManualTrigger(pb::manual_trigger::Output {
+                data: Some(aggregator::rpc::convert::value_from_json(&serde_json::json!({"n": random_u64() % 1000}))),
+            })),
+            is_blocking: true,
+            ..Default::default()
+        }))
+        .await?
+        .into_inner())
+}
+
+/// The JSON output of a step.
+pub fn step_output(step: &pb::execution::Step) -> serde_json::Value {
+    use pb::execution::step::OutputData as O;
+    let data = match &step.output_data {
+        Some(O::CustomCode(o)) => o.data.clone(),
+        Some(O::RestApi(o)) => o.data.clone(),
+        Some(O::Graphql(o)) => o.data.clone(),
+        Some(O::Branch(o)) => o.data.clone(),
+        Some(O::Filter(o)) => o.data.clone(),
+        Some(O::Loop(o)) => o.data.clone(),
+        Some(O::ContractRead(o)) => o.data.clone(),
+        Some(O::Balance(o)) => o.data.clone(),
+        Some(O::ManualTrigger(o)) => o.data.clone(),
+        Some(O::BlockTrigger(o)) => o.data.clone(),
+        Some(O::EventTrigger(o)) => o.data.clone(),
+        Some(O::CronTrigger(o)) => o.data.clone(),
+        Some(O::FixedTimeTrigger(o)) => o.data.clone(),
+        Some(O::EthTransfer(o)) => o.data.clone(),
+        Some(O::ContractWrite(o)) => o.data.clone(),
+        None => None,
+    };
+    data.map(|v| aggregator::rpc::convert::json_from_value(&v).unwrap()).unwrap_or(serde_json::Value::Null)
+}

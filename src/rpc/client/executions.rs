@@ -1,8 +1,14 @@
 //! Executions: list, read, status, counts and stats of the caller's tasks' runs. Lists are newest
 //! first (execution ids are ULIDs); see `rpc::paging` for the cursors.
 
-use projections::executions::{self as views_exec, DAY_MS, DayStats};
+use events::execution::{Firing, FiringSource};
+use events::task::TriggerKind;
+use projections::executions::{self as views_exec, DAY_MS, DayStats, ExecutionRow, RunStatus};
+use sha2::{Digest, Sha256};
 use tonic::{Request, Status};
+
+use crate::domain::firing::Refusal;
+use crate::engine::{FireError, FireRequest};
 
 use crate::app::{App, now_ms};
 use crate::domain::{Code, DomainError};
@@ -167,13 +173,107 @@ pub async fn get_execution_stats(
     })
 }
 
-pub async fn trigger_task(
-    app: &App,
-    request: Request<pb::TriggerTaskReq>,
-) -> Result<pb::TriggerTaskResp, Status> {
+/// The firing a `TriggerTask` describes: the member of its `trigger_output` oneof (or, when none
+/// is set, `trigger_type`, or the task's own trigger type) and its data.
+fn firing_data(req: &pb::TriggerTaskReq, task_kind: Option<TriggerKind>) -> Result<(TriggerKind, Option<serde_json::Value>), Status> {
+    use pb::trigger_task_req::TriggerOutput as O;
+    let data = |v: &Option<prost_types::Value>| v.as_ref().map(convert::json_from_value).transpose();
+    Ok(match &req.trigger_output {
+        Some(O::ManualTrigger(o)) => (TriggerKind::Manual, data(&o.data)?),
+        Some(O::FixedTimeTrigger(o)) => (TriggerKind::FixedTime, data(&o.data)?),
+        Some(O::CronTrigger(o)) => (TriggerKind::Cron, data(&o.data)?),
+        Some(O::BlockTrigger(o)) => (TriggerKind::Block, data(&o.data)?),
+        Some(O::EventTrigger(o)) => (TriggerKind::Event, data(&o.data)?),
+        None => {
+            let kind = TriggerKind::from_wire_number(req.trigger_type)
+                .or(task_kind)
+                .ok_or_else(|| Status::invalid_argument("set trigger_type or one of the trigger outputs"))?;
+            (kind, None)
+        }
+    })
+}
+
+/// A refused or failed firing, as clients see it.
+pub fn fire_status(e: FireError) -> Status {
+    match e {
+        FireError::Refused(Refusal::NotFound) => DomainError::task_not_found().into(),
+        FireError::Refused(refusal) => Status::failed_precondition(refusal.message()),
+        FireError::Storage(e) => error::storage(e),
+        FireError::Contended => Status::unavailable("the task changed concurrently; retry the call"),
+    }
+}
+
+/// The response for a run, finished or not.
+pub fn trigger_response(task_id: &str, row: &ExecutionRow) -> pb::TriggerTaskResp {
+    let finished = matches!(row.status, RunStatus::Success | RunStatus::Failed);
+    pb::TriggerTaskResp {
+        execution_id: row.id.clone(),
+        status: convert::execution_status(row.status) as i32,
+        workflow_id: task_id.to_owned(),
+        start_at: (row.start_at > 0).then_some(row.start_at),
+        end_at: finished.then_some(row.end_at),
+        error: (!row.error.is_empty()).then(|| row.error.clone()),
+        steps: row.steps.iter().map(convert::step_to_pb).collect(),
+    }
+}
+
+/// `TriggerTask`: a client's firing, through the engine's single entry point. Its dedup key is
+/// in the client namespace (`client:`), so it never uses up an operator's firing: the
+/// `idempotency-key` metadata header when given (held forever), otherwise a digest of the caller,
+/// the task and the trigger data (held `idempotency.trigger_window`). `is_blocking` waits for the
+/// run (which belongs to the engine: a client that gives up does not stop it).
+pub async fn trigger_task(app: &App, request: Request<pb::TriggerTaskReq>) -> Result<pb::TriggerTaskResp, Status> {
     let caller = calls::writer(app, &request)?;
-    app.owned_task(&caller.owner, request.get_ref().task_id.trim())?;
-    Err(Status::unimplemented(
-        "TriggerTask runs tasks: the task engine is not available yet",
-    ))
+    let header = request
+        .metadata()
+        .get("idempotency-key")
+        .map(|v| v.to_str().map(str::to_owned))
+        .transpose()
+        .map_err(|_| Status::invalid_argument("the idempotency-key header is not text"))?;
+    let req = request.into_inner();
+    let task = app.owned_task(&caller.owner, req.task_id.trim())?;
+    let (kind, output) = firing_data(&req, task.trigger_kind)?;
+    let input = convert::json_map_from_values(&req.trigger_input)?;
+    let (dedup_key, window_ms) = match header.filter(|h| !h.trim().is_empty()) {
+        Some(key) => {
+            if key.len() > app.config.limits.max_name_bytes {
+                return Err(Status::invalid_argument("the idempotency-key header is too long"));
+            }
+            (format!("client:{}:{}:{}", caller.owner, task.id, key.trim()), None)
+        }
+        None => {
+            let digest = Sha256::new()
+                .chain_update(caller.owner.as_bytes())
+                .chain_update(prost::Message::encode_to_vec(&req))
+                .finalize();
+            let window = u64::try_from(app.config.idempotency.trigger_window.as_millis()).unwrap_or(u64::MAX);
+            (format!("client:{}", hex::encode(digest)), Some(window))
+        }
+    };
+    let fired = app
+        .engine
+        .fire(FireRequest {
+            task_id: task.id.clone(),
+            actor: caller.owner.clone(),
+            firing: Firing {
+                dedup_key,
+                source: FiringSource::Client,
+                kind,
+                output,
+                input,
+            },
+            window_ms,
+        })
+        .await
+        .map_err(fire_status)?;
+    let execution_id = fired.execution_id().to_owned();
+    let row = if req.is_blocking {
+        app.engine.wait(&task.id, &execution_id).await.map_err(error::storage)?
+    } else {
+        match app.store.views.execution(&task.id, &execution_id).map_err(error::storage)? {
+            Some(row) => row,
+            None => return Err(Status::internal("the queued execution is missing")),
+        }
+    };
+    Ok(trigger_response(&task.id, &row))
 }

@@ -1,56 +1,180 @@
-//! Runs without persisting anything: `RunTrigger`, `RunNodeWithInputs`, `SimulateTask`; and
-//! `GetTokenMetadata`, `EstimateFees`.
+//! Runs without persisting anything: `RunTrigger`, `RunNodeWithInputs`, `SimulateTask` (rate
+//! limited per caller: they run arbitrary code and requests); and `GetTokenMetadata`,
+//! `EstimateFees`.
 
+use events::task::{NodeKind, TriggerKind};
 use tonic::{Request, Status};
 
-use crate::app::App;
+use crate::app::{App, now_ms_i64};
+use crate::auth::Caller;
+use crate::domain::task;
 use crate::pb;
-use crate::rpc::calls;
+use crate::rpc::{calls, convert, error};
 
-pub async fn run_trigger(
-    app: &App,
-    request: Request<pb::RunTriggerReq>,
-) -> Result<pb::RunTriggerResp, Status> {
-    calls::caller(app, &request)?;
-    Err(Status::unimplemented(
-        "RunTrigger needs the task engine, not available yet",
-    ))
+fn may_run(app: &App, caller: &Caller) -> Result<(), Status> {
+    if app.limiter.allow_run(&caller.owner) {
+        Ok(())
+    } else {
+        Err(error::rate_limited("runs (RunTrigger, RunNodeWithInputs, SimulateTask)"))
+    }
 }
 
-pub async fn run_node_with_inputs(
-    app: &App,
-    request: Request<pb::RunNodeWithInputsReq>,
-) -> Result<pb::RunNodeWithInputsResp, Status> {
-    calls::caller(app, &request)?;
-    Err(Status::unimplemented(
-        "RunNodeWithInputs needs the task engine, not available yet",
-    ))
+fn trigger_output(kind: TriggerKind, data: prost_types::Value) -> pb::run_trigger_resp::OutputData {
+    use pb::run_trigger_resp::OutputData as O;
+    let data = Some(data);
+    match kind {
+        TriggerKind::Manual => O::ManualTrigger(pb::manual_trigger::Output { data }),
+        TriggerKind::FixedTime => O::FixedTimeTrigger(pb::fixed_time_trigger::Output { data }),
+        TriggerKind::Cron => O::CronTrigger(pb::cron_trigger::Output { data }),
+        TriggerKind::Block => O::BlockTrigger(pb::block_trigger::Output { data }),
+        TriggerKind::Event => O::EventTrigger(pb::event_trigger::Output { data }),
+    }
 }
 
-pub async fn simulate_task(
-    app: &App,
-    request: Request<pb::SimulateTaskReq>,
-) -> Result<pb::Execution, Status> {
-    calls::caller(app, &request)?;
-    Err(Status::unimplemented(
-        "SimulateTask needs the task engine, not available yet",
-    ))
+pub async fn run_trigger(app: &App, request: Request<pb::RunTriggerReq>) -> Result<pb::RunTriggerResp, Status> {
+    let caller = calls::caller(app, &request)?;
+    may_run(app, &caller)?;
+    let req = request.into_inner();
+    let trigger = req
+        .trigger
+        .as_ref()
+        .ok_or_else(|| Status::invalid_argument("the request has no trigger"))?;
+    let trigger = convert::trigger_from_pb(trigger)?;
+    let mut lenient = trigger.clone();
+    if lenient.name.is_empty() {
+        lenient.name = "trigger".into();
+    }
+    if lenient.id.is_empty() {
+        lenient.id = "trigger".into();
+    }
+    // Epochs in the past are fine to preview.
+    task::validate_lone_trigger(&lenient, &app.config.limits, i64::MIN)?;
+    let input = convert::json_map_from_values(&req.trigger_input)?;
+    Ok(match app.engine.run_trigger(&trigger, &input).await {
+        Ok((kind, output)) => pb::RunTriggerResp {
+            success: true,
+            output_data: Some(trigger_output(kind, convert::value_from_json(&output))),
+            ..Default::default()
+        },
+        Err(e) => pb::RunTriggerResp {
+            success: false,
+            error: e,
+            error_code: pb::ErrorCode::ExecutionEngineError as i32,
+            ..Default::default()
+        },
+    })
 }
 
-pub async fn get_token_metadata(
-    app: &App,
-    request: Request<pb::GetTokenMetadataReq>,
-) -> Result<pb::GetTokenMetadataResp, Status> {
-    calls::caller(app, &request)?;
-    Err(Status::unimplemented(
-        "GetTokenMetadata comes with the task engine, not available yet",
-    ))
+fn node_output(kind: NodeKind, data: Option<prost_types::Value>) -> pb::run_node_with_inputs_resp::OutputData {
+    use pb::run_node_with_inputs_resp::OutputData as O;
+    match kind {
+        NodeKind::EthTransfer => O::EthTransfer(pb::eth_transfer_node::Output { data }),
+        NodeKind::ContractWrite => O::ContractWrite(pb::contract_write_node::Output { data }),
+        NodeKind::ContractRead => O::ContractRead(pb::contract_read_node::Output { data }),
+        NodeKind::GraphqlQuery => O::Graphql(pb::graph_ql_query_node::Output { data }),
+        NodeKind::RestApi => O::RestApi(pb::rest_api_node::Output { data }),
+        NodeKind::CustomCode => O::CustomCode(pb::custom_code_node::Output { data }),
+        NodeKind::Branch => O::Branch(pb::branch_node::Output { data }),
+        NodeKind::Filter => O::Filter(pb::filter_node::Output { data }),
+        NodeKind::Loop => O::Loop(pb::loop_node::Output { data }),
+        NodeKind::Balance => O::Balance(pb::balance_node::Output { data }),
+    }
 }
 
-pub async fn estimate_fees(
-    app: &App,
-    request: Request<pb::EstimateFeesReq>,
-) -> Result<pb::EstimateFeesResp, Status> {
+pub async fn run_node_with_inputs(app: &App, request: Request<pb::RunNodeWithInputsReq>) -> Result<pb::RunNodeWithInputsResp, Status> {
+    let caller = calls::caller(app, &request)?;
+    may_run(app, &caller)?;
+    let req = request.into_inner();
+    let node = req.node.as_ref().ok_or_else(|| Status::invalid_argument("the request has no node"))?;
+    let mut node = convert::node_from_pb(node)?;
+    if node.id.is_empty() {
+        node.id = "node".into();
+    }
+    task::validate_lone_node(&node, &app.config.limits)?;
+    let kind = node.config.as_ref().map(|c| c.kind()).ok_or_else(|| Status::invalid_argument("the node has no configuration"))?;
+    let input = convert::json_map_from_values(&req.input_variables)?;
+    Ok(match app.engine.run_node(&caller.owner, &node, &input).await {
+        Ok(run) => pb::RunNodeWithInputsResp {
+            success: true,
+            output_data: Some(node_output(kind, Some(convert::value_from_json(&run.output)))),
+            metadata: (!run.log.is_empty()).then(|| convert::value_from_json(&serde_json::json!({ "log": run.log }))),
+            ..Default::default()
+        },
+        Err(e) => pb::RunNodeWithInputsResp {
+            success: false,
+            error: e.message,
+            error_code: e.code as i32,
+            output_data: e.output.map(|o| node_output(kind, Some(convert::value_from_json(&o)))),
+            ..Default::default()
+        },
+    })
+}
+
+pub async fn simulate_task(app: &App, request: Request<pb::SimulateTaskReq>) -> Result<pb::Execution, Status> {
+    let caller = calls::caller(app, &request)?;
+    may_run(app, &caller)?;
+    let req = request.into_inner();
+    let create = pb::CreateTaskReq {
+        trigger: req.trigger,
+        nodes: req.nodes,
+        edges: req.edges,
+        input_variables: req.input_variables,
+        ..Default::default()
+    };
+    let mut definition = convert::definition_from_create(&create)?;
+    definition.name = task::identity(&definition.input_variables, "", "")
+        .map(|i| i.name)
+        .unwrap_or_else(|_| "simulation".into());
+    task::validate(&definition, &app.config.limits, i64::MIN)?;
+    let started = now_ms_i64();
+    let ended = app
+        .engine
+        .simulate(&caller.owner, &definition)
+        .await
+        .map_err(Status::failed_precondition)?;
+    Ok(pb::Execution {
+        id: "simulation".into(),
+        start_at: started,
+        end_at: now_ms_i64(),
+        status: match ended.outcome {
+            events::execution::ExecutionOutcome::Success => pb::ExecutionStatus::Success,
+            events::execution::ExecutionOutcome::Failed => pb::ExecutionStatus::Failed,
+        } as i32,
+        error: ended.error,
+        index: 0,
+        steps: ended.steps.iter().map(convert::step_to_pb).collect(),
+        ..Default::default()
+    })
+}
+
+pub async fn get_token_metadata(app: &App, request: Request<pb::GetTokenMetadataReq>) -> Result<pb::GetTokenMetadataResp, Status> {
+    calls::caller(app, &request)?;
+    let address = crate::app::parse_address("address", &request.into_inner().address)?;
+    let found = app
+        .token_directory
+        .lookup(app.chain.as_ref(), address)
+        .await
+        .map_err(Status::unavailable)?;
+    Ok(match found {
+        Some((metadata, source)) => pb::GetTokenMetadataResp {
+            token: Some(pb::TokenMetadata {
+                id: metadata.address.to_checksum(None),
+                name: metadata.name,
+                symbol: metadata.symbol,
+                decimals: u32::from(metadata.decimals),
+            }),
+            found: true,
+            source: source.name().into(),
+        },
+        None => pb::GetTokenMetadataResp {
+            token: None,
+            found: false,
+            source: if app.chain.is_some() { "rpc".into() } else { "none: no chain configured".into() },
+        },
+    })
+}
+
+pub async fn estimate_fees(app: &App, request: Request<pb::EstimateFeesReq>) -> Result<pb::EstimateFeesResp, Status> {
     calls::caller(app, &request)?;
     Err(Status::unimplemented(
         "EstimateFees prices ERC-4337 user operations: it comes with on-chain execution, not yet available",

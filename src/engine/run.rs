@@ -1,0 +1,392 @@
+//! One execution: the trigger as step 0, then the nodes in the plan's order, each recorded as a
+//! step (ran, failed, or skipped with the reason).
+//!
+//! The step protocol, against crashes:
+//! - a node with side effects gets a `StepStarted` that is durable before it runs, and its result
+//!   is made durable right after;
+//! - a step whose result is recorded is never run again: on resume its output is restored;
+//! - a step started without a result was interrupted: if its node is free of side effects it is
+//!   run again, otherwise it is recorded as failed ("interrupted"), since its effects may have
+//!   happened;
+//! - steps of nodes free of side effects are buffered and recorded together (a crash re-runs
+//!   them), so a graph of pure nodes costs one commit.
+
+use std::collections::{HashMap, HashSet};
+use std::time::{Duration, Instant};
+
+use serde_json::{Map, Value, json};
+
+use events::event::{ExecutionFinished, ExecutionStarted, StepRecorded, StepStarted};
+use events::execution::{ExecutionOutcome, Firing, OutputKind, Step, StepOutput};
+use events::task::{NodeKind, TaskDefinition, TriggerConfig, TriggerKind};
+use events::{Command, Event, Expected};
+
+use super::Tools;
+use super::graph::{Fate, Plan};
+use super::nodes::{self, output_kind, side_effect_free};
+use super::template::Templates;
+use crate::app::now_ms_i64;
+use crate::store::Store;
+
+/// Where a run's events go.
+pub enum Recorder<'a> {
+    /// To the execution's stream, in order, against its version.
+    Log {
+        store: &'a Store,
+        stream: String,
+        actor: String,
+        version: u64,
+        buffer: Vec<Event>,
+    },
+    /// Nowhere: `SimulateTask` and friends only want the steps.
+    Memory,
+}
+
+impl Recorder<'_> {
+    fn push(&mut self, event: Event) {
+        if let Recorder::Log { buffer, .. } = self {
+            buffer.push(event);
+        }
+    }
+
+    /// Makes the buffered events durable.
+    pub async fn flush(&mut self) -> Result<(), events::Error> {
+        let Recorder::Log {
+            store,
+            stream,
+            actor,
+            version,
+            buffer,
+        } = self
+        else {
+            return Ok(());
+        };
+        if buffer.is_empty() {
+            return Ok(());
+        }
+        let events = std::mem::take(buffer);
+        let count = events.len() as u64;
+        let command = Command::new(actor.clone(), events::now_ms()).append(stream.clone(), Expected::Exactly(*version), events);
+        store.log.append(command).await?;
+        *version += count;
+        Ok(())
+    }
+}
+
+/// What an earlier attempt of this execution left in its stream.
+#[derive(Debug, Default)]
+pub struct Resume {
+    pub started: bool,
+    pub recorded: HashMap<String, Step>,
+    /// Steps with a `StepStarted` and no result.
+    pub interrupted: HashSet<String>,
+}
+
+/// How a run ended.
+#[derive(Debug, Clone)]
+pub struct Ended {
+    pub steps: Vec<Step>,
+    pub outcome: ExecutionOutcome,
+    pub error: String,
+}
+
+/// Everything a run needs.
+pub struct Walk<'a> {
+    pub tools: &'a Tools,
+    pub definition: &'a TaskDefinition,
+    pub firing: &'a Firing,
+    pub task_id: &'a str,
+    pub execution_id: &'a str,
+    pub vars: Map<String, Value>,
+}
+
+fn trigger_config_json(config: Option<&TriggerConfig>) -> Option<Value> {
+    config.and_then(|c| match c {
+        TriggerConfig::Manual(c) => serde_json::to_value(c).ok(),
+        TriggerConfig::FixedTime(c) => serde_json::to_value(c).ok(),
+        TriggerConfig::Cron(c) => serde_json::to_value(c).ok(),
+        TriggerConfig::Block(c) => serde_json::to_value(c).ok(),
+        TriggerConfig::Event(c) => serde_json::to_value(c).ok(),
+    })
+}
+
+/// The node config alone, as JSON (without the oneof wrapper).
+fn node_config_json(config: &events::task::NodeConfig) -> Option<Value> {
+    match serde_json::to_value(config).ok()? {
+        Value::Object(mut wrapper) if wrapper.len() == 1 => {
+            let key = wrapper.keys().next()?.clone();
+            wrapper.remove(&key)
+        }
+        other => Some(other),
+    }
+}
+
+fn fate_of(step: &Step) -> Fate {
+    if step.skipped {
+        Fate::Skipped
+    } else if step.success {
+        let taken = step
+            .output
+            .as_ref()
+            .filter(|o| o.kind == OutputKind::Branch)
+            .and_then(|o| o.data.as_ref())
+            .and_then(|d| d.get("conditionId"))
+            .and_then(Value::as_str)
+            .map(str::to_owned);
+        Fate::Succeeded { taken }
+    } else {
+        Fate::Failed
+    }
+}
+
+impl Walk<'_> {
+    fn trigger_step(&self) -> Step {
+        let kind = self
+            .definition
+            .trigger
+            .config
+            .as_ref()
+            .map_or(self.firing.kind, TriggerConfig::kind);
+        let now = now_ms_i64();
+        Step {
+            id: self.definition.trigger.id.clone(),
+            step_type: TriggerKind::wire_name(self.firing.kind).to_owned(),
+            name: self.definition.trigger.name.clone(),
+            success: true,
+            log: format!("fired by {}", match &self.firing.source {
+                events::execution::FiringSource::Client => "a client (TriggerTask)".to_owned(),
+                events::execution::FiringSource::Operators { attestation } => format!("a quorum of operators (attestation {attestation})"),
+            }),
+            config: trigger_config_json(self.definition.trigger.config.as_ref()),
+            output: Some(StepOutput {
+                kind: OutputKind::for_trigger(kind),
+                data: self.firing.output.clone(),
+            }),
+            start_at: now,
+            end_at: now,
+            ..Step::default()
+        }
+    }
+
+    fn recorded(&mut self, recorder: &mut Recorder<'_>, steps: &mut Vec<Step>, step: Step) {
+        recorder.push(
+            StepRecorded {
+                execution_id: self.execution_id.to_owned(),
+                task_id: self.task_id.to_owned(),
+                step: step.clone(),
+            }
+            .into(),
+        );
+        steps.push(step);
+    }
+
+    /// Runs (or resumes) the graph and records the end.
+    pub async fn run(mut self, resume: Resume, recorder: &mut Recorder<'_>, limit: Duration) -> Result<Ended, events::Error> {
+        let started_at = Instant::now();
+        if !resume.started {
+            recorder.push(
+                ExecutionStarted {
+                    execution_id: self.execution_id.to_owned(),
+                    task_id: self.task_id.to_owned(),
+                    started_at: now_ms_i64(),
+                }
+                .into(),
+            );
+        }
+        let mut steps = Vec::with_capacity(self.definition.nodes.len() + 1);
+        let trigger_id = self.definition.trigger.id.clone();
+        match resume.recorded.get(&trigger_id) {
+            Some(step) => steps.push(step.clone()),
+            None => {
+                let step = self.trigger_step();
+                self.recorded(recorder, &mut steps, step);
+            }
+        }
+
+        let names: Vec<String> = self.definition.nodes.iter().map(|n| n.name.clone()).collect();
+        let plan = match Plan::new(self.definition) {
+            Ok(plan) => plan,
+            Err(e) => return self.finish(recorder, steps, Some(format!("the task's graph cannot run: {e}"))).await,
+        };
+        if self.definition.nodes.len() > self.tools.config.max_steps {
+            let why = format!(
+                "the task has {} nodes, more than the limit of {} steps per execution",
+                self.definition.nodes.len(),
+                self.tools.config.max_steps
+            );
+            return self.finish(recorder, steps, Some(why)).await;
+        }
+        let mut fates: Vec<Option<Fate>> = vec![None; self.definition.nodes.len()];
+        for &i in &plan.order {
+            let Some(node) = self.definition.nodes.get(i) else { continue };
+            let Some(config) = &node.config else { continue };
+            let kind = config.kind();
+            if let Some(step) = resume.recorded.get(&node.id) {
+                let fate = fate_of(step);
+                if matches!(fate, Fate::Succeeded { .. }) {
+                    let data = step.output.as_ref().and_then(|o| o.data.clone()).unwrap_or(Value::Null);
+                    self.vars.insert(node.name.clone(), json!({ "data": data, "input": step.config }));
+                }
+                if let Some(slot) = fates.get_mut(i) {
+                    *slot = Some(fate);
+                }
+                steps.push(step.clone());
+                continue;
+            }
+            let start = now_ms_i64();
+            let mut step = Step {
+                id: node.id.clone(),
+                step_type: NodeKind::wire_name(kind).to_owned(),
+                name: node.name.clone(),
+                inputs: self.vars.keys().cloned().collect(),
+                start_at: start,
+                ..Step::default()
+            };
+            let fate = if started_at.elapsed() > limit {
+                step.error = format!("not run: the execution ran longer than its {} s limit", limit.as_secs());
+                step.error_code = crate::pb::ErrorCode::ExecutionEngineError as i32;
+                Fate::Failed
+            } else if let Err(why) = plan.reached(i, &fates, &names) {
+                step.success = true;
+                step.skipped = true;
+                step.log = why;
+                Fate::Skipped
+            } else if resume.interrupted.contains(&node.id) && !side_effect_free(config) {
+                step.error = "interrupted: the aggregator stopped while this step ran; it may have had effects, so it is not run again".into();
+                step.error_code = crate::pb::ErrorCode::ExecutionEngineError as i32;
+                Fate::Failed
+            } else {
+                self.run_node(recorder, node, config, &mut step).await?
+            };
+            step.end_at = now_ms_i64();
+            let effects = !side_effect_free(config);
+            self.recorded(recorder, &mut steps, step);
+            if effects {
+                // The result of a step with effects is durable at once: it is never run again.
+                recorder.flush().await?;
+            }
+            if let Some(slot) = fates.get_mut(i) {
+                *slot = Some(fate);
+            }
+        }
+        let failed: Vec<String> = plan
+            .order
+            .iter()
+            .filter(|&&i| matches!(fates.get(i), Some(Some(Fate::Failed))))
+            .filter_map(|&i| names.get(i).cloned())
+            .collect();
+        let error = (!failed.is_empty()).then(|| {
+            format!(
+                "{} of {} steps failed: {}",
+                failed.len(),
+                self.definition.nodes.len(),
+                failed.join(", ")
+            )
+        });
+        self.finish(recorder, steps, error).await
+    }
+
+    /// Renders the node's templates and runs it (within the node limit), filling the step.
+    async fn run_node(
+        &mut self,
+        recorder: &mut Recorder<'_>,
+        node: &events::task::Node,
+        config: &events::task::NodeConfig,
+        step: &mut Step,
+    ) -> Result<Fate, events::Error> {
+        let templates = Templates {
+            vars: &self.vars,
+            sandbox: &self.tools.sandbox,
+        };
+        let rendered = match templates.node(config).await {
+            Ok(rendered) => rendered,
+            Err(e) => {
+                step.error = e;
+                step.error_code = crate::pb::ErrorCode::InvalidNodeConfig as i32;
+                return Ok(Fate::Failed);
+            }
+        };
+        step.config = node_config_json(&rendered);
+        if !side_effect_free(&rendered) {
+            recorder.push(
+                StepStarted {
+                    execution_id: self.execution_id.to_owned(),
+                    task_id: self.task_id.to_owned(),
+                    step_id: node.id.clone(),
+                    name: node.name.clone(),
+                    step_type: step.step_type.clone(),
+                }
+                .into(),
+            );
+            recorder.flush().await?;
+        }
+        let limit = self.tools.config.node_limit;
+        let result = match tokio::time::timeout(limit, nodes::run(self.tools, &rendered, &self.vars)).await {
+            Ok(result) => result,
+            Err(_) => Err(nodes::NodeError::new(format!("the node ran longer than its {} s limit", limit.as_secs()))),
+        };
+        let kind = rendered.kind();
+        Ok(match result {
+            Ok(run) => {
+                step.success = true;
+                step.log = run.log.join("\n");
+                step.output = Some(StepOutput {
+                    kind: output_kind(kind),
+                    data: Some(run.output.clone()),
+                });
+                self.vars
+                    .insert(node.name.clone(), json!({ "data": run.output, "input": step.config }));
+                Fate::Succeeded { taken: run.taken }
+            }
+            Err(e) => {
+                step.error = e.message;
+                step.error_code = e.code as i32;
+                step.log = e.log.join("\n");
+                step.output = e.output.map(|data| StepOutput {
+                    kind: output_kind(kind),
+                    data: Some(data),
+                });
+                Fate::Failed
+            }
+        })
+    }
+
+    async fn finish(self, recorder: &mut Recorder<'_>, steps: Vec<Step>, error: Option<String>) -> Result<Ended, events::Error> {
+        let outcome = if error.is_some() { ExecutionOutcome::Failed } else { ExecutionOutcome::Success };
+        let error = error.unwrap_or_default();
+        recorder.push(
+            ExecutionFinished {
+                execution_id: self.execution_id.to_owned(),
+                task_id: self.task_id.to_owned(),
+                outcome,
+                error: error.clone(),
+            }
+            .into(),
+        );
+        recorder.flush().await?;
+        Ok(Ended { steps, outcome, error })
+    }
+}
+
+/// Reads what an execution's stream holds: the firing, and what earlier attempts recorded.
+pub fn resume_state(events: &[events::Envelope]) -> (Option<events::event::ExecutionQueued>, Resume, bool) {
+    let mut queued = None;
+    let mut resume = Resume::default();
+    let mut finished = false;
+    for envelope in events {
+        match &envelope.event {
+            Event::ExecutionQueued(q) => queued = Some(q.clone()),
+            Event::ExecutionStarted(_) => resume.started = true,
+            Event::StepStarted(s) => {
+                resume.interrupted.insert(s.step_id.clone());
+            }
+            Event::StepRecorded(r) => {
+                resume.interrupted.remove(&r.step.id);
+                resume.recorded.insert(r.step.id.clone(), r.step.clone());
+            }
+            Event::ExecutionFinished(_) => finished = true,
+            _ => {}
+        }
+    }
+    (queued, resume, finished)
+}

@@ -1,0 +1,100 @@
+//! The chain nodes against anvil with a deployed ERC-20: `contract_read` (by name and params, with
+//! `apply_to_fields` decimal formatting) and `balance`; and `GetTokenMetadata`.
+
+use aggregator::pb;
+use aggregator::rpc::convert::value_from_json;
+use alloy::primitives::{Address, U256};
+use alloy::sol_types::SolValue;
+
+use crate::anvil::Chain;
+use crate::support::{TestServer, User, run_blocking, step_output, task_of};
+
+alloy::sol! {
+    #[sol(rpc)]
+    interface ITestToken {
+        function mint(address to, uint256 amount) external;
+    }
+}
+
+#[tokio::test]
+async fn contract_read_balance_and_token_metadata() -> anyhow::Result<()> {
+    let chain = Chain::start()?;
+    // uint8 encodes as a full word, like a uint256 of the same value.
+    let args = ("Test Token".to_owned(), "TT".to_owned(), U256::from(6)).abi_encode_params();
+    let token = chain.deploy("TestToken", &args).await?;
+    let holder: Address = "0x70997970C51812dc3A010C7d01b50e0d17dc79C8".parse()?;
+    ITestToken::new(token, &chain.provider)
+        .mint(holder, U256::from(1_500_000u64))
+        .send()
+        .await?
+        .get_receipt()
+        .await?;
+
+    let dir = tempfile::tempdir()?;
+    let mut config = TestServer::config(dir.path());
+    config.ethereum.rpc_url = Some(chain.anvil.endpoint());
+    let server = TestServer::start_with(dir, config).await?;
+    let mut c = server.client().await?;
+    let user = User::sign_in(&mut c).await?;
+    let wallet = user.wallet(&mut c).await?;
+
+    let abi = serde_json::json!({"type": "function", "name": "balanceOf", "stateMutability": "view",
+        "inputs": [{"name": "account", "type": "address"}], "outputs": [{"name": "balance", "type": "uint256"}]});
+    let read = pb::TaskNode {
+        id: "read".into(),
+        name: "read".into(),
+        r#type: pb::NodeType::ContractRead as i32,
+        task_type: Some(pb::task_node::TaskType::ContractRead(pb::ContractReadNode {
+            config: Some(pb::contract_read_node::Config {
+                contract_address: token.to_checksum(None),
+                contract_abi: vec![value_from_json(&abi)],
+                method_calls: vec![pb::contract_read_node::MethodCall {
+                    call_data: None,
+                    method_name: "balanceOf".into(),
+                    apply_to_fields: vec!["balance".into()],
+                    method_params: vec![holder.to_checksum(None)],
+                }],
+            }),
+        })),
+    };
+    let balance = pb::TaskNode {
+        id: "funds".into(),
+        name: "funds".into(),
+        r#type: pb::NodeType::Balance as i32,
+        task_type: Some(pb::task_node::TaskType::Balance(pb::BalanceNode {
+            config: Some(pb::balance_node::Config {
+                address: holder.to_checksum(None),
+                chain: "anvil".into(),
+                token_addresses: vec![token.to_checksum(None)],
+                ..Default::default()
+            }),
+        })),
+    };
+    let id = c.create_task(user.req(task_of("chain", &wallet, vec![read, balance], None))).await?.into_inner().id;
+    let run = run_blocking(&mut c, &user, &id).await?;
+    assert_eq!(run.status, pb::ExecutionStatus::Success as i32, "{run:?}");
+    let read = step_output(run.steps.iter().find(|s| s.name == "read").unwrap());
+    assert_eq!(read[0]["methodName"], "balanceOf");
+    assert_eq!(read[0]["data"][0], serde_json::json!({"name": "balance", "type": "uint256", "value": "1.5"}));
+    let funds = step_output(run.steps.iter().find(|s| s.name == "funds").unwrap());
+    let token_entry = funds.as_array().unwrap().iter().find(|b| b["symbol"] == "TT").unwrap();
+    assert_eq!(token_entry["balance"], "1500000");
+    assert_eq!(token_entry["balanceFormatted"], "1.5");
+    let native = funds.as_array().unwrap().iter().find(|b| b["symbol"] == "ETH").unwrap();
+    assert_eq!(native["balanceFormatted"], "10000", "anvil's dev account");
+
+    let meta = c
+        .get_token_metadata(user.req(pb::GetTokenMetadataReq { address: token.to_checksum(None) }))
+        .await?
+        .into_inner();
+    assert!(meta.found);
+    assert_eq!(meta.source, "rpc");
+    let t = meta.token.unwrap();
+    assert_eq!((t.name.as_str(), t.symbol.as_str(), t.decimals), ("Test Token", "TT", 6));
+    let missing = c
+        .get_token_metadata(user.req(pb::GetTokenMetadataReq { address: holder.to_checksum(None) }))
+        .await?
+        .into_inner();
+    assert!(!missing.found);
+    Ok(())
+}
