@@ -270,7 +270,8 @@ pub struct EngineConfig {
     pub js_time_limit: Duration,
     /// Memory of one JavaScript runtime, in MiB.
     pub js_memory_mib: usize,
-    pub http: EngineHttpConfig,
+    /// Outbound HTTP of the REST and GraphQL nodes (see `engine::http`).
+    pub http: crate::engine::http::HttpConfig,
     /// A JSON file of known tokens (`[{"address", "name", "symbol", "decimals"}]`) that
     /// `GetTokenMetadata` answers from before asking the chain.
     pub token_whitelist: Option<PathBuf>,
@@ -292,38 +293,9 @@ impl Default for EngineConfig {
             js_threads: 0,
             js_time_limit: Duration::from_secs(5),
             js_memory_mib: 64,
-            http: EngineHttpConfig::default(),
+            http: crate::engine::http::HttpConfig::default(),
             token_whitelist: None,
             expiry_sweep: Duration::from_secs(30),
-        }
-    }
-}
-
-/// Outbound HTTP of the REST and GraphQL nodes. Loopback, private, link-local and metadata
-/// addresses are refused (after DNS resolution, also on redirects) unless `allow` lists them.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct EngineHttpConfig {
-    /// CIDR blocks allowed despite the block list, e.g. `127.0.0.0/8` for a local service.
-    pub allow: Vec<String>,
-    #[serde(with = "duration_text")]
-    pub timeout: Duration,
-    #[serde(with = "duration_text")]
-    pub connect_timeout: Duration,
-    pub max_request_bytes: usize,
-    pub max_response_bytes: usize,
-    pub max_redirects: usize,
-}
-
-impl Default for EngineHttpConfig {
-    fn default() -> Self {
-        Self {
-            allow: Vec::new(),
-            timeout: Duration::from_secs(10),
-            connect_timeout: Duration::from_secs(5),
-            max_request_bytes: 1024 * 1024,
-            max_response_bytes: 5 * 1024 * 1024,
-            max_redirects: 5,
         }
     }
 }

@@ -129,15 +129,7 @@ impl Engine {
             memory_limit: config.js_memory_mib * 1024 * 1024,
             ..sandbox::SandboxConfig::default()
         });
-        let http = http::HttpClient::new(http::HttpConfig {
-            allow: config.http.allow.clone(),
-            timeout: config.http.timeout,
-            connect_timeout: config.http.connect_timeout,
-            max_request_bytes: config.http.max_request_bytes,
-            max_response_bytes: config.http.max_response_bytes,
-            max_redirects: config.http.max_redirects,
-            ..http::HttpConfig::default()
-        })?;
+        let http = http::HttpClient::new(config.http.clone())?;
         let engine = Self {
             inner: Arc::new(Inner {
                 permits: Semaphore::new(config.concurrency.max(1)),

@@ -317,7 +317,7 @@ pub fn edge(source: &str, target: &str) -> pb::TaskEdge {
 pub async fn server_allowing_loopback() -> anyhow::Result<TestServer> {
     let dir = tempfile::tempdir()?;
     let mut config = TestServer::config(dir.path());
-    config.engine.http.allow = vec!["127.0.0.0/8".into()];
+    config.engine.http.allow = vec!["127.0.0.0/8".parse()?];
     TestServer::start_with(dir, config).await
 }
 
