@@ -384,7 +384,7 @@ fn log_rates(n: u64) -> (f64, f64, (f64, f64), (f64, f64)) {
                             ExecutionStarted {
                                 execution_id: exec.clone(),
                                 task_id: task.clone(),
-                            started_at: 0,
+                                started_at: 0,
                             }
                             .into(),
                             StepRecorded {

@@ -25,7 +25,10 @@ use events::task::TriggerKind;
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn env(name: &str, default: u64) -> u64 {
-    std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
 }
 
 fn percentile(sorted: &[f64], p: f64) -> f64 {
@@ -36,7 +39,11 @@ fn percentile(sorted: &[f64], p: f64) -> f64 {
 }
 
 fn main() {
-    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
     runtime.block_on(run());
 }
 
@@ -88,7 +95,8 @@ async fn run() {
     let started = Instant::now();
     let workers: Vec<_> = (0..concurrency)
         .map(|w| {
-            let (engine, tasks, stop, counter) = (engine.clone(), tasks.clone(), stop.clone(), counter.clone());
+            let (engine, tasks, stop, counter) =
+                (engine.clone(), tasks.clone(), stop.clone(), counter.clone());
             tokio::spawn(async move {
                 let mut latencies = Vec::new();
                 let mut i = 0u64;
@@ -149,10 +157,21 @@ async fn run() {
     println!();
     println!("| measurement | result | target |");
     println!("|---|---:|---|");
-    println!("| executions/s (one-node graph, {tasks_n} tasks, {concurrency} firings in flight, fsync'd) | {rate:.0} | >= 2000 |");
-    println!("| firing → finished p50 (ms) | {:.2} | |", percentile(&latencies, 0.5));
-    println!("| firing → finished p99 (ms) | {:.2} | <= 20 |", percentile(&latencies, 0.99));
-    println!("| sandbox: fresh context + trivial script, median (ms) | {:.3} | <= 1 |", percentile(&js, 0.5));
+    println!(
+        "| executions/s (one-node graph, {tasks_n} tasks, {concurrency} firings in flight, fsync'd) | {rate:.0} | >= 2000 |"
+    );
+    println!(
+        "| firing → finished p50 (ms) | {:.2} | |",
+        percentile(&latencies, 0.5)
+    );
+    println!(
+        "| firing → finished p99 (ms) | {:.2} | <= 20 |",
+        percentile(&latencies, 0.99)
+    );
+    println!(
+        "| sandbox: fresh context + trivial script, median (ms) | {:.3} | <= 1 |",
+        percentile(&js, 0.5)
+    );
     println!("| sandbox: p99 (ms) | {:.3} | |", percentile(&js, 0.99));
     println!("| executions measured | {done} | |");
     app.engine.shutdown(Duration::from_secs(5)).await;

@@ -104,7 +104,10 @@ impl Chain {
     /// `eth_call` of `data` on `to` at the latest block.
     pub async fn call(&self, to: Address, data: Bytes) -> Result<Bytes, ChainError> {
         let tx = TransactionRequest::default().to(to).input(data.into());
-        self.provider.call(tx).await.map_err(|e| ChainError::Rpc(e.to_string()))
+        self.provider
+            .call(tx)
+            .await
+            .map_err(|e| ChainError::Rpc(e.to_string()))
     }
 
     /// The native balance of an address, in wei.

@@ -64,8 +64,15 @@ pub async fn open(config: Config) -> anyhow::Result<SharedApp> {
         config.wallet.entry_point.parse()?,
     );
     let secret_box = SecretBox::new(&keys.secrets_key);
-    let engine = crate::engine::Engine::start(store.clone(), config.engine.clone(), secret_box.clone(), chain.clone()).await?;
-    let token_directory = crate::tokens::TokenDirectory::load(config.engine.token_whitelist.as_deref())?;
+    let engine = crate::engine::Engine::start(
+        store.clone(),
+        config.engine.clone(),
+        secret_box.clone(),
+        chain.clone(),
+    )
+    .await?;
+    let token_directory =
+        crate::tokens::TokenDirectory::load(config.engine.token_whitelist.as_deref())?;
     Ok(Arc::new(App {
         tokens: TokenIssuer::new(&keys.jwt_secret, config.chain_id),
         secret_box,
@@ -127,7 +134,10 @@ impl Running {
             server.await??;
         }
         // Runs still going after the grace period stay pending and resume at the next start.
-        self.app.engine.shutdown(std::time::Duration::from_secs(5)).await;
+        self.app
+            .engine
+            .shutdown(std::time::Duration::from_secs(5))
+            .await;
         let store = self.app.store.clone();
         tokio::task::spawn_blocking(move || store.close()).await??;
         tracing::info!("aggregator stopped");

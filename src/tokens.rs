@@ -45,14 +45,16 @@ impl TokenDirectory {
     pub fn load(path: Option<&Path>) -> anyhow::Result<Self> {
         let mut whitelist = HashMap::new();
         if let Some(path) = path {
-            let text = std::fs::read_to_string(path).map_err(|e| anyhow::anyhow!("reading the token whitelist {}: {e}", path.display()))?;
-            let entries: Vec<Entry> =
-                serde_json::from_str(&text).map_err(|e| anyhow::anyhow!("the token whitelist {} does not parse: {e}", path.display()))?;
+            let text = std::fs::read_to_string(path).map_err(|e| {
+                anyhow::anyhow!("reading the token whitelist {}: {e}", path.display())
+            })?;
+            let entries: Vec<Entry> = serde_json::from_str(&text).map_err(|e| {
+                anyhow::anyhow!("the token whitelist {} does not parse: {e}", path.display())
+            })?;
             for e in entries {
-                let address: Address = e
-                    .address
-                    .parse()
-                    .map_err(|_| anyhow::anyhow!("the token whitelist names {:?}, not an address", e.address))?;
+                let address: Address = e.address.parse().map_err(|_| {
+                    anyhow::anyhow!("the token whitelist names {:?}, not an address", e.address)
+                })?;
                 whitelist.insert(
                     address,
                     TokenMetadata {
@@ -72,11 +74,20 @@ impl TokenDirectory {
 
     /// The token's metadata; `Ok(None)` when it is not whitelisted and the chain does not
     /// answer as an ERC-20 (or there is no chain).
-    pub async fn lookup(&self, chain: Option<&Chain>, address: Address) -> Result<Option<(TokenMetadata, Source)>, String> {
+    pub async fn lookup(
+        &self,
+        chain: Option<&Chain>,
+        address: Address,
+    ) -> Result<Option<(TokenMetadata, Source)>, String> {
         if let Some(known) = self.whitelist.get(&address) {
             return Ok(Some((known.clone(), Source::Whitelist)));
         }
-        if let Some(cached) = self.cache.lock().unwrap_or_else(|p| p.into_inner()).get(&address) {
+        if let Some(cached) = self
+            .cache
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&address)
+        {
             return Ok(Some((cached.clone(), Source::Rpc)));
         }
         let Some(chain) = chain else {

@@ -166,17 +166,22 @@ impl LogKeyspaces {
         };
         let (_, value) = guard.into_inner()?;
         let id = ulid_from_key(&value)?;
-        let stored = self
-            .events
-            .get(id.to_bytes())?
-            .ok_or_else(|| Error::Corrupt(format!("stream {stream} points to missing event {id}")))?;
-        Ok(crate::event::closes_stream(&decode_header_at(id, &stored)?.event_type))
+        let stored = self.events.get(id.to_bytes())?.ok_or_else(|| {
+            Error::Corrupt(format!("stream {stream} points to missing event {id}"))
+        })?;
+        Ok(crate::event::closes_stream(
+            &decode_header_at(id, &stored)?.event_type,
+        ))
     }
 
     /// The events an idempotency record names.
     pub(crate) fn refs_of(&self, record: &IdempotencyRecord) -> Result<Vec<EventRef>> {
         let mut refs = Vec::with_capacity(record.count as usize);
-        for guard in self.events.range(record.first.to_bytes()..).take(record.count as usize) {
+        for guard in self
+            .events
+            .range(record.first.to_bytes()..)
+            .take(record.count as usize)
+        {
             let (key, value) = guard.into_inner()?;
             let id = ulid_from_key(&key)?;
             let header = decode_header_at(id, &value)?;

@@ -139,7 +139,7 @@ pub fn all() -> Vec<Event> {
         ExecutionStarted {
             execution_id: EXECUTION.into(),
             task_id: TASK.into(),
-        started_at: 0,
+            started_at: 0,
         }
         .into(),
         StepStarted {

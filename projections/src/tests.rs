@@ -150,7 +150,7 @@ fn event_of(op: &Op) -> (String, Event) {
             ExecutionStarted {
                 execution_id: exec(t, e),
                 task_id: task(t),
-            started_at: 0,
+                started_at: 0,
             }
             .into(),
         ),

@@ -54,7 +54,9 @@ impl Refusal {
             Self::NotFound => "task not found".into(),
             Self::Disabled => "the task is disabled: enable it to trigger it".into(),
             Self::Cancelled => "the task is cancelled: it never runs again".into(),
-            Self::NotStarted => "the task has not started yet (not_started: before its start_at)".into(),
+            Self::NotStarted => {
+                "the task has not started yet (not_started: before its start_at)".into()
+            }
             Self::Expired => "the task has expired (after its expired_at)".into(),
             Self::Exhausted => "the task is exhausted: it reached its max_execution".into(),
             Self::Failed => "the task failed for good (error) and no longer runs".into(),
@@ -72,7 +74,11 @@ pub fn runnable(row: Option<&TaskRow>, now_ms: i64) -> Result<(), Refusal> {
         Status::Cancelled => return Err(Refusal::Cancelled),
         Status::Failed => return Err(Refusal::Failed),
         Status::Completed => {
-            return Err(if expired(row, now_ms) { Refusal::Expired } else { Refusal::Exhausted });
+            return Err(if expired(row, now_ms) {
+                Refusal::Expired
+            } else {
+                Refusal::Exhausted
+            });
         }
     }
     if row.start_at > 0 && now_ms < row.start_at {
@@ -100,7 +106,12 @@ pub struct Accepted {
     pub index: i64,
 }
 
-pub fn accept(row: &TaskRow, execution_id: &str, firing: Firing, now_ms: i64) -> Result<Accepted, Refusal> {
+pub fn accept(
+    row: &TaskRow,
+    execution_id: &str,
+    firing: Firing,
+    now_ms: i64,
+) -> Result<Accepted, Refusal> {
     runnable(Some(row), now_ms)?;
     let index = row.execution_count;
     let mut task_events: Vec<Event> = vec![
@@ -211,7 +222,10 @@ mod tests {
         let accepted = accept(&state, "e1", firing("k1"), 2_000).unwrap();
         assert_eq!(accepted.index, 0);
         assert_eq!(accepted.task_events.len(), 1);
-        assert!(matches!(accepted.execution_event, Event::ExecutionQueued(_)));
+        assert!(matches!(
+            accepted.execution_event,
+            Event::ExecutionQueued(_)
+        ));
     }
 
     #[test]
@@ -223,10 +237,16 @@ mod tests {
         events.extend(triggered(&first));
         let state = given(events.clone());
         let second = accept(&state, "e2", firing("k2"), 2_000).unwrap();
-        assert!(matches!(second.task_events.last(), Some(Event::TaskCompleted(_))));
+        assert!(matches!(
+            second.task_events.last(),
+            Some(Event::TaskCompleted(_))
+        ));
         events.extend(triggered(&second));
         let state = given(events);
-        assert_eq!(accept(&state, "e3", firing("k3"), 2_000).unwrap_err(), Refusal::Exhausted);
+        assert_eq!(
+            accept(&state, "e3", firing("k3"), 2_000).unwrap_err(),
+            Refusal::Exhausted
+        );
     }
 
     #[test]
@@ -234,7 +254,8 @@ mod tests {
         let mut events = vec![created(0, 0, 0)];
         for i in 0..50 {
             let state = given(events.clone());
-            let accepted = accept(&state, &format!("e{i}"), firing(&format!("k{i}")), 2_000).unwrap();
+            let accepted =
+                accept(&state, &format!("e{i}"), firing(&format!("k{i}")), 2_000).unwrap();
             events.extend(accepted.task_events);
         }
         assert_eq!(given(events).execution_count, 50);

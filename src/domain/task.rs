@@ -200,14 +200,21 @@ pub fn validate(
 }
 
 /// A trigger on its own (`RunTrigger`).
-pub fn validate_lone_trigger(trigger: &Trigger, limits: &LimitsConfig, now_ms: i64) -> DomainResult<()> {
+pub fn validate_lone_trigger(
+    trigger: &Trigger,
+    limits: &LimitsConfig,
+    now_ms: i64,
+) -> DomainResult<()> {
     validate_trigger(trigger, &Sizes { limits }, now_ms)
 }
 
 /// A node on its own (`RunNodeWithInputs`).
 pub fn validate_lone_node(node: &Node, limits: &LimitsConfig) -> DomainResult<()> {
     if !is_identifier(&node.name) && !node.name.is_empty() {
-        return Err(invalid_node(format!("the node name {:?} is not a valid identifier", node.name)));
+        return Err(invalid_node(format!(
+            "the node name {:?} is not a valid identifier",
+            node.name
+        )));
     }
     validate_node(node, &Sizes { limits })
 }

@@ -29,7 +29,9 @@ pub struct Plan {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Fate {
     /// Succeeded; `taken` is the condition a branch took.
-    Succeeded { taken: Option<String> },
+    Succeeded {
+        taken: Option<String>,
+    },
     Failed,
     Skipped,
 }
@@ -48,23 +50,32 @@ impl Plan {
         let mut successors: Vec<Vec<usize>> = vec![Vec::new(); definition.nodes.len()];
         let mut indegree = vec![0usize; definition.nodes.len()];
         for edge in &definition.edges {
-            let &target = index
-                .get(edge.target.as_str())
-                .ok_or_else(|| format!("edge {:?} goes to the unknown node {:?}", edge.id, edge.target))?;
+            let &target = index.get(edge.target.as_str()).ok_or_else(|| {
+                format!(
+                    "edge {:?} goes to the unknown node {:?}",
+                    edge.id, edge.target
+                )
+            })?;
             let source = if edge.source == definition.trigger.id {
                 Source::Trigger
             } else if let Some(&i) = index.get(edge.source.as_str()) {
                 Source::Node(i)
             } else if let Some((branch, condition)) = edge.source.split_once('.')
                 && let Some(&i) = index.get(branch)
-                && matches!(definition.nodes.get(i).and_then(|n| n.config.as_ref()), Some(NodeConfig::Branch(_)))
+                && matches!(
+                    definition.nodes.get(i).and_then(|n| n.config.as_ref()),
+                    Some(NodeConfig::Branch(_))
+                )
             {
                 Source::Condition {
                     branch: i,
                     condition: condition.to_owned(),
                 }
             } else {
-                return Err(format!("edge {:?} leaves from the unknown {:?}", edge.id, edge.source));
+                return Err(format!(
+                    "edge {:?} leaves from the unknown {:?}",
+                    edge.id, edge.source
+                ));
             };
             if let Source::Node(from) | Source::Condition { branch: from, .. } = source {
                 if let Some(s) = successors.get_mut(from) {
@@ -105,7 +116,12 @@ impl Plan {
     }
 
     /// Whether node `i` runs, given what became of the nodes before it. `Err` holds why not.
-    pub fn reached(&self, i: usize, fates: &[Option<Fate>], names: &[String]) -> Result<(), String> {
+    pub fn reached(
+        &self,
+        i: usize,
+        fates: &[Option<Fate>],
+        names: &[String],
+    ) -> Result<(), String> {
         let edges = self.incoming.get(i).map_or(&[][..], Vec::as_slice);
         if edges.is_empty() {
             return Err("not reached: no edge leads to this node".into());
@@ -120,17 +136,26 @@ impl Plan {
                     Some(Fate::Failed) => reasons.push(format!("{} failed", name(*j))),
                     _ => reasons.push(format!("{} did not run", name(*j))),
                 },
-                Source::Condition { branch, condition } => match fates.get(*branch).cloned().flatten() {
-                    Some(Fate::Succeeded { taken: Some(taken) }) if &taken == condition => return Ok(()),
-                    Some(Fate::Succeeded { taken: Some(taken) }) => {
-                        reasons.push(format!("branch {} took condition {taken}, not {condition}", name(*branch)));
+                Source::Condition { branch, condition } => {
+                    match fates.get(*branch).cloned().flatten() {
+                        Some(Fate::Succeeded { taken: Some(taken) }) if &taken == condition => {
+                            return Ok(());
+                        }
+                        Some(Fate::Succeeded { taken: Some(taken) }) => {
+                            reasons.push(format!(
+                                "branch {} took condition {taken}, not {condition}",
+                                name(*branch)
+                            ));
+                        }
+                        Some(Fate::Succeeded { taken: None }) => {
+                            reasons.push(format!("branch {} took no condition", name(*branch)));
+                        }
+                        Some(Fate::Failed) => {
+                            reasons.push(format!("branch {} failed", name(*branch)))
+                        }
+                        _ => reasons.push(format!("branch {} did not run", name(*branch))),
                     }
-                    Some(Fate::Succeeded { taken: None }) => {
-                        reasons.push(format!("branch {} took no condition", name(*branch)));
-                    }
-                    Some(Fate::Failed) => reasons.push(format!("branch {} failed", name(*branch))),
-                    _ => reasons.push(format!("branch {} did not run", name(*branch))),
-                },
+                }
             }
         }
         Err(format!("not reached: {}", reasons.join("; ")))
@@ -152,7 +177,13 @@ mod tests {
     }
 
     fn code(id: &str) -> Node {
-        node(id, NodeConfig::CustomCode(CustomCodeConfig { lang: 1, source: "return 1;".into() }))
+        node(
+            id,
+            NodeConfig::CustomCode(CustomCodeConfig {
+                lang: 1,
+                source: "return 1;".into(),
+            }),
+        )
     }
 
     fn edge(source: &str, target: &str) -> Edge {
@@ -172,21 +203,36 @@ mod tests {
                 "b",
                 NodeConfig::Branch(BranchConfig {
                     conditions: vec![
-                        BranchCondition { id: "yes".into(), condition_type: "if".into(), expression: "true".into() },
-                        BranchCondition { id: "no".into(), condition_type: "else".into(), expression: String::new() },
+                        BranchCondition {
+                            id: "yes".into(),
+                            condition_type: "if".into(),
+                            expression: "true".into(),
+                        },
+                        BranchCondition {
+                            id: "no".into(),
+                            condition_type: "else".into(),
+                            expression: String::new(),
+                        },
                     ],
                 }),
             ),
             code("a"),
             code("z"),
         ];
-        d.edges = vec![edge("trigger1", "a"), edge("a", "b"), edge("b.yes", "c"), edge("b.no", "z")];
+        d.edges = vec![
+            edge("trigger1", "a"),
+            edge("a", "b"),
+            edge("b.yes", "c"),
+            edge("b.no", "z"),
+        ];
         let plan = Plan::new(&d).unwrap();
         assert_eq!(plan.order, vec![2, 1, 0, 3]);
         let names: Vec<String> = d.nodes.iter().map(|n| n.name.clone()).collect();
         let mut fates = vec![None; 4];
         fates[2] = Some(Fate::Succeeded { taken: None });
-        fates[1] = Some(Fate::Succeeded { taken: Some("yes".into()) });
+        fates[1] = Some(Fate::Succeeded {
+            taken: Some("yes".into()),
+        });
         assert!(plan.reached(0, &fates, &names).is_ok());
         let why = plan.reached(3, &fates, &names).unwrap_err();
         assert!(why.contains("took condition yes"), "{why}");
@@ -200,6 +246,10 @@ mod tests {
         let plan = Plan::new(&d).unwrap();
         let names = vec!["a".to_owned(), "b".to_owned()];
         let fates = vec![Some(Fate::Failed), None];
-        assert!(plan.reached(1, &fates, &names).unwrap_err().contains("a failed"));
+        assert!(
+            plan.reached(1, &fates, &names)
+                .unwrap_err()
+                .contains("a failed")
+        );
     }
 }

@@ -117,7 +117,12 @@ const ATTEMPTS: usize = 8;
 
 impl Engine {
     /// Builds the engine and resumes the pending executions.
-    pub async fn start(store: Store, config: EngineConfig, sealer: SecretBox, chain: Option<Chain>) -> anyhow::Result<Self> {
+    pub async fn start(
+        store: Store,
+        config: EngineConfig,
+        sealer: SecretBox,
+        chain: Option<Chain>,
+    ) -> anyhow::Result<Self> {
         let threads = if config.js_threads == 0 {
             std::thread::available_parallelism().map_or(2, |n| n.get())
         } else {
@@ -182,11 +187,16 @@ impl Engine {
                 return Err(FireError::Refused(Refusal::NotFound));
             };
             let execution_id = new_id();
-            let accepted = match firing::accept(&row, &execution_id, request.firing.clone(), now_i) {
+            let accepted = match firing::accept(&row, &execution_id, request.firing.clone(), now_i)
+            {
                 Ok(accepted) => accepted,
                 Err(refusal) => {
                     if let Some(completed) = firing::expiry(&row, now_i) {
-                        let command = Command::new("system", now).append(task_stream.clone(), Expected::Exactly(row.version), [completed]);
+                        let command = Command::new("system", now).append(
+                            task_stream.clone(),
+                            Expected::Exactly(row.version),
+                            [completed],
+                        );
                         let _ = store.log.append(command).await;
                     }
                     return Err(FireError::Refused(refusal));
@@ -194,8 +204,16 @@ impl Engine {
             };
             let command = Command::new(request.actor.clone(), now)
                 .idempotent(key.clone(), request.window_ms)
-                .append(task_stream.clone(), Expected::Exactly(row.version), accepted.task_events)
-                .append(events::stream::execution(&execution_id), Expected::NoStream, [accepted.execution_event]);
+                .append(
+                    task_stream.clone(),
+                    Expected::Exactly(row.version),
+                    accepted.task_events,
+                )
+                .append(
+                    events::stream::execution(&execution_id),
+                    Expected::NoStream,
+                    [accepted.execution_event],
+                );
             match store.log.append(command).await {
                 Ok(committed) if committed.deduplicated => {
                     return Ok(Fired::Deduplicated {
@@ -203,13 +221,17 @@ impl Engine {
                     });
                 }
                 Ok(committed) => {
-                    metrics::counter!("events_appended_total").increment(committed.events.len() as u64);
+                    metrics::counter!("events_appended_total")
+                        .increment(committed.events.len() as u64);
                     metrics::counter!("executions_queued_total").increment(1);
-                    self.schedule(request.task_id.clone(), execution_id.clone()).await;
+                    self.schedule(request.task_id.clone(), execution_id.clone())
+                        .await;
                     return Ok(Fired::Queued { execution_id });
                 }
                 Err(events::Error::Conflict { .. }) => continue,
-                Err(events::Error::StreamClosed { .. }) => return Err(FireError::Refused(Refusal::NotFound)),
+                Err(events::Error::StreamClosed { .. }) => {
+                    return Err(FireError::Refused(Refusal::NotFound));
+                }
                 Err(e) => return Err(e.into()),
             }
         }
@@ -220,7 +242,11 @@ impl Engine {
     /// one worker at a time; otherwise each run goes on its own. Either way a run waits for a
     /// free slot of the engine's concurrency. Never waits itself: `fire` answers at once.
     async fn schedule(&self, task_id: String, execution_id: String) {
-        if self.inner.stopping.load(std::sync::atomic::Ordering::Acquire) {
+        if self
+            .inner
+            .stopping
+            .load(std::sync::atomic::Ordering::Acquire)
+        {
             return; // resumed at the next start
         }
         if !self.inner.tools.config.serial_per_task {
@@ -266,7 +292,9 @@ impl Engine {
     }
 
     async fn run_one(&self, task_id: &str, execution_id: &str) {
-        let Ok(permit) = self.inner.permits.acquire().await else { return };
+        let Ok(permit) = self.inner.permits.acquire().await else {
+            return;
+        };
         if let Err(e) = self.execute(task_id, execution_id).await {
             tracing::error!(%task_id, %execution_id, error = %e, "execution failed to record; it stays pending");
         }
@@ -296,7 +324,9 @@ impl Engine {
             return Ok(());
         }
         let Some(queued) = queued else {
-            return Err(events::Error::Corrupt(format!("execution {execution_id} has no ExecutionQueued")));
+            return Err(events::Error::Corrupt(format!(
+                "execution {execution_id} has no ExecutionQueued"
+            )));
         };
         let mut recorder = run::Recorder::Log {
             store,
@@ -305,21 +335,35 @@ impl Engine {
             version: recorded.len() as u64,
             buffer: Vec::new(),
         };
-        let definition = store.log.first_event(&events::stream::task(task_id))?.and_then(|e| match e.event {
-            events::Event::TaskCreated(created) => Some(created.definition),
-            _ => None,
-        });
+        let definition = store
+            .log
+            .first_event(&events::stream::task(task_id))?
+            .and_then(|e| match e.event {
+                events::Event::TaskCreated(created) => Some(created.definition),
+                _ => None,
+            });
         let row = store.views.task(task_id)?;
         let (Some(definition), Some(row)) = (definition, row) else {
             let error = "the task was deleted before this run started".to_owned();
-            finish_without_running(&mut recorder, resume.started, task_id, execution_id, error).await?;
+            finish_without_running(&mut recorder, resume.started, task_id, execution_id, error)
+                .await?;
             return Ok(());
         };
-        let secrets = vars::secrets(store, &self.inner.sealer, &row.owner, Some(task_id)).unwrap_or_else(|e| {
-            tracing::warn!(%task_id, error = %e, "secrets could not be opened for a run");
-            Default::default()
-        });
-        let vars = vars::with_secrets(vars::base(&definition, &row, &queued.firing, execution_id, queued.index), secrets);
+        let secrets = vars::secrets(store, &self.inner.sealer, &row.owner, Some(task_id))
+            .unwrap_or_else(|e| {
+                tracing::warn!(%task_id, error = %e, "secrets could not be opened for a run");
+                Default::default()
+            });
+        let vars = vars::with_secrets(
+            vars::base(
+                &definition,
+                &row,
+                &queued.firing,
+                execution_id,
+                queued.index,
+            ),
+            secrets,
+        );
         let walk = run::Walk {
             tools: &self.inner.tools,
             definition: &definition,
@@ -328,7 +372,13 @@ impl Engine {
             execution_id,
             vars,
         };
-        let ended = walk.run(resume, &mut recorder, self.inner.tools.config.execution_limit).await?;
+        let ended = walk
+            .run(
+                resume,
+                &mut recorder,
+                self.inner.tools.config.execution_limit,
+            )
+            .await?;
         metrics::counter!("executions_finished_total", "outcome" => match ended.outcome {
             events::execution::ExecutionOutcome::Success => "success",
             events::execution::ExecutionOutcome::Failed => "failed",
@@ -338,10 +388,18 @@ impl Engine {
     }
 
     /// Waits until the execution has finished and returns its row.
-    pub async fn wait(&self, task_id: &str, execution_id: &str) -> Result<ExecutionRow, events::Error> {
+    pub async fn wait(
+        &self,
+        task_id: &str,
+        execution_id: &str,
+    ) -> Result<ExecutionRow, events::Error> {
         loop {
             let notify = {
-                let mut finished = self.inner.finished.lock().unwrap_or_else(|p| p.into_inner());
+                let mut finished = self
+                    .inner
+                    .finished
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner());
                 finished.entry(execution_id.to_owned()).or_default().clone()
             };
             let notified = notify.notified();
@@ -364,7 +422,11 @@ impl Engine {
             let mut tick = tokio::time::interval(every.max(Duration::from_secs(1)));
             loop {
                 tick.tick().await;
-                if engine.inner.stopping.load(std::sync::atomic::Ordering::Acquire) {
+                if engine
+                    .inner
+                    .stopping
+                    .load(std::sync::atomic::Ordering::Acquire)
+                {
                     return;
                 }
                 if let Err(e) = engine.sweep_expired().await {
@@ -379,9 +441,15 @@ impl Engine {
         let now = now_ms_i64();
         for letter in ['a', 'x'] {
             for id in store.views.task_ids_with_letter(letter)? {
-                let Some(row) = store.views.task(&id)? else { continue };
+                let Some(row) = store.views.task(&id)? else {
+                    continue;
+                };
                 if let Some(completed) = firing::expiry(&row, now) {
-                    let command = Command::new("system", now_ms()).append(events::stream::task(&id), Expected::Exactly(row.version), [completed]);
+                    let command = Command::new("system", now_ms()).append(
+                        events::stream::task(&id),
+                        Expected::Exactly(row.version),
+                        [completed],
+                    );
                     // A conflict means the task moved: the next sweep looks again.
                     let _ = store.log.append(command).await;
                 }
@@ -393,11 +461,11 @@ impl Engine {
     /// Stops scheduling and waits (up to `grace`) for the runs in progress; the others stay
     /// pending and resume at the next start.
     pub async fn shutdown(&self, grace: Duration) {
-        self.inner.stopping.store(true, std::sync::atomic::Ordering::Release);
+        self.inner
+            .stopping
+            .store(true, std::sync::atomic::Ordering::Release);
         let mut running = self.inner.running.lock().await;
-        let drain = async {
-            while running.join_next().await.is_some() {}
-        };
+        let drain = async { while running.join_next().await.is_some() {} };
         if tokio::time::timeout(grace, drain).await.is_err() {
             running.abort_all();
         }

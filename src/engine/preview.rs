@@ -24,10 +24,22 @@ const EVENT_LOOKBACK: u64 = 1000;
 
 impl Engine {
     /// Runs one node with the given variables (and the owner's user secrets).
-    pub async fn run_node(&self, owner: &str, node: &Node, input_variables: &BTreeMap<String, Value>) -> Result<NodeRun, NodeError> {
-        let config = node.config.as_ref().ok_or_else(|| NodeError::new("the node has no configuration"))?;
-        let mut globals: Map<String, Value> = input_variables.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
-        let secrets = vars::secrets(&self.inner.store, &self.inner.sealer, owner, None).map_err(NodeError::new)?;
+    pub async fn run_node(
+        &self,
+        owner: &str,
+        node: &Node,
+        input_variables: &BTreeMap<String, Value>,
+    ) -> Result<NodeRun, NodeError> {
+        let config = node
+            .config
+            .as_ref()
+            .ok_or_else(|| NodeError::new("the node has no configuration"))?;
+        let mut globals: Map<String, Value> = input_variables
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        let secrets = vars::secrets(&self.inner.store, &self.inner.sealer, owner, None)
+            .map_err(NodeError::new)?;
         globals.insert("apContext".into(), json!({ "configVars": secrets }));
         let templates = Templates {
             vars: &globals,
@@ -35,16 +47,27 @@ impl Engine {
         };
         let rendered = templates.node(config).await.map_err(NodeError::new)?;
         let limit = self.inner.tools.config.node_limit;
-        match tokio::time::timeout(limit, nodes::run(&self.inner.tools, &rendered, &globals)).await {
+        match tokio::time::timeout(limit, nodes::run(&self.inner.tools, &rendered, &globals)).await
+        {
             Ok(result) => result,
-            Err(_) => Err(NodeError::new(format!("the node ran longer than its {} s limit", limit.as_secs()))),
+            Err(_) => Err(NodeError::new(format!(
+                "the node ran longer than its {} s limit",
+                limit.as_secs()
+            ))),
         }
     }
 
     /// What a trigger would output now: a manual trigger's data, the current time for time
     /// triggers, the latest block, or the latest matching log of the last blocks.
-    pub async fn run_trigger(&self, trigger: &Trigger, input: &BTreeMap<String, Value>) -> Result<(TriggerKind, Value), String> {
-        let config = trigger.config.as_ref().ok_or("the trigger has no configuration")?;
+    pub async fn run_trigger(
+        &self,
+        trigger: &Trigger,
+        input: &BTreeMap<String, Value>,
+    ) -> Result<(TriggerKind, Value), String> {
+        let config = trigger
+            .config
+            .as_ref()
+            .ok_or("the trigger has no configuration")?;
         let kind = config.kind();
         let now = now_ms_i64();
         let output = match config {
@@ -60,17 +83,33 @@ impl Engine {
                 "timestampIso": humantime::format_rfc3339_millis(std::time::UNIX_EPOCH + std::time::Duration::from_millis(u64::try_from(now).unwrap_or(0))).to_string(),
             }),
             TriggerConfig::Block(_) => {
-                let chain = self.inner.tools.chain.as_ref().ok_or("a block trigger reads the chain: no ethereum.rpc_url is configured")?;
+                let chain =
+                    self.inner.tools.chain.as_ref().ok_or(
+                        "a block trigger reads the chain: no ethereum.rpc_url is configured",
+                    )?;
                 let (number, hash) = chain.latest_block().await.map_err(|e| e.to_string())?;
                 json!({ "blockNumber": number, "blockHash": format!("{hash:#x}") })
             }
             TriggerConfig::Event(c) => {
-                let chain = self.inner.tools.chain.as_ref().ok_or("an event trigger reads the chain: no ethereum.rpc_url is configured")?;
-                let latest = chain.provider.get_block_number().await.map_err(|e| e.to_string())?;
+                let chain =
+                    self.inner.tools.chain.as_ref().ok_or(
+                        "an event trigger reads the chain: no ethereum.rpc_url is configured",
+                    )?;
+                let latest = chain
+                    .provider
+                    .get_block_number()
+                    .await
+                    .map_err(|e| e.to_string())?;
                 let mut found = Value::Null;
                 for query in &c.queries {
-                    let addresses: Vec<Address> = query.addresses.iter().filter_map(|a| a.parse().ok()).collect();
-                    let mut filter = Filter::new().from_block(latest.saturating_sub(EVENT_LOOKBACK)).to_block(latest);
+                    let addresses: Vec<Address> = query
+                        .addresses
+                        .iter()
+                        .filter_map(|a| a.parse().ok())
+                        .collect();
+                    let mut filter = Filter::new()
+                        .from_block(latest.saturating_sub(EVENT_LOOKBACK))
+                        .to_block(latest);
                     if !addresses.is_empty() {
                         filter = filter.address(addresses);
                     }
@@ -84,7 +123,11 @@ impl Engine {
                             };
                         }
                     }
-                    let logs = chain.provider.get_logs(&filter).await.map_err(|e| e.to_string())?;
+                    let logs = chain
+                        .provider
+                        .get_logs(&filter)
+                        .await
+                        .map_err(|e| e.to_string())?;
                     if let Some(log) = logs.last() {
                         found = json!({
                             "blockNumber": log.block_number,
@@ -103,8 +146,14 @@ impl Engine {
     }
 
     /// Runs a whole definition in memory: the trigger as it would fire now, then the graph.
-    pub async fn simulate(&self, owner: &str, definition: &TaskDefinition) -> Result<Ended, String> {
-        let (kind, output) = self.run_trigger(&definition.trigger, &BTreeMap::new()).await?;
+    pub async fn simulate(
+        &self,
+        owner: &str,
+        definition: &TaskDefinition,
+    ) -> Result<Ended, String> {
+        let (kind, output) = self
+            .run_trigger(&definition.trigger, &BTreeMap::new())
+            .await?;
         let runner = definition
             .input_variables
             .get("settings")
@@ -147,10 +196,17 @@ impl Engine {
             firing: &firing,
             task_id: "simulation",
             execution_id: &execution_id,
-            vars: vars::with_secrets(vars::base(definition, &row, &firing, &execution_id, 0), secrets),
+            vars: vars::with_secrets(
+                vars::base(definition, &row, &firing, &execution_id, 0),
+                secrets,
+            ),
         };
-        walk.run(Resume::default(), &mut Recorder::Memory, self.inner.tools.config.execution_limit)
-            .await
-            .map_err(|e| e.to_string())
+        walk.run(
+            Resume::default(),
+            &mut Recorder::Memory,
+            self.inner.tools.config.execution_limit,
+        )
+        .await
+        .map_err(|e| e.to_string())
     }
 }

@@ -66,7 +66,11 @@ impl Recorder<'_> {
         }
         let events = std::mem::take(buffer);
         let count = events.len() as u64;
-        let command = Command::new(actor.clone(), events::now_ms()).append(stream.clone(), Expected::Exactly(*version), events);
+        let command = Command::new(actor.clone(), events::now_ms()).append(
+            stream.clone(),
+            Expected::Exactly(*version),
+            events,
+        );
         store.log.append(command).await?;
         *version += count;
         Ok(())
@@ -153,10 +157,14 @@ impl Walk<'_> {
             step_type: TriggerKind::wire_name(self.firing.kind).to_owned(),
             name: self.definition.trigger.name.clone(),
             success: true,
-            log: format!("fired by {}", match &self.firing.source {
-                events::execution::FiringSource::Client => "a client (TriggerTask)".to_owned(),
-                events::execution::FiringSource::Operators { attestation } => format!("a quorum of operators (attestation {attestation})"),
-            }),
+            log: format!(
+                "fired by {}",
+                match &self.firing.source {
+                    events::execution::FiringSource::Client => "a client (TriggerTask)".to_owned(),
+                    events::execution::FiringSource::Operators { attestation } =>
+                        format!("a quorum of operators (attestation {attestation})"),
+                }
+            ),
             config: trigger_config_json(self.definition.trigger.config.as_ref()),
             output: Some(StepOutput {
                 kind: OutputKind::for_trigger(kind),
@@ -181,7 +189,12 @@ impl Walk<'_> {
     }
 
     /// Runs (or resumes) the graph and records the end.
-    pub async fn run(mut self, resume: Resume, recorder: &mut Recorder<'_>, limit: Duration) -> Result<Ended, events::Error> {
+    pub async fn run(
+        mut self,
+        resume: Resume,
+        recorder: &mut Recorder<'_>,
+        limit: Duration,
+    ) -> Result<Ended, events::Error> {
         let started_at = Instant::now();
         if !resume.started {
             recorder.push(
@@ -203,10 +216,23 @@ impl Walk<'_> {
             }
         }
 
-        let names: Vec<String> = self.definition.nodes.iter().map(|n| n.name.clone()).collect();
+        let names: Vec<String> = self
+            .definition
+            .nodes
+            .iter()
+            .map(|n| n.name.clone())
+            .collect();
         let plan = match Plan::new(self.definition) {
             Ok(plan) => plan,
-            Err(e) => return self.finish(recorder, steps, Some(format!("the task's graph cannot run: {e}"))).await,
+            Err(e) => {
+                return self
+                    .finish(
+                        recorder,
+                        steps,
+                        Some(format!("the task's graph cannot run: {e}")),
+                    )
+                    .await;
+            }
         };
         if self.definition.nodes.len() > self.tools.config.max_steps {
             let why = format!(
@@ -218,14 +244,23 @@ impl Walk<'_> {
         }
         let mut fates: Vec<Option<Fate>> = vec![None; self.definition.nodes.len()];
         for &i in &plan.order {
-            let Some(node) = self.definition.nodes.get(i) else { continue };
+            let Some(node) = self.definition.nodes.get(i) else {
+                continue;
+            };
             let Some(config) = &node.config else { continue };
             let kind = config.kind();
             if let Some(step) = resume.recorded.get(&node.id) {
                 let fate = fate_of(step);
                 if matches!(fate, Fate::Succeeded { .. }) {
-                    let data = step.output.as_ref().and_then(|o| o.data.clone()).unwrap_or(Value::Null);
-                    self.vars.insert(node.name.clone(), json!({ "data": data, "input": step.config }));
+                    let data = step
+                        .output
+                        .as_ref()
+                        .and_then(|o| o.data.clone())
+                        .unwrap_or(Value::Null);
+                    self.vars.insert(
+                        node.name.clone(),
+                        json!({ "data": data, "input": step.config }),
+                    );
                 }
                 if let Some(slot) = fates.get_mut(i) {
                     *slot = Some(fate);
@@ -243,7 +278,10 @@ impl Walk<'_> {
                 ..Step::default()
             };
             let fate = if started_at.elapsed() > limit {
-                step.error = format!("not run: the execution ran longer than its {} s limit", limit.as_secs());
+                step.error = format!(
+                    "not run: the execution ran longer than its {} s limit",
+                    limit.as_secs()
+                );
                 step.error_code = crate::pb::ErrorCode::ExecutionEngineError as i32;
                 Fate::Failed
             } else if let Err(why) = plan.reached(i, &fates, &names) {
@@ -321,9 +359,17 @@ impl Walk<'_> {
             recorder.flush().await?;
         }
         let limit = self.tools.config.node_limit;
-        let result = match tokio::time::timeout(limit, nodes::run(self.tools, &rendered, &self.vars)).await {
+        let result = match tokio::time::timeout(
+            limit,
+            nodes::run(self.tools, &rendered, &self.vars),
+        )
+        .await
+        {
             Ok(result) => result,
-            Err(_) => Err(nodes::NodeError::new(format!("the node ran longer than its {} s limit", limit.as_secs()))),
+            Err(_) => Err(nodes::NodeError::new(format!(
+                "the node ran longer than its {} s limit",
+                limit.as_secs()
+            ))),
         };
         let kind = rendered.kind();
         Ok(match result {
@@ -334,8 +380,10 @@ impl Walk<'_> {
                     kind: output_kind(kind),
                     data: Some(run.output.clone()),
                 });
-                self.vars
-                    .insert(node.name.clone(), json!({ "data": run.output, "input": step.config }));
+                self.vars.insert(
+                    node.name.clone(),
+                    json!({ "data": run.output, "input": step.config }),
+                );
                 Fate::Succeeded { taken: run.taken }
             }
             Err(e) => {
@@ -351,8 +399,17 @@ impl Walk<'_> {
         })
     }
 
-    async fn finish(self, recorder: &mut Recorder<'_>, steps: Vec<Step>, error: Option<String>) -> Result<Ended, events::Error> {
-        let outcome = if error.is_some() { ExecutionOutcome::Failed } else { ExecutionOutcome::Success };
+    async fn finish(
+        self,
+        recorder: &mut Recorder<'_>,
+        steps: Vec<Step>,
+        error: Option<String>,
+    ) -> Result<Ended, events::Error> {
+        let outcome = if error.is_some() {
+            ExecutionOutcome::Failed
+        } else {
+            ExecutionOutcome::Success
+        };
         let error = error.unwrap_or_default();
         recorder.push(
             ExecutionFinished {
@@ -364,12 +421,18 @@ impl Walk<'_> {
             .into(),
         );
         recorder.flush().await?;
-        Ok(Ended { steps, outcome, error })
+        Ok(Ended {
+            steps,
+            outcome,
+            error,
+        })
     }
 }
 
 /// Reads what an execution's stream holds: the firing, and what earlier attempts recorded.
-pub fn resume_state(events: &[events::Envelope]) -> (Option<events::event::ExecutionQueued>, Resume, bool) {
+pub fn resume_state(
+    events: &[events::Envelope],
+) -> (Option<events::event::ExecutionQueued>, Resume, bool) {
     let mut queued = None;
     let mut resume = Resume::default();
     let mut finished = false;

@@ -267,7 +267,9 @@ impl Templates<'_> {
     pub async fn node(&self, config: &NodeConfig) -> Result<NodeConfig, String> {
         Ok(match config {
             NodeConfig::EthTransfer(c) => NodeConfig::EthTransfer(self.eth_transfer(c).await?),
-            NodeConfig::ContractWrite(c) => NodeConfig::ContractWrite(self.contract_write(c).await?),
+            NodeConfig::ContractWrite(c) => {
+                NodeConfig::ContractWrite(self.contract_write(c).await?)
+            }
             NodeConfig::ContractRead(c) => NodeConfig::ContractRead(self.contract_read(c).await?),
             NodeConfig::GraphqlQuery(c) => NodeConfig::GraphqlQuery(self.graphql(c).await?),
             NodeConfig::RestApi(c) => NodeConfig::RestApi(self.rest(c).await?),
@@ -280,7 +282,9 @@ impl Templates<'_> {
     pub async fn runner(&self, runner: &LoopRunner) -> Result<LoopRunner, String> {
         Ok(match runner {
             LoopRunner::EthTransfer(c) => LoopRunner::EthTransfer(self.eth_transfer(c).await?),
-            LoopRunner::ContractWrite(c) => LoopRunner::ContractWrite(self.contract_write(c).await?),
+            LoopRunner::ContractWrite(c) => {
+                LoopRunner::ContractWrite(self.contract_write(c).await?)
+            }
             LoopRunner::ContractRead(c) => LoopRunner::ContractRead(self.contract_read(c).await?),
             LoopRunner::GraphqlDataQuery(c) => LoopRunner::GraphqlDataQuery(self.graphql(c).await?),
             LoopRunner::RestApi(c) => LoopRunner::RestApi(self.rest(c).await?),
@@ -297,7 +301,12 @@ mod tests {
     fn splits_text_and_expressions() {
         assert_eq!(
             pieces("a {{ x.y }} b{{z}}").unwrap(),
-            vec![Piece::Text("a "), Piece::Expr("x.y"), Piece::Text(" b"), Piece::Expr("z")]
+            vec![
+                Piece::Text("a "),
+                Piece::Expr("x.y"),
+                Piece::Text(" b"),
+                Piece::Expr("z")
+            ]
         );
         assert!(pieces("a {{ x").is_err());
     }

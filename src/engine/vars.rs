@@ -19,7 +19,13 @@ use crate::rpc::convert::checksum;
 use crate::secrets::SecretBox;
 use crate::store::Store;
 
-pub fn base(definition: &TaskDefinition, task: &TaskRow, firing: &Firing, execution_id: &str, index: i64) -> Map<String, Value> {
+pub fn base(
+    definition: &TaskDefinition,
+    task: &TaskRow,
+    firing: &Firing,
+    execution_id: &str,
+    index: i64,
+) -> Map<String, Value> {
     let mut vars: Map<String, Value> = definition
         .input_variables
         .iter()
@@ -57,17 +63,28 @@ pub fn base(definition: &TaskDefinition, task: &TaskRow, firing: &Firing, execut
 }
 
 /// The owner's secrets visible to `workflow` (or user-scoped only when `None`), decrypted.
-pub fn secrets(store: &Store, sealer: &SecretBox, owner: &str, workflow: Option<&str>) -> Result<Map<String, Value>, String> {
+pub fn secrets(
+    store: &Store,
+    sealer: &SecretBox,
+    owner: &str,
+    workflow: Option<&str>,
+) -> Result<Map<String, Value>, String> {
     let mut user = Map::new();
     let mut scoped = Map::new();
     for guard in store.views.secrets.prefix(owner_prefix(owner)) {
         let (_, value) = guard.into_inner().map_err(|e| e.to_string())?;
         let row: SecretRow = serde_json::from_slice(&value).map_err(|e| e.to_string())?;
-        let visible = row.scope.workflow_id.is_empty() || Some(row.scope.workflow_id.as_str()) == workflow;
+        let visible =
+            row.scope.workflow_id.is_empty() || Some(row.scope.workflow_id.as_str()) == workflow;
         if !visible {
             continue;
         }
-        let stream = events::stream::secret(&row.scope.org_id, &row.scope.owner, &row.scope.workflow_id, &row.scope.name);
+        let stream = events::stream::secret(
+            &row.scope.org_id,
+            &row.scope.owner,
+            &row.scope.workflow_id,
+            &row.scope.name,
+        );
         let clear = sealer
             .open(&stream, &row.ciphertext)
             .map_err(|e| format!("secret {}: {e}", row.scope.name))?;
@@ -83,7 +100,10 @@ pub fn secrets(store: &Store, sealer: &SecretBox, owner: &str, workflow: Option<
 }
 
 /// Adds `apContext.configVars`.
-pub fn with_secrets(mut vars: Map<String, Value>, secrets: Map<String, Value>) -> Map<String, Value> {
+pub fn with_secrets(
+    mut vars: Map<String, Value>,
+    secrets: Map<String, Value>,
+) -> Map<String, Value> {
     vars.insert("apContext".into(), json!({ "configVars": secrets }));
     vars
 }

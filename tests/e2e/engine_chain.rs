@@ -44,18 +44,20 @@ async fn contract_read_balance_and_token_metadata() -> anyhow::Result<()> {
         id: "read".into(),
         name: "read".into(),
         r#type: pb::NodeType::ContractRead as i32,
-        task_type: Some(pb::task_node::TaskType::ContractRead(pb::ContractReadNode {
-            config: Some(pb::contract_read_node::Config {
-                contract_address: token.to_checksum(None),
-                contract_abi: vec![value_from_json(&abi)],
-                method_calls: vec![pb::contract_read_node::MethodCall {
-                    call_data: None,
-                    method_name: "balanceOf".into(),
-                    apply_to_fields: vec!["balance".into()],
-                    method_params: vec![holder.to_checksum(None)],
-                }],
-            }),
-        })),
+        task_type: Some(pb::task_node::TaskType::ContractRead(
+            pb::ContractReadNode {
+                config: Some(pb::contract_read_node::Config {
+                    contract_address: token.to_checksum(None),
+                    contract_abi: vec![value_from_json(&abi)],
+                    method_calls: vec![pb::contract_read_node::MethodCall {
+                        call_data: None,
+                        method_name: "balanceOf".into(),
+                        apply_to_fields: vec!["balance".into()],
+                        method_params: vec![holder.to_checksum(None)],
+                    }],
+                }),
+            },
+        )),
     };
     let balance = pb::TaskNode {
         id: "funds".into(),
@@ -70,29 +72,53 @@ async fn contract_read_balance_and_token_metadata() -> anyhow::Result<()> {
             }),
         })),
     };
-    let id = c.create_task(user.req(task_of("chain", &wallet, vec![read, balance], None))).await?.into_inner().id;
+    let id = c
+        .create_task(user.req(task_of("chain", &wallet, vec![read, balance], None)))
+        .await?
+        .into_inner()
+        .id;
     let run = run_blocking(&mut c, &user, &id).await?;
     assert_eq!(run.status, pb::ExecutionStatus::Success as i32, "{run:?}");
     let read = step_output(run.steps.iter().find(|s| s.name == "read").unwrap());
     assert_eq!(read[0]["methodName"], "balanceOf");
-    assert_eq!(read[0]["data"][0], serde_json::json!({"name": "balance", "type": "uint256", "value": "1.5"}));
+    assert_eq!(
+        read[0]["data"][0],
+        serde_json::json!({"name": "balance", "type": "uint256", "value": "1.5"})
+    );
     let funds = step_output(run.steps.iter().find(|s| s.name == "funds").unwrap());
-    let token_entry = funds.as_array().unwrap().iter().find(|b| b["symbol"] == "TT").unwrap();
+    let token_entry = funds
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|b| b["symbol"] == "TT")
+        .unwrap();
     assert_eq!(token_entry["balance"], "1500000");
     assert_eq!(token_entry["balanceFormatted"], "1.5");
-    let native = funds.as_array().unwrap().iter().find(|b| b["symbol"] == "ETH").unwrap();
+    let native = funds
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|b| b["symbol"] == "ETH")
+        .unwrap();
     assert_eq!(native["balanceFormatted"], "10000", "anvil's dev account");
 
     let meta = c
-        .get_token_metadata(user.req(pb::GetTokenMetadataReq { address: token.to_checksum(None) }))
+        .get_token_metadata(user.req(pb::GetTokenMetadataReq {
+            address: token.to_checksum(None),
+        }))
         .await?
         .into_inner();
     assert!(meta.found);
     assert_eq!(meta.source, "rpc");
     let t = meta.token.unwrap();
-    assert_eq!((t.name.as_str(), t.symbol.as_str(), t.decimals), ("Test Token", "TT", 6));
+    assert_eq!(
+        (t.name.as_str(), t.symbol.as_str(), t.decimals),
+        ("Test Token", "TT", 6)
+    );
     let missing = c
-        .get_token_metadata(user.req(pb::GetTokenMetadataReq { address: holder.to_checksum(None) }))
+        .get_token_metadata(user.req(pb::GetTokenMetadataReq {
+            address: holder.to_checksum(None),
+        }))
         .await?
         .into_inner();
     assert!(!missing.found);

@@ -15,7 +15,9 @@ use crate::support::{User, code_node, random_u64, replay, rest_node, task_of};
 use crate::web;
 
 fn free_port() -> anyhow::Result<u16> {
-    Ok(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port())
 }
 
 struct Process {
@@ -29,7 +31,10 @@ fn start(config: &Path, grpc: &str) -> anyhow::Result<Process> {
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()?;
-    Ok(Process { child, grpc: grpc.to_owned() })
+    Ok(Process {
+        child,
+        grpc: grpc.to_owned(),
+    })
 }
 
 async fn connect(process: &Process) -> anyhow::Result<AggregatorClient<tonic::transport::Channel>> {
@@ -37,7 +42,9 @@ async fn connect(process: &Process) -> anyhow::Result<AggregatorClient<tonic::tr
     loop {
         match AggregatorClient::connect(format!("http://{}", process.grpc)).await {
             Ok(client) => return Ok(client),
-            Err(_) if Instant::now() < deadline => tokio::time::sleep(Duration::from_millis(50)).await,
+            Err(_) if Instant::now() < deadline => {
+                tokio::time::sleep(Duration::from_millis(50)).await
+            }
             Err(e) => return Err(e.into()),
         }
     }
@@ -65,9 +72,22 @@ async fn executions_end_once_and_side_effects_never_repeat_across_sigkill() -> a
     let wallet = user.wallet(&mut c).await?;
     // Two side effects around a slow pure step: a kill lands before, during or after them.
     let nodes = vec![
-        rest_node("first", "POST", &web.url("/count/{{ context.executionId }}-first"), "{}"),
-        code_node("work", "const t = Date.now(); while (Date.now() - t < 80) {} return 1;"),
-        rest_node("second", "POST", &web.url("/count/{{ context.executionId }}-second"), "{}"),
+        rest_node(
+            "first",
+            "POST",
+            &web.url("/count/{{ context.executionId }}-first"),
+            "{}",
+        ),
+        code_node(
+            "work",
+            "const t = Date.now(); while (Date.now() - t < 80) {} return 1;",
+        ),
+        rest_node(
+            "second",
+            "POST",
+            &web.url("/count/{{ context.executionId }}-second"),
+            "{}",
+        ),
     ];
     let edges = vec![
         crate::support::edge("trigger1", "first"),
@@ -76,7 +96,12 @@ async fn executions_end_once_and_side_effects_never_repeat_across_sigkill() -> a
     ];
     let mut tasks = Vec::new();
     for i in 0..6 {
-        let request = task_of(&format!("crash {i}"), &wallet, nodes.clone(), Some(edges.clone()));
+        let request = task_of(
+            &format!("crash {i}"),
+            &wallet,
+            nodes.clone(),
+            Some(edges.clone()),
+        );
         tasks.push(c.create_task(user.req(request)).await?.into_inner().id);
     }
 
@@ -89,7 +114,9 @@ async fn executions_end_once_and_side_effects_never_repeat_across_sigkill() -> a
                     trigger_type: pb::TriggerType::Manual as i32,
                     ..Default::default()
                 });
-                request.metadata_mut().insert("idempotency-key", format!("r{round}-{k}").parse()?);
+                request
+                    .metadata_mut()
+                    .insert("idempotency-key", format!("r{round}-{k}").parse()?);
                 let id = c.trigger_task(request).await?.into_inner().execution_id;
                 executions.push((task.clone(), id));
             }
@@ -106,19 +133,27 @@ async fn executions_end_once_and_side_effects_never_repeat_across_sigkill() -> a
     for (task, execution) in &executions {
         loop {
             let status = c
-                .get_execution_status(user.req(pb::ExecutionReq { task_id: task.clone(), execution_id: execution.clone() }))
+                .get_execution_status(user.req(pb::ExecutionReq {
+                    task_id: task.clone(),
+                    execution_id: execution.clone(),
+                }))
                 .await?
                 .into_inner()
                 .status;
             if status != pb::ExecutionStatus::Pending as i32 {
                 break;
             }
-            anyhow::ensure!(Instant::now() < deadline, "execution {execution} never ended");
+            anyhow::ensure!(
+                Instant::now() < deadline,
+                "execution {execution} never ended"
+            );
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
     }
     // A graceful stop, so the data directory can be opened here.
-    Command::new("kill").args(["-TERM", &process.child.id().to_string()]).status()?;
+    Command::new("kill")
+        .args(["-TERM", &process.child.id().to_string()])
+        .status()?;
     process.child.wait()?;
 
     let data = dir.path().join("data");
@@ -132,8 +167,14 @@ async fn executions_end_once_and_side_effects_never_repeat_across_sigkill() -> a
     let mut interrupted = 0;
     for (_, execution) in &executions {
         let stream = log.read_stream(&events::stream::execution(execution))?;
-        let finished = stream.iter().filter(|e| matches!(e.event, events::Event::ExecutionFinished(_))).count();
-        anyhow::ensure!(finished == 1, "execution {execution} finished {finished} times");
+        let finished = stream
+            .iter()
+            .filter(|e| matches!(e.event, events::Event::ExecutionFinished(_)))
+            .count();
+        anyhow::ensure!(
+            finished == 1,
+            "execution {execution} finished {finished} times"
+        );
         let mut recorded: HashMap<String, usize> = HashMap::new();
         for e in &stream {
             if let events::Event::StepRecorded(r) = &e.event {
@@ -144,7 +185,10 @@ async fn executions_end_once_and_side_effects_never_repeat_across_sigkill() -> a
             }
         }
         for (step, count) in recorded {
-            anyhow::ensure!(count == 1, "step {step} of {execution} recorded {count} times");
+            anyhow::ensure!(
+                count == 1,
+                "step {step} of {execution} recorded {count} times"
+            );
         }
     }
     for (key, count) in web.hits.all() {

@@ -25,8 +25,12 @@ async fn code_rest_graphql_and_templates() -> anyhow::Result<()> {
     let mut c = server.client().await?;
     let user = User::sign_in(&mut c).await?;
     let wallet = user.wallet(&mut c).await?;
-    c.create_secret(user.req(pb::CreateOrUpdateSecretReq { name: "api_key".into(), secret: "s3cr3t".into(), ..Default::default() }))
-        .await?;
+    c.create_secret(user.req(pb::CreateOrUpdateSecretReq {
+        name: "api_key".into(),
+        secret: "s3cr3t".into(),
+        ..Default::default()
+    }))
+    .await?;
 
     let gql = node(
         "gql",
@@ -35,12 +39,17 @@ async fn code_rest_graphql_and_templates() -> anyhow::Result<()> {
             config: Some(pb::graph_ql_query_node::Config {
                 url: web.url("/graphql"),
                 query: "query Q($id: ID!) { item(id: $id) { id name } }".into(),
-                variables: [("id".to_owned(), "{{ code.data.id }}".to_owned())].into_iter().collect(),
+                variables: [("id".to_owned(), "{{ code.data.id }}".to_owned())]
+                    .into_iter()
+                    .collect(),
             }),
         }),
     );
     let nodes = vec![
-        code_node("code", "console.log('computing'); return { id: 7, owner: settings.owner };"),
+        code_node(
+            "code",
+            "console.log('computing'); return { id: 7, owner: settings.owner };",
+        ),
         rest_node("get", "GET", &web.url("/json"), ""),
         rest_node(
             "post",
@@ -50,12 +59,22 @@ async fn code_rest_graphql_and_templates() -> anyhow::Result<()> {
         ),
         gql,
     ];
-    let edges = vec![edge("trigger1", "code"), edge("code", "get"), edge("get", "post"), edge("code", "gql")];
-    let id = c.create_task(user.req(task_of("nodes", &wallet, nodes, Some(edges)))).await?.into_inner().id;
+    let edges = vec![
+        edge("trigger1", "code"),
+        edge("code", "get"),
+        edge("get", "post"),
+        edge("code", "gql"),
+    ];
+    let id = c
+        .create_task(user.req(task_of("nodes", &wallet, nodes, Some(edges))))
+        .await?
+        .into_inner()
+        .id;
     let run = run_blocking(&mut c, &user, &id).await?;
     assert_eq!(run.status, pb::ExecutionStatus::Success as i32, "{run:?}");
     assert_eq!(run.workflow_id, id);
-    let steps: std::collections::HashMap<String, &pb::execution::Step> = run.steps.iter().map(|s| (s.name.clone(), s)).collect();
+    let steps: std::collections::HashMap<String, &pb::execution::Step> =
+        run.steps.iter().map(|s| (s.name.clone(), s)).collect();
     assert_eq!(steps["manualTrigger"].r#type, "TRIGGER_TYPE_MANUAL");
     assert_eq!(steps["code"].r#type, "NODE_TYPE_CUSTOM_CODE");
     assert!(steps["code"].log.contains("computing"));
@@ -73,12 +92,20 @@ async fn code_rest_graphql_and_templates() -> anyhow::Result<()> {
         code_node("fine", "return 1;"),
         rest_node("err", "GET", &web.url("/fail"), ""),
     ];
-    let id = c.create_task(user.req(task_of("failing", &wallet, nodes, None))).await?.into_inner().id;
+    let id = c
+        .create_task(user.req(task_of("failing", &wallet, nodes, None)))
+        .await?
+        .into_inner()
+        .id;
     let run = run_blocking(&mut c, &user, &id).await?;
     assert_eq!(run.status, pb::ExecutionStatus::Failed as i32);
     assert_eq!(run.error.as_deref(), Some("2 of 3 steps failed: bad, err"));
     let bad = run.steps.iter().find(|s| s.name == "bad").unwrap();
-    assert!(bad.error.contains("{{ nowhere.data }}") && bad.error.contains("url"), "{}", bad.error);
+    assert!(
+        bad.error.contains("{{ nowhere.data }}") && bad.error.contains("url"),
+        "{}",
+        bad.error
+    );
     let err = run.steps.iter().find(|s| s.name == "err").unwrap();
     assert!(err.error.contains("500"), "{}", err.error);
     assert!(run.steps.iter().find(|s| s.name == "fine").unwrap().success);
@@ -97,8 +124,16 @@ async fn branches_skip_what_they_do_not_take_and_filters_and_loops_work() -> any
         pb::task_node::TaskType::Branch(pb::BranchNode {
             config: Some(pb::branch_node::Config {
                 conditions: vec![
-                    pb::branch_node::Condition { id: "big".into(), r#type: "if".into(), expression: "numbers.data.length > 10".into() },
-                    pb::branch_node::Condition { id: "small".into(), r#type: "else".into(), expression: String::new() },
+                    pb::branch_node::Condition {
+                        id: "big".into(),
+                        r#type: "if".into(),
+                        expression: "numbers.data.length > 10".into(),
+                    },
+                    pb::branch_node::Condition {
+                        id: "small".into(),
+                        r#type: "else".into(),
+                        expression: String::new(),
+                    },
                 ],
             }),
         }),
@@ -107,7 +142,10 @@ async fn branches_skip_what_they_do_not_take_and_filters_and_loops_work() -> any
         "odd",
         pb::NodeType::Filter,
         pb::task_node::TaskType::Filter(pb::FilterNode {
-            config: Some(pb::filter_node::Config { expression: "value % 2 === 1 && index > 0".into(), input_variable: "numbers.data".into() }),
+            config: Some(pb::filter_node::Config {
+                expression: "value % 2 === 1 && index > 0".into(),
+                input_variable: "numbers.data".into(),
+            }),
         }),
     );
     let looped = |id: &str, mode: pb::ExecutionMode| {
@@ -123,7 +161,10 @@ async fn branches_skip_what_they_do_not_take_and_filters_and_loops_work() -> any
                     iteration_timeout: 2000,
                 }),
                 runner: Some(pb::loop_node::Runner::CustomCode(pb::CustomCodeNode {
-                    config: Some(pb::custom_code_node::Config { lang: 1, source: "return item * 10 + i;".into() }),
+                    config: Some(pb::custom_code_node::Config {
+                        lang: 1,
+                        source: "return item * 10 + i;".into(),
+                    }),
                 })),
             }),
         )
@@ -144,22 +185,39 @@ async fn branches_skip_what_they_do_not_take_and_filters_and_loops_work() -> any
         edge("odd", "sequential"),
         edge("odd", "parallel"),
     ];
-    let id = c.create_task(user.req(task_of("flow", &wallet, nodes, Some(edges)))).await?.into_inner().id;
+    let id = c
+        .create_task(user.req(task_of("flow", &wallet, nodes, Some(edges))))
+        .await?
+        .into_inner()
+        .id;
     let run = run_blocking(&mut c, &user, &id).await?;
     assert_eq!(run.status, pb::ExecutionStatus::Success as i32, "{run:?}");
     let step = |name: &str| run.steps.iter().find(|s| s.name == name).unwrap();
-    assert_eq!(step_output(step("check")), json!({ "conditionId": "small" }));
+    assert_eq!(
+        step_output(step("check")),
+        json!({ "conditionId": "small" })
+    );
     let never = step("never");
-    assert!(never.skipped && never.success && never.output_data.is_none(), "{never:?}");
+    assert!(
+        never.skipped && never.success && never.output_data.is_none(),
+        "{never:?}"
+    );
     assert!(never.log.contains("took condition small"), "{}", never.log);
     assert_eq!(step_output(step("odd")), json!([3, 5]));
     assert_eq!(step_output(step("sequential")), json!([30, 51]));
     assert_eq!(step_output(step("parallel")), json!([30, 51]));
-    assert_eq!(run.steps.len(), 7, "the trigger and every node, skipped ones included");
+    assert_eq!(
+        run.steps.len(),
+        7,
+        "the trigger and every node, skipped ones included"
+    );
 
     // What the client reads back later is the same.
     let execution = c
-        .get_execution(user.req(pb::ExecutionReq { task_id: id.clone(), execution_id: run.execution_id.clone() }))
+        .get_execution(user.req(pb::ExecutionReq {
+            task_id: id.clone(),
+            execution_id: run.execution_id.clone(),
+        }))
         .await?
         .into_inner();
     assert_eq!(execution.steps, run.steps);
@@ -167,7 +225,8 @@ async fn branches_skip_what_they_do_not_take_and_filters_and_loops_work() -> any
 }
 
 #[tokio::test]
-async fn eth_transfers_are_not_supported_yet_but_tasks_with_them_are_created() -> anyhow::Result<()> {
+async fn eth_transfers_are_not_supported_yet_but_tasks_with_them_are_created() -> anyhow::Result<()>
+{
     let server = server_allowing_loopback().await?;
     let mut c = server.client().await?;
     let user = User::sign_in(&mut c).await?;
@@ -176,10 +235,17 @@ async fn eth_transfers_are_not_supported_yet_but_tasks_with_them_are_created() -
         "send",
         pb::NodeType::EthTransfer,
         pb::task_node::TaskType::EthTransfer(pb::EthTransferNode {
-            config: Some(pb::eth_transfer_node::Config { destination: wallet.clone(), amount: "1".into() }),
+            config: Some(pb::eth_transfer_node::Config {
+                destination: wallet.clone(),
+                amount: "1".into(),
+            }),
         }),
     );
-    let id = c.create_task(user.req(task_of("send", &wallet, vec![send], None))).await?.into_inner().id;
+    let id = c
+        .create_task(user.req(task_of("send", &wallet, vec![send], None)))
+        .await?
+        .into_inner()
+        .id;
     let run = run_blocking(&mut c, &user, &id).await?;
     assert_eq!(run.status, pb::ExecutionStatus::Failed as i32);
     let step = run.steps.iter().find(|s| s.name == "send").unwrap();

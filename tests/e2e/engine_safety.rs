@@ -4,14 +4,20 @@
 
 use aggregator::pb;
 
-use crate::support::{TestServer, User, code_node, rest_node, run_blocking, server_allowing_loopback, task_of};
+use crate::support::{
+    TestServer, User, code_node, rest_node, run_blocking, server_allowing_loopback, task_of,
+};
 use crate::web;
 
 async fn run_one(server: &TestServer, node: pb::TaskNode) -> anyhow::Result<pb::execution::Step> {
     let mut c = server.client().await?;
     let user = User::sign_in(&mut c).await?;
     let wallet = user.wallet(&mut c).await?;
-    let id = c.create_task(user.req(task_of("safety", &wallet, vec![node], None))).await?.into_inner().id;
+    let id = c
+        .create_task(user.req(task_of("safety", &wallet, vec![node], None)))
+        .await?
+        .into_inner()
+        .id;
     let run = run_blocking(&mut c, &user, &id).await?;
     Ok(run.steps.into_iter().nth(1).unwrap())
 }
@@ -28,17 +34,33 @@ async fn rest_nodes_cannot_reach_loopback_unless_allowed() -> anyhow::Result<()>
     ] {
         let step = run_one(&server, rest_node("call", "GET", &url, "")).await?;
         assert!(!step.success, "{url} must be refused");
-        assert!(step.error.contains("loopback") || step.error.contains("refused"), "{url}: {}", step.error);
+        assert!(
+            step.error.contains("loopback") || step.error.contains("refused"),
+            "{url}: {}",
+            step.error
+        );
     }
-    assert!(target.hits.all().is_empty(), "nothing reached the loopback server: {:?}", target.hits.all());
+    assert!(
+        target.hits.all().is_empty(),
+        "nothing reached the loopback server: {:?}",
+        target.hits.all()
+    );
     assert!(redirector.hits.all().is_empty());
 
     // The same calls go through when loopback is allow-listed.
     let allowed = server_allowing_loopback().await?;
-    let step = run_one(&allowed, rest_node("call", "GET", &target.url("/count/direct"), "")).await?;
+    let step = run_one(
+        &allowed,
+        rest_node("call", "GET", &target.url("/count/direct"), ""),
+    )
+    .await?;
     assert!(step.success, "{}", step.error);
     assert_eq!(target.hits.get("direct"), 1);
-    let step = run_one(&allowed, rest_node("call", "GET", &redirector.url("/redirect"), "")).await?;
+    let step = run_one(
+        &allowed,
+        rest_node("call", "GET", &redirector.url("/redirect"), ""),
+    )
+    .await?;
     assert!(step.success, "{}", step.error);
     assert_eq!(target.hits.get("redirected"), 1);
     Ok(())
@@ -56,12 +78,27 @@ async fn the_sandbox_stops_loops_and_bombs_and_has_no_host_access() -> anyhow::R
     let step = run_one(&server, code_node("spin", "while (true) {}")).await?;
     assert!(!step.success);
     assert!(step.error.contains("limit"), "{}", step.error);
-    assert!(!step.error.to_lowercase().contains("timeout"), "the official client retries on that word: {}", step.error);
+    assert!(
+        !step.error.to_lowercase().contains("timeout"),
+        "the official client retries on that word: {}",
+        step.error
+    );
     assert!(started.elapsed() < std::time::Duration::from_secs(5));
 
-    let step = run_one(&server, code_node("bomb", "let a = []; while (true) { a.push('x'.repeat(1 << 20)); }")).await?;
+    let step = run_one(
+        &server,
+        code_node(
+            "bomb",
+            "let a = []; while (true) { a.push('x'.repeat(1 << 20)); }",
+        ),
+    )
+    .await?;
     assert!(!step.success);
-    assert!(step.error.to_lowercase().contains("memory"), "{}", step.error);
+    assert!(
+        step.error.to_lowercase().contains("memory"),
+        "{}",
+        step.error
+    );
 
     for (name, source) in [
         ("req", "return typeof require;"),
@@ -75,7 +112,10 @@ async fn the_sandbox_stops_loops_and_bombs_and_has_no_host_access() -> anyhow::R
         assert!(out.as_str().unwrap().contains("undefined"), "{name}: {out}");
     }
     let step = run_one(&server, code_node("import", "return import('fs');")).await?;
-    assert!(!step.success || crate::support::step_output(&step).is_null(), "{step:?}");
+    assert!(
+        !step.success || crate::support::step_output(&step).is_null(),
+        "{step:?}"
+    );
 
     // The workers survived.
     let step = run_one(&server, code_node("after", "return 6 * 7;")).await?;

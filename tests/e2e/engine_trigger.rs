@@ -26,19 +26,34 @@ async fn blocking_async_polling_and_the_read_side() -> anyhow::Result<()> {
     let mut c = server.client().await?;
     let user = User::sign_in(&mut c).await?;
     let wallet = user.wallet(&mut c).await?;
-    let id = c.create_task(user.req(task_of("runs", &wallet, vec![code_node("code", "return 42;")], None))).await?.into_inner().id;
+    let id = c
+        .create_task(user.req(task_of(
+            "runs",
+            &wallet,
+            vec![code_node("code", "return 42;")],
+            None,
+        )))
+        .await?
+        .into_inner()
+        .id;
 
     let blocking = run_blocking(&mut c, &user, &id).await?;
     assert_eq!(blocking.status, pb::ExecutionStatus::Success as i32);
     assert_eq!(step_output(&blocking.steps[1]), serde_json::json!(42));
     assert!(blocking.start_at.is_some() && blocking.end_at.is_some());
 
-    let pending = c.trigger_task(user.req(trigger_req(&id, false))).await?.into_inner();
+    let pending = c
+        .trigger_task(user.req(trigger_req(&id, false)))
+        .await?
+        .into_inner();
     assert_eq!(pending.workflow_id, id);
     assert!(!pending.execution_id.is_empty());
     let status = loop {
         let status = c
-            .get_execution_status(user.req(pb::ExecutionReq { task_id: id.clone(), execution_id: pending.execution_id.clone() }))
+            .get_execution_status(user.req(pb::ExecutionReq {
+                task_id: id.clone(),
+                execution_id: pending.execution_id.clone(),
+            }))
             .await?
             .into_inner()
             .status;
@@ -49,23 +64,36 @@ async fn blocking_async_polling_and_the_read_side() -> anyhow::Result<()> {
     };
     assert_eq!(status, pb::ExecutionStatus::Success as i32);
     let execution = c
-        .get_execution(user.req(pb::ExecutionReq { task_id: id.clone(), execution_id: pending.execution_id.clone() }))
+        .get_execution(user.req(pb::ExecutionReq {
+            task_id: id.clone(),
+            execution_id: pending.execution_id.clone(),
+        }))
         .await?
         .into_inner();
     assert_eq!(execution.index, 1);
     assert_eq!(execution.steps.len(), 2);
 
     let list = c
-        .list_executions(user.req(pb::ListExecutionsReq { task_ids: vec![id.clone()], limit: 1, ..Default::default() }))
+        .list_executions(user.req(pb::ListExecutionsReq {
+            task_ids: vec![id.clone()],
+            limit: 1,
+            ..Default::default()
+        }))
         .await?
         .into_inner();
     assert_eq!(list.items[0].id, pending.execution_id, "newest first");
     assert!(list.page_info.unwrap().has_next_page);
-    let task = c.get_task(user.req(pb::IdReq { id: id.clone() })).await?.into_inner();
+    let task = c
+        .get_task(user.req(pb::IdReq { id: id.clone() }))
+        .await?
+        .into_inner();
     assert_eq!(task.execution_count, 2);
     assert!(task.last_ran_at > 0);
     let stats = c
-        .get_execution_stats(user.req(pb::GetExecutionStatsReq { workflow_ids: vec![id.clone()], days: 1 }))
+        .get_execution_stats(user.req(pb::GetExecutionStatsReq {
+            workflow_ids: vec![id.clone()],
+            days: 1,
+        }))
         .await?
         .into_inner();
     assert_eq!((stats.total, stats.succeeded, stats.failed), (2, 2, 0));
@@ -78,18 +106,39 @@ async fn retries_and_keys_run_once_also_after_a_restart() -> anyhow::Result<()> 
     let mut c = server.client().await?;
     let user = User::sign_in(&mut c).await?;
     let wallet = user.wallet(&mut c).await?;
-    let id = c.create_task(user.req(task_of("once", &wallet, vec![code_node("code", "return 1;")], None))).await?.into_inner().id;
+    let id = c
+        .create_task(user.req(task_of(
+            "once",
+            &wallet,
+            vec![code_node("code", "return 1;")],
+            None,
+        )))
+        .await?
+        .into_inner()
+        .id;
 
     // The same request twice (a client retry): one execution.
-    let first = c.trigger_task(user.req(trigger_req(&id, true))).await?.into_inner();
-    let again = c.trigger_task(user.req(trigger_req(&id, true))).await?.into_inner();
+    let first = c
+        .trigger_task(user.req(trigger_req(&id, true)))
+        .await?
+        .into_inner();
+    let again = c
+        .trigger_task(user.req(trigger_req(&id, true)))
+        .await?
+        .into_inner();
     assert_eq!(first.execution_id, again.execution_id);
-    assert_eq!(again.status, pb::ExecutionStatus::Success as i32, "a repeat answers the first run's result");
+    assert_eq!(
+        again.status,
+        pb::ExecutionStatus::Success as i32,
+        "a repeat answers the first run's result"
+    );
 
     // An explicit idempotency key, before and after a restart.
     let keyed = || {
         let mut request = user.req(trigger_req(&id, false));
-        request.metadata_mut().insert("idempotency-key", "order-1".parse().unwrap());
+        request
+            .metadata_mut()
+            .insert("idempotency-key", "order-1".parse().unwrap());
         request
     };
     let keyed_first = c.trigger_task(keyed()).await?.into_inner().execution_id;
@@ -112,21 +161,34 @@ async fn retries_and_keys_run_once_also_after_a_restart() -> anyhow::Result<()> 
         },
         window_ms: None,
     };
-    let operators = FiringSource::Operators { attestation: "01TEST".into() };
+    let operators = FiringSource::Operators {
+        attestation: "01TEST".into(),
+    };
     let engine = server.running().app.engine.clone();
     let block = format!("{id}:100");
     let one = engine.fire(fire(&block, operators.clone())).await?;
     assert!(matches!(one, Fired::Queued { .. }));
     let two = engine.fire(fire(&block, operators.clone())).await?;
-    assert_eq!(two, Fired::Deduplicated { execution_id: one.execution_id().to_owned() });
+    assert_eq!(
+        two,
+        Fired::Deduplicated {
+            execution_id: one.execution_id().to_owned()
+        }
+    );
     server.restart().await?;
     let engine = server.running().app.engine.clone();
     let three = engine.fire(fire(&block, operators)).await?;
     assert_eq!(three.execution_id(), one.execution_id());
 
     let mut c = server.client().await?;
-    let task = c.get_task(user.req(pb::IdReq { id: id.clone() })).await?.into_inner();
-    assert_eq!(task.execution_count, 3, "one per distinct firing: the retried request, the key, the block");
+    let task = c
+        .get_task(user.req(pb::IdReq { id: id.clone() }))
+        .await?
+        .into_inner();
+    assert_eq!(
+        task.execution_count, 3,
+        "one per distinct firing: the retried request, the key, the block"
+    );
     Ok(())
 }
 
@@ -143,27 +205,59 @@ async fn refusals_and_max_execution() -> anyhow::Result<()> {
         // Distinct requests (the trigger data differs), so no dedup.
         run_blocking(&mut c, &user, &id).await?;
     }
-    let task = c.get_task(user.req(pb::IdReq { id: id.clone() })).await?.into_inner();
+    let task = c
+        .get_task(user.req(pb::IdReq { id: id.clone() }))
+        .await?
+        .into_inner();
     assert_eq!(task.status, pb::TaskStatus::Completed as i32);
-    let err = run_blocking(&mut c, &user, &id).await.unwrap_err().downcast::<tonic::Status>()?;
+    let err = run_blocking(&mut c, &user, &id)
+        .await
+        .unwrap_err()
+        .downcast::<tonic::Status>()?;
     assert_eq!(err.code(), Code::FailedPrecondition);
     assert!(err.message().contains("exhausted"), "{err:?}");
 
-    let other = c.create_task(user.req(task_of("off", &wallet, vec![code_node("code", "return 1;")], None))).await?.into_inner().id;
-    c.set_task_enabled(user.req(pb::SetTaskEnabledReq { id: other.clone(), enabled: false })).await?;
-    let err = run_blocking(&mut c, &user, &other).await.unwrap_err().downcast::<tonic::Status>()?;
+    let other = c
+        .create_task(user.req(task_of(
+            "off",
+            &wallet,
+            vec![code_node("code", "return 1;")],
+            None,
+        )))
+        .await?
+        .into_inner()
+        .id;
+    c.set_task_enabled(user.req(pb::SetTaskEnabledReq {
+        id: other.clone(),
+        enabled: false,
+    }))
+    .await?;
+    let err = run_blocking(&mut c, &user, &other)
+        .await
+        .unwrap_err()
+        .downcast::<tonic::Status>()?;
     assert_eq!(err.code(), Code::FailedPrecondition);
     assert!(err.message().contains("disabled"), "{err:?}");
-    c.cancel_task(user.req(pb::IdReq { id: other.clone() })).await?;
-    let err = run_blocking(&mut c, &user, &other).await.unwrap_err().downcast::<tonic::Status>()?;
+    c.cancel_task(user.req(pb::IdReq { id: other.clone() }))
+        .await?;
+    let err = run_blocking(&mut c, &user, &other)
+        .await
+        .unwrap_err()
+        .downcast::<tonic::Status>()?;
     assert!(err.message().contains("cancelled"), "{err:?}");
-    let err = run_blocking(&mut c, &user, &ulid::Ulid::generate().to_string()).await.unwrap_err().downcast::<tonic::Status>()?;
+    let err = run_blocking(&mut c, &user, &ulid::Ulid::generate().to_string())
+        .await
+        .unwrap_err()
+        .downcast::<tonic::Status>()?;
     assert_eq!(err.code(), Code::NotFound);
 
     let mut later = task_of("later", &wallet, vec![code_node("code", "return 1;")], None);
     later.start_at = aggregator::app::now_ms_i64() + 3_600_000;
     let later = c.create_task(user.req(later)).await?.into_inner().id;
-    let err = run_blocking(&mut c, &user, &later).await.unwrap_err().downcast::<tonic::Status>()?;
+    let err = run_blocking(&mut c, &user, &later)
+        .await
+        .unwrap_err()
+        .downcast::<tonic::Status>()?;
     assert!(err.message().contains("not_started"), "{err:?}");
     Ok(())
 }
@@ -175,11 +269,22 @@ async fn runs_of_one_task_go_one_at_a_time_in_order() -> anyhow::Result<()> {
     let user = User::sign_in(&mut c).await?;
     let wallet = user.wallet(&mut c).await?;
     let source = "const t = Date.now(); while (Date.now() - t < 30) {} return context.index;";
-    let id = c.create_task(user.req(task_of("serial", &wallet, vec![code_node("code", source)], None))).await?.into_inner().id;
+    let id = c
+        .create_task(user.req(task_of(
+            "serial",
+            &wallet,
+            vec![code_node("code", source)],
+            None,
+        )))
+        .await?
+        .into_inner()
+        .id;
     let mut executions = Vec::new();
     for i in 0..6 {
         let mut request = user.req(trigger_req(&id, false));
-        request.metadata_mut().insert("idempotency-key", format!("k{i}").parse().unwrap());
+        request
+            .metadata_mut()
+            .insert("idempotency-key", format!("k{i}").parse().unwrap());
         executions.push(c.trigger_task(request).await?.into_inner().execution_id);
     }
     let engine = server.running().app.engine.clone();
@@ -191,7 +296,10 @@ async fn runs_of_one_task_go_one_at_a_time_in_order() -> anyhow::Result<()> {
     for pair in windows.windows(2) {
         let ((i, _, end), (j, start, _)) = (pair[0], pair[1]);
         assert_eq!(j, i + 1);
-        assert!(start >= end, "run {j} started at {start} before run {i} ended at {end}");
+        assert!(
+            start >= end,
+            "run {j} started at {start} before run {i} ended at {end}"
+        );
     }
     Ok(())
 }

@@ -268,13 +268,22 @@ pub fn manual_trigger() -> pb::TaskTrigger {
 }
 
 /// A task of the given nodes, each connected from the trigger unless `edges` says otherwise.
-pub fn task_of(name: &str, wallet: &str, nodes: Vec<pb::TaskNode>, edges: Option<Vec<pb::TaskEdge>>) -> pb::CreateTaskReq {
+pub fn task_of(
+    name: &str,
+    wallet: &str,
+    nodes: Vec<pb::TaskNode>,
+    edges: Option<Vec<pb::TaskEdge>>,
+) -> pb::CreateTaskReq {
     let mut request = simple_task(name, wallet);
     request.trigger = Some(manual_trigger());
     request.edges = edges.unwrap_or_else(|| {
         nodes
             .iter()
-            .map(|n| pb::TaskEdge { id: format!("e-{}", n.id), source: "trigger1".into(), target: n.id.clone() })
+            .map(|n| pb::TaskEdge {
+                id: format!("e-{}", n.id),
+                source: "trigger1".into(),
+                target: n.id.clone(),
+            })
             .collect()
     });
     request.nodes = nodes;
@@ -287,7 +296,10 @@ pub fn code_node(id: &str, source: &str) -> pb::TaskNode {
         name: id.into(),
         r#type: pb::NodeType::CustomCode as i32,
         task_type: Some(pb::task_node::TaskType::CustomCode(pb::CustomCodeNode {
-            config: Some(pb::custom_code_node::Config { lang: 1, source: source.into() }),
+            config: Some(pb::custom_code_node::Config {
+                lang: 1,
+                source: source.into(),
+            }),
         })),
     }
 }
@@ -302,7 +314,9 @@ pub fn rest_node(id: &str, method: &str, url: &str, body: &str) -> pb::TaskNode 
                 url: url.into(),
                 method: method.into(),
                 body: body.into(),
-                headers: [("content-type".to_owned(), "application/json".to_owned())].into_iter().collect(),
+                headers: [("content-type".to_owned(), "application/json".to_owned())]
+                    .into_iter()
+                    .collect(),
                 options: None,
             }),
         })),
@@ -310,7 +324,11 @@ pub fn rest_node(id: &str, method: &str, url: &str, body: &str) -> pb::TaskNode 
 }
 
 pub fn edge(source: &str, target: &str) -> pb::TaskEdge {
-    pb::TaskEdge { id: format!("{source}->{target}"), source: source.into(), target: target.into() }
+    pb::TaskEdge {
+        id: format!("{source}->{target}"),
+        source: source.into(),
+        target: target.into(),
+    }
 }
 
 /// A server whose engine may call loopback fixtures (tests allow-list them explicitly).
@@ -331,9 +349,13 @@ pub async fn run_blocking(
         .trigger_task(user.req(pb::TriggerTaskReq {
             task_id: task_id.into(),
             trigger_type: pb::TriggerType::Manual as i32,
-            trigger_output: Some(pb::trigger_task_req::TriggerOutput::ManualTrigger(pb::manual_trigger::Output {
-                data: Some(aggregator::rpc::convert::value_from_json(&serde_json::json!({"n": random_u64() % 1000}))),
-            })),
+            trigger_output: Some(pb::trigger_task_req::TriggerOutput::ManualTrigger(
+                pb::manual_trigger::Output {
+                    data: Some(aggregator::rpc::convert::value_from_json(
+                        &serde_json::json!({"n": random_u64() % 1000}),
+                    )),
+                },
+            )),
             is_blocking: true,
             ..Default::default()
         }))
@@ -362,5 +384,6 @@ pub fn step_output(step: &pb::execution::Step) -> serde_json::Value {
         Some(O::ContractWrite(o)) => o.data.clone(),
         None => None,
     };
-    data.map(|v| aggregator::rpc::convert::json_from_value(&v).unwrap()).unwrap_or(serde_json::Value::Null)
+    data.map(|v| aggregator::rpc::convert::json_from_value(&v).unwrap())
+        .unwrap_or(serde_json::Value::Null)
 }

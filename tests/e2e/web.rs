@@ -47,7 +47,11 @@ impl Web {
 
 async fn echo_json(headers: HeaderMap, body: String) -> Json<Value> {
     let parsed: Value = serde_json::from_str(&body).unwrap_or(Value::String(body));
-    let content_type = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("").to_owned();
+    let content_type = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_owned();
     Json(json!({ "received": parsed, "contentType": content_type }))
 }
 
@@ -71,11 +75,17 @@ pub async fn start(redirect_to: Option<String>) -> anyhow::Result<Web> {
     let hits = Hits::default();
     let target = redirect_to.unwrap_or_else(|| "http://127.0.0.1:9/".into());
     let app = axum::Router::new()
-        .route("/json", get(|| async { Json(json!({ "price": 42.5, "tags": ["a", "b"], "ok": true })) }))
+        .route(
+            "/json",
+            get(|| async { Json(json!({ "price": 42.5, "tags": ["a", "b"], "ok": true })) }),
+        )
         .route("/echo", post(echo_json))
         .route("/count/{key}", any(count))
         .route("/graphql", post(graphql))
-        .route("/fail", get(|| async { (StatusCode::INTERNAL_SERVER_ERROR, "boom") }))
+        .route(
+            "/fail",
+            get(|| async { (StatusCode::INTERNAL_SERVER_ERROR, "boom") }),
+        )
         .route(
             "/slow",
             get(|| async {

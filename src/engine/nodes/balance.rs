@@ -18,7 +18,10 @@ pub async fn run(tools: &Tools, config: &BalanceConfig) -> NodeResult {
         .parse()
         .map_err(|_| NodeError::new(format!("{:?} is not an address", config.address)))?;
     let mut balances = Vec::new();
-    let native = chain.balance(address).await.map_err(|e| NodeError::new(e.to_string()))?;
+    let native = chain
+        .balance(address)
+        .await
+        .map_err(|e| NodeError::new(e.to_string()))?;
     if config.include_zero_balances || !native.is_zero() {
         balances.push(json!({
             "tokenAddress": null,

@@ -30,7 +30,10 @@ pub async fn run(tools: &Tools, config: &BranchConfig, vars: &Map<String, Value>
             outcome.value == Value::Bool(true)
         };
         if holds {
-            log.push(format!("took condition {} ({})", condition.id, condition.condition_type));
+            log.push(format!(
+                "took condition {} ({})",
+                condition.id, condition.condition_type
+            ));
             return Ok(NodeRun {
                 output: json!({ "conditionId": condition.id }),
                 log,

@@ -24,7 +24,9 @@ pub fn value_text(value: &DynSolValue) -> String {
         DynSolValue::Uint(u, _) => u.to_string(),
         DynSolValue::String(s) => s.clone(),
         DynSolValue::Bytes(b) => format!("0x{}", hex::encode(b)),
-        DynSolValue::FixedBytes(w, size) => format!("0x{}", hex::encode(w.get(..*size).unwrap_or_default())),
+        DynSolValue::FixedBytes(w, size) => {
+            format!("0x{}", hex::encode(w.get(..*size).unwrap_or_default()))
+        }
         DynSolValue::Array(items) | DynSolValue::FixedArray(items) | DynSolValue::Tuple(items) => {
             Value::Array(items.iter().map(|v| Value::String(value_text(v))).collect()).to_string()
         }
@@ -37,7 +39,11 @@ pub fn parse_abi(entries: &[Value]) -> Result<JsonAbi, NodeError> {
         .map_err(|e| NodeError::new(format!("the contract ABI does not parse: {e}")))
 }
 
-fn find<'a>(abi: &'a JsonAbi, call: &MethodCall, data: Option<&[u8]>) -> Result<&'a Function, NodeError> {
+fn find<'a>(
+    abi: &'a JsonAbi,
+    call: &MethodCall,
+    data: Option<&[u8]>,
+) -> Result<&'a Function, NodeError> {
     if let Some(data) = data
         && let Some(selector) = data.get(..4)
     {
@@ -47,7 +53,11 @@ fn find<'a>(abi: &'a JsonAbi, call: &MethodCall, data: Option<&[u8]>) -> Result<
             .ok_or_else(|| NodeError::new("no function of the ABI has the call data's selector"));
     }
     abi.function(&call.method_name)
-        .and_then(|overloads| overloads.iter().find(|f| f.inputs.len() == call.method_params.len()))
+        .and_then(|overloads| {
+            overloads
+                .iter()
+                .find(|f| f.inputs.len() == call.method_params.len())
+        })
         .ok_or_else(|| {
             NodeError::new(format!(
                 "the ABI has no function {}({} parameters)",
@@ -61,13 +71,15 @@ fn find<'a>(abi: &'a JsonAbi, call: &MethodCall, data: Option<&[u8]>) -> Result<
 fn encode(function: &Function, call: &MethodCall) -> Result<Vec<u8>, NodeError> {
     let mut values = Vec::with_capacity(call.method_params.len());
     for (param, text) in function.inputs.iter().zip(&call.method_params) {
-        let ty = param
-            .resolve()
-            .map_err(|e| NodeError::new(format!("parameter {} type {}: {e}", param.name, param.ty)))?;
-        values.push(
-            ty.coerce_str(text)
-                .map_err(|e| NodeError::new(format!("parameter {} ({}) {text:?}: {e}", param.name, param.ty)))?,
-        );
+        let ty = param.resolve().map_err(|e| {
+            NodeError::new(format!("parameter {} type {}: {e}", param.name, param.ty))
+        })?;
+        values.push(ty.coerce_str(text).map_err(|e| {
+            NodeError::new(format!(
+                "parameter {} ({}) {text:?}: {e}",
+                param.name, param.ty
+            ))
+        })?);
     }
     function
         .abi_encode_input(&values)
@@ -112,18 +124,30 @@ pub async fn run(tools: &Tools, config: &ContractReadConfig) -> NodeResult {
                 let mut fields = Vec::with_capacity(decoded.len());
                 for (i, (output, value)) in function.outputs.iter().zip(&decoded).enumerate() {
                     let name = if output.name.is_empty() {
-                        if function.outputs.len() == 1 { function.name.clone() } else { format!("output{i}") }
+                        if function.outputs.len() == 1 {
+                            function.name.clone()
+                        } else {
+                            format!("output{i}")
+                        }
                     } else {
                         output.name.clone()
                     };
                     let mut text = value_text(value);
-                    if call.apply_to_fields.contains(&name) && matches!(value, DynSolValue::Uint(..) | DynSolValue::Int(..)) {
+                    if call.apply_to_fields.contains(&name)
+                        && matches!(value, DynSolValue::Uint(..) | DynSolValue::Int(..))
+                    {
                         let d = match decimals {
                             Some(d) => d,
                             None => {
-                                let d = chain.token_metadata(contract).await.map(|m| m.decimals).map_err(|e| {
-                                    NodeError::new(format!("apply_to_fields needs the contract's decimals(): {e}"))
-                                })?;
+                                let d = chain
+                                    .token_metadata(contract)
+                                    .await
+                                    .map(|m| m.decimals)
+                                    .map_err(|e| {
+                                        NodeError::new(format!(
+                                            "apply_to_fields needs the contract's decimals(): {e}"
+                                        ))
+                                    })?;
                                 decimals = Some(d);
                                 d
                             }
@@ -141,14 +165,26 @@ pub async fn run(tools: &Tools, config: &ContractReadConfig) -> NodeResult {
         }
     }
     let output = Value::Array(results);
-    let log = vec![format!("{} call(s) to {contract}", config.method_calls.len())];
+    let log = vec![format!(
+        "{} call(s) to {contract}",
+        config.method_calls.len()
+    )];
     if !failures.is_empty() {
         return Err(NodeError {
-            message: format!("{} of {} calls failed: {}", failures.len(), config.method_calls.len(), failures.join("; ")),
+            message: format!(
+                "{} of {} calls failed: {}",
+                failures.len(),
+                config.method_calls.len(),
+                failures.join("; ")
+            ),
             code: crate::pb::ErrorCode::RpcNodeError,
             output: Some(output),
             log,
         });
     }
-    Ok(NodeRun { output, log, taken: None })
+    Ok(NodeRun {
+        output,
+        log,
+        taken: None,
+    })
 }

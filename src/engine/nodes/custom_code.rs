@@ -9,7 +9,11 @@ use super::{NodeResult, NodeRun};
 use crate::engine::Tools;
 use crate::engine::sandbox::{Script, ScriptKind};
 
-pub async fn run(tools: &Tools, config: &CustomCodeConfig, vars: &Map<String, Value>) -> NodeResult {
+pub async fn run(
+    tools: &Tools,
+    config: &CustomCodeConfig,
+    vars: &Map<String, Value>,
+) -> NodeResult {
     let outcome = tools
         .sandbox
         .run(Script {

@@ -46,7 +46,11 @@ pub async fn run(tools: &Tools, config: &GraphqlQueryConfig) -> NodeResult {
         .get("errors")
         .and_then(Value::as_array)
         .and_then(|errors| errors.first())
-        .map(|e| e.get("message").and_then(Value::as_str).map_or_else(|| e.to_string(), str::to_owned));
+        .map(|e| {
+            e.get("message")
+                .and_then(Value::as_str)
+                .map_or_else(|| e.to_string(), str::to_owned)
+        });
     if response.status >= 400 || first_error.is_some() {
         return Err(NodeError {
             message: first_error.map_or_else(
@@ -58,5 +62,9 @@ pub async fn run(tools: &Tools, config: &GraphqlQueryConfig) -> NodeResult {
             log,
         });
     }
-    Ok(NodeRun { output, log, taken: None })
+    Ok(NodeRun {
+        output,
+        log,
+        taken: None,
+    })
 }

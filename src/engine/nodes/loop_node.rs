@@ -15,7 +15,11 @@ use crate::engine::template::Templates;
 
 /// The array a loop or filter works on: `input_variable` names a variable path, possibly as a
 /// template (`{{ code.data }}` or `code.data`).
-pub async fn input_array(tools: &Tools, input_variable: &str, vars: &Map<String, Value>) -> Result<Vec<Value>, NodeError> {
+pub async fn input_array(
+    tools: &Tools,
+    input_variable: &str,
+    vars: &Map<String, Value>,
+) -> Result<Vec<Value>, NodeError> {
     let expr = input_variable.trim();
     let expr = expr
         .strip_prefix("{{")
@@ -26,7 +30,11 @@ pub async fn input_array(tools: &Tools, input_variable: &str, vars: &Map<String,
         vars,
         sandbox: &tools.sandbox,
     };
-    match templates.value(expr).await.map_err(|e| NodeError::new(format!("input_variable {expr}: {e}")))? {
+    match templates
+        .value(expr)
+        .await
+        .map_err(|e| NodeError::new(format!("input_variable {expr}: {e}")))?
+    {
         Value::Array(items) => Ok(items),
         other => Err(NodeError::new(format!(
             "input_variable {expr} is not an array but {}",
@@ -74,7 +82,9 @@ pub async fn run(tools: &Tools, config: &LoopConfig, vars: &Map<String, Value>) 
                 .runner(runner)
                 .await
                 .map_err(|e| NodeError::new(format!("iteration {index}: {e}")))?;
-            match tokio::time::timeout(per_iteration, super::run_runner(tools, &runner, &vars)).await {
+            match tokio::time::timeout(per_iteration, super::run_runner(tools, &runner, &vars))
+                .await
+            {
                 Ok(Ok(run)) => Ok(run),
                 Ok(Err(e)) => Err(NodeError::new(format!("iteration {index}: {}", e.message))),
                 Err(_) => Err(NodeError::new(format!(
@@ -85,12 +95,17 @@ pub async fn run(tools: &Tools, config: &LoopConfig, vars: &Map<String, Value>) 
         }
     };
     let parallel = config.execution_mode == 1;
-    let concurrency = if parallel { tools.config.loop_parallelism.max(1) } else { 1 };
-    let results: Vec<Result<NodeRun, NodeError>> = futures_util::stream::iter(items.into_iter().enumerate())
-        .map(|(i, item)| iteration(i, item))
-        .buffered(concurrency)
-        .collect()
-        .await;
+    let concurrency = if parallel {
+        tools.config.loop_parallelism.max(1)
+    } else {
+        1
+    };
+    let results: Vec<Result<NodeRun, NodeError>> =
+        futures_util::stream::iter(items.into_iter().enumerate())
+            .map(|(i, item)| iteration(i, item))
+            .buffered(concurrency)
+            .collect()
+            .await;
     let mut outputs = Vec::with_capacity(results.len());
     let mut log = Vec::new();
     for result in results {
@@ -101,7 +116,11 @@ pub async fn run(tools: &Tools, config: &LoopConfig, vars: &Map<String, Value>) 
     log.push(format!(
         "{} iterations, {}",
         outputs.len(),
-        if parallel { "in parallel" } else { "in sequence" }
+        if parallel {
+            "in parallel"
+        } else {
+            "in sequence"
+        }
     ));
     Ok(NodeRun {
         output: Value::Array(outputs),

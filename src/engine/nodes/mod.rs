@@ -79,7 +79,11 @@ pub async fn run(tools: &Tools, config: &NodeConfig, vars: &Map<String, Value>) 
 }
 
 /// Runs a loop's runner for one element.
-pub async fn run_runner(tools: &Tools, runner: &LoopRunner, vars: &Map<String, Value>) -> NodeResult {
+pub async fn run_runner(
+    tools: &Tools,
+    runner: &LoopRunner,
+    vars: &Map<String, Value>,
+) -> NodeResult {
     match runner {
         LoopRunner::CustomCode(c) => custom_code::run(tools, c, vars).await,
         LoopRunner::RestApi(c) => rest_api::run(tools, c).await,
@@ -136,8 +140,10 @@ pub fn output_kind(kind: NodeKind) -> OutputKind {
 /// The chain, or the error a chain node reports without one.
 fn chain(tools: &Tools) -> Result<&crate::chain::Chain, NodeError> {
     tools.chain.as_ref().ok_or_else(|| {
-        NodeError::new("this node reads the chain: the aggregator has no ethereum.rpc_url configured")
-            .with_code(ErrorCode::RpcNodeError)
+        NodeError::new(
+            "this node reads the chain: the aggregator has no ethereum.rpc_url configured",
+        )
+        .with_code(ErrorCode::RpcNodeError)
     })
 }
 

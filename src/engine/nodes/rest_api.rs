@@ -13,15 +13,26 @@ use crate::pb::ErrorCode;
 
 /// GET, HEAD and OPTIONS only read.
 pub fn is_read(method: &str) -> bool {
-    matches!(method.to_ascii_uppercase().as_str(), "" | "GET" | "HEAD" | "OPTIONS")
+    matches!(
+        method.to_ascii_uppercase().as_str(),
+        "" | "GET" | "HEAD" | "OPTIONS"
+    )
 }
 
 pub async fn run(tools: &Tools, config: &RestApiConfig) -> NodeResult {
-    let method = if config.method.is_empty() { "GET".to_owned() } else { config.method.to_ascii_uppercase() };
+    let method = if config.method.is_empty() {
+        "GET".to_owned()
+    } else {
+        config.method.to_ascii_uppercase()
+    };
     let request = HttpRequest {
         method: method.clone(),
         url: config.url.clone(),
-        headers: config.headers.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
+        headers: config
+            .headers
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect(),
         body: (!config.body.is_empty()).then(|| config.body.clone().into_bytes()),
     };
     let response = tools
@@ -48,5 +59,9 @@ pub async fn run(tools: &Tools, config: &RestApiConfig) -> NodeResult {
             log,
         });
     }
-    Ok(NodeRun { output, log, taken: None })
+    Ok(NodeRun {
+        output,
+        log,
+        taken: None,
+    })
 }

@@ -175,9 +175,13 @@ pub async fn get_execution_stats(
 
 /// The firing a `TriggerTask` describes: the member of its `trigger_output` oneof (or, when none
 /// is set, `trigger_type`, or the task's own trigger type) and its data.
-fn firing_data(req: &pb::TriggerTaskReq, task_kind: Option<TriggerKind>) -> Result<(TriggerKind, Option<serde_json::Value>), Status> {
+fn firing_data(
+    req: &pb::TriggerTaskReq,
+    task_kind: Option<TriggerKind>,
+) -> Result<(TriggerKind, Option<serde_json::Value>), Status> {
     use pb::trigger_task_req::TriggerOutput as O;
-    let data = |v: &Option<prost_types::Value>| v.as_ref().map(convert::json_from_value).transpose();
+    let data =
+        |v: &Option<prost_types::Value>| v.as_ref().map(convert::json_from_value).transpose();
     Ok(match &req.trigger_output {
         Some(O::ManualTrigger(o)) => (TriggerKind::Manual, data(&o.data)?),
         Some(O::FixedTimeTrigger(o)) => (TriggerKind::FixedTime, data(&o.data)?),
@@ -187,7 +191,9 @@ fn firing_data(req: &pb::TriggerTaskReq, task_kind: Option<TriggerKind>) -> Resu
         None => {
             let kind = TriggerKind::from_wire_number(req.trigger_type)
                 .or(task_kind)
-                .ok_or_else(|| Status::invalid_argument("set trigger_type or one of the trigger outputs"))?;
+                .ok_or_else(|| {
+                    Status::invalid_argument("set trigger_type or one of the trigger outputs")
+                })?;
             (kind, None)
         }
     })
@@ -199,7 +205,9 @@ pub fn fire_status(e: FireError) -> Status {
         FireError::Refused(Refusal::NotFound) => DomainError::task_not_found().into(),
         FireError::Refused(refusal) => Status::failed_precondition(refusal.message()),
         FireError::Storage(e) => error::storage(e),
-        FireError::Contended => Status::unavailable("the task changed concurrently; retry the call"),
+        FireError::Contended => {
+            Status::unavailable("the task changed concurrently; retry the call")
+        }
     }
 }
 
@@ -222,7 +230,10 @@ pub fn trigger_response(task_id: &str, row: &ExecutionRow) -> pb::TriggerTaskRes
 /// `idempotency-key` metadata header when given (held forever), otherwise a digest of the caller,
 /// the task and the trigger data (held `idempotency.trigger_window`). `is_blocking` waits for the
 /// run (which belongs to the engine: a client that gives up does not stop it).
-pub async fn trigger_task(app: &App, request: Request<pb::TriggerTaskReq>) -> Result<pb::TriggerTaskResp, Status> {
+pub async fn trigger_task(
+    app: &App,
+    request: Request<pb::TriggerTaskReq>,
+) -> Result<pb::TriggerTaskResp, Status> {
     let caller = calls::writer(app, &request)?;
     let header = request
         .metadata()
@@ -237,16 +248,22 @@ pub async fn trigger_task(app: &App, request: Request<pb::TriggerTaskReq>) -> Re
     let (dedup_key, window_ms) = match header.filter(|h| !h.trim().is_empty()) {
         Some(key) => {
             if key.len() > app.config.limits.max_name_bytes {
-                return Err(Status::invalid_argument("the idempotency-key header is too long"));
+                return Err(Status::invalid_argument(
+                    "the idempotency-key header is too long",
+                ));
             }
-            (format!("client:{}:{}:{}", caller.owner, task.id, key.trim()), None)
+            (
+                format!("client:{}:{}:{}", caller.owner, task.id, key.trim()),
+                None,
+            )
         }
         None => {
             let digest = Sha256::new()
                 .chain_update(caller.owner.as_bytes())
                 .chain_update(prost::Message::encode_to_vec(&req))
                 .finalize();
-            let window = u64::try_from(app.config.idempotency.trigger_window.as_millis()).unwrap_or(u64::MAX);
+            let window = u64::try_from(app.config.idempotency.trigger_window.as_millis())
+                .unwrap_or(u64::MAX);
             (format!("client:{}", hex::encode(digest)), Some(window))
         }
     };
@@ -268,9 +285,17 @@ pub async fn trigger_task(app: &App, request: Request<pb::TriggerTaskReq>) -> Re
         .map_err(fire_status)?;
     let execution_id = fired.execution_id().to_owned();
     let row = if req.is_blocking {
-        app.engine.wait(&task.id, &execution_id).await.map_err(error::storage)?
+        app.engine
+            .wait(&task.id, &execution_id)
+            .await
+            .map_err(error::storage)?
     } else {
-        match app.store.views.execution(&task.id, &execution_id).map_err(error::storage)? {
+        match app
+            .store
+            .views
+            .execution(&task.id, &execution_id)
+            .map_err(error::storage)?
+        {
             Some(row) => row,
             None => return Err(Status::internal("the queued execution is missing")),
         }

@@ -15,7 +15,9 @@ fn may_run(app: &App, caller: &Caller) -> Result<(), Status> {
     if app.limiter.allow_run(&caller.owner) {
         Ok(())
     } else {
-        Err(error::rate_limited("runs (RunTrigger, RunNodeWithInputs, SimulateTask)"))
+        Err(error::rate_limited(
+            "runs (RunTrigger, RunNodeWithInputs, SimulateTask)",
+        ))
     }
 }
 
@@ -31,7 +33,10 @@ fn trigger_output(kind: TriggerKind, data: prost_types::Value) -> pb::run_trigge
     }
 }
 
-pub async fn run_trigger(app: &App, request: Request<pb::RunTriggerReq>) -> Result<pb::RunTriggerResp, Status> {
+pub async fn run_trigger(
+    app: &App,
+    request: Request<pb::RunTriggerReq>,
+) -> Result<pb::RunTriggerResp, Status> {
     let caller = calls::caller(app, &request)?;
     may_run(app, &caller)?;
     let req = request.into_inner();
@@ -65,7 +70,10 @@ pub async fn run_trigger(app: &App, request: Request<pb::RunTriggerReq>) -> Resu
     })
 }
 
-fn node_output(kind: NodeKind, data: Option<prost_types::Value>) -> pb::run_node_with_inputs_resp::OutputData {
+fn node_output(
+    kind: NodeKind,
+    data: Option<prost_types::Value>,
+) -> pb::run_node_with_inputs_resp::OutputData {
     use pb::run_node_with_inputs_resp::OutputData as O;
     match kind {
         NodeKind::EthTransfer => O::EthTransfer(pb::eth_transfer_node::Output { data }),
@@ -81,36 +89,57 @@ fn node_output(kind: NodeKind, data: Option<prost_types::Value>) -> pb::run_node
     }
 }
 
-pub async fn run_node_with_inputs(app: &App, request: Request<pb::RunNodeWithInputsReq>) -> Result<pb::RunNodeWithInputsResp, Status> {
+pub async fn run_node_with_inputs(
+    app: &App,
+    request: Request<pb::RunNodeWithInputsReq>,
+) -> Result<pb::RunNodeWithInputsResp, Status> {
     let caller = calls::caller(app, &request)?;
     may_run(app, &caller)?;
     let req = request.into_inner();
-    let node = req.node.as_ref().ok_or_else(|| Status::invalid_argument("the request has no node"))?;
+    let node = req
+        .node
+        .as_ref()
+        .ok_or_else(|| Status::invalid_argument("the request has no node"))?;
     let mut node = convert::node_from_pb(node)?;
     if node.id.is_empty() {
         node.id = "node".into();
     }
     task::validate_lone_node(&node, &app.config.limits)?;
-    let kind = node.config.as_ref().map(|c| c.kind()).ok_or_else(|| Status::invalid_argument("the node has no configuration"))?;
+    let kind = node
+        .config
+        .as_ref()
+        .map(|c| c.kind())
+        .ok_or_else(|| Status::invalid_argument("the node has no configuration"))?;
     let input = convert::json_map_from_values(&req.input_variables)?;
-    Ok(match app.engine.run_node(&caller.owner, &node, &input).await {
-        Ok(run) => pb::RunNodeWithInputsResp {
-            success: true,
-            output_data: Some(node_output(kind, Some(convert::value_from_json(&run.output)))),
-            metadata: (!run.log.is_empty()).then(|| convert::value_from_json(&serde_json::json!({ "log": run.log }))),
-            ..Default::default()
+    Ok(
+        match app.engine.run_node(&caller.owner, &node, &input).await {
+            Ok(run) => pb::RunNodeWithInputsResp {
+                success: true,
+                output_data: Some(node_output(
+                    kind,
+                    Some(convert::value_from_json(&run.output)),
+                )),
+                metadata: (!run.log.is_empty())
+                    .then(|| convert::value_from_json(&serde_json::json!({ "log": run.log }))),
+                ..Default::default()
+            },
+            Err(e) => pb::RunNodeWithInputsResp {
+                success: false,
+                error: e.message,
+                error_code: e.code as i32,
+                output_data: e
+                    .output
+                    .map(|o| node_output(kind, Some(convert::value_from_json(&o)))),
+                ..Default::default()
+            },
         },
-        Err(e) => pb::RunNodeWithInputsResp {
-            success: false,
-            error: e.message,
-            error_code: e.code as i32,
-            output_data: e.output.map(|o| node_output(kind, Some(convert::value_from_json(&o)))),
-            ..Default::default()
-        },
-    })
+    )
 }
 
-pub async fn simulate_task(app: &App, request: Request<pb::SimulateTaskReq>) -> Result<pb::Execution, Status> {
+pub async fn simulate_task(
+    app: &App,
+    request: Request<pb::SimulateTaskReq>,
+) -> Result<pb::Execution, Status> {
     let caller = calls::caller(app, &request)?;
     may_run(app, &caller)?;
     let req = request.into_inner();
@@ -147,7 +176,10 @@ pub async fn simulate_task(app: &App, request: Request<pb::SimulateTaskReq>) -> 
     })
 }
 
-pub async fn get_token_metadata(app: &App, request: Request<pb::GetTokenMetadataReq>) -> Result<pb::GetTokenMetadataResp, Status> {
+pub async fn get_token_metadata(
+    app: &App,
+    request: Request<pb::GetTokenMetadataReq>,
+) -> Result<pb::GetTokenMetadataResp, Status> {
     calls::caller(app, &request)?;
     let address = crate::app::parse_address("address", &request.into_inner().address)?;
     let found = app
@@ -169,12 +201,19 @@ pub async fn get_token_metadata(app: &App, request: Request<pb::GetTokenMetadata
         None => pb::GetTokenMetadataResp {
             token: None,
             found: false,
-            source: if app.chain.is_some() { "rpc".into() } else { "none: no chain configured".into() },
+            source: if app.chain.is_some() {
+                "rpc".into()
+            } else {
+                "none: no chain configured".into()
+            },
         },
     })
 }
 
-pub async fn estimate_fees(app: &App, request: Request<pb::EstimateFeesReq>) -> Result<pb::EstimateFeesResp, Status> {
+pub async fn estimate_fees(
+    app: &App,
+    request: Request<pb::EstimateFeesReq>,
+) -> Result<pb::EstimateFeesResp, Status> {
     calls::caller(app, &request)?;
     Err(Status::unimplemented(
         "EstimateFees prices ERC-4337 user operations: it comes with on-chain execution, not yet available",

@@ -1,5 +1,5 @@
-//! The operators' cryptography, defined once for both sides (the aggregator checks what the
-//! `operator` binary signs):
+//! The operators' cryptography, defined once for every side: the `operator` binary signs, the
+//! aggregator checks, and the `replay` tool verifies attestations offline.
 //!
 //! - **Identity.** An operator is an ECDSA address and a BLS12-381 public key (blst, min_pk:
 //!   48-byte keys, 96-byte signatures). A *proof of possession* binds them: the BLS key signs its
@@ -16,9 +16,7 @@
 //!   address, the time, the nonce and the sha-256 of the request's protobuf encoding (prost
 //!   encodes deterministically: fields in number order, no unknown fields).
 
-use alloy::primitives::{Address, Signature as EcdsaSignature};
-use alloy::signers::SignerSync;
-use alloy::signers::local::PrivateKeySigner;
+use alloy_primitives::{Address, Signature as EcdsaSignature};
 use blst::BLST_ERROR;
 use blst::min_pk::{AggregateSignature, PublicKey, SecretKey, Signature};
 use sha2::{Digest, Sha256};
@@ -74,34 +72,27 @@ pub struct Registration {
 }
 
 impl Registration {
-    /// Makes the registration of an operator's two keys.
-    pub fn create(ecdsa: &PrivateKeySigner, bls: &SecretKey, chain_id: u64) -> Result<Self, CryptoError> {
-        let pk = bls.sk_to_pk().to_bytes().to_vec();
-        let pop = bls.sign(&pk, POP_DST, &[]).to_bytes().to_vec();
-        let binding = ecdsa
-            .sign_message_sync(binding_message(ecdsa.address(), &pk, chain_id).as_bytes())
-            .map_err(|e| CryptoError(format!("ECDSA binding: {e}")))?;
-        Ok(Self {
-            address: ecdsa.address(),
-            bls_public_key: pk,
-            proof_of_possession: pop,
-            ecdsa_binding: binding.as_bytes().to_vec(),
-        })
-    }
-
     /// Checks both proofs: the BLS key signed itself, the ECDSA key signed the binding.
     pub fn verify(&self, chain_id: u64) -> Result<PublicKey, CryptoError> {
         let pk = public_key(&self.bls_public_key)?;
         let pop = signature(&self.proof_of_possession)?;
         let result = pop.verify(true, &self.bls_public_key, POP_DST, &[], &pk, true);
         if result != BLST_ERROR::BLST_SUCCESS {
-            return Err(CryptoError(format!("operator {:#x}: the proof of possession does not verify", self.address)));
+            return Err(CryptoError(format!(
+                "operator {:#x}: the proof of possession does not verify",
+                self.address
+            )));
         }
-        let binding = EcdsaSignature::from_raw(&self.ecdsa_binding)
-            .map_err(|e| CryptoError(format!("operator {:#x}: ECDSA binding: {e}", self.address)))?;
+        let binding = EcdsaSignature::from_raw(&self.ecdsa_binding).map_err(|e| {
+            CryptoError(format!("operator {:#x}: ECDSA binding: {e}", self.address))
+        })?;
         let signer = binding
-            .recover_address_from_msg(binding_message(self.address, &self.bls_public_key, chain_id).as_bytes())
-            .map_err(|e| CryptoError(format!("operator {:#x}: ECDSA binding: {e}", self.address)))?;
+            .recover_address_from_msg(
+                binding_message(self.address, &self.bls_public_key, chain_id).as_bytes(),
+            )
+            .map_err(|e| {
+                CryptoError(format!("operator {:#x}: ECDSA binding: {e}", self.address))
+            })?;
         if signer != self.address {
             return Err(CryptoError(format!(
                 "operator {:#x}: the BLS key is bound by {signer:#x}, not by the operator",
@@ -114,12 +105,18 @@ impl Registration {
 
 /// sha-256 of the RFC 8785 canonical JSON of a trigger output.
 pub fn output_hash(output: &serde_json::Value) -> Result<[u8; 32], CryptoError> {
-    let canonical = serde_json_canonicalizer::to_vec(output).map_err(|e| CryptoError(format!("canonical JSON: {e}")))?;
+    let canonical = serde_json_canonicalizer::to_vec(output)
+        .map_err(|e| CryptoError(format!("canonical JSON: {e}")))?;
     Ok(Sha256::digest(canonical).into())
 }
 
 /// The firing digest (see the module docs).
-pub fn firing_digest(chain_id: u64, task_id: &str, trigger_request_id: &str, output_hash: &[u8; 32]) -> [u8; 32] {
+pub fn firing_digest(
+    chain_id: u64,
+    task_id: &str,
+    trigger_request_id: &str,
+    output_hash: &[u8; 32],
+) -> [u8; 32] {
     let len = |s: &str| u32::try_from(s.len()).unwrap_or(u32::MAX).to_be_bytes();
     Sha256::new()
         .chain_update(b"ava-firing-v1")
@@ -133,12 +130,23 @@ pub fn firing_digest(chain_id: u64, task_id: &str, trigger_request_id: &str, out
         .into()
 }
 
+/// A BLS key's proof of possession: the key signs its own compressed bytes.
+pub fn proof_of_possession(key: &SecretKey) -> Vec<u8> {
+    key.sign(&key.sk_to_pk().to_bytes(), POP_DST, &[])
+        .to_bytes()
+        .to_vec()
+}
+
 pub fn sign_digest(key: &SecretKey, digest: &[u8; 32]) -> Vec<u8> {
     key.sign(digest, SIGNATURE_DST, &[]).to_bytes().to_vec()
 }
 
 /// Checks one operator's signature of a digest.
-pub fn verify_digest(pk: &PublicKey, digest: &[u8; 32], signature_bytes: &[u8]) -> Result<(), CryptoError> {
+pub fn verify_digest(
+    pk: &PublicKey,
+    digest: &[u8; 32],
+    signature_bytes: &[u8],
+) -> Result<(), CryptoError> {
     let sig = signature(signature_bytes)?;
     match sig.verify(true, digest, SIGNATURE_DST, &[], pk, false) {
         BLST_ERROR::BLST_SUCCESS => Ok(()),
@@ -148,15 +156,23 @@ pub fn verify_digest(pk: &PublicKey, digest: &[u8; 32], signature_bytes: &[u8]) 
 
 /// Aggregates signatures of one digest.
 pub fn aggregate(signatures: &[Vec<u8>]) -> Result<Vec<u8>, CryptoError> {
-    let parsed: Vec<Signature> = signatures.iter().map(|s| signature(s)).collect::<Result<_, _>>()?;
+    let parsed: Vec<Signature> = signatures
+        .iter()
+        .map(|s| signature(s))
+        .collect::<Result<_, _>>()?;
     let refs: Vec<&Signature> = parsed.iter().collect();
-    let aggregate = AggregateSignature::aggregate(&refs, true).map_err(|e| bls("aggregating", e))?;
+    let aggregate =
+        AggregateSignature::aggregate(&refs, true).map_err(|e| bls("aggregating", e))?;
     Ok(aggregate.to_signature().to_bytes().to_vec())
 }
 
 /// Checks an aggregate signature of one digest by the given keys (each with a verified proof of
 /// possession, which is what makes the fast check sound).
-pub fn verify_aggregate(pks: &[PublicKey], digest: &[u8; 32], aggregate: &[u8]) -> Result<(), CryptoError> {
+pub fn verify_aggregate(
+    pks: &[PublicKey],
+    digest: &[u8; 32],
+    aggregate: &[u8],
+) -> Result<(), CryptoError> {
     let sig = signature(aggregate)?;
     let refs: Vec<&PublicKey> = pks.iter().collect();
     match sig.fast_aggregate_verify(true, digest, SIGNATURE_DST, &refs) {
@@ -166,37 +182,25 @@ pub fn verify_aggregate(pks: &[PublicKey], digest: &[u8; 32], aggregate: &[u8]) 
 }
 
 /// The text an operator request's ECDSA signature covers.
-pub fn request_text(method: &str, address: Address, timestamp_ms: u64, nonce: &str, message: &[u8]) -> String {
+pub fn request_text(
+    method: &str,
+    address: Address,
+    timestamp_ms: u64,
+    nonce: &str,
+    message: &[u8],
+) -> String {
     format!(
         "ava-operator-request-v1\n{method}\n{address:#x}\n{timestamp_ms}\n{nonce}\n{}",
         hex::encode(Sha256::digest(message))
     )
 }
 
-/// The metadata an operator attaches to a request.
-pub fn sign_request(
-    signer: &PrivateKeySigner,
-    method: &str,
-    timestamp_ms: u64,
-    nonce: &str,
-    message: &[u8],
-) -> Result<Vec<(&'static str, String)>, CryptoError> {
-    let text = request_text(method, signer.address(), timestamp_ms, nonce, message);
-    let signature = signer
-        .sign_message_sync(text.as_bytes())
-        .map_err(|e| CryptoError(format!("signing the request: {e}")))?;
-    Ok(vec![
-        (HEADER_ADDRESS, format!("{:#x}", signer.address())),
-        (HEADER_TIMESTAMP, timestamp_ms.to_string()),
-        (HEADER_NONCE, nonce.to_owned()),
-        (HEADER_SIGNATURE, format!("0x{}", hex::encode(signature.as_bytes()))),
-    ])
-}
-
 /// The signer of a request's text.
 pub fn request_signer(text: &str, signature_hex: &str) -> Result<Address, CryptoError> {
-    let bytes = hex::decode(signature_hex.trim_start_matches("0x")).map_err(|_| CryptoError("the signature is not hex".into()))?;
-    let signature = EcdsaSignature::from_raw(&bytes).map_err(|e| CryptoError(format!("invalid signature: {e}")))?;
+    let bytes = hex::decode(signature_hex.trim_start_matches("0x"))
+        .map_err(|_| CryptoError("the signature is not hex".into()))?;
+    let signature = EcdsaSignature::from_raw(&bytes)
+        .map_err(|e| CryptoError(format!("invalid signature: {e}")))?;
     signature
         .recover_address_from_msg(text.as_bytes())
         .map_err(|e| CryptoError(format!("cannot recover the signer: {e}")))
@@ -205,25 +209,47 @@ pub fn request_signer(text: &str, signature_hex: &str) -> Result<Address, Crypto
 #[cfg(test)]
 mod tests {
     use super::*;
+    use alloy_signer::SignerSync;
+    use alloy_signer_local::PrivateKeySigner;
     use serde_json::json;
 
     fn operator(seed: u8) -> (PrivateKeySigner, SecretKey) {
-        let ecdsa = PrivateKeySigner::from_bytes(&alloy::primitives::B256::repeat_byte(seed)).unwrap();
+        let ecdsa =
+            PrivateKeySigner::from_bytes(&alloy_primitives::B256::repeat_byte(seed)).unwrap();
         (ecdsa, bls_key(&[seed; 32]).unwrap())
+    }
+
+    fn register(ecdsa: &PrivateKeySigner, bls: &SecretKey, chain_id: u64) -> Registration {
+        let pk = bls.sk_to_pk().to_bytes().to_vec();
+        let binding = ecdsa
+            .sign_message_sync(binding_message(ecdsa.address(), &pk, chain_id).as_bytes())
+            .unwrap();
+        Registration {
+            address: ecdsa.address(),
+            proof_of_possession: proof_of_possession(bls),
+            bls_public_key: pk,
+            ecdsa_binding: binding.as_bytes().to_vec(),
+        }
     }
 
     #[test]
     fn registrations_verify_and_forgeries_do_not() {
         let (ecdsa, bls) = operator(1);
-        let registration = Registration::create(&ecdsa, &bls, 31337).unwrap();
+        let registration = register(&ecdsa, &bls, 31337);
         registration.verify(31337).unwrap();
         assert!(registration.verify(1).is_err(), "bound to another chain");
         let (other, other_bls) = operator(2);
         let mut stolen = registration.clone();
         stolen.address = other.address();
-        assert!(stolen.verify(31337).is_err(), "another address cannot claim the key");
+        assert!(
+            stolen.verify(31337).is_err(),
+            "another address cannot claim the key"
+        );
         let mut no_pop = registration.clone();
-        no_pop.proof_of_possession = other_bls.sign(&registration.bls_public_key, POP_DST, &[]).to_bytes().to_vec();
+        no_pop.proof_of_possession = other_bls
+            .sign(&registration.bls_public_key, POP_DST, &[])
+            .to_bytes()
+            .to_vec();
         assert!(no_pop.verify(31337).is_err());
     }
 
@@ -251,11 +277,26 @@ mod tests {
     #[test]
     fn requests_are_signed_over_their_bytes() {
         let (ecdsa, _) = operator(3);
-        let headers = sign_request(&ecdsa, "/aggregator.Node/Ping", 1_000, "ab", b"payload").unwrap();
-        let signature = &headers[3].1;
-        let text = request_text("/aggregator.Node/Ping", ecdsa.address(), 1_000, "ab", b"payload");
-        assert_eq!(request_signer(&text, signature).unwrap(), ecdsa.address());
-        let changed = request_text("/aggregator.Node/Ping", ecdsa.address(), 1_000, "ab", b"payloaD");
-        assert_ne!(request_signer(&changed, signature).unwrap(), ecdsa.address());
+        let text = request_text(
+            "/aggregator.Node/Ping",
+            ecdsa.address(),
+            1_000,
+            "ab",
+            b"payload",
+        );
+        let signature = ecdsa.sign_message_sync(text.as_bytes()).unwrap();
+        let signature = format!("0x{}", hex::encode(signature.as_bytes()));
+        assert_eq!(request_signer(&text, &signature).unwrap(), ecdsa.address());
+        let changed = request_text(
+            "/aggregator.Node/Ping",
+            ecdsa.address(),
+            1_000,
+            "ab",
+            b"payloaD",
+        );
+        assert_ne!(
+            request_signer(&changed, &signature).unwrap(),
+            ecdsa.address()
+        );
     }
 }
