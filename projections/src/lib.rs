@@ -3,7 +3,7 @@
 //! Layout:
 //! - `Projection`: one view, a pure function of the events (no config, no keys, no clock, no
 //!   chain), in a keyspace of its own;
-//! - `tasks`, `executions`, `wallets`, `secrets`, `access`: the views, one module each, with
+//! - `tasks`, `executions`, `wallets`, `secrets`, `access`, `operators`: the views, one module each, with
 //!   their key layouts and read functions;
 //! - `Projections`: the set, hooked into the log's writer so that the events, the rows they change
 //!   and the checkpoint commit in one batch; catch-up on start-up and rebuild from the log;
@@ -14,6 +14,7 @@
 
 pub mod access;
 pub mod executions;
+pub mod operators;
 pub mod secrets;
 pub mod tasks;
 #[cfg(test)]
@@ -51,7 +52,14 @@ const CATCH_UP_BATCH: usize = 50_000;
 const REBUILD_CACHE_ROWS: usize = 4_000_000;
 
 /// The names of the projections' keyspaces, in the order of `Projections::all`.
-pub const KEYSPACES: &[&str] = &["tasks", "executions", "wallets", "secrets", "access"];
+pub const KEYSPACES: &[&str] = &[
+    "tasks",
+    "executions",
+    "wallets",
+    "secrets",
+    "access",
+    "operators",
+];
 
 /// Events in the log after the projections' oldest checkpoint (0 when they are up to date, which
 /// they are whenever the writer runs: rows commit with their events).
@@ -110,6 +118,7 @@ impl Projections {
             Box::new(wallets::Wallets::new(open("wallets")?)),
             Box::new(secrets::Secrets::new(open("secrets")?)),
             Box::new(access::Access::new(open("access")?)),
+            Box::new(operators::Operators::new(open("operators")?)),
         ];
         let meta = open("projection_meta")?;
         let events = open("events")?;

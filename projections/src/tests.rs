@@ -30,6 +30,10 @@ enum Op {
     Secret(u8, u8),
     SecretDelete(u8),
     Revoke(u8),
+    Register(u8),
+    Assign(u8, u8, bool),
+    Attest(u8, u8),
+    Fired(u8, u8),
 }
 
 fn op() -> impl Strategy<Value = Op> {
@@ -51,6 +55,10 @@ fn op() -> impl Strategy<Value = Op> {
         1 => (0u8..3, 0u8..3).prop_map(|(s, v)| Op::Secret(s, v)),
         1 => (0u8..3).prop_map(Op::SecretDelete),
         1 => (0u8..3).prop_map(Op::Revoke),
+        1 => (0u8..3).prop_map(Op::Register),
+        2 => (t.clone(), 0u8..3, any::<bool>()).prop_map(|(t, o, on)| Op::Assign(t, o, on)),
+        1 => (t.clone(), 0u8..4).prop_map(|(t, r)| Op::Attest(t, r)),
+        1 => (t, 0u8..4).prop_map(|(t, r)| Op::Fired(t, r)),
     ]
 }
 
@@ -233,6 +241,56 @@ fn event_of(op: &Op) -> (String, Event) {
             events::stream::api_key(&format!("jti{j}")),
             ApiKeyRevoked {
                 jti: format!("jti{j}"),
+            }
+            .into(),
+        ),
+        Op::Register(o) => (
+            events::stream::operator(&format!("0xop{o}")),
+            OperatorRegistered {
+                address: format!("0xop{o}"),
+                bls_public_key: "aa".repeat(48),
+                bls_proof_of_possession: "bb".repeat(96),
+                ecdsa_binding: "cc".repeat(65),
+                weight: u64::from(o) + 1,
+            }
+            .into(),
+        ),
+        Op::Assign(t, o, on) => {
+            let (task_id, operator) = (task(t), format!("0xop{o}"));
+            let event = if on {
+                OperatorAssigned { task_id, operator }.into()
+            } else {
+                OperatorUnassigned {
+                    task_id,
+                    operator,
+                    reason: "moved".into(),
+                }
+                .into()
+            };
+            (events::stream::assignment(&task(t)), event)
+        }
+        Op::Attest(t, r) => (
+            events::stream::firing(&task(t), &format!("{}:{r}", task(t))),
+            TriggerAttested {
+                task_id: task(t),
+                trigger_request_id: format!("{}:{r}", task(t)),
+                chain_id: 31337,
+                kind: TriggerKind::Block,
+                output: Some(serde_json::json!({"blockNumber": r})),
+                output_hash: "11".repeat(32),
+                digest: "22".repeat(32),
+                aggregate_signature: "33".repeat(96),
+                signers: vec!["0xop0".into()],
+            }
+            .into(),
+        ),
+        Op::Fired(t, r) => (
+            events::stream::task(&task(t)),
+            TaskTriggered {
+                task_id: task(t),
+                execution_id: exec(t, r),
+                index: i64::from(r),
+                dedup_key: format!("{}:{r}", task(t)),
             }
             .into(),
         ),

@@ -17,6 +17,7 @@ pub struct Views {
     pub wallets: Keyspace,
     pub secrets: Keyspace,
     pub access: Keyspace,
+    pub operators: Keyspace,
     /// The log's events, for what projections point to rather than copy.
     pub events: Keyspace,
 }
@@ -39,21 +40,30 @@ fn json<T: for<'de> Deserialize<'de>>(
 impl Views {
     pub(crate) fn from_keyspaces(mut keyspaces: Vec<Keyspace>, events: Keyspace) -> Self {
         // Same order as `Projections::open`.
+        let operators = keyspaces.pop();
         let access = keyspaces.pop();
         let secrets = keyspaces.pop();
         let wallets = keyspaces.pop();
         let executions = keyspaces.pop();
         let tasks = keyspaces.pop();
-        match (tasks, executions, wallets, secrets, access) {
-            (Some(tasks), Some(executions), Some(wallets), Some(secrets), Some(access)) => Self {
+        match (tasks, executions, wallets, secrets, access, operators) {
+            (
+                Some(tasks),
+                Some(executions),
+                Some(wallets),
+                Some(secrets),
+                Some(access),
+                Some(operators),
+            ) => Self {
                 tasks,
                 executions,
                 wallets,
                 secrets,
                 access,
+                operators,
                 events,
             },
-            _ => unreachable!("Projections::open opens five keyspaces"),
+            _ => unreachable!("Projections::open opens six keyspaces"),
         }
     }
 
@@ -193,6 +203,58 @@ impl Views {
 
     pub fn secret(&self, scope: &events::event::SecretScope) -> events::Result<Option<SecretRow>> {
         json(&self.secrets, &secrets::secret_key(scope))
+    }
+
+    /// Registered operators (active or not).
+    pub fn operators(&self) -> events::Result<Vec<crate::operators::OperatorRow>> {
+        let mut out = Vec::new();
+        for guard in self.operators.prefix(crate::operators::OPERATOR_PREFIX) {
+            let (key, _) = guard.into_inner()?;
+            if let Some(row) = json(&self.operators, &key)? {
+                out.push(row);
+            }
+        }
+        Ok(out)
+    }
+
+    /// The operators a task is assigned to.
+    pub fn assigned(&self, task_id: &str) -> events::Result<Vec<String>> {
+        let prefix = crate::operators::assignment_prefix(task_id);
+        let mut out = Vec::new();
+        for guard in self.operators.prefix(&prefix) {
+            let key = guard.key()?;
+            out.push(
+                String::from_utf8_lossy(key.get(prefix.len()..).unwrap_or_default()).into_owned(),
+            );
+        }
+        Ok(out)
+    }
+
+    /// Every assignment: (task id, operator).
+    pub fn assignments(&self) -> events::Result<Vec<(String, String)>> {
+        let mut out = Vec::new();
+        for guard in self.operators.prefix(b"a:") {
+            let key = guard.key()?;
+            let text = String::from_utf8_lossy(key.get(2..).unwrap_or_default()).into_owned();
+            if let Some((task, operator)) = text.rsplit_once(':') {
+                out.push((task.to_owned(), operator.to_owned()));
+            }
+        }
+        Ok(out)
+    }
+
+    /// Firings attested by operators that the engine has not queued yet.
+    pub fn pending_attestations(
+        &self,
+    ) -> events::Result<Vec<crate::operators::PendingAttestation>> {
+        let mut out = Vec::new();
+        for guard in self.operators.prefix(crate::operators::PENDING_PREFIX) {
+            let (key, _) = guard.into_inner()?;
+            if let Some(row) = json(&self.operators, &key)? {
+                out.push(row);
+            }
+        }
+        Ok(out)
     }
 
     pub fn is_revoked(&self, jti: &str) -> events::Result<bool> {
