@@ -35,6 +35,7 @@ pub struct App {
     pub chain: Option<Chain>,
     pub limiter: Limiter,
     pub engine: crate::engine::Engine,
+    pub pool: std::sync::Arc<crate::operators::Pool>,
     pub token_directory: crate::tokens::TokenDirectory,
 }
 

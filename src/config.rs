@@ -34,6 +34,7 @@ pub struct Config {
     pub limits: LimitsConfig,
     pub idempotency: IdempotencyConfig,
     pub engine: EngineConfig,
+    pub operators: OperatorsConfig,
     pub log: LogConfig,
 }
 
@@ -52,6 +53,7 @@ impl Default for Config {
             limits: LimitsConfig::default(),
             idempotency: IdempotencyConfig::default(),
             engine: EngineConfig::default(),
+            operators: OperatorsConfig::default(),
             log: LogConfig::default(),
         }
     }
@@ -300,6 +302,73 @@ impl Default for EngineConfig {
     }
 }
 
+/// The operator network: who the operators are, how tasks are shared out, what a quorum is.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct OperatorsConfig {
+    /// The operator set, when the config names it (see `operator register` for the values).
+    pub members: Vec<OperatorMember>,
+    /// A registry contract to read the operator set from instead (`OperatorRegistry`, on
+    /// `ethereum.rpc_url`); re-read every `registry_refresh`.
+    pub registry_contract: Option<String>,
+    #[serde(with = "duration_text")]
+    pub registry_refresh: Duration,
+    /// Operators that watch each task (0: min(3, the number of operators)).
+    pub per_task: usize,
+    /// A firing runs once operators holding at least `quorum_numerator / quorum_denominator` of
+    /// the assigned operators' weight signed the same digest (default two thirds: 1 of 1, 2 of 2,
+    /// 2 of 3 with equal weights).
+    pub quorum_numerator: u64,
+    pub quorum_denominator: u64,
+    /// How far an operator request's signing time may be from ours.
+    #[serde(with = "duration_text")]
+    pub freshness: Duration,
+    /// A pushed message not acknowledged within this is sent again.
+    #[serde(with = "duration_text")]
+    pub ack_timeout: Duration,
+    /// An operator gone longer than this loses its tasks to others.
+    #[serde(with = "duration_text")]
+    pub reassign_grace: Duration,
+    /// How often assignments and pushed messages are reconciled with the tasks.
+    #[serde(with = "duration_text")]
+    pub reconcile_every: Duration,
+}
+
+impl Default for OperatorsConfig {
+    fn default() -> Self {
+        Self {
+            members: Vec::new(),
+            registry_contract: None,
+            registry_refresh: Duration::from_secs(60),
+            per_task: 0,
+            quorum_numerator: 2,
+            quorum_denominator: 3,
+            freshness: Duration::from_secs(30),
+            ack_timeout: Duration::from_secs(10),
+            reassign_grace: Duration::from_secs(60),
+            reconcile_every: Duration::from_secs(1),
+        }
+    }
+}
+
+/// One operator: its ECDSA address, its BLS12-381 public key and the proofs binding them (hex).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OperatorMember {
+    pub address: String,
+    pub bls_public_key: String,
+    /// The BLS key's signature of itself.
+    pub proof_of_possession: String,
+    /// The ECDSA key's EIP-191 signature of the binding text.
+    pub ecdsa_binding: String,
+    #[serde(default = "one")]
+    pub weight: u64,
+}
+
+fn one() -> u64 {
+    1
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct LogConfig {
@@ -450,6 +519,14 @@ impl Config {
             if value.parse::<alloy::primitives::Address>().is_err() {
                 return invalid(format!("{name} {value:?} is not an address"));
             }
+        }
+        if self.operators.quorum_denominator == 0
+            || self.operators.quorum_numerator > self.operators.quorum_denominator
+        {
+            return invalid(
+                "operators.quorum_numerator / quorum_denominator must be a share between 0 and 1"
+                    .into(),
+            );
         }
         if self.limits.requests_per_second == 0
             || self.limits.burst == 0

@@ -17,6 +17,7 @@ pub mod config;
 pub mod domain;
 pub mod engine;
 pub mod limits;
+pub mod operators;
 pub mod pb;
 pub mod rpc;
 pub mod secrets;

@@ -73,11 +73,23 @@ pub async fn open(config: Config) -> anyhow::Result<SharedApp> {
     .await?;
     let token_directory =
         crate::tokens::TokenDirectory::load(config.engine.token_whitelist.as_deref())?;
+    let members = match (&config.operators.registry_contract, &chain) {
+        (Some(contract), Some(chain)) => {
+            crate::operators::registry::from_contract(chain, contract.parse()?, &config.operators)
+                .await?
+        }
+        (Some(_), None) => anyhow::bail!("operators.registry_contract needs ethereum.rpc_url"),
+        (None, _) => crate::operators::registry::from_config(&config.operators)?,
+    };
+    let members = crate::operators::registry::checked(members, config.chain_id);
+    crate::operators::registry::record(&store, &members).await?;
+    let pool = crate::operators::Pool::new(store.clone(), config.operators.clone())?;
     Ok(Arc::new(App {
         tokens: TokenIssuer::new(&keys.jwt_secret, config.chain_id),
         secret_box,
         engine,
         token_directory,
+        pool,
         limiter: Limiter::new(&config.limits),
         wallets,
         chain,
@@ -97,6 +109,15 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
         .with_context(|| format!("binding the HTTP listener on {}", config.http.listen))?;
     let app = open(config).await?;
     app.limiter.spawn_pruner();
+    app.pool.spawn();
+    {
+        let app = app.clone();
+        tokio::spawn(async move {
+            if let Err(e) = crate::operators::attestations::refire_pending(&app).await {
+                tracing::warn!(error = %e, "attested firings could not be handed to the engine again");
+            }
+        });
+    }
     let grpc = grpc_listener.local_addr()?;
     let http = http_listener.local_addr()?;
 

@@ -1,5 +1,5 @@
-//! The gRPC edge: the client API (`aggregator.Aggregator`), server reflection and
-//! `grpc.health.v1`, on one listener. Prost types end here: handlers convert requests into domain
+//! The gRPC edge: the client API (`aggregator.Aggregator`), the operators' service
+//! (`aggregator.Node`, in `node`), server reflection and `grpc.health.v1`, on one listener. Prost types end here: handlers convert requests into domain
 //! values on their first lines, and projections into responses on their last.
 //!
 //! Layout: `client/` (one file per area of the client API), `convert` (wire ⇄ domain),
@@ -10,6 +10,7 @@ pub mod calls;
 pub mod client;
 pub mod convert;
 pub mod error;
+pub mod node;
 pub mod paging;
 
 use std::future::Future;
@@ -39,6 +40,12 @@ pub async fn serve(
     let client = AggregatorServer::new(client::ClientApi::new(app.clone()))
         .max_decoding_message_size(max)
         .max_encoding_message_size(max);
+    health
+        .set_serving::<pb::node_server::NodeServer<node::NodeApi>>()
+        .await;
+    let operators = pb::node_server::NodeServer::new(node::NodeApi::new(app.clone()))
+        .max_decoding_message_size(max)
+        .max_encoding_message_size(max);
 
     let mut server = Server::builder();
     if let Some(tls) = &app.config.grpc.tls {
@@ -54,6 +61,7 @@ pub async fn serve(
         .add_service(health_service)
         .add_service(reflection)
         .add_service(client)
+        .add_service(operators)
         .serve_with_incoming_shutdown(
             tokio_stream::wrappers::TcpListenerStream::new(listener),
             shutdown,

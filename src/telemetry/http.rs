@@ -74,6 +74,6 @@ fn record_store_gauges(app: &SharedApp) {
     metrics::gauge!("store_disk_bytes").set(app.store.disk_space() as f64);
 }
 
-async fn operators(State(_app): State<SharedApp>) -> impl IntoResponse {
-    Json(serde_json::json!({ "operators": [] }))
+async fn operators(State(app): State<SharedApp>) -> impl IntoResponse {
+    Json(serde_json::json!({ "operators": app.pool.snapshot() }))
 }

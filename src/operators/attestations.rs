@@ -1,0 +1,360 @@
+//! Signed reports of firings (`NotifyTriggers`), aggregated until a quorum of the assigned
+//! operators agrees on one digest; then the firing goes to the engine's single entry point.
+//!
+//! For each report: the operator is assigned to the task, its BLS signature over the firing
+//! digest verifies, and the report is recorded (`TriggerReported`, stream
+//! `firing:<task>:<trigger request id>`). When the operators that signed one digest hold a quorum
+//! of the assigned operators' weight, the same command records `TriggerAttested` with the
+//! aggregate signature and the signers; the firing (dedup key = the trigger request id) then
+//! goes to the engine, which queues it once whatever the number of reports or restarts. Reports
+//! that disagree are recorded (`ReportsDisagreed`) and run nothing unless a quorum forms on one
+//! digest. Later reports of an attested firing are answered `deduplicated`.
+
+use std::collections::BTreeMap;
+
+use alloy::primitives::Address;
+use events::event::{ReportsDisagreed, TriggerAttested, TriggerReported};
+use events::execution::{Firing, FiringSource};
+use events::task::TriggerKind;
+use events::{Command, Event, Expected};
+use tonic::Status;
+
+use super::pool::Pool;
+use crate::app::{App, now_ms_i64};
+use crate::domain::firing::{self, Refusal};
+use crate::engine::{FireError, FireRequest, Fired};
+use crate::pb;
+use crate::rpc::{convert, error};
+
+/// The trigger kind and output a report carries.
+pub fn reported_output(
+    req: &pb::NotifyTriggersReq,
+) -> Result<(TriggerKind, Option<serde_json::Value>), Status> {
+    use pb::notify_triggers_req::TriggerOutput as O;
+    let data =
+        |v: &Option<prost_types::Value>| v.as_ref().map(convert::json_from_value).transpose();
+    Ok(match &req.trigger_output {
+        Some(O::BlockTrigger(o)) => (TriggerKind::Block, data(&o.data)?),
+        Some(O::FixedTimeTrigger(o)) => (TriggerKind::FixedTime, data(&o.data)?),
+        Some(O::CronTrigger(o)) => (TriggerKind::Cron, data(&o.data)?),
+        Some(O::EventTrigger(o)) => (TriggerKind::Event, data(&o.data)?),
+        Some(O::ManualTrigger(o)) => (TriggerKind::Manual, data(&o.data)?),
+        None => return Err(Status::invalid_argument("the report has no trigger output")),
+    })
+}
+
+fn response(
+    status: &str,
+    message: String,
+    row: Option<&projections::tasks::TaskRow>,
+) -> pb::NotifyTriggersResp {
+    pb::NotifyTriggersResp {
+        updated_at: Some(prost_types::Timestamp {
+            seconds: now_ms_i64() / 1000,
+            nanos: 0,
+        }),
+        remaining_executions: row.map_or(0, |r| {
+            if r.max_execution == 0 {
+                -1
+            } else {
+                r.max_execution - r.execution_count
+            }
+        }),
+        task_still_enabled: row.is_some_and(|r| r.status == projections::tasks::Status::Active),
+        status: status.into(),
+        message,
+    }
+}
+
+/// Hands an attested firing to the engine.
+pub async fn fire(
+    app: &App,
+    task_id: &str,
+    trigger_request_id: &str,
+    attestation: String,
+    kind: TriggerKind,
+    output: Option<serde_json::Value>,
+) -> Result<(&'static str, String), Status> {
+    let outcome = app
+        .engine
+        .fire(FireRequest {
+            task_id: task_id.to_owned(),
+            actor: "operators".into(),
+            firing: Firing {
+                dedup_key: trigger_request_id.to_owned(),
+                source: FiringSource::Operators { attestation },
+                kind,
+                output,
+                input: Default::default(),
+            },
+            window_ms: None,
+        })
+        .await;
+    Ok(match outcome {
+        Ok(Fired::Queued { execution_id }) => (
+            "enabled",
+            format!("attested: execution {execution_id} queued"),
+        ),
+        Ok(Fired::Deduplicated { execution_id }) => (
+            "deduplicated",
+            format!("already fired: execution {execution_id}"),
+        ),
+        Err(FireError::Refused(refusal)) => (refusal.word(), refusal.message()),
+        Err(FireError::Storage(e)) => return Err(error::storage(e)),
+        Err(FireError::Contended) => (
+            "error",
+            "the task changed concurrently; report again".into(),
+        ),
+    })
+}
+
+/// `NotifyTriggers` from an authenticated operator.
+pub async fn notify(
+    app: &App,
+    pool: &Pool,
+    operator: Address,
+    req: &pb::NotifyTriggersReq,
+) -> Result<pb::NotifyTriggersResp, Status> {
+    let task_id = req.task_id.trim();
+    let request_id = req.trigger_request_id.trim();
+    if task_id.is_empty() || !request_id.starts_with(&format!("{task_id}:")) {
+        return Err(Status::invalid_argument(
+            "trigger_request_id must be <task id>:<slot, block or tx:log>",
+        ));
+    }
+    let (kind, output) = reported_output(req)?;
+    let row = app.store.views.task(task_id).map_err(error::storage)?;
+    if let Err(refusal) = firing::runnable(row.as_ref(), now_ms_i64()) {
+        // An attested firing may have queued the last allowed run: say so rather than refuse.
+        if refusal == Refusal::Exhausted
+            && app
+                .store
+                .log
+                .idempotent_result(&format!("fire:{request_id}"), events::now_ms())
+                .map_err(error::storage)?
+                .is_some()
+        {
+            return Ok(response(
+                "deduplicated",
+                "already fired".into(),
+                row.as_ref(),
+            ));
+        }
+        return Ok(response(refusal.word(), refusal.message(), row.as_ref()));
+    }
+    let (assigned, total) = pool
+        .assignment(task_id)
+        .map_err(|e| Status::internal(e.to_string()))?;
+    if !assigned.contains_key(&operator) {
+        metrics::counter!("operator_requests_refused_total", "reason" => "not_assigned")
+            .increment(1);
+        return Err(Status::permission_denied(format!(
+            "operator {operator:#x} is not assigned to task {task_id}"
+        )));
+    }
+    let public_key = pool
+        .public_key(operator)
+        .ok_or_else(|| Status::permission_denied("not a registered operator"))?;
+    let output_value = output.clone().unwrap_or(serde_json::Value::Null);
+    let output_hash =
+        attest::output_hash(&output_value).map_err(|e| Status::invalid_argument(e.0))?;
+    let digest = attest::firing_digest(app.config.chain_id, task_id, request_id, &output_hash);
+    attest::verify_digest(&public_key, &digest, &req.bls_signature).map_err(|e| {
+        metrics::counter!("operator_requests_refused_total", "reason" => "bad_bls_signature")
+            .increment(1);
+        Status::unauthenticated(format!(
+            "the report's BLS signature does not verify over the firing digest: {e}"
+        ))
+    })?;
+
+    let stream = events::stream::firing(task_id, request_id);
+    let me = format!("{operator:#x}");
+    for _ in 0..8 {
+        let history = app.store.log.read_stream(&stream).map_err(error::storage)?;
+        let mut reports: BTreeMap<String, (String, String)> = BTreeMap::new(); // operator → (digest, signature)
+        let mut attested: Option<String> = None;
+        let mut disagreement_recorded: Option<BTreeMap<String, Vec<String>>> = None;
+        for envelope in &history {
+            match &envelope.event {
+                Event::TriggerReported(r) => {
+                    reports.insert(
+                        r.operator.clone(),
+                        (r.digest.clone(), r.bls_signature.clone()),
+                    );
+                }
+                Event::TriggerAttested(_) => attested = Some(envelope.id.to_string()),
+                Event::ReportsDisagreed(d) => disagreement_recorded = Some(d.digests.clone()),
+                _ => {}
+            }
+        }
+        if let Some(attestation) = attested {
+            let (status, message) =
+                fire(app, task_id, request_id, attestation, kind, output.clone()).await?;
+            let status = if status == "enabled" {
+                status
+            } else {
+                "deduplicated"
+            };
+            let row = app.store.views.task(task_id).map_err(error::storage)?;
+            return Ok(response(status, message, row.as_ref()));
+        }
+        let mut new_events: Vec<Event> = Vec::new();
+        if !reports.contains_key(&me) {
+            let report = TriggerReported {
+                task_id: task_id.to_owned(),
+                trigger_request_id: request_id.to_owned(),
+                operator: me.clone(),
+                kind,
+                output: output.clone(),
+                digest: hex::encode(digest),
+                bls_signature: hex::encode(&req.bls_signature),
+            };
+            reports.insert(
+                me.clone(),
+                (report.digest.clone(), report.bls_signature.clone()),
+            );
+            new_events.push(report.into());
+        }
+        // Weight behind each digest, among the assigned operators.
+        let mut by_digest: BTreeMap<String, Vec<(String, String)>> = BTreeMap::new();
+        for (who, (d, sig)) in &reports {
+            by_digest
+                .entry(d.clone())
+                .or_default()
+                .push((who.clone(), sig.clone()));
+        }
+        let (numerator, denominator) = pool.quorum();
+        let weight_of = |who: &str| {
+            who.parse::<Address>()
+                .ok()
+                .and_then(|a| assigned.get(&a))
+                .copied()
+                .unwrap_or(0)
+        };
+        let winner = by_digest.iter().find(|(_, signers)| {
+            let weight: u64 = signers.iter().map(|(w, _)| weight_of(w)).sum();
+            total > 0
+                && u128::from(weight) * u128::from(denominator)
+                    >= u128::from(total) * u128::from(numerator)
+        });
+        if by_digest.len() > 1 {
+            let digests: BTreeMap<String, Vec<String>> = by_digest
+                .iter()
+                .map(|(d, s)| (d.clone(), s.iter().map(|(w, _)| w.clone()).collect()))
+                .collect();
+            if disagreement_recorded.as_ref() != Some(&digests) {
+                new_events.push(
+                    ReportsDisagreed {
+                        task_id: task_id.to_owned(),
+                        trigger_request_id: request_id.to_owned(),
+                        digests,
+                    }
+                    .into(),
+                );
+            }
+        }
+        let mut attesting = false;
+        if let Some((winning_digest, signers)) = winner {
+            let (who, signatures): (Vec<String>, Vec<Vec<u8>>) = signers
+                .iter()
+                .filter(|(w, _)| weight_of(w) > 0)
+                .filter_map(|(w, s)| hex::decode(s).ok().map(|s| (w.clone(), s)))
+                .unzip();
+            let aggregate = attest::aggregate(&signatures).map_err(|e| Status::internal(e.0))?;
+            // The winning digest's output: the report that carried it (this one, or an earlier).
+            let winning_output = if *winning_digest == hex::encode(digest) {
+                output.clone()
+            } else {
+                history
+                    .iter()
+                    .find_map(|e| match &e.event {
+                        Event::TriggerReported(r) if &r.digest == winning_digest => {
+                            Some(r.output.clone())
+                        }
+                        _ => None,
+                    })
+                    .flatten()
+            };
+            new_events.push(
+                TriggerAttested {
+                    task_id: task_id.to_owned(),
+                    trigger_request_id: request_id.to_owned(),
+                    chain_id: app.config.chain_id,
+                    kind,
+                    output_hash: hex::encode(
+                        attest::output_hash(
+                            &winning_output.clone().unwrap_or(serde_json::Value::Null),
+                        )
+                        .map_err(|e| Status::internal(e.0))?,
+                    ),
+                    output: winning_output,
+                    digest: winning_digest.clone(),
+                    aggregate_signature: hex::encode(aggregate),
+                    signers: who,
+                }
+                .into(),
+            );
+            attesting = true;
+        }
+        if new_events.is_empty() {
+            return Ok(response(
+                "accepted",
+                "already reported; waiting for a quorum".into(),
+                row.as_ref(),
+            ));
+        }
+        let command = Command::new(me.clone(), events::now_ms()).append(
+            stream.clone(),
+            Expected::Exactly(history.len() as u64),
+            new_events,
+        );
+        let Some(committed) = app.try_append(command).await? else {
+            continue; // another report landed meanwhile: decide again
+        };
+        metrics::counter!("operator_reports_total").increment(1);
+        if attesting {
+            let attestation = committed
+                .events
+                .last()
+                .map(|e| e.id.to_string())
+                .unwrap_or_default();
+            let (status, message) =
+                fire(app, task_id, request_id, attestation, kind, output.clone()).await?;
+            let row = app.store.views.task(task_id).map_err(error::storage)?;
+            return Ok(response(status, message, row.as_ref()));
+        }
+        return Ok(response(
+            "accepted",
+            format!(
+                "recorded; {} of the assigned operators' weight needed",
+                describe_quorum(numerator, denominator)
+            ),
+            row.as_ref(),
+        ));
+    }
+    Err(Status::unavailable(
+        "reports of this firing keep arriving concurrently; report again",
+    ))
+}
+
+fn describe_quorum(numerator: u64, denominator: u64) -> String {
+    format!("{numerator}/{denominator}")
+}
+
+/// Fires the attested firings the engine has not queued (after a crash between the two).
+pub async fn refire_pending(app: &App) -> anyhow::Result<()> {
+    for pending in app.store.views.pending_attestations()? {
+        let (status, _) = fire(
+            app,
+            &pending.task_id,
+            &pending.trigger_request_id,
+            pending.attestation.clone(),
+            pending.kind,
+            pending.output.clone(),
+        )
+        .await
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+        tracing::info!(task = %pending.task_id, request = %pending.trigger_request_id, status, "attested firing handed to the engine again");
+    }
+    Ok(())
+}

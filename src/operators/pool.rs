@@ -1,0 +1,587 @@
+//! The operator pool: who is connected, which tasks each watches, what each was told.
+//!
+//! Assignment: each task with a trigger operators watch (block, time, event) goes to `k`
+//! operators (`operators.per_task`, default min(3, operators)) among those that can watch its
+//! trigger type and are connected, or gone for less than the grace period, chosen by rendezvous
+//! hashing (highest `sha256(task ‖ operator)`), so operators joining or leaving move few tasks.
+//! Assignments are events (`OperatorAssigned` / `OperatorUnassigned` on `assign:<task>`), so they
+//! survive a restart.
+//!
+//! Messages: each connected operator has a `SyncMessages` stream. A reconciliation (every
+//! `reconcile_every`, and at once when something changes) pushes `MonitorTaskTrigger` for each
+//! task assigned to it and `DisableTask` / `DeleteTask` / `CompletedTask` when one stops or moves
+//! away. Every message carries an id the operator `Ack`s; one not acknowledged within
+//! `ack_timeout` is sent again, and a reconnecting operator is told everything again.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use alloy::primitives::Address;
+use blst::min_pk::PublicKey;
+use events::event::{OperatorAssigned, OperatorUnassigned};
+use events::task::TriggerKind;
+use events::{Command, Expected};
+use projections::tasks::{Status as TaskStatus, TaskRow};
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+use tokio::sync::{Notify, mpsc};
+
+use crate::config::OperatorsConfig;
+use crate::pb;
+use crate::store::Store;
+
+/// What an operator can watch (from its `SyncMessagesReq`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct Capabilities {
+    pub events: bool,
+    pub blocks: bool,
+    pub time: bool,
+}
+
+impl Capabilities {
+    fn can_watch(self, kind: TriggerKind) -> bool {
+        match kind {
+            TriggerKind::Block => self.blocks,
+            TriggerKind::Event => self.events,
+            TriggerKind::FixedTime | TriggerKind::Cron => self.time,
+            TriggerKind::Manual => false,
+        }
+    }
+}
+
+/// Liveness an operator reports with `Ping`.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Liveness {
+    pub version: String,
+    pub block_number: i64,
+    pub queue_depth: i64,
+    pub uptime_seconds: i64,
+    pub event_count: i64,
+    pub last_ping_ms: u64,
+}
+
+/// What an operator was told of a task, and whether it acknowledged it.
+#[derive(Debug, Clone)]
+struct Told {
+    op: pb::MessageOp,
+    message_id: String,
+    sent_at: Instant,
+    acked: bool,
+    message: pb::SyncMessagesResp,
+}
+
+struct Connection {
+    sender: mpsc::Sender<Result<pb::SyncMessagesResp, tonic::Status>>,
+    since: Instant,
+    told: HashMap<String, Told>,
+}
+
+struct Member {
+    weight: u64,
+    public_key: PublicKey,
+    connection: Option<Connection>,
+    /// Capabilities the operator had when it was last connected.
+    capabilities: Capabilities,
+    gone_since: Option<Instant>,
+    liveness: Liveness,
+}
+
+/// The pool, shared by the `Node` service and its reconciliation loop.
+pub struct Pool {
+    store: Store,
+    config: OperatorsConfig,
+    members: Mutex<BTreeMap<Address, Member>>,
+    nudge: Notify,
+}
+
+impl std::fmt::Debug for Pool {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Pool").finish_non_exhaustive()
+    }
+}
+
+/// An operator as `/operators` shows it.
+#[derive(Debug, Clone, Serialize)]
+pub struct OperatorView {
+    pub address: String,
+    pub weight: u64,
+    pub connected: bool,
+    pub connected_for_seconds: Option<u64>,
+    pub gone_for_seconds: Option<u64>,
+    pub capabilities: Capabilities,
+    pub tasks: usize,
+    pub unacknowledged: usize,
+    pub liveness: Liveness,
+}
+
+fn rendezvous(task_id: &str, operator: &Address) -> [u8; 32] {
+    Sha256::new()
+        .chain_update(task_id.as_bytes())
+        .chain_update(operator.as_slice())
+        .finalize()
+        .into()
+}
+
+impl Pool {
+    /// A pool of the registered operators (from the projection).
+    pub fn new(store: Store, config: OperatorsConfig) -> anyhow::Result<Arc<Self>> {
+        let pool = Arc::new(Self {
+            store,
+            config,
+            members: Mutex::new(BTreeMap::new()),
+            nudge: Notify::new(),
+        });
+        pool.refresh_members()?;
+        Ok(pool)
+    }
+
+    /// Re-reads the registered operators (after the registry changed).
+    pub fn refresh_members(&self) -> anyhow::Result<()> {
+        let rows = self.store.views.operators()?;
+        let mut members = self.members.lock().unwrap_or_else(|p| p.into_inner());
+        let mut active = BTreeSet::new();
+        for row in rows.into_iter().filter(|r| r.active) {
+            let address: Address = row.address.parse()?;
+            let public_key = attest::public_key(&hex::decode(&row.bls_public_key)?)?;
+            active.insert(address);
+            match members.get_mut(&address) {
+                Some(m) => {
+                    m.weight = row.weight;
+                    m.public_key = public_key;
+                }
+                None => {
+                    members.insert(
+                        address,
+                        Member {
+                            weight: row.weight,
+                            public_key,
+                            connection: None,
+                            capabilities: Capabilities::default(),
+                            gone_since: Some(Instant::now()),
+                            liveness: Liveness::default(),
+                        },
+                    );
+                }
+            }
+        }
+        members.retain(|address, _| active.contains(address));
+        Ok(())
+    }
+
+    pub fn is_member(&self, address: Address) -> bool {
+        self.members
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .contains_key(&address)
+    }
+
+    pub fn public_key(&self, address: Address) -> Option<PublicKey> {
+        self.members
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&address)
+            .map(|m| m.public_key)
+    }
+
+    /// Weights of the members, by address.
+    pub fn weights(&self) -> BTreeMap<Address, u64> {
+        self.members
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+            .map(|(a, m)| (*a, m.weight))
+            .collect()
+    }
+
+    /// Opens an operator's stream; what was there before is replaced (a reconnect).
+    pub fn connect(
+        &self,
+        address: Address,
+        capabilities: Capabilities,
+    ) -> mpsc::Receiver<Result<pb::SyncMessagesResp, tonic::Status>> {
+        let (sender, receiver) = mpsc::channel(1024);
+        {
+            let mut members = self.members.lock().unwrap_or_else(|p| p.into_inner());
+            if let Some(m) = members.get_mut(&address) {
+                m.connection = Some(Connection {
+                    sender,
+                    since: Instant::now(),
+                    told: HashMap::new(),
+                });
+                m.capabilities = capabilities;
+                m.gone_since = None;
+            }
+        }
+        metrics::gauge!("operators_connected").set(self.connected() as f64);
+        self.nudge.notify_one();
+        receiver
+    }
+
+    fn connected(&self) -> usize {
+        self.members
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .values()
+            .filter(|m| m.connection.is_some())
+            .count()
+    }
+
+    pub fn ack(&self, address: Address, message_id: &str) -> bool {
+        let mut members = self.members.lock().unwrap_or_else(|p| p.into_inner());
+        let Some(connection) = members
+            .get_mut(&address)
+            .and_then(|m| m.connection.as_mut())
+        else {
+            return false;
+        };
+        for told in connection.told.values_mut() {
+            if told.message_id == message_id {
+                told.acked = true;
+                return true;
+            }
+        }
+        false
+    }
+
+    pub fn ping(&self, address: Address, liveness: Liveness) {
+        if let Some(m) = self
+            .members
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get_mut(&address)
+        {
+            m.liveness = liveness;
+        }
+    }
+
+    /// Asks for a reconciliation now (a task changed, an operator came or went).
+    pub fn nudge(&self) {
+        self.nudge.notify_one();
+    }
+
+    pub fn snapshot(&self) -> Vec<OperatorView> {
+        let members = self.members.lock().unwrap_or_else(|p| p.into_inner());
+        members
+            .iter()
+            .map(|(address, m)| OperatorView {
+                address: format!("{address:#x}"),
+                weight: m.weight,
+                connected: m.connection.is_some(),
+                connected_for_seconds: m.connection.as_ref().map(|c| c.since.elapsed().as_secs()),
+                gone_for_seconds: m.gone_since.map(|g| g.elapsed().as_secs()),
+                capabilities: m.capabilities,
+                tasks: m.connection.as_ref().map_or(0, |c| {
+                    c.told
+                        .values()
+                        .filter(|t| t.op == pb::MessageOp::MonitorTaskTrigger)
+                        .count()
+                }),
+                unacknowledged: m
+                    .connection
+                    .as_ref()
+                    .map_or(0, |c| c.told.values().filter(|t| !t.acked).count()),
+                liveness: m.liveness.clone(),
+            })
+            .collect()
+    }
+
+    /// Reconciles forever, every `reconcile_every` or when nudged.
+    pub fn spawn(self: &Arc<Self>) {
+        let pool = Arc::clone(self);
+        tokio::spawn(async move {
+            loop {
+                if let Err(e) = pool.reconcile().await {
+                    tracing::warn!(error = %e, "operator reconciliation failed");
+                }
+                let _ =
+                    tokio::time::timeout(pool.config.reconcile_every, pool.nudge.notified()).await;
+            }
+        });
+    }
+
+    /// The tasks operators watch: active (or running) with a non-manual trigger.
+    fn watched_tasks(&self) -> anyhow::Result<Vec<TaskRow>> {
+        let mut out = Vec::new();
+        for letter in ['a', 'x'] {
+            for id in self.store.views.task_ids_with_letter(letter)? {
+                if let Some(row) = self.store.views.task(&id)?
+                    && row.status == TaskStatus::Active
+                    && row.trigger_kind.is_some_and(|k| k != TriggerKind::Manual)
+                {
+                    out.push(row);
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// One reconciliation: assignments, then messages.
+    pub async fn reconcile(&self) -> anyhow::Result<()> {
+        // Streams whose receiver is gone: the operator left.
+        {
+            let mut members = self.members.lock().unwrap_or_else(|p| p.into_inner());
+            for m in members.values_mut() {
+                if m.connection.as_ref().is_some_and(|c| c.sender.is_closed()) {
+                    m.connection = None;
+                    m.gone_since = Some(Instant::now());
+                }
+            }
+        }
+        let tasks = self.watched_tasks()?;
+        let current: Vec<(String, String)> = self.store.views.assignments()?;
+        let mut assigned: HashMap<String, BTreeSet<Address>> = HashMap::new();
+        for (task, operator) in current {
+            if let Ok(address) = operator.parse::<Address>() {
+                assigned.entry(task).or_default().insert(address);
+            }
+        }
+        let (eligible, total) = {
+            let members = self.members.lock().unwrap_or_else(|p| p.into_inner());
+            let grace = self.config.reassign_grace;
+            let eligible: Vec<(Address, Capabilities)> = members
+                .iter()
+                .filter(|(_, m)| {
+                    m.connection.is_some() || m.gone_since.is_some_and(|g| g.elapsed() < grace)
+                })
+                .map(|(a, m)| (*a, m.capabilities))
+                .collect();
+            (eligible, members.len())
+        };
+        let k = if self.config.per_task == 0 {
+            total.min(3)
+        } else {
+            self.config.per_task
+        };
+
+        // Desired assignments, by rendezvous hashing among those able to watch the trigger.
+        let mut desired: HashMap<String, BTreeSet<Address>> = HashMap::new();
+        for task in &tasks {
+            let Some(kind) = task.trigger_kind else {
+                continue;
+            };
+            let mut candidates: Vec<&(Address, Capabilities)> =
+                eligible.iter().filter(|(_, c)| c.can_watch(kind)).collect();
+            candidates.sort_by_key(|(a, _)| std::cmp::Reverse(rendezvous(&task.id, a)));
+            let chosen: BTreeSet<Address> = candidates.iter().take(k).map(|(a, _)| *a).collect();
+            // Keep what is assigned while nobody better is available (no flapping on a
+            // restart before operators reconnect).
+            if chosen.is_empty() {
+                if let Some(previous) = assigned.get(&task.id) {
+                    desired.insert(task.id.clone(), previous.clone());
+                }
+                continue;
+            }
+            desired.insert(task.id.clone(), chosen);
+        }
+        for (task, wanted) in &desired {
+            let had = assigned.get(task).cloned().unwrap_or_default();
+            let mut events: Vec<events::Event> = Vec::new();
+            for operator in wanted.difference(&had) {
+                events.push(
+                    OperatorAssigned {
+                        task_id: task.clone(),
+                        operator: format!("{operator:#x}"),
+                    }
+                    .into(),
+                );
+            }
+            for operator in had.difference(wanted) {
+                events.push(
+                    OperatorUnassigned {
+                        task_id: task.clone(),
+                        operator: format!("{operator:#x}"),
+                        reason: "reassigned".into(),
+                    }
+                    .into(),
+                );
+            }
+            if !events.is_empty() {
+                let command = Command::new("system", events::now_ms()).append(
+                    events::stream::assignment(task),
+                    Expected::Any,
+                    events,
+                );
+                self.store.log.append(command).await?;
+            }
+        }
+        // Tasks no longer watched lose their assignments.
+        for (task, had) in &assigned {
+            if desired.contains_key(task) {
+                continue;
+            }
+            let events: Vec<events::Event> = had
+                .iter()
+                .map(|operator| {
+                    OperatorUnassigned {
+                        task_id: task.clone(),
+                        operator: format!("{operator:#x}"),
+                        reason: "the task stopped".into(),
+                    }
+                    .into()
+                })
+                .collect();
+            if !events.is_empty() {
+                let command = Command::new("system", events::now_ms()).append(
+                    events::stream::assignment(task),
+                    Expected::Any,
+                    events,
+                );
+                self.store.log.append(command).await?;
+            }
+        }
+        self.push(&tasks, &desired)
+    }
+
+    /// Sends each connected operator what changed for it, and again what it did not acknowledge.
+    fn push(
+        &self,
+        tasks: &[TaskRow],
+        desired: &HashMap<String, BTreeSet<Address>>,
+    ) -> anyhow::Result<()> {
+        let rows: HashMap<&str, &TaskRow> = tasks.iter().map(|t| (t.id.as_str(), t)).collect();
+        let mut members = self.members.lock().unwrap_or_else(|p| p.into_inner());
+        for (address, member) in members.iter_mut() {
+            let Some(connection) = member.connection.as_mut() else {
+                continue;
+            };
+            let mine: BTreeSet<&String> = desired
+                .iter()
+                .filter(|(_, ops)| ops.contains(address))
+                .map(|(task, _)| task)
+                .collect();
+            // New or changed assignments.
+            for task in &mine {
+                let fresh = connection
+                    .told
+                    .get(task.as_str())
+                    .is_none_or(|t| t.op != pb::MessageOp::MonitorTaskTrigger);
+                if fresh && let Some(row) = rows.get(task.as_str()) {
+                    let message = self.monitor_message(row)?;
+                    tell(connection, task, pb::MessageOp::MonitorTaskTrigger, message);
+                }
+            }
+            // Tasks that stopped or moved away.
+            let stopped: Vec<String> = connection
+                .told
+                .iter()
+                .filter(|(task, told)| {
+                    told.op == pb::MessageOp::MonitorTaskTrigger && !mine.contains(task)
+                })
+                .map(|(task, _)| task.clone())
+                .collect();
+            for task in stopped {
+                let op = match self.store.views.task(&task)? {
+                    None => pb::MessageOp::DeleteTask,
+                    Some(row) => match row.status {
+                        TaskStatus::Completed => pb::MessageOp::CompletedTask,
+                        TaskStatus::Active => pb::MessageOp::DeleteTask, // moved to another operator
+                        _ => pb::MessageOp::DisableTask,
+                    },
+                };
+                let message = pb::SyncMessagesResp {
+                    id: String::new(),
+                    op: op as i32,
+                    task_metadata: Some(pb::sync_messages_resp::TaskMetadata {
+                        task_id: task.clone(),
+                        ..Default::default()
+                    }),
+                };
+                tell(connection, &task, op, message);
+            }
+            // What was not acknowledged in time goes again.
+            let timeout = self.config.ack_timeout;
+            for told in connection.told.values_mut() {
+                if !told.acked && told.sent_at.elapsed() > timeout {
+                    told.sent_at = Instant::now();
+                    let _ = connection.sender.try_send(Ok(told.message.clone()));
+                    metrics::counter!("operator_messages_resent_total").increment(1);
+                }
+            }
+            // Stops that were acknowledged are forgotten (the task may come back).
+            connection
+                .told
+                .retain(|_, t| t.op == pb::MessageOp::MonitorTaskTrigger || !t.acked);
+        }
+        Ok(())
+    }
+
+    fn monitor_message(&self, row: &TaskRow) -> anyhow::Result<pb::SyncMessagesResp> {
+        let definition = self
+            .store
+            .views
+            .task_definition(&row.id)?
+            .ok_or_else(|| anyhow::anyhow!("task {} has no definition", row.id))?;
+        let remain = if row.max_execution == 0 {
+            -1
+        } else {
+            row.max_execution - row.execution_count
+        };
+        Ok(pb::SyncMessagesResp {
+            id: String::new(),
+            op: pb::MessageOp::MonitorTaskTrigger as i32,
+            task_metadata: Some(pb::sync_messages_resp::TaskMetadata {
+                task_id: row.id.clone(),
+                remain,
+                expired_at: row.expired_at,
+                trigger: Some(crate::rpc::convert::trigger_to_pb(&definition.trigger)),
+                start_at: row.start_at,
+            }),
+        })
+    }
+
+    /// The assigned operators of a task and their total weight.
+    pub fn assignment(&self, task_id: &str) -> anyhow::Result<(BTreeMap<Address, u64>, u64)> {
+        let weights = self.weights();
+        let mut assigned = BTreeMap::new();
+        for operator in self.store.views.assigned(task_id)? {
+            if let Ok(address) = operator.parse::<Address>()
+                && let Some(weight) = weights.get(&address)
+            {
+                assigned.insert(address, *weight);
+            }
+        }
+        let total = assigned.values().sum();
+        Ok((assigned, total))
+    }
+
+    pub fn quorum(&self) -> (u64, u64) {
+        (self.config.quorum_numerator, self.config.quorum_denominator)
+    }
+
+    pub fn idle_for(&self, address: Address) -> Option<Duration> {
+        self.members
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&address)
+            .and_then(|m| m.gone_since.map(|g| g.elapsed()))
+    }
+}
+
+/// Records and sends one message to a connection.
+fn tell(
+    connection: &mut Connection,
+    task: &str,
+    op: pb::MessageOp,
+    mut message: pb::SyncMessagesResp,
+) {
+    let message_id = ulid::Ulid::generate().to_string();
+    message.id.clone_from(&message_id);
+    let sent = connection.sender.try_send(Ok(message.clone())).is_ok();
+    connection.told.insert(
+        task.to_owned(),
+        Told {
+            op,
+            message_id,
+            // A message that did not fit the stream goes again at the next timeout.
+            sent_at: if sent {
+                Instant::now()
+            } else {
+                Instant::now() - Duration::from_secs(3600)
+            },
+            acked: false,
+            message,
+        },
+    );
+    metrics::counter!("operator_messages_sent_total", "op" => op.as_str_name()).increment(1);
+}

@@ -1,0 +1,174 @@
+//! The operator set: read from the config, or from a registry contract (`OperatorRegistry`)
+//! when the config names one; every registration's proofs checked; changes recorded as events
+//! (`OperatorRegistered`, `OperatorDeregistered`), so that the log holds what each attestation
+//! is verified against.
+
+use std::collections::BTreeMap;
+
+use alloy::primitives::{Address, Bytes};
+use events::event::{OperatorDeregistered, OperatorRegistered};
+use events::{Command, Expected};
+
+use crate::chain::Chain;
+use crate::config::OperatorsConfig;
+use crate::store::Store;
+
+alloy::sol! {
+    #[sol(rpc)]
+    interface IOperatorRegistry {
+        function operators() external view returns (address[] memory);
+        function operatorInfo(address operator) external view returns (bytes memory blsPublicKey, bytes memory proofOfPossession, uint256 weight, bool active);
+    }
+}
+
+/// One operator as the registry says, checked.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Member {
+    pub registration: attest::Registration,
+    pub weight: u64,
+}
+
+fn hex_bytes(field: &str, text: &str) -> anyhow::Result<Vec<u8>> {
+    hex::decode(text.trim().trim_start_matches("0x"))
+        .map_err(|_| anyhow::anyhow!("{field} {text:?} is not hex"))
+}
+
+/// The members the config lists.
+pub fn from_config(config: &OperatorsConfig) -> anyhow::Result<Vec<Member>> {
+    config
+        .members
+        .iter()
+        .map(|m| {
+            Ok(Member {
+                registration: attest::Registration {
+                    address: m.address.parse().map_err(|_| {
+                        anyhow::anyhow!("operator address {:?} is not an address", m.address)
+                    })?,
+                    bls_public_key: hex_bytes("bls_public_key", &m.bls_public_key)?,
+                    proof_of_possession: hex_bytes("proof_of_possession", &m.proof_of_possession)?,
+                    ecdsa_binding: hex_bytes("ecdsa_binding", &m.ecdsa_binding)?,
+                },
+                weight: m.weight,
+            })
+        })
+        .collect()
+}
+
+/// The active members a registry contract lists. The contract stores the BLS key and its proof
+/// of possession; the ECDSA binding comes from the config's member of the same address, if any,
+/// else the registration by the contract's owner stands in for it (the contract checks the
+/// caller), and only the proof of possession is checked.
+pub async fn from_contract(
+    chain: &Chain,
+    contract: Address,
+    config: &OperatorsConfig,
+) -> anyhow::Result<Vec<Member>> {
+    let registry = IOperatorRegistry::new(contract, &chain.provider);
+    let addresses = registry.operators().call().await?;
+    let bindings: BTreeMap<Address, Vec<u8>> = from_config(config)?
+        .into_iter()
+        .map(|m| (m.registration.address, m.registration.ecdsa_binding))
+        .collect();
+    let mut members = Vec::new();
+    for address in addresses {
+        let info = registry.operatorInfo(address).call().await?;
+        if !info.active {
+            continue;
+        }
+        let bytes = |b: Bytes| b.to_vec();
+        members.push(Member {
+            registration: attest::Registration {
+                address,
+                bls_public_key: bytes(info.blsPublicKey),
+                proof_of_possession: bytes(info.proofOfPossession),
+                ecdsa_binding: bindings.get(&address).cloned().unwrap_or_default(),
+            },
+            weight: u64::try_from(info.weight).unwrap_or(u64::MAX),
+        });
+    }
+    Ok(members)
+}
+
+/// Checks every member's proofs; a member that fails them is left out, with the reason logged.
+pub fn checked(members: Vec<Member>, chain_id: u64) -> Vec<Member> {
+    members
+        .into_iter()
+        .filter(|m| {
+            let outcome = if m.registration.ecdsa_binding.is_empty() {
+                attest::public_key(&m.registration.bls_public_key).and_then(|pk| {
+                    let pop = attest::signature(&m.registration.proof_of_possession)?;
+                    match pop.verify(true, &m.registration.bls_public_key, attest::POP_DST, &[], &pk, true) {
+                        blst::BLST_ERROR::BLST_SUCCESS => Ok(pk),
+                        e => Err(attest::CryptoError(format!("proof of possession: {e:?}"))),
+                    }
+                })
+            } else {
+                m.registration.verify(chain_id)
+            };
+            match outcome {
+                Ok(_) if m.weight > 0 => true,
+                Ok(_) => {
+                    tracing::warn!(operator = %m.registration.address, "operator left out: weight 0");
+                    false
+                }
+                Err(e) => {
+                    tracing::warn!(operator = %m.registration.address, error = %e, "operator left out: its registration does not verify");
+                    false
+                }
+            }
+        })
+        .collect()
+}
+
+/// Records the differences between `members` and the registered operators as events.
+pub async fn record(store: &Store, members: &[Member]) -> anyhow::Result<()> {
+    let registered: BTreeMap<String, projections::operators::OperatorRow> = store
+        .views
+        .operators()?
+        .into_iter()
+        .map(|row| (row.address.clone(), row))
+        .collect();
+    let mut wanted = BTreeMap::new();
+    for m in members {
+        let address = format!("{:#x}", m.registration.address);
+        let event = OperatorRegistered {
+            address: address.clone(),
+            bls_public_key: hex::encode(&m.registration.bls_public_key),
+            bls_proof_of_possession: hex::encode(&m.registration.proof_of_possession),
+            ecdsa_binding: hex::encode(&m.registration.ecdsa_binding),
+            weight: m.weight,
+        };
+        let same = registered.get(&address).is_some_and(|row| {
+            row.active
+                && row.bls_public_key == event.bls_public_key
+                && row.bls_proof_of_possession == event.bls_proof_of_possession
+                && row.ecdsa_binding == event.ecdsa_binding
+                && row.weight == event.weight
+        });
+        if !same {
+            let command = Command::new("system", events::now_ms()).append(
+                events::stream::operator(&address),
+                Expected::Any,
+                [event.into()],
+            );
+            store.log.append(command).await?;
+            tracing::info!(operator = %address, weight = m.weight, "operator registered");
+        }
+        wanted.insert(address, ());
+    }
+    for (address, row) in registered {
+        if row.active && !wanted.contains_key(&address) {
+            let command = Command::new("system", events::now_ms()).append(
+                events::stream::operator(&address),
+                Expected::Any,
+                [OperatorDeregistered {
+                    address: address.clone(),
+                }
+                .into()],
+            );
+            store.log.append(command).await?;
+            tracing::info!(operator = %address, "operator deregistered");
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,175 @@
+//! The operators' service (`aggregator.Node`), on the same listener as the client API. Every call
+//! is signed by a registered operator (`operators::auth`); an address inside the request must be
+//! the signer's.
+
+use std::sync::Arc;
+
+use alloy::primitives::Address;
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::{Request, Response, Status};
+
+use crate::app::SharedApp;
+use crate::operators::auth::RequestAuth;
+use crate::operators::pool::{Capabilities, Liveness};
+use crate::operators::{Pool, attestations, overload};
+use crate::pb;
+use crate::pb::google::protobuf::BoolValue;
+
+#[derive(Clone)]
+pub struct NodeApi {
+    app: SharedApp,
+    auth: Arc<RequestAuth>,
+}
+
+impl std::fmt::Debug for NodeApi {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("NodeApi")
+    }
+}
+
+const SERVICE: &str = "/aggregator.Node/";
+
+impl NodeApi {
+    pub fn new(app: SharedApp) -> Self {
+        let auth = Arc::new(RequestAuth::new(app.config.operators.freshness));
+        Self { app, auth }
+    }
+
+    fn pool(&self) -> &Pool {
+        &self.app.pool
+    }
+
+    /// The signing operator, and the request's own address field (if set) must be it.
+    fn operator<T: prost::Message>(
+        &self,
+        method: &str,
+        request: &Request<T>,
+        claimed: &str,
+    ) -> Result<Address, Status> {
+        let pool = self.pool();
+        let operator = self
+            .auth
+            .check(&format!("{SERVICE}{method}"), request, |a| {
+                pool.is_member(a)
+            })?;
+        let claimed = claimed.trim();
+        if !claimed.is_empty() && claimed.parse::<Address>().ok() != Some(operator) {
+            return Err(Status::permission_denied(format!(
+                "the request names operator {claimed} but is signed by {operator:#x}"
+            )));
+        }
+        Ok(operator)
+    }
+}
+
+fn now() -> (u64, prost_types::Timestamp) {
+    let ms = events::now_ms();
+    (
+        ms,
+        prost_types::Timestamp {
+            seconds: i64::try_from(ms / 1000).unwrap_or(i64::MAX),
+            nanos: i32::try_from((ms % 1000) * 1_000_000).unwrap_or(0),
+        },
+    )
+}
+
+#[tonic::async_trait]
+impl pb::node_server::Node for NodeApi {
+    async fn health_check(
+        &self,
+        request: Request<pb::HealthCheckRequest>,
+    ) -> Result<Response<pb::HealthCheckResponse>, Status> {
+        let claimed = request.get_ref().operator_address.clone();
+        self.operator("HealthCheck", &request, &claimed)?;
+        let healthy = self.app.store.log.poisoned().is_none();
+        Ok(Response::new(pb::HealthCheckResponse {
+            status: if healthy { "OK" } else { "UNAVAILABLE" }.into(),
+            message: if healthy {
+                "the aggregator is serving".into()
+            } else {
+                "the store refuses writes".into()
+            },
+            timestamp: now().0,
+        }))
+    }
+
+    async fn ping(
+        &self,
+        request: Request<pb::Checkin>,
+    ) -> Result<Response<pb::CheckinResp>, Status> {
+        let claimed = request.get_ref().address.clone();
+        let operator = self.operator("Ping", &request, &claimed)?;
+        let checkin = request.into_inner();
+        let status = checkin.status.unwrap_or_default();
+        self.pool().ping(
+            operator,
+            Liveness {
+                version: checkin.version,
+                block_number: checkin.block_number,
+                queue_depth: status.queue_depth,
+                uptime_seconds: status.uptime,
+                event_count: checkin.event_count,
+                last_ping_ms: now().0,
+            },
+        );
+        metrics::gauge!("operator_block_number", "operator" => format!("{operator:#x}"))
+            .set(checkin.block_number as f64);
+        metrics::gauge!("operator_queue_depth", "operator" => format!("{operator:#x}"))
+            .set(status.queue_depth as f64);
+        Ok(Response::new(pb::CheckinResp {
+            updated_at: Some(now().1),
+        }))
+    }
+
+    type SyncMessagesStream = ReceiverStream<Result<pb::SyncMessagesResp, Status>>;
+
+    async fn sync_messages(
+        &self,
+        request: Request<pb::SyncMessagesReq>,
+    ) -> Result<Response<Self::SyncMessagesStream>, Status> {
+        let claimed = request.get_ref().address.clone();
+        let operator = self.operator("SyncMessages", &request, &claimed)?;
+        let capabilities = request.get_ref().capabilities.unwrap_or_default();
+        let receiver = self.pool().connect(
+            operator,
+            Capabilities {
+                events: capabilities.event_monitoring,
+                blocks: capabilities.block_monitoring,
+                time: capabilities.time_monitoring,
+            },
+        );
+        tracing::info!(operator = %operator, "operator connected");
+        Ok(Response::new(ReceiverStream::new(receiver)))
+    }
+
+    async fn ack(
+        &self,
+        request: Request<pb::AckMessageReq>,
+    ) -> Result<Response<BoolValue>, Status> {
+        let operator = self.operator("Ack", &request, "")?;
+        let value = self.pool().ack(operator, &request.get_ref().id);
+        Ok(Response::new(BoolValue { value }))
+    }
+
+    async fn notify_triggers(
+        &self,
+        request: Request<pb::NotifyTriggersReq>,
+    ) -> Result<Response<pb::NotifyTriggersResp>, Status> {
+        let claimed = request.get_ref().address.clone();
+        let operator = self.operator("NotifyTriggers", &request, &claimed)?;
+        attestations::notify(&self.app, self.pool(), operator, request.get_ref())
+            .await
+            .map(Response::new)
+    }
+
+    async fn report_event_overload(
+        &self,
+        request: Request<pb::EventOverloadAlert>,
+    ) -> Result<Response<pb::EventOverloadResponse>, Status> {
+        let claimed = request.get_ref().operator_address.clone();
+        let operator = self.operator("ReportEventOverload", &request, &claimed)?;
+        overload::report(&self.app, self.pool(), operator, request.get_ref())
+            .await
+            .map(Response::new)
+    }
+}
