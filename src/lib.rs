@@ -8,6 +8,8 @@
 //! - `store`: the event log and the projections, opened together;
 //! - `auth`: sign-in, tokens, API keys; `secrets`: encryption at rest; `wallet`: smart-wallet
 //!   addresses; `chain`: the Ethereum connection; `limits`: rate limits;
+//! - `operators`: the aggregator's side of the operators (registry, assignment, attestations);
+//!   `operator`: the operator process itself (`src/bin/operator.rs`);
 //! - `pb`: the generated wire types.
 
 pub mod app;
@@ -17,6 +19,7 @@ pub mod config;
 pub mod domain;
 pub mod engine;
 pub mod limits;
+pub mod operator;
 pub mod operators;
 pub mod pb;
 pub mod rpc;

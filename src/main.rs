@@ -1,6 +1,5 @@
 //! `aggregator`: runs the service (the default), or mints an API key offline.
 
-use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::Context;
@@ -84,7 +83,6 @@ fn main() -> anyhow::Result<()> {
         }
         Cmd::Config => {
             print!("{}", serde_norway::to_string(&config)?);
-            let _ = PathBuf::new();
             Ok(())
         }
     }

@@ -174,7 +174,8 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     running.stop().await
 }
 
-async fn shutdown_signal() {
+/// Resolves on SIGINT or SIGTERM.
+pub async fn shutdown_signal() {
     let interrupt = tokio::signal::ctrl_c();
     #[cfg(unix)]
     {
