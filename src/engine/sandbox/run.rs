@@ -1,0 +1,576 @@
+//! One run in a fresh context, on a runtime a worker owns ([`Engine`]).
+//!
+//! A run: check the script (global names, NUL characters); arm the deadline; create a context
+//! with the ECMAScript built-ins and `console`; define the globals from one `JSON.parse` of their
+//! values; evaluate the wrapped source; run the queued promise jobs; unwrap a settled promise;
+//! `JSON.stringify` the result (BigInts as strings) and parse that with serde_json. Then drop the
+//! context, collect its garbage and decide whether the runtime is still fit for the next run.
+//!
+//! Pitfalls of rquickjs 0.14 (QuickJS-ng 0.10) this module works around:
+//! - a dropped context is not freed until the cycle collector runs (its built-ins reference one
+//!   another), so every run ends with a collection; without it, the garbage of earlier runs
+//!   counts against the next run's memory limit;
+//! - QuickJS sets its automatic GC threshold to 1.5 times the live heap after each collection,
+//!   which after a big run can lie above the memory limit (no automatic collection before the
+//!   limit is hit again); the threshold is reset after each run;
+//! - when QuickJS cannot even allocate the "out of memory" error it throws `null`, so a thrown
+//!   `null` is taken for exhausted memory (a script that throws `null` itself is reported so too);
+//! - `Runtime` methods (`memory_usage`, `run_gc`...) panic ("RefCell already borrowed") when
+//!   called inside `Context::with`, the interrupt handler included: the handler only reads a
+//!   deadline;
+//! - a Rust closure that holds a JS value owned by a JS object is a cycle the collector cannot
+//!   see, and QuickJS aborts the process when it frees a runtime with live objects: the `console`
+//!   closures hold only Rust data.
+
+use std::cell::{Cell, RefCell};
+use std::rc::Rc;
+use std::time::{Duration, Instant};
+
+use rquickjs::context::{EvalOptions, intrinsic};
+use rquickjs::convert::Coerced;
+use rquickjs::{Context, Ctx, Error as JsError, Function, Object, Runtime, Value};
+use serde_json::{Map, Value as Json};
+
+use super::console::{self, Logs};
+use super::{Outcome, Result, SandboxConfig, SandboxError, Script, ScriptKind};
+
+/// The built-ins of a context: ECMAScript's, without `WeakRef`/`FinalizationRegistry` (they make
+/// the collector's timing observable and serve nothing in a run of seconds) and without the web
+/// extras of `Context::full` (`performance`, `atob`/`btoa`, `DOMException`). `Eval` is what lets a
+/// context compile source at all, ours included.
+type Intrinsics = (
+    intrinsic::Date,
+    intrinsic::Eval,
+    intrinsic::RegExpCompiler,
+    intrinsic::RegExp,
+    intrinsic::Json,
+    intrinsic::MapSet,
+    intrinsic::TypedArrays,
+    intrinsic::Proxy,
+    intrinsic::Promise,
+);
+
+/// QuickJS's initial automatic-GC threshold, restored after every run.
+const GC_THRESHOLD: usize = 256 * 1024;
+
+/// Heap a runtime may keep after a run and a collection, beyond what it held when new, before it
+/// is replaced (atoms and shapes that stay interned, a leak we do not know of).
+const RETIRE_SLACK: usize = 1024 * 1024;
+
+/// The file name of the user's code in stack traces.
+const FILE_NAME: &str = "code";
+
+/// Cap on an error's message and on its stack trace, in bytes: both go back to the client and
+/// into the execution's history.
+const MAX_ERROR_BYTES: usize = 4096;
+
+/// The deadline the interrupt handler checks.
+#[derive(Default)]
+struct Watchdog {
+    deadline: Cell<Option<Instant>>,
+    tripped: Cell<bool>,
+}
+
+impl Watchdog {
+    fn arm(&self, deadline: Instant) {
+        self.deadline.set(Some(deadline));
+        self.tripped.set(false);
+    }
+
+    fn disarm(&self) {
+        self.deadline.set(None);
+    }
+
+    /// Whether the deadline has passed; once it has, every later check says so too, so that
+    /// nothing of the script runs any more.
+    fn expired(&self) -> bool {
+        match self.deadline.get() {
+            Some(deadline) if Instant::now() >= deadline => {
+                self.tripped.set(true);
+                true
+            }
+            _ => false,
+        }
+    }
+
+    fn tripped(&self) -> bool {
+        self.tripped.get()
+    }
+}
+
+/// Why a run failed, while still inside the context (no JS value escapes it).
+pub(super) enum Failure {
+    Thrown {
+        message: String,
+        stack: Option<String>,
+    },
+    OutOfMemory,
+    Interrupted,
+    Output(String),
+}
+
+/// A run's result, and why the runtime must be replaced after it, if it must.
+pub(super) struct Ran {
+    pub(super) result: Result<Outcome>,
+    pub(super) retire: Option<&'static str>,
+}
+
+/// One QuickJS runtime and the limits of the runs on it. Lives on one worker thread.
+pub(super) struct Engine {
+    rt: Runtime,
+    watchdog: Rc<Watchdog>,
+    /// Heap held by the runtime between runs when it was new.
+    baseline: usize,
+    time_limit: Duration,
+    memory_limit: usize,
+    max_output_bytes: usize,
+    max_log_bytes: usize,
+}
+
+impl Engine {
+    pub(super) fn new(config: &SandboxConfig) -> Result<Self> {
+        let rt = Runtime::new().map_err(|e| SandboxError::Internal(e.to_string()))?;
+        rt.set_memory_limit(config.memory_limit);
+        rt.set_max_stack_size(config.stack_limit);
+        let watchdog = Rc::new(Watchdog::default());
+        let check = Rc::clone(&watchdog);
+        rt.set_interrupt_handler(Some(Box::new(move || check.expired())));
+        let mut engine = Self {
+            rt,
+            watchdog,
+            baseline: 0,
+            time_limit: config.time_limit,
+            memory_limit: config.memory_limit,
+            max_output_bytes: config.max_output_bytes,
+            max_log_bytes: config.max_log_bytes,
+        };
+        // One run first, so that what every run leaves interned for good (the class of Rust
+        // functions, atoms) is part of the baseline, and a runtime that cannot run fails here.
+        engine.run(&Script::expression("0")).result?;
+        engine.baseline = engine.heap();
+        Ok(engine)
+    }
+
+    fn heap(&self) -> usize {
+        usize::try_from(self.rt.memory_usage().malloc_size).unwrap_or(usize::MAX)
+    }
+
+    /// Runs `script` in a fresh context. Never panics on the script's account.
+    pub(super) fn run(&self, script: &Script) -> Ran {
+        let started = Instant::now();
+        let limit = script
+            .time_limit
+            .map_or(self.time_limit, |limit| limit.min(self.time_limit));
+        if let Err(e) = check(script) {
+            return Ran {
+                result: Err(e),
+                retire: None,
+            };
+        }
+        let wrapper = Wrapper::of(script.kind);
+        let source = wrapper.wrap(&script.source);
+        let logs = Rc::new(RefCell::new(Logs::new(self.max_log_bytes)));
+
+        self.watchdog.arm(started + limit);
+        let ran = match Context::custom::<Intrinsics>(&self.rt) {
+            Ok(context) => {
+                context.with(|ctx| self.in_context(&ctx, script, &source, wrapper, &logs))
+            }
+            Err(_) => Err(Failure::OutOfMemory),
+        };
+        self.watchdog.disarm();
+        let elapsed = started.elapsed();
+
+        // The context is gone; its jobs, if the deadline cut them short, are not.
+        let jobs_left = self.rt.is_job_pending();
+        self.rt.run_gc();
+        self.rt.set_gc_threshold(GC_THRESHOLD);
+        let garbage = self.heap() > self.baseline.saturating_add(RETIRE_SLACK);
+
+        let result = if self.watchdog.tripped() {
+            Err(SandboxError::TimedOut { limit })
+        } else {
+            match ran {
+                Ok(json) => json_value(json.as_deref()).map(|value| Outcome {
+                    value,
+                    logs: logs.borrow_mut().take_lines(),
+                    elapsed,
+                }),
+                Err(failure) => Err(self.error(failure, limit)),
+            }
+        };
+        let retire = match &result {
+            Err(SandboxError::OutOfMemory { .. }) => Some("the run hit the memory limit"),
+            _ if jobs_left => Some("promise jobs were left queued"),
+            _ if garbage => Some("the heap kept garbage after the run"),
+            _ => None,
+        };
+        Ran { result, retire }
+    }
+
+    fn error(&self, failure: Failure, limit: Duration) -> SandboxError {
+        match failure {
+            Failure::Thrown { message, stack } => SandboxError::Exception { message, stack },
+            Failure::OutOfMemory => SandboxError::OutOfMemory {
+                limit: self.memory_limit,
+            },
+            Failure::Interrupted => SandboxError::TimedOut { limit },
+            Failure::Output(why) => SandboxError::Output(why),
+        }
+    }
+
+    /// Everything that touches JS values; returns the result's JSON text (`None`: `undefined`).
+    fn in_context<'js>(
+        &self,
+        ctx: &Ctx<'js>,
+        script: &Script,
+        source: &str,
+        wrapper: Wrapper,
+        logs: &Rc<RefCell<Logs>>,
+    ) -> std::result::Result<Option<String>, Failure> {
+        let setup = |e| caught(ctx, e, wrapper);
+        console::install(ctx, logs).map_err(setup)?;
+        define_globals(ctx, &script.globals).map_err(setup)?;
+
+        let mut options = EvalOptions::default();
+        // Sloppy mode, as a browser runs a classic script (and as the original engine did):
+        // `x = 1` without a declaration works. A body may still say "use strict".
+        options.strict = false;
+        options.filename = Some(FILE_NAME.to_owned());
+        let value: Value = ctx
+            .eval_with_options(source, options)
+            .map_err(|e| caught(ctx, e, wrapper))?;
+
+        // Jobs queued by the script (`.then` callbacks, `queueMicrotask`) run now, within the
+        // deadline, as they would before a browser's next task.
+        while ctx.execute_pending_job() {
+            if self.watchdog.expired() {
+                return Err(Failure::Interrupted);
+            }
+        }
+        let value = match value.as_promise() {
+            None => value,
+            Some(promise) => match promise.result::<Value>() {
+                None => {
+                    return Err(Failure::Output(
+                        "is a promise that never settled (scripts run synchronously)".to_owned(),
+                    ));
+                }
+                Some(settled) => settled.map_err(|e| caught(ctx, e, wrapper))?,
+            },
+        };
+        to_json(ctx, value, self.max_output_bytes)
+    }
+}
+
+/// How a script's source is wrapped, and how far that moves the columns of its first line.
+#[derive(Debug, Clone, Copy)]
+struct Wrapper {
+    prefix: &'static str,
+    suffix: &'static str,
+}
+
+impl Wrapper {
+    fn of(kind: ScriptKind) -> Self {
+        // The suffix starts on a new line so that a trailing `// comment` cannot swallow it.
+        // Source that closes the wrapper early gains nothing: it runs in the same fresh context.
+        match kind {
+            ScriptKind::Body => Self {
+                prefix: "(function(){",
+                suffix: "\n})()",
+            },
+            ScriptKind::Expression => Self {
+                prefix: "(",
+                suffix: "\n)",
+            },
+        }
+    }
+
+    fn wrap(self, source: &str) -> String {
+        let mut wrapped =
+            String::with_capacity(self.prefix.len() + source.len() + self.suffix.len());
+        wrapped.push_str(self.prefix);
+        wrapped.push_str(source);
+        wrapped.push_str(self.suffix);
+        wrapped
+    }
+}
+
+fn check(script: &Script) -> Result<()> {
+    if script.source.contains('\0') {
+        return Err(SandboxError::Input(
+            "the source holds a NUL character".to_owned(),
+        ));
+    }
+    match script.globals.keys().find(|name| !is_identifier(name)) {
+        Some(name) => Err(SandboxError::Input(format!(
+            "the global {name:?} is not an identifier that can be defined"
+        ))),
+        None => Ok(()),
+    }
+}
+
+/// Words that cannot name a global: reserved words, the non-writable globals, and `__proto__`
+/// (setting it on the global object would replace the global object's prototype).
+const NOT_NAMES: &[&str] = &[
+    "await",
+    "break",
+    "case",
+    "catch",
+    "class",
+    "const",
+    "continue",
+    "debugger",
+    "default",
+    "delete",
+    "do",
+    "else",
+    "enum",
+    "export",
+    "extends",
+    "false",
+    "finally",
+    "for",
+    "function",
+    "if",
+    "implements",
+    "import",
+    "in",
+    "instanceof",
+    "interface",
+    "let",
+    "new",
+    "null",
+    "package",
+    "private",
+    "protected",
+    "public",
+    "return",
+    "static",
+    "super",
+    "switch",
+    "this",
+    "throw",
+    "true",
+    "try",
+    "typeof",
+    "var",
+    "void",
+    "while",
+    "with",
+    "yield",
+    "undefined",
+    "NaN",
+    "Infinity",
+    "__proto__",
+];
+
+/// Whether `name` can be used as a global variable in code (`Unicode letters, digits, `_`, `$`).
+pub(super) fn is_identifier(name: &str) -> bool {
+    let mut chars = name.chars();
+    let Some(first) = chars.next() else {
+        return false;
+    };
+    (first.is_alphabetic() || first == '_' || first == '$')
+        && chars.all(|c| c.is_alphanumeric() || c == '_' || c == '$')
+        && !NOT_NAMES.contains(&name)
+}
+
+/// Defines the globals from a single `JSON.parse` of their values: data, never code.
+fn define_globals(ctx: &Ctx<'_>, globals: &Map<String, Json>) -> rquickjs::Result<()> {
+    if globals.is_empty() {
+        return Ok(());
+    }
+    let json = serde_json::to_string(globals)
+        .map_err(|e| JsError::new_from_js_message("globals", "JSON", e.to_string()))?;
+    let parsed = ctx.json_parse(json)?;
+    let Some(values) = parsed.as_object() else {
+        return Err(JsError::new_from_js("globals", "object"));
+    };
+    let global = ctx.globals();
+    for name in globals.keys() {
+        let value: Value = values.get(name.as_str())?;
+        global.set(name.as_str(), value)?;
+    }
+    Ok(())
+}
+
+/// `JSON.stringify` with BigInts as their decimal strings, capped at `max_bytes`.
+fn to_json<'js>(
+    ctx: &Ctx<'js>,
+    value: Value<'js>,
+    max_bytes: usize,
+) -> std::result::Result<Option<String>, Failure> {
+    let text = match stringify(ctx, value) {
+        Ok(Some(text)) => text,
+        Ok(None) => return Ok(None),
+        Err(JsError::Exception) => {
+            return Err(match thrown(ctx, ctx.catch(), None) {
+                Failure::Thrown { message, .. } => {
+                    Failure::Output(format!("cannot be converted to JSON: {message}"))
+                }
+                other => other,
+            });
+        }
+        Err(JsError::Allocation) => return Err(Failure::OutOfMemory),
+        Err(e) => return Err(Failure::Output(format!("cannot be read: {e}"))),
+    };
+    if text.len() > max_bytes {
+        return Err(Failure::Output(format!(
+            "is {} bytes of JSON, more than the {max_bytes} allowed",
+            text.len()
+        )));
+    }
+    Ok(Some(text))
+}
+
+/// `JSON.stringify(value, bigints_as_strings)` as a Rust string; `None` for `undefined`.
+pub(super) fn stringify<'js>(
+    ctx: &Ctx<'js>,
+    value: Value<'js>,
+) -> rquickjs::Result<Option<String>> {
+    // A fresh replacer each time: a Rust closure must not hold JS values (see the module docs).
+    let replacer = Function::new(
+        ctx.clone(),
+        |_key: Value<'js>, value: Value<'js>| -> rquickjs::Result<Value<'js>> {
+            if value.is_big_int() {
+                let ctx = value.ctx().clone();
+                let digits: Coerced<String> = value.get()?;
+                rquickjs::String::from_str(ctx, &digits).map(|s| s.into_value())
+            } else {
+                Ok(value)
+            }
+        },
+    )?;
+    match ctx.json_stringify_replacer(value, replacer)? {
+        Some(text) => text.to_string().map(Some),
+        None => Ok(None),
+    }
+}
+
+/// The serde_json value of the result's JSON text (`None`, i.e. `undefined`, is `null`).
+fn json_value(text: Option<&str>) -> Result<Json> {
+    match text {
+        None => Ok(Json::Null),
+        Some(text) => serde_json::from_str(text)
+            .map_err(|e| SandboxError::Output(format!("cannot be read as JSON: {e}"))),
+    }
+}
+
+/// What an error from rquickjs means, taking the pending exception if it is one.
+fn caught(ctx: &Ctx<'_>, error: JsError, wrapper: Wrapper) -> Failure {
+    match error {
+        JsError::Exception => thrown(ctx, ctx.catch(), Some(wrapper)),
+        JsError::Allocation => Failure::OutOfMemory,
+        other => Failure::Thrown {
+            message: other.to_string(),
+            stack: None,
+        },
+    }
+}
+
+/// What a thrown value means. `wrapper` is given when the stack's positions are in the user's
+/// code (and so need the wrapper's offset taken off).
+fn thrown<'js>(ctx: &Ctx<'js>, value: Value<'js>, wrapper: Option<Wrapper>) -> Failure {
+    if let Some(failure) = fatal(&value) {
+        return failure;
+    }
+    let Some(error) = value.as_object().filter(|object| object.is_error()) else {
+        return Failure::Thrown {
+            message: truncated(console::text(ctx, value).unwrap_or_default()),
+            stack: None,
+        };
+    };
+    let name = property(error, "name");
+    let message = property(error, "message").unwrap_or_default();
+    let stack = property(error, "stack")
+        .filter(|stack| !stack.is_empty())
+        .map(|stack| match wrapper {
+            Some(wrapper) => user_positions(&stack, wrapper),
+            None => stack,
+        });
+    let mut text = match name {
+        Some(name) if !name.is_empty() => format!("{name}: {message}"),
+        _ => message,
+    };
+    if let Some((line, column)) = stack.as_deref().and_then(first_position) {
+        text = format!("{text} (line {line}, column {column})");
+    }
+    Failure::Thrown {
+        message: truncated(text),
+        stack: stack.map(truncated),
+    }
+}
+
+/// The failure a thrown value means if it must end the run whatever the script does with it:
+/// the deadline's uncatchable error, or exhausted memory.
+pub(super) fn fatal(value: &Value<'_>) -> Option<Failure> {
+    if value.is_uncatchable_error() {
+        return Some(Failure::Interrupted);
+    }
+    // QuickJS throws `null` when it cannot allocate even the error object.
+    if value.is_null() {
+        return Some(Failure::OutOfMemory);
+    }
+    let error = value.as_object().filter(|object| object.is_error())?;
+    let out_of_memory = property(error, "name").as_deref() == Some("InternalError")
+        && property(error, "message").as_deref() == Some("out of memory");
+    out_of_memory.then_some(Failure::OutOfMemory)
+}
+
+/// A property as a string, if it can be read and converted.
+fn property(object: &Object<'_>, key: &str) -> Option<String> {
+    object
+        .get::<_, Option<Coerced<String>>>(key)
+        .ok()
+        .flatten()
+        .map(|text| text.0)
+}
+
+/// The first `code:LINE:COLUMN` of a stack trace.
+fn first_position(stack: &str) -> Option<(u32, u32)> {
+    stack.lines().find_map(|frame| {
+        let at = frame.find(&format!("{FILE_NAME}:"))?;
+        let rest = &frame[at + FILE_NAME.len() + 1..];
+        let mut numbers = rest.split(|c: char| !c.is_ascii_digit());
+        let line = numbers.next()?.parse().ok()?;
+        let column = numbers.next()?.parse().ok()?;
+        Some((line, column))
+    })
+}
+
+/// The stack with the columns of line 1 moved back by the wrapper's prefix, so that positions
+/// are in the user's source.
+fn user_positions(stack: &str, wrapper: Wrapper) -> String {
+    let marker = format!("{FILE_NAME}:1:");
+    let mut out = String::with_capacity(stack.len());
+    let mut rest = stack;
+    while let Some(at) = rest.find(&marker) {
+        let (before, after) = rest.split_at(at + marker.len());
+        out.push_str(before);
+        let digits = after.bytes().take_while(u8::is_ascii_digit).count();
+        let (number, tail) = after.split_at(digits);
+        match number.parse::<usize>() {
+            Ok(column) => {
+                let column = column.saturating_sub(wrapper.prefix.len()).max(1);
+                out.push_str(&column.to_string());
+            }
+            Err(_) => out.push_str(number),
+        }
+        rest = tail;
+    }
+    out.push_str(rest);
+    out
+}
+
+fn truncated(mut text: String) -> String {
+    if text.len() > MAX_ERROR_BYTES {
+        let mut end = MAX_ERROR_BYTES;
+        while !text.is_char_boundary(end) {
+            end -= 1;
+        }
+        text.truncate(end);
+        text.push('…');
+    }
+    text
+}
