@@ -15,7 +15,7 @@ use rquickjs::convert::Coerced;
 use rquickjs::function::Rest;
 use rquickjs::{Ctx, Error as JsError, Function, Object, Type, Value};
 
-use super::run::{fatal, stringify};
+use super::run::{fatal, rust_function, stringify};
 
 /// The captured lines of a run, capped in bytes (each line counts one more, so that empty lines
 /// are not free).
@@ -89,8 +89,8 @@ fn logger<'js>(
     prefix: &'static str,
 ) -> rquickjs::Result<Function<'js>> {
     let logs = Rc::clone(logs);
-    Function::new(
-        ctx.clone(),
+    rust_function(
+        ctx,
         move |ctx: Ctx<'js>, args: Rest<Value<'js>>| -> rquickjs::Result<()> {
             let room = logs.borrow().room();
             if room == 0 {

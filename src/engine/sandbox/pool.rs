@@ -117,21 +117,36 @@ fn work(queue: &Mutex<Receiver<Job>>, config: &SandboxConfig) {
             continue;
         };
         let (result, retire) = match catch_unwind(AssertUnwindSafe(|| current.run(&job.script))) {
-            Ok(ran) => (ran.result, ran.retire),
-            Err(_) => (
-                Err(SandboxError::Internal(
-                    "the worker panicked while running the script".to_owned(),
-                )),
-                Some("a run panicked"),
+            Ok(Err(SandboxError::OutOfMemory { limit })) => (
+                Err(SandboxError::OutOfMemory { limit }),
+                Some("the run hit the memory limit"),
             ),
+            Ok(result) => (result, None),
+            Err(_) => {
+                job.reply.send(Err(SandboxError::Internal(
+                    "the worker panicked while running the script".to_owned(),
+                )));
+                // The runtime's state is unknown: neither collect nor free it.
+                tracing::error!("a JavaScript run panicked; leaking its runtime");
+                std::mem::forget(engine.take());
+                engine = start(config);
+                continue;
+            }
         };
         job.reply.send(result);
+        // The collection comes after the reply, and before the next job.
+        let retire = retire.or_else(|| current.recycle());
         if let Some(reason) = retire {
             tracing::debug!(reason, "replacing a JavaScript runtime");
             // Free the old heap before allocating the new one.
-            drop(engine.take());
+            if let Some(old) = engine.take() {
+                old.dispose();
+            }
             engine = start(config);
         }
+    }
+    if let Some(engine) = engine {
+        engine.dispose();
     }
 }
 

@@ -3,24 +3,32 @@
 //! A run: check the script (global names, NUL characters); arm the deadline; create a context
 //! with the ECMAScript built-ins and `console`; define the globals from one `JSON.parse` of their
 //! values; evaluate the wrapped source; run the queued promise jobs; unwrap a settled promise;
-//! `JSON.stringify` the result (BigInts as strings) and parse that with serde_json. Then drop the
-//! context, collect its garbage and decide whether the runtime is still fit for the next run.
+//! `JSON.stringify` the result (BigInts as strings) and parse that with serde_json; drop the
+//! context. Then, after the worker has replied, [`Engine::recycle`] collects the garbage and says
+//! whether the runtime is still fit for the next run, and [`Engine::dispose`] frees one that is
+//! not (if that is safe).
 //!
-//! Pitfalls of rquickjs 0.14 (QuickJS-ng 0.10) this module works around:
+//! Pitfalls of rquickjs 0.14 (QuickJS-ng 0.16) this module works around:
 //! - a dropped context is not freed until the cycle collector runs (its built-ins reference one
-//!   another), so every run ends with a collection; without it, the garbage of earlier runs
-//!   counts against the next run's memory limit;
-//! - QuickJS sets its automatic GC threshold to 1.5 times the live heap after each collection,
-//!   which after a big run can lie above the memory limit (no automatic collection before the
-//!   limit is hit again); the threshold is reset after each run;
+//!   another); and QuickJS triggers collections only when it creates objects, at 1.5 times the
+//!   live heap of the last collection, which after a big run can lie above the memory limit: the
+//!   next run then finds the previous one's garbage in its way, and may not even get a context.
+//!   Every run is followed by a collection, and the threshold is reset;
+//! - creating a context with too little memory left corrupts the heap (quickjs-ng issue #1181),
+//!   and the next collection fails an assertion, which aborts the process: runs start only on a
+//!   collected heap, the memory limit has a floor ([`MIN_MEMORY_LIMIT`]), and a runtime that
+//!   failed to create a context is never touched again;
+//! - `JS_FreeRuntime` aborts the process if any object survives (an `assert`, compiled in): a
+//!   runtime is freed only once it is seen to hold nothing ([`Engine::dispose`]);
+//! - rquickjs caches the prototype of its Rust functions per runtime, from the first context that
+//!   made one: see [`rust_function`];
 //! - when QuickJS cannot even allocate the "out of memory" error it throws `null`, so a thrown
 //!   `null` is taken for exhausted memory (a script that throws `null` itself is reported so too);
 //! - `Runtime` methods (`memory_usage`, `run_gc`...) panic ("RefCell already borrowed") when
 //!   called inside `Context::with`, the interrupt handler included: the handler only reads a
 //!   deadline;
 //! - a Rust closure that holds a JS value owned by a JS object is a cycle the collector cannot
-//!   see, and QuickJS aborts the process when it frees a runtime with live objects: the `console`
-//!   closures hold only Rust data.
+//!   see: the `console` closures hold only Rust data.
 
 use std::cell::{Cell, RefCell};
 use std::rc::Rc;
@@ -28,6 +36,7 @@ use std::time::{Duration, Instant};
 
 use rquickjs::context::{EvalOptions, intrinsic};
 use rquickjs::convert::Coerced;
+use rquickjs::function::IntoJsFunc;
 use rquickjs::{Context, Ctx, Error as JsError, Function, Object, Runtime, Value};
 use serde_json::{Map, Value as Json};
 
@@ -54,8 +63,16 @@ type Intrinsics = (
 const GC_THRESHOLD: usize = 256 * 1024;
 
 /// Heap a runtime may keep after a run and a collection, beyond what it held when new, before it
-/// is replaced (atoms and shapes that stay interned, a leak we do not know of).
+/// is replaced (atoms and shapes that stay interned, a leak we do not know of); at most a quarter
+/// of the memory limit, so that a context always fits.
 const RETIRE_SLACK: usize = 1024 * 1024;
+
+/// The smallest memory limit a runtime gets. QuickJS-ng corrupts its heap when the limit leaves no
+/// room to create a context (quickjs-ng issue #1181: `JS_NewContextRaw` frees a context it already
+/// put on the collector's list), so runs never start near the limit: the previous run's garbage is
+/// collected first, and this floor leaves room for the built-ins (about 100 KiB) above the idle
+/// heap and the slack.
+pub(super) const MIN_MEMORY_LIMIT: usize = 2 * 1024 * 1024;
 
 /// The file name of the user's code in stack traces.
 const FILE_NAME: &str = "code";
@@ -107,12 +124,9 @@ pub(super) enum Failure {
     OutOfMemory,
     Interrupted,
     Output(String),
-}
-
-/// A run's result, and why the runtime must be replaced after it, if it must.
-pub(super) struct Ran {
-    pub(super) result: Result<Outcome>,
-    pub(super) retire: Option<&'static str>,
+    /// QuickJS could not create a context: the runtime must not be touched again (see
+    /// [`MIN_MEMORY_LIMIT`]).
+    NoContext,
 }
 
 /// One QuickJS runtime and the limits of the runs on it. Lives on one worker thread.
@@ -121,6 +135,11 @@ pub(super) struct Engine {
     watchdog: Rc<Watchdog>,
     /// Heap held by the runtime between runs when it was new.
     baseline: usize,
+    /// Objects that live as long as the runtime: the built-ins of the first context, kept by
+    /// rquickjs's prototype cache (see [`rust_function`]), which it frees before the runtime.
+    resident_objects: i64,
+    /// Set when QuickJS failed to create a context: its heap may be corrupt.
+    poisoned: Cell<bool>,
     time_limit: Duration,
     memory_limit: usize,
     max_output_bytes: usize,
@@ -130,7 +149,8 @@ pub(super) struct Engine {
 impl Engine {
     pub(super) fn new(config: &SandboxConfig) -> Result<Self> {
         let rt = Runtime::new().map_err(|e| SandboxError::Internal(e.to_string()))?;
-        rt.set_memory_limit(config.memory_limit);
+        let memory_limit = config.memory_limit.max(MIN_MEMORY_LIMIT);
+        rt.set_memory_limit(memory_limit);
         rt.set_max_stack_size(config.stack_limit);
         let watchdog = Rc::new(Watchdog::default());
         let check = Rc::clone(&watchdog);
@@ -139,15 +159,23 @@ impl Engine {
             rt,
             watchdog,
             baseline: 0,
+            resident_objects: 0,
+            poisoned: Cell::new(false),
             time_limit: config.time_limit,
-            memory_limit: config.memory_limit,
+            memory_limit,
             max_output_bytes: config.max_output_bytes,
             max_log_bytes: config.max_log_bytes,
         };
         // One run first, so that what every run leaves interned for good (the class of Rust
         // functions, atoms) is part of the baseline, and a runtime that cannot run fails here.
-        engine.run(&Script::expression("0")).result?;
-        engine.baseline = engine.heap();
+        if let Err(e) = engine.run(&Script::expression("0")) {
+            engine.dispose();
+            return Err(e);
+        }
+        engine.recycle();
+        let usage = engine.rt.memory_usage();
+        engine.baseline = usize::try_from(usage.malloc_size).unwrap_or(usize::MAX);
+        engine.resident_objects = usage.obj_count;
         Ok(engine)
     }
 
@@ -155,18 +183,15 @@ impl Engine {
         usize::try_from(self.rt.memory_usage().malloc_size).unwrap_or(usize::MAX)
     }
 
-    /// Runs `script` in a fresh context. Never panics on the script's account.
-    pub(super) fn run(&self, script: &Script) -> Ran {
+    /// Runs `script` in a fresh context. Never panics on the script's account. The context is
+    /// gone when this returns, but its garbage is not: call [`Engine::recycle`] before the next
+    /// run (after replying, so that the caller does not wait for the collection).
+    pub(super) fn run(&self, script: &Script) -> Result<Outcome> {
         let started = Instant::now();
         let limit = script
             .time_limit
             .map_or(self.time_limit, |limit| limit.min(self.time_limit));
-        if let Err(e) = check(script) {
-            return Ran {
-                result: Err(e),
-                retire: None,
-            };
-        }
+        check(script)?;
         let wrapper = Wrapper::of(script.kind);
         let source = wrapper.wrap(&script.source);
         let logs = Rc::new(RefCell::new(Logs::new(self.max_log_bytes)));
@@ -176,36 +201,68 @@ impl Engine {
             Ok(context) => {
                 context.with(|ctx| self.in_context(&ctx, script, &source, wrapper, &logs))
             }
-            Err(_) => Err(Failure::OutOfMemory),
+            Err(_) => {
+                self.poisoned.set(true);
+                Err(Failure::NoContext)
+            }
         };
         self.watchdog.disarm();
-        let elapsed = started.elapsed();
+        if self.watchdog.tripped() {
+            return Err(SandboxError::TimedOut { limit });
+        }
+        let json = ran.map_err(|failure| self.error(failure, limit))?;
+        let value = json_value(json.as_deref())?;
+        Ok(Outcome {
+            value,
+            logs: logs.borrow_mut().take_lines(),
+            elapsed: started.elapsed(),
+        })
+    }
 
-        // The context is gone; its jobs, if the deadline cut them short, are not.
+    /// Collects the last run's garbage and says why this runtime should be replaced, if it should:
+    /// the run left promise jobs queued (the deadline cut them short), or the heap kept more than
+    /// a little after the collection.
+    pub(super) fn recycle(&self) -> Option<&'static str> {
+        if self.poisoned.get() {
+            return Some("QuickJS could not create a context");
+        }
         let jobs_left = self.rt.is_job_pending();
         self.rt.run_gc();
         self.rt.set_gc_threshold(GC_THRESHOLD);
-        let garbage = self.heap() > self.baseline.saturating_add(RETIRE_SLACK);
-
-        let result = if self.watchdog.tripped() {
-            Err(SandboxError::TimedOut { limit })
+        let slack = RETIRE_SLACK.min(self.memory_limit / 4);
+        if jobs_left {
+            Some("promise jobs were left queued")
+        } else if self.heap() > self.baseline.saturating_add(slack) {
+            Some("the heap kept garbage after the run")
         } else {
-            match ran {
-                Ok(json) => json_value(json.as_deref()).map(|value| Outcome {
-                    value,
-                    logs: logs.borrow_mut().take_lines(),
-                    elapsed,
-                }),
-                Err(failure) => Err(self.error(failure, limit)),
-            }
+            None
+        }
+    }
+
+    /// Frees the runtime if that is safe, and leaks it otherwise; says which.
+    ///
+    /// Freeing a runtime that still holds objects once its contexts and jobs are gone (a leak on
+    /// one of QuickJS's out-of-memory paths, say) fails an assertion in `JS_FreeRuntime`, which
+    /// aborts the whole process; so does collecting a heap that failed to create a context. Such a
+    /// runtime is leaked instead, loudly: its memory is lost, the aggregator is not.
+    pub(super) fn dispose(self) -> bool {
+        let safe = !self.poisoned.get() && {
+            self.rt.run_gc();
+            let usage = self.rt.memory_usage();
+            // Queued jobs are freed by `JS_FreeRuntime` before it checks, and so are what only
+            // they hold.
+            self.rt.is_job_pending()
+                || (usage.obj_count <= self.resident_objects && usage.js_func_count == 0)
         };
-        let retire = match &result {
-            Err(SandboxError::OutOfMemory { .. }) => Some("the run hit the memory limit"),
-            _ if jobs_left => Some("promise jobs were left queued"),
-            _ if garbage => Some("the heap kept garbage after the run"),
-            _ => None,
-        };
-        Ran { result, retire }
+        if safe {
+            drop(self);
+        } else {
+            tracing::error!(
+                "leaking a JavaScript runtime that QuickJS could not free without aborting"
+            );
+            std::mem::forget(self);
+        }
+        safe
     }
 
     fn error(&self, failure: Failure, limit: Duration) -> SandboxError {
@@ -216,6 +273,9 @@ impl Engine {
             },
             Failure::Interrupted => SandboxError::TimedOut { limit },
             Failure::Output(why) => SandboxError::Output(why),
+            Failure::NoContext => {
+                SandboxError::Internal("QuickJS could not create a context".to_owned())
+            }
         }
     }
 
@@ -430,8 +490,8 @@ pub(super) fn stringify<'js>(
     value: Value<'js>,
 ) -> rquickjs::Result<Option<String>> {
     // A fresh replacer each time: a Rust closure must not hold JS values (see the module docs).
-    let replacer = Function::new(
-        ctx.clone(),
+    let replacer = rust_function(
+        ctx,
         |_key: Value<'js>, value: Value<'js>| -> rquickjs::Result<Value<'js>> {
             if value.is_big_int() {
                 let ctx = value.ctx().clone();
@@ -446,6 +506,23 @@ pub(super) fn stringify<'js>(
         Some(text) => text.to_string().map(Some),
         None => Ok(None),
     }
+}
+
+/// A JS function calling `f`, whose prototype is this context's `Function.prototype`.
+///
+/// rquickjs caches the prototype of its Rust functions per runtime, taken from the context that
+/// made the first one, so that a Rust function made in a later context inherits from the first
+/// context's `Function.prototype`: from `console.log`, a script would reach the built-ins (and
+/// through `Function`, the global object) of a context that outlives it, and share them with
+/// every later run on the runtime. Resetting the prototype cuts that path; the cached object
+/// itself is then reachable from Rust only.
+pub(super) fn rust_function<'js, P, F>(ctx: &Ctx<'js>, f: F) -> rquickjs::Result<Function<'js>>
+where
+    F: IntoJsFunc<'js, P> + 'js,
+{
+    let function = Function::new(ctx.clone(), f)?;
+    function.set_prototype(Some(&Function::prototype(ctx.clone())))?;
+    Ok(function)
 }
 
 /// The serde_json value of the result's JSON text (`None`, i.e. `undefined`, is `null`).
@@ -573,4 +650,33 @@ fn truncated(mut text: String) -> String {
         text.push('…');
     }
     text
+}
+
+#[cfg(test)]
+mod tests {
+    use rquickjs::Persistent;
+
+    use super::*;
+
+    #[test]
+    fn a_runtime_holding_objects_is_leaked_not_freed() {
+        // Freeing it would fail QuickJS's `list_empty(&rt->gc_obj_list)` assertion and abort.
+        let engine = Engine::new(&SandboxConfig::default()).unwrap();
+        let context = Context::custom::<Intrinsics>(&engine.rt).unwrap();
+        let kept = context.with(|ctx| {
+            let object = Object::new(ctx.clone()).unwrap();
+            Persistent::save(&ctx, object)
+        });
+        drop(context);
+        assert!(!engine.dispose());
+        // The runtime is leaked, so the value it holds stays valid and may be dropped.
+        drop(kept);
+    }
+
+    #[test]
+    fn a_clean_runtime_is_freed() {
+        let engine = Engine::new(&SandboxConfig::default()).unwrap();
+        assert!(engine.run(&Script::body("return [1, {}];")).is_ok());
+        assert!(engine.dispose());
+    }
 }
