@@ -89,8 +89,9 @@ struct Watchdog {
 }
 
 impl Watchdog {
-    fn arm(&self, deadline: Instant) {
-        self.deadline.set(Some(deadline));
+    /// Starts a run; `None` (a limit too far to represent) means no deadline.
+    fn arm(&self, deadline: Option<Instant>) {
+        self.deadline.set(deadline);
         self.tripped.set(false);
     }
 
@@ -196,7 +197,7 @@ impl Engine {
         let source = wrapper.wrap(&script.source);
         let logs = Rc::new(RefCell::new(Logs::new(self.max_log_bytes)));
 
-        self.watchdog.arm(started + limit);
+        self.watchdog.arm(started.checked_add(limit));
         let ran = match Context::custom::<Intrinsics>(&self.rt) {
             Ok(context) => {
                 context.with(|ctx| self.in_context(&ctx, script, &source, wrapper, &logs))

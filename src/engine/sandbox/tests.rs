@@ -708,3 +708,66 @@ fn console_functions_lead_to_nothing_of_another_run() {
         json!(["undefined", "undefined", "undefined"])
     );
 }
+
+#[test]
+fn console_may_be_reentered_from_the_script_it_formats() {
+    let sandbox = pool(1);
+    let outcome = sandbox.run_blocking(body(
+        "const o = { toJSON() { console.log('inner'); return 'o'; } }; \
+         console.log(o); \
+         const deep = { toJSON() { console.log(deep); return 1; } }; \
+         console.log(deep); \
+         return 'done';",
+    ));
+    let Ok(outcome) = outcome else {
+        panic!("{outcome:?}");
+    };
+    assert_eq!(outcome.value, json!("done"));
+    assert_eq!(outcome.logs.first().map(String::as_str), Some("inner"));
+    assert_eq!(outcome.logs.get(1).map(String::as_str), Some("\"o\""));
+}
+
+#[test]
+fn a_time_limit_too_large_to_represent_means_none() {
+    let sandbox = Sandbox::new(SandboxConfig {
+        threads: 1,
+        time_limit: Duration::MAX,
+        ..SandboxConfig::default()
+    });
+    assert_eq!(value(&sandbox, body("return 1;")), json!(1));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_script_whose_caller_gave_up_before_it_started_is_not_run() {
+    let sandbox = pool(1);
+    let busy = Script {
+        time_limit: Some(Duration::from_millis(400)),
+        ..body("while (true) {}")
+    };
+    let slow = Script {
+        time_limit: Some(Duration::from_secs(3)),
+        ..body("while (true) {}")
+    };
+    let started = std::time::Instant::now();
+    let first = tokio::spawn({
+        let sandbox = sandbox.clone();
+        async move { sandbox.run(busy).await }
+    });
+    // Queued behind the first, then abandoned.
+    let abandoned = tokio::spawn({
+        let sandbox = sandbox.clone();
+        async move { sandbox.run(slow).await }
+    });
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    abandoned.abort();
+    assert!(matches!(
+        first.await,
+        Ok(Err(SandboxError::TimedOut { .. }))
+    ));
+    assert_eq!(
+        sandbox.run(body("return 'next';")).await.map(|o| o.value),
+        Ok(json!("next"))
+    );
+    let took = started.elapsed();
+    assert!(took < Duration::from_secs(2), "took {took:?}");
+}
