@@ -3,9 +3,10 @@
 //! std channel (blocking callers).
 //!
 //! The queue is unbounded: submitting never blocks the caller, and each queued script costs only
-//! its own memory. A worker starts its runtime before taking its first script, replaces it after a
-//! run that left it unhealthy (after replying, so the caller does not wait for it), and replaces
-//! it too if a run panics.
+//! its own memory. A worker starts its runtime before taking its first script, and replaces it
+//! after a run that left it unhealthy (after replying, so the caller does not wait for it). If a
+//! run panics (a bug of ours), the runtime is in an unknown state: it is leaked, not freed, since
+//! QuickJS aborts the process when it frees a heap it finds inconsistent.
 
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::mpsc::{self, Receiver, Sender, SyncSender};

@@ -294,7 +294,7 @@ impl Engine {
         define_globals(ctx, &script.globals).map_err(setup)?;
 
         let mut options = EvalOptions::default();
-        // Sloppy mode, as a browser runs a classic script (and as the original engine did):
+        // Sloppy mode, as a browser runs a classic script:
         // `x = 1` without a declaration works. A body may still say "use strict".
         options.strict = false;
         options.filename = Some(FILE_NAME.to_owned());
