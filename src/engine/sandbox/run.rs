@@ -193,7 +193,7 @@ impl Engine {
             .time_limit
             .map_or(self.time_limit, |limit| limit.min(self.time_limit));
         check(script)?;
-        let wrapper = Wrapper::of(script.kind);
+        let wrapper = Wrapper::of(script.kind, &script.source);
         let source = wrapper.wrap(&script.source);
         let logs = Rc::new(RefCell::new(Logs::new(self.max_log_bytes)));
 
@@ -324,25 +324,30 @@ impl Engine {
     }
 }
 
-/// How a script's source is wrapped, and how far that moves the columns of its first line.
+/// How a script's source is wrapped: how far that moves the columns of its first line, and the
+/// last line that is the user's.
 #[derive(Debug, Clone, Copy)]
 struct Wrapper {
     prefix: &'static str,
     suffix: &'static str,
+    last_line: usize,
 }
 
 impl Wrapper {
-    fn of(kind: ScriptKind) -> Self {
+    fn of(kind: ScriptKind, source: &str) -> Self {
+        let last_line = source.matches('\n').count() + 1;
         // The suffix starts on a new line so that a trailing `// comment` cannot swallow it.
         // Source that closes the wrapper early gains nothing: it runs in the same fresh context.
         match kind {
             ScriptKind::Body => Self {
                 prefix: "(function(){",
                 suffix: "\n})()",
+                last_line,
             },
             ScriptKind::Expression => Self {
                 prefix: "(",
                 suffix: "\n)",
+                last_line,
             },
         }
     }
@@ -606,39 +611,52 @@ fn property(object: &Object<'_>, key: &str) -> Option<String> {
 }
 
 /// The first `code:LINE:COLUMN` of a stack trace.
-fn first_position(stack: &str) -> Option<(u32, u32)> {
-    stack.lines().find_map(|frame| {
-        let at = frame.find(&format!("{FILE_NAME}:"))?;
-        let rest = &frame[at + FILE_NAME.len() + 1..];
-        let mut numbers = rest.split(|c: char| !c.is_ascii_digit());
-        let line = numbers.next()?.parse().ok()?;
-        let column = numbers.next()?.parse().ok()?;
-        Some((line, column))
-    })
+fn first_position(stack: &str) -> Option<(usize, usize)> {
+    stack
+        .lines()
+        .find_map(position)
+        .map(|(_, line, column)| (line, column))
 }
 
-/// The stack with the columns of line 1 moved back by the wrapper's prefix, so that positions
-/// are in the user's source.
+/// The stack in the user's terms: the columns of line 1 moved back by the wrapper's prefix, and
+/// without the frame of the wrapper's own call (on the line after the user's last).
 fn user_positions(stack: &str, wrapper: Wrapper) -> String {
-    let marker = format!("{FILE_NAME}:1:");
     let mut out = String::with_capacity(stack.len());
-    let mut rest = stack;
-    while let Some(at) = rest.find(&marker) {
-        let (before, after) = rest.split_at(at + marker.len());
-        out.push_str(before);
-        let digits = after.bytes().take_while(u8::is_ascii_digit).count();
-        let (number, tail) = after.split_at(digits);
-        match number.parse::<usize>() {
-            Ok(column) => {
-                let column = column.saturating_sub(wrapper.prefix.len()).max(1);
-                out.push_str(&column.to_string());
-            }
-            Err(_) => out.push_str(number),
+    for frame in stack.lines() {
+        let Some((at, line, column)) = position(frame) else {
+            out.push_str(frame);
+            out.push('\n');
+            continue;
+        };
+        if line > wrapper.last_line && frame.trim_start().starts_with("at <eval>") {
+            continue;
         }
-        rest = tail;
+        if line == 1 {
+            let column = column.saturating_sub(wrapper.prefix.len()).max(1);
+            let rest = &frame[at..];
+            let digits = |s: &str| s.bytes().take_while(u8::is_ascii_digit).count();
+            // `code:1:` then the column's digits.
+            let skip = FILE_NAME.len() + 3;
+            let tail = &rest[skip + digits(&rest[skip..])..];
+            out.push_str(&frame[..at]);
+            out.push_str(&format!("{FILE_NAME}:1:{column}"));
+            out.push_str(tail);
+        } else {
+            out.push_str(frame);
+        }
+        out.push('\n');
     }
-    out.push_str(rest);
     out
+}
+
+/// Where `code:LINE:COLUMN` starts in a stack frame, and its numbers.
+fn position(frame: &str) -> Option<(usize, usize, usize)> {
+    let at = frame.find(&format!("{FILE_NAME}:"))?;
+    let rest = &frame[at + FILE_NAME.len() + 1..];
+    let mut numbers = rest.split(|c: char| !c.is_ascii_digit());
+    let line = numbers.next()?.parse().ok()?;
+    let column = numbers.next()?.parse().ok()?;
+    Some((at, line, column))
 }
 
 fn truncated(mut text: String) -> String {

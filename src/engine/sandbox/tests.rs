@@ -246,10 +246,21 @@ fn thrown_errors_keep_their_message_and_line() {
         "ReferenceError: nope is not defined (line 1, column 1)"
     );
 
-    // Errors raised by the engine itself carry their name too.
-    let (message, _) = exception(&sandbox, body("let o = null;\nreturn o.field;"));
-    assert!(message.starts_with("TypeError: "), "{message}");
-    assert!(message.contains("line 2"), "{message}");
+    // Errors raised by the engine itself carry their name too; the wrapper's call is not a frame.
+    let (message, stack) = exception(&sandbox, body("let o = null;\nreturn o.field;"));
+    assert_eq!(
+        message,
+        "TypeError: cannot read property 'field' of null (line 2, column 8)"
+    );
+    assert_eq!(stack.as_deref(), Some("    at <anonymous> (code:2:8)\n"));
+    let (_, stack) = exception(
+        &sandbox,
+        body("function inner() { throw new Error('deep'); }\ninner();"),
+    );
+    assert_eq!(
+        stack.as_deref(),
+        Some("    at inner (code:1:30)\n    at <anonymous> (code:2:1)\n")
+    );
 
     // Thrown values that are not errors are shown as the console shows them.
     let (message, stack) = exception(&sandbox, body("throw 'plain';"));
