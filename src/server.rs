@@ -30,6 +30,7 @@ pub struct Running {
     pub http: SocketAddr,
     pub app: SharedApp,
     stop: watch::Sender<bool>,
+    pool: JoinHandle<()>,
     servers: Vec<JoinHandle<anyhow::Result<()>>>,
 }
 
@@ -109,7 +110,6 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
         .with_context(|| format!("binding the HTTP listener on {}", config.http.listen))?;
     let app = open(config).await?;
     app.limiter.spawn_pruner();
-    app.pool.spawn();
     {
         let app = app.clone();
         tokio::spawn(async move {
@@ -122,6 +122,7 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
     let http = http_listener.local_addr()?;
 
     let (stop, stopped) = watch::channel(false);
+    let pool = app.pool.spawn(stopped.clone());
     let until = |mut rx: watch::Receiver<bool>| async move {
         let _ = rx.wait_for(|stop| *stop).await;
     };
@@ -143,6 +144,7 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
         http,
         app,
         stop,
+        pool,
         servers,
     })
 }
@@ -151,6 +153,8 @@ impl Running {
     /// Stops accepting, finishes the calls in flight, then the queued commands, and flushes.
     pub async fn stop(self) -> anyhow::Result<()> {
         let _ = self.stop.send(true);
+        // The operators' streams end first: a graceful shutdown waits for every open call.
+        self.pool.await?;
         for server in self.servers {
             server.await??;
         }

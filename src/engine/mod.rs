@@ -109,7 +109,10 @@ struct Inner {
     finished: std::sync::Mutex<HashMap<String, Arc<Notify>>>,
     /// Spawned runs, so that shutdown can wait for them.
     running: tokio::sync::Mutex<tokio::task::JoinSet<()>>,
-    stopping: std::sync::atomic::AtomicBool,
+    /// Turns true at shutdown: no more runs start, the background loops end.
+    stopping: tokio::sync::watch::Sender<bool>,
+    /// The expiry sweep, awaited at shutdown (it holds the store).
+    sweep: std::sync::Mutex<Option<tokio::task::JoinHandle<()>>>,
 }
 
 /// Attempts at a firing against a task stream that moved meanwhile.
@@ -149,7 +152,8 @@ impl Engine {
                 lanes: std::sync::Mutex::new(HashMap::new()),
                 finished: std::sync::Mutex::new(HashMap::new()),
                 running: tokio::sync::Mutex::new(tokio::task::JoinSet::new()),
-                stopping: std::sync::atomic::AtomicBool::new(false),
+                stopping: tokio::sync::watch::Sender::new(false),
+                sweep: std::sync::Mutex::new(None),
             }),
         };
         let pending = engine.inner.store.views.pending_executions()?;
@@ -242,11 +246,7 @@ impl Engine {
     /// one worker at a time; otherwise each run goes on its own. Either way a run waits for a
     /// free slot of the engine's concurrency. Never waits itself: `fire` answers at once.
     async fn schedule(&self, task_id: String, execution_id: String) {
-        if self
-            .inner
-            .stopping
-            .load(std::sync::atomic::Ordering::Acquire)
-        {
+        if *self.inner.stopping.borrow() {
             return; // resumed at the next start
         }
         if !self.inner.tools.config.serial_per_task {
@@ -418,22 +418,20 @@ impl Engine {
     fn spawn_expiry_sweep(&self) {
         let engine = self.clone();
         let every = self.inner.tools.config.expiry_sweep;
-        tokio::spawn(async move {
+        let mut stopping = self.inner.stopping.subscribe();
+        let sweep = tokio::spawn(async move {
             let mut tick = tokio::time::interval(every.max(Duration::from_secs(1)));
             loop {
-                tick.tick().await;
-                if engine
-                    .inner
-                    .stopping
-                    .load(std::sync::atomic::Ordering::Acquire)
-                {
-                    return;
+                tokio::select! {
+                    _ = tick.tick() => {}
+                    _ = stopping.wait_for(|s| *s) => return,
                 }
                 if let Err(e) = engine.sweep_expired().await {
                     tracing::warn!(error = %e, "expiry sweep failed");
                 }
             }
         });
+        *self.inner.sweep.lock().unwrap_or_else(|p| p.into_inner()) = Some(sweep);
     }
 
     async fn sweep_expired(&self) -> Result<(), events::Error> {
@@ -461,13 +459,20 @@ impl Engine {
     /// Stops scheduling and waits (up to `grace`) for the runs in progress; the others stay
     /// pending and resume at the next start.
     pub async fn shutdown(&self, grace: Duration) {
-        self.inner
-            .stopping
-            .store(true, std::sync::atomic::Ordering::Release);
+        self.inner.stopping.send_replace(true);
         let mut running = self.inner.running.lock().await;
         let drain = async { while running.join_next().await.is_some() {} };
         if tokio::time::timeout(grace, drain).await.is_err() {
             running.abort_all();
+        }
+        let sweep = self
+            .inner
+            .sweep
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take();
+        if let Some(sweep) = sweep {
+            let _ = sweep.await;
         }
     }
 }

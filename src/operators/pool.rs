@@ -14,6 +14,7 @@
 //! `ack_timeout` is sent again, and a reconnecting operator is told everything again.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -25,7 +26,8 @@ use events::{Command, Expected};
 use projections::tasks::{Status as TaskStatus, TaskRow};
 use serde::Serialize;
 use sha2::{Digest, Sha256};
-use tokio::sync::{Notify, mpsc};
+use tokio::sync::{Notify, mpsc, watch};
+use tokio::task::JoinHandle;
 
 use crate::config::OperatorsConfig;
 use crate::pb;
@@ -93,6 +95,7 @@ pub struct Pool {
     config: OperatorsConfig,
     members: Mutex<BTreeMap<Address, Member>>,
     nudge: Notify,
+    closed: AtomicBool,
 }
 
 impl std::fmt::Debug for Pool {
@@ -131,6 +134,7 @@ impl Pool {
             config,
             members: Mutex::new(BTreeMap::new()),
             nudge: Notify::new(),
+            closed: AtomicBool::new(false),
         });
         pool.refresh_members()?;
         Ok(pool)
@@ -201,6 +205,9 @@ impl Pool {
         capabilities: Capabilities,
     ) -> mpsc::Receiver<Result<pb::SyncMessagesResp, tonic::Status>> {
         let (sender, receiver) = mpsc::channel(1024);
+        if self.closed.load(Ordering::SeqCst) {
+            return receiver;
+        }
         {
             let mut members = self.members.lock().unwrap_or_else(|p| p.into_inner());
             if let Some(m) = members.get_mut(&address) {
@@ -286,18 +293,31 @@ impl Pool {
             .collect()
     }
 
-    /// Reconciles forever, every `reconcile_every` or when nudged.
-    pub fn spawn(self: &Arc<Self>) {
+    /// Reconciles every `reconcile_every` or when nudged, until `stop` turns true; then closes
+    /// every operator's stream (so a graceful shutdown does not wait on them) and refuses new ones.
+    pub fn spawn(self: &Arc<Self>, mut stop: watch::Receiver<bool>) -> JoinHandle<()> {
         let pool = Arc::clone(self);
         tokio::spawn(async move {
             loop {
                 if let Err(e) = pool.reconcile().await {
                     tracing::warn!(error = %e, "operator reconciliation failed");
                 }
-                let _ =
-                    tokio::time::timeout(pool.config.reconcile_every, pool.nudge.notified()).await;
+                tokio::select! {
+                    _ = tokio::time::timeout(pool.config.reconcile_every, pool.nudge.notified()) => {}
+                    _ = stop.wait_for(|s| *s) => break,
+                }
             }
-        });
+            pool.close();
+        })
+    }
+
+    /// Ends every operator's stream and refuses new ones.
+    pub fn close(&self) {
+        self.closed.store(true, Ordering::SeqCst);
+        let mut members = self.members.lock().unwrap_or_else(|p| p.into_inner());
+        for member in members.values_mut() {
+            member.connection = None;
+        }
     }
 
     /// The tasks operators watch: active (or running) with a non-manual trigger.

@@ -175,6 +175,7 @@ async fn retries_and_keys_run_once_also_after_a_restart() -> anyhow::Result<()> 
             execution_id: one.execution_id().to_owned()
         }
     );
+    drop(engine); // it holds the store, which the restart reopens
     server.restart().await?;
     let engine = server.running().app.engine.clone();
     let three = engine.fire(fire(&block, operators)).await?;
