@@ -30,7 +30,8 @@ pub struct Running {
     pub http: SocketAddr,
     pub app: SharedApp,
     stop: watch::Sender<bool>,
-    pool: JoinHandle<()>,
+    /// The operator pool's loop and the registry's refresh: they hold the store.
+    background: Vec<JoinHandle<()>>,
     servers: Vec<JoinHandle<anyhow::Result<()>>>,
 }
 
@@ -45,6 +46,7 @@ impl std::fmt::Debug for Running {
 
 /// Builds the shared state: keys, chain, store.
 pub async fn open(config: Config) -> anyhow::Result<SharedApp> {
+    let started_ms = events::now_ms();
     let keys = Keys::load_or_create(&config.keys_dir)?;
     let chain = match &config.ethereum.rpc_url {
         Some(url) => {
@@ -74,15 +76,7 @@ pub async fn open(config: Config) -> anyhow::Result<SharedApp> {
     .await?;
     let token_directory =
         crate::tokens::TokenDirectory::load(config.engine.token_whitelist.as_deref())?;
-    let members = match (&config.operators.registry_contract, &chain) {
-        (Some(contract), Some(chain)) => {
-            crate::operators::registry::from_contract(chain, contract.parse()?, &config.operators)
-                .await?
-        }
-        (Some(_), None) => anyhow::bail!("operators.registry_contract needs ethereum.rpc_url"),
-        (None, _) => crate::operators::registry::from_config(&config.operators)?,
-    };
-    let members = crate::operators::registry::checked(members, config.chain_id);
+    let members = crate::operators::registry::load(&config, chain.as_ref()).await?;
     crate::operators::registry::record(&store, &members).await?;
     let pool = crate::operators::Pool::new(store.clone(), config.operators.clone())?;
     Ok(Arc::new(App {
@@ -96,6 +90,7 @@ pub async fn open(config: Config) -> anyhow::Result<SharedApp> {
         chain,
         store,
         config,
+        started_ms,
     }))
 }
 
@@ -122,7 +117,11 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
     let http = http_listener.local_addr()?;
 
     let (stop, stopped) = watch::channel(false);
-    let pool = app.pool.spawn(stopped.clone());
+    let mut background = vec![app.pool.spawn(stopped.clone())];
+    background.extend(crate::operators::registry::spawn_refresh(
+        app.clone(),
+        stopped.clone(),
+    ));
     let until = |mut rx: watch::Receiver<bool>| async move {
         let _ = rx.wait_for(|stop| *stop).await;
     };
@@ -144,7 +143,7 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
         http,
         app,
         stop,
-        pool,
+        background,
         servers,
     })
 }
@@ -153,8 +152,11 @@ impl Running {
     /// Stops accepting, finishes the calls in flight, then the queued commands, and flushes.
     pub async fn stop(self) -> anyhow::Result<()> {
         let _ = self.stop.send(true);
-        // The operators' streams end first: a graceful shutdown waits for every open call.
-        self.pool.await?;
+        // The operators' streams end first (the pool closes them): a graceful shutdown waits
+        // for every open call.
+        for task in self.background {
+            task.await?;
+        }
         for server in self.servers {
             server.await??;
         }

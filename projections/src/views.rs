@@ -163,6 +163,19 @@ impl Views {
         )
     }
 
+    /// A task's execution ids, oldest first.
+    pub fn execution_ids(&self, task_id: &str) -> events::Result<Vec<String>> {
+        let prefix = executions::history_prefix(task_id);
+        let mut ids = Vec::new();
+        for guard in self.executions.prefix(&prefix) {
+            let key = guard.key()?;
+            ids.push(
+                String::from_utf8_lossy(key.get(prefix.len()..).unwrap_or_default()).into_owned(),
+            );
+        }
+        Ok(ids)
+    }
+
     pub fn trigger(&self, task_id: &str, execution_id: &str) -> events::Result<Option<TriggerRow>> {
         json(
             &self.executions,

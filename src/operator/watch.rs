@@ -327,7 +327,7 @@ pub struct EventOutcome {
 }
 
 /// The log filter of a query (without the block range).
-fn filter_of(query: &EventQuery) -> Filter {
+pub fn filter_of(query: &EventQuery) -> Filter {
     let addresses: Vec<Address> = query
         .addresses
         .iter()
@@ -352,7 +352,7 @@ fn filter_of(query: &EventQuery) -> Filter {
 
 /// The ABI event a query's conditions decode against: the one whose selector is the first topic
 /// (or the only event of the ABI).
-fn abi_event(query: &EventQuery) -> Option<AbiEvent> {
+pub fn abi_event(query: &EventQuery) -> Option<AbiEvent> {
     let abi: JsonAbi = serde_json::from_value(Value::Array(query.contract_abi.clone())).ok()?;
     let first: Option<B256> = query.topics.first().and_then(|t| t.parse().ok());
     let mut events = abi.events().cloned();
@@ -362,7 +362,8 @@ fn abi_event(query: &EventQuery) -> Option<AbiEvent> {
     }
 }
 
-fn conditions_hold(query: &EventQuery, abi: Option<&AbiEvent>, log: &Log) -> bool {
+/// Whether a log meets the query's conditions on its ABI-decoded fields.
+pub fn conditions_hold(query: &EventQuery, abi: Option<&AbiEvent>, log: &Log) -> bool {
     if query.conditions.is_empty() {
         return true;
     }

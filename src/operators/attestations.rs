@@ -172,7 +172,8 @@ pub async fn notify(
     for _ in 0..8 {
         let history = app.store.log.read_stream(&stream).map_err(error::storage)?;
         let mut reports: BTreeMap<String, (String, String)> = BTreeMap::new(); // operator → (digest, signature)
-        let mut attested: Option<String> = None;
+        // The attestation's event id, and the firing it attested.
+        let mut attested: Option<(String, TriggerKind, Option<serde_json::Value>)> = None;
         let mut disagreement_recorded: Option<BTreeMap<String, Vec<String>>> = None;
         for envelope in &history {
             match &envelope.event {
@@ -182,14 +183,18 @@ pub async fn notify(
                         (r.digest.clone(), r.bls_signature.clone()),
                     );
                 }
-                Event::TriggerAttested(_) => attested = Some(envelope.id.to_string()),
+                Event::TriggerAttested(a) => {
+                    attested = Some((envelope.id.to_string(), a.kind, a.output.clone()));
+                }
                 Event::ReportsDisagreed(d) => disagreement_recorded = Some(d.digests.clone()),
                 _ => {}
             }
         }
-        if let Some(attestation) = attested {
+        if let Some((attestation, kind, output)) = attested {
+            // Handing it to the engine again is harmless (its dedup) and covers a crash
+            // between the attestation and the firing.
             let (status, message) =
-                fire(app, task_id, request_id, attestation, kind, output.clone()).await?;
+                fire(app, task_id, request_id, attestation, kind, output).await?;
             let status = if status == "enabled" {
                 status
             } else {
@@ -253,7 +258,7 @@ pub async fn notify(
                 );
             }
         }
-        let mut attesting = false;
+        let mut attesting: Option<Option<serde_json::Value>> = None;
         if let Some((winning_digest, signers)) = winner {
             let (who, signatures): (Vec<String>, Vec<Vec<u8>>) = signers
                 .iter()
@@ -287,14 +292,14 @@ pub async fn notify(
                         )
                         .map_err(|e| Status::internal(e.0))?,
                     ),
-                    output: winning_output,
+                    output: winning_output.clone(),
                     digest: winning_digest.clone(),
                     aggregate_signature: hex::encode(aggregate),
                     signers: who,
                 }
                 .into(),
             );
-            attesting = true;
+            attesting = Some(winning_output);
         }
         if new_events.is_empty() {
             return Ok(response(
@@ -312,14 +317,14 @@ pub async fn notify(
             continue; // another report landed meanwhile: decide again
         };
         metrics::counter!("operator_reports_total").increment(1);
-        if attesting {
+        if let Some(winning_output) = attesting {
             let attestation = committed
                 .events
                 .last()
                 .map(|e| e.id.to_string())
                 .unwrap_or_default();
             let (status, message) =
-                fire(app, task_id, request_id, attestation, kind, output.clone()).await?;
+                fire(app, task_id, request_id, attestation, kind, winning_output).await?;
             let row = app.store.views.task(task_id).map_err(error::storage)?;
             return Ok(response(status, message, row.as_ref()));
         }

@@ -6,7 +6,9 @@
 //! bad signatures (UNAUTHENTICATED); a valid signature by an address that is not a registered
 //! operator (PERMISSION_DENIED). Refusals are counted in `operator_requests_refused_total`.
 //! Nonces are remembered for twice the freshness window: a replay within the window is caught by
-//! the nonce, an older one by its time.
+//! the nonce, an older one by its time. The nonces live in memory, so a request signed before
+//! this aggregator started is refused as stale too: a replay across a restart is caught by its
+//! time (an honest operator signs each attempt afresh).
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -19,6 +21,8 @@ use attest::{HEADER_ADDRESS, HEADER_NONCE, HEADER_SIGNATURE, HEADER_TIMESTAMP};
 
 pub struct RequestAuth {
     freshness: Duration,
+    /// When this aggregator started (ms): the nonce store knows nothing older.
+    started: u64,
     seen: Mutex<HashMap<(Address, String), u64>>,
 }
 
@@ -57,9 +61,11 @@ fn header<'r, T>(request: &'r Request<T>, name: &str) -> Result<&'r str, Status>
 }
 
 impl RequestAuth {
-    pub fn new(freshness: Duration) -> Self {
+    /// `started`: when the aggregator started (ms); nothing signed earlier is accepted.
+    pub fn new(freshness: Duration, started: u64) -> Self {
         Self {
             freshness,
+            started,
             seen: Mutex::new(HashMap::new()),
         }
     }
@@ -101,6 +107,14 @@ impl RequestAuth {
                     "the request was signed {} ms away from the aggregator's clock; the window is {window} ms",
                     timestamp.abs_diff(now)
                 )),
+            ));
+        }
+        if timestamp < self.started {
+            return Err(refuse(
+                "stale",
+                Status::unauthenticated(
+                    "the request was signed before the aggregator started; sign it again",
+                ),
             ));
         }
         let text = attest::request_text(

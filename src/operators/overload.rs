@@ -7,9 +7,8 @@
 
 use std::collections::BTreeSet;
 
-use alloy::primitives::{Address, B256};
+use alloy::primitives::Address;
 use alloy::providers::Provider;
-use alloy::rpc::types::Filter;
 use events::event::{TaskDisabled, TriggerOverloadReported};
 use events::task::TriggerConfig;
 use events::{Command, Event, Expected};
@@ -17,11 +16,17 @@ use tonic::Status;
 
 use super::pool::Pool;
 use crate::app::App;
+use crate::operator::watch;
 use crate::pb;
 use crate::rpc::error;
 
-/// Logs in `block` matching the task's event queries, counted by the aggregator itself.
-async fn count_on_chain(app: &App, task_id: &str, block: u64) -> anyhow::Result<Option<u64>> {
+/// The cap of an event query that sets none (the operator's default too).
+pub const DEFAULT_EVENTS_PER_BLOCK: u32 = 100;
+
+/// Whether the aggregator's own reading of `block` confirms the overload: some query of the task
+/// matches (filters and conditions, as the operators apply them) more logs than its cap. `None`
+/// without a chain connection.
+async fn confirmed_on_chain(app: &App, task_id: &str, block: u64) -> anyhow::Result<Option<bool>> {
     let Some(chain) = &app.chain else {
         return Ok(None);
     };
@@ -31,30 +36,24 @@ async fn count_on_chain(app: &App, task_id: &str, block: u64) -> anyhow::Result<
     let Some(TriggerConfig::Event(config)) = definition.trigger.config else {
         return Ok(None);
     };
-    let mut count = 0u64;
     for query in &config.queries {
-        let addresses: Vec<Address> = query
-            .addresses
+        let filter = watch::filter_of(query).from_block(block).to_block(block);
+        let abi = watch::abi_event(query);
+        let hits = chain
+            .provider
+            .get_logs(&filter)
+            .await?
             .iter()
-            .filter_map(|a| a.parse().ok())
-            .collect();
-        let mut filter = Filter::new().from_block(block).to_block(block);
-        if !addresses.is_empty() {
-            filter = filter.address(addresses);
+            .filter(|log| watch::conditions_hold(query, abi.as_ref(), log))
+            .count();
+        let cap = query
+            .max_events_per_block
+            .unwrap_or(DEFAULT_EVENTS_PER_BLOCK);
+        if hits > cap as usize {
+            return Ok(Some(true));
         }
-        for (i, topic) in query.topics.iter().enumerate().take(4) {
-            if let Ok(t) = topic.parse::<B256>() {
-                filter = match i {
-                    0 => filter.event_signature(t),
-                    1 => filter.topic1(t),
-                    2 => filter.topic2(t),
-                    _ => filter.topic3(t),
-                };
-            }
-        }
-        count += chain.provider.get_logs(&filter).await?.len() as u64;
     }
-    Ok(Some(count))
+    Ok(Some(false))
 }
 
 pub async fn report(
@@ -107,8 +106,8 @@ pub async fn report(
     let quorum = total > 0
         && u128::from(weight) * u128::from(denominator)
             >= u128::from(total) * u128::from(numerator);
-    let confirmed_on_chain = match count_on_chain(app, task_id, alert.block_number).await {
-        Ok(Some(count)) => count > u64::from(alert.safety_limit),
+    let confirmed_on_chain = match confirmed_on_chain(app, task_id, alert.block_number).await {
+        Ok(Some(confirmed)) => confirmed,
         Ok(None) => false,
         Err(e) => {
             tracing::warn!(task = task_id, error = %e, "could not count the block's logs");

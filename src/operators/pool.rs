@@ -161,7 +161,14 @@ impl Pool {
                             weight: row.weight,
                             public_key,
                             connection: None,
-                            capabilities: Capabilities::default(),
+                            // Until it connects, a member keeps its assignments for the grace
+                            // period as if it could watch anything: after a restart the first
+                            // operator back must not take every task alone.
+                            capabilities: Capabilities {
+                                events: true,
+                                blocks: true,
+                                time: true,
+                            },
                             gone_since: Some(Instant::now()),
                             liveness: Liveness::default(),
                         },

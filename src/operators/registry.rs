@@ -4,13 +4,18 @@
 //! is verified against.
 
 use std::collections::BTreeMap;
+use std::time::Duration;
 
 use alloy::primitives::{Address, Bytes};
 use events::event::{OperatorDeregistered, OperatorRegistered};
 use events::{Command, Expected};
 
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+use crate::app::SharedApp;
 use crate::chain::Chain;
-use crate::config::OperatorsConfig;
+use crate::config::{Config, OperatorsConfig};
 use crate::store::Store;
 
 alloy::sol! {
@@ -87,6 +92,50 @@ pub async fn from_contract(
         });
     }
     Ok(members)
+}
+
+/// The operator set the config names (its members, or its registry contract), checked.
+pub async fn load(config: &Config, chain: Option<&Chain>) -> anyhow::Result<Vec<Member>> {
+    let members = match (&config.operators.registry_contract, chain) {
+        (Some(contract), Some(chain)) => {
+            let contract = contract.parse().map_err(|_| {
+                anyhow::anyhow!("operators.registry_contract {contract:?} is not an address")
+            })?;
+            from_contract(chain, contract, &config.operators).await?
+        }
+        (Some(_), None) => anyhow::bail!("operators.registry_contract needs ethereum.rpc_url"),
+        (None, _) => from_config(&config.operators)?,
+    };
+    Ok(checked(members, config.chain_id))
+}
+
+/// With a registry contract: re-reads it every `registry_refresh` until `stop`, records what
+/// changed and hands the new set to the pool (which moves the tasks of operators that left).
+pub fn spawn_refresh(app: SharedApp, mut stop: watch::Receiver<bool>) -> Option<JoinHandle<()>> {
+    app.config.operators.registry_contract.as_ref()?;
+    let every = app
+        .config
+        .operators
+        .registry_refresh
+        .max(Duration::from_millis(100));
+    Some(tokio::spawn(async move {
+        loop {
+            tokio::select! {
+                () = tokio::time::sleep(every) => {}
+                _ = stop.wait_for(|s| *s) => return,
+            }
+            let refreshed = async {
+                let members = load(&app.config, app.chain.as_ref()).await?;
+                record(&app.store, &members).await?;
+                app.pool.refresh_members()?;
+                app.pool.nudge();
+                anyhow::Ok(())
+            };
+            if let Err(e) = refreshed.await {
+                tracing::warn!(error = %e, "re-reading the operator registry failed; keeping the set");
+            }
+        }
+    }))
 }
 
 /// Checks every member's proofs; a member that fails them is left out, with the reason logged.

@@ -31,7 +31,10 @@ const SERVICE: &str = "/aggregator.Node/";
 
 impl NodeApi {
     pub fn new(app: SharedApp) -> Self {
-        let auth = Arc::new(RequestAuth::new(app.config.operators.freshness));
+        let auth = Arc::new(RequestAuth::new(
+            app.config.operators.freshness,
+            app.started_ms,
+        ));
         Self { app, auth }
     }
 

@@ -97,13 +97,16 @@ impl TestServer {
         Ok(())
     }
 
-    /// Starts it again on the same directories (new ports).
+    /// Restarts listen where this run listens (by default a restart takes new ports).
+    pub fn keep_ports(&mut self) {
+        self.config.grpc.listen = self.running().grpc;
+        self.config.http.listen = self.running().http;
+    }
+
+    /// Starts it again on the same directories (new ports unless `keep_ports`).
     pub async fn restart(&mut self) -> anyhow::Result<()> {
         self.stop().await?;
-        let mut config = self.config.clone();
-        config.grpc.listen = "127.0.0.1:0".parse()?;
-        config.http.listen = "127.0.0.1:0".parse()?;
-        self.running = Some(aggregator::server::start(config).await?);
+        self.running = Some(aggregator::server::start(self.config.clone()).await?);
         Ok(())
     }
 }

@@ -51,11 +51,12 @@ pub async fn list_executions(
     // (execution id, task id), newest first.
     let mut runs = Vec::new();
     for task_id in &tasks {
-        let prefix = views_exec::history_prefix(task_id);
-        for guard in app.store.views.executions.prefix(&prefix) {
-            let key = guard.key().map_err(|e| error::storage(e.into()))?;
-            let id =
-                String::from_utf8_lossy(key.get(prefix.len()..).unwrap_or_default()).into_owned();
+        for id in app
+            .store
+            .views
+            .execution_ids(task_id)
+            .map_err(error::storage)?
+        {
             runs.push((id, task_id.clone()));
         }
     }
