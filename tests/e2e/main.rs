@@ -18,6 +18,7 @@ mod fixtures;
 mod interop_js;
 mod network;
 mod nonce;
+mod operator_attacks;
 mod operator_triggers;
 mod restart;
 mod secrets_at_rest;
