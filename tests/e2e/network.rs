@@ -317,7 +317,7 @@ impl Network {
 }
 
 /// An execution and the firing that queued it.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct Run {
     pub row: projections::executions::ExecutionRow,
     pub firing: events::execution::Firing,

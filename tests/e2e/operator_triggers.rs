@@ -12,7 +12,7 @@ use alloy::sol_types::SolValue;
 use events::Event;
 use events::execution::FiringSource;
 
-use crate::network::{Heads, Network, Run, block_trigger, trigger, watched_task};
+use crate::network::{Heads, Keys, Network, Run, block_trigger, trigger, watched_task};
 
 alloy::sol! {
     #[sol(rpc)]
@@ -413,5 +413,195 @@ async fn a_quorum_spans_an_aggregator_restart() -> anyhow::Result<()> {
     let runs = net.wait_runs(&id, 1).await?;
     assert_eq!(runs[0].firing.dedup_key, request_id);
     assert_attested(&net, &id, &runs, 2);
+    Ok(())
+}
+
+/// The golden test of the firing rules: operators started at different moments (different
+/// heads, different clocks of arrival) sign identical digests. With a quorum of all three, a
+/// firing runs only when the three agree.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn operators_started_at_different_moments_sign_identical_digests() -> anyhow::Result<()> {
+    let mut net = Network::new(3, |c| {
+        c.operators.quorum_numerator = 1;
+        c.operators.quorum_denominator = 1;
+        // The late operators keep their assignments while they are not there yet.
+        c.operators.reassign_grace = Duration::from_secs(60);
+    })
+    .await?;
+    let (mut c, user, wallet) = net.user().await?;
+    let cron = c
+        .create_task(user.req(watched_task(
+            "every 2s",
+            &wallet,
+            trigger(pb::task_trigger::TriggerType::Cron(pb::CronTrigger {
+                config: Some(pb::cron_trigger::Config {
+                    schedules: vec!["@every 2s".into()],
+                }),
+            })),
+        )))
+        .await?
+        .into_inner()
+        .id;
+    let blocks = c
+        .create_task(user.req(watched_task("even blocks", &wallet, block_trigger(2))))
+        .await?
+        .into_inner()
+        .id;
+    net.start_operator(0, Heads::Subscription).await?;
+    net.mine(3).await?;
+    tokio::time::sleep(Duration::from_millis(2_200)).await;
+    net.start_operator(1, Heads::Polling).await?;
+    net.mine(3).await?;
+    tokio::time::sleep(Duration::from_millis(2_200)).await;
+    net.start_operator(2, Heads::Subscription).await?;
+    net.wait_watched(&cron, 3).await?;
+    net.wait_watched(&blocks, 3).await?;
+
+    let start = net.head().await?;
+    let end = net.mine(4).await?;
+    let expected: Vec<u64> = (start + 1..=end).filter(|b| b % 2 == 0).collect();
+    // Only the blocks all three watched: the earlier ones lack a signer and never run.
+    let block_runs = net.wait_runs(&blocks, expected.len()).await?;
+    let cron_runs = net
+        .eventually("two cron runs", || {
+            let runs = net.executions(&cron)?;
+            Ok((runs.iter().filter(|r| r.finished()).count() >= 2).then_some(runs))
+        })
+        .await?;
+    for (task, runs) in [(&blocks, &block_runs), (&cron, &cron_runs)] {
+        for run in runs.iter().filter(|r| r.finished()) {
+            let stream = net.firing(task, &run.firing.dedup_key)?;
+            let digests: BTreeSet<String> = stream
+                .iter()
+                .filter_map(|e| match &e.event {
+                    Event::TriggerReported(r) => Some(r.digest.clone()),
+                    _ => None,
+                })
+                .collect();
+            let reporters = stream
+                .iter()
+                .filter(|e| matches!(e.event, Event::TriggerReported(_)))
+                .count();
+            assert_eq!(reporters, 3, "{stream:#?}");
+            assert_eq!(digests.len(), 1, "identical digests: {digests:?}");
+            assert!(
+                !stream
+                    .iter()
+                    .any(|e| matches!(e.event, Event::ReportsDisagreed(_)))
+            );
+        }
+        assert_attested(
+            &net,
+            task,
+            &runs
+                .iter()
+                .filter(|r| r.finished())
+                .cloned()
+                .collect::<Vec<_>>(),
+            3,
+        );
+    }
+    Ok(())
+}
+
+alloy::sol! {
+    #[sol(rpc)]
+    interface IOperatorRegistry {
+        function register(address operator, bytes blsPublicKey, bytes proofOfPossession, uint256 weight) external;
+        function deregister(address operator) external;
+    }
+}
+
+/// The operator set from a registry contract on the chain: registered operators fire; one the
+/// contract deregisters is refused from then on and its tasks move.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_operator_set_comes_from_the_registry_contract() -> anyhow::Result<()> {
+    let chain = crate::anvil::Chain::start()?;
+    let registry = chain.deploy("OperatorRegistry", &[]).await?;
+    let keys: Vec<Keys> = (0..3).map(|_| Keys::random()).collect();
+    let contract = IOperatorRegistry::new(registry, &chain.provider);
+    for k in &keys {
+        let bls = k.bls_key();
+        contract
+            .register(
+                k.address(),
+                bls.sk_to_pk().to_bytes().to_vec().into(),
+                attest::proof_of_possession(&bls).into(),
+                U256::from(1),
+            )
+            .send()
+            .await?
+            .get_receipt()
+            .await?;
+    }
+    let mut net = Network::on_chain(chain, keys, |c| {
+        c.operators.members = Vec::new();
+        c.operators.registry_contract = Some(format!("{registry:#x}"));
+        c.operators.registry_refresh = Duration::from_millis(300);
+    })
+    .await?;
+    let registered = net.app().store.views.operators()?;
+    assert_eq!(registered.iter().filter(|r| r.active).count(), 3);
+    for i in 0..3 {
+        net.start_operator(i, Heads::Polling).await?;
+    }
+    let (mut c, user, wallet) = net.user().await?;
+    let id = c
+        .create_task(user.req(watched_task("registry", &wallet, block_trigger(1))))
+        .await?
+        .into_inner()
+        .id;
+    net.wait_watched(&id, 3).await?;
+    let start = net.head().await?;
+    let end = net.mine(2).await?;
+    net.wait_runs(&id, usize::try_from(end - start)?).await?;
+
+    // The contract drops operator 2.
+    let gone = net.keys[2].address();
+    IOperatorRegistry::new(registry, &net.chain.provider)
+        .deregister(gone)
+        .send()
+        .await?
+        .get_receipt()
+        .await?;
+    let gone_text = format!("{gone:#x}");
+    net.eventually("the deregistration recorded", || {
+        let rows = net.app().store.views.operators()?;
+        Ok(rows
+            .iter()
+            .any(|r| r.address == gone_text && !r.active)
+            .then_some(()))
+    })
+    .await?;
+    let mut client = net.keys[2].client(&net.server.grpc_url()).await?;
+    let err = client
+        .sync(pb::sync_messages_req::Capabilities::default())
+        .await
+        .unwrap_err();
+    assert_eq!(
+        err.downcast_ref::<tonic::Status>().unwrap().code(),
+        tonic::Code::PermissionDenied
+    );
+    net.eventually("the task to leave the deregistered operator", || {
+        let assigned = net.app().store.views.assigned(&id)?;
+        Ok((assigned.len() == 2 && !assigned.contains(&gone_text)).then_some(()))
+    })
+    .await?;
+    let before = net.executions(&id)?.len();
+    let start = net.head().await?;
+    let end = net.mine(2).await?;
+    let runs = net
+        .wait_runs(&id, before + usize::try_from(end - start)?)
+        .await?;
+    let last = runs.last().unwrap();
+    let attested = net
+        .firing(&id, &last.firing.dedup_key)?
+        .into_iter()
+        .find_map(|e| match e.event {
+            Event::TriggerAttested(a) => Some(a),
+            _ => None,
+        })
+        .unwrap();
+    assert!(!attested.signers.contains(&gone_text));
     Ok(())
 }
