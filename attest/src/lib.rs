@@ -72,8 +72,19 @@ pub struct Registration {
 }
 
 impl Registration {
-    /// Checks both proofs: the BLS key signed itself, the ECDSA key signed the binding.
-    pub fn verify(&self, chain_id: u64) -> Result<PublicKey, CryptoError> {
+    /// Checks the proofs the registration carries: the proof of possession always, the ECDSA
+    /// binding when there is one (a registry contract that only its owner writes to stands in
+    /// for it: the contract holds the BLS key and its proof of possession, not the binding).
+    pub fn check(&self, chain_id: u64) -> Result<PublicKey, CryptoError> {
+        if self.ecdsa_binding.is_empty() {
+            self.verify_possession()
+        } else {
+            self.verify(chain_id)
+        }
+    }
+
+    /// Checks that the BLS key signed itself (what makes aggregate verification sound).
+    pub fn verify_possession(&self) -> Result<PublicKey, CryptoError> {
         let pk = public_key(&self.bls_public_key)?;
         let pop = signature(&self.proof_of_possession)?;
         let result = pop.verify(true, &self.bls_public_key, POP_DST, &[], &pk, true);
@@ -83,6 +94,12 @@ impl Registration {
                 self.address
             )));
         }
+        Ok(pk)
+    }
+
+    /// Checks both proofs: the BLS key signed itself, the ECDSA key signed the binding.
+    pub fn verify(&self, chain_id: u64) -> Result<PublicKey, CryptoError> {
+        let pk = self.verify_possession()?;
         let binding = EcdsaSignature::from_raw(&self.ecdsa_binding).map_err(|e| {
             CryptoError(format!("operator {:#x}: ECDSA binding: {e}", self.address))
         })?;

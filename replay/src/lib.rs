@@ -1,7 +1,9 @@
 //! `replay`: what an auditor runs on a copy of an aggregator's data directory (or on one the
 //! aggregator is not running on: fjall locks the directory).
 //!
-//! - `verify`: the log's integrity (ULID order, hash chain, decoding, gapless streams);
+//! - `verify`: the log's integrity (ULID order, hash chain, decoding, gapless streams), then
+//!   every operator attestation and report against the registrations the log holds
+//!   (`attestations`);
 //! - `rebuild --into DIR`: a complete store rebuilt from the log alone (events copied, indexes
 //!   and projections recomputed);
 //! - `diff`: rebuild into a temporary directory and compare every derived keyspace with the live
@@ -12,6 +14,8 @@
 //!
 //! Commands write their report to the given writer and return whether the check passed, so the
 //! end-to-end tests run them in-process exactly as the binary does.
+
+pub mod attestations;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::Write;
@@ -39,7 +43,8 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 pub enum Cmd {
-    /// Check ULID order, the hash chain, decoding and stream sequences; name the first bad event.
+    /// Check ULID order, the hash chain, decoding and stream sequences, then every operator
+    /// attestation's aggregate signature and every report's signature; name the first bad event.
     Verify,
     /// Rebuild a complete store (events, indexes, projections) from the log into an empty DIR.
     Rebuild {
@@ -139,7 +144,20 @@ fn verify(data: &Path, threads: usize, out: &mut dyn Write) -> Result<bool> {
                     |(id, hash)| format!("{id} {}", hex(&hash))
                 )
             )?;
-            Ok(true)
+            match attestations::verify(&log, threads)? {
+                Ok(checked) => {
+                    writeln!(
+                        out,
+                        "ok: {} operator attestations and {} reports verified against {} registrations",
+                        checked.attestations, checked.reports, checked.registrations
+                    )?;
+                    Ok(true)
+                }
+                Err(failure) => {
+                    writeln!(out, "FAILED: attestation check: {failure}")?;
+                    Ok(false)
+                }
+            }
         }
         Err(failure) => {
             writeln!(out, "FAILED: the first bad event is {failure}")?;

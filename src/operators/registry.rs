@@ -143,18 +143,7 @@ pub fn checked(members: Vec<Member>, chain_id: u64) -> Vec<Member> {
     members
         .into_iter()
         .filter(|m| {
-            let outcome = if m.registration.ecdsa_binding.is_empty() {
-                attest::public_key(&m.registration.bls_public_key).and_then(|pk| {
-                    let pop = attest::signature(&m.registration.proof_of_possession)?;
-                    match pop.verify(true, &m.registration.bls_public_key, attest::POP_DST, &[], &pk, true) {
-                        blst::BLST_ERROR::BLST_SUCCESS => Ok(pk),
-                        e => Err(attest::CryptoError(format!("proof of possession: {e:?}"))),
-                    }
-                })
-            } else {
-                m.registration.verify(chain_id)
-            };
-            match outcome {
+            match m.registration.check(chain_id) {
                 Ok(_) if m.weight > 0 => true,
                 Ok(_) => {
                     tracing::warn!(operator = %m.registration.address, "operator left out: weight 0");

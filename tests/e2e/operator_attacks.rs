@@ -414,3 +414,65 @@ async fn one_operator_alone_cannot_disable_a_task_by_overload() -> anyhow::Resul
     );
     Ok(())
 }
+
+/// An aggregator that fabricates an attestation (a signer that never signed) is caught by the
+/// auditor's `replay verify`, though the log's hash chain is intact.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replay_catches_a_fabricated_attestation() -> anyhow::Result<()> {
+    let (mut net, id, mut clients, _) = setup(3, 0).await?;
+    let request_id = format!("{id}:10");
+    for (client, _) in clients.iter_mut().take(2) {
+        client
+            .report(&id, &request_id, TriggerKind::Block, block_output(10))
+            .await?;
+    }
+    net.wait_runs(&id, 1).await?;
+    let genuine = net
+        .firing(&id, &request_id)?
+        .into_iter()
+        .find_map(|e| match e.event {
+            Event::TriggerAttested(a) => Some(a),
+            _ => None,
+        })
+        .unwrap();
+    let data = net.server.config.data_dir.clone();
+
+    // The genuine log verifies.
+    net.server.stop().await?;
+    let (passed, report) = crate::support::replay(&data, &["verify"])?;
+    assert!(passed, "{report}");
+    assert!(
+        report.contains("1 operator attestations and 2 reports"),
+        "{report}"
+    );
+
+    // Another firing "attested" by the same signers with the genuine aggregate: it verifies
+    // over nothing they signed.
+    net.server.restart().await?;
+    let mut forged = genuine.clone();
+    forged.trigger_request_id = format!("{id}:15");
+    forged.output = Some(block_output(15));
+    let hash = attest::output_hash(&block_output(15)).unwrap();
+    forged.output_hash = hex::encode(hash);
+    forged.digest = hex::encode(attest::firing_digest(
+        31337,
+        &id,
+        &forged.trigger_request_id,
+        &hash,
+    ));
+    let command = events::Command::new("system", events::now_ms()).append(
+        events::stream::firing(&id, &forged.trigger_request_id),
+        events::Expected::Any,
+        [forged.into()],
+    );
+    let committed = net.app().store.log.append(command).await?;
+    net.server.stop().await?;
+    let (passed, report) = crate::support::replay(&data, &["verify"])?;
+    assert!(!passed, "{report}");
+    assert!(
+        report.contains(&committed.events[0].id.to_string())
+            && report.contains("aggregate signature does not verify"),
+        "{report}"
+    );
+    Ok(())
+}

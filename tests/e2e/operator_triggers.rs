@@ -95,6 +95,17 @@ async fn a_block_trigger_fires_every_n_blocks_once_though_three_operators_report
             .then_some(()))
     })
     .await?;
+
+    // An auditor checks every attestation offline, from the log alone.
+    let data = net.server.config.data_dir.clone();
+    net.server.stop().await?;
+    let (passed, report) = crate::support::replay(&data, &["verify"])?;
+    assert!(passed, "{report}");
+    assert!(
+        report
+            .contains("ok: 3 operator attestations and 6 reports verified against 3 registrations"),
+        "{report}"
+    );
     Ok(())
 }
 
