@@ -171,6 +171,57 @@ pub fn verify_digest(
     }
 }
 
+/// One report to check in a batch: the signer's key, the digest, the signature's bytes.
+#[derive(Debug, Clone)]
+pub struct Signed {
+    pub public_key: PublicKey,
+    pub digest: [u8; 32],
+    pub signature: Vec<u8>,
+}
+
+/// Checks many signatures at once: one multi-pairing over the batch, each term weighted by a
+/// random 64-bit coefficient so that bad signatures cannot cancel each other out (blst spreads
+/// the work over its thread pool). `Err` says only that some signature is bad: check them one by
+/// one to find which.
+pub fn verify_batch(batch: &[Signed]) -> Result<(), CryptoError> {
+    match batch {
+        [] => return Ok(()),
+        [one] => return verify_digest(&one.public_key, &one.digest, &one.signature),
+        _ => {}
+    }
+    let signatures: Vec<Signature> = batch
+        .iter()
+        .map(|s| signature(&s.signature))
+        .collect::<Result<_, _>>()?;
+    let mut random = vec![0u8; 8 * batch.len()];
+    getrandom::fill(&mut random).map_err(|e| CryptoError(format!("no randomness: {e}")))?;
+    let scalars: Vec<blst::blst_scalar> = random
+        .chunks(8)
+        .map(|chunk| {
+            let mut b = [0u8; 32];
+            b[..8].copy_from_slice(chunk);
+            b[0] |= 1; // never zero
+            blst::blst_scalar { b }
+        })
+        .collect();
+    let messages: Vec<&[u8]> = batch.iter().map(|s| s.digest.as_slice()).collect();
+    let keys: Vec<&PublicKey> = batch.iter().map(|s| &s.public_key).collect();
+    let refs: Vec<&Signature> = signatures.iter().collect();
+    match Signature::verify_multiple_aggregate_signatures(
+        &messages,
+        SIGNATURE_DST,
+        &keys,
+        false,
+        &refs,
+        true,
+        &scalars,
+        64,
+    ) {
+        BLST_ERROR::BLST_SUCCESS => Ok(()),
+        e => Err(bls("a signature of the batch does not verify", e)),
+    }
+}
+
 /// Aggregates signatures of one digest.
 pub fn aggregate(signatures: &[Vec<u8>]) -> Result<Vec<u8>, CryptoError> {
     let parsed: Vec<Signature> = signatures
@@ -315,5 +366,30 @@ mod tests {
             request_signer(&changed, &signature).unwrap(),
             ecdsa.address()
         );
+    }
+
+    #[test]
+    fn a_batch_verifies_and_one_bad_signature_fails_it() {
+        let keys: Vec<SecretKey> = (1..=8u8).map(|i| bls_key(&[i; 32]).unwrap()).collect();
+        let mut batch: Vec<Signed> = keys
+            .iter()
+            .enumerate()
+            .map(|(i, k)| {
+                let digest = firing_digest(31337, "task", &format!("task:{i}"), &[0; 32]);
+                Signed {
+                    public_key: k.sk_to_pk(),
+                    digest,
+                    signature: sign_digest(k, &digest),
+                }
+            })
+            .collect();
+        verify_batch(&batch).unwrap();
+        verify_batch(&batch[..1]).unwrap();
+        verify_batch(&[]).unwrap();
+        // Two signatures swapped between their digests: each is valid for the other's.
+        let (a, b) = (batch[2].signature.clone(), batch[3].signature.clone());
+        batch[2].signature = b;
+        batch[3].signature = a;
+        assert!(verify_batch(&batch).is_err());
     }
 }

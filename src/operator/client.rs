@@ -48,6 +48,21 @@ impl Client {
         })
     }
 
+    /// A client on an open channel (several operators' calls may share one HTTP/2 connection).
+    pub fn with_channel(
+        channel: Channel,
+        ecdsa: PrivateKeySigner,
+        bls: SecretKey,
+        chain_id: u64,
+    ) -> Self {
+        Self {
+            node: NodeClient::new(channel),
+            ecdsa,
+            bls,
+            chain_id,
+        }
+    }
+
     pub fn address(&self) -> alloy::primitives::Address {
         self.ecdsa.address()
     }

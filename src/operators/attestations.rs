@@ -159,7 +159,12 @@ pub async fn notify(
     let output_hash =
         attest::output_hash(&output_value).map_err(|e| Status::invalid_argument(e.0))?;
     let digest = attest::firing_digest(app.config.chain_id, task_id, request_id, &output_hash);
-    attest::verify_digest(&public_key, &digest, &req.bls_signature).map_err(|e| {
+    let signed = attest::Signed {
+        public_key,
+        digest,
+        signature: req.bls_signature.clone(),
+    };
+    pool.verifier.verify(signed).await.map_err(|e| {
         metrics::counter!("operator_requests_refused_total", "reason" => "bad_bls_signature")
             .increment(1);
         Status::unauthenticated(format!(

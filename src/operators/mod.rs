@@ -5,7 +5,8 @@
 //! - `auth`: every operator request is signed; freshness and nonces refuse replays;
 //! - `pool`: connected operators, their `SyncMessages` streams, task assignment (rendezvous
 //!   hashing, recorded as events), pushed messages and their acknowledgements;
-//! - `attest`: signed reports of firings, aggregated until a quorum agrees, then fired;
+//! - `attestations`: signed reports of firings, aggregated until a quorum agrees, then fired;
+//! - `verifier`: the reports' BLS signatures, checked in batches;
 //! - `overload`: event triggers that match too much.
 //!
 //! The cryptography itself is in the `attest` crate, shared with the operator and `replay`.
@@ -15,5 +16,6 @@ pub mod auth;
 pub mod overload;
 pub mod pool;
 pub mod registry;
+pub mod verifier;
 
 pub use pool::Pool;

@@ -29,6 +29,7 @@ use sha2::{Digest, Sha256};
 use tokio::sync::{Notify, mpsc, watch};
 use tokio::task::JoinHandle;
 
+use super::verifier::Verifier;
 use crate::config::OperatorsConfig;
 use crate::pb;
 use crate::store::Store;
@@ -96,6 +97,8 @@ pub struct Pool {
     members: Mutex<BTreeMap<Address, Member>>,
     nudge: Notify,
     closed: AtomicBool,
+    /// Checks the reports' BLS signatures, batched.
+    pub verifier: Verifier,
 }
 
 impl std::fmt::Debug for Pool {
@@ -135,6 +138,7 @@ impl Pool {
             members: Mutex::new(BTreeMap::new()),
             nudge: Notify::new(),
             closed: AtomicBool::new(false),
+            verifier: Verifier::start()?,
         });
         pool.refresh_members()?;
         Ok(pool)
