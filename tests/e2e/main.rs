@@ -19,6 +19,7 @@ mod interop_js;
 mod network;
 mod nonce;
 mod operator_attacks;
+mod operator_pool;
 mod operator_triggers;
 mod restart;
 mod secrets_at_rest;
