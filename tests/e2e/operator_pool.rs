@@ -164,7 +164,6 @@ async fn operators_show_their_liveness() -> anyhow::Result<()> {
             "HealthCheck",
             pb::HealthCheckRequest {
                 operator_address: format!("{:#x}", client.address()),
-                ..Default::default()
             },
         )?)
         .await?
