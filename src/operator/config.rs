@@ -143,3 +143,31 @@ impl OperatorConfig {
         Ok(attest::bls_key(&bytes)?)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_example_parses_and_keys_come_from_files_or_inline() {
+        let example: OperatorConfig =
+            serde_norway::from_str(include_str!("../../config/operator.example.yaml")).unwrap();
+        assert_eq!(example.chain_id, 31337);
+        assert_eq!(example.event_cooldown, Duration::from_secs(300));
+        assert!(
+            example.ecdsa().is_err(),
+            "the example's key files are not there"
+        );
+
+        let mut inline = example.clone();
+        inline.ecdsa_key = Some(format!("0x{}", "11".repeat(32)));
+        inline.bls_key = Some(format!("0x{}", "22".repeat(32)));
+        inline.ecdsa().unwrap();
+        inline.bls().unwrap();
+        inline.bls_key = Some("not hex".into());
+        assert!(inline.bls().is_err());
+
+        let unknown = "aggregator: x\nethereum: {http_url: y}\nsurprise: 1\n";
+        assert!(serde_norway::from_str::<OperatorConfig>(unknown).is_err());
+    }
+}
