@@ -3,7 +3,9 @@
 //! - trigger → execution finished for a one-node graph (custom code returning a constant),
 //!   firings spread over many tasks, with durable commits: executions per second, and the
 //!   latency (p50, p99) from the firing to the run's end, the load generator included;
-//! - the sandbox: a fresh context plus a trivial script, median and p99, engine start amortised.
+//! - the sandbox: a fresh context plus a trivial script, median and p99, engine start amortised;
+//! - the baseline, in the same run: one-event commands through the log alone (a fresh store),
+//!   as many in flight, durable.
 //!
 //! `cargo bench --bench engine`; `BENCH_SECONDS` (default 5), `BENCH_TASKS` (default 256),
 //! `BENCH_CONCURRENCY` (firings in flight, default 32). Targets: >= 2 000 executions/s with
@@ -154,11 +156,20 @@ async fn run() {
     }
     js.sort_by(f64::total_cmp);
 
+    let appends = log_baseline(concurrency, seconds).await;
+
     println!();
     println!("| measurement | result | target |");
     println!("|---|---:|---|");
     println!(
+        "| baseline: one-event commands through the same log, {concurrency} in flight, fsync'd, per s | {appends:.0} | |"
+    );
+    println!(
         "| executions/s (one-node graph, {tasks_n} tasks, {concurrency} firings in flight, fsync'd) | {rate:.0} | >= 2000 |"
+    );
+    println!(
+        "| executions per baseline command | {:.2} | |",
+        rate / appends
     );
     println!(
         "| firing → finished p50 (ms) | {:.2} | |",
@@ -175,7 +186,56 @@ async fn run() {
     println!("| sandbox: p99 (ms) | {:.3} | |", percentile(&js, 0.99));
     println!("| executions measured | {done} | |");
     app.engine.shutdown(Duration::from_secs(5)).await;
-    app.store.close().unwrap();
+    let store = app.store.clone();
+    tokio::task::spawn_blocking(move || store.close().unwrap())
+        .await
+        .unwrap();
+}
+
+/// The log's own rate on a fresh store: commands of one small event (an assignment), as many in
+/// flight as the engine's firings, durable: what an execution's several commands are built on.
+async fn log_baseline(concurrency: usize, seconds: Duration) -> f64 {
+    let dir = tempfile::tempdir().unwrap();
+    let (store, _) = aggregator::store::Store::open(dir.path(), events::Durability::Sync).unwrap();
+    let store = Arc::new(store);
+    let stop = Arc::new(AtomicBool::new(false));
+    let counter = Arc::new(AtomicU64::new(0));
+    let workers: Vec<_> = (0..concurrency)
+        .map(|w| {
+            let (store, stop, counter) = (store.clone(), stop.clone(), counter.clone());
+            tokio::spawn(async move {
+                let mut i = 0u64;
+                while !stop.load(Ordering::Relaxed) {
+                    let command = events::Command::new("bench", events::now_ms()).append(
+                        events::stream::assignment(&format!("t{w}")),
+                        events::Expected::Any,
+                        [events::event::OperatorAssigned {
+                            task_id: format!("t{w}"),
+                            operator: format!("0x{i:040x}"),
+                        }
+                        .into()],
+                    );
+                    store.log.append(command).await.unwrap();
+                    counter.fetch_add(1, Ordering::Relaxed);
+                    i += 1;
+                }
+            })
+        })
+        .collect();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let warm = counter.load(Ordering::Relaxed);
+    let measured = Instant::now();
+    tokio::time::sleep(seconds).await;
+    let rate = (counter.load(Ordering::Relaxed) - warm) as f64 / measured.elapsed().as_secs_f64();
+    stop.store(true, Ordering::Relaxed);
+    for w in workers {
+        w.await.unwrap();
+    }
+    let store = Arc::try_unwrap(store).ok().unwrap();
+    tokio::task::spawn_blocking(move || store.close().unwrap())
+        .await
+        .unwrap();
+    rate
 }
 
 fn trivial() -> Script {
