@@ -194,11 +194,14 @@ async fn handle(
     }
 }
 
-/// Sends reports in order, retrying those the aggregator could not take.
+/// Sends reports in order. One the aggregator could not take (it is restarting, or unreachable)
+/// is sent again until it is taken, however long that takes: a firing is never dropped for an
+/// outage. One it refused (a bad request, a task no longer assigned) is not sent again.
 async fn report_loop(mut client: Client, mut queue: mpsc::UnboundedReceiver<Report>) {
     while let Some(report) = queue.recv().await {
         let mut backoff = Duration::from_millis(100);
-        for _ in 0..8 {
+        let mut refused = 0;
+        loop {
             match client
                 .report(
                     &report.task_id,
@@ -215,17 +218,28 @@ async fn report_loop(mut client: Client, mut queue: mpsc::UnboundedReceiver<Repo
                     break;
                 }
                 Err(e) => {
-                    let transient = e.downcast_ref::<tonic::Status>().is_some_and(|s| {
-                        matches!(
-                            s.code(),
-                            tonic::Code::Unavailable
-                                | tonic::Code::DeadlineExceeded
-                                | tonic::Code::Unknown
-                        )
-                    });
+                    let code = e.downcast_ref::<tonic::Status>().map(tonic::Status::code);
                     tracing::warn!(task = %report.task_id, error = %e, "report failed");
-                    if !transient {
-                        break;
+                    match code {
+                        // Not taken: the aggregator stopped, restarts, is unreachable, is busy, or
+                        // closed the connection with the call in flight (reports are idempotent).
+                        Some(
+                            tonic::Code::Unavailable
+                            | tonic::Code::Cancelled
+                            | tonic::Code::Aborted
+                            | tonic::Code::ResourceExhausted
+                            | tonic::Code::DeadlineExceeded
+                            | tonic::Code::Unknown,
+                        ) => {}
+                        // Each attempt is signed afresh: one refused for its time (clocks
+                        // apart, an aggregator that just started) may pass next time; an internal
+                        // error may be passing too.
+                        Some(tonic::Code::Unauthenticated | tonic::Code::Internal)
+                            if refused < 3 =>
+                        {
+                            refused += 1;
+                        }
+                        _ => break,
                     }
                     tokio::time::sleep(backoff).await;
                     backoff = (backoff * 2).min(Duration::from_secs(5));
