@@ -10,7 +10,9 @@
 //! - `n:<owner>:<wallet>:<status>` → number of tasks (u64 BE) by their own status (not `x`);
 //! - `o:<owner>` → number of tasks (u64 BE) the owner has (quota checks read it with one point
 //!   read: a prefix scan over counters rewritten at every change would walk all their versions);
-//! - `s:<letter>` → number of tasks (u64 BE) under each `t:` letter, for telemetry.
+//! - `s:<letter>` → number of tasks (u64 BE) under each `t:` letter, for telemetry;
+//! - `e:<expired_at, 20 digits>:<task id>` → empty: the active tasks that expire, by when, so that
+//!   the expiry sweep reads only the tasks that are due.
 
 use events::event::{Event, TaskCreated};
 use events::task::{TaskDefinition, TriggerKind};
@@ -134,6 +136,14 @@ pub fn letter_count_key(letter: char) -> Vec<u8> {
     format!("s:{letter}").into_bytes()
 }
 
+/// The expiry index entry of a task that can expire (active, with an `expired_at`).
+pub fn expiry_key(row: &TaskRow) -> Option<Vec<u8>> {
+    (row.status == Status::Active && row.expired_at > 0)
+        .then(|| format!("{EXPIRY_PREFIX}{:020}:{}", row.expired_at, row.id).into_bytes())
+}
+
+pub const EXPIRY_PREFIX: &str = "e:";
+
 pub fn counter_key(owner: &str, wallet: &str, status: Status) -> Vec<u8> {
     format!("n:{owner}:{wallet}:{}", status.letter()).into_bytes()
 }
@@ -210,7 +220,17 @@ impl Tasks {
         };
         let before_letter = row.letter();
         let before_status = row.status;
+        let before_expiry = expiry_key(&row);
         row.apply(env);
+        let after_expiry = expiry_key(&row);
+        if before_expiry != after_expiry {
+            if let Some(key) = before_expiry {
+                tx.remove(&self.keyspace, key);
+            }
+            if let Some(key) = after_expiry {
+                tx.insert(&self.keyspace, key, []);
+            }
+        }
         if row.status != before_status {
             self.count(tx, &row.owner, &row.wallet, before_status, -1)?;
             self.count(tx, &row.owner, &row.wallet, row.status, 1)?;
@@ -221,6 +241,9 @@ impl Tasks {
     fn create(&self, tx: &mut Tx, env: &Envelope, created: &TaskCreated) -> events::Result<()> {
         let row = TaskRow::created(env, created);
         self.store(tx, None, &row)?;
+        if let Some(key) = expiry_key(&row) {
+            tx.insert(&self.keyspace, key, []);
+        }
         // The definition stays in its event: the row points to it (no second copy to write).
         tx.insert(&self.keyspace, definition_key(&row.id), env.id.to_bytes());
         tx.insert(
@@ -237,6 +260,9 @@ impl Tasks {
             return Ok(());
         };
         tx.remove(&self.keyspace, row_key(row.letter(), task_id));
+        if let Some(key) = expiry_key(&row) {
+            tx.remove(&self.keyspace, key);
+        }
         self.add(tx, letter_count_key(row.letter()), -1)?;
         tx.remove(&self.keyspace, locator_key(task_id));
         tx.remove(&self.keyspace, definition_key(task_id));
@@ -252,7 +278,7 @@ impl Projection for Tasks {
     }
 
     fn schema_version(&self) -> u32 {
-        4
+        5
     }
 
     fn keyspace(&self) -> &Keyspace {

@@ -163,6 +163,26 @@ impl Views {
         )
     }
 
+    /// Active tasks whose `expired_at` is at or before `now_ms`, soonest first.
+    pub fn due_expiries(&self, now_ms: i64) -> events::Result<Vec<String>> {
+        let mut ids = Vec::new();
+        let prefix = tasks::EXPIRY_PREFIX.as_bytes();
+        for guard in self.tasks.prefix(prefix) {
+            let key = guard.key()?;
+            let rest = key.get(prefix.len()..).unwrap_or_default();
+            let (at, id) = rest.split_at(rest.len().min(20));
+            let at: i64 = std::str::from_utf8(at)
+                .ok()
+                .and_then(|t| t.parse().ok())
+                .unwrap_or(i64::MAX);
+            if at > now_ms {
+                break;
+            }
+            ids.push(String::from_utf8_lossy(id.get(1..).unwrap_or_default()).into_owned());
+        }
+        Ok(ids)
+    }
+
     /// A task's execution ids, oldest first.
     pub fn execution_ids(&self, task_id: &str) -> events::Result<Vec<String>> {
         let prefix = executions::history_prefix(task_id);

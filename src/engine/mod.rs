@@ -437,20 +437,19 @@ impl Engine {
     async fn sweep_expired(&self) -> Result<(), events::Error> {
         let store = &self.inner.store;
         let now = now_ms_i64();
-        for letter in ['a', 'x'] {
-            for id in store.views.task_ids_with_letter(letter)? {
-                let Some(row) = store.views.task(&id)? else {
-                    continue;
-                };
-                if let Some(completed) = firing::expiry(&row, now) {
-                    let command = Command::new("system", now_ms()).append(
-                        events::stream::task(&id),
-                        Expected::Exactly(row.version),
-                        [completed],
-                    );
-                    // A conflict means the task moved: the next sweep looks again.
-                    let _ = store.log.append(command).await;
-                }
+        // Only the tasks due, from the expiry index: the sweep costs what expires.
+        for id in store.views.due_expiries(now)? {
+            let Some(row) = store.views.task(&id)? else {
+                continue;
+            };
+            if let Some(completed) = firing::expiry(&row, now) {
+                let command = Command::new("system", now_ms()).append(
+                    events::stream::task(&id),
+                    Expected::Exactly(row.version),
+                    [completed],
+                );
+                // A conflict means the task moved: the next sweep looks again.
+                let _ = store.log.append(command).await;
             }
         }
         Ok(())

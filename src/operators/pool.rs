@@ -77,7 +77,12 @@ struct Told {
 struct Connection {
     sender: mpsc::Sender<Result<pb::SyncMessagesResp, tonic::Status>>,
     since: Instant,
+    /// By task: the last message about it.
     told: HashMap<String, Told>,
+    /// Message id → task, for acknowledgements.
+    by_message: HashMap<String, String>,
+    /// Whether the operator was told all its tasks since it (re)connected.
+    synced: bool,
 }
 
 struct Member {
@@ -97,6 +102,8 @@ pub struct Pool {
     members: Mutex<BTreeMap<Address, Member>>,
     nudge: Notify,
     closed: AtomicBool,
+    /// What the reconciliation keeps between passes.
+    tracking: tokio::sync::Mutex<Tracking>,
     /// Checks the reports' BLS signatures, batched.
     pub verifier: Verifier,
 }
@@ -121,6 +128,49 @@ pub struct OperatorView {
     pub liveness: Liveness,
 }
 
+/// What the reconciliation keeps between passes, so that a pass costs what changed.
+#[derive(Default)]
+struct Tracking {
+    loaded: bool,
+    /// The last event read.
+    cursor: Option<events::Ulid>,
+    /// The watched tasks.
+    tasks: HashMap<String, TaskRow>,
+    /// The assignments, as the log holds them.
+    assigned: HashMap<String, BTreeSet<Address>>,
+    /// The eligible operators and `k` of the last pass.
+    eligible: Vec<(Address, Capabilities)>,
+    k: usize,
+}
+
+/// Whether operators watch a task: active (or running) with a non-manual trigger.
+fn watched(row: &TaskRow) -> bool {
+    row.status == TaskStatus::Active && row.trigger_kind.is_some_and(|k| k != TriggerKind::Manual)
+}
+
+/// The `k` operators a task goes to: the highest rendezvous hashes among the eligible ones able
+/// to watch its trigger. While nobody is, it keeps what it has (no flapping on a restart before
+/// the operators reconnect).
+fn choose(
+    row: &TaskRow,
+    eligible: &[(Address, Capabilities)],
+    k: usize,
+    had: &BTreeSet<Address>,
+) -> BTreeSet<Address> {
+    let Some(kind) = row.trigger_kind else {
+        return BTreeSet::new();
+    };
+    let mut candidates: Vec<&(Address, Capabilities)> =
+        eligible.iter().filter(|(_, c)| c.can_watch(kind)).collect();
+    candidates.sort_by_key(|(a, _)| std::cmp::Reverse(rendezvous(&row.id, a)));
+    let chosen: BTreeSet<Address> = candidates.iter().take(k).map(|(a, _)| *a).collect();
+    if chosen.is_empty() {
+        had.clone()
+    } else {
+        chosen
+    }
+}
+
 fn rendezvous(task_id: &str, operator: &Address) -> [u8; 32] {
     Sha256::new()
         .chain_update(task_id.as_bytes())
@@ -138,6 +188,7 @@ impl Pool {
             members: Mutex::new(BTreeMap::new()),
             nudge: Notify::new(),
             closed: AtomicBool::new(false),
+            tracking: tokio::sync::Mutex::new(Tracking::default()),
             verifier: Verifier::start()?,
         });
         pool.refresh_members()?;
@@ -226,6 +277,8 @@ impl Pool {
                     sender,
                     since: Instant::now(),
                     told: HashMap::new(),
+                    by_message: HashMap::new(),
+                    synced: false,
                 });
                 m.capabilities = capabilities;
                 m.gone_since = None;
@@ -253,13 +306,16 @@ impl Pool {
         else {
             return false;
         };
-        for told in connection.told.values_mut() {
-            if told.message_id == message_id {
+        let Some(task) = connection.by_message.get(message_id) else {
+            return false;
+        };
+        match connection.told.get_mut(task) {
+            Some(told) if told.message_id == message_id => {
                 told.acked = true;
-                return true;
+                true
             }
+            _ => false,
         }
-        false
     }
 
     pub fn ping(&self, address: Address, liveness: Liveness) {
@@ -331,23 +387,85 @@ impl Pool {
         }
     }
 
-    /// The tasks operators watch: active (or running) with a non-manual trigger.
-    fn watched_tasks(&self) -> anyhow::Result<Vec<TaskRow>> {
-        let mut out = Vec::new();
+    /// Every task operators watch (active, or running, with a non-manual trigger): read once,
+    /// at the first pass.
+    fn watched_tasks(&self) -> anyhow::Result<HashMap<String, TaskRow>> {
+        let mut out = HashMap::new();
         for letter in ['a', 'x'] {
             for id in self.store.views.task_ids_with_letter(letter)? {
                 if let Some(row) = self.store.views.task(&id)?
-                    && row.status == TaskStatus::Active
-                    && row.trigger_kind.is_some_and(|k| k != TriggerKind::Manual)
+                    && watched(&row)
                 {
-                    out.push(row);
+                    out.insert(id, row);
                 }
             }
         }
         Ok(out)
     }
 
-    /// One reconciliation: assignments, then messages.
+    /// The tasks that changed since the last pass (all of them at the first), with the tracked
+    /// set brought up to date: the events appended since are read, and the tasks whose
+    /// streams they touch are read again.
+    fn changed_tasks(&self, t: &mut Tracking) -> anyhow::Result<BTreeSet<String>> {
+        if !t.loaded {
+            // Where the log stands before the full read: what lands meanwhile is read again.
+            t.cursor = self.store.log.head()?.map(|(id, _)| id);
+            t.tasks = self.watched_tasks()?;
+            t.assigned.clear();
+            for (task, operator) in self.store.views.assignments()? {
+                if let Ok(address) = operator.parse::<Address>() {
+                    t.assigned.entry(task).or_default().insert(address);
+                }
+            }
+            t.loaded = true;
+            return Ok(t.tasks.keys().chain(t.assigned.keys()).cloned().collect());
+        }
+        let mut changed = BTreeSet::new();
+        for item in self.store.log.keyspaces().scan(t.cursor) {
+            let (id, value) = item?;
+            if Some(id) == t.cursor {
+                continue;
+            }
+            let header = events::decode_header_at(id, &value)?;
+            if let Some(task) = header.stream.strip_prefix("task:") {
+                changed.insert(task.to_owned());
+            }
+            t.cursor = Some(id);
+        }
+        for task in &changed {
+            match self.store.views.task(task)? {
+                Some(row) if watched(&row) => {
+                    t.tasks.insert(task.clone(), row);
+                }
+                _ => {
+                    t.tasks.remove(task);
+                }
+            }
+        }
+        Ok(changed)
+    }
+
+    /// The operators that may be given tasks: connected, or gone for less than the grace period.
+    fn eligible(&self) -> (Vec<(Address, Capabilities)>, usize) {
+        let members = self.members.lock().unwrap_or_else(|p| p.into_inner());
+        let grace = self.config.reassign_grace;
+        let eligible = members
+            .iter()
+            .filter(|(_, m)| {
+                m.connection.is_some() || m.gone_since.is_some_and(|g| g.elapsed() < grace)
+            })
+            .map(|(a, m)| (*a, m.capabilities))
+            .collect();
+        let k = if self.config.per_task == 0 {
+            members.len().min(3)
+        } else {
+            self.config.per_task
+        };
+        (eligible, k)
+    }
+
+    /// One reconciliation: assignments, then messages. A pass costs what changed since the last
+    /// one (new events, operators becoming eligible or not), not the number of tasks.
     pub async fn reconcile(&self) -> anyhow::Result<()> {
         // Streams whose receiver is gone: the operator left.
         {
@@ -359,54 +477,31 @@ impl Pool {
                 }
             }
         }
-        let tasks = self.watched_tasks()?;
-        let current: Vec<(String, String)> = self.store.views.assignments()?;
-        let mut assigned: HashMap<String, BTreeSet<Address>> = HashMap::new();
-        for (task, operator) in current {
-            if let Ok(address) = operator.parse::<Address>() {
-                assigned.entry(task).or_default().insert(address);
-            }
+        let mut tracking = self.tracking.lock().await;
+        let t = &mut *tracking;
+        let mut changed = self.changed_tasks(t)?;
+        let (eligible, k) = self.eligible();
+        if eligible != t.eligible || k != t.k {
+            // Who may watch changed: every task's choice is made again.
+            changed.extend(t.tasks.keys().cloned());
+            changed.extend(t.assigned.keys().cloned());
+            t.eligible = eligible;
+            t.k = k;
         }
-        let (eligible, total) = {
-            let members = self.members.lock().unwrap_or_else(|p| p.into_inner());
-            let grace = self.config.reassign_grace;
-            let eligible: Vec<(Address, Capabilities)> = members
-                .iter()
-                .filter(|(_, m)| {
-                    m.connection.is_some() || m.gone_since.is_some_and(|g| g.elapsed() < grace)
-                })
-                .map(|(a, m)| (*a, m.capabilities))
-                .collect();
-            (eligible, members.len())
-        };
-        let k = if self.config.per_task == 0 {
-            total.min(3)
-        } else {
-            self.config.per_task
-        };
-
-        // Desired assignments, by rendezvous hashing among those able to watch the trigger.
-        let mut desired: HashMap<String, BTreeSet<Address>> = HashMap::new();
-        for task in &tasks {
-            let Some(kind) = task.trigger_kind else {
-                continue;
+        for task in &changed {
+            let had = t.assigned.get(task).cloned().unwrap_or_default();
+            let wanted = match t.tasks.get(task) {
+                Some(row) => choose(row, &t.eligible, t.k, &had),
+                None => BTreeSet::new(),
             };
-            let mut candidates: Vec<&(Address, Capabilities)> =
-                eligible.iter().filter(|(_, c)| c.can_watch(kind)).collect();
-            candidates.sort_by_key(|(a, _)| std::cmp::Reverse(rendezvous(&task.id, a)));
-            let chosen: BTreeSet<Address> = candidates.iter().take(k).map(|(a, _)| *a).collect();
-            // Keep what is assigned while nobody better is available (no flapping on a
-            // restart before operators reconnect).
-            if chosen.is_empty() {
-                if let Some(previous) = assigned.get(&task.id) {
-                    desired.insert(task.id.clone(), previous.clone());
-                }
+            if wanted == had {
                 continue;
             }
-            desired.insert(task.id.clone(), chosen);
-        }
-        for (task, wanted) in &desired {
-            let had = assigned.get(task).cloned().unwrap_or_default();
+            let reason = if t.tasks.contains_key(task) {
+                "reassigned"
+            } else {
+                "the task stopped"
+            };
             let mut events: Vec<events::Event> = Vec::new();
             for operator in wanted.difference(&had) {
                 events.push(
@@ -417,108 +512,84 @@ impl Pool {
                     .into(),
                 );
             }
-            for operator in had.difference(wanted) {
+            for operator in had.difference(&wanted) {
                 events.push(
                     OperatorUnassigned {
                         task_id: task.clone(),
                         operator: format!("{operator:#x}"),
-                        reason: "reassigned".into(),
+                        reason: reason.into(),
                     }
                     .into(),
                 );
             }
-            if !events.is_empty() {
-                let command = Command::new("system", events::now_ms()).append(
-                    events::stream::assignment(task),
-                    Expected::Any,
-                    events,
-                );
-                self.store.log.append(command).await?;
+            let command = Command::new("system", events::now_ms()).append(
+                events::stream::assignment(task),
+                Expected::Any,
+                events,
+            );
+            self.store.log.append(command).await?;
+            if wanted.is_empty() {
+                t.assigned.remove(task);
+            } else {
+                t.assigned.insert(task.clone(), wanted);
             }
         }
-        // Tasks no longer watched lose their assignments.
-        for (task, had) in &assigned {
-            if desired.contains_key(task) {
-                continue;
-            }
-            let events: Vec<events::Event> = had
-                .iter()
-                .map(|operator| {
-                    OperatorUnassigned {
-                        task_id: task.clone(),
-                        operator: format!("{operator:#x}"),
-                        reason: "the task stopped".into(),
-                    }
-                    .into()
-                })
-                .collect();
-            if !events.is_empty() {
-                let command = Command::new("system", events::now_ms()).append(
-                    events::stream::assignment(task),
-                    Expected::Any,
-                    events,
-                );
-                self.store.log.append(command).await?;
-            }
-        }
-        self.push(&tasks, &desired)
+        self.push(t, &changed)
     }
 
-    /// Sends each connected operator what changed for it, and again what it did not acknowledge.
-    fn push(
-        &self,
-        tasks: &[TaskRow],
-        desired: &HashMap<String, BTreeSet<Address>>,
-    ) -> anyhow::Result<()> {
-        let rows: HashMap<&str, &TaskRow> = tasks.iter().map(|t| (t.id.as_str(), t)).collect();
+    /// Sends each connected operator what changed for it (everything, to one that just
+    /// connected), and again what it did not acknowledge in time.
+    fn push(&self, t: &Tracking, changed: &BTreeSet<String>) -> anyhow::Result<()> {
         let mut members = self.members.lock().unwrap_or_else(|p| p.into_inner());
         for (address, member) in members.iter_mut() {
             let Some(connection) = member.connection.as_mut() else {
                 continue;
             };
-            let mine: BTreeSet<&String> = desired
-                .iter()
-                .filter(|(_, ops)| ops.contains(address))
-                .map(|(task, _)| task)
-                .collect();
-            // New or changed assignments.
-            for task in &mine {
-                let fresh = connection
+            let scope: Vec<String> = if connection.synced {
+                changed.iter().cloned().collect()
+            } else {
+                connection.synced = true;
+                t.assigned
+                    .iter()
+                    .filter(|(_, ops)| ops.contains(address))
+                    .map(|(task, _)| task.clone())
+                    .chain(connection.told.keys().cloned())
+                    .collect()
+            };
+            for task in &scope {
+                let mine = t.tasks.contains_key(task)
+                    && t.assigned
+                        .get(task)
+                        .is_some_and(|ops| ops.contains(address));
+                let watching = connection
                     .told
-                    .get(task.as_str())
-                    .is_none_or(|t| t.op != pb::MessageOp::MonitorTaskTrigger);
-                if fresh && let Some(row) = rows.get(task.as_str()) {
-                    let message = self.monitor_message(row)?;
-                    tell(connection, task, pb::MessageOp::MonitorTaskTrigger, message);
+                    .get(task)
+                    .is_some_and(|told| told.op == pb::MessageOp::MonitorTaskTrigger);
+                if mine && !watching {
+                    if let Some(row) = t.tasks.get(task) {
+                        let message = self.monitor_message(row)?;
+                        tell(connection, task, pb::MessageOp::MonitorTaskTrigger, message);
+                    }
+                } else if !mine && watching {
+                    // Stopped, or moved to another operator.
+                    let op = match self.store.views.task(task)? {
+                        None => pb::MessageOp::DeleteTask,
+                        Some(row) => match row.status {
+                            TaskStatus::Completed => pb::MessageOp::CompletedTask,
+                            TaskStatus::Active => pb::MessageOp::DeleteTask,
+                            _ => pb::MessageOp::DisableTask,
+                        },
+                    };
+                    let message = pb::SyncMessagesResp {
+                        id: String::new(),
+                        op: op as i32,
+                        task_metadata: Some(pb::sync_messages_resp::TaskMetadata {
+                            task_id: task.clone(),
+                            ..Default::default()
+                        }),
+                    };
+                    tell(connection, task, op, message);
                 }
-            }
-            // Tasks that stopped or moved away.
-            let stopped: Vec<String> = connection
-                .told
-                .iter()
-                .filter(|(task, told)| {
-                    told.op == pb::MessageOp::MonitorTaskTrigger && !mine.contains(task)
-                })
-                .map(|(task, _)| task.clone())
-                .collect();
-            for task in stopped {
-                let op = match self.store.views.task(&task)? {
-                    None => pb::MessageOp::DeleteTask,
-                    Some(row) => match row.status {
-                        TaskStatus::Completed => pb::MessageOp::CompletedTask,
-                        TaskStatus::Active => pb::MessageOp::DeleteTask, // moved to another operator
-                        _ => pb::MessageOp::DisableTask,
-                    },
-                };
-                let message = pb::SyncMessagesResp {
-                    id: String::new(),
-                    op: op as i32,
-                    task_metadata: Some(pb::sync_messages_resp::TaskMetadata {
-                        task_id: task.clone(),
-                        ..Default::default()
-                    }),
-                };
-                tell(connection, &task, op, message);
             }
             // What was not acknowledged in time goes again.
             let timeout = self.config.ack_timeout;
@@ -530,9 +601,16 @@ impl Pool {
                 }
             }
             // Stops that were acknowledged are forgotten (the task may come back).
-            connection
-                .told
-                .retain(|_, t| t.op == pb::MessageOp::MonitorTaskTrigger || !t.acked);
+            let Connection {
+                told, by_message, ..
+            } = connection;
+            told.retain(|_, t| {
+                let keep = t.op == pb::MessageOp::MonitorTaskTrigger || !t.acked;
+                if !keep {
+                    by_message.remove(&t.message_id);
+                }
+                keep
+            });
         }
         Ok(())
     }
@@ -599,6 +677,12 @@ fn tell(
     let message_id = ulid::Ulid::generate().to_string();
     message.id.clone_from(&message_id);
     let sent = connection.sender.try_send(Ok(message.clone())).is_ok();
+    if let Some(previous) = connection.told.get(task) {
+        connection.by_message.remove(&previous.message_id);
+    }
+    connection
+        .by_message
+        .insert(message_id.clone(), task.to_owned());
     connection.told.insert(
         task.to_owned(),
         Told {

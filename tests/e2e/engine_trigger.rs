@@ -304,3 +304,48 @@ async fn runs_of_one_task_go_one_at_a_time_in_order() -> anyhow::Result<()> {
     }
     Ok(())
 }
+
+/// Tasks past their `expired_at` are completed by the sweep, which reads only the tasks due
+/// (the expiry index): one that expires later, one that never does and a disabled one stay.
+#[tokio::test]
+async fn the_expiry_sweep_completes_what_expired_and_nothing_else() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let mut config = TestServer::config(dir.path());
+    config.engine.expiry_sweep = Duration::from_secs(1);
+    let server = TestServer::start_with(dir, config).await?;
+    let mut c = server.client().await?;
+    let user = User::sign_in(&mut c).await?;
+    let wallet = user.wallet(&mut c).await?;
+    let now = aggregator::app::now_ms_i64();
+    let create = |name: &str, expired_at: i64| {
+        let mut request = task_of(name, &wallet, vec![code_node("code", "return 1;")], None);
+        request.expired_at = expired_at;
+        let request = user.req(request);
+        let mut c = c.clone();
+        async move { anyhow::Ok(c.create_task(request).await?.into_inner().id) }
+    };
+    let soon = create("soon", now + 1_500).await?;
+    let later = create("later", now + 3_600_000).await?;
+    let never = create("never", 0).await?;
+    let paused = create("paused", now + 1_500).await?;
+    c.set_task_enabled(user.req(pb::SetTaskEnabledReq {
+        id: paused.clone(),
+        enabled: false,
+    }))
+    .await?;
+
+    let status = |id: String| {
+        let mut c = c.clone();
+        let request = user.req(pb::IdReq { id });
+        async move { anyhow::Ok(c.get_task(request).await?.into_inner().status) }
+    };
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while status(soon.clone()).await? != pb::TaskStatus::Completed as i32 {
+        assert!(tokio::time::Instant::now() < deadline, "never completed");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert_eq!(status(later).await?, pb::TaskStatus::Enabled as i32);
+    assert_eq!(status(never).await?, pb::TaskStatus::Enabled as i32);
+    assert_eq!(status(paused).await?, pb::TaskStatus::Disabled as i32);
+    Ok(())
+}
