@@ -274,6 +274,13 @@ fn main() {
 }
 
 async fn async_main() {
+    // `BENCH_LOG=fjall=debug` shows the storage engine's stalls, for instance.
+    if let Ok(level) = std::env::var("BENCH_LOG") {
+        aggregator::telemetry::init_logging(&aggregator::config::LogConfig {
+            level,
+            ..Default::default()
+        });
+    }
     // Echo baseline.
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let echo_addr = listener.local_addr().unwrap();

@@ -406,7 +406,7 @@ impl Pool {
     /// The tasks that changed since the last pass (all of them at the first), with the tracked
     /// set brought up to date: the events appended since are read, and the tasks whose
     /// streams they touch are read again.
-    fn changed_tasks(&self, t: &mut Tracking) -> anyhow::Result<BTreeSet<String>> {
+    async fn changed_tasks(&self, t: &mut Tracking) -> anyhow::Result<BTreeSet<String>> {
         if !t.loaded {
             // Where the log stands before the full read: what lands meanwhile is read again.
             t.cursor = self.store.log.head()?.map(|(id, _)| id);
@@ -421,10 +421,16 @@ impl Pool {
             return Ok(t.tasks.keys().chain(t.assigned.keys()).cloned().collect());
         }
         let mut changed = BTreeSet::new();
+        let mut read = 0usize;
         for item in self.store.log.keyspaces().scan(t.cursor) {
             let (id, value) = item?;
             if Some(id) == t.cursor {
                 continue;
+            }
+            read += 1;
+            if read.is_multiple_of(256) {
+                // A busy log means many events: let the requests on this thread go meanwhile.
+                tokio::task::yield_now().await;
             }
             let header = events::decode_header_at(id, &value)?;
             if let Some(task) = header.stream.strip_prefix("task:") {
@@ -432,7 +438,10 @@ impl Pool {
             }
             t.cursor = Some(id);
         }
-        for task in &changed {
+        for (i, task) in changed.iter().enumerate() {
+            if i % 256 == 255 {
+                tokio::task::yield_now().await;
+            }
             match self.store.views.task(task)? {
                 Some(row) if watched(&row) => {
                     t.tasks.insert(task.clone(), row);
@@ -479,7 +488,17 @@ impl Pool {
         }
         let mut tracking = self.tracking.lock().await;
         let t = &mut *tracking;
-        let mut changed = self.changed_tasks(t)?;
+        if self
+            .members
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .is_empty()
+        {
+            // No operators: nothing to assign. Everything is read again when some register.
+            t.loaded = false;
+            return Ok(());
+        }
+        let mut changed = self.changed_tasks(t).await?;
         let (eligible, k) = self.eligible();
         if eligible != t.eligible || k != t.k {
             // Who may watch changed: every task's choice is made again.
