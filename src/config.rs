@@ -91,6 +91,18 @@ pub struct GrpcConfig {
     pub tls: Option<TlsConfig>,
     /// Largest request or response message.
     pub max_message_bytes: usize,
+    /// Connections open at once; one past it is closed at once.
+    pub max_connections: usize,
+    /// How long a new connection may stay silent before it is closed (it must start its HTTP/2
+    /// or TLS handshake).
+    #[serde(with = "duration_text")]
+    pub handshake_timeout: Duration,
+    /// HTTP/2 pings on idle connections, and how long an answer may take before the connection
+    /// is dropped.
+    #[serde(with = "duration_text")]
+    pub keepalive_interval: Duration,
+    #[serde(with = "duration_text")]
+    pub keepalive_timeout: Duration,
 }
 
 impl Default for GrpcConfig {
@@ -99,6 +111,10 @@ impl Default for GrpcConfig {
             listen: SocketAddr::from(([127, 0, 0, 1], 2206)),
             tls: None,
             max_message_bytes: 4 * 1024 * 1024,
+            max_connections: 10_000,
+            handshake_timeout: Duration::from_secs(10),
+            keepalive_interval: Duration::from_secs(30),
+            keepalive_timeout: Duration::from_secs(10),
         }
     }
 }
@@ -108,6 +124,7 @@ impl Default for GrpcConfig {
 pub struct HttpConfig {
     /// `/up`, `/metrics`, `/operators`.
     pub listen: SocketAddr,
+    /// Refused when set (the listener speaks plain HTTP): a TLS-terminating proxy goes in front.
     pub tls: Option<TlsConfig>,
 }
 
@@ -538,13 +555,22 @@ impl Config {
                 return invalid(format!("{name} {value:?} is not an address"));
             }
         }
-        if self.operators.quorum_denominator == 0
+        if self.operators.quorum_numerator == 0
+            || self.operators.quorum_denominator == 0
             || self.operators.quorum_numerator > self.operators.quorum_denominator
         {
             return invalid(
-                "operators.quorum_numerator / quorum_denominator must be a share between 0 and 1"
+                "operators.quorum_numerator / quorum_denominator must be a share above 0 and at most 1 (0 would run any firing no operator signed)"
                     .into(),
             );
+        }
+        if self.http.tls.is_some() {
+            return invalid(
+                "http.tls is not supported: keep the HTTP listener on loopback or behind a TLS-terminating proxy (grpc.tls is)".into(),
+            );
+        }
+        if self.grpc.max_connections == 0 {
+            return invalid("grpc.max_connections must be positive".into());
         }
         if self.limits.requests_per_second == 0
             || self.limits.burst == 0
@@ -638,6 +664,26 @@ mod tests {
         });
         assert_eq!(config.chain_id, 7);
         assert_eq!(config.data_dir, PathBuf::from("/tmp/x"));
+    }
+
+    #[test]
+    fn settings_that_would_weaken_the_service_are_refused() {
+        for (yaml, says) in [
+            ("operators:\n  quorum_numerator: 0\n", "above 0"),
+            (
+                "http:\n  tls: { cert: /c.pem, key: /k.pem }\n",
+                "http.tls is not supported",
+            ),
+            ("limits:\n  max_value_depth: 120\n", "max_value_depth"),
+            (
+                "limits:\n  max_event_bytes: 100000\n",
+                "smaller than a step",
+            ),
+            ("grpc:\n  max_connections: 0\n", "max_connections"),
+        ] {
+            let err = Config::from_yaml(yaml, "test").unwrap_err();
+            assert!(err.to_string().contains(says), "{yaml}: {err}");
+        }
     }
 
     #[test]

@@ -36,7 +36,7 @@ impl Store {
     /// `open` with every option of the log (the aggregator sets the largest event from
     /// `limits.max_event_bytes`).
     pub fn open_with(dir: &Path, options: LogOptions) -> events::Result<(Self, CatchUp)> {
-        std::fs::create_dir_all(dir).map_err(|e| events::Error::Storage(e.into()))?;
+        private_dir(dir).map_err(|e| events::Error::Storage(e.into()))?;
         let db = events::open_database(dir)?;
         let mut projections = Projections::open(&db)?;
         let catch_up = projections.catch_up(&LogKeyspaces::open(&db)?, &|_| {})?;
@@ -61,4 +61,31 @@ impl Store {
     pub fn disk_space(&self) -> u64 {
         self.db.disk_space().unwrap_or(0)
     }
+}
+
+/// The data directory holds every user's data: only its owner may read it. It is created (or
+/// set) 0700, the files already in it 0600, and the files fjall creates later are 0600 too: the
+/// process's umask becomes 077 (the aggregator writes nothing meant for other users).
+fn private_dir(dir: &Path) -> std::io::Result<()> {
+    std::fs::create_dir_all(dir)?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        rustix::process::umask(rustix::fs::Mode::from_raw_mode(0o077));
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))?;
+        let mut pending = vec![dir.to_path_buf()];
+        while let Some(next) = pending.pop() {
+            for entry in std::fs::read_dir(&next)? {
+                let entry = entry?;
+                let kind = entry.file_type()?;
+                if kind.is_dir() {
+                    std::fs::set_permissions(entry.path(), std::fs::Permissions::from_mode(0o700))?;
+                    pending.push(entry.path());
+                } else if kind.is_file() {
+                    std::fs::set_permissions(entry.path(), std::fs::Permissions::from_mode(0o600))?;
+                }
+            }
+        }
+    }
+    Ok(())
 }

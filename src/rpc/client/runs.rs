@@ -37,7 +37,8 @@ pub async fn run_trigger(
     app: &App,
     request: Request<pb::RunTriggerReq>,
 ) -> Result<pb::RunTriggerResp, Status> {
-    let caller = calls::caller(app, &request)?;
+    // It runs code and requests with the owner's secrets: a read-only key may not.
+    let caller = calls::writer(app, &request)?;
     may_run(app, &caller)?;
     let req = request.into_inner();
     let trigger = req
@@ -93,7 +94,8 @@ pub async fn run_node_with_inputs(
     app: &App,
     request: Request<pb::RunNodeWithInputsReq>,
 ) -> Result<pb::RunNodeWithInputsResp, Status> {
-    let caller = calls::caller(app, &request)?;
+    // It runs code and requests with the owner's secrets: a read-only key may not.
+    let caller = calls::writer(app, &request)?;
     may_run(app, &caller)?;
     let req = request.into_inner();
     let node = req
@@ -140,7 +142,8 @@ pub async fn simulate_task(
     app: &App,
     request: Request<pb::SimulateTaskReq>,
 ) -> Result<pb::Execution, Status> {
-    let caller = calls::caller(app, &request)?;
+    // It runs code and requests with the owner's secrets: a read-only key may not.
+    let caller = calls::writer(app, &request)?;
     may_run(app, &caller)?;
     let req = request.into_inner();
     let create = pb::CreateTaskReq {

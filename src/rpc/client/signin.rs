@@ -15,6 +15,7 @@ use crate::rpc::{calls, error};
 
 fn policy(app: &App) -> Policy {
     Policy {
+        uri: app.config.auth.signin_uri.clone(),
         chain_id: app.config.chain_id,
         max_lifetime: app.config.auth.max_token_lifetime,
         clock_skew: app.config.auth.clock_skew,
