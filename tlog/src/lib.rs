@@ -18,6 +18,8 @@
 //! - `cosign`: the operators' BLS cosignature, one extra signature line on the note (its key id
 //!   and bytes defined there), the auditor's operator set and the quorum, and the rule an
 //!   operator follows before it cosigns;
+//! - `issue`: signing checkpoints as the tree grows, and gathering the operators' signatures
+//!   into the note's operators' line once they hold a quorum;
 //! - `bundle`: the proof bundle of one execution, made from a data directory and checked offline.
 //!
 //! The formats come from `tlog_tiles` and `signed_note` (Cloudflare's ports of Go's
@@ -32,6 +34,7 @@ pub mod checkpoint;
 pub mod cosign;
 mod error;
 pub mod follow;
+pub mod issue;
 pub mod proof;
 pub mod store;
 pub mod tiles;

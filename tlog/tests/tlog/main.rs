@@ -6,5 +6,6 @@
 
 mod bundle;
 mod interop;
+mod issuing;
 mod properties;
 mod support;
