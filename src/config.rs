@@ -275,7 +275,8 @@ pub struct EngineConfig {
     /// Outbound HTTP of the REST and GraphQL nodes (see `engine::http`).
     pub http: crate::engine::http::HttpConfig,
     /// A JSON file of known tokens (`[{"address", "name", "symbol", "decimals"}]`) that
-    /// `GetTokenMetadata` answers from before asking the chain.
+    /// `GetTokenMetadata` answers from before asking the chain, instead of the built-in list of
+    /// the chain (`config/tokens/`: ethereum, sepolia, base, base-sepolia).
     pub token_whitelist: Option<PathBuf>,
     /// How often active tasks past their `expired_at` are completed.
     #[serde(with = "duration_text")]
