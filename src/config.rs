@@ -272,6 +272,10 @@ pub struct EngineConfig {
     pub js_time_limit: Duration,
     /// Memory of one JavaScript runtime, in MiB.
     pub js_memory_mib: usize,
+    /// The `node_modules` directory holding the npm packages custom code may `require` (lodash,
+    /// dayjs, uuid, pinned in `js_modules/package.json`). `None`: `js_modules/node_modules` of
+    /// the source tree the binary was built from, where `npm ci` in `js_modules/` installs them.
+    pub js_modules_dir: Option<PathBuf>,
     /// Outbound HTTP of the REST and GraphQL nodes (see `engine::http`).
     pub http: crate::engine::http::HttpConfig,
     /// A JSON file of known tokens (`[{"address", "name", "symbol", "decimals"}]`) that
@@ -296,6 +300,7 @@ impl Default for EngineConfig {
             js_threads: 0,
             js_time_limit: Duration::from_secs(5),
             js_memory_mib: 64,
+            js_modules_dir: None,
             http: crate::engine::http::HttpConfig::default(),
             token_whitelist: None,
             expiry_sweep: Duration::from_secs(30),
