@@ -106,7 +106,7 @@ impl Default for GrpcConfig {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct HttpConfig {
-    /// `/up`, `/metrics`, `/operators`.
+    /// `/up`, `/metrics`, `/operators`, `/operator` (the original's list).
     pub listen: SocketAddr,
     pub tls: Option<TlsConfig>,
 }
