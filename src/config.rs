@@ -193,13 +193,17 @@ pub struct LimitsConfig {
     /// Burst above the sustained rate.
     pub burst: u32,
     /// `RunTrigger`, `RunNodeWithInputs`, `SimulateTask` per minute per caller: they run
-    /// arbitrary code and requests.
+    /// arbitrary code and requests. Sized so that a client calling as fast as the official
+    /// client's own test suite (hundreds of runs a minute) is not refused; the sandbox and HTTP
+    /// limits bound what each run costs.
     pub runs_per_minute: u32,
     pub max_nodes: usize,
     pub max_edges: usize,
     /// Names, ids, addresses and other short strings.
     pub max_name_bytes: usize,
-    /// Free text: code, queries, bodies, expressions, URLs.
+    /// Free text: code, queries, bodies, expressions, URLs. The original takes custom code up to
+    /// 100 KB and REST bodies up to 10 MB; 1 MiB is what the HTTP client sends
+    /// (`engine.http.max_request_bytes`).
     pub max_text_bytes: usize,
     /// The encoded `input_variables` (and other `Value` maps) of one request.
     pub max_values_bytes: usize,
@@ -213,11 +217,11 @@ impl Default for LimitsConfig {
             secrets_per_owner: 200,
             requests_per_second: 100,
             burst: 200,
-            runs_per_minute: 60,
+            runs_per_minute: 1200,
             max_nodes: 200,
             max_edges: 400,
             max_name_bytes: 256,
-            max_text_bytes: 64 * 1024,
+            max_text_bytes: 1024 * 1024,
             max_values_bytes: 256 * 1024,
             max_secret_bytes: 8 * 1024,
         }
