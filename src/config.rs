@@ -208,7 +208,22 @@ pub struct LimitsConfig {
     /// The encoded `input_variables` (and other `Value` maps) of one request.
     pub max_values_bytes: usize,
     pub max_secret_bytes: usize,
+    /// The largest event the log accepts, in bytes: the one bound every other size limit fits
+    /// under (checked at start-up). An event past it rejects its command.
+    pub max_event_bytes: usize,
+    /// How deep any value a user controls may nest (node outputs, trigger data, inputs) before
+    /// it enters an event; deeper is a failed step or an invalid request. At most
+    /// `MAX_VALUE_DEPTH`, so that every stored event and row stays readable. The default leaves
+    /// room for protobuf readers too: a JSON level is two protobuf messages (`Value`, then
+    /// `ListValue` or `Struct`), and prost decodes at most 100 nested messages.
+    pub max_value_depth: usize,
+    /// One step's output (and its rendered config), and a firing's data, in bytes encoded.
+    pub max_output_bytes: usize,
 }
+
+/// The deepest `limits.max_value_depth` may be: events and rows wrap a value in a few more levels,
+/// and the log refuses events nested deeper than `events::bounds::MAX_EVENT_DEPTH`.
+pub const MAX_VALUE_DEPTH: usize = events::bounds::MAX_EVENT_DEPTH - 32;
 
 impl Default for LimitsConfig {
     fn default() -> Self {
@@ -224,6 +239,9 @@ impl Default for LimitsConfig {
             max_text_bytes: 1024 * 1024,
             max_values_bytes: 256 * 1024,
             max_secret_bytes: 8 * 1024,
+            max_event_bytes: events::DEFAULT_MAX_EVENT_BYTES,
+            max_value_depth: 32,
+            max_output_bytes: 512 * 1024,
         }
     }
 }
@@ -543,6 +561,44 @@ impl Config {
             || self.limits.runs_per_minute == 0
         {
             return invalid("limits.requests_per_second, limits.burst and limits.runs_per_minute must be positive".into());
+        }
+        self.limits.check_sizes().map_err(ConfigError::Invalid)
+    }
+}
+
+impl LimitsConfig {
+    /// Every size limit fits under `max_event_bytes`: the largest events are a step (its output,
+    /// its rendered config, its log and error, each text at most `max_text_bytes`) and a firing
+    /// (its data and the caller's input), with room for the envelope.
+    fn check_sizes(&self) -> Result<(), String> {
+        const ENVELOPE: usize = 64 * 1024;
+        if self.max_value_depth == 0 || self.max_value_depth > MAX_VALUE_DEPTH {
+            return Err(format!(
+                "limits.max_value_depth must be between 1 and {MAX_VALUE_DEPTH}"
+            ));
+        }
+        let step = 2 * self.max_output_bytes + 2 * self.max_text_bytes + ENVELOPE;
+        let firing = self.max_output_bytes + self.max_values_bytes + ENVELOPE;
+        for (what, bytes) in [
+            (
+                "a step (2 × max_output_bytes + 2 × max_text_bytes + 64 KiB)",
+                step,
+            ),
+            (
+                "a firing (max_output_bytes + max_values_bytes + 64 KiB)",
+                firing,
+            ),
+            (
+                "a secret (max_secret_bytes + 64 KiB)",
+                self.max_secret_bytes + ENVELOPE,
+            ),
+        ] {
+            if bytes > self.max_event_bytes {
+                return Err(format!(
+                    "limits.max_event_bytes ({}) is smaller than {what}: {bytes} bytes",
+                    self.max_event_bytes
+                ));
+            }
         }
         Ok(())
     }

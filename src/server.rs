@@ -56,7 +56,12 @@ pub async fn open(config: Config) -> anyhow::Result<SharedApp> {
         }
         None => None,
     };
-    let (store, catch_up) = Store::open(&config.data_dir, config.durability.into())
+    let log_options = events::LogOptions {
+        durability: config.durability.into(),
+        max_event_bytes: config.limits.max_event_bytes,
+        ..events::LogOptions::default()
+    };
+    let (store, catch_up) = Store::open_with(&config.data_dir, log_options)
         .with_context(|| format!("opening the store in {}", config.data_dir.display()))?;
     if !catch_up.rebuilt.is_empty() || catch_up.applied > 0 {
         tracing::info!(rebuilt = ?catch_up.rebuilt, applied = catch_up.applied, "projections brought up to date");
@@ -70,6 +75,7 @@ pub async fn open(config: Config) -> anyhow::Result<SharedApp> {
     let engine = crate::engine::Engine::start(
         store.clone(),
         config.engine.clone(),
+        crate::domain::bounds::ValueBounds::output(&config.limits),
         secret_box.clone(),
         chain.clone(),
     )

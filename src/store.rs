@@ -24,15 +24,23 @@ impl Store {
     /// Opens (or creates) the store in `dir`, bringing every projection up to date with the log
     /// (rebuilding those whose schema version changed).
     pub fn open(dir: &Path, durability: Durability) -> events::Result<(Self, CatchUp)> {
+        Self::open_with(
+            dir,
+            LogOptions {
+                durability,
+                ..LogOptions::default()
+            },
+        )
+    }
+
+    /// `open` with every option of the log (the aggregator sets the largest event from
+    /// `limits.max_event_bytes`).
+    pub fn open_with(dir: &Path, options: LogOptions) -> events::Result<(Self, CatchUp)> {
         std::fs::create_dir_all(dir).map_err(|e| events::Error::Storage(e.into()))?;
         let db = events::open_database(dir)?;
         let mut projections = Projections::open(&db)?;
         let catch_up = projections.catch_up(&LogKeyspaces::open(&db)?, &|_| {})?;
         let views = projections.views();
-        let options = LogOptions {
-            durability,
-            ..LogOptions::default()
-        };
         let log = Log::open(&db, options, Box::new(projections))?;
         Ok((Self { log, views, db }, catch_up))
     }

@@ -38,6 +38,7 @@ use tokio::sync::{Notify, Semaphore};
 use crate::app::{new_id, now_ms, now_ms_i64};
 use crate::chain::Chain;
 use crate::config::EngineConfig;
+use crate::domain::bounds::ValueBounds;
 use crate::domain::firing::{self, Refusal};
 use crate::secrets::SecretBox;
 use crate::store::Store;
@@ -48,6 +49,8 @@ pub struct Tools {
     pub http: http::HttpClient,
     pub chain: Option<Chain>,
     pub config: EngineConfig,
+    /// What a node's output and rendered config may hold (`limits`): past it, a failed step.
+    pub bounds: ValueBounds,
 }
 
 /// A firing to accept: the task, who reports it, what fired.
@@ -80,6 +83,9 @@ impl Fired {
 pub enum FireError {
     #[error("{}", .0.message())]
     Refused(Refusal),
+    /// The firing's data is past the bounds of what may be stored (INVALID_ARGUMENT).
+    #[error("{0}")]
+    Invalid(String),
     #[error(transparent)]
     Storage(#[from] events::Error),
     #[error("the task changed concurrently too many times; retry")]
@@ -123,6 +129,7 @@ impl Engine {
     pub async fn start(
         store: Store,
         config: EngineConfig,
+        bounds: ValueBounds,
         sealer: SecretBox,
         chain: Option<Chain>,
     ) -> anyhow::Result<Self> {
@@ -153,6 +160,7 @@ impl Engine {
                     http,
                     chain,
                     config,
+                    bounds,
                 },
                 sealer,
                 lanes: std::sync::Mutex::new(HashMap::new()),
@@ -182,6 +190,8 @@ impl Engine {
     /// task's stream against its version and the execution's stream opened, in one command.
     pub async fn fire(&self, request: FireRequest) -> Result<Fired, FireError> {
         let store = &self.inner.store;
+        self.check_firing(&request.firing)
+            .map_err(FireError::Invalid)?;
         let key = format!("fire:{}", request.firing.dedup_key);
         let task_stream = events::stream::task(&request.task_id);
         for _ in 0..ATTEMPTS {
@@ -246,6 +256,19 @@ impl Engine {
             }
         }
         Err(FireError::Contended)
+    }
+
+    /// The firing's data and the caller's input go into the execution's first event: bounded.
+    fn check_firing(&self, firing: &Firing) -> Result<(), String> {
+        let bounds = &self.inner.tools.bounds;
+        if let Some(output) = &firing.output {
+            bounds.check("the trigger data", output)?;
+        }
+        if !firing.input.is_empty() {
+            let input = serde_json::Value::Object(firing.input.clone().into_iter().collect());
+            bounds.check("the trigger input", &input)?;
+        }
+        Ok(())
     }
 
     /// Queues a run. With runs serial per task, each task has a lane: a queue drained in order by
@@ -378,18 +401,55 @@ impl Engine {
             execution_id,
             vars,
         };
-        let ended = walk
+        let ended = match walk
             .run(
                 resume,
                 &mut recorder,
                 self.inner.tools.config.execution_limit,
             )
-            .await?;
+            .await
+        {
+            Ok(ended) => ended,
+            Err(e) if recording_refused(&e) => {
+                // Resuming would run into the same refusal at every start: the run ends here.
+                tracing::warn!(%task_id, %execution_id, error = %e, "an execution's step could not be recorded; it is finished as failed");
+                return self.finish_unrecordable(task_id, execution_id, &e).await;
+            }
+            Err(e) => return Err(e),
+        };
         metrics::counter!("executions_finished_total", "outcome" => match ended.outcome {
             events::execution::ExecutionOutcome::Success => "success",
             events::execution::ExecutionOutcome::Failed => "failed",
         })
         .increment(1);
+        Ok(())
+    }
+
+    /// Finishes as failed an execution whose next events the log refused (for what they hold,
+    /// not for a failure of the disk), from what its stream holds now.
+    async fn finish_unrecordable(
+        &self,
+        task_id: &str,
+        execution_id: &str,
+        cause: &events::Error,
+    ) -> Result<(), events::Error> {
+        let store = &self.inner.store;
+        let stream = events::stream::execution(execution_id);
+        let recorded = store.log.read_stream(&stream)?;
+        let (_, resume, finished) = run::resume_state(&recorded);
+        if finished {
+            return Ok(());
+        }
+        let mut recorder = run::Recorder::Log {
+            store,
+            stream,
+            actor: "engine".into(),
+            version: recorded.len() as u64,
+            buffer: Vec::new(),
+        };
+        let error = format!("the execution could not be recorded: {cause}");
+        finish_without_running(&mut recorder, resume.started, task_id, execution_id, error).await?;
+        metrics::counter!("executions_finished_total", "outcome" => "failed").increment(1);
         Ok(())
     }
 
@@ -480,6 +540,19 @@ impl Engine {
             let _ = sweep.await;
         }
     }
+}
+
+/// Whether the log refused a run's events for what they hold (too large, too deep, a row a
+/// projection refuses): retrying would meet the same refusal. A poisoned store, a stopped writer
+/// or a conflict leave the run pending, to resume.
+fn recording_refused(e: &events::Error) -> bool {
+    !matches!(
+        e,
+        events::Error::Poisoned(_)
+            | events::Error::WriterStopped
+            | events::Error::Storage(_)
+            | events::Error::Conflict { .. }
+    )
 }
 
 /// The execution a firing command opened (the stream `exec:<id>` among its events).

@@ -101,6 +101,9 @@ pub async fn fire(
         ),
         Err(FireError::Refused(refusal)) => (refusal.word(), refusal.message()),
         Err(FireError::Storage(e)) => return Err(error::storage(e)),
+        Err(FireError::Invalid(why)) => {
+            return Err(crate::domain::DomainError::invalid(why).into());
+        }
         Err(FireError::Contended) => (
             "error",
             "the task changed concurrently; report again".into(),
@@ -123,6 +126,12 @@ pub async fn notify(
         ));
     }
     let (kind, output) = reported_output(req)?;
+    if let Some(output) = &output {
+        // Reports are recorded as events before any quorum: bound what an operator sends.
+        crate::domain::bounds::ValueBounds::output(&app.config.limits)
+            .check("the trigger output", output)
+            .map_err(|why| Status::from(crate::domain::DomainError::invalid(why)))?;
+    }
     let row = app.store.views.task(task_id).map_err(error::storage)?;
     if let Err(refusal) = firing::runnable(row.as_ref(), now_ms_i64()) {
         // An attested firing may have queued the last allowed run: say so rather than refuse.

@@ -15,6 +15,7 @@ mod engine_nodes;
 mod engine_safety;
 mod engine_trigger;
 mod fixtures;
+mod hardening;
 mod interop_js;
 mod network;
 mod nonce;
