@@ -202,8 +202,7 @@ pub struct LimitsConfig {
     /// Names, ids, addresses and other short strings.
     pub max_name_bytes: usize,
     /// Free text: code, queries, bodies, expressions, URLs. The original takes custom code up to
-    /// 100 KB and REST bodies up to 10 MB; 1 MiB is what the HTTP client sends
-    /// (`engine.http.max_request_bytes`).
+    /// 100 KB (and REST bodies up to 10 MB); a step must fit in `max_event_bytes`.
     pub max_text_bytes: usize,
     /// The encoded `input_variables` (and other `Value` maps) of one request.
     pub max_values_bytes: usize,
@@ -236,7 +235,7 @@ impl Default for LimitsConfig {
             max_nodes: 200,
             max_edges: 400,
             max_name_bytes: 256,
-            max_text_bytes: 1024 * 1024,
+            max_text_bytes: 256 * 1024,
             max_values_bytes: 256 * 1024,
             max_secret_bytes: 8 * 1024,
             max_event_bytes: events::DEFAULT_MAX_EVENT_BYTES,
