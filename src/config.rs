@@ -122,7 +122,7 @@ impl Default for GrpcConfig {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct HttpConfig {
-    /// `/up`, `/metrics`, `/operators`.
+    /// `/up`, `/metrics`, `/operators`, `/operator` (the original's list).
     pub listen: SocketAddr,
     /// Refused when set (the listener speaks plain HTTP): a TLS-terminating proxy goes in front.
     pub tls: Option<TlsConfig>,
@@ -210,13 +210,16 @@ pub struct LimitsConfig {
     /// Burst above the sustained rate.
     pub burst: u32,
     /// `RunTrigger`, `RunNodeWithInputs`, `SimulateTask` per minute per caller: they run
-    /// arbitrary code and requests.
+    /// arbitrary code and requests. Sized so that a client calling as fast as the official
+    /// client's own test suite (hundreds of runs a minute) is not refused; the sandbox and HTTP
+    /// limits bound what each run costs.
     pub runs_per_minute: u32,
     pub max_nodes: usize,
     pub max_edges: usize,
     /// Names, ids, addresses and other short strings.
     pub max_name_bytes: usize,
-    /// Free text: code, queries, bodies, expressions, URLs.
+    /// Free text: code, queries, bodies, expressions, URLs. The original takes custom code up to
+    /// 100 KB (and REST bodies up to 10 MB); a step must fit in `max_event_bytes`.
     pub max_text_bytes: usize,
     /// The encoded `input_variables` (and other `Value` maps) of one request.
     pub max_values_bytes: usize,
@@ -245,11 +248,11 @@ impl Default for LimitsConfig {
             secrets_per_owner: 200,
             requests_per_second: 100,
             burst: 200,
-            runs_per_minute: 60,
+            runs_per_minute: 1200,
             max_nodes: 200,
             max_edges: 400,
             max_name_bytes: 256,
-            max_text_bytes: 64 * 1024,
+            max_text_bytes: 256 * 1024,
             max_values_bytes: 256 * 1024,
             max_secret_bytes: 8 * 1024,
             max_event_bytes: events::DEFAULT_MAX_EVENT_BYTES,
@@ -307,10 +310,15 @@ pub struct EngineConfig {
     pub js_time_limit: Duration,
     /// Memory of one JavaScript runtime, in MiB.
     pub js_memory_mib: usize,
+    /// The `node_modules` directory holding the npm packages custom code may `require` (lodash,
+    /// dayjs, uuid, pinned in `js_modules/package.json`). `None`: `js_modules/node_modules` of
+    /// the source tree the binary was built from, where `npm ci` in `js_modules/` installs them.
+    pub js_modules_dir: Option<PathBuf>,
     /// Outbound HTTP of the REST and GraphQL nodes (see `engine::http`).
     pub http: crate::engine::http::HttpConfig,
     /// A JSON file of known tokens (`[{"address", "name", "symbol", "decimals"}]`) that
-    /// `GetTokenMetadata` answers from before asking the chain.
+    /// `GetTokenMetadata` answers from before asking the chain, instead of the built-in list of
+    /// the chain (`config/tokens/`: ethereum, sepolia, base, base-sepolia).
     pub token_whitelist: Option<PathBuf>,
     /// How often active tasks past their `expired_at` are completed.
     #[serde(with = "duration_text")]
@@ -330,6 +338,7 @@ impl Default for EngineConfig {
             js_threads: 0,
             js_time_limit: Duration::from_secs(5),
             js_memory_mib: 64,
+            js_modules_dir: None,
             http: crate::engine::http::HttpConfig::default(),
             token_whitelist: None,
             expiry_sweep: Duration::from_secs(30),

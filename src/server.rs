@@ -80,8 +80,10 @@ pub async fn open(config: Config) -> anyhow::Result<SharedApp> {
         chain.clone(),
     )
     .await?;
-    let token_directory =
-        crate::tokens::TokenDirectory::load(config.engine.token_whitelist.as_deref())?;
+    let token_directory = crate::tokens::TokenDirectory::load(
+        config.chain_id,
+        config.engine.token_whitelist.as_deref(),
+    )?;
     let members = crate::operators::registry::load(&config, chain.as_ref()).await?;
     crate::operators::registry::record(&store, &members).await?;
     let pool = crate::operators::Pool::new(store.clone(), config.operators.clone())?;

@@ -149,6 +149,12 @@ impl Engine {
             threads,
             time_limit: config.js_time_limit,
             memory_limit: config.js_memory_mib * 1024 * 1024,
+            modules: Arc::new(sandbox::JsModules::load(
+                &config
+                    .js_modules_dir
+                    .clone()
+                    .unwrap_or_else(sandbox::default_modules_dir),
+            )),
             ..sandbox::SandboxConfig::default()
         });
         let http = http::HttpClient::new(config.http.clone())?;

@@ -22,6 +22,7 @@ mod nonce;
 mod operator_attacks;
 mod operator_pool;
 mod operator_triggers;
+mod original;
 mod restart;
 mod secrets_at_rest;
 mod service;

@@ -193,7 +193,8 @@ pub async fn get_token_metadata(
     Ok(match found {
         Some((metadata, source)) => pb::GetTokenMetadataResp {
             token: Some(pb::TokenMetadata {
-                id: metadata.address.to_checksum(None),
+                // Lower case, as the original answers (clients compare it with `toLowerCase()`).
+                id: format!("{:#x}", metadata.address),
                 name: metadata.name,
                 symbol: metadata.symbol,
                 decimals: u32::from(metadata.decimals),

@@ -113,7 +113,7 @@ pub async fn revoke_api_key(
         })?,
         (_, jti) => jti.to_owned(),
     };
-    if ulid::Ulid::from_string(&jti).is_err() {
+    if !crate::auth::token::is_key_id(&jti) {
         return Err(Status::invalid_argument(format!(
             "{jti:?} is not an API key id"
         )));
