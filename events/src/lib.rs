@@ -10,7 +10,8 @@
 //!   group commit; `tx`: projection rows staged in the same batch as their events;
 //! - `verify`: integrity of the stored log; `indexes`: the indexes rebuilt from the events, and
 //!   keyspace comparison;
-//! - `stream`: the stream id of each kind of aggregate.
+//! - `stream`: the stream id of each kind of aggregate; `timeline`: every event of a task and of
+//!   what it started, in log order.
 
 mod command;
 mod decoded;
@@ -24,6 +25,7 @@ mod log;
 pub mod samples;
 pub mod stream;
 pub mod task;
+mod timeline;
 mod tx;
 pub mod upcast;
 mod verify;
