@@ -2,7 +2,8 @@
 //! the store they share.
 //!
 //! Layout:
-//! - `server`: start-up and shutdown; `app`: the state every handler shares;
+//! - `server`: start-up and shutdown; `app`: the state every handler shares; `clock`: the time
+//!   and the ids the aggregator makes; `address`: Ethereum addresses as stored and as shown;
 //! - `config`: the typed configuration; `telemetry`: logs, metrics, HTTP endpoints;
 //! - `rpc`: the gRPC edge (prost types end there); `domain`: every business rule, pure;
 //! - `store`: the event log and the projections, opened together;
@@ -10,14 +11,18 @@
 //!   addresses; `chain`: the Ethereum connection; `limits`: rate limits;
 //! - `operators`: the aggregator's side of the operators (registry, assignment, attestations);
 //!   `operator`: the operator process itself (`src/bin/operator.rs`);
-//! - `pb`: the generated wire types.
+//! - `pb`: the generated wire types, and `pb::convert`, the wire ⇄ domain conversions;
+//! - `ip`: the IP addresses outbound HTTP refuses.
 
+pub mod address;
 pub mod app;
 pub mod auth;
 pub mod chain;
+pub mod clock;
 pub mod config;
 pub mod domain;
 pub mod engine;
+pub mod ip;
 pub mod limits;
 pub mod operator;
 pub mod operators;

@@ -2,13 +2,11 @@
 //! (`aggregator.Node`, in `node`), server reflection and `grpc.health.v1`, on one listener. Prost types end here: handlers convert requests into domain
 //! values on their first lines, and projections into responses on their last.
 //!
-//! Layout: `client/` (one file per area of the client API), `convert` (wire ⇄ domain),
-//! `error` (every failure → status, once), `paging` (cursor pagination), `calls` (who is
+//! Layout: `client/` (one file per area of the client API), `error` (every failure → status, once), `paging` (cursor pagination), `calls` (who is
 //! calling, and the rate limits).
 
 pub mod calls;
 pub mod client;
-pub mod convert;
 pub mod error;
 pub mod node;
 pub mod paging;

@@ -14,12 +14,9 @@
 //!
 //! Proxies are switched off: through a proxy, the proxy would resolve the name, unchecked.
 //!
-//! Layout:
-//! - `address`: which addresses are refused ([`forbidden`]) and the [`Cidr`] blocks that lift it;
-//! - this file: [`HttpConfig`], [`HttpClient`], the guard, the errors, and [`body_value`] for
-//!   the nodes' outputs.
-
-mod address;
+//! Layout: this file holds [`HttpClient`], the guard, the errors, and [`body_value`] for the
+//! nodes' outputs; which addresses are refused ([`forbidden`]) and the [`Cidr`] blocks that
+//! lift it are `crate::ip`; the settings are `config::OutboundHttpConfig` (`engine.http`).
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
@@ -29,16 +26,9 @@ use reqwest::Url;
 use reqwest::dns::{Addrs, Name, Resolve, Resolving};
 use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
 use reqwest::redirect::Policy;
-use serde::{Deserialize, Serialize};
 
-pub use address::{Cidr, CidrError, forbidden};
-
-pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
-pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
-pub const DEFAULT_MAX_REQUEST_BYTES: usize = 1024 * 1024;
-pub const DEFAULT_MAX_RESPONSE_BYTES: usize = 5 * 1024 * 1024;
-pub const DEFAULT_MAX_REDIRECTS: usize = 5;
-pub const DEFAULT_USER_AGENT: &str = concat!("ava-aggregator/", env!("CARGO_PKG_VERSION"));
+pub use crate::config::OutboundHttpConfig;
+pub use crate::ip::{Cidr, CidrError, forbidden};
 
 /// The methods a node may use; an empty method is `GET`.
 const METHODS: &[&str] = &["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"];
@@ -55,45 +45,6 @@ const MANAGED_HEADERS: &[&str] = &[
     "transfer-encoding",
     "upgrade",
 ];
-
-/// `engine.http` in the configuration.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct HttpConfig {
-    /// Address blocks that are requested even though they are private, loopback, link-local...
-    /// (e.g. `10.20.0.0/16` for an internal API the tasks are meant to reach). Empty: only
-    /// public addresses.
-    pub allow: Vec<Cidr>,
-    /// Host names (exactly, case-insensitive) whose addresses are not checked at all. Prefer
-    /// `allow`: a name's addresses can change under you.
-    pub allow_hosts: Vec<String>,
-    /// The whole request: connecting, sending, redirects and reading the response.
-    #[serde(with = "duration_text")]
-    pub timeout: Duration,
-    #[serde(with = "duration_text")]
-    pub connect_timeout: Duration,
-    /// The URL, the headers and the body together.
-    pub max_request_bytes: usize,
-    /// The response body, as decoded.
-    pub max_response_bytes: usize,
-    pub max_redirects: usize,
-    pub user_agent: String,
-}
-
-impl Default for HttpConfig {
-    fn default() -> Self {
-        Self {
-            allow: Vec::new(),
-            allow_hosts: Vec::new(),
-            timeout: DEFAULT_TIMEOUT,
-            connect_timeout: DEFAULT_CONNECT_TIMEOUT,
-            max_request_bytes: DEFAULT_MAX_REQUEST_BYTES,
-            max_response_bytes: DEFAULT_MAX_RESPONSE_BYTES,
-            max_redirects: DEFAULT_MAX_REDIRECTS,
-            user_agent: DEFAULT_USER_AGENT.to_owned(),
-        }
-    }
-}
 
 /// A request as a node describes it.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -156,7 +107,7 @@ pub enum HttpError {
     InvalidHeader { name: String, reason: String },
     #[error("the {direction} is larger than the limit of {limit} bytes")]
     TooLarge { direction: Direction, limit: usize },
-    #[error("the request took longer than {}", duration_text::text(.limit))]
+    #[error("the request took longer than {}", crate::config::duration_text::text(.limit))]
     TimedOut { limit: Duration },
     #[error("more than {limit} redirects")]
     Redirects { limit: usize },
@@ -180,7 +131,7 @@ struct Limits {
 }
 
 impl HttpClient {
-    pub fn new(config: HttpConfig) -> Result<Self, HttpError> {
+    pub fn new(config: OutboundHttpConfig) -> Result<Self, HttpError> {
         let guard = Arc::new(Guard::new(config.allow, &config.allow_hosts));
         let redirect_guard = Arc::clone(&guard);
         let max_redirects = config.max_redirects;
@@ -549,27 +500,6 @@ fn base64(bytes: &[u8]) -> String {
         }
     }
     out
-}
-
-/// Durations as text ("10s", "300ms") in the configuration, as in `crate::config`.
-mod duration_text {
-    use std::time::Duration;
-
-    use serde::{Deserialize, Deserializer, Serializer};
-
-    pub fn text(value: &Duration) -> String {
-        humantime::format_duration(*value).to_string()
-    }
-
-    pub fn serialize<S: Serializer>(value: &Duration, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str(&text(value))
-    }
-
-    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
-        let text = String::deserialize(d)?;
-        humantime::parse_duration(&text)
-            .map_err(|e| serde::de::Error::custom(format!("invalid duration {text:?}: {e}")))
-    }
 }
 
 #[cfg(test)]
