@@ -235,8 +235,11 @@ pub struct LimitsConfig {
     /// room for protobuf readers too: a JSON level is two protobuf messages (`Value`, then
     /// `ListValue` or `Struct`), and prost decodes at most 100 nested messages.
     pub max_value_depth: usize,
-    /// One step's output (and its rendered config), and a firing's data, in bytes encoded.
+    /// One step's output (and its rendered config), in bytes encoded.
     pub max_output_bytes: usize,
+    /// All the steps of one execution together, in bytes encoded: an execution is answered in
+    /// one message, so this stays under `grpc.max_message_bytes`. Steps past it are not run.
+    pub max_execution_bytes: usize,
 }
 
 /// The deepest `limits.max_value_depth` may be: events and rows wrap a value in a few more levels,
@@ -260,6 +263,7 @@ impl Default for LimitsConfig {
             max_event_bytes: events::DEFAULT_MAX_EVENT_BYTES,
             max_value_depth: 32,
             max_output_bytes: 512 * 1024,
+            max_execution_bytes: 3 * 1024 * 1024,
         }
     }
 }
@@ -629,6 +633,12 @@ impl Config {
             return invalid(
                 "http.tls is not supported: keep the HTTP listener on loopback or behind a TLS-terminating proxy (grpc.tls is)".into(),
             );
+        }
+        if self.limits.max_execution_bytes + 256 * 1024 > self.grpc.max_message_bytes {
+            return invalid(format!(
+                "limits.max_execution_bytes ({}) must stay 256 KiB under grpc.max_message_bytes ({}): an execution is answered in one message",
+                self.limits.max_execution_bytes, self.grpc.max_message_bytes
+            ));
         }
         if self.grpc.max_connections == 0 {
             return invalid("grpc.max_connections must be positive".into());

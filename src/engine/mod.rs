@@ -51,6 +51,8 @@ pub struct Tools {
     pub config: EngineConfig,
     /// What a node's output and rendered config may hold (`limits`): past it, a failed step.
     pub bounds: ValueBounds,
+    /// What a firing's data and input may hold (`limits.max_values_bytes`).
+    pub firing_bounds: ValueBounds,
 }
 
 /// A firing to accept: the task, who reports it, what fired.
@@ -136,7 +138,7 @@ impl Engine {
     pub async fn start(
         store: Store,
         config: EngineConfig,
-        bounds: ValueBounds,
+        limits: &crate::config::LimitsConfig,
         sealer: SecretBox,
         chain: Option<Chain>,
     ) -> anyhow::Result<Self> {
@@ -167,7 +169,8 @@ impl Engine {
                     http,
                     chain,
                     config,
-                    bounds,
+                    bounds: ValueBounds::output(limits),
+                    firing_bounds: ValueBounds::values(limits),
                 },
                 sealer,
                 lanes: std::sync::Mutex::new(HashMap::new()),
@@ -291,7 +294,7 @@ impl Engine {
 
     /// The firing's data and the caller's input go into the execution's first event: bounded.
     fn check_firing(&self, firing: &Firing) -> Result<(), String> {
-        let bounds = &self.inner.tools.bounds;
+        let bounds = &self.inner.tools.firing_bounds;
         if let Some(output) = &firing.output {
             bounds.check("the trigger data", output)?;
         }

@@ -125,6 +125,11 @@ fn node_config_json(config: &events::task::NodeConfig) -> Option<Value> {
     }
 }
 
+/// The bytes a step takes in its event (and in the execution's answer).
+fn encoded_len(step: &Step) -> usize {
+    serde_json::to_vec(step).map_or(usize::MAX, |v| v.len())
+}
+
 fn fate_of(step: &Step) -> Fate {
     if step.skipped {
         Fate::Skipped
@@ -243,6 +248,9 @@ impl Walk<'_> {
             return self.finish(recorder, steps, Some(why)).await;
         }
         let mut fates: Vec<Option<Fate>> = vec![None; self.definition.nodes.len()];
+        let mut recorded_bytes: usize = steps.iter().map(encoded_len).sum();
+        // Once a step did not fit the execution's budget, nothing more runs.
+        let mut over_budget = false;
         for &i in &plan.order {
             let Some(node) = self.definition.nodes.get(i) else {
                 continue;
@@ -265,6 +273,7 @@ impl Walk<'_> {
                 if let Some(slot) = fates.get_mut(i) {
                     *slot = Some(fate);
                 }
+                recorded_bytes += encoded_len(step);
                 steps.push(step.clone());
                 continue;
             }
@@ -277,10 +286,17 @@ impl Walk<'_> {
                 start_at: start,
                 ..Step::default()
             };
-            let fate = if started_at.elapsed() > limit {
+            let budget = self.tools.bounds.max_execution_bytes;
+            let mut fate = if started_at.elapsed() > limit {
                 step.error = format!(
                     "not run: the execution ran longer than its {} s limit",
                     limit.as_secs()
+                );
+                step.error_code = crate::pb::ErrorCode::ExecutionEngineError as i32;
+                Fate::Failed
+            } else if over_budget || recorded_bytes >= budget {
+                step.error = format!(
+                    "not run: the execution's recorded steps reached its limit of {budget} bytes"
                 );
                 step.error_code = crate::pb::ErrorCode::ExecutionEngineError as i32;
                 Fate::Failed
@@ -299,6 +315,21 @@ impl Walk<'_> {
             step.end_at = now_ms_i64();
             self.tools.bounds.truncate(&mut step.log);
             self.tools.bounds.truncate(&mut step.error);
+            // The whole execution is one GetExecution answer: its steps share one budget.
+            let size = encoded_len(&step);
+            if recorded_bytes + size > budget {
+                step.output = None;
+                step.config = None;
+                step.success = false;
+                step.error = format!(
+                    "the step's record ({size} bytes) would take the execution past its limit of {budget} bytes"
+                );
+                step.error_code = crate::pb::ErrorCode::ExecutionEngineError as i32;
+                self.vars.remove(&node.name);
+                fate = Fate::Failed;
+                over_budget = true;
+            }
+            recorded_bytes += encoded_len(&step);
             let effects = !side_effect_free(config);
             self.recorded(recorder, &mut steps, step);
             if effects {

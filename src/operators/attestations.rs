@@ -114,7 +114,7 @@ pub async fn notify(
     let (kind, output) = convert::reported_output(req)?;
     if let Some(output) = &output {
         // Reports are recorded as events before any quorum: bound what an operator sends.
-        crate::domain::bounds::ValueBounds::output(&app.config.limits)
+        crate::domain::bounds::ValueBounds::values(&app.config.limits)
             .check("the trigger output", output)
             .map_err(|why| Status::from(crate::domain::DomainError::invalid(why)))?;
     }

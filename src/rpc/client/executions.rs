@@ -63,8 +63,12 @@ pub async fn list_executions(
     }
     runs.sort_unstable_by(|a, b| b.0.cmp(&a.0));
     let ids: Vec<String> = runs.iter().map(|(id, _)| id.clone()).collect();
-    let (range, page_info) = paging::select(&ids, Order::Descending, &page);
+    let (range, mut page_info) = paging::select(&ids, Order::Descending, &page);
     let mut items = Vec::with_capacity(range.len());
+    // Each execution fits one message; a page of them is cut short where it would not, and
+    // says there is more.
+    let budget = app.config.grpc.max_message_bytes.saturating_sub(64 * 1024);
+    let mut size = 0usize;
     for (id, task_id) in runs.get(range).unwrap_or_default() {
         if let Some(row) = app
             .store
@@ -72,7 +76,15 @@ pub async fn list_executions(
             .execution(task_id, id)
             .map_err(error::storage)?
         {
-            items.push(convert::execution_to_pb(&row));
+            let item = convert::execution_to_pb(&row);
+            let item_size = prost::Message::encoded_len(&item) + 8;
+            if !items.is_empty() && size + item_size > budget {
+                page_info.has_next_page = true;
+                break;
+            }
+            size += item_size;
+            page_info.end_cursor.clone_from(id);
+            items.push(item);
         }
     }
     Ok(pb::ListExecutionsResp {
