@@ -1,6 +1,12 @@
 //! One execution: the trigger as step 0, then the nodes in the plan's order, each recorded as a
 //! step (ran, failed, or skipped with the reason).
 //!
+//! As in the original, a failed node does not stop the run (its successors run too), and the
+//! execution ends `PartialSuccess` when some steps failed or a branch left nodes untaken,
+//! `Success` when every node ran and succeeded, `Failed` when the graph itself could not run.
+//! Skipped nodes are recorded (in the log, `replay timeline`, and `Execution.skipped` on the
+//! wire), but they are not steps of the execution.
+//!
 //! The step protocol, against crashes:
 //! - a node with side effects gets a `StepStarted` that is durable before it runs, and its result
 //!   is made durable right after;
@@ -129,6 +135,8 @@ fn fate_of(step: &Step) -> Fate {
     if step.skipped {
         Fate::Skipped
     } else if step.success {
+        // A branch names the condition it took `<branch id>.<condition id>`, as the original.
+        let prefix = format!("{}.", step.id);
         let taken = step
             .output
             .as_ref()
@@ -136,7 +144,7 @@ fn fate_of(step: &Step) -> Fate {
             .and_then(|o| o.data.as_ref())
             .and_then(|d| d.get("conditionId"))
             .and_then(Value::as_str)
-            .map(str::to_owned);
+            .map(|c| c.strip_prefix(&prefix).unwrap_or(c).to_owned());
         Fate::Succeeded { taken }
     } else {
         Fate::Failed
@@ -230,6 +238,7 @@ impl Walk<'_> {
                         recorder,
                         steps,
                         Some(format!("the task's graph cannot run: {e}")),
+                        ExecutionOutcome::Failed,
                     )
                     .await;
             }
@@ -240,7 +249,9 @@ impl Walk<'_> {
                 self.definition.nodes.len(),
                 self.tools.config.max_steps
             );
-            return self.finish(recorder, steps, Some(why)).await;
+            return self
+                .finish(recorder, steps, Some(why), ExecutionOutcome::Failed)
+                .await;
         }
         let mut fates: Vec<Option<Fate>> = vec![None; self.definition.nodes.len()];
         for &i in &plan.order {
@@ -323,7 +334,14 @@ impl Walk<'_> {
                 failed.join(", ")
             )
         });
-        self.finish(recorder, steps, error).await
+        let untaken = fates.iter().any(|f| matches!(f, Some(Fate::Skipped)));
+        // The trigger step always succeeded, so failed nodes make a partial success.
+        let outcome = if error.is_some() || untaken {
+            ExecutionOutcome::PartialSuccess
+        } else {
+            ExecutionOutcome::Success
+        };
+        self.finish(recorder, steps, error, outcome).await
     }
 
     /// Renders the node's templates and runs it (within the node limit), filling the step.
@@ -435,12 +453,8 @@ impl Walk<'_> {
         recorder: &mut Recorder<'_>,
         steps: Vec<Step>,
         error: Option<String>,
+        outcome: ExecutionOutcome,
     ) -> Result<Ended, events::Error> {
-        let outcome = if error.is_some() {
-            ExecutionOutcome::Failed
-        } else {
-            ExecutionOutcome::Success
-        };
         let error = error.unwrap_or_default();
         recorder.push(
             ExecutionFinished {

@@ -168,10 +168,13 @@ pub async fn simulate_task(
         status: match ended.outcome {
             events::execution::ExecutionOutcome::Success => pb::ExecutionStatus::Success,
             events::execution::ExecutionOutcome::Failed => pb::ExecutionStatus::Failed,
+            events::execution::ExecutionOutcome::PartialSuccess => {
+                pb::ExecutionStatus::PartialSuccess
+            }
         } as i32,
         error: ended.error,
         index: 0,
-        steps: ended.steps.iter().map(convert::step_to_pb).collect(),
+        steps: convert::ran_steps_to_pb(&ended.steps),
         ..Default::default()
     })
 }
