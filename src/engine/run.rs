@@ -413,7 +413,11 @@ impl Walk<'_> {
             }),
         });
         Ok(match result {
-            Ok(run) => {
+            Ok(mut run) => {
+                if let Some(taken) = &run.taken {
+                    // The original names the path `<branch id>.<condition id>`.
+                    run.output = json!({ "conditionId": format!("{}.{taken}", node.id) });
+                }
                 step.success = true;
                 step.log = run.log.join("\n");
                 step.output = Some(StepOutput {

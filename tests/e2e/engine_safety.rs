@@ -101,7 +101,6 @@ async fn the_sandbox_stops_loops_and_bombs_and_has_no_host_access() -> anyhow::R
     );
 
     for (name, source) in [
-        ("req", "return typeof require;"),
         ("proc", "return typeof process;"),
         ("fetch", "return typeof fetch;"),
         ("std", "return typeof std + typeof os;"),
