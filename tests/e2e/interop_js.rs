@@ -65,7 +65,7 @@ async fn the_official_client_works_against_this_server() -> anyhow::Result<()> {
         )?;
     let stdout = run_interop(
         &server,
-        "auth,wallets,tasks,secrets,executions",
+        "auth,wallets,tasks,secrets,executions,original",
         Some(&admin_key),
     )
     .await?;
