@@ -10,6 +10,8 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+use crate::ip::Cidr;
+
 /// The documented defaults, embedded.
 pub const EXAMPLE_YAML: &str = include_str!("../config/aggregator.example.yaml");
 
@@ -91,6 +93,18 @@ pub struct GrpcConfig {
     pub tls: Option<TlsConfig>,
     /// Largest request or response message.
     pub max_message_bytes: usize,
+    /// Connections open at once; one past it is closed at once.
+    pub max_connections: usize,
+    /// How long a new connection may stay silent before it is closed (it must start its HTTP/2
+    /// or TLS handshake).
+    #[serde(with = "duration_text")]
+    pub handshake_timeout: Duration,
+    /// HTTP/2 pings on idle connections, and how long an answer may take before the connection
+    /// is dropped.
+    #[serde(with = "duration_text")]
+    pub keepalive_interval: Duration,
+    #[serde(with = "duration_text")]
+    pub keepalive_timeout: Duration,
 }
 
 impl Default for GrpcConfig {
@@ -99,6 +113,10 @@ impl Default for GrpcConfig {
             listen: SocketAddr::from(([127, 0, 0, 1], 2206)),
             tls: None,
             max_message_bytes: 4 * 1024 * 1024,
+            max_connections: 10_000,
+            handshake_timeout: Duration::from_secs(10),
+            keepalive_interval: Duration::from_secs(30),
+            keepalive_timeout: Duration::from_secs(10),
         }
     }
 }
@@ -108,6 +126,7 @@ impl Default for GrpcConfig {
 pub struct HttpConfig {
     /// `/up`, `/metrics`, `/operators`, `/operator` (the original's list).
     pub listen: SocketAddr,
+    /// Refused when set (the listener speaks plain HTTP): a TLS-terminating proxy goes in front.
     pub tls: Option<TlsConfig>,
 }
 
@@ -298,7 +317,7 @@ pub struct EngineConfig {
     /// the source tree the binary was built from, where `npm ci` in `js_modules/` installs them.
     pub js_modules_dir: Option<PathBuf>,
     /// Outbound HTTP of the REST and GraphQL nodes (see `engine::http`).
-    pub http: crate::engine::http::HttpConfig,
+    pub http: OutboundHttpConfig,
     /// A JSON file of known tokens (`[{"address", "name", "symbol", "decimals"}]`) that
     /// `GetTokenMetadata` answers from before asking the chain, instead of the built-in list of
     /// the chain (`config/tokens/`: ethereum, sepolia, base, base-sepolia).
@@ -322,9 +341,59 @@ impl Default for EngineConfig {
             js_time_limit: Duration::from_secs(5),
             js_memory_mib: 64,
             js_modules_dir: None,
-            http: crate::engine::http::HttpConfig::default(),
+            http: OutboundHttpConfig::default(),
             token_whitelist: None,
             expiry_sweep: Duration::from_secs(30),
+        }
+    }
+}
+
+pub const DEFAULT_HTTP_TIMEOUT: Duration = Duration::from_secs(10);
+pub const DEFAULT_HTTP_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+pub const DEFAULT_HTTP_MAX_REQUEST_BYTES: usize = 1024 * 1024;
+pub const DEFAULT_HTTP_MAX_RESPONSE_BYTES: usize = 5 * 1024 * 1024;
+pub const DEFAULT_HTTP_MAX_REDIRECTS: usize = 5;
+pub const DEFAULT_HTTP_USER_AGENT: &str = concat!("ava-aggregator/", env!("CARGO_PKG_VERSION"));
+
+/// `engine.http`: outbound HTTP of the REST and GraphQL nodes (`engine::http`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct OutboundHttpConfig {
+    /// Address blocks that are requested even though they are private, loopback, link-local...
+    /// (e.g. `10.20.0.0/16` for an internal API the tasks are meant to reach). Empty: only
+    /// public addresses.
+    pub allow: Vec<Cidr>,
+    /// Host names (exactly, case-insensitive) whose addresses are not checked at all. Prefer
+    /// `allow`: a name's addresses can change under you.
+    pub allow_hosts: Vec<String>,
+    /// The whole request: connecting, sending, redirects and reading the response.
+    #[serde(with = "duration_text")]
+    pub timeout: Duration,
+    #[serde(with = "duration_text")]
+    pub connect_timeout: Duration,
+    /// The URL, the headers and the body together.
+    pub max_request_bytes: usize,
+    /// The response body, as decoded.
+    pub max_response_bytes: usize,
+    pub max_redirects: usize,
+    pub user_agent: String,
+    /// Answer `https://mock-api.ap-aggregator.local/...` in process, as the original does (an
+    /// httpbin-like responder that never touches the network), instead of resolving the name.
+    pub mock_host: bool,
+}
+
+impl Default for OutboundHttpConfig {
+    fn default() -> Self {
+        Self {
+            allow: Vec::new(),
+            allow_hosts: Vec::new(),
+            timeout: DEFAULT_HTTP_TIMEOUT,
+            connect_timeout: DEFAULT_HTTP_CONNECT_TIMEOUT,
+            max_request_bytes: DEFAULT_HTTP_MAX_REQUEST_BYTES,
+            max_response_bytes: DEFAULT_HTTP_MAX_RESPONSE_BYTES,
+            max_redirects: DEFAULT_HTTP_MAX_REDIRECTS,
+            user_agent: DEFAULT_HTTP_USER_AGENT.to_owned(),
+            mock_host: true,
         }
     }
 }
@@ -547,13 +616,22 @@ impl Config {
                 return invalid(format!("{name} {value:?} is not an address"));
             }
         }
-        if self.operators.quorum_denominator == 0
+        if self.operators.quorum_numerator == 0
+            || self.operators.quorum_denominator == 0
             || self.operators.quorum_numerator > self.operators.quorum_denominator
         {
             return invalid(
-                "operators.quorum_numerator / quorum_denominator must be a share between 0 and 1"
+                "operators.quorum_numerator / quorum_denominator must be a share above 0 and at most 1 (0 would run any firing no operator signed)"
                     .into(),
             );
+        }
+        if self.http.tls.is_some() {
+            return invalid(
+                "http.tls is not supported: keep the HTTP listener on loopback or behind a TLS-terminating proxy (grpc.tls is)".into(),
+            );
+        }
+        if self.grpc.max_connections == 0 {
+            return invalid("grpc.max_connections must be positive".into());
         }
         if self.limits.requests_per_second == 0
             || self.limits.burst == 0
@@ -603,14 +681,19 @@ impl LimitsConfig {
     }
 }
 
-/// Durations as text (`120s`, `7d`, `1h 30m`), in both directions.
-mod duration_text {
+/// Durations as text (`120s`, `7d`, `1h 30m`), in both directions: the one form of every
+/// duration in a configuration file (the operator's too).
+pub mod duration_text {
     use std::time::Duration;
 
     use serde::{Deserialize, Deserializer, Serializer};
 
+    pub fn text(value: &Duration) -> String {
+        humantime::format_duration(*value).to_string()
+    }
+
     pub fn serialize<S: Serializer>(value: &Duration, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str(&humantime::format_duration(*value).to_string())
+        s.serialize_str(&text(value))
     }
 
     pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
@@ -647,6 +730,26 @@ mod tests {
         });
         assert_eq!(config.chain_id, 7);
         assert_eq!(config.data_dir, PathBuf::from("/tmp/x"));
+    }
+
+    #[test]
+    fn settings_that_would_weaken_the_service_are_refused() {
+        for (yaml, says) in [
+            ("operators:\n  quorum_numerator: 0\n", "above 0"),
+            (
+                "http:\n  tls: { cert: /c.pem, key: /k.pem }\n",
+                "http.tls is not supported",
+            ),
+            ("limits:\n  max_value_depth: 120\n", "max_value_depth"),
+            (
+                "limits:\n  max_event_bytes: 100000\n",
+                "smaller than a step",
+            ),
+            ("grpc:\n  max_connections: 0\n", "max_connections"),
+        ] {
+            let err = Config::from_yaml(yaml, "test").unwrap_err();
+            assert!(err.to_string().contains(says), "{yaml}: {err}");
+        }
     }
 
     #[test]

@@ -51,7 +51,7 @@ pub async fn open(config: Config) -> anyhow::Result<SharedApp> {
     let chain = match &config.ethereum.rpc_url {
         Some(url) => {
             let chain = Chain::connect(url, config.chain_id).await?;
-            tracing::info!(url, chain_id = chain.chain_id, "connected to the chain");
+            tracing::info!(url = %crate::chain::redact_url(url), chain_id = chain.chain_id, "connected to the chain");
             Some(chain)
         }
         None => None,

@@ -12,7 +12,8 @@
 //!   same batch as their events;
 //! - `verify`: integrity of the stored log; `indexes`: the indexes rebuilt from the events, and
 //!   keyspace comparison;
-//! - `stream`: the stream id of each kind of aggregate;
+//! - `stream`: the stream id of each kind of aggregate; `timeline`: every event of a task and of
+//!   what it started, in log order;
 //! - `bounds`: the depth and size every stored event and row keeps to, so that readers read it.
 
 pub mod bounds;
@@ -31,6 +32,7 @@ mod options;
 pub mod samples;
 pub mod stream;
 pub mod task;
+mod timeline;
 mod tx;
 pub mod upcast;
 mod verify;

@@ -35,13 +35,13 @@ use events::{Command, Expected};
 use projections::executions::ExecutionRow;
 use tokio::sync::{Notify, Semaphore};
 
-use crate::app::{new_id, now_ms, now_ms_i64};
 use crate::chain::Chain;
+use crate::clock::{new_id, now_ms, now_ms_i64};
 use crate::config::EngineConfig;
 use crate::domain::bounds::ValueBounds;
 use crate::domain::firing::{self, Refusal};
 use crate::secrets::SecretBox;
-use crate::store::Store;
+use crate::store::{Decision, Loaded, Settled, Store};
 
 /// What nodes use to do their work.
 pub struct Tools {
@@ -77,6 +77,16 @@ impl Fired {
             Self::Queued { execution_id } | Self::Deduplicated { execution_id } => execution_id,
         }
     }
+}
+
+/// What `fire` decided on the task as loaded.
+enum FireDecision {
+    /// The dedup key was seen: the execution it opened.
+    Seen(String),
+    /// Accepted: the execution it opens.
+    Accepted(String),
+    /// Refused, with the task's completion when it is past its expiry.
+    Refused(Refusal, Option<Command>),
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -120,9 +130,6 @@ struct Inner {
     /// The expiry sweep, awaited at shutdown (it holds the store).
     sweep: std::sync::Mutex<Option<tokio::task::JoinHandle<()>>>,
 }
-
-/// Attempts at a firing against a task stream that moved meanwhile.
-const ATTEMPTS: usize = 8;
 
 impl Engine {
     /// Builds the engine and resumes the pending executions.
@@ -187,75 +194,99 @@ impl Engine {
 
     /// The one entry point for every firing: durable dedup (a key seen before returns its first
     /// execution, also after a restart), then whether the task may run, then the firing on the
-    /// task's stream against its version and the execution's stream opened, in one command.
+    /// task's stream against its version and the execution's stream opened, in one command
+    /// (`Store::decide_and_append`).
     pub async fn fire(&self, request: FireRequest) -> Result<Fired, FireError> {
         let store = &self.inner.store;
         self.check_firing(&request.firing)
             .map_err(FireError::Invalid)?;
         let key = format!("fire:{}", request.firing.dedup_key);
         let task_stream = events::stream::task(&request.task_id);
-        for _ in 0..ATTEMPTS {
-            let now = now_ms();
-            if let Some(refs) = store.log.idempotent_result(&key, now)? {
-                return Ok(Fired::Deduplicated {
-                    execution_id: execution_of(&refs),
-                });
-            }
-            let row = store.views.task(&request.task_id)?;
-            let now_i = i64::try_from(now).unwrap_or(i64::MAX);
-            let Some(row) = row else {
-                return Err(FireError::Refused(Refusal::NotFound));
-            };
-            let execution_id = new_id();
-            let accepted = match firing::accept(&row, &execution_id, request.firing.clone(), now_i)
-            {
-                Ok(accepted) => accepted,
-                Err(refusal) => {
-                    if let Some(completed) = firing::expiry(&row, now_i) {
-                        let command = Command::new("system", now).append(
-                            task_stream.clone(),
-                            Expected::Exactly(row.version),
-                            [completed],
-                        );
-                        let _ = store.log.append(command).await;
+        let settled = store
+            .decide_and_append(
+                |store| {
+                    let now = now_ms();
+                    let seen = store.log.idempotent_result(&key, now)?;
+                    let row = match seen {
+                        Some(_) => None,
+                        None => store.views.task(&request.task_id)?,
+                    };
+                    Ok::<_, FireError>(Loaded {
+                        version: row.as_ref().map_or(0, |r| r.version),
+                        state: (now, seen, row),
+                    })
+                },
+                |loaded| {
+                    let version = loaded.expected();
+                    let (now, seen, row) = loaded.state;
+                    if let Some(refs) = seen {
+                        return Ok(Decision::Unchanged(FireDecision::Seen(execution_of(&refs))));
                     }
-                    return Err(FireError::Refused(refusal));
-                }
-            };
-            let command = Command::new(request.actor.clone(), now)
-                .idempotent(key.clone(), request.window_ms)
-                .append(
-                    task_stream.clone(),
-                    Expected::Exactly(row.version),
-                    accepted.task_events,
-                )
-                .append(
-                    events::stream::execution(&execution_id),
-                    Expected::NoStream,
-                    [accepted.execution_event],
-                );
-            match store.log.append(command).await {
-                Ok(committed) if committed.deduplicated => {
-                    return Ok(Fired::Deduplicated {
-                        execution_id: execution_of(&committed.events),
-                    });
-                }
-                Ok(committed) => {
-                    metrics::counter!("events_appended_total")
-                        .increment(committed.events.len() as u64);
-                    metrics::counter!("executions_queued_total").increment(1);
-                    self.schedule(request.task_id.clone(), execution_id.clone())
-                        .await;
-                    return Ok(Fired::Queued { execution_id });
-                }
-                Err(events::Error::Conflict { .. }) => continue,
-                Err(events::Error::StreamClosed { .. }) => {
-                    return Err(FireError::Refused(Refusal::NotFound));
-                }
-                Err(e) => return Err(e.into()),
+                    let Some(row) = row else {
+                        return Err(FireError::Refused(Refusal::NotFound));
+                    };
+                    let now_i = i64::try_from(now).unwrap_or(i64::MAX);
+                    let execution_id = new_id();
+                    match firing::accept(&row, &execution_id, request.firing.clone(), now_i) {
+                        Ok(accepted) => {
+                            let command = Command::new(request.actor.clone(), now)
+                                .idempotent(key.clone(), request.window_ms)
+                                .append(task_stream.clone(), version, accepted.task_events)
+                                .append(
+                                    events::stream::execution(&execution_id),
+                                    Expected::NoStream,
+                                    [accepted.execution_event],
+                                );
+                            Ok(Decision::Append(
+                                command,
+                                FireDecision::Accepted(execution_id),
+                            ))
+                        }
+                        Err(refusal) => {
+                            let completed = firing::expiry(&row, now_i).map(|completed| {
+                                Command::new("system", now).append(
+                                    task_stream.clone(),
+                                    version,
+                                    [completed],
+                                )
+                            });
+                            Ok(Decision::Unchanged(FireDecision::Refused(
+                                refusal, completed,
+                            )))
+                        }
+                    }
+                },
+            )
+            .await;
+        match settled {
+            Ok(Settled::Unchanged(FireDecision::Seen(execution_id))) => {
+                Ok(Fired::Deduplicated { execution_id })
             }
+            Ok(Settled::Unchanged(FireDecision::Refused(refusal, completed))) => {
+                if let Some(command) = completed {
+                    // Past its expiry: recorded as completed, whether or not this lands.
+                    let _ = store.log.append(command).await;
+                }
+                Err(FireError::Refused(refusal))
+            }
+            Ok(Settled::Unchanged(FireDecision::Accepted(_))) => Err(FireError::Contended),
+            Ok(Settled::Appended(_, committed)) if committed.deduplicated => {
+                Ok(Fired::Deduplicated {
+                    execution_id: execution_of(&committed.events),
+                })
+            }
+            Ok(Settled::Appended(FireDecision::Accepted(execution_id), _)) => {
+                metrics::counter!("executions_queued_total").increment(1);
+                self.schedule(request.task_id.clone(), execution_id.clone())
+                    .await;
+                Ok(Fired::Queued { execution_id })
+            }
+            Ok(Settled::Appended(_, _) | Settled::Contended) => Err(FireError::Contended),
+            Err(FireError::Storage(events::Error::StreamClosed { .. })) => {
+                Err(FireError::Refused(Refusal::NotFound))
+            }
+            Err(e) => Err(e),
         }
-        Err(FireError::Contended)
     }
 
     /// The firing's data and the caller's input go into the execution's first event: bounded.
@@ -577,7 +608,7 @@ async fn finish_without_running(
                 events::event::ExecutionStarted {
                     execution_id: execution_id.to_owned(),
                     task_id: task_id.to_owned(),
-                    started_at: crate::app::now_ms_i64(),
+                    started_at: crate::clock::now_ms_i64(),
                 }
                 .into(),
             );

@@ -17,7 +17,7 @@ use events::task::TaskDefinition;
 use projections::secrets::{SecretRow, owner_prefix};
 use projections::tasks::TaskRow;
 
-use crate::rpc::convert::checksum;
+use crate::address::checksum;
 use crate::secrets::SecretBox;
 use crate::store::Store;
 
@@ -63,7 +63,7 @@ pub fn base(
             "completedAt": task.completed_at,
         }),
     );
-    let now = crate::app::now_ms();
+    let now = crate::clock::now_ms();
     let iso = humantime::format_rfc3339_millis(
         std::time::UNIX_EPOCH + std::time::Duration::from_millis(now),
     )

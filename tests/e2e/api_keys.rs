@@ -12,7 +12,7 @@ use tonic::Code;
 
 use crate::support::{TestServer, User, simple_task, with_key};
 
-fn mint(server: &TestServer, role: &str, subject: &str) -> anyhow::Result<String> {
+pub fn mint(server: &TestServer, role: &str, subject: &str) -> anyhow::Result<String> {
     let out = Command::new(env!("CARGO_BIN_EXE_aggregator"))
         .args([
             "--keys-dir",

@@ -186,7 +186,7 @@ async fn trigger_data_past_the_bounds_is_an_invalid_request() -> anyhow::Result<
             trigger_type: pb::TriggerType::Manual as i32,
             trigger_output: Some(pb::trigger_task_req::TriggerOutput::ManualTrigger(
                 pb::manual_trigger::Output {
-                    data: Some(aggregator::rpc::convert::value_from_json(&deep)),
+                    data: Some(aggregator::pb::convert::value_from_json(&deep)),
                 },
             )),
             is_blocking: true,
@@ -236,7 +236,7 @@ async fn a_run_killed_before_its_deep_value_finishes_failed_when_resumed() -> an
             trigger_type: pb::TriggerType::Manual as i32,
             trigger_output: Some(pb::trigger_task_req::TriggerOutput::ManualTrigger(
                 pb::manual_trigger::Output {
-                    data: Some(aggregator::rpc::convert::value_from_json(
+                    data: Some(aggregator::pb::convert::value_from_json(
                         &serde_json::json!({"n": random_u64() % 1000}),
                     )),
                 },
@@ -280,5 +280,107 @@ async fn a_run_killed_before_its_deep_value_finishes_failed_when_resumed() -> an
     assert!(again.is_ok(), "{again:?}");
     process.child.kill()?;
     process.child.wait()?;
+    Ok(())
+}
+
+/// Read-only keys read; running code with the owner's secrets, or a request, is a change.
+#[tokio::test]
+async fn read_only_keys_cannot_run_nodes_triggers_or_simulations() -> anyhow::Result<()> {
+    let server = TestServer::start().await?;
+    let mut c = server.client().await?;
+    let user = User::sign_in(&mut c).await?;
+    let wallet = user.wallet(&mut c).await?;
+    let key = crate::api_keys::mint(&server, "readonly", &user.address())?;
+    let node = code_node("peek", "return apContext.configVars;");
+    let task = task_of("ro", &wallet, vec![node.clone()], None);
+    let refusals = [
+        c.run_node_with_inputs(crate::support::with_key(
+            pb::RunNodeWithInputsReq {
+                node: Some(node),
+                ..Default::default()
+            },
+            &key,
+        ))
+        .await
+        .map(|_| ()),
+        c.simulate_task(crate::support::with_key(
+            pb::SimulateTaskReq {
+                trigger: task.trigger.clone(),
+                nodes: task.nodes.clone(),
+                edges: task.edges.clone(),
+                ..Default::default()
+            },
+            &key,
+        ))
+        .await
+        .map(|_| ()),
+        c.run_trigger(crate::support::with_key(
+            pb::RunTriggerReq {
+                trigger: task.trigger.clone(),
+                ..Default::default()
+            },
+            &key,
+        ))
+        .await
+        .map(|_| ()),
+    ];
+    for refused in refusals {
+        let err = refused.unwrap_err();
+        assert_eq!(err.code(), tonic::Code::PermissionDenied, "{err:?}");
+    }
+    Ok(())
+}
+
+/// At most `grpc.max_connections` connections; one that stays silent past the handshake timeout
+/// is closed; the service still answers afterwards.
+#[tokio::test]
+async fn connections_are_bounded_and_silent_ones_are_closed() -> anyhow::Result<()> {
+    use tokio::io::AsyncReadExt;
+    let dir = tempfile::tempdir()?;
+    let mut config = TestServer::config(dir.path());
+    config.grpc.max_connections = 4;
+    config.grpc.handshake_timeout = Duration::from_millis(300);
+    let server = TestServer::start_with(dir, config).await?;
+    let addr = server.running().grpc;
+    let mut silent = Vec::new();
+    for _ in 0..6 {
+        silent.push(tokio::net::TcpStream::connect(addr).await?);
+    }
+    // Every silent connection ends closed by the server (the two past the cap at once, the
+    // others at the handshake timeout): a read sees the end of the stream.
+    for mut stream in silent {
+        let mut buf = [0u8; 1];
+        let read = tokio::time::timeout(Duration::from_secs(10), stream.read(&mut buf)).await;
+        assert!(matches!(read, Ok(Ok(0)) | Ok(Err(_))), "{read:?}");
+    }
+    others_still_write(&server).await
+}
+
+/// The data directory and everything in it is the owner's alone.
+#[cfg(unix)]
+#[tokio::test]
+async fn the_data_directory_is_private() -> anyhow::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    let mut server = TestServer::start().await?;
+    others_still_write(&server).await?;
+    let data = server.config.data_dir.clone();
+    server.stop().await?;
+    let mode = |p: &std::path::Path| std::fs::metadata(p).map(|m| m.permissions().mode() & 0o777);
+    assert_eq!(mode(&data)?, 0o700);
+    let mut pending = vec![data];
+    let mut files = 0;
+    while let Some(dir) = pending.pop() {
+        for entry in std::fs::read_dir(&dir)? {
+            let path = entry?.path();
+            if path.is_dir() {
+                assert_eq!(mode(&path)?, 0o700, "{}", path.display());
+                pending.push(path);
+            } else {
+                assert_eq!(mode(&path)?, 0o600, "{}", path.display());
+                files += 1;
+            }
+        }
+    }
+    assert!(files > 0);
     Ok(())
 }

@@ -7,6 +7,7 @@ mod access;
 mod anvil;
 mod api_keys;
 mod client_api;
+mod contract_fixtures;
 mod core_crash;
 mod core_tamper;
 mod engine_chain;
