@@ -131,6 +131,37 @@ fn node_config_json(config: &events::task::NodeConfig) -> Option<Value> {
     }
 }
 
+/// A step's `inputs`, named as the original names them: `x.data` and `x.input` for a node's or
+/// the trigger's variable (and `x.headers`, `x.pathParams` where present), `apContext.configVars`
+/// for the secrets, the bare name for any other variable; the node's own variable left out.
+fn input_keys(vars: &Map<String, Value>, own: &str) -> Vec<String> {
+    let mut keys = Vec::with_capacity(vars.len() * 2);
+    for (name, value) in vars {
+        if name == own {
+            continue;
+        }
+        if name == "apContext" {
+            keys.push("apContext.configVars".to_owned());
+            continue;
+        }
+        match value {
+            Value::Object(fields)
+                if ["data", "input", "headers", "pathParams"]
+                    .iter()
+                    .any(|f| fields.contains_key(*f)) =>
+            {
+                for field in ["data", "input", "headers", "pathParams"] {
+                    if fields.contains_key(field) {
+                        keys.push(format!("{name}.{field}"));
+                    }
+                }
+            }
+            _ => keys.push(name.clone()),
+        }
+    }
+    keys
+}
+
 fn fate_of(step: &Step) -> Fate {
     if step.skipped {
         Fate::Skipped
@@ -284,7 +315,7 @@ impl Walk<'_> {
                 id: node.id.clone(),
                 step_type: NodeKind::wire_name(kind).to_owned(),
                 name: node.name.clone(),
-                inputs: self.vars.keys().cloned().collect(),
+                inputs: input_keys(&self.vars, &node.name),
                 start_at: start,
                 ..Step::default()
             };
@@ -501,4 +532,35 @@ pub fn resume_state(
         }
     }
     (queued, resume, finished)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn inputs_are_named_as_the_original_names_them() {
+        let vars: Map<String, Value> = serde_json::from_value(json!({
+            "manualTrigger": {"data": {"n": 1}, "input": {}},
+            "code1": {"data": 42, "input": {"source": "x"}},
+            "apContext": {"configVars": {}},
+            "settings": {"name": "t"},
+            "limit": 5,
+            "me": {"data": 1, "input": {}},
+        }))
+        .unwrap();
+        let keys = input_keys(&vars, "me");
+        for key in [
+            "manualTrigger.data",
+            "manualTrigger.input",
+            "code1.data",
+            "code1.input",
+            "apContext.configVars",
+            "settings",
+            "limit",
+        ] {
+            assert!(keys.contains(&key.to_owned()), "{key} in {keys:?}");
+        }
+        assert!(!keys.iter().any(|k| k.starts_with("me")), "{keys:?}");
+    }
 }
