@@ -27,6 +27,14 @@ pub enum RunStatus {
     Running,
     Success,
     Failed,
+    PartialSuccess,
+}
+
+impl RunStatus {
+    /// Whether the execution has ended.
+    pub fn finished(self) -> bool {
+        matches!(self, Self::Success | Self::Failed | Self::PartialSuccess)
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -267,6 +275,7 @@ impl Projection for Executions {
                     row.status = match e.outcome {
                         ExecutionOutcome::Success => RunStatus::Success,
                         ExecutionOutcome::Failed => RunStatus::Failed,
+                        ExecutionOutcome::PartialSuccess => RunStatus::PartialSuccess,
                     };
                     row.error.clone_from(&e.error);
                     row.end_at = at;
@@ -282,7 +291,10 @@ impl Projection for Executions {
                     day.total += 1;
                     match e.outcome {
                         ExecutionOutcome::Success => day.succeeded += 1,
-                        ExecutionOutcome::Failed => day.failed += 1,
+                        // A run with a failed step (or an untaken branch) did not fully succeed.
+                        ExecutionOutcome::Failed | ExecutionOutcome::PartialSuccess => {
+                            day.failed += 1;
+                        }
                     }
                     day.total_ms +=
                         u64::try_from(row.end_at.saturating_sub(row.start_at)).unwrap_or(0);

@@ -32,7 +32,7 @@ use std::time::Duration;
 
 use events::execution::Firing;
 use events::{Command, Expected};
-use projections::executions::{ExecutionRow, RunStatus};
+use projections::executions::ExecutionRow;
 use tokio::sync::{Notify, Semaphore};
 
 use crate::chain::Chain;
@@ -454,6 +454,7 @@ impl Engine {
         metrics::counter!("executions_finished_total", "outcome" => match ended.outcome {
             events::execution::ExecutionOutcome::Success => "success",
             events::execution::ExecutionOutcome::Failed => "failed",
+            events::execution::ExecutionOutcome::PartialSuccess => "partial_success",
         })
         .increment(1);
         Ok(())
@@ -504,7 +505,7 @@ impl Engine {
             };
             let notified = notify.notified();
             if let Some(row) = self.inner.store.views.execution(task_id, execution_id)?
-                && matches!(row.status, RunStatus::Success | RunStatus::Failed)
+                && row.status.finished()
             {
                 return Ok(row);
             }

@@ -1,6 +1,12 @@
 //! One execution: the trigger as step 0, then the nodes in the plan's order, each recorded as a
 //! step (ran, failed, or skipped with the reason).
 //!
+//! As in the original, a failed node does not stop the run (its successors run too), and the
+//! execution ends `PartialSuccess` when some steps failed or a branch left nodes untaken,
+//! `Success` when every node ran and succeeded, `Failed` when the graph itself could not run.
+//! Skipped nodes are recorded (in the log, `replay timeline`, and `Execution.skipped` on the
+//! wire), but they are not steps of the execution.
+//!
 //! The step protocol, against crashes:
 //! - a node with side effects gets a `StepStarted` that is durable before it runs, and its result
 //!   is made durable right after;
@@ -130,10 +136,43 @@ fn encoded_len(step: &Step) -> usize {
     serde_json::to_vec(step).map_or(usize::MAX, |v| v.len())
 }
 
+/// A step's `inputs`, named as the original names them: `x.data` and `x.input` for a node's or
+/// the trigger's variable (and `x.headers`, `x.pathParams` where present), `apContext.configVars`
+/// for the secrets, the bare name for any other variable; the node's own variable left out.
+fn input_keys(vars: &Map<String, Value>, own: &str) -> Vec<String> {
+    let mut keys = Vec::with_capacity(vars.len() * 2);
+    for (name, value) in vars {
+        if name == own {
+            continue;
+        }
+        if name == "apContext" {
+            keys.push("apContext.configVars".to_owned());
+            continue;
+        }
+        match value {
+            Value::Object(fields)
+                if ["data", "input", "headers", "pathParams"]
+                    .iter()
+                    .any(|f| fields.contains_key(*f)) =>
+            {
+                for field in ["data", "input", "headers", "pathParams"] {
+                    if fields.contains_key(field) {
+                        keys.push(format!("{name}.{field}"));
+                    }
+                }
+            }
+            _ => keys.push(name.clone()),
+        }
+    }
+    keys
+}
+
 fn fate_of(step: &Step) -> Fate {
     if step.skipped {
         Fate::Skipped
     } else if step.success {
+        // A branch names the condition it took `<branch id>.<condition id>`, as the original.
+        let prefix = format!("{}.", step.id);
         let taken = step
             .output
             .as_ref()
@@ -141,7 +180,7 @@ fn fate_of(step: &Step) -> Fate {
             .and_then(|o| o.data.as_ref())
             .and_then(|d| d.get("conditionId"))
             .and_then(Value::as_str)
-            .map(str::to_owned);
+            .map(|c| c.strip_prefix(&prefix).unwrap_or(c).to_owned());
         Fate::Succeeded { taken }
     } else {
         Fate::Failed
@@ -235,6 +274,7 @@ impl Walk<'_> {
                         recorder,
                         steps,
                         Some(format!("the task's graph cannot run: {e}")),
+                        ExecutionOutcome::Failed,
                     )
                     .await;
             }
@@ -245,7 +285,9 @@ impl Walk<'_> {
                 self.definition.nodes.len(),
                 self.tools.config.max_steps
             );
-            return self.finish(recorder, steps, Some(why)).await;
+            return self
+                .finish(recorder, steps, Some(why), ExecutionOutcome::Failed)
+                .await;
         }
         let mut fates: Vec<Option<Fate>> = vec![None; self.definition.nodes.len()];
         let mut recorded_bytes: usize = steps.iter().map(encoded_len).sum();
@@ -282,7 +324,7 @@ impl Walk<'_> {
                 id: node.id.clone(),
                 step_type: NodeKind::wire_name(kind).to_owned(),
                 name: node.name.clone(),
-                inputs: self.vars.keys().cloned().collect(),
+                inputs: input_keys(&self.vars, &node.name),
                 start_at: start,
                 ..Step::default()
             };
@@ -354,7 +396,14 @@ impl Walk<'_> {
                 failed.join(", ")
             )
         });
-        self.finish(recorder, steps, error).await
+        let untaken = fates.iter().any(|f| matches!(f, Some(Fate::Skipped)));
+        // The trigger step always succeeded, so failed nodes make a partial success.
+        let outcome = if error.is_some() || untaken {
+            ExecutionOutcome::PartialSuccess
+        } else {
+            ExecutionOutcome::Success
+        };
+        self.finish(recorder, steps, error, outcome).await
     }
 
     /// Renders the node's templates and runs it (within the node limit), filling the step.
@@ -426,7 +475,11 @@ impl Walk<'_> {
             }),
         });
         Ok(match result {
-            Ok(run) => {
+            Ok(mut run) => {
+                if let Some(taken) = &run.taken {
+                    // The original names the path `<branch id>.<condition id>`.
+                    run.output = json!({ "conditionId": format!("{}.{taken}", node.id) });
+                }
                 step.success = true;
                 step.log = run.log.join("\n");
                 step.output = Some(StepOutput {
@@ -466,12 +519,8 @@ impl Walk<'_> {
         recorder: &mut Recorder<'_>,
         steps: Vec<Step>,
         error: Option<String>,
+        outcome: ExecutionOutcome,
     ) -> Result<Ended, events::Error> {
-        let outcome = if error.is_some() {
-            ExecutionOutcome::Failed
-        } else {
-            ExecutionOutcome::Success
-        };
         let error = error.unwrap_or_default();
         recorder.push(
             ExecutionFinished {
@@ -514,4 +563,35 @@ pub fn resume_state(
         }
     }
     (queued, resume, finished)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn inputs_are_named_as_the_original_names_them() {
+        let vars: Map<String, Value> = serde_json::from_value(json!({
+            "manualTrigger": {"data": {"n": 1}, "input": {}},
+            "code1": {"data": 42, "input": {"source": "x"}},
+            "apContext": {"configVars": {}},
+            "settings": {"name": "t"},
+            "limit": 5,
+            "me": {"data": 1, "input": {}},
+        }))
+        .unwrap();
+        let keys = input_keys(&vars, "me");
+        for key in [
+            "manualTrigger.data",
+            "manualTrigger.input",
+            "code1.data",
+            "code1.input",
+            "apContext.configVars",
+            "settings",
+            "limit",
+        ] {
+            assert!(keys.contains(&key.to_owned()), "{key} in {keys:?}");
+        }
+        assert!(!keys.iter().any(|k| k.starts_with("me")), "{keys:?}");
+    }
 }

@@ -52,7 +52,12 @@ async fn assert_fails_on_depth(
 ) -> anyhow::Result<String> {
     let id = c.create_task(user.req(request)).await?.into_inner().id;
     let run = run_blocking(c, user, &id).await?;
-    assert_eq!(run.status, pb::ExecutionStatus::Failed as i32, "{run:?}");
+    // The step failed; the trigger step did not: a partial success, as the original has it.
+    assert_eq!(
+        run.status,
+        pb::ExecutionStatus::PartialSuccess as i32,
+        "{run:?}"
+    );
     let execution = c
         .get_execution(user.req(pb::ExecutionReq {
             task_id: id.clone(),
@@ -146,7 +151,7 @@ async fn a_deep_value_from_code_a_loop_or_a_remote_api_fails_its_step_and_poison
         assert_eq!(listed.items.len(), 1);
         assert_eq!(
             listed.items[0].status,
-            pb::ExecutionStatus::Failed as i32,
+            pb::ExecutionStatus::PartialSuccess as i32,
             "{:?}",
             listed.items[0]
         );
@@ -262,7 +267,13 @@ async fn a_run_killed_before_its_deep_value_finishes_failed_when_resumed() -> an
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     };
-    assert_eq!(status, pb::ExecutionStatus::Failed as i32);
+    // Finished, with its step failed (a partial success: the trigger step succeeded), or failed
+    // whole when the resumed run could not record its step.
+    assert!(
+        status == pb::ExecutionStatus::Failed as i32
+            || status == pb::ExecutionStatus::PartialSuccess as i32,
+        "{status}"
+    );
     let up = reqwest::get(format!("http://{http}/up")).await?;
     assert_eq!(up.status(), 200);
     let again = c.create_task(user.req(simple_task("after", &wallet))).await;
@@ -418,7 +429,8 @@ async fn executions_stay_bounded_and_listable() -> anyhow::Result<()> {
         .into_inner()
         .id;
     let run = run_blocking(&mut c, &user, &id).await?;
-    assert_eq!(run.status, pb::ExecutionStatus::Failed as i32);
+    // Some steps ran, some did not fit: a partial success, as the original reports it.
+    assert_eq!(run.status, pb::ExecutionStatus::PartialSuccess as i32);
     let ran = run.steps.iter().filter(|s| s.success).count();
     assert!(
         (6..12).contains(&ran),

@@ -2,7 +2,7 @@
 //! first (execution ids are ULIDs); see `rpc::paging` for the cursors.
 
 use events::execution::{Firing, FiringSource};
-use projections::executions::{self as views_exec, DAY_MS, DayStats, ExecutionRow, RunStatus};
+use projections::executions::{self as views_exec, DAY_MS, DayStats, ExecutionRow};
 use sha2::{Digest, Sha256};
 use tonic::{Request, Status};
 
@@ -202,7 +202,7 @@ pub fn fire_status(e: FireError) -> Status {
 
 /// The response for a run, finished or not.
 pub fn trigger_response(task_id: &str, row: &ExecutionRow) -> pb::TriggerTaskResp {
-    let finished = matches!(row.status, RunStatus::Success | RunStatus::Failed);
+    let finished = row.status.finished();
     pb::TriggerTaskResp {
         execution_id: row.id.clone(),
         status: convert::execution_status(row.status) as i32,
@@ -210,7 +210,7 @@ pub fn trigger_response(task_id: &str, row: &ExecutionRow) -> pb::TriggerTaskRes
         start_at: (row.start_at > 0).then_some(row.start_at),
         end_at: finished.then_some(row.end_at),
         error: (!row.error.is_empty()).then(|| row.error.clone()),
-        steps: row.steps.iter().map(convert::step_to_pb).collect(),
+        steps: convert::ran_steps_to_pb(&row.steps),
     }
 }
 
