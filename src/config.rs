@@ -218,6 +218,9 @@ pub struct LimitsConfig {
     pub runs_per_minute: u32,
     pub max_nodes: usize,
     pub max_edges: usize,
+    /// Entries of any other list of a definition: cron schedules, fixed-time epochs, event
+    /// queries and their addresses and conditions, method calls, ABI entries.
+    pub max_list_items: usize,
     /// Names, ids, addresses and other short strings.
     pub max_name_bytes: usize,
     /// Free text: code, queries, bodies, expressions, URLs. The original takes custom code up to
@@ -256,6 +259,7 @@ impl Default for LimitsConfig {
             runs_per_minute: 1200,
             max_nodes: 200,
             max_edges: 400,
+            max_list_items: 256,
             max_name_bytes: 256,
             max_text_bytes: 256 * 1024,
             max_values_bytes: 256 * 1024,

@@ -476,3 +476,60 @@ async fn executions_stay_bounded_and_listable() -> anyhow::Result<()> {
     assert_eq!(seen, 4);
     Ok(())
 }
+
+fn cron_task(wallet: &str, schedules: Vec<String>) -> pb::CreateTaskReq {
+    let mut request = task_of("cron", wallet, vec![code_node("n", "return 1;")], None);
+    request.trigger = Some(pb::TaskTrigger {
+        name: "cronTrigger".into(),
+        r#type: pb::TriggerType::Cron as i32,
+        id: "trigger1".into(),
+        trigger_type: Some(pb::task_trigger::TriggerType::Cron(pb::CronTrigger {
+            config: Some(pb::cron_trigger::Config { schedules }),
+        })),
+    });
+    request
+}
+
+/// Item 3: a definition's lists are bounded (60 000 schedules used to stall every caller for
+/// seconds, and every assigned operator at each tick), and repeated schedules are kept once.
+#[tokio::test]
+async fn long_lists_are_refused_and_repeated_schedules_kept_once() -> anyhow::Result<()> {
+    let server = TestServer::start().await?;
+    let mut c = server.client().await?;
+    let user = User::sign_in(&mut c).await?;
+    let wallet = user.wallet(&mut c).await?;
+    let many: Vec<String> = (0..60_000)
+        .map(|i| format!("{} {} {} * *", i % 60, (i / 60) % 24, (i / 1440) % 28 + 1))
+        .collect();
+    let err = c
+        .create_task(user.req(cron_task(&wallet, many)))
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), tonic::Code::InvalidArgument);
+    assert!(
+        err.message().contains("more than the limit of 256"),
+        "{}",
+        err.message()
+    );
+
+    let twice = vec![
+        "*/5 * * * *".to_owned(),
+        "*/5 * * * *".to_owned(),
+        "@every 30s".into(),
+    ];
+    let id = c
+        .create_task(user.req(cron_task(&wallet, twice)))
+        .await?
+        .into_inner()
+        .id;
+    let task = c.get_task(user.req(pb::IdReq { id })).await?.into_inner();
+    let Some(pb::task_trigger::TriggerType::Cron(cron)) = task.trigger.and_then(|t| t.trigger_type)
+    else {
+        panic!("a cron trigger");
+    };
+    assert_eq!(
+        cron.config.unwrap().schedules,
+        vec!["*/5 * * * *".to_owned(), "@every 30s".to_owned()]
+    );
+    Ok(())
+}

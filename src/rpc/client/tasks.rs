@@ -37,7 +37,14 @@ pub async fn create_task(
         &req.smart_wallet_address,
     )?;
     definition.name = identity.name;
-    task::validate(&definition, &app.config.limits, now)?;
+    task::normalize(&mut definition);
+    // Parsing schedules and ABIs is CPU work: off the async workers, which serve everyone.
+    let limits = app.config.limits.clone();
+    let definition = tokio::task::spawn_blocking(move || {
+        task::validate(&definition, &limits, now).map(|()| definition)
+    })
+    .await
+    .map_err(|e| error::storage(events::Error::Corrupt(format!("validation stopped: {e}"))))??;
 
     let owner: Address = caller
         .owner
