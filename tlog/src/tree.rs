@@ -123,6 +123,12 @@ impl Tree {
         out
     }
 
+    /// The tiles that filled since the last call, without the partial ones (a reader that only
+    /// needs the root drops them).
+    pub fn take_completed(&mut self) -> Vec<(TileId, Vec<u8>)> {
+        std::mem::take(&mut self.completed)
+    }
+
     /// The root hash (RFC 6962 `MTH`) of the whole tree.
     pub fn root(&self) -> Result<Hash> {
         // tree_hash asks only for hashes on the right edge, all in the partial tiles.
