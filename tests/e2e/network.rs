@@ -82,7 +82,7 @@ pub struct Network {
     pub server: TestServer,
     pub keys: Vec<Keys>,
     pub operators: Vec<Option<OperatorProcess>>,
-    dir: tempfile::TempDir,
+    pub dir: tempfile::TempDir,
 }
 
 impl Network {
