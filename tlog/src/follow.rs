@@ -70,7 +70,14 @@ pub fn push_stored(appender: &mut Appender, id: Ulid, value: &[u8]) -> Result<()
 fn commit(db: &Database, store: &TileStore, appender: &mut Appender) -> Result<()> {
     let mut batch = db.batch();
     let keyspace = store.keyspace();
-    appender.drain(|key, value| batch.insert(keyspace, key, value));
+    let mut removed = Vec::new();
+    appender.drain(
+        |key, value| batch.insert(keyspace, key, value),
+        |key| removed.push(key),
+    );
+    for key in removed {
+        batch.remove(keyspace, key);
+    }
     if !batch.is_empty() {
         batch.commit()?;
     }
@@ -102,9 +109,15 @@ impl<P: Projector> Projector for WithTree<P> {
 
     fn checkpoint(&mut self, last: Ulid, tx: &mut Tx) -> events::Result<()> {
         self.inner.checkpoint(last, tx)?;
+        let mut removed = Vec::new();
         let keyspace = &self.keyspace;
-        self.appender
-            .drain(|key, value| tx.insert(keyspace, key, value));
+        self.appender.drain(
+            |key, value| tx.insert(keyspace, key, value),
+            |key| removed.push(key),
+        );
+        for key in removed {
+            tx.remove(keyspace, key);
+        }
         Ok(())
     }
 
