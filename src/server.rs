@@ -75,7 +75,7 @@ pub async fn open(config: Config) -> anyhow::Result<SharedApp> {
     let engine = crate::engine::Engine::start(
         store.clone(),
         config.engine.clone(),
-        crate::domain::bounds::ValueBounds::output(&config.limits),
+        &config.limits,
         secret_box.clone(),
         chain.clone(),
     )

@@ -708,7 +708,11 @@ fn validate_code(id: &str, c: &CustomCodeConfig, sizes: &Sizes<'_>) -> DomainRes
         )));
     }
     if c.source.trim().is_empty() {
-        return Err(invalid_node(format!("node {id:?} has no source")));
+        // The original's MISSING_REQUIRED_FIELD (3006).
+        return Err(DomainError::Invalid(
+            format!("missing required field: source (node {id:?} has no code)"),
+            Code::MissingRequiredField,
+        ));
     }
     sizes.text("code", &c.source)
 }

@@ -67,6 +67,8 @@ pub struct ProvenEvent {
 pub enum Status {
     Success,
     Failed,
+    /// Some steps failed, or a branch left nodes untaken (the original's PARTIAL_SUCCESS).
+    PartialSuccess,
     /// Not finished when the bundle was made.
     Running,
 }
@@ -163,6 +165,7 @@ pub fn summarize(events: &[Envelope]) -> Result<Summary> {
                 summary.status = match f.outcome {
                     ExecutionOutcome::Success => Status::Success,
                     ExecutionOutcome::Failed => Status::Failed,
+                    ExecutionOutcome::PartialSuccess => Status::PartialSuccess,
                 };
                 summary.error = f.error.clone();
             }

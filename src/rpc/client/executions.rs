@@ -2,19 +2,20 @@
 //! first (execution ids are ULIDs); see `rpc::paging` for the cursors.
 
 use events::execution::{Firing, FiringSource};
-use events::task::TriggerKind;
-use projections::executions::{self as views_exec, DAY_MS, DayStats, ExecutionRow, RunStatus};
+use projections::executions::{self as views_exec, DAY_MS, DayStats, ExecutionRow};
 use sha2::{Digest, Sha256};
 use tonic::{Request, Status};
 
 use crate::domain::firing::Refusal;
 use crate::engine::{FireError, FireRequest};
 
-use crate::app::{App, now_ms};
+use crate::app::App;
+use crate::clock::now_ms;
 use crate::domain::{Code, DomainError};
 use crate::pb;
+use crate::pb::convert;
 use crate::rpc::paging::{self, Order};
-use crate::rpc::{calls, convert, error};
+use crate::rpc::{calls, error};
 
 /// The caller's task ids among `requested` (all the caller's tasks when empty); another owner's
 /// task is "not found", as for every other method.
@@ -32,7 +33,7 @@ fn tasks_of(app: &App, owner: &str, requested: &[String]) -> Result<Vec<String>,
     }
     requested
         .iter()
-        .map(|id| app.owned_task(owner, id.trim()).map(|row| row.id))
+        .map(|id| Ok(app.owned_task(owner, id.trim())?.id))
         .collect()
 }
 
@@ -62,8 +63,12 @@ pub async fn list_executions(
     }
     runs.sort_unstable_by(|a, b| b.0.cmp(&a.0));
     let ids: Vec<String> = runs.iter().map(|(id, _)| id.clone()).collect();
-    let (range, page_info) = paging::select(&ids, Order::Descending, &page);
+    let (range, mut page_info) = paging::select(&ids, Order::Descending, &page);
     let mut items = Vec::with_capacity(range.len());
+    // Each execution fits one message; a page of them is cut short where it would not, and
+    // says there is more.
+    let budget = app.config.grpc.max_message_bytes.saturating_sub(64 * 1024);
+    let mut size = 0usize;
     for (id, task_id) in runs.get(range).unwrap_or_default() {
         if let Some(row) = app
             .store
@@ -71,7 +76,15 @@ pub async fn list_executions(
             .execution(task_id, id)
             .map_err(error::storage)?
         {
-            items.push(convert::execution_to_pb(&row));
+            let item = convert::execution_to_pb(&row);
+            let item_size = prost::Message::encoded_len(&item) + 8;
+            if !items.is_empty() && size + item_size > budget {
+                page_info.has_next_page = true;
+                break;
+            }
+            size += item_size;
+            page_info.end_cursor.clone_from(id);
+            items.push(item);
         }
     }
     Ok(pb::ListExecutionsResp {
@@ -174,32 +187,6 @@ pub async fn get_execution_stats(
     })
 }
 
-/// The firing a `TriggerTask` describes: the member of its `trigger_output` oneof (or, when none
-/// is set, `trigger_type`, or the task's own trigger type) and its data.
-fn firing_data(
-    req: &pb::TriggerTaskReq,
-    task_kind: Option<TriggerKind>,
-) -> Result<(TriggerKind, Option<serde_json::Value>), Status> {
-    use pb::trigger_task_req::TriggerOutput as O;
-    let data =
-        |v: &Option<prost_types::Value>| v.as_ref().map(convert::json_from_value).transpose();
-    Ok(match &req.trigger_output {
-        Some(O::ManualTrigger(o)) => (TriggerKind::Manual, data(&o.data)?),
-        Some(O::FixedTimeTrigger(o)) => (TriggerKind::FixedTime, data(&o.data)?),
-        Some(O::CronTrigger(o)) => (TriggerKind::Cron, data(&o.data)?),
-        Some(O::BlockTrigger(o)) => (TriggerKind::Block, data(&o.data)?),
-        Some(O::EventTrigger(o)) => (TriggerKind::Event, data(&o.data)?),
-        None => {
-            let kind = TriggerKind::from_wire_number(req.trigger_type)
-                .or(task_kind)
-                .ok_or_else(|| {
-                    Status::invalid_argument("set trigger_type or one of the trigger outputs")
-                })?;
-            (kind, None)
-        }
-    })
-}
-
 /// A refused or failed firing, as clients see it.
 pub fn fire_status(e: FireError) -> Status {
     match e {
@@ -215,7 +202,7 @@ pub fn fire_status(e: FireError) -> Status {
 
 /// The response for a run, finished or not.
 pub fn trigger_response(task_id: &str, row: &ExecutionRow) -> pb::TriggerTaskResp {
-    let finished = matches!(row.status, RunStatus::Success | RunStatus::Failed);
+    let finished = row.status.finished();
     pb::TriggerTaskResp {
         execution_id: row.id.clone(),
         status: convert::execution_status(row.status) as i32,
@@ -223,7 +210,7 @@ pub fn trigger_response(task_id: &str, row: &ExecutionRow) -> pb::TriggerTaskRes
         start_at: (row.start_at > 0).then_some(row.start_at),
         end_at: finished.then_some(row.end_at),
         error: (!row.error.is_empty()).then(|| row.error.clone()),
-        steps: row.steps.iter().map(convert::step_to_pb).collect(),
+        steps: convert::ran_steps_to_pb(&row.steps),
     }
 }
 
@@ -245,7 +232,7 @@ pub async fn trigger_task(
         .map_err(|_| Status::invalid_argument("the idempotency-key header is not text"))?;
     let req = request.into_inner();
     let task = app.owned_task(&caller.owner, req.task_id.trim())?;
-    let (kind, output) = firing_data(&req, task.trigger_kind)?;
+    let (kind, output) = convert::requested_firing(&req, task.trigger_kind)?;
     let input = convert::json_map_from_values(&req.trigger_input)?;
     let (dedup_key, window_ms) = match header.filter(|h| !h.trim().is_empty()) {
         Some(key) => {

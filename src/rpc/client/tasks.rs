@@ -7,13 +7,16 @@ use events::event::TaskCreated;
 use events::{Command, Expected};
 use projections::tasks::TaskRow;
 use sha2::{Digest, Sha256};
-use tonic::{Request, Status};
+use tonic::{Code, Request, Status};
 
-use crate::app::{App, lower, now_ms, now_ms_i64};
+use crate::address::lower;
+use crate::app::App;
+use crate::clock::{now_ms, now_ms_i64};
 use crate::domain::{DomainError, task};
 use crate::pb;
+use crate::pb::convert;
 use crate::rpc::paging::{self, Order};
-use crate::rpc::{calls, convert, error};
+use crate::rpc::{calls, error};
 use crate::store::{Decision, Loaded, Settled};
 
 /// `CreateTask`: validated, then one `TaskCreated` on a new stream. A repeat of the same request by
@@ -40,7 +43,10 @@ pub async fn create_task(
         .owner
         .parse()
         .map_err(|_| Status::internal("the caller's address does not parse"))?;
-    if !app.is_owners_wallet(owner, identity.runner)? {
+    if !app
+        .is_owners_wallet(owner, identity.runner)
+        .map_err(error::storage)?
+    {
         return Err(DomainError::Invalid(
             format!(
                 "the runner {} is not one of your smart wallets: use your salt-0 wallet or register one with GetWallet",
@@ -63,7 +69,7 @@ pub async fn create_task(
         .chain_update(caller.owner.as_bytes())
         .chain_update(prost::Message::encode_to_vec(&req))
         .finalize();
-    let task_id = crate::app::new_id();
+    let task_id = crate::clock::new_id();
     let window =
         u64::try_from(app.config.idempotency.create_window.as_millis()).unwrap_or(u64::MAX);
     let command = Command::new(caller.owner.clone(), now_ms())
@@ -79,7 +85,7 @@ pub async fn create_task(
             }
             .into()],
         );
-    let committed = app.append(command).await?;
+    let committed = app.append(command).await.map_err(error::storage)?;
     let stream = committed
         .events
         .first()
@@ -129,7 +135,7 @@ fn task_ids(app: &App, owner: &str, wallets: &[String]) -> Result<Vec<String>, S
         }
     } else {
         for wallet in wallets {
-            let wallet = crate::app::parse_address("smart_wallet_address", wallet)?;
+            let wallet = crate::address::parse_address("smart_wallet_address", wallet)?;
             ids.extend(
                 app.store
                     .views
@@ -217,10 +223,25 @@ pub async fn set_task_enabled(
     let caller = calls::writer(app, &request)?;
     let req = request.into_inner();
     let id = req.id.trim();
-    let (before, changed) = change_task(app, &caller.owner, id, |row| {
+    // As the original: an unknown task, or one that can no longer change, is answered in-band.
+    let (before, changed) = match change_task(app, &caller.owner, id, |row| {
         Ok(task::set_enabled(row, req.enabled)?.into_iter().collect())
     })
-    .await?;
+    .await
+    {
+        Ok(done) => done,
+        Err(e) if matches!(e.code(), Code::NotFound | Code::FailedPrecondition) => {
+            return Ok(pb::SetTaskEnabledResp {
+                success: false,
+                status: in_band_status(&e).into(),
+                message: e.message().to_owned(),
+                id: id.to_owned(),
+                previous_status: String::new(),
+                updated_at: now_ms_i64(),
+            });
+        }
+        Err(e) => return Err(e),
+    };
     let status = if req.enabled { "enabled" } else { "disabled" };
     Ok(pb::SetTaskEnabledResp {
         success: true,
@@ -231,9 +252,30 @@ pub async fn set_task_enabled(
             format!("task was already {status}")
         },
         id: id.to_owned(),
-        previous_status: before.status.name().into(),
+        previous_status: status_enum_name(before.status).into(),
         updated_at: now_ms_i64(),
     })
+}
+
+/// The in-band `status` word the original answers for a refusal.
+fn in_band_status(e: &Status) -> &'static str {
+    if e.code() == Code::NotFound {
+        "not_found"
+    } else {
+        "error"
+    }
+}
+
+/// A task status as the contract's `TaskStatus` enum names it (`Enabled`, `Disabled`...), which is
+/// how the original words `previous_status`.
+fn status_enum_name(status: projections::tasks::Status) -> &'static str {
+    use projections::tasks::Status as S;
+    match status {
+        S::Active => "Enabled",
+        S::Disabled | S::Cancelled => "Disabled",
+        S::Completed => "Completed",
+        S::Failed => "Failed",
+    }
 }
 
 pub async fn cancel_task(
@@ -262,15 +304,29 @@ pub async fn delete_task(
     let caller = calls::writer(app, &request)?;
     let id = request.into_inner().id;
     let id = id.trim();
-    let (before, _) =
-        change_task(app, &caller.owner, id, |row| Ok(vec![task::delete(row)])).await?;
+    let before = match change_task(app, &caller.owner, id, |row| Ok(vec![task::delete(row)])).await
+    {
+        Ok((before, _)) => before,
+        // As the original: an unknown task is answered in-band, not as a gRPC error.
+        Err(e) if e.code() == Code::NotFound => {
+            return Ok(pb::DeleteTaskResp {
+                success: false,
+                status: "not_found".into(),
+                message: e.message().to_owned(),
+                deleted_at: 0,
+                id: id.to_owned(),
+                previous_status: String::new(),
+            });
+        }
+        Err(e) => return Err(e),
+    };
     Ok(pb::DeleteTaskResp {
         success: true,
         status: "deleted".into(),
         message: "task deleted".into(),
         deleted_at: now_ms_i64(),
         id: id.to_owned(),
-        previous_status: before.status.name().into(),
+        previous_status: status_enum_name(before.status).into(),
     })
 }
 
@@ -286,7 +342,7 @@ pub async fn get_workflow_count(
     } else {
         let mut wallets = BTreeSet::new();
         for address in &addresses {
-            wallets.insert(lower(crate::app::parse_address("address", address)?));
+            wallets.insert(lower(crate::address::parse_address("address", address)?));
         }
         let mut total = 0;
         for wallet in wallets {
