@@ -143,7 +143,7 @@ async fn execution_proof(
         );
     }
     let admin = verified.role == crate::auth::Role::Admin;
-    let caller = crate::app::lower(verified.subject);
+    let caller = crate::address::lower(verified.subject);
     let key_id = verified.key_id;
     let made = blocking(move || {
         if let Some(key) = &key_id
