@@ -37,6 +37,7 @@ pub struct Config {
     pub idempotency: IdempotencyConfig,
     pub engine: EngineConfig,
     pub operators: OperatorsConfig,
+    pub event_log: EventLogConfig,
     pub log: LogConfig,
 }
 
@@ -56,6 +57,7 @@ impl Default for Config {
             idempotency: IdempotencyConfig::default(),
             engine: EngineConfig::default(),
             operators: OperatorsConfig::default(),
+            event_log: EventLogConfig::default(),
             log: LogConfig::default(),
         }
     }
@@ -473,6 +475,39 @@ fn one() -> u64 {
     1
 }
 
+/// The event log as a transparency log: its checkpoints (see `transparency`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct EventLogConfig {
+    /// A checkpoint is signed at most this often, when the log grew.
+    #[serde(with = "duration_text")]
+    pub checkpoint_interval: Duration,
+    /// The log's name in its checkpoints (a schema-less URL, e.g. `aggregator.example.com/log`).
+    /// Unset: the log key's name, `ava-aggregator/<chain id>` for a key made on first start.
+    pub origin: Option<String>,
+}
+
+impl Default for EventLogConfig {
+    fn default() -> Self {
+        Self {
+            checkpoint_interval: Duration::from_secs(5),
+            origin: None,
+        }
+    }
+}
+
+impl EventLogConfig {
+    /// The configured origin, and the one a new key is named with.
+    pub fn origin(&self, chain_id: u64) -> (Option<&str>, String) {
+        (
+            self.origin.as_deref(),
+            self.origin
+                .clone()
+                .unwrap_or_else(|| format!("ava-aggregator/{chain_id}")),
+        )
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct LogConfig {
@@ -611,6 +646,16 @@ impl Config {
         }
         if self.auth.max_token_lifetime < self.auth.signin_lifetime {
             return invalid("auth.max_token_lifetime is shorter than auth.signin_lifetime".into());
+        }
+        if self.event_log.checkpoint_interval < Duration::from_millis(100) {
+            return invalid("event_log.checkpoint_interval must be at least 100ms".into());
+        }
+        if let Some(origin) = &self.event_log.origin
+            && (origin.is_empty() || origin.contains(char::is_whitespace) || origin.contains('+'))
+        {
+            return invalid(format!(
+                "event_log.origin {origin:?} must be non-empty, without spaces or '+'"
+            ));
         }
         for (name, value) in [
             ("wallet.factory", &self.wallet.factory),
