@@ -5,7 +5,6 @@
 use std::collections::BTreeMap;
 
 use alloy::primitives::{Address, B256};
-use alloy::providers::Provider;
 use alloy::rpc::types::Filter;
 use serde_json::{Map, Value, json};
 
@@ -95,11 +94,7 @@ impl Engine {
                     self.inner.tools.chain.as_ref().ok_or(
                         "an event trigger reads the chain: no ethereum.rpc_url is configured",
                     )?;
-                let latest = chain
-                    .provider
-                    .get_block_number()
-                    .await
-                    .map_err(|e| e.to_string())?;
+                let latest = chain.block_number().await.map_err(|e| e.to_string())?;
                 let mut found = Value::Null;
                 for query in &c.queries {
                     let addresses: Vec<Address> = query
@@ -123,11 +118,7 @@ impl Engine {
                             };
                         }
                     }
-                    let logs = chain
-                        .provider
-                        .get_logs(&filter)
-                        .await
-                        .map_err(|e| e.to_string())?;
+                    let logs = chain.logs(&filter).await.map_err(|e| e.to_string())?;
                     if let Some(log) = logs.last() {
                         found = json!({
                             "blockNumber": log.block_number,

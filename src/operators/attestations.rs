@@ -17,16 +17,15 @@ use events::event::{ReportsDisagreed, TriggerAttested, TriggerReported};
 use events::execution::{Firing, FiringSource};
 use events::task::TriggerKind;
 use events::{Command, Event};
-use tonic::Status;
 
 use super::pool::Pool;
+use super::{OperatorError, OperatorResult};
 use crate::app::App;
 use crate::clock::now_ms_i64;
 use crate::domain::firing::{self, Refusal};
 use crate::engine::{FireError, FireRequest, Fired};
 use crate::pb;
 use crate::pb::convert;
-use crate::rpc::error::{self, Failure};
 use crate::store::{Decision, Loaded, Settled};
 
 fn response(
@@ -60,7 +59,7 @@ pub async fn fire(
     attestation: String,
     kind: TriggerKind,
     output: Option<serde_json::Value>,
-) -> Result<(&'static str, String), Status> {
+) -> OperatorResult<(&'static str, String)> {
     let outcome = app
         .engine
         .fire(FireRequest {
@@ -86,7 +85,7 @@ pub async fn fire(
             format!("already fired: execution {execution_id}"),
         ),
         Err(FireError::Refused(refusal)) => (refusal.word(), refusal.message()),
-        Err(FireError::Storage(e)) => return Err(error::storage(e)),
+        Err(FireError::Storage(e)) => return Err(e.into()),
         Err(FireError::Invalid(why)) => {
             return Err(crate::domain::DomainError::invalid(why).into());
         }
@@ -103,12 +102,12 @@ pub async fn notify(
     pool: &Pool,
     operator: Address,
     req: &pb::NotifyTriggersReq,
-) -> Result<pb::NotifyTriggersResp, Status> {
+) -> OperatorResult<pb::NotifyTriggersResp> {
     let task_id = req.task_id.trim();
     let request_id = req.trigger_request_id.trim();
     if task_id.is_empty() || !request_id.starts_with(&format!("{task_id}:")) {
-        return Err(Status::invalid_argument(
-            "trigger_request_id must be <task id>:<slot, block or tx:log>",
+        return Err(OperatorError::Malformed(
+            "trigger_request_id must be <task id>:<slot, block or tx:log>".into(),
         ));
     }
     let (kind, output) = convert::reported_output(req)?;
@@ -116,17 +115,16 @@ pub async fn notify(
         // Reports are recorded as events before any quorum: bound what an operator sends.
         crate::domain::bounds::ValueBounds::output(&app.config.limits)
             .check("the trigger output", output)
-            .map_err(|why| Status::from(crate::domain::DomainError::invalid(why)))?;
+            .map_err(|why| OperatorError::from(crate::domain::DomainError::invalid(why)))?;
     }
-    let row = app.store.views.task(task_id).map_err(error::storage)?;
+    let row = app.store.views.task(task_id)?;
     if let Err(refusal) = firing::runnable(row.as_ref(), now_ms_i64()) {
         // An attested firing may have queued the last allowed run: say so rather than refuse.
         if refusal == Refusal::Exhausted
             && app
                 .store
                 .log
-                .idempotent_result(&format!("fire:{request_id}"), events::now_ms())
-                .map_err(error::storage)?
+                .idempotent_result(&format!("fire:{request_id}"), events::now_ms())?
                 .is_some()
         {
             return Ok(response(
@@ -139,20 +137,21 @@ pub async fn notify(
     }
     let (assigned, total) = pool
         .assignment(task_id)
-        .map_err(|e| Status::internal(e.to_string()))?;
+        .map_err(|e| OperatorError::Internal(e.to_string()))?;
     if !assigned.contains_key(&operator) {
         metrics::counter!("operator_requests_refused_total", "reason" => "not_assigned")
             .increment(1);
-        return Err(Status::permission_denied(format!(
-            "operator {operator:#x} is not assigned to task {task_id}"
-        )));
+        return Err(OperatorError::NotAssigned {
+            operator,
+            task_id: task_id.to_owned(),
+        });
     }
     let public_key = pool
         .public_key(operator)
-        .ok_or_else(|| Status::permission_denied("not a registered operator"))?;
+        .ok_or_else(|| OperatorError::NotMember("not a registered operator".into()))?;
     let output_value = output.clone().unwrap_or(serde_json::Value::Null);
     let output_hash =
-        attest::output_hash(&output_value).map_err(|e| Status::invalid_argument(e.0))?;
+        attest::output_hash(&output_value).map_err(|e| OperatorError::Malformed(e.0))?;
     let digest = attest::firing_digest(app.config.chain_id, task_id, request_id, &output_hash);
     let signed = attest::Signed {
         public_key,
@@ -162,9 +161,7 @@ pub async fn notify(
     pool.verifier.verify(signed).await.map_err(|e| {
         metrics::counter!("operator_requests_refused_total", "reason" => "bad_bls_signature")
             .increment(1);
-        Status::unauthenticated(format!(
-            "the report's BLS signature does not verify over the firing digest: {e}"
-        ))
+        OperatorError::BadSignature(e.to_string())
     })?;
 
     let stream = events::stream::firing(task_id, request_id);
@@ -175,7 +172,7 @@ pub async fn notify(
         .decide_and_append(
             |store| {
                 let history = store.log.read_stream(&stream)?;
-                Ok::<_, Failure>(Loaded {
+                Ok::<_, OperatorError>(Loaded {
                     version: history.len() as u64,
                     state: history,
                 })
@@ -272,7 +269,7 @@ pub async fn notify(
                         .filter_map(|(w, s)| hex::decode(s).ok().map(|s| (w.clone(), s)))
                         .unzip();
                     let aggregate =
-                        attest::aggregate(&signatures).map_err(|e| Status::internal(e.0))?;
+                        attest::aggregate(&signatures).map_err(|e| OperatorError::Internal(e.0))?;
                     // The winning digest's output: the report that carried it (this one, or an
                     // earlier).
                     let winning_output = if *winning_digest == hex::encode(digest) {
@@ -298,7 +295,7 @@ pub async fn notify(
                                 attest::output_hash(
                                     &winning_output.clone().unwrap_or(serde_json::Value::Null),
                                 )
-                                .map_err(|e| Status::internal(e.0))?,
+                                .map_err(|e| OperatorError::Internal(e.0))?,
                             ),
                             output: winning_output.clone(),
                             digest: winning_digest.clone(),
@@ -336,7 +333,7 @@ pub async fn notify(
             } else {
                 "deduplicated"
             };
-            let row = app.store.views.task(task_id).map_err(error::storage)?;
+            let row = app.store.views.task(task_id)?;
             Ok(response(status, message, row.as_ref()))
         }
         Settled::Unchanged(_) => Ok(response(
@@ -357,7 +354,7 @@ pub async fn notify(
                     .unwrap_or_default();
                 let (status, message) =
                     fire(app, task_id, request_id, attestation, kind, winning_output).await?;
-                let row = app.store.views.task(task_id).map_err(error::storage)?;
+                let row = app.store.views.task(task_id)?;
                 return Ok(response(status, message, row.as_ref()));
             }
             Ok(response(
@@ -369,9 +366,7 @@ pub async fn notify(
                 row.as_ref(),
             ))
         }
-        Settled::Contended => Err(Status::unavailable(
-            "reports of this firing keep arriving concurrently; report again",
-        )),
+        Settled::Contended => Err(OperatorError::Contended),
     }
 }
 

@@ -12,13 +12,13 @@ use alloy::providers::Provider;
 use events::event::{TaskDisabled, TriggerOverloadReported};
 use events::task::TriggerConfig;
 use events::{Command, Event, Expected};
-use tonic::Status;
 
 use super::pool::Pool;
+use super::{OperatorError, OperatorResult};
 use crate::app::App;
+use crate::domain::DomainError;
 use crate::operator::watch;
 use crate::pb;
-use crate::rpc::error;
 
 /// The cap of an event query that sets none (the operator's default too).
 pub const DEFAULT_EVENTS_PER_BLOCK: u32 = 100;
@@ -61,19 +61,20 @@ pub async fn report(
     pool: &Pool,
     operator: Address,
     alert: &pb::EventOverloadAlert,
-) -> Result<pb::EventOverloadResponse, Status> {
+) -> OperatorResult<pb::EventOverloadResponse> {
     let task_id = alert.task_id.trim();
     let now = u64::try_from(crate::clock::now_ms_i64()).unwrap_or(0);
-    let Some(row) = app.store.views.task(task_id).map_err(error::storage)? else {
-        return Err(Status::not_found("task not found"));
+    let Some(row) = app.store.views.task(task_id)? else {
+        return Err(DomainError::task_not_found().into());
     };
     let (assigned, total) = pool
         .assignment(task_id)
-        .map_err(|e| Status::internal(e.to_string()))?;
+        .map_err(|e| OperatorError::Internal(e.to_string()))?;
     if !assigned.contains_key(&operator) {
-        return Err(Status::permission_denied(format!(
-            "operator {operator:#x} is not assigned to task {task_id}"
-        )));
+        return Err(OperatorError::NotAssigned {
+            operator,
+            task_id: task_id.to_owned(),
+        });
     }
     let stream = events::stream::overload(task_id);
     let report = TriggerOverloadReported {
@@ -89,11 +90,11 @@ pub async fn report(
         Expected::Any,
         [report.into()],
     );
-    app.append(command).await.map_err(error::storage)?;
+    app.append(command).await?;
 
     // Who reported this block, by weight.
     let mut reporters = BTreeSet::new();
-    for envelope in app.store.log.read_stream(&stream).map_err(error::storage)? {
+    for envelope in app.store.log.read_stream(&stream)? {
         if let Event::TriggerOverloadReported(r) = &envelope.event
             && r.block_number == alert.block_number
             && let Ok(address) = r.operator.parse::<Address>()
@@ -130,12 +131,7 @@ pub async fn report(
             }
             .into()],
         );
-        disabled = app
-            .try_append(command)
-            .await
-            .map_err(error::storage)?
-            .is_some()
-            || disabled;
+        disabled = app.try_append(command).await?.is_some() || disabled;
         pool.nudge();
     }
     Ok(pb::EventOverloadResponse {

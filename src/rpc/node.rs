@@ -11,7 +11,7 @@ use tonic::{Request, Response, Status};
 use crate::app::SharedApp;
 use crate::operators::auth::RequestAuth;
 use crate::operators::pool::{Capabilities, Liveness};
-use crate::operators::{Pool, attestations, overload};
+use crate::operators::{OperatorError, Pool, attestations, overload};
 use crate::pb;
 use crate::pb::google::protobuf::BoolValue;
 
@@ -57,9 +57,10 @@ impl NodeApi {
             })?;
         let claimed = claimed.trim();
         if !claimed.is_empty() && claimed.parse::<Address>().ok() != Some(operator) {
-            return Err(Status::permission_denied(format!(
+            return Err(OperatorError::NotMember(format!(
                 "the request names operator {claimed} but is signed by {operator:#x}"
-            )));
+            ))
+            .into());
         }
         Ok(operator)
     }
@@ -167,9 +168,9 @@ impl pb::node_server::Node for NodeApi {
     ) -> Result<Response<pb::NotifyTriggersResp>, Status> {
         let claimed = request.get_ref().address.clone();
         let operator = self.operator("NotifyTriggers", &request, &claimed)?;
-        attestations::notify(&self.app, self.pool(), operator, request.get_ref())
-            .await
-            .map(Response::new)
+        Ok(Response::new(
+            attestations::notify(&self.app, self.pool(), operator, request.get_ref()).await?,
+        ))
     }
 
     async fn report_event_overload(
@@ -178,8 +179,8 @@ impl pb::node_server::Node for NodeApi {
     ) -> Result<Response<pb::EventOverloadResponse>, Status> {
         let claimed = request.get_ref().operator_address.clone();
         let operator = self.operator("ReportEventOverload", &request, &claimed)?;
-        overload::report(&self.app, self.pool(), operator, request.get_ref())
-            .await
-            .map(Response::new)
+        Ok(Response::new(
+            overload::report(&self.app, self.pool(), operator, request.get_ref()).await?,
+        ))
     }
 }

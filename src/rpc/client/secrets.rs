@@ -11,12 +11,14 @@ use projections::secrets::{SecretRow, owner_prefix};
 use tonic::{Request, Status};
 
 use crate::app::App;
+use crate::app::AppError;
 use crate::auth::Caller;
 use crate::clock::{now_ms, now_ms_i64};
+use crate::domain::DomainResult;
 use crate::domain::secrets as rules;
 use crate::pb;
 use crate::rpc::calls;
-use crate::rpc::error::{self, Failure};
+use crate::rpc::error;
 use crate::rpc::paging::{self, Order};
 use crate::store::{Decision, Settled};
 
@@ -59,7 +61,7 @@ fn owners_secrets(app: &App, owner: &str) -> Result<Vec<SecretRow>, Status> {
         let (_, value) = guard.into_inner().map_err(|e| error::storage(e.into()))?;
         rows.push(
             serde_json::from_slice(&value)
-                .map_err(|e| Status::internal(format!("corrupt secret row: {e}")))?,
+                .map_err(|e| error::internal("a secret row does not decode", e))?,
         );
     }
     Ok(rows)
@@ -71,13 +73,13 @@ async fn change(
     app: &App,
     caller: &Caller,
     scope: &SecretScope,
-    decide: impl Fn(Option<&SecretRow>) -> Result<events::Event, Status>,
+    decide: impl Fn(Option<&SecretRow>) -> DomainResult<events::Event>,
 ) -> Result<(), Status> {
     let stream = stream_of(scope);
     let settled = app
         .store
         .decide_and_append(
-            |store| Ok::<_, Failure>(store.at_version(&stream, |views| views.secret(scope))?),
+            |store| Ok::<_, AppError>(store.at_version(&stream, |views| views.secret(scope))?),
             |loaded| {
                 let event = decide(loaded.state.as_ref())?;
                 let command = Command::new(caller.owner.clone(), now_ms()).append(
@@ -91,9 +93,7 @@ async fn change(
         .await?;
     match settled {
         Settled::Unchanged(()) | Settled::Appended((), _) => Ok(()),
-        Settled::Contended => Err(Status::unavailable(
-            "the secret changed concurrently; retry the call",
-        )),
+        Settled::Contended => Err(error::contended("secret")),
     }
 }
 
@@ -108,17 +108,11 @@ pub async fn create_secret(
     let ciphertext = app
         .secret_box
         .seal(&stream_of(&scope), req.secret.as_bytes())
-        .map_err(|e| Status::internal(e.to_string()))?;
+        .map_err(|e| error::internal("sealing the secret failed", e))?;
     let count = owners_secrets(app, &caller.owner)?.len() as u64;
     let limit = app.config.limits.secrets_per_owner;
     change(app, &caller, &scope, |existing| {
-        Ok(rules::create(
-            existing,
-            count,
-            limit,
-            scope.clone(),
-            ciphertext.clone(),
-        )?)
+        rules::create(existing, count, limit, scope.clone(), ciphertext.clone())
     })
     .await?;
     Ok(pb::CreateSecretResp {
@@ -142,9 +136,9 @@ pub async fn update_secret(
     let ciphertext = app
         .secret_box
         .seal(&stream_of(&scope), req.secret.as_bytes())
-        .map_err(|e| Status::internal(e.to_string()))?;
+        .map_err(|e| error::internal("sealing the secret failed", e))?;
     change(app, &caller, &scope, |existing| {
-        Ok(rules::update(existing, scope.clone(), ciphertext.clone())?)
+        rules::update(existing, scope.clone(), ciphertext.clone())
     })
     .await?;
     Ok(pb::UpdateSecretResp {
@@ -165,7 +159,7 @@ pub async fn delete_secret(
     let req = request.into_inner();
     let scope = scope(app, &caller, &req.name, &req.workflow_id, &req.org_id)?;
     change(app, &caller, &scope, |existing| {
-        Ok(rules::delete(existing, scope.clone())?)
+        rules::delete(existing, scope.clone())
     })
     .await?;
     Ok(pb::DeleteSecretResp {

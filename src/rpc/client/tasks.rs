@@ -2,7 +2,6 @@
 
 use std::collections::BTreeSet;
 
-use alloy::primitives::Address;
 use events::event::TaskCreated;
 use events::{Command, Expected};
 use projections::tasks::TaskRow;
@@ -10,7 +9,7 @@ use sha2::{Digest, Sha256};
 use tonic::{Request, Status};
 
 use crate::address::lower;
-use crate::app::App;
+use crate::app::{App, AppError};
 use crate::clock::{now_ms, now_ms_i64};
 use crate::domain::{DomainError, task};
 use crate::pb;
@@ -39,10 +38,7 @@ pub async fn create_task(
     definition.name = identity.name;
     task::validate(&definition, &app.config.limits, now)?;
 
-    let owner: Address = caller
-        .owner
-        .parse()
-        .map_err(|_| Status::internal("the caller's address does not parse"))?;
+    let owner = calls::owner_address(&caller)?;
     if !app
         .is_owners_wallet(owner, identity.runner)
         .map_err(error::storage)?
@@ -90,7 +86,7 @@ pub async fn create_task(
         .events
         .first()
         .map(|e| e.stream.clone())
-        .ok_or_else(|| Status::internal("the create committed no event"))?;
+        .ok_or_else(|| error::internal("the create committed no event", &req.name))?;
     let id = stream.strip_prefix("task:").unwrap_or(&stream).to_owned();
     Ok(pb::CreateTaskResp { id })
 }
@@ -188,7 +184,7 @@ async fn change_task(
             |_| {
                 // The row carries the version of the stream it folds.
                 let row = app.owned_task(owner, id)?;
-                Ok::<_, error::Failure>(Loaded {
+                Ok::<_, AppError>(Loaded {
                     version: row.version,
                     state: row,
                 })
@@ -210,9 +206,7 @@ async fn change_task(
     match settled {
         Settled::Unchanged(row) => Ok((row, false)),
         Settled::Appended(row, _) => Ok((row, true)),
-        Settled::Contended => Err(Status::unavailable(
-            "the task changed concurrently; retry the call",
-        )),
+        Settled::Contended => Err(error::contended("task")),
     }
 }
 
