@@ -437,7 +437,7 @@ impl Pool {
                 tokio::task::yield_now().await;
             }
             let header = events::decode_header_at(id, &value)?;
-            if let Some(task) = header.stream.strip_prefix("task:") {
+            if let Some(task) = events::stream::task_id_of(&header.stream) {
                 changed.insert(task.to_owned());
             }
             t.cursor = Some(id);

@@ -20,15 +20,11 @@ use crate::rpc::{calls, error};
 /// task is "not found", as for every other method.
 fn tasks_of(app: &App, owner: &str, requested: &[String]) -> Result<Vec<String>, Status> {
     if requested.is_empty() {
-        let prefix = format!("u:{owner}:");
-        let mut ids = Vec::new();
-        for guard in app.store.views.tasks.prefix(prefix.as_bytes()) {
-            let key = guard.key().map_err(|e| error::storage(e.into()))?;
-            if let Some((_, id)) = String::from_utf8_lossy(&key).rsplit_once(':') {
-                ids.push(id.to_owned());
-            }
-        }
-        return Ok(ids);
+        return app
+            .store
+            .views
+            .owner_task_ids(owner)
+            .map_err(error::storage);
     }
     requested
         .iter()
@@ -146,20 +142,15 @@ pub async fn get_execution_stats(
     let first_day = today.saturating_sub(days - 1);
     let mut sum = DayStats::default();
     for task_id in tasks_of(app, &caller.owner, &req.workflow_ids)? {
-        let prefix = views_exec::day_prefix(&task_id);
-        let from = views_exec::day_key(&task_id, first_day);
-        for guard in app.store.views.executions.range(from..) {
-            let (key, value) = guard.into_inner().map_err(|e| error::storage(e.into()))?;
-            if !key.starts_with(&prefix) {
-                break;
-            }
-            let day: DayStats = serde_json::from_slice(&value)
-                .map_err(|e| error::internal("a stats row does not decode", e))?;
-            sum.total += day.total;
-            sum.succeeded += day.succeeded;
-            sum.failed += day.failed;
-            sum.total_ms += day.total_ms;
-        }
+        let day = app
+            .store
+            .views
+            .day_stats(&task_id, first_day)
+            .map_err(error::storage)?;
+        sum.total += day.total;
+        sum.succeeded += day.succeeded;
+        sum.failed += day.failed;
+        sum.total_ms += day.total_ms;
     }
     let count = |n: u64| i64::try_from(n).unwrap_or(i64::MAX);
     Ok(pb::GetExecutionStatsResp {

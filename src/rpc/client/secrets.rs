@@ -7,7 +7,7 @@
 
 use events::Command;
 use events::event::SecretScope;
-use projections::secrets::{SecretRow, owner_prefix};
+use projections::secrets::SecretRow;
 use tonic::{Request, Status};
 
 use crate::app::App;
@@ -56,15 +56,7 @@ fn stream_of(scope: &SecretScope) -> String {
 }
 
 fn owners_secrets(app: &App, owner: &str) -> Result<Vec<SecretRow>, Status> {
-    let mut rows = Vec::new();
-    for guard in app.store.views.secrets.prefix(owner_prefix(owner)) {
-        let (_, value) = guard.into_inner().map_err(|e| error::storage(e.into()))?;
-        rows.push(
-            serde_json::from_slice(&value)
-                .map_err(|e| error::internal("a secret row does not decode", e))?,
-        );
-    }
-    Ok(rows)
+    app.store.views.owner_secrets(owner).map_err(error::storage)
 }
 
 /// Decides on the current row and appends against the stream's version

@@ -87,7 +87,9 @@ pub async fn create_task(
         .first()
         .map(|e| e.stream.clone())
         .ok_or_else(|| error::internal("the create committed no event", &req.name))?;
-    let id = stream.strip_prefix("task:").unwrap_or(&stream).to_owned();
+    let id = events::stream::task_id_of(&stream)
+        .unwrap_or(&stream)
+        .to_owned();
     Ok(pb::CreateTaskResp { id })
 }
 
@@ -121,14 +123,12 @@ pub async fn get_task(app: &App, request: Request<pb::IdReq>) -> Result<pb::Task
 fn task_ids(app: &App, owner: &str, wallets: &[String]) -> Result<Vec<String>, Status> {
     let mut ids = BTreeSet::new();
     if wallets.is_empty() {
-        let prefix = format!("u:{owner}:");
-        for guard in app.store.views.tasks.prefix(prefix.as_bytes()) {
-            let key = guard.key().map_err(|e| error::storage(e.into()))?;
-            let key = String::from_utf8_lossy(&key);
-            if let Some((_, id)) = key.rsplit_once(':') {
-                ids.insert(id.to_owned());
-            }
-        }
+        ids.extend(
+            app.store
+                .views
+                .owner_task_ids(owner)
+                .map_err(error::storage)?,
+        );
     } else {
         for wallet in wallets {
             let wallet = crate::address::parse_address("smart_wallet_address", wallet)?;
