@@ -8,16 +8,26 @@
 //! - `task`: task definitions (validation) and the task lifecycle (enable, disable, cancel, delete);
 //! - `firing`: whether a task may run now, and the events that queue a run;
 //! - `wallets`: registering and hiding smart wallets;
-//! - `secrets`: secret names and scopes.
+//! - `secrets`: secret names and scopes;
+//! - `triggers`: which logs an event query matches (the operators' rule, and the overload check's);
+//! - `attestation`: the operators' reports of one firing folded, and the quorum that attests it;
+//! - `assignment`: which operators watch which task (rendezvous hashing, the grace period);
+//! - `overload`: when an event trigger that matched too much is disabled.
 //!
 //! `DomainError` says what is wrong in words a client can act on; `rpc::error` maps each variant
 //! to its gRPC status, once.
 
+pub mod assignment;
+pub mod attestation;
 pub mod bounds;
 pub mod firing;
+pub mod overload;
 pub mod schedule;
 pub mod secrets;
 pub mod task;
+#[cfg(test)]
+mod testing;
+pub mod triggers;
 pub mod wallets;
 
 /// The contract's `ErrorCode`s the domain produces (the RPC layer maps them to the wire enum).

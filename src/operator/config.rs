@@ -83,7 +83,7 @@ fn default_cooldown() -> Duration {
 }
 
 fn default_cap() -> u32 {
-    crate::operators::overload::DEFAULT_EVENTS_PER_BLOCK
+    crate::domain::triggers::DEFAULT_EVENTS_PER_BLOCK
 }
 
 fn default_metrics() -> SocketAddr {

@@ -9,10 +9,14 @@ use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status};
 
 use crate::app::SharedApp;
+use crate::clock::now_ms_i64;
+use crate::domain::overload::Overload;
+use crate::operators::attestations::{Outcome, Reported};
 use crate::operators::auth::RequestAuth;
 use crate::operators::pool::{Capabilities, Liveness};
 use crate::operators::{OperatorError, Pool, attestations, overload};
 use crate::pb;
+use crate::pb::convert;
 use crate::pb::google::protobuf::BoolValue;
 
 #[derive(Clone)]
@@ -75,6 +79,27 @@ fn now() -> (u64, prost_types::Timestamp) {
             nanos: i32::try_from((ms % 1000) * 1_000_000).unwrap_or(0),
         },
     )
+}
+
+/// The reply to a report.
+fn notified(outcome: &Outcome) -> pb::NotifyTriggersResp {
+    let task = outcome.task.as_ref();
+    pb::NotifyTriggersResp {
+        updated_at: Some(prost_types::Timestamp {
+            seconds: now_ms_i64() / 1000,
+            nanos: 0,
+        }),
+        remaining_executions: task.map_or(0, |r| {
+            if r.max_execution == 0 {
+                -1
+            } else {
+                r.max_execution - r.execution_count
+            }
+        }),
+        task_still_enabled: task.is_some_and(|r| r.status == projections::tasks::Status::Active),
+        status: outcome.status.into(),
+        message: outcome.message.clone(),
+    }
 }
 
 #[tonic::async_trait]
@@ -168,9 +193,17 @@ impl pb::node_server::Node for NodeApi {
     ) -> Result<Response<pb::NotifyTriggersResp>, Status> {
         let claimed = request.get_ref().address.clone();
         let operator = self.operator("NotifyTriggers", &request, &claimed)?;
-        Ok(Response::new(
-            attestations::notify(&self.app, self.pool(), operator, request.get_ref()).await?,
-        ))
+        let req = request.into_inner();
+        let (kind, output) = convert::reported_output(&req)?;
+        let reported = Reported {
+            task_id: req.task_id,
+            trigger_request_id: req.trigger_request_id,
+            kind,
+            output,
+            bls_signature: req.bls_signature,
+        };
+        let outcome = attestations::notify(&self.app, self.pool(), operator, reported).await?;
+        Ok(Response::new(notified(&outcome)))
     }
 
     async fn report_event_overload(
@@ -179,8 +212,24 @@ impl pb::node_server::Node for NodeApi {
     ) -> Result<Response<pb::EventOverloadResponse>, Status> {
         let claimed = request.get_ref().operator_address.clone();
         let operator = self.operator("ReportEventOverload", &request, &claimed)?;
-        Ok(Response::new(
-            overload::report(&self.app, self.pool(), operator, request.get_ref()).await?,
-        ))
+        let alert = request.into_inner();
+        let overload = Overload {
+            block_number: alert.block_number,
+            events_detected: alert.events_detected,
+            safety_limit: alert.safety_limit,
+            query_index: alert.query_index,
+        };
+        let disabled =
+            overload::report(&self.app, self.pool(), operator, &alert.task_id, overload).await?;
+        Ok(Response::new(pb::EventOverloadResponse {
+            task_cancelled: disabled,
+            message: if disabled {
+                "the task is disabled: its trigger matched more events per block than its cap"
+                    .into()
+            } else {
+                "recorded; a quorum of the assigned operators (or the aggregator's own count) must confirm it".into()
+            },
+            timestamp: u64::try_from(now_ms_i64()).unwrap_or(0),
+        }))
     }
 }

@@ -2,7 +2,6 @@
 
 use std::collections::BTreeSet;
 
-use events::event::TaskCreated;
 use events::{Command, Expected};
 use projections::tasks::TaskRow;
 use sha2::{Digest, Sha256};
@@ -29,57 +28,40 @@ pub async fn create_task(
     let req = request.into_inner();
     let now = now_ms_i64();
 
-    let mut definition = convert::definition_from_create(&req)?;
+    let definition = convert::definition_from_create(&req)?;
     let identity = task::identity(
         &definition.input_variables,
         &req.name,
         &req.smart_wallet_address,
     )?;
-    definition.name = identity.name;
-    task::validate(&definition, &app.config.limits, now)?;
-
-    let owner = calls::owner_address(&caller)?;
-    if !app
-        .is_owners_wallet(owner, identity.runner)
-        .map_err(error::storage)?
-    {
-        return Err(DomainError::Invalid(
-            format!(
-                "the runner {} is not one of your smart wallets: use your salt-0 wallet or register one with GetWallet",
-                identity.runner
-            ),
-            crate::domain::Code::InvalidAddress,
-        )
-        .into());
-    }
-    let owned = owned_task_count(app, &caller.owner)?;
-    if owned >= app.config.limits.tasks_per_owner {
-        return Err(DomainError::QuotaExceeded(format!(
-            "an owner may have at most {} tasks; delete some first",
-            app.config.limits.tasks_per_owner
-        ))
-        .into());
-    }
+    let state = task::OwnerState {
+        owns_runner: app
+            .is_owners_wallet(calls::owner_address(&caller)?, identity.runner)
+            .map_err(error::storage)?,
+        owned: owned_task_count(app, &caller.owner)?,
+    };
+    let created = task::create(
+        definition,
+        identity,
+        crate::clock::new_id(),
+        &caller.owner,
+        state,
+        &app.config.limits,
+        now,
+    )?;
 
     let digest = Sha256::new()
         .chain_update(caller.owner.as_bytes())
         .chain_update(prost::Message::encode_to_vec(&req))
         .finalize();
-    let task_id = crate::clock::new_id();
     let window =
         u64::try_from(app.config.idempotency.create_window.as_millis()).unwrap_or(u64::MAX);
     let command = Command::new(caller.owner.clone(), now_ms())
         .idempotent(format!("create:{}", hex::encode(digest)), Some(window))
         .append(
-            events::stream::task(&task_id),
+            events::stream::task(&created.task_id),
             Expected::NoStream,
-            [TaskCreated {
-                task_id,
-                owner: caller.owner.clone(),
-                wallet: lower(identity.runner),
-                definition,
-            }
-            .into()],
+            [created.into()],
         );
     let committed = app.append(command).await.map_err(error::storage)?;
     let stream = committed
