@@ -28,9 +28,9 @@ use serde_json::{Value, json};
 
 use events::task::{EventQuery, TriggerConfig, TriggerKind};
 
-use crate::domain::schedule::Schedule;
-use crate::domain::triggers::{abi_event, conditions_hold, filter_of};
-use crate::pb;
+use protocol::pb;
+use protocol::schedule::Schedule;
+use protocol::triggers::{abi_event, conditions_hold, filter_of};
 
 /// A firing to report.
 #[derive(Debug, Clone, PartialEq)]
@@ -109,7 +109,7 @@ impl Watches {
             .trigger
             .as_ref()
             .ok_or("the message carries no trigger")?;
-        let trigger = crate::pb::convert::trigger_from_pb(trigger).map_err(|e| e.to_string())?;
+        let trigger = protocol::convert::trigger_from_pb(trigger).map_err(|e| e.to_string())?;
         let state = match trigger.config.ok_or("the trigger has no configuration")? {
             TriggerConfig::Block(b) => State::Block {
                 interval: u64::try_from(b.interval)
