@@ -2,8 +2,9 @@
 //! encoded descriptor set for server reflection and the contract test.
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
-    println!("cargo:rerun-if-changed=proto");
-    let descriptors = protox::compile(["proto/avs.proto", "proto/node.proto"], ["proto"])?;
+    // The contract lives at the workspace's root (`proto/`), where clients and readers look for it.
+    println!("cargo:rerun-if-changed=../proto");
+    let descriptors = protox::compile(["../proto/avs.proto", "../proto/node.proto"], ["../proto"])?;
     let out = std::path::PathBuf::from(std::env::var("OUT_DIR")?);
     std::fs::write(
         out.join("descriptors.bin"),
