@@ -68,7 +68,7 @@ fn time(runs: usize, mut f: impl FnMut()) -> Vec<Duration> {
         .collect()
 }
 
-/// The intrinsics of the sandbox's contexts (`run.rs`).
+/// The intrinsics of the sandbox's contexts (`src/engine/sandbox/runtime.rs`).
 type Ours = (
     intrinsic::Date,
     intrinsic::Eval,

@@ -8,10 +8,12 @@
 //!   `telemetry`: logs, metrics, HTTP endpoints;
 //! - `rpc`: the gRPC edge (prost types end there); `domain`: every business rule, pure;
 //! - `store`: the event log and the projections, opened together;
-//! - `auth`: sign-in, tokens, API keys; `secrets`: encryption at rest; `wallet`: smart-wallet
-//!   addresses; `chain`: the Ethereum connection; `limits`: rate limits;
+//! - `auth`: sign-in, session tokens, API keys; `secret_box`: the secrets' encryption at rest;
+//!   `token_metadata`: ERC-20 names, symbols and decimals (`GetTokenMetadata`); `wallet`:
+//!   smart-wallet addresses; `chain`: the Ethereum connection; `limits`: rate limits;
+//! - `engine`: the task engine (triggers fired, workflows walked, the JavaScript sandbox);
 //! - `operators`: the aggregator's side of the operators (registry, assignment, attestations);
-//!   `operator`: the operator process itself (`src/bin/operator.rs`);
+//!   the operator process itself is the `operator` crate, which shares only `protocol` with it;
 //! - `pb`: the generated wire types, and `pb::convert`, the wire ⇄ domain conversions;
 //! - `ip`: the IP addresses outbound HTTP refuses.
 
@@ -29,9 +31,9 @@ pub mod limits;
 pub mod operators;
 pub mod pb;
 pub mod rpc;
-pub mod secrets;
+pub mod secret_box;
 pub mod server;
 pub mod store;
 pub mod telemetry;
-pub mod tokens;
+pub mod token_metadata;
 pub mod wallet;

@@ -1,5 +1,5 @@
 //! Secrets: names, scopes and the create / update / delete rules. Values arrive in clear and leave
-//! this layer only as ciphertext (`crate::secrets`).
+//! this layer only as ciphertext (`crate::secret_box`).
 //!
 //! Scopes: a user secret (no workflow) or a workflow secret (one of the owner's tasks). A workflow
 //! secret overrides a user secret of the same name in that task's runs. Organisation scope is

@@ -40,7 +40,7 @@ use crate::clock::{new_id, now_ms, now_ms_i64};
 use crate::config::EngineConfig;
 use crate::domain::bounds::ValueBounds;
 use crate::domain::firing::{self, Refusal};
-use crate::secrets::SecretBox;
+use crate::secret_box::SecretBox;
 use crate::store::{Decision, Loaded, Settled, Store};
 
 /// What nodes use to do their work.
