@@ -125,6 +125,17 @@ fn node_config_json(config: &events::task::NodeConfig) -> Option<Value> {
     }
 }
 
+/// Whether a node not yet recorded runs, and if not, why.
+enum Gate {
+    /// The execution is past its time limit.
+    Late(Duration),
+    /// The node's branch was not taken, or a node it needs did not succeed.
+    Unreached(String),
+    /// An earlier attempt started it and stopped without its result, and it has effects.
+    Interrupted,
+    Run,
+}
+
 fn fate_of(step: &Step) -> Fate {
     if step.skipped {
         Fate::Skipped
@@ -188,7 +199,10 @@ impl Walk<'_> {
         steps.push(step);
     }
 
-    /// Runs (or resumes) the graph and records the end.
+    /// Runs (or resumes) the graph and records the end, in the phases of the module's docs: the
+    /// start and the trigger's step ([`Walk::begin`]), the plan ([`Walk::plan`]), each node in
+    /// the plan's order, restored from an earlier attempt ([`Walk::restored`]) or decided and
+    /// run ([`Walk::gate`], [`Walk::step`]), and the end ([`Walk::failures`], [`Walk::finish`]).
     pub async fn run(
         mut self,
         resume: Resume,
@@ -196,6 +210,49 @@ impl Walk<'_> {
         limit: Duration,
     ) -> Result<Ended, events::Error> {
         let started_at = Instant::now();
+        let mut steps = self.begin(&resume, recorder);
+        let plan = match self.plan() {
+            Ok(plan) => plan,
+            Err(why) => return self.finish(recorder, steps, Some(why)).await,
+        };
+        let names: Vec<String> = self
+            .definition
+            .nodes
+            .iter()
+            .map(|n| n.name.clone())
+            .collect();
+        let mut fates: Vec<Option<Fate>> = vec![None; self.definition.nodes.len()];
+        for &i in &plan.order {
+            let Some(node) = self.definition.nodes.get(i) else {
+                continue;
+            };
+            let Some(config) = &node.config else { continue };
+            let fate = if let Some(step) = resume.recorded.get(&node.id) {
+                steps.push(step.clone());
+                self.restored(node, step)
+            } else {
+                let gate = if started_at.elapsed() > limit {
+                    Gate::Late(limit)
+                } else if let Err(why) = plan.reached(i, &fates, &names) {
+                    Gate::Unreached(why)
+                } else if resume.interrupted.contains(&node.id) && !side_effect_free(config) {
+                    Gate::Interrupted
+                } else {
+                    Gate::Run
+                };
+                self.step(recorder, &mut steps, node, config, gate).await?
+            };
+            if let Some(slot) = fates.get_mut(i) {
+                *slot = Some(fate);
+            }
+        }
+        let error = self.failures(&plan, &fates, &names);
+        self.finish(recorder, steps, error).await
+    }
+
+    /// The start of the run (unless an earlier attempt recorded it) and the trigger's step, the
+    /// first of the returned steps.
+    fn begin(&mut self, resume: &Resume, recorder: &mut Recorder<'_>) -> Vec<Step> {
         if !resume.started {
             recorder.push(
                 ExecutionStarted {
@@ -215,115 +272,109 @@ impl Walk<'_> {
                 self.recorded(recorder, &mut steps, step);
             }
         }
+        steps
+    }
 
-        let names: Vec<String> = self
-            .definition
-            .nodes
-            .iter()
-            .map(|n| n.name.clone())
-            .collect();
-        let plan = match Plan::new(self.definition) {
-            Ok(plan) => plan,
-            Err(e) => {
-                return self
-                    .finish(
-                        recorder,
-                        steps,
-                        Some(format!("the task's graph cannot run: {e}")),
-                    )
-                    .await;
-            }
-        };
+    /// The order the nodes run in, or why the task's graph cannot run at all.
+    fn plan(&self) -> Result<Plan, String> {
+        let plan =
+            Plan::new(self.definition).map_err(|e| format!("the task's graph cannot run: {e}"))?;
         if self.definition.nodes.len() > self.tools.config.max_steps {
-            let why = format!(
+            return Err(format!(
                 "the task has {} nodes, more than the limit of {} steps per execution",
                 self.definition.nodes.len(),
                 self.tools.config.max_steps
-            );
-            return self.finish(recorder, steps, Some(why)).await;
+            ));
         }
-        let mut fates: Vec<Option<Fate>> = vec![None; self.definition.nodes.len()];
-        for &i in &plan.order {
-            let Some(node) = self.definition.nodes.get(i) else {
-                continue;
-            };
-            let Some(config) = &node.config else { continue };
-            let kind = config.kind();
-            if let Some(step) = resume.recorded.get(&node.id) {
-                let fate = fate_of(step);
-                if matches!(fate, Fate::Succeeded { .. }) {
-                    let data = step
-                        .output
-                        .as_ref()
-                        .and_then(|o| o.data.clone())
-                        .unwrap_or(Value::Null);
-                    self.vars.insert(
-                        node.name.clone(),
-                        json!({ "data": data, "input": step.config }),
-                    );
-                }
-                if let Some(slot) = fates.get_mut(i) {
-                    *slot = Some(fate);
-                }
-                steps.push(step.clone());
-                continue;
-            }
-            let start = now_ms_i64();
-            let mut step = Step {
-                id: node.id.clone(),
-                step_type: NodeKind::wire_name(kind).to_owned(),
-                name: node.name.clone(),
-                inputs: self.vars.keys().cloned().collect(),
-                start_at: start,
-                ..Step::default()
-            };
-            let fate = if started_at.elapsed() > limit {
+        Ok(plan)
+    }
+
+    /// A step an earlier attempt recorded: its output is restored into the variables, and it is
+    /// not run again.
+    fn restored(&mut self, node: &events::task::Node, step: &Step) -> Fate {
+        let fate = fate_of(step);
+        if matches!(fate, Fate::Succeeded { .. }) {
+            let data = step
+                .output
+                .as_ref()
+                .and_then(|o| o.data.clone())
+                .unwrap_or(Value::Null);
+            self.vars.insert(
+                node.name.clone(),
+                json!({ "data": data, "input": step.config }),
+            );
+        }
+        fate
+    }
+
+    /// A node's step, run or not as `gate` says, recorded (and made durable at once if the node
+    /// has effects).
+    async fn step(
+        &mut self,
+        recorder: &mut Recorder<'_>,
+        steps: &mut Vec<Step>,
+        node: &events::task::Node,
+        config: &events::task::NodeConfig,
+        gate: Gate,
+    ) -> Result<Fate, events::Error> {
+        let mut step = Step {
+            id: node.id.clone(),
+            step_type: NodeKind::wire_name(config.kind()).to_owned(),
+            name: node.name.clone(),
+            inputs: self.vars.keys().cloned().collect(),
+            start_at: now_ms_i64(),
+            ..Step::default()
+        };
+        let fate = match gate {
+            Gate::Late(limit) => {
                 step.error = format!(
                     "not run: the execution ran longer than its {} s limit",
                     limit.as_secs()
                 );
                 step.error_code = crate::pb::ErrorCode::ExecutionEngineError as i32;
                 Fate::Failed
-            } else if let Err(why) = plan.reached(i, &fates, &names) {
+            }
+            Gate::Unreached(why) => {
                 step.success = true;
                 step.skipped = true;
                 step.log = why;
                 Fate::Skipped
-            } else if resume.interrupted.contains(&node.id) && !side_effect_free(config) {
+            }
+            Gate::Interrupted => {
                 step.error = "interrupted: the aggregator stopped while this step ran; it may have had effects, so it is not run again".into();
                 step.error_code = crate::pb::ErrorCode::ExecutionEngineError as i32;
                 Fate::Failed
-            } else {
-                self.run_node(recorder, node, config, &mut step).await?
-            };
-            step.end_at = now_ms_i64();
-            self.tools.bounds.truncate(&mut step.log);
-            self.tools.bounds.truncate(&mut step.error);
-            let effects = !side_effect_free(config);
-            self.recorded(recorder, &mut steps, step);
-            if effects {
-                // The result of a step with effects is durable at once: it is never run again.
-                recorder.flush().await?;
             }
-            if let Some(slot) = fates.get_mut(i) {
-                *slot = Some(fate);
-            }
+            Gate::Run => self.run_node(recorder, node, config, &mut step).await?,
+        };
+        step.end_at = now_ms_i64();
+        self.tools.bounds.truncate(&mut step.log);
+        self.tools.bounds.truncate(&mut step.error);
+        let effects = !side_effect_free(config);
+        self.recorded(recorder, steps, step);
+        if effects {
+            // The result of a step with effects is durable at once: it is never run again.
+            recorder.flush().await?;
         }
+        Ok(fate)
+    }
+
+    /// The run's error, if any step failed: how many, and which.
+    fn failures(&self, plan: &Plan, fates: &[Option<Fate>], names: &[String]) -> Option<String> {
         let failed: Vec<String> = plan
             .order
             .iter()
             .filter(|&&i| matches!(fates.get(i), Some(Some(Fate::Failed))))
             .filter_map(|&i| names.get(i).cloned())
             .collect();
-        let error = (!failed.is_empty()).then(|| {
+        (!failed.is_empty()).then(|| {
             format!(
                 "{} of {} steps failed: {}",
                 failed.len(),
                 self.definition.nodes.len(),
                 failed.join(", ")
             )
-        });
-        self.finish(recorder, steps, error).await
+        })
     }
 
     /// Renders the node's templates and runs it (within the node limit), filling the step.
