@@ -38,6 +38,8 @@ pub struct App {
     pub pool: std::sync::Arc<crate::operators::Pool>,
     /// ERC-20 metadata (`GetTokenMetadata`).
     pub token_directory: crate::token_metadata::TokenDirectory,
+    /// The log's checkpoints and the operators' cosignatures of them.
+    pub transparency: std::sync::Arc<crate::transparency::Transparency>,
     /// When this process opened its state (ms since the epoch).
     pub started_ms: u64,
 }

@@ -12,6 +12,8 @@
 //!   `token_metadata`: ERC-20 names, symbols and decimals (`GetTokenMetadata`); `wallet`:
 //!   smart-wallet addresses; `chain`: the Ethereum connection; `limits`: rate limits;
 //! - `engine`: the task engine (triggers fired, workflows walked, the JavaScript sandbox);
+//! - `transparency`: the event log as a transparency log: the log key, checkpoints issued and
+//!   cosigned by the operators, the HTTP endpoints of checkpoints, tiles and proof bundles;
 //! - `operators`: the aggregator's side of the operators (registry, assignment, attestations);
 //!   the operator process itself is the `operator` crate, which shares only `protocol` with it;
 //! - `pb`: the generated wire types, and `pb::convert`, the wire ⇄ domain conversions;
@@ -36,4 +38,5 @@ pub mod server;
 pub mod store;
 pub mod telemetry;
 pub mod token_metadata;
+pub mod transparency;
 pub mod wallet;

@@ -16,7 +16,7 @@
 use std::collections::BTreeMap;
 
 use alloy::primitives::Address;
-use events::event::{ReportsDisagreed, TriggerAttested, TriggerReported};
+use events::event::{QuorumMet, ReportsDisagreed, TriggerAttested, TriggerReported};
 use events::task::TriggerKind;
 use events::{Envelope, Event};
 use serde_json::Value;
@@ -186,6 +186,12 @@ pub fn decide(
             .filter_map(|(w, s)| hex::decode(s).ok().map(|s| (w.clone(), s)))
             .unzip();
         let aggregate = attest::aggregate(&signatures).map_err(|e| e.0)?;
+        let quorum_met = QuorumMet {
+            weights: who.iter().map(|w| weight_of(w)).collect(),
+            assigned_weight: total,
+            numerator: quorum.numerator,
+            denominator: quorum.denominator,
+        };
         // The winning digest's output: the report that carried it (this one, or an earlier).
         let output = if *winning_digest == digest {
             report.output.clone()
@@ -205,6 +211,7 @@ pub fn decide(
                 digest: winning_digest.clone(),
                 aggregate_signature: hex::encode(aggregate),
                 signers: who,
+                quorum: Some(quorum_met),
             }
             .into(),
         );

@@ -7,6 +7,7 @@
 //! - `run`: one execution and the step protocol; `graph`: the order and reachability of nodes;
 //! - `template`: `{{ expression }}` in node configs; `vars`: the variables a run sees;
 //! - `nodes/`: one module per node type; `sandbox`: JavaScript; `http`: guarded outbound HTTP;
+//! - `redact`: the run's secrets cut out of everything it records;
 //! - `preview`: `RunTrigger`, `RunNodeWithInputs`, `SimulateTask` (nothing persisted).
 //!
 //! The queue is the log: an execution queued and not finished is pending (`q:` rows of the
@@ -21,6 +22,7 @@ pub mod graph;
 pub mod http;
 pub mod nodes;
 pub mod preview;
+pub mod redact;
 pub mod run;
 pub mod sandbox;
 pub mod template;
@@ -32,7 +34,7 @@ use std::time::Duration;
 
 use events::execution::Firing;
 use events::{Command, Expected};
-use projections::executions::{ExecutionRow, RunStatus};
+use projections::executions::ExecutionRow;
 use tokio::sync::{Notify, Semaphore};
 
 use crate::chain::Chain;
@@ -51,6 +53,8 @@ pub struct Tools {
     pub config: EngineConfig,
     /// What a node's output and rendered config may hold (`limits`): past it, a failed step.
     pub bounds: ValueBounds,
+    /// What a firing's data and input may hold (`limits.max_values_bytes`).
+    pub firing_bounds: ValueBounds,
 }
 
 /// A firing to accept: the task, who reports it, what fired.
@@ -136,7 +140,7 @@ impl Engine {
     pub async fn start(
         store: Store,
         config: EngineConfig,
-        bounds: ValueBounds,
+        limits: &crate::config::LimitsConfig,
         sealer: SecretBox,
         chain: Option<Chain>,
     ) -> anyhow::Result<Self> {
@@ -167,7 +171,8 @@ impl Engine {
                     http,
                     chain,
                     config,
-                    bounds,
+                    bounds: ValueBounds::output(limits),
+                    firing_bounds: ValueBounds::values(limits),
                 },
                 sealer,
                 lanes: std::sync::Mutex::new(HashMap::new()),
@@ -291,7 +296,7 @@ impl Engine {
 
     /// The firing's data and the caller's input go into the execution's first event: bounded.
     fn check_firing(&self, firing: &Firing) -> Result<(), String> {
-        let bounds = &self.inner.tools.bounds;
+        let bounds = &self.inner.tools.firing_bounds;
         if let Some(output) = &firing.output {
             bounds.check("the trigger data", output)?;
         }
@@ -451,6 +456,7 @@ impl Engine {
         metrics::counter!("executions_finished_total", "outcome" => match ended.outcome {
             events::execution::ExecutionOutcome::Success => "success",
             events::execution::ExecutionOutcome::Failed => "failed",
+            events::execution::ExecutionOutcome::PartialSuccess => "partial_success",
         })
         .increment(1);
         Ok(())
@@ -501,7 +507,7 @@ impl Engine {
             };
             let notified = notify.notified();
             if let Some(row) = self.inner.store.views.execution(task_id, execution_id)?
-                && matches!(row.status, RunStatus::Success | RunStatus::Failed)
+                && row.status.finished()
             {
                 return Ok(row);
             }

@@ -1,6 +1,12 @@
 //! One execution: the trigger as step 0, then the nodes in the plan's order, each recorded as a
 //! step (ran, failed, or skipped with the reason).
 //!
+//! As in the original, a failed node does not stop the run (its successors run too), and the
+//! execution ends `PartialSuccess` when some steps failed or a branch left nodes untaken,
+//! `Success` when every node ran and succeeded, `Failed` when the graph itself could not run.
+//! Skipped nodes are recorded (in the log, `replay timeline`, and `Execution.skipped` on the
+//! wire), but they are not steps of the execution.
+//!
 //! The step protocol, against crashes:
 //! - a node with side effects gets a `StepStarted` that is durable before it runs, and its result
 //!   is made durable right after;
@@ -24,6 +30,7 @@ use events::{Command, Event, Expected};
 use super::Tools;
 use super::graph::{Fate, Plan};
 use super::nodes::{self, output_kind, side_effect_free};
+use super::redact::Redactor;
 use super::template::Templates;
 use crate::clock::now_ms_i64;
 use crate::store::Store;
@@ -125,10 +132,48 @@ fn node_config_json(config: &events::task::NodeConfig) -> Option<Value> {
     }
 }
 
+/// The bytes a step takes in its event (and in the execution's answer).
+fn encoded_len(step: &Step) -> usize {
+    serde_json::to_vec(step).map_or(usize::MAX, |v| v.len())
+}
+
+/// A step's `inputs`, named as the original names them: `x.data` and `x.input` for a node's or
+/// the trigger's variable (and `x.headers`, `x.pathParams` where present), `apContext.configVars`
+/// for the secrets, the bare name for any other variable; the node's own variable left out.
+fn input_keys(vars: &Map<String, Value>, own: &str) -> Vec<String> {
+    let mut keys = Vec::with_capacity(vars.len() * 2);
+    for (name, value) in vars {
+        if name == own {
+            continue;
+        }
+        if name == "apContext" {
+            keys.push("apContext.configVars".to_owned());
+            continue;
+        }
+        match value {
+            Value::Object(fields)
+                if ["data", "input", "headers", "pathParams"]
+                    .iter()
+                    .any(|f| fields.contains_key(*f)) =>
+            {
+                for field in ["data", "input", "headers", "pathParams"] {
+                    if fields.contains_key(field) {
+                        keys.push(format!("{name}.{field}"));
+                    }
+                }
+            }
+            _ => keys.push(name.clone()),
+        }
+    }
+    keys
+}
+
 /// Whether a node not yet recorded runs, and if not, why.
 enum Gate {
     /// The execution is past its time limit.
     Late(Duration),
+    /// The execution's recorded steps have used up its bytes.
+    OverBudget,
     /// The node's branch was not taken, or a node it needs did not succeed.
     Unreached(String),
     /// An earlier attempt started it and stopped without its result, and it has effects.
@@ -136,10 +181,27 @@ enum Gate {
     Run,
 }
 
+/// The bytes an execution's recorded steps may take (they are one `GetExecution` answer), and
+/// how many they take so far.
+struct Budget {
+    limit: usize,
+    spent: usize,
+    /// Set once a step did not fit: nothing more runs.
+    over: bool,
+}
+
+impl Budget {
+    fn exhausted(&self) -> bool {
+        self.over || self.spent >= self.limit
+    }
+}
+
 fn fate_of(step: &Step) -> Fate {
     if step.skipped {
         Fate::Skipped
     } else if step.success {
+        // A branch names the condition it took `<branch id>.<condition id>`, as the original.
+        let prefix = format!("{}.", step.id);
         let taken = step
             .output
             .as_ref()
@@ -147,7 +209,7 @@ fn fate_of(step: &Step) -> Fate {
             .and_then(|o| o.data.as_ref())
             .and_then(|d| d.get("conditionId"))
             .and_then(Value::as_str)
-            .map(str::to_owned);
+            .map(|c| c.strip_prefix(&prefix).unwrap_or(c).to_owned());
         Fate::Succeeded { taken }
     } else {
         Fate::Failed
@@ -201,8 +263,8 @@ impl Walk<'_> {
 
     /// Runs (or resumes) the graph and records the end, in the phases of the module's docs: the
     /// start and the trigger's step ([`Walk::begin`]), the plan ([`Walk::plan`]), each node in
-    /// the plan's order, restored from an earlier attempt ([`Walk::restored`]) or decided and
-    /// run ([`Walk::gate`], [`Walk::step`]), and the end ([`Walk::failures`], [`Walk::finish`]).
+    /// the plan's order, restored from an earlier attempt ([`Walk::restored`]) or gated, run and
+    /// recorded ([`Walk::step`]), and the end ([`Walk::outcome`], [`Walk::finish`]).
     pub async fn run(
         mut self,
         resume: Resume,
@@ -213,7 +275,11 @@ impl Walk<'_> {
         let mut steps = self.begin(&resume, recorder);
         let plan = match self.plan() {
             Ok(plan) => plan,
-            Err(why) => return self.finish(recorder, steps, Some(why)).await,
+            Err(why) => {
+                return self
+                    .finish(recorder, steps, Some(why), ExecutionOutcome::Failed)
+                    .await;
+            }
         };
         let names: Vec<String> = self
             .definition
@@ -221,18 +287,28 @@ impl Walk<'_> {
             .iter()
             .map(|n| n.name.clone())
             .collect();
+        // Built once: every step this run records has the run's secrets masked.
+        let redactor = Redactor::from_vars(&self.vars);
         let mut fates: Vec<Option<Fate>> = vec![None; self.definition.nodes.len()];
+        let mut budget = Budget {
+            limit: self.tools.bounds.max_execution_bytes,
+            spent: steps.iter().map(encoded_len).sum(),
+            over: false,
+        };
         for &i in &plan.order {
             let Some(node) = self.definition.nodes.get(i) else {
                 continue;
             };
             let Some(config) = &node.config else { continue };
             let fate = if let Some(step) = resume.recorded.get(&node.id) {
+                budget.spent += encoded_len(step);
                 steps.push(step.clone());
-                self.restored(node, step)
+                self.restored(node, config, step).await
             } else {
                 let gate = if started_at.elapsed() > limit {
                     Gate::Late(limit)
+                } else if budget.exhausted() {
+                    Gate::OverBudget
                 } else if let Err(why) = plan.reached(i, &fates, &names) {
                     Gate::Unreached(why)
                 } else if resume.interrupted.contains(&node.id) && !side_effect_free(config) {
@@ -240,14 +316,23 @@ impl Walk<'_> {
                 } else {
                     Gate::Run
                 };
-                self.step(recorder, &mut steps, node, config, gate).await?
+                let (step, fate) = self
+                    .step(recorder, node, config, gate, &redactor, &mut budget)
+                    .await?;
+                let effects = !side_effect_free(config);
+                self.recorded(recorder, &mut steps, step);
+                if effects {
+                    // The result of a step with effects is durable at once: it is never run again.
+                    recorder.flush().await?;
+                }
+                fate
             };
             if let Some(slot) = fates.get_mut(i) {
                 *slot = Some(fate);
             }
         }
-        let error = self.failures(&plan, &fates, &names);
-        self.finish(recorder, steps, error).await
+        let (error, outcome) = self.outcome(&plan, &fates, &names);
+        self.finish(recorder, steps, error, outcome).await
     }
 
     /// The start of the run (unless an earlier attempt recorded it) and the trigger's step, the
@@ -289,9 +374,14 @@ impl Walk<'_> {
         Ok(plan)
     }
 
-    /// A step an earlier attempt recorded: its output is restored into the variables, and it is
-    /// not run again.
-    fn restored(&mut self, node: &events::task::Node, step: &Step) -> Fate {
+    /// A step an earlier attempt recorded: not run again, its output restored into the
+    /// variables.
+    async fn restored(
+        &mut self,
+        node: &events::task::Node,
+        config: &events::task::NodeConfig,
+        step: &Step,
+    ) -> Fate {
         let fate = fate_of(step);
         if matches!(fate, Fate::Succeeded { .. }) {
             let data = step
@@ -299,37 +389,53 @@ impl Walk<'_> {
                 .as_ref()
                 .and_then(|o| o.data.clone())
                 .unwrap_or(Value::Null);
-            self.vars.insert(
-                node.name.clone(),
-                json!({ "data": data, "input": step.config }),
-            );
+            // The step recorded its config as written: `input` is rendered again.
+            let templates = Templates {
+                vars: &self.vars,
+                sandbox: &self.tools.sandbox,
+            };
+            let input = match templates.node(config).await {
+                Ok(rendered) => node_config_json(&rendered),
+                Err(_) => step.config.clone(),
+            };
+            self.vars
+                .insert(node.name.clone(), json!({ "data": data, "input": input }));
         }
         fate
     }
 
-    /// A node's step, run or not as `gate` says, recorded (and made durable at once if the node
-    /// has effects).
+    /// A node's step, run or not as `gate` says, its secrets masked, its texts truncated, and
+    /// cut down to a failure if it does not fit the execution's budget.
     async fn step(
         &mut self,
         recorder: &mut Recorder<'_>,
-        steps: &mut Vec<Step>,
         node: &events::task::Node,
         config: &events::task::NodeConfig,
         gate: Gate,
-    ) -> Result<Fate, events::Error> {
+        redactor: &Redactor,
+        budget: &mut Budget,
+    ) -> Result<(Step, Fate), events::Error> {
         let mut step = Step {
             id: node.id.clone(),
             step_type: NodeKind::wire_name(config.kind()).to_owned(),
             name: node.name.clone(),
-            inputs: self.vars.keys().cloned().collect(),
+            inputs: input_keys(&self.vars, &node.name),
             start_at: now_ms_i64(),
             ..Step::default()
         };
-        let fate = match gate {
+        let mut fate = match gate {
             Gate::Late(limit) => {
                 step.error = format!(
                     "not run: the execution ran longer than its {} s limit",
                     limit.as_secs()
+                );
+                step.error_code = crate::pb::ErrorCode::ExecutionEngineError as i32;
+                Fate::Failed
+            }
+            Gate::OverBudget => {
+                step.error = format!(
+                    "not run: the execution's recorded steps reached its limit of {} bytes",
+                    budget.limit
                 );
                 step.error_code = crate::pb::ErrorCode::ExecutionEngineError as i32;
                 Fate::Failed
@@ -348,33 +454,57 @@ impl Walk<'_> {
             Gate::Run => self.run_node(recorder, node, config, &mut step).await?,
         };
         step.end_at = now_ms_i64();
+        redactor.step(&mut step);
         self.tools.bounds.truncate(&mut step.log);
         self.tools.bounds.truncate(&mut step.error);
-        let effects = !side_effect_free(config);
-        self.recorded(recorder, steps, step);
-        if effects {
-            // The result of a step with effects is durable at once: it is never run again.
-            recorder.flush().await?;
+        // The whole execution is one GetExecution answer: its steps share one budget.
+        let size = encoded_len(&step);
+        if budget.spent + size > budget.limit {
+            step.output = None;
+            step.config = None;
+            step.success = false;
+            step.error = format!(
+                "the step's record ({size} bytes) would take the execution past its limit of {} bytes",
+                budget.limit
+            );
+            step.error_code = crate::pb::ErrorCode::ExecutionEngineError as i32;
+            self.vars.remove(&node.name);
+            fate = Fate::Failed;
+            budget.over = true;
         }
-        Ok(fate)
+        budget.spent += encoded_len(&step);
+        Ok((step, fate))
     }
 
-    /// The run's error, if any step failed: how many, and which.
-    fn failures(&self, plan: &Plan, fates: &[Option<Fate>], names: &[String]) -> Option<String> {
+    /// How the run ended: its error if any step failed (how many, and which), and its outcome.
+    fn outcome(
+        &self,
+        plan: &Plan,
+        fates: &[Option<Fate>],
+        names: &[String],
+    ) -> (Option<String>, ExecutionOutcome) {
         let failed: Vec<String> = plan
             .order
             .iter()
             .filter(|&&i| matches!(fates.get(i), Some(Some(Fate::Failed))))
             .filter_map(|&i| names.get(i).cloned())
             .collect();
-        (!failed.is_empty()).then(|| {
+        let error = (!failed.is_empty()).then(|| {
             format!(
                 "{} of {} steps failed: {}",
                 failed.len(),
                 self.definition.nodes.len(),
                 failed.join(", ")
             )
-        })
+        });
+        let untaken = fates.iter().any(|f| matches!(f, Some(Fate::Skipped)));
+        // The trigger step always succeeded, so failed nodes make a partial success.
+        let outcome = if error.is_some() || untaken {
+            ExecutionOutcome::PartialSuccess
+        } else {
+            ExecutionOutcome::Success
+        };
+        (error, outcome)
     }
 
     /// Renders the node's templates and runs it (within the node limit), filling the step.
@@ -397,14 +527,16 @@ impl Walk<'_> {
                 return Ok(Fate::Failed);
             }
         };
-        step.config = node_config_json(&rendered);
-        if let Some(why) = step.config.as_ref().and_then(|c| {
+        // Recorded as written (templates and all): a secret a template puts into a header or
+        // a URL never reaches the step. The rendered config is the node's `input` variable.
+        step.config = node_config_json(config);
+        let input = node_config_json(&rendered);
+        if let Some(why) = input.as_ref().and_then(|c| {
             self.tools
                 .bounds
                 .check("the node's rendered config", c)
                 .err()
         }) {
-            step.config = None;
             step.error = why;
             step.error_code = crate::pb::ErrorCode::ExecutionEngineError as i32;
             return Ok(Fate::Failed);
@@ -446,7 +578,11 @@ impl Walk<'_> {
             }),
         });
         Ok(match result {
-            Ok(run) => {
+            Ok(mut run) => {
+                if let Some(taken) = &run.taken {
+                    // The original names the path `<branch id>.<condition id>`.
+                    run.output = json!({ "conditionId": format!("{}.{taken}", node.id) });
+                }
                 step.success = true;
                 step.log = run.log.join("\n");
                 step.output = Some(StepOutput {
@@ -455,7 +591,7 @@ impl Walk<'_> {
                 });
                 self.vars.insert(
                     node.name.clone(),
-                    json!({ "data": run.output, "input": step.config }),
+                    json!({ "data": run.output, "input": input }),
                 );
                 Fate::Succeeded { taken: run.taken }
             }
@@ -486,12 +622,8 @@ impl Walk<'_> {
         recorder: &mut Recorder<'_>,
         steps: Vec<Step>,
         error: Option<String>,
+        outcome: ExecutionOutcome,
     ) -> Result<Ended, events::Error> {
-        let outcome = if error.is_some() {
-            ExecutionOutcome::Failed
-        } else {
-            ExecutionOutcome::Success
-        };
         let error = error.unwrap_or_default();
         recorder.push(
             ExecutionFinished {
@@ -534,4 +666,35 @@ pub fn resume_state(
         }
     }
     (queued, resume, finished)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn inputs_are_named_as_the_original_names_them() {
+        let vars: Map<String, Value> = serde_json::from_value(json!({
+            "manualTrigger": {"data": {"n": 1}, "input": {}},
+            "code1": {"data": 42, "input": {"source": "x"}},
+            "apContext": {"configVars": {}},
+            "settings": {"name": "t"},
+            "limit": 5,
+            "me": {"data": 1, "input": {}},
+        }))
+        .unwrap();
+        let keys = input_keys(&vars, "me");
+        for key in [
+            "manualTrigger.data",
+            "manualTrigger.input",
+            "code1.data",
+            "code1.input",
+            "apContext.configVars",
+            "settings",
+            "limit",
+        ] {
+            assert!(keys.contains(&key.to_owned()), "{key} in {keys:?}");
+        }
+        assert!(!keys.iter().any(|k| k.starts_with("me")), "{keys:?}");
+    }
 }

@@ -239,7 +239,7 @@ async fn check(
     }
     if let Some(output) = &reported.output {
         // Reports are recorded as events before any quorum: bound what an operator sends.
-        crate::domain::bounds::ValueBounds::output(&app.config.limits)
+        crate::domain::bounds::ValueBounds::values(&app.config.limits)
             .check("the trigger output", output)
             .map_err(|why| OperatorError::from(crate::domain::DomainError::invalid(why)))?;
     }

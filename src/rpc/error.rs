@@ -46,10 +46,29 @@ pub fn wire_code(code: domain::Code) -> ErrorCode {
     }
 }
 
+/// The longest `grpc-message` we send. Messages quote what the caller sent (a bad address, a
+/// field name): a 200 KB value echoed back made a client hang on the header.
+pub const MAX_MESSAGE_BYTES: usize = 1024;
+
+/// `message` cut to `MAX_MESSAGE_BYTES` at a character boundary, saying so.
+pub fn bounded(mut message: String) -> String {
+    if message.len() <= MAX_MESSAGE_BYTES {
+        return message;
+    }
+    const MORE: &str = " … (cut)";
+    let mut end = MAX_MESSAGE_BYTES - MORE.len();
+    while !message.is_char_boundary(end) {
+        end -= 1;
+    }
+    message.truncate(end);
+    message.push_str(MORE);
+    message
+}
+
 /// The one place a status is made.
 #[expect(clippy::disallowed_methods, reason = "the one error map")]
 fn with_code(code: Code, message: impl Into<String>, error_code: ErrorCode) -> Status {
-    let mut status = Status::new(code, message);
+    let mut status = Status::new(code, bounded(message.into()));
     if let Ok(value) = error_code.as_str_name().parse() {
         status.metadata_mut().insert("x-error-code", value);
     }
@@ -234,9 +253,71 @@ impl From<OperatorError> for Status {
     }
 }
 
+/// Why a cosignature request is refused.
+#[derive(Debug)]
+pub enum CosignRefusal {
+    /// The caller is not in the operator set.
+    NotMember,
+    /// No checkpoint of this many leaves was issued.
+    NoCheckpoint(u64),
+    /// The caller names another root, or a size past the checkpoint.
+    Mismatch(String),
+    /// The checkpoint store's answer: a bad cosignature or proof is the caller's fault; anything
+    /// else is ours (logged, not sent).
+    Store(tlog::Error),
+    /// The cosigning task stopped.
+    Stopped(String),
+}
+
+impl From<tlog::Error> for CosignRefusal {
+    fn from(e: tlog::Error) -> Self {
+        Self::Store(e)
+    }
+}
+
+impl From<CosignRefusal> for Status {
+    fn from(refusal: CosignRefusal) -> Self {
+        match refusal {
+            CosignRefusal::NotMember => with_code(
+                Code::PermissionDenied,
+                "not a registered operator",
+                ErrorCode::Forbidden,
+            ),
+            CosignRefusal::NoCheckpoint(size) => with_code(
+                Code::NotFound,
+                format!("no checkpoint of {size} leaves was issued"),
+                ErrorCode::InvalidRequest,
+            ),
+            CosignRefusal::Mismatch(message) => {
+                with_code(Code::FailedPrecondition, message, ErrorCode::InvalidRequest)
+            }
+            CosignRefusal::Store(tlog::Error::Cosignature(m)) => with_code(
+                Code::InvalidArgument,
+                format!("the cosignature does not verify: {m}"),
+                ErrorCode::InvalidSignature,
+            ),
+            CosignRefusal::Store(tlog::Error::Proof(m)) => {
+                with_code(Code::InvalidArgument, m, ErrorCode::InvalidRequest)
+            }
+            CosignRefusal::Store(other) => internal("the checkpoint store failed", other),
+            CosignRefusal::Stopped(detail) => internal("the cosigning task failed", detail),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_echoed_value_is_cut_in_the_message() {
+        let huge = format!("wallet {:?} is not an address", "é".repeat(100_000));
+        let status = Status::from(DomainError::invalid(huge));
+        assert!(status.message().len() <= MAX_MESSAGE_BYTES);
+        assert!(status.message().ends_with("(cut)"));
+        let short = Status::from(DomainError::invalid("fine"));
+        assert_eq!(short.message(), "fine");
+    }
 
     const DETAIL: &str = "error sending request for url (https://mainnet.example.io/v3/SECRETKEY)";
 

@@ -18,6 +18,7 @@ use crate::operators::{OperatorError, Pool, attestations, overload};
 use crate::pb;
 use crate::pb::convert;
 use crate::pb::google::protobuf::BoolValue;
+use crate::rpc::error::CosignRefusal;
 
 #[derive(Clone)]
 pub struct NodeApi {
@@ -231,5 +232,75 @@ impl pb::node_server::Node for NodeApi {
             },
             timestamp: u64::try_from(now_ms_i64()).unwrap_or(0),
         }))
+    }
+
+    async fn cosign_checkpoint(
+        &self,
+        request: Request<pb::CosignCheckpointReq>,
+    ) -> Result<Response<pb::CosignCheckpointResp>, Status> {
+        let operator = self.operator("CosignCheckpoint", &request, "")?;
+        let key = self
+            .pool()
+            .public_key(operator)
+            .ok_or(CosignRefusal::NotMember)?;
+        let (weights, required) = self.pool().cosign_quorum();
+        let req = request.into_inner();
+        let app = self.app.clone();
+        let answer = tokio::task::spawn_blocking(move || {
+            let transparency = &app.transparency;
+            let stored = transparency
+                .store()
+                .checkpoint(req.size)?
+                .ok_or(CosignRefusal::NoCheckpoint(req.size))?;
+            let (_, _, root) = tlog::checkpoint::read_unverified(&stored)?;
+            if root.to_string() != req.root {
+                return Err(CosignRefusal::Mismatch(format!(
+                    "the checkpoint of {} leaves has root {root}, not {}",
+                    req.size, req.root
+                )));
+            }
+            if req.bls_signature.is_empty() {
+                if req.signed_size > req.size {
+                    return Err(CosignRefusal::Mismatch(format!(
+                        "signed_size {} is past the checkpoint's {} leaves",
+                        req.signed_size, req.size
+                    )));
+                }
+                let proof = transparency.consistency(req.signed_size, req.size)?;
+                return Ok(pb::CosignCheckpointResp {
+                    accepted: false,
+                    message: format!(
+                        "the consistency proof from {} to {} leaves",
+                        req.signed_size, req.size
+                    ),
+                    consistency_proof: proof.iter().map(|h| h.0.to_vec()).collect(),
+                });
+            }
+            let outcome = transparency.cosign(
+                req.size,
+                operator,
+                &key,
+                &req.bls_signature,
+                &weights,
+                required,
+            )?;
+            Ok(pb::CosignCheckpointResp {
+                accepted: true,
+                message: match outcome {
+                    tlog::issue::Cosigned::Kept { weight, required } => {
+                        format!("kept: the cosigners hold weight {weight} of the {required} needed")
+                    }
+                    tlog::issue::Cosigned::Aggregated { signers, weight } => format!(
+                        "the checkpoint carries the cosignature of {signers} operators (weight {weight})"
+                    ),
+                },
+                consistency_proof: Vec::new(),
+            })
+        })
+        .await
+        .map_err(|e| CosignRefusal::Stopped(e.to_string()))??;
+        metrics::counter!("operator_cosignatures_total", "accepted" => answer.accepted.to_string())
+            .increment(1);
+        Ok(Response::new(answer))
     }
 }

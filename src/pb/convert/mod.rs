@@ -22,7 +22,9 @@ use std::collections::{BTreeMap, HashMap};
 use events::task::{Trigger, TriggerKind};
 use serde_json::Value as Json;
 
-pub use execution::{execution_status, execution_to_pb, output_to_pb, step_to_pb};
+pub use execution::{
+    execution_status, execution_to_pb, output_to_pb, ran_steps_to_pb, skipped_to_pb, step_to_pb,
+};
 pub use node::{edge_from_pb, edge_to_pb, node_from_pb, node_to_pb};
 pub use protocol::convert::{
     WireMethodCall, method_calls_from_pb, method_calls_to_pb, report_output, trigger_to_pb,
