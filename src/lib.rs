@@ -1,13 +1,18 @@
 //! The aggregator: the client-facing gRPC service, the operators' service, the task engine and
 //! the store they share.
 //!
+//! A command goes `rpc` (the request, converted by `pb::convert`) → `domain` (the rule decides
+//! the events) → `store` (appended against the version the rule saw, through the `events` log) →
+//! the `projections` (updated in the same batch) → `rpc` again (the response, read from them).
+//!
 //! Layout:
-//! - `server`: start-up and shutdown; `app`: the state every handler shares; `clock`: the time
-//!   and the ids the aggregator makes; `address`: Ethereum addresses as stored and as shown;
+//! - `server`: start-up and shutdown, the only importer of `rpc`; `app`: the state every handler
+//!   shares; `clock`: the time and the ids the aggregator makes; `address`: Ethereum addresses
+//!   as stored and as shown;
 //! - `config`: the typed configuration; `go_config`: the original's `aggregator.yaml`, converted;
 //!   `telemetry`: logs, metrics, HTTP endpoints;
 //! - `rpc`: the gRPC edge (prost types end there); `domain`: every business rule, pure;
-//! - `store`: the event log and the projections, opened together;
+//! - `store`: the event log and the projections, opened together, and the one decide-and-append;
 //! - `auth`: sign-in, session tokens, API keys; `secret_box`: the secrets' encryption at rest;
 //!   `token_metadata`: ERC-20 names, symbols and decimals (`GetTokenMetadata`); `wallet`:
 //!   smart-wallet addresses; `chain`: the Ethereum connection; `limits`: rate limits;

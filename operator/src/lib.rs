@@ -5,7 +5,9 @@
 //! are consistent with the last one it cosigned (`cosign`).
 //!
 //! Layout: `config` (YAML), `client` (signed calls), `watch` (the firing rules), `cosign` (the
-//! checkpoint cosigning rule and its state file).
+//! checkpoint cosigning rule and its state file);
+//! this file: `run` in its phases (connect, serve the metrics, spawn the loops, follow the task
+//! stream) and the loops themselves.
 
 pub mod client;
 pub mod config;

@@ -5,8 +5,10 @@
 //! - this file: `Engine`, the one entry point for every firing (`fire`), the scheduler (many runs
 //!   at once, runs of one task in order), resuming pending runs on start, waiting for a run;
 //! - `run`: one execution and the step protocol; `graph`: the order and reachability of nodes;
-//! - `template`: `{{ expression }}` in node configs; `vars`: the variables a run sees;
-//! - `nodes/`: one module per node type; `sandbox`: JavaScript; `http`: guarded outbound HTTP;
+//! - `template`: `{{ expression }}` in node configs; `vars`: the variables a run sees; `redact`:
+//!   the run's secrets masked in whatever it records;
+//! - `nodes/`: one module per node type; `sandbox`: JavaScript (one QuickJS runtime per worker
+//!   thread, in `sandbox/runtime.rs`); `http`: guarded outbound HTTP;
 //! - `redact`: the run's secrets cut out of everything it records;
 //! - `preview`: `RunTrigger`, `RunNodeWithInputs`, `SimulateTask` (nothing persisted).
 //!
