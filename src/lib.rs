@@ -15,7 +15,8 @@
 //! - `store`: the event log and the projections, opened together, and the one decide-and-append;
 //! - `auth`: sign-in, session tokens, API keys; `secret_box`: the secrets' encryption at rest;
 //!   `token_metadata`: ERC-20 names, symbols and decimals (`GetTokenMetadata`); `wallet`:
-//!   smart-wallet addresses; `chain`: the Ethereum connection; `limits`: rate limits;
+//!   smart-wallet addresses; `chain`: the Ethereum connection; `limits`: rate limits; `quota`:
+//!   one owner's quota-counted creations decided one after the other;
 //! - `engine`: the task engine (triggers fired, workflows walked, the JavaScript sandbox);
 //! - `transparency`: the event log as a transparency log: the log key, checkpoints issued and
 //!   cosigned by the operators, the HTTP endpoints of checkpoints, tiles and proof bundles;
@@ -37,6 +38,7 @@ pub mod ip;
 pub mod limits;
 pub mod operators;
 pub mod pb;
+pub mod quota;
 pub mod rpc;
 pub mod secret_box;
 pub mod server;
