@@ -303,6 +303,11 @@ impl Default for IdempotencyConfig {
 pub struct EngineConfig {
     /// Executions running at once (they are I/O-bound).
     pub concurrency: usize,
+    /// Executions of one owner running at once; the owner's others wait, queued.
+    pub owner_concurrency: usize,
+    /// Executions of one owner queued or running at once; a firing beyond is refused
+    /// (RESOURCE_EXHAUSTED).
+    pub owner_pending: usize,
     /// Runs of one task go one at a time, in the order they were queued.
     pub serial_per_task: bool,
     /// The longest an execution may run; what remains is recorded as failed.
@@ -324,6 +329,10 @@ pub struct EngineConfig {
     pub js_time_limit: Duration,
     /// Memory of one JavaScript runtime, in MiB.
     pub js_memory_mib: usize,
+    /// JavaScript worker time one owner's scripts may use per minute; past it, their scripts fail
+    /// at once until the minute rolls over (0s: no budget).
+    #[serde(with = "duration_text")]
+    pub js_owner_budget: Duration,
     /// The `node_modules` directory holding the npm packages custom code may `require` (lodash,
     /// dayjs, uuid, pinned in `js_modules/package.json`). `None`: `js_modules/node_modules` of
     /// the source tree the binary was built from, where `npm ci` in `js_modules/` installs them.
@@ -343,6 +352,8 @@ impl Default for EngineConfig {
     fn default() -> Self {
         Self {
             concurrency: 64,
+            owner_concurrency: 16,
+            owner_pending: 1000,
             serial_per_task: true,
             execution_limit: Duration::from_secs(120),
             node_limit: Duration::from_secs(30),
@@ -352,6 +363,7 @@ impl Default for EngineConfig {
             js_threads: 0,
             js_time_limit: Duration::from_secs(5),
             js_memory_mib: 64,
+            js_owner_budget: Duration::from_secs(60),
             js_modules_dir: None,
             http: OutboundHttpConfig::default(),
             token_whitelist: None,

@@ -10,6 +10,7 @@
 //! - `nodes/`: one module per node type; `sandbox`: JavaScript (one QuickJS runtime per worker
 //!   thread, in `sandbox/runtime.rs`); `http`: guarded outbound HTTP;
 //! - `redact`: the run's secrets cut out of everything it records;
+//! - `owners`: one owner's share of the engine (running at once, queued at most);
 //! - `preview`: `RunTrigger`, `RunNodeWithInputs`, `SimulateTask` (nothing persisted).
 //!
 //! The queue is the log: an execution queued and not finished is pending (`q:` rows of the
@@ -23,6 +24,7 @@
 pub mod graph;
 pub mod http;
 pub mod nodes;
+pub mod owners;
 pub mod preview;
 pub mod redact;
 pub mod run;
@@ -89,8 +91,8 @@ impl Fired {
 enum FireDecision {
     /// The dedup key was seen: the execution it opened.
     Seen(String),
-    /// Accepted: the execution it opens.
-    Accepted(String),
+    /// Accepted: the execution it opens, and the task's owner.
+    Accepted(String, String),
     /// Refused, with the task's completion when it is past its expiry.
     Refused(Refusal, Option<Command>),
 }
@@ -106,6 +108,11 @@ pub enum FireError {
     Storage(#[from] events::Error),
     #[error("the task changed concurrently too many times; retry")]
     Contended,
+    /// The owner has `engine.owner_pending` executions queued or running (RESOURCE_EXHAUSTED).
+    #[error(
+        "you have {0} executions queued or running, the most the engine takes from one owner; fire again once some have finished"
+    )]
+    Busy(usize),
 }
 
 /// The engine; cheap to clone.
@@ -125,8 +132,11 @@ struct Inner {
     tools: Tools,
     sealer: SecretBox,
     permits: Semaphore,
-    /// Per task, its queued runs in order; the front one is running (runs of one task in order).
-    lanes: std::sync::Mutex<HashMap<String, std::collections::VecDeque<String>>>,
+    /// Each owner's executions: running at once, queued at most.
+    owners: owners::Owners,
+    /// Per task, its queued runs (execution, owner) in order; the front one is running (runs of
+    /// one task in order).
+    lanes: std::sync::Mutex<HashMap<String, std::collections::VecDeque<(String, String)>>>,
     /// Waiters for runs to finish.
     finished: std::sync::Mutex<HashMap<String, Arc<Notify>>>,
     /// Spawned runs, so that shutdown can wait for them.
@@ -161,12 +171,14 @@ impl Engine {
                     .clone()
                     .unwrap_or_else(sandbox::default_modules_dir),
             )),
+            owner_budget: (!config.js_owner_budget.is_zero()).then_some(config.js_owner_budget),
             ..sandbox::SandboxConfig::default()
         });
         let http = http::HttpClient::new(config.http.clone())?;
         let engine = Self {
             inner: Arc::new(Inner {
                 permits: Semaphore::new(config.concurrency.max(1)),
+                owners: owners::Owners::new(config.owner_concurrency, config.owner_pending),
                 store,
                 tools: Tools {
                     sandbox,
@@ -189,7 +201,14 @@ impl Engine {
             tracing::info!(count = pending.len(), "resuming pending executions");
         }
         for (execution_id, task_id) in pending {
-            engine.schedule(task_id, execution_id).await;
+            let owner = engine
+                .inner
+                .store
+                .views
+                .task(&task_id)?
+                .map(|row| row.owner)
+                .unwrap_or_default();
+            engine.schedule(task_id, execution_id, owner).await;
         }
         engine.spawn_expiry_sweep();
         Ok(engine)
@@ -232,6 +251,9 @@ impl Engine {
                     let Some(row) = row else {
                         return Err(FireError::Refused(Refusal::NotFound));
                     };
+                    if !self.inner.owners.admits(&row.owner) {
+                        return Err(FireError::Busy(self.inner.owners.pending_limit()));
+                    }
                     let now_i = i64::try_from(now).unwrap_or(i64::MAX);
                     let execution_id = new_id();
                     match firing::accept(&row, &execution_id, request.firing.clone(), now_i) {
@@ -246,7 +268,7 @@ impl Engine {
                                 );
                             Ok(Decision::Append(
                                 command,
-                                FireDecision::Accepted(execution_id),
+                                FireDecision::Accepted(execution_id, row.owner.clone()),
                             ))
                         }
                         Err(refusal) => {
@@ -276,15 +298,15 @@ impl Engine {
                 }
                 Err(FireError::Refused(refusal))
             }
-            Ok(Settled::Unchanged(FireDecision::Accepted(_))) => Err(FireError::Contended),
+            Ok(Settled::Unchanged(FireDecision::Accepted(..))) => Err(FireError::Contended),
             Ok(Settled::Appended(_, committed)) if committed.deduplicated => {
                 Ok(Fired::Deduplicated {
                     execution_id: execution_of(&committed.events),
                 })
             }
-            Ok(Settled::Appended(FireDecision::Accepted(execution_id), _)) => {
+            Ok(Settled::Appended(FireDecision::Accepted(execution_id, owner), _)) => {
                 metrics::counter!("executions_queued_total").increment(1);
-                self.schedule(request.task_id.clone(), execution_id.clone())
+                self.schedule(request.task_id.clone(), execution_id.clone(), owner)
                     .await;
                 Ok(Fired::Queued { execution_id })
             }
@@ -312,21 +334,22 @@ impl Engine {
     /// Queues a run. With runs serial per task, each task has a lane: a queue drained in order by
     /// one worker at a time; otherwise each run goes on its own. Either way a run waits for a
     /// free slot of the engine's concurrency. Never waits itself: `fire` answers at once.
-    async fn schedule(&self, task_id: String, execution_id: String) {
+    async fn schedule(&self, task_id: String, execution_id: String, owner: String) {
         if *self.inner.stopping.borrow() {
             return; // resumed at the next start
         }
+        self.inner.owners.queued(&owner);
         if !self.inner.tools.config.serial_per_task {
             let engine = self.clone();
             self.inner.running.lock().await.spawn(async move {
-                engine.run_one(&task_id, &execution_id).await;
+                engine.run_one(&task_id, &execution_id, &owner).await;
             });
             return;
         }
         let start_worker = {
             let mut lanes = self.inner.lanes.lock().unwrap_or_else(|p| p.into_inner());
             let lane = lanes.entry(task_id.clone()).or_default();
-            lane.push_back(execution_id);
+            lane.push_back((execution_id, owner));
             // A lane with one run just got it: nobody drains it yet.
             lane.len() == 1
         };
@@ -345,8 +368,10 @@ impl Engine {
                 let lanes = self.inner.lanes.lock().unwrap_or_else(|p| p.into_inner());
                 lanes.get(task_id).and_then(|lane| lane.front().cloned())
             };
-            let Some(execution_id) = next else { return };
-            self.run_one(task_id, &execution_id).await;
+            let Some((execution_id, owner)) = next else {
+                return;
+            };
+            self.run_one(task_id, &execution_id, &owner).await;
             let mut lanes = self.inner.lanes.lock().unwrap_or_else(|p| p.into_inner());
             if let Some(lane) = lanes.get_mut(task_id) {
                 lane.pop_front();
@@ -358,14 +383,20 @@ impl Engine {
         }
     }
 
-    async fn run_one(&self, task_id: &str, execution_id: &str) {
+    /// Runs one execution once its owner has a free slot and the engine a free permit, with its
+    /// scripts counted to its owner in the sandbox.
+    async fn run_one(&self, task_id: &str, execution_id: &str, owner: &str) {
+        let slot = self.inner.owners.slot(owner).await;
         let Ok(permit) = self.inner.permits.acquire().await else {
             return;
         };
-        if let Err(e) = self.execute(task_id, execution_id).await {
+        let run = sandbox::as_owner(owner, self.execute(task_id, execution_id));
+        if let Err(e) = run.await {
             tracing::error!(%task_id, %execution_id, error = %e, "execution failed to record; it stays pending");
         }
         drop(permit);
+        drop(slot);
+        self.inner.owners.finished(owner);
         self.notify_finished(execution_id);
     }
 

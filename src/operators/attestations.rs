@@ -98,6 +98,7 @@ pub async fn fire(
             "error",
             "the task changed concurrently; report again".into(),
         ),
+        Err(busy @ FireError::Busy(_)) => ("error", busy.to_string()),
     })
 }
 

@@ -224,6 +224,11 @@ impl From<FireError> for Status {
             FireError::Storage(e) => storage(e),
             FireError::Invalid(why) => DomainError::invalid(why).into(),
             FireError::Contended => contended("task"),
+            busy @ FireError::Busy(_) => with_code(
+                Code::ResourceExhausted,
+                busy.to_string(),
+                ErrorCode::TooManyRequests,
+            ),
         }
     }
 }

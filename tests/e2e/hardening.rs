@@ -901,3 +901,174 @@ async fn a_deleted_tasks_workflow_secrets_go_with_it() -> anyhow::Result<()> {
     assert_eq!(gone.code(), tonic::Code::NotFound);
     Ok(())
 }
+
+/// Busy JavaScript: about `ms` of a worker's time.
+fn busy_code(ms: u64) -> String {
+    format!("const end = Date.now() + {ms}; while (Date.now() < end) {{}} return 1;")
+}
+
+/// One user's busy scripts do not hold the JavaScript workers while another user's trivial run
+/// waits: the workers serve owners in turn (the review saw a trivial run wait ~9.7 s).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_users_busy_scripts_do_not_hold_the_workers_for_another() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let mut config = TestServer::config(dir.path());
+    config.engine.js_threads = 1;
+    let server = TestServer::start_with(dir, config).await?;
+    let mut c = server.client().await?;
+    let (busy, other) = (User::sign_in(&mut c).await?, User::sign_in(&mut c).await?);
+    let (busy_wallet, other_wallet) = (busy.wallet(&mut c).await?, other.wallet(&mut c).await?);
+    let mut busy_tasks = Vec::new();
+    for i in 0..6 {
+        let task = task_of(
+            &format!("busy {i}"),
+            &busy_wallet,
+            vec![code_node("spin", &busy_code(400))],
+            None,
+        );
+        busy_tasks.push(c.create_task(busy.req(task)).await?.into_inner().id);
+    }
+    let trivial = task_of(
+        "trivial",
+        &other_wallet,
+        vec![code_node("ok", "return 1;")],
+        None,
+    );
+    let trivial = c.create_task(other.req(trivial)).await?.into_inner().id;
+
+    let finished = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let mut runs = Vec::new();
+    for id in busy_tasks {
+        let (mut c, finished) = (c.clone(), finished.clone());
+        let user = User {
+            signer: busy.signer.clone(),
+            token: busy.token.clone(),
+        };
+        runs.push(tokio::spawn(async move {
+            let run = run_blocking(&mut c, &user, &id).await;
+            finished.lock().unwrap().push("busy");
+            run.map(|_| ())
+        }));
+    }
+    // Sequencing only (no assertion on time): the busy runs are queued first.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let run = run_blocking(&mut c, &other, &trivial).await?;
+    finished.lock().unwrap().push("trivial");
+    assert_eq!(run.status, pb::ExecutionStatus::Success as i32, "{run:?}");
+    for run in runs {
+        run.await??;
+    }
+    let order = finished.lock().unwrap().clone();
+    let at = order.iter().position(|w| *w == "trivial").unwrap();
+    assert!(
+        at <= 2,
+        "the trivial run finished behind {at} busy ones: {order:?}"
+    );
+    Ok(())
+}
+
+/// Each owner has a budget of JavaScript time per minute: past it their scripts fail at once
+/// with a message that says so, and another owner's still run.
+#[tokio::test]
+async fn an_owner_past_their_javascript_budget_is_stopped_and_others_are_not() -> anyhow::Result<()>
+{
+    let dir = tempfile::tempdir()?;
+    let mut config = TestServer::config(dir.path());
+    config.engine.js_owner_budget = Duration::from_millis(500);
+    let server = TestServer::start_with(dir, config).await?;
+    let mut c = server.client().await?;
+    let (busy, other) = (User::sign_in(&mut c).await?, User::sign_in(&mut c).await?);
+    let (busy_wallet, other_wallet) = (busy.wallet(&mut c).await?, other.wallet(&mut c).await?);
+    let spin = task_of(
+        "spin",
+        &busy_wallet,
+        vec![code_node("spin", &busy_code(300))],
+        None,
+    );
+    let spin = c.create_task(busy.req(spin)).await?.into_inner().id;
+    let mut statuses = Vec::new();
+    let mut last = None;
+    for _ in 0..3 {
+        let run = run_blocking(&mut c, &busy, &spin).await?;
+        statuses.push(run.status);
+        last = Some(run);
+    }
+    let success = pb::ExecutionStatus::Success as i32;
+    assert_eq!(statuses[..2], [success, success]);
+    assert_ne!(statuses[2], success, "the third run's script did not run");
+    let last = last.unwrap();
+    assert!(
+        last.steps
+            .iter()
+            .any(|s| s.error.contains("JavaScript time")),
+        "{last:?}"
+    );
+    let fine = task_of(
+        "fine",
+        &other_wallet,
+        vec![code_node("ok", "return 1;")],
+        None,
+    );
+    let fine = c.create_task(other.req(fine)).await?.into_inner().id;
+    let run = run_blocking(&mut c, &other, &fine).await?;
+    assert_eq!(run.status, success, "{run:?}");
+    Ok(())
+}
+
+/// One owner's queued and running executions are bounded: a firing beyond the bound is refused
+/// with RESOURCE_EXHAUSTED before anything is recorded; another owner still fires.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_owners_queued_executions_are_bounded() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let mut config = TestServer::config(dir.path());
+    config.engine.owner_pending = 2;
+    let server = TestServer::start_with(dir, config).await?;
+    let mut c = server.client().await?;
+    let (busy, other) = (User::sign_in(&mut c).await?, User::sign_in(&mut c).await?);
+    let (busy_wallet, other_wallet) = (busy.wallet(&mut c).await?, other.wallet(&mut c).await?);
+    let slow = task_of(
+        "slow",
+        &busy_wallet,
+        vec![code_node("spin", &busy_code(1500))],
+        None,
+    );
+    let slow = c.create_task(busy.req(slow)).await?.into_inner().id;
+    let fire = |task_id: &str| pb::TriggerTaskReq {
+        task_id: task_id.into(),
+        trigger_type: pb::TriggerType::Manual as i32,
+        trigger_output: Some(pb::trigger_task_req::TriggerOutput::ManualTrigger(
+            pb::manual_trigger::Output {
+                data: Some(aggregator::pb::convert::value_from_json(
+                    &serde_json::json!({"n": random_u64()}),
+                )),
+            },
+        )),
+        is_blocking: false,
+        ..Default::default()
+    };
+    c.trigger_task(busy.req(fire(&slow))).await?;
+    c.trigger_task(busy.req(fire(&slow))).await?;
+    let refused = c
+        .trigger_task(busy.req(fire(&slow)))
+        .await
+        .expect_err("a third while two are pending");
+    assert_eq!(
+        refused.code(),
+        tonic::Code::ResourceExhausted,
+        "{refused:?}"
+    );
+    assert!(
+        refused.message().contains("queued or running"),
+        "{refused:?}"
+    );
+    let fine = task_of(
+        "fine",
+        &other_wallet,
+        vec![code_node("ok", "return 1;")],
+        None,
+    );
+    let fine = c.create_task(other.req(fine)).await?.into_inner().id;
+    let run = run_blocking(&mut c, &other, &fine).await?;
+    assert_eq!(run.status, pb::ExecutionStatus::Success as i32, "{run:?}");
+    Ok(())
+}

@@ -30,8 +30,9 @@
 //!
 //! Layout:
 //! - this file: the API ([`Sandbox`], [`Script`], [`Outcome`], [`SandboxError`], [`SandboxConfig`]);
-//! - `pool`: the worker threads, each owning one runtime, fed by a channel, so that the async
+//! - `pool`: the worker threads, each owning one runtime, fed by a queue, so that the async
 //!   API never blocks the tokio runtime;
+//! - `fairness`: owners served in turn, and each owner's budget of worker time per minute;
 //! - `runtime`: one QuickJS runtime (`Runtime`) and one run on it in a fresh context: globals,
 //!   the wrapper, errors, conversion of the result;
 //! - `js`: the JavaScript value helpers `runtime`, `console` and `modules` share;
@@ -39,11 +40,13 @@
 //! - `modules`: `require()` of lodash, dayjs and uuid, and ES `import` rewritten into it.
 
 mod console;
+mod fairness;
 mod js;
 mod modules;
 mod pool;
 mod runtime;
 
+pub use fairness::{BUDGET_WINDOW, as_owner};
 pub use modules::{JsModules, default_dir as default_modules_dir, rewrite_imports};
 
 #[cfg(test)]
@@ -85,6 +88,8 @@ pub struct SandboxConfig {
     pub max_log_bytes: usize,
     /// The packages `require` gives (none by default: `require` then says how to install them).
     pub modules: Arc<JsModules>,
+    /// Worker time one owner's scripts may use per [`BUDGET_WINDOW`] (`None`: no budget).
+    pub owner_budget: Option<Duration>,
 }
 
 impl Default for SandboxConfig {
@@ -97,6 +102,7 @@ impl Default for SandboxConfig {
             max_output_bytes: DEFAULT_MAX_OUTPUT_BYTES,
             max_log_bytes: DEFAULT_MAX_LOG_BYTES,
             modules: Arc::new(JsModules::default()),
+            owner_budget: None,
         }
     }
 }
@@ -190,6 +196,11 @@ pub enum SandboxError {
     /// bug); the worker replaced its runtime.
     #[error("the sandbox failed: {0}")]
     Internal(String),
+    /// The script's owner spent their budget of worker time for this window; it did not run.
+    #[error(
+        "your scripts used their {budget:?} of JavaScript time for this {window:?}; this one did not run (the budget renews within {window:?})"
+    )]
+    OverBudget { budget: Duration, window: Duration },
     /// The pool has shut down.
     #[error("the sandbox is shut down")]
     Closed,

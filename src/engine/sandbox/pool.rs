@@ -1,6 +1,7 @@
 //! The worker threads. Each owns one QuickJS runtime (which cannot leave its thread) and takes
-//! scripts from one shared channel; a reply goes back on a oneshot channel (async callers) or a
-//! std channel (blocking callers).
+//! scripts from one shared queue that serves owners in turn (`fairness`); a reply goes back on a
+//! oneshot channel (async callers) or a std channel (blocking callers). A script whose owner has
+//! spent their budget of worker time is answered at once, without running.
 //!
 //! The queue is unbounded: submitting never blocks the caller, and each queued script costs only
 //! its own memory. A worker starts its runtime before taking its first script, and replaces it
@@ -9,11 +10,13 @@
 //! QuickJS aborts the process when it frees a heap it finds inconsistent.
 
 use std::panic::{AssertUnwindSafe, catch_unwind};
-use std::sync::mpsc::{self, Receiver, Sender, SyncSender};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::mpsc::SyncSender;
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
+use std::time::Instant;
 
 use tokio::sync::oneshot;
 
+use super::fairness::{self, Budgets, FairQueue};
 use super::runtime::Runtime;
 use super::{Outcome, Result, SandboxConfig, SandboxError, Script};
 
@@ -55,56 +58,117 @@ struct Job {
     reply: Reply,
 }
 
+/// What the workers share: the queue, the owners' budgets, and whether the pool is closed.
+struct Shared {
+    state: Mutex<State>,
+    /// Signalled when a job is queued or the pool closes.
+    ready: Condvar,
+}
+
+struct State {
+    queue: FairQueue<Job>,
+    budgets: Budgets,
+    /// No more jobs: every `Sandbox` is gone, or no worker could start.
+    closed: bool,
+}
+
+impl Shared {
+    fn lock(&self) -> MutexGuard<'_, State> {
+        // Nothing panics while holding the lock, but a poisoned lock still guards sound state.
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
 pub(super) struct Pool {
-    jobs: Sender<Job>,
+    shared: Arc<Shared>,
     config: SandboxConfig,
 }
 
 impl Pool {
     pub(super) fn start(config: SandboxConfig) -> Self {
-        let (jobs, queue) = mpsc::channel::<Job>();
-        // The workers share the receiving end; the one holding the lock waits for the next job.
-        // The receiver lives only in the workers, so if none could start, submitting fails with
-        // `Closed` rather than queueing forever.
-        let queue = Arc::new(Mutex::new(queue));
+        let shared = Arc::new(Shared {
+            state: Mutex::new(State {
+                queue: FairQueue::default(),
+                budgets: Budgets::new(config.owner_budget),
+                closed: false,
+            }),
+            ready: Condvar::new(),
+        });
         let stack_size = config.stack_limit.saturating_add(THREAD_STACK_MARGIN);
+        let mut started = 0;
         for i in 0..config.threads.max(1) {
-            let queue = Arc::clone(&queue);
+            let shared = Arc::clone(&shared);
             let config = config.clone();
             let spawned = std::thread::Builder::new()
                 .name(format!("js-sandbox-{i}"))
                 .stack_size(stack_size)
-                .spawn(move || work(&queue, &config));
-            if let Err(e) = spawned {
-                tracing::error!(error = %e, "could not start a JavaScript sandbox worker");
+                .spawn(move || work(&shared, &config));
+            match spawned {
+                Ok(_) => started += 1,
+                Err(e) => {
+                    tracing::error!(error = %e, "could not start a JavaScript sandbox worker")
+                }
             }
         }
-        Self { jobs, config }
+        // With no worker, submitting fails with `Closed` rather than queueing forever.
+        shared.lock().closed = started == 0;
+        Self { shared, config }
     }
 
     pub(super) fn config(&self) -> &SandboxConfig {
         &self.config
     }
 
+    /// Queues `script` for the owner of the calling task (`fairness::as_owner`).
     pub(super) fn submit(&self, script: Script, reply: Reply) -> Result<()> {
-        self.jobs
-            .send(Job { script, reply })
-            .map_err(|_| SandboxError::Closed)
+        let owner = fairness::current_owner();
+        let mut state = self.shared.lock();
+        if state.closed {
+            return Err(SandboxError::Closed);
+        }
+        state.queue.push(owner, Job { script, reply });
+        drop(state);
+        self.shared.ready.notify_one();
+        Ok(())
     }
 }
 
-/// Takes the next job; `None` once every `Sandbox` is gone.
-fn next(queue: &Mutex<Receiver<Job>>) -> Option<Job> {
-    // Nothing panics while holding the lock, but a poisoned lock still guards a sound receiver.
-    let queue = queue.lock().unwrap_or_else(PoisonError::into_inner);
-    queue.recv().ok()
+impl Drop for Pool {
+    fn drop(&mut self) {
+        self.shared.lock().closed = true;
+        self.shared.ready.notify_all();
+    }
 }
 
-fn work(queue: &Mutex<Receiver<Job>>, config: &SandboxConfig) {
+/// Takes the next job that may run, answering those whose owner spent their budget; `None` once
+/// the pool is closed and nothing is left to run.
+fn next(shared: &Shared) -> Option<(Arc<str>, Job)> {
+    let mut state = shared.lock();
+    loop {
+        match state.queue.pop() {
+            Some((owner, job)) => match state.budgets.spent(&owner, Instant::now()) {
+                Some(budget) => job.reply.send(Err(SandboxError::OverBudget {
+                    budget,
+                    window: fairness::BUDGET_WINDOW,
+                })),
+                None => return Some((owner, job)),
+            },
+            None if state.closed => return None,
+            None => {
+                state = shared
+                    .ready
+                    .wait(state)
+                    .unwrap_or_else(PoisonError::into_inner);
+            }
+        }
+    }
+}
+
+fn work(shared: &Shared, config: &SandboxConfig) {
     // Runtimes are created here, in the loop's frame, so that the stack QuickJS measures its limit
     // from is the same for every replacement.
     let mut runtime = start(config);
-    while let Some(job) = next(queue) {
+    while let Some((owner, job)) = next(shared) {
         if job.reply.abandoned() {
             continue;
         }
@@ -117,7 +181,14 @@ fn work(queue: &Mutex<Receiver<Job>>, config: &SandboxConfig) {
             )));
             continue;
         };
-        let (result, retire) = match catch_unwind(AssertUnwindSafe(|| current.run(&job.script))) {
+        let began = Instant::now();
+        let ran = catch_unwind(AssertUnwindSafe(|| current.run(&job.script)));
+        let now = Instant::now();
+        shared
+            .lock()
+            .budgets
+            .charge(&owner, now.duration_since(began), now);
+        let (result, retire) = match ran {
             Ok(Err(SandboxError::OutOfMemory { limit })) => (
                 Err(SandboxError::OutOfMemory { limit }),
                 Some("the run hit the memory limit"),

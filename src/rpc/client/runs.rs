@@ -9,6 +9,7 @@ use crate::app::App;
 use crate::auth::Caller;
 use crate::clock::now_ms_i64;
 use crate::domain::{Code, DomainError, task};
+use crate::engine::sandbox;
 use crate::pb;
 use crate::pb::convert;
 use crate::rpc::{calls, error};
@@ -133,7 +134,13 @@ pub async fn run_node_with_inputs(
     })?;
     let input = convert::json_map_from_values(&req.input_variables)?;
     Ok(
-        match app.engine.run_node(&caller.owner, &node, &input).await {
+        // Its scripts count to the caller's share of the sandbox.
+        match sandbox::as_owner(
+            &caller.owner,
+            app.engine.run_node(&caller.owner, &node, &input),
+        )
+        .await
+        {
             Ok(run) => pb::RunNodeWithInputsResp {
                 success: true,
                 execution_context: Some(context),
@@ -193,9 +200,8 @@ pub async fn simulate_task(
         .unwrap_or_else(|_| "simulation".into());
     task::validate(&definition, &app.config.limits, i64::MIN)?;
     let started = now_ms_i64();
-    let ended = app
-        .engine
-        .simulate(&caller.owner, &definition)
+    let simulation = app.engine.simulate(&caller.owner, &definition);
+    let ended = sandbox::as_owner(&caller.owner, simulation)
         .await
         .map_err(error::simulation)?;
     Ok(pb::Execution {
