@@ -146,8 +146,7 @@ pub async fn notify(
         .assignment(task_id)
         .map_err(|e| Status::internal(e.to_string()))?;
     if !assigned.contains_key(&operator) {
-        metrics::counter!("operator_requests_refused_total", "reason" => "not_assigned")
-            .increment(1);
+        pool.refusals.record(Some(operator), "not_assigned");
         return Err(Status::permission_denied(format!(
             "operator {operator:#x} is not assigned to task {task_id}"
         )));
@@ -165,8 +164,7 @@ pub async fn notify(
         signature: req.bls_signature.clone(),
     };
     pool.verifier.verify(signed).await.map_err(|e| {
-        metrics::counter!("operator_requests_refused_total", "reason" => "bad_bls_signature")
-            .increment(1);
+        pool.refusals.record(Some(operator), "bad_bls_signature");
         Status::unauthenticated(format!(
             "the report's BLS signature does not verify over the firing digest: {e}"
         ))

@@ -3,6 +3,7 @@
 //! - `registry`: the operator set (from the config or a registry contract), checked (proofs of
 //!   possession) and recorded as events;
 //! - `auth`: every operator request is signed; freshness and nonces refuse replays;
+//! - `refusals`: refused requests counted by reason and by the operator they name;
 //! - `pool`: connected operators, their `SyncMessages` streams, task assignment (rendezvous
 //!   hashing, recorded as events), pushed messages and their acknowledgements;
 //! - `attestations`: signed reports of firings, aggregated until a quorum agrees, then fired;
@@ -15,6 +16,7 @@ pub mod attestations;
 pub mod auth;
 pub mod overload;
 pub mod pool;
+pub mod refusals;
 pub mod registry;
 pub mod verifier;
 

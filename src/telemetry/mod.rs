@@ -1,10 +1,16 @@
 //! Telemetry: logs (`tracing`), Prometheus metrics and the HTTP endpoints.
 //!
 //! - `grpc_metrics`: requests by method and code, and their latencies, for every gRPC service;
-//! - `http`: `/up`, `/metrics`, `/operators`.
+//! - `catalog`: every metric the aggregator exports, described and registered at start-up;
+//! - `pulse`: the last hour of the log folded in memory (rates, latencies, per-operator activity);
+//! - `http`: `/up`, `/metrics`, `/operators`, and the console's routes;
+//! - `console`: the live page at `/telemetry`.
 
+pub mod catalog;
+pub mod console;
 mod grpc_metrics;
 pub mod http;
+pub mod pulse;
 
 pub use grpc_metrics::GrpcMetricsLayer;
 
@@ -32,11 +38,39 @@ pub fn metrics() -> &'static PrometheusHandle {
     })
 }
 
+/// The crates of this workspace: they log at the configured level.
+const OWN_CRATES: &[&str] = &[
+    "aggregator",
+    "operator",
+    "events",
+    "projections",
+    "attest",
+    "replay",
+];
+
+/// The filter for a configured level: a bare level applies to our crates, dependencies log from
+/// `warn` up (or `error`/`off` when that is the level); anything with `=` or `,` is a full filter.
+pub fn log_filter(level: &str) -> String {
+    let level = level.trim();
+    if level.contains('=') || level.contains(',') {
+        return level.to_owned();
+    }
+    let dependencies = match level.to_ascii_lowercase().as_str() {
+        "error" | "off" => level,
+        _ => "warn",
+    };
+    let mut filter = dependencies.to_owned();
+    for name in OWN_CRATES {
+        filter.push_str(&format!(",{name}={level}"));
+    }
+    filter
+}
+
 /// Installs the log subscriber; `RUST_LOG` wins over the configured level.
 pub fn init_logging(config: &LogConfig) {
     use tracing_subscriber::EnvFilter;
-    let filter =
-        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(&config.level));
+    let filter = EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| EnvFilter::new(log_filter(&config.level)));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         // Colours only on a terminal: a log file or a collector gets plain text.
@@ -46,4 +80,24 @@ pub fn init_logging(config: &LogConfig) {
         LogFormat::Text => builder.try_init(),
         LogFormat::Json => builder.json().try_init(),
     };
+}
+
+#[cfg(test)]
+mod tests {
+    use super::log_filter;
+
+    #[test]
+    fn a_bare_level_is_ours_and_dependencies_log_warnings_only() {
+        let filter = log_filter("info");
+        assert!(filter.starts_with("warn,"), "{filter}");
+        assert!(filter.contains("aggregator=info"), "{filter}");
+        assert!(filter.contains("events=info"), "{filter}");
+        assert!(log_filter("error").starts_with("error,"));
+        assert_eq!(log_filter("info,fjall=info"), "info,fjall=info");
+        assert_eq!(log_filter("aggregator=debug"), "aggregator=debug");
+        // Every filter this builds is one tracing accepts.
+        for level in ["trace", "debug", "info", "warn", "error", "off"] {
+            tracing_subscriber::EnvFilter::try_new(log_filter(level)).unwrap();
+        }
+    }
 }

@@ -1,0 +1,261 @@
+//! The public part of the console: the operator network, the engine's activity, the log and the
+//! store, as counts. Nothing here names a user, a task or a wallet.
+//!
+//! Checkpoints of the transparency log (cosigned by the operators) come from a
+//! `CheckpointSource` when the build has one; without it the snapshot says they are not
+//! available rather than showing zeros.
+
+use std::collections::BTreeMap;
+
+use serde::Serialize;
+
+use super::Console;
+use crate::operators::pool::Capabilities;
+use crate::telemetry::pulse::PulseView;
+
+/// A checkpoint of the transparency log, as the console shows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Checkpoint {
+    /// Events the checkpoint covers (the tree size).
+    pub size: u64,
+    /// The tree's root hash (base64, as the checkpoint note writes it).
+    pub root: String,
+    pub issued_at_ms: u64,
+    /// Operators whose cosignature it carries.
+    pub cosigners: Vec<String>,
+    /// Whether the cosigners hold a quorum.
+    pub quorum: bool,
+}
+
+/// Where the console reads checkpoints from: the transparency log, when the build has one.
+pub trait CheckpointSource: Send + Sync {
+    /// The latest checkpoint issued, if any.
+    fn latest(&self) -> Option<Checkpoint>;
+    /// How many checkpoints `operator` cosigned.
+    fn cosigned_by(&self, operator: &str) -> u64;
+}
+
+const NO_TRANSPARENCY_LOG: &str =
+    "not available: this aggregator has no transparency log (checkpoints come with it)";
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Snapshot {
+    pub generated_at_ms: u64,
+    pub version: &'static str,
+    pub started_at_ms: u64,
+    pub chain: ChainView,
+    pub operators: Vec<OperatorCard>,
+    /// Refused operator requests that named no registered operator, by reason.
+    pub refused_unattributed: BTreeMap<&'static str, u64>,
+    /// Tasks per status, named as `tasks{status}` names them (`executing`: a run in progress).
+    pub tasks: Vec<TaskCount>,
+    pub pulse: PulseView,
+    pub log: LogView,
+    pub store: StoreView,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct TaskCount {
+    pub status: &'static str,
+    pub count: u64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct ChainView {
+    pub id: u64,
+    pub name: Option<&'static str>,
+    pub explorer: Option<&'static str>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct OperatorCard {
+    pub address: String,
+    /// The address on the chain's explorer, for a known public chain.
+    pub explorer_url: Option<String>,
+    pub weight: u64,
+    /// Registered and not deregistered.
+    pub active: bool,
+    pub registered_at_ms: i64,
+    pub bls_public_key: String,
+    pub connected: bool,
+    pub connected_for_seconds: Option<u64>,
+    pub gone_for_seconds: Option<u64>,
+    pub capabilities: Option<Capabilities>,
+    /// 0 before its first ping since this aggregator started.
+    pub last_ping_ms: u64,
+    pub block_number: i64,
+    pub version: String,
+    pub queue_depth: i64,
+    /// Tasks assigned to it in the log.
+    pub tasks_assigned: u64,
+    /// Tasks it was told to watch on its current connection.
+    pub watching: usize,
+    pub unacknowledged: usize,
+    pub reports_last_hour: u64,
+    pub attestations_last_hour: u64,
+    /// Refused requests that named it, by reason.
+    pub refused: BTreeMap<&'static str, u64>,
+    /// `None` without a transparency log.
+    pub cosigned_checkpoints: Option<u64>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct LogView {
+    /// `None` when the count could not be read.
+    pub events: Option<u64>,
+    pub head: Option<HeadView>,
+    pub checkpoint: CheckpointView,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct HeadView {
+    pub id: String,
+    pub at_ms: u64,
+    /// The head of the hash chain (hex).
+    pub hash: String,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct CheckpointView {
+    pub available: bool,
+    pub latest: Option<Checkpoint>,
+    /// Why there is none.
+    pub note: Option<&'static str>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct StoreView {
+    /// Why the store refuses writes, when it does.
+    pub poisoned: Option<String>,
+    /// Events not yet in every projection; `None` when it could not be read.
+    pub projection_lag: Option<u64>,
+    pub disk_bytes: u64,
+    pub durability: &'static str,
+}
+
+/// Builds the snapshot (blocking reads: called off the async runtime).
+pub fn build(console: &Console, head: Option<(events::Ulid, events::Hash)>) -> Snapshot {
+    let app = &console.app;
+    let views = &app.store.views;
+    let pulse = console.pulse.view();
+    let explorer = console.explorer();
+    let checkpoints = console.checkpoints.as_deref();
+
+    let mut registered: BTreeMap<String, projections::operators::OperatorRow> = views
+        .operators()
+        .unwrap_or_default()
+        .into_iter()
+        .map(|row| (row.address.clone(), row))
+        .collect();
+    let mut live: BTreeMap<String, crate::operators::pool::OperatorView> = app
+        .pool
+        .snapshot()
+        .into_iter()
+        .map(|view| (view.address.clone(), view))
+        .collect();
+    let addresses: std::collections::BTreeSet<String> =
+        registered.keys().chain(live.keys()).cloned().collect();
+    let operators = addresses
+        .into_iter()
+        .map(|address| {
+            let row = registered.remove(&address);
+            let view = live.remove(&address);
+            let activity = pulse.operators.get(&address).cloned().unwrap_or_default();
+            let refused = address
+                .parse()
+                .map(|a| app.pool.refusals.of(a))
+                .unwrap_or_default();
+            OperatorCard {
+                explorer_url: explorer.map(|e| e.address(&address)),
+                weight: row
+                    .as_ref()
+                    .map(|r| r.weight)
+                    .or(view.as_ref().map(|v| v.weight))
+                    .unwrap_or(0),
+                active: row.as_ref().is_some_and(|r| r.active),
+                registered_at_ms: row.as_ref().map_or(0, |r| r.registered_at),
+                bls_public_key: row
+                    .as_ref()
+                    .map(|r| r.bls_public_key.clone())
+                    .unwrap_or_default(),
+                connected: view.as_ref().is_some_and(|v| v.connected),
+                connected_for_seconds: view.as_ref().and_then(|v| v.connected_for_seconds),
+                gone_for_seconds: view.as_ref().and_then(|v| v.gone_for_seconds),
+                capabilities: view
+                    .as_ref()
+                    .filter(|v| v.connected)
+                    .map(|v| v.capabilities),
+                last_ping_ms: view.as_ref().map_or(0, |v| v.liveness.last_ping_ms),
+                block_number: view.as_ref().map_or(0, |v| v.liveness.block_number),
+                version: view
+                    .as_ref()
+                    .map(|v| v.liveness.version.clone())
+                    .unwrap_or_default(),
+                queue_depth: view.as_ref().map_or(0, |v| v.liveness.queue_depth),
+                tasks_assigned: views.operator_task_count(&address).unwrap_or(0),
+                watching: view.as_ref().map_or(0, |v| v.tasks),
+                unacknowledged: view.as_ref().map_or(0, |v| v.unacknowledged),
+                reports_last_hour: activity.reports,
+                attestations_last_hour: activity.attestations,
+                refused,
+                cosigned_checkpoints: checkpoints.map(|c| c.cosigned_by(&address)),
+                address,
+            }
+        })
+        .collect();
+
+    let tasks = crate::telemetry::catalog::TASK_STATUSES
+        .iter()
+        .map(|(letter, status)| TaskCount {
+            status,
+            count: views.tasks_with_letter(*letter).unwrap_or(0),
+        })
+        .collect();
+
+    let head = head.map(|(id, hash)| HeadView {
+        id: id.to_string(),
+        at_ms: id.timestamp_ms(),
+        hash: hex::encode(hash),
+    });
+    let checkpoint = match checkpoints {
+        Some(source) => CheckpointView {
+            available: true,
+            latest: source.latest(),
+            note: None,
+        },
+        None => CheckpointView {
+            available: false,
+            latest: None,
+            note: Some(NO_TRANSPARENCY_LOG),
+        },
+    };
+
+    Snapshot {
+        generated_at_ms: events::now_ms(),
+        version: crate::app::VERSION,
+        started_at_ms: app.started_ms,
+        chain: ChainView {
+            id: app.config.chain_id,
+            name: explorer.map(|e| e.chain),
+            explorer: explorer.map(|e| e.url),
+        },
+        operators,
+        refused_unattributed: app.pool.refusals.unattributed(),
+        tasks,
+        pulse,
+        log: LogView {
+            events: views.event_count().ok(),
+            head,
+            checkpoint,
+        },
+        store: StoreView {
+            poisoned: app.store.log.poisoned(),
+            projection_lag: app.store.projection_lag().ok(),
+            disk_bytes: app.store.disk_space(),
+            durability: match app.config.durability {
+                crate::config::DurabilityMode::Sync => "sync",
+                crate::config::DurabilityMode::Relaxed => "relaxed",
+            },
+        },
+    }
+}
