@@ -10,8 +10,10 @@ use std::time::{Duration, Instant};
 
 use aggregator::auth::Role;
 use aggregator::pb;
+use anyhow::Context;
 use fantoccini::{Client, ClientBuilder, Locator};
 use serde_json::{Value, json};
+use tokio::io::AsyncBufReadExt;
 use tokio::process::{Child, Command};
 
 use crate::network::{Heads, Network, block_trigger, watched_task};
@@ -234,15 +236,31 @@ impl Browser {
                 "{path} is missing: apt-get install {package} (.ci/run installs it)"
             );
         }
-        let port = std::net::TcpListener::bind("127.0.0.1:0")?
-            .local_addr()?
-            .port();
-        let driver = Command::new(&chromedriver)
-            .arg(format!("--port={port}"))
-            .stdout(Stdio::null())
+        // Port 0: chromedriver takes a free port itself and says which (no race with other
+        // tests for a port picked here).
+        let mut driver = Command::new(&chromedriver)
+            .arg("--port=0")
+            .stdout(Stdio::piped())
             .stderr(Stdio::null())
             .kill_on_drop(true)
             .spawn()?;
+        let stdout = driver.stdout.take().context("chromedriver's stdout")?;
+        let mut lines = tokio::io::BufReader::new(stdout).lines();
+        let port = tokio::time::timeout(Duration::from_secs(20), async {
+            while let Some(line) = lines.next_line().await? {
+                if let Some(port) = line
+                    .split("started successfully on port ")
+                    .nth(1)
+                    .and_then(|rest| rest.trim_end_matches('.').trim().parse::<u16>().ok())
+                {
+                    return Ok(port);
+                }
+            }
+            anyhow::bail!("chromedriver exited without saying its port")
+        })
+        .await??;
+        // Keep reading what it prints, so that it never blocks on a full pipe.
+        tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
         let profile = tempfile::tempdir()?;
         let capabilities = json!({
             "browserName": "chrome",

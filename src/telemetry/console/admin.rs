@@ -564,7 +564,7 @@ fn execution_view(
     let masker = masker.as_deref();
     let task_name = views
         .task(&row.task_id)?
-        .map(|t| t.name)
+        .map(|t| masker.map_or_else(|| HIDDEN.to_owned(), |m| m.text(&t.name)))
         .unwrap_or_default();
     let trigger = views.trigger(&row.task_id, &row.id)?.map(|t| {
         let output = t.firing.output.clone().unwrap_or(Value::Null);
@@ -767,7 +767,6 @@ fn timeline_of(console: &Console, task: &str) -> Result<Timeline, ConsoleError> 
         return Err(ConsoleError::NotFound(format!("no task {task} in the log")));
     };
     let owner = created.owner.clone();
-    let task_name = created.definition.name.clone();
     let masker = match Masker::of(app, &owner, &task) {
         Ok(m) => Some(m),
         Err(e) => {
@@ -775,6 +774,9 @@ fn timeline_of(console: &Console, task: &str) -> Result<Timeline, ConsoleError> 
             None
         }
     };
+    let task_name = masker
+        .as_ref()
+        .map_or_else(|| HIDDEN.to_owned(), |m| m.text(&created.definition.name));
     let total = all.len();
     let events = all
         .iter()
