@@ -3,7 +3,7 @@
 //!
 //! Layout:
 //! - `server`: start-up and shutdown; `app`: the state every handler shares;
-//! - `config`: the typed configuration; `telemetry`: logs, metrics, HTTP endpoints;
+//! - `config`: the typed configuration; `go_config`: the original's `aggregator.yaml`, converted; `telemetry`: logs, metrics, HTTP endpoints;
 //! - `rpc`: the gRPC edge (prost types end there); `domain`: every business rule, pure;
 //! - `store`: the event log and the projections, opened together;
 //! - `auth`: sign-in, tokens, API keys; `secrets`: encryption at rest; `wallet`: smart-wallet
@@ -18,6 +18,7 @@ pub mod chain;
 pub mod config;
 pub mod domain;
 pub mod engine;
+pub mod go_config;
 pub mod limits;
 pub mod operator;
 pub mod operators;

@@ -6,7 +6,7 @@ use std::collections::BTreeSet;
 
 use crate::envelope::Envelope;
 use crate::error::Result;
-use crate::log::LogKeyspaces;
+use crate::keyspaces::LogKeyspaces;
 
 impl LogKeyspaces {
     /// The streams that belong to a task: its own, its assignments and overloads, its firings,

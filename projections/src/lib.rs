@@ -331,6 +331,18 @@ pub(crate) fn put_json<T: Serialize>(
     projection: &str,
 ) -> events::Result<()> {
     let bytes = serde_json::to_vec(row).map_err(|e| corrupt(projection, &e))?;
+    // A row this deep could not be read back by the next event of its stream: refuse it (the
+    // command carrying the event is rejected) rather than write what no reader can read.
+    let depth = events::bounds::json_depth(&bytes);
+    if depth > events::bounds::READABLE_DEPTH {
+        return Err(events::Error::Projection {
+            projection: projection.to_owned(),
+            message: format!(
+                "a row would nest {depth} levels deep, more than readers parse ({})",
+                events::bounds::READABLE_DEPTH
+            ),
+        });
+    }
     tx.insert(keyspace, key, bytes);
     Ok(())
 }

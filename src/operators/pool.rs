@@ -62,6 +62,10 @@ pub struct Liveness {
     pub uptime_seconds: i64,
     pub event_count: i64,
     pub last_ping_ms: u64,
+    /// The port the operator serves its metrics on, as it says.
+    pub metrics_port: i32,
+    /// The operator's address as it says, else the address its ping came from.
+    pub remote_ip: String,
 }
 
 /// What an operator was told of a task, and whether it acknowledged it.

@@ -101,6 +101,36 @@ pub fn storage(e: events::Error) -> Status {
     }
 }
 
+/// A handler's failure on its way to a status, for code generic over the error type (the
+/// store's decide-and-append): a store error goes through `storage`, anything else is already
+/// a status.
+#[derive(Debug)]
+pub struct Failure(pub Status);
+
+impl From<events::Error> for Failure {
+    fn from(e: events::Error) -> Self {
+        Self(storage(e))
+    }
+}
+
+impl From<Status> for Failure {
+    fn from(status: Status) -> Self {
+        Self(status)
+    }
+}
+
+impl From<DomainError> for Failure {
+    fn from(e: DomainError) -> Self {
+        Self(e.into())
+    }
+}
+
+impl From<Failure> for Status {
+    fn from(failure: Failure) -> Self {
+        failure.0
+    }
+}
+
 pub fn rate_limited(what: &str) -> Status {
     with_code(
         Code::ResourceExhausted,

@@ -143,8 +143,15 @@ pub fn anvil_binary() -> anyhow::Result<PathBuf> {
 fn install_anvil() -> anyhow::Result<PathBuf> {
     let node_dir = repo_path("tests/node");
     let binary = npm_anvil_path(&node_dir)?;
+    // The newest package of tests/node: a checkout installed before it was added gets it too.
+    crate::support::npm_ci(&node_dir, &alto_entry())?;
     crate::support::npm_ci(&node_dir, &binary)?;
     Ok(binary)
+}
+
+/// The ERC-4337 bundler `@pimlico/alto` of tests/node (its command-line entry, run with node).
+pub fn alto_entry() -> PathBuf {
+    repo_path("tests/node/node_modules/@pimlico/alto/esm/cli/alto.js")
 }
 
 /// Where `@foundry-rs/anvil` puts its binary: a package per platform, named as Node names them.

@@ -788,3 +788,37 @@ async fn malformed_requests_are_refused_before_sending() {
         .unwrap_err();
     assert_eq!(err, HttpError::InvalidMethod("TRACE".into()));
 }
+
+// ---- the original's test host, answered in process ----
+
+#[tokio::test]
+async fn the_mock_host_is_answered_in_process_with_its_limits() {
+    let client = client(&[], &[]);
+    let response = client
+        .send(get(
+            "https://mock-api.ap-aggregator.local/status/404".to_owned()
+        ))
+        .await
+        .unwrap();
+    assert_eq!(response.status, 404);
+    assert_eq!(
+        response.header("content-type"),
+        Some("application/json"),
+        "{response:?}"
+    );
+    // The request limits still apply to it.
+    let small = client_with(&[], &[], |c| c.max_request_bytes = 64);
+    let mut big = get("https://mock-api.ap-aggregator.local/post".to_owned());
+    big.body = Some(vec![b'x'; 100]);
+    assert!(matches!(
+        small.send(big).await,
+        Err(HttpError::TooLarge { .. })
+    ));
+    // Another host with the same path is not it, and is checked as ever.
+    assert_eq!(
+        client
+            .send(get("https://127.0.0.1/status/200".to_owned()))
+            .await,
+        Err(forbidden_error("127.0.0.1", "loopback"))
+    );
+}

@@ -206,6 +206,7 @@ pub fn fire_status(e: FireError) -> Status {
         FireError::Refused(Refusal::NotFound) => DomainError::task_not_found().into(),
         FireError::Refused(refusal) => Status::failed_precondition(refusal.message()),
         FireError::Storage(e) => error::storage(e),
+        FireError::Invalid(why) => DomainError::invalid(why).into(),
         FireError::Contended => {
             Status::unavailable("the task changed concurrently; retry the call")
         }

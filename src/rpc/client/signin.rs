@@ -15,6 +15,7 @@ use crate::rpc::{calls, error};
 
 fn policy(app: &App) -> Policy {
     Policy {
+        uri: app.config.auth.signin_uri.clone(),
         chain_id: app.config.chain_id,
         max_lifetime: app.config.auth.max_token_lifetime,
         clock_skew: app.config.auth.clock_skew,
@@ -112,7 +113,7 @@ pub async fn revoke_api_key(
         })?,
         (_, jti) => jti.to_owned(),
     };
-    if ulid::Ulid::from_string(&jti).is_err() {
+    if !crate::auth::token::is_key_id(&jti) {
         return Err(Status::invalid_argument(format!(
             "{jti:?} is not an API key id"
         )));

@@ -14,9 +14,7 @@ use crate::domain::{DomainError, task};
 use crate::pb;
 use crate::rpc::paging::{self, Order};
 use crate::rpc::{calls, convert, error};
-
-/// Attempts at a decide-and-append against a task that moved meanwhile.
-const ATTEMPTS: usize = 4;
+use crate::store::{Decision, Loaded, Settled};
 
 /// `CreateTask`: validated, then one `TaskCreated` on a new stream. A repeat of the same request by
 /// the same caller within the configured window (the official client's retries) returns the
@@ -170,32 +168,46 @@ pub async fn list_tasks(
 }
 
 /// Loads the caller's task, lets `decide` pick the events, appends them against the version it
-/// decided on; retries when the task moved meanwhile. Returns the row as decided on and whether
-/// anything was appended.
+/// decided on (`Store::decide_and_append`). Returns the row as decided on and whether anything
+/// was appended.
 async fn change_task(
     app: &App,
     owner: &str,
     id: &str,
     decide: impl Fn(&TaskRow) -> Result<Vec<events::Event>, DomainError>,
 ) -> Result<(TaskRow, bool), Status> {
-    for _ in 0..ATTEMPTS {
-        let row = app.owned_task(owner, id)?;
-        let new_events = decide(&row)?;
-        if new_events.is_empty() {
-            return Ok((row, false));
-        }
-        let command = Command::new(owner.to_owned(), now_ms()).append(
-            events::stream::task(id),
-            Expected::Exactly(row.version),
-            new_events,
-        );
-        if app.try_append(command).await?.is_some() {
-            return Ok((row, true));
-        }
+    let settled = app
+        .store
+        .decide_and_append(
+            |_| {
+                // The row carries the version of the stream it folds.
+                let row = app.owned_task(owner, id)?;
+                Ok::<_, error::Failure>(Loaded {
+                    version: row.version,
+                    state: row,
+                })
+            },
+            |loaded| {
+                let new_events = decide(&loaded.state)?;
+                if new_events.is_empty() {
+                    return Ok(Decision::Unchanged(loaded.state));
+                }
+                let command = Command::new(owner.to_owned(), now_ms()).append(
+                    events::stream::task(id),
+                    loaded.expected(),
+                    new_events,
+                );
+                Ok(Decision::Append(command, loaded.state))
+            },
+        )
+        .await?;
+    match settled {
+        Settled::Unchanged(row) => Ok((row, false)),
+        Settled::Appended(row, _) => Ok((row, true)),
+        Settled::Contended => Err(Status::unavailable(
+            "the task changed concurrently; retry the call",
+        )),
     }
-    Err(Status::unavailable(
-        "the task changed concurrently; retry the call",
-    ))
 }
 
 pub async fn set_task_enabled(
