@@ -150,18 +150,21 @@ impl Console {
                 }
             };
             if self.updates.receiver_count() > 0 {
-                self.refresh(REFRESH);
+                self.refresh(REFRESH, true);
             }
         }
     }
 
-    /// The latest snapshot, rebuilt first when the log moved since or it is older than `max_age`.
-    fn refresh(&self, max_age: Duration) -> Update {
+    /// The latest snapshot, rebuilt first when it is older than `max_age`, or (with
+    /// `follow_head`, the worker's way) when the log moved since. Requests do not follow the
+    /// head: however often they come, a busy log costs one build per `max_age`.
+    fn refresh(&self, max_age: Duration, follow_head: bool) -> Update {
         let _building = self.building.lock().unwrap_or_else(|p| p.into_inner());
         let head = self.app.store.log.head().ok().flatten();
         let head_id = head.map(|(id, _)| id);
         let current = self.updates.borrow().clone();
-        if current.head == head_id && current.built.elapsed() < max_age {
+        let moved = follow_head && current.head != head_id;
+        if !moved && current.built.elapsed() < max_age {
             return current;
         }
         let snapshot = snapshot::build(self, head);
@@ -267,7 +270,7 @@ async fn asset(axum::extract::Path(name): axum::extract::Path<String>) -> Respon
 async fn state(State(console): State<Arc<Console>>) -> Response {
     let update = {
         let console = console.clone();
-        tokio::task::spawn_blocking(move || console.refresh(REFRESH)).await
+        tokio::task::spawn_blocking(move || console.refresh(REFRESH, false)).await
     };
     match update {
         Ok(update) => with_headers(
@@ -317,7 +320,7 @@ async fn events_stream(State(console): State<Arc<Console>>, headers: HeaderMap) 
         // The first event at once: the worker publishes only while someone watches.
         let update = if update.built.elapsed() >= REFRESH {
             let console = w.console.clone();
-            tokio::task::spawn_blocking(move || console.refresh(REFRESH))
+            tokio::task::spawn_blocking(move || console.refresh(REFRESH, false))
                 .await
                 .unwrap_or(update)
         } else {
