@@ -10,6 +10,8 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+use crate::ip::Cidr;
+
 /// The documented defaults, embedded.
 pub const EXAMPLE_YAML: &str = include_str!("../config/aggregator.example.yaml");
 
@@ -315,7 +317,7 @@ pub struct EngineConfig {
     /// the source tree the binary was built from, where `npm ci` in `js_modules/` installs them.
     pub js_modules_dir: Option<PathBuf>,
     /// Outbound HTTP of the REST and GraphQL nodes (see `engine::http`).
-    pub http: crate::engine::http::HttpConfig,
+    pub http: OutboundHttpConfig,
     /// A JSON file of known tokens (`[{"address", "name", "symbol", "decimals"}]`) that
     /// `GetTokenMetadata` answers from before asking the chain, instead of the built-in list of
     /// the chain (`config/tokens/`: ethereum, sepolia, base, base-sepolia).
@@ -339,9 +341,59 @@ impl Default for EngineConfig {
             js_time_limit: Duration::from_secs(5),
             js_memory_mib: 64,
             js_modules_dir: None,
-            http: crate::engine::http::HttpConfig::default(),
+            http: OutboundHttpConfig::default(),
             token_whitelist: None,
             expiry_sweep: Duration::from_secs(30),
+        }
+    }
+}
+
+pub const DEFAULT_HTTP_TIMEOUT: Duration = Duration::from_secs(10);
+pub const DEFAULT_HTTP_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+pub const DEFAULT_HTTP_MAX_REQUEST_BYTES: usize = 1024 * 1024;
+pub const DEFAULT_HTTP_MAX_RESPONSE_BYTES: usize = 5 * 1024 * 1024;
+pub const DEFAULT_HTTP_MAX_REDIRECTS: usize = 5;
+pub const DEFAULT_HTTP_USER_AGENT: &str = concat!("ava-aggregator/", env!("CARGO_PKG_VERSION"));
+
+/// `engine.http`: outbound HTTP of the REST and GraphQL nodes (`engine::http`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct OutboundHttpConfig {
+    /// Address blocks that are requested even though they are private, loopback, link-local...
+    /// (e.g. `10.20.0.0/16` for an internal API the tasks are meant to reach). Empty: only
+    /// public addresses.
+    pub allow: Vec<Cidr>,
+    /// Host names (exactly, case-insensitive) whose addresses are not checked at all. Prefer
+    /// `allow`: a name's addresses can change under you.
+    pub allow_hosts: Vec<String>,
+    /// The whole request: connecting, sending, redirects and reading the response.
+    #[serde(with = "duration_text")]
+    pub timeout: Duration,
+    #[serde(with = "duration_text")]
+    pub connect_timeout: Duration,
+    /// The URL, the headers and the body together.
+    pub max_request_bytes: usize,
+    /// The response body, as decoded.
+    pub max_response_bytes: usize,
+    pub max_redirects: usize,
+    pub user_agent: String,
+    /// Answer `https://mock-api.ap-aggregator.local/...` in process, as the original does (an
+    /// httpbin-like responder that never touches the network), instead of resolving the name.
+    pub mock_host: bool,
+}
+
+impl Default for OutboundHttpConfig {
+    fn default() -> Self {
+        Self {
+            allow: Vec::new(),
+            allow_hosts: Vec::new(),
+            timeout: DEFAULT_HTTP_TIMEOUT,
+            connect_timeout: DEFAULT_HTTP_CONNECT_TIMEOUT,
+            max_request_bytes: DEFAULT_HTTP_MAX_REQUEST_BYTES,
+            max_response_bytes: DEFAULT_HTTP_MAX_RESPONSE_BYTES,
+            max_redirects: DEFAULT_HTTP_MAX_REDIRECTS,
+            user_agent: DEFAULT_HTTP_USER_AGENT.to_owned(),
+            mock_host: true,
         }
     }
 }
@@ -630,14 +682,19 @@ impl LimitsConfig {
     }
 }
 
-/// Durations as text (`120s`, `7d`, `1h 30m`), in both directions.
-mod duration_text {
+/// Durations as text (`120s`, `7d`, `1h 30m`), in both directions: the one form of every
+/// duration in a configuration file (the operator's too).
+pub mod duration_text {
     use std::time::Duration;
 
     use serde::{Deserialize, Deserializer, Serializer};
 
+    pub fn text(value: &Duration) -> String {
+        humantime::format_duration(*value).to_string()
+    }
+
     pub fn serialize<S: Serializer>(value: &Duration, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str(&humantime::format_duration(*value).to_string())
+        s.serialize_str(&text(value))
     }
 
     pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {

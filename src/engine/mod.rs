@@ -35,8 +35,8 @@ use events::{Command, Expected};
 use projections::executions::{ExecutionRow, RunStatus};
 use tokio::sync::{Notify, Semaphore};
 
-use crate::app::{new_id, now_ms, now_ms_i64};
 use crate::chain::Chain;
+use crate::clock::{new_id, now_ms, now_ms_i64};
 use crate::config::EngineConfig;
 use crate::domain::bounds::ValueBounds;
 use crate::domain::firing::{self, Refusal};
@@ -607,7 +607,7 @@ async fn finish_without_running(
                 events::event::ExecutionStarted {
                     execution_id: execution_id.to_owned(),
                     task_id: task_id.to_owned(),
-                    started_at: crate::app::now_ms_i64(),
+                    started_at: crate::clock::now_ms_i64(),
                 }
                 .into(),
             );

@@ -25,7 +25,7 @@ use super::Tools;
 use super::graph::{Fate, Plan};
 use super::nodes::{self, output_kind, side_effect_free};
 use super::template::Templates;
-use crate::app::now_ms_i64;
+use crate::clock::now_ms_i64;
 use crate::store::Store;
 
 /// Where a run's events go.

@@ -20,30 +20,14 @@ use events::{Command, Event};
 use tonic::Status;
 
 use super::pool::Pool;
-use crate::app::{App, now_ms_i64};
+use crate::app::App;
+use crate::clock::now_ms_i64;
 use crate::domain::firing::{self, Refusal};
 use crate::engine::{FireError, FireRequest, Fired};
 use crate::pb;
-use crate::rpc::convert;
+use crate::pb::convert;
 use crate::rpc::error::{self, Failure};
 use crate::store::{Decision, Loaded, Settled};
-
-/// The trigger kind and output a report carries.
-pub fn reported_output(
-    req: &pb::NotifyTriggersReq,
-) -> Result<(TriggerKind, Option<serde_json::Value>), Status> {
-    use pb::notify_triggers_req::TriggerOutput as O;
-    let data =
-        |v: &Option<prost_types::Value>| v.as_ref().map(convert::json_from_value).transpose();
-    Ok(match &req.trigger_output {
-        Some(O::BlockTrigger(o)) => (TriggerKind::Block, data(&o.data)?),
-        Some(O::FixedTimeTrigger(o)) => (TriggerKind::FixedTime, data(&o.data)?),
-        Some(O::CronTrigger(o)) => (TriggerKind::Cron, data(&o.data)?),
-        Some(O::EventTrigger(o)) => (TriggerKind::Event, data(&o.data)?),
-        Some(O::ManualTrigger(o)) => (TriggerKind::Manual, data(&o.data)?),
-        None => return Err(Status::invalid_argument("the report has no trigger output")),
-    })
-}
 
 fn response(
     status: &str,
@@ -127,7 +111,7 @@ pub async fn notify(
             "trigger_request_id must be <task id>:<slot, block or tx:log>",
         ));
     }
-    let (kind, output) = reported_output(req)?;
+    let (kind, output) = convert::reported_output(req)?;
     if let Some(output) = &output {
         // Reports are recorded as events before any quorum: bound what an operator sends.
         crate::domain::bounds::ValueBounds::output(&app.config.limits)

@@ -659,7 +659,7 @@ impl Pool {
                 task_id: row.id.clone(),
                 remain,
                 expired_at: row.expired_at,
-                trigger: Some(crate::rpc::convert::trigger_to_pb(&definition.trigger)),
+                trigger: Some(crate::pb::convert::trigger_to_pb(&definition.trigger)),
                 start_at: row.start_at,
             }),
         })

@@ -4,6 +4,7 @@
 
 use tonic::{Code, Status};
 
+use crate::app::AppError;
 use crate::auth::AuthError;
 use crate::domain::{self, DomainError};
 use crate::pb::ErrorCode;
@@ -57,6 +58,21 @@ impl From<DomainError> for Status {
                 with_code(Code::ResourceExhausted, m, ErrorCode::QuotaExceeded)
             }
         }
+    }
+}
+
+impl From<AppError> for Status {
+    fn from(e: AppError) -> Self {
+        match e {
+            AppError::Refused(e) => e.into(),
+            AppError::Store(e) => storage(e),
+        }
+    }
+}
+
+impl From<AppError> for Failure {
+    fn from(e: AppError) -> Self {
+        Self(e.into())
     }
 }
 

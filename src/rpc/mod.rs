@@ -2,13 +2,12 @@
 //! (`aggregator.Node`, in `node`), server reflection and `grpc.health.v1`, on one listener. Prost types end here: handlers convert requests into domain
 //! values on their first lines, and projections into responses on their last.
 //!
-//! Layout: `client/` (one file per area of the client API), `convert` (wire ⇄ domain),
-//! `error` (every failure → status, once), `paging` (cursor pagination), `calls` (who is
-//! calling, and the rate limits), `listener` (the connections taken: bounded, TCP_NODELAY).
+//! Layout: `client/` (one file per area of the client API), `error` (every failure → status,
+//! once), `paging` (cursor pagination), `calls` (who is calling, and the rate limits),
+//! `listener` (the connections taken: bounded, TCP_NODELAY).
 
 pub mod calls;
 pub mod client;
-pub mod convert;
 pub mod error;
 pub mod listener;
 pub mod node;

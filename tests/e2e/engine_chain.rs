@@ -2,7 +2,7 @@
 //! `apply_to_fields` decimal formatting) and `balance`; and `GetTokenMetadata`.
 
 use aggregator::pb;
-use aggregator::rpc::convert::value_from_json;
+use aggregator::pb::convert::value_from_json;
 use alloy::primitives::{Address, U256};
 use alloy::sol_types::SolValue;
 

@@ -181,7 +181,7 @@ async fn trigger_data_past_the_bounds_is_an_invalid_request() -> anyhow::Result<
             trigger_type: pb::TriggerType::Manual as i32,
             trigger_output: Some(pb::trigger_task_req::TriggerOutput::ManualTrigger(
                 pb::manual_trigger::Output {
-                    data: Some(aggregator::rpc::convert::value_from_json(&deep)),
+                    data: Some(aggregator::pb::convert::value_from_json(&deep)),
                 },
             )),
             is_blocking: true,
@@ -231,7 +231,7 @@ async fn a_run_killed_before_its_deep_value_finishes_failed_when_resumed() -> an
             trigger_type: pb::TriggerType::Manual as i32,
             trigger_output: Some(pb::trigger_task_req::TriggerOutput::ManualTrigger(
                 pb::manual_trigger::Output {
-                    data: Some(aggregator::rpc::convert::value_from_json(
+                    data: Some(aggregator::pb::convert::value_from_json(
                         &serde_json::json!({"n": random_u64() % 1000}),
                     )),
                 },

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use aggregator::operator::client::Client;
 use aggregator::pb;
-use aggregator::rpc::convert::value_from_json;
+use aggregator::pb::convert::value_from_json;
 use alloy::primitives::{Address, U256};
 use alloy::providers::Provider;
 use alloy::sol_types::SolValue;

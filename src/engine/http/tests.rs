@@ -9,6 +9,10 @@ use tokio::net::TcpListener;
 use tokio::sync::mpsc;
 
 use super::*;
+use crate::config::{
+    DEFAULT_HTTP_CONNECT_TIMEOUT as DEFAULT_CONNECT_TIMEOUT,
+    DEFAULT_HTTP_USER_AGENT as DEFAULT_USER_AGENT, OutboundHttpConfig as HttpConfig,
+};
 
 fn guard(allow: &[&str], allow_hosts: &[&str]) -> Guard {
     Guard::new(

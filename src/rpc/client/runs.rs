@@ -5,11 +5,13 @@
 use events::task::{NodeKind, TriggerKind};
 use tonic::{Request, Status};
 
-use crate::app::{App, now_ms_i64};
+use crate::app::App;
 use crate::auth::Caller;
+use crate::clock::now_ms_i64;
 use crate::domain::task;
 use crate::pb;
-use crate::rpc::{calls, convert, error};
+use crate::pb::convert;
+use crate::rpc::{calls, error};
 
 fn may_run(app: &App, caller: &Caller) -> Result<(), Status> {
     if app.limiter.allow_run(&caller.owner) {
@@ -184,7 +186,7 @@ pub async fn get_token_metadata(
     request: Request<pb::GetTokenMetadataReq>,
 ) -> Result<pb::GetTokenMetadataResp, Status> {
     calls::caller(app, &request)?;
-    let address = crate::app::parse_address("address", &request.into_inner().address)?;
+    let address = crate::address::parse_address("address", &request.into_inner().address)?;
     let found = app
         .token_directory
         .lookup(app.chain.as_ref(), address)

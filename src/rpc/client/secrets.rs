@@ -10,8 +10,9 @@ use events::event::SecretScope;
 use projections::secrets::{SecretRow, owner_prefix};
 use tonic::{Request, Status};
 
-use crate::app::{App, now_ms, now_ms_i64};
+use crate::app::App;
 use crate::auth::Caller;
+use crate::clock::{now_ms, now_ms_i64};
 use crate::domain::secrets as rules;
 use crate::pb;
 use crate::rpc::calls;
@@ -226,7 +227,7 @@ pub async fn list_secrets(
                 0
             },
             created_by: if req.include_created_by {
-                crate::rpc::convert::checksum(&r.created_by)
+                crate::address::checksum(&r.created_by)
             } else {
                 String::new()
             },

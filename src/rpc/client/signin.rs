@@ -7,9 +7,11 @@ use events::event::ApiKeyRevoked;
 use events::{Command, Expected};
 use tonic::{Request, Status};
 
-use crate::app::{App, VERSION, now_ms, parse_address};
+use crate::address::parse_address;
+use crate::app::{App, VERSION};
 use crate::auth::signin::{self, Policy, SignIn};
 use crate::auth::{AuthError, Role};
+use crate::clock::now_ms;
 use crate::pb;
 use crate::rpc::{calls, error};
 
@@ -127,7 +129,7 @@ pub async fn revoke_api_key(
                 Expected::Any,
                 [ApiKeyRevoked { jti: jti.clone() }.into()],
             );
-        app.append(command).await?;
+        app.append(command).await.map_err(error::storage)?;
     }
     Ok(pb::RevokeApiKeyResp {
         success: true,

@@ -9,11 +9,14 @@ use projections::tasks::TaskRow;
 use sha2::{Digest, Sha256};
 use tonic::{Request, Status};
 
-use crate::app::{App, lower, now_ms, now_ms_i64};
+use crate::address::lower;
+use crate::app::App;
+use crate::clock::{now_ms, now_ms_i64};
 use crate::domain::{DomainError, task};
 use crate::pb;
+use crate::pb::convert;
 use crate::rpc::paging::{self, Order};
-use crate::rpc::{calls, convert, error};
+use crate::rpc::{calls, error};
 use crate::store::{Decision, Loaded, Settled};
 
 /// `CreateTask`: validated, then one `TaskCreated` on a new stream. A repeat of the same request by
@@ -40,7 +43,10 @@ pub async fn create_task(
         .owner
         .parse()
         .map_err(|_| Status::internal("the caller's address does not parse"))?;
-    if !app.is_owners_wallet(owner, identity.runner)? {
+    if !app
+        .is_owners_wallet(owner, identity.runner)
+        .map_err(error::storage)?
+    {
         return Err(DomainError::Invalid(
             format!(
                 "the runner {} is not one of your smart wallets: use your salt-0 wallet or register one with GetWallet",
@@ -63,7 +69,7 @@ pub async fn create_task(
         .chain_update(caller.owner.as_bytes())
         .chain_update(prost::Message::encode_to_vec(&req))
         .finalize();
-    let task_id = crate::app::new_id();
+    let task_id = crate::clock::new_id();
     let window =
         u64::try_from(app.config.idempotency.create_window.as_millis()).unwrap_or(u64::MAX);
     let command = Command::new(caller.owner.clone(), now_ms())
@@ -79,7 +85,7 @@ pub async fn create_task(
             }
             .into()],
         );
-    let committed = app.append(command).await?;
+    let committed = app.append(command).await.map_err(error::storage)?;
     let stream = committed
         .events
         .first()
@@ -129,7 +135,7 @@ fn task_ids(app: &App, owner: &str, wallets: &[String]) -> Result<Vec<String>, S
         }
     } else {
         for wallet in wallets {
-            let wallet = crate::app::parse_address("smart_wallet_address", wallet)?;
+            let wallet = crate::address::parse_address("smart_wallet_address", wallet)?;
             ids.extend(
                 app.store
                     .views
@@ -286,7 +292,7 @@ pub async fn get_workflow_count(
     } else {
         let mut wallets = BTreeSet::new();
         for address in &addresses {
-            wallets.insert(lower(crate::app::parse_address("address", address)?));
+            wallets.insert(lower(crate::address::parse_address("address", address)?));
         }
         let mut total = 0;
         for wallet in wallets {

@@ -8,8 +8,10 @@ use projections::tasks::Status as TaskStatus;
 use projections::wallets::WalletRow;
 use tonic::{Request, Status};
 
-use crate::app::{App, lower, now_ms};
+use crate::address::lower;
+use crate::app::App;
 use crate::auth::Caller;
+use crate::clock::now_ms;
 use crate::domain::wallets::{self, WalletRequest};
 use crate::domain::{Code, DomainError};
 use crate::pb;
@@ -134,7 +136,7 @@ pub async fn get_wallet(
             [event],
         );
         // A concurrent first GetWallet of the same wallet registered it already: same outcome.
-        app.try_append(command).await?;
+        app.try_append(command).await.map_err(error::storage)?;
     }
     let hidden = existing.is_some_and(|w| w.hidden);
     response(
@@ -285,9 +287,9 @@ pub async fn list_wallets(
         .filter(|r| factory_filter.is_none_or(|f| r.factory == lower(f)))
         .filter(|r| salt_filter.is_none_or(|s| r.salt == s.to_string()))
         .map(|r| pb::SmartWallet {
-            address: crate::rpc::convert::checksum(&r.address),
+            address: crate::address::checksum(&r.address),
             salt: r.salt,
-            factory: crate::rpc::convert::checksum(&r.factory),
+            factory: crate::address::checksum(&r.factory),
             is_hidden: r.hidden,
         })
         .collect();
@@ -307,7 +309,7 @@ pub async fn get_nonce(
             .parse()
             .map_err(|_| Status::internal("the caller's address does not parse"))?
     } else {
-        crate::app::parse_address("owner", &owner_text)?
+        crate::address::parse_address("owner", &owner_text)?
     };
     if lower(owner) != caller.owner {
         return Err(Status::permission_denied(
