@@ -643,7 +643,7 @@ fn find(
     } else if let Ok(owner) = q.parse::<alloy::primitives::Address>() {
         (
             "owner",
-            views.latest_executions_of(&crate::app::lower(owner), before, limit)?,
+            views.latest_executions_of(&crate::address::lower(owner), before, limit)?,
         )
     } else if is_ulid(q) {
         let q = q.to_ascii_uppercase();
