@@ -320,9 +320,12 @@ async fn events_stream(State(console): State<Arc<Console>>, headers: HeaderMap) 
         // The first event at once: the worker publishes only while someone watches.
         let update = if update.built.elapsed() >= REFRESH {
             let console = w.console.clone();
-            tokio::task::spawn_blocking(move || console.refresh(REFRESH, false))
+            let fresh = tokio::task::spawn_blocking(move || console.refresh(REFRESH, false))
                 .await
-                .unwrap_or(update)
+                .unwrap_or(update);
+            // This stream sends it now: the rebuild is not news to it.
+            w.updates.mark_unchanged();
+            fresh
         } else {
             update
         };
