@@ -325,8 +325,17 @@ impl Browser {
         Ok(self.client().execute(script, Vec::new()).await?)
     }
 
+    /// The element's text, read in one step: the page re-renders its lists as the log moves,
+    /// so an element found in one WebDriver call may be gone by the next.
     async fn text(&self, css: &str) -> anyhow::Result<String> {
-        Ok(self.client().find(Locator::Css(css)).await?.text().await?)
+        let text = self
+            .script(&format!(
+                "const e = document.querySelector({css:?}); return e ? e.innerText : null"
+            ))
+            .await?;
+        text.as_str()
+            .map(str::to_owned)
+            .ok_or_else(|| anyhow::anyhow!("no {css} on the page"))
     }
 
     async fn displayed(&self, css: &str) -> anyhow::Result<bool> {
@@ -338,8 +347,14 @@ impl Browser {
             .await?)
     }
 
+    /// Clicks the element, found and clicked in one step (see `text`).
     async fn click(&self, css: &str) -> anyhow::Result<()> {
-        self.client().find(Locator::Css(css)).await?.click().await?;
+        let clicked = self
+            .script(&format!(
+                "const e = document.querySelector({css:?}); if (!e) return false; e.click(); return true"
+            ))
+            .await?;
+        anyhow::ensure!(clicked == Value::Bool(true), "no {css} to click");
         Ok(())
     }
 
@@ -622,6 +637,10 @@ async fn drive(
         .map_err(|e| {
             anyhow::anyhow!("{e}\n(it finished {:?} ago in the log)", finished.elapsed())
         })?;
+    eprintln!(
+        "the new execution appeared {:?} after it finished",
+        finished.elapsed()
+    );
     assert_eq!(
         browser.script("return window.__console_marker").await?,
         json!("still here"),
