@@ -32,7 +32,7 @@ use std::time::Duration;
 
 use events::execution::Firing;
 use events::{Command, Expected};
-use projections::executions::{ExecutionRow, RunStatus};
+use projections::executions::ExecutionRow;
 use tokio::sync::{Notify, Semaphore};
 
 use crate::chain::Chain;
@@ -51,6 +51,8 @@ pub struct Tools {
     pub config: EngineConfig,
     /// What a node's output and rendered config may hold (`limits`): past it, a failed step.
     pub bounds: ValueBounds,
+    /// What a firing's data and input may hold (`limits.max_values_bytes`).
+    pub firing_bounds: ValueBounds,
 }
 
 /// A firing to accept: the task, who reports it, what fired.
@@ -136,7 +138,7 @@ impl Engine {
     pub async fn start(
         store: Store,
         config: EngineConfig,
-        bounds: ValueBounds,
+        limits: &crate::config::LimitsConfig,
         sealer: SecretBox,
         chain: Option<Chain>,
     ) -> anyhow::Result<Self> {
@@ -167,7 +169,8 @@ impl Engine {
                     http,
                     chain,
                     config,
-                    bounds,
+                    bounds: ValueBounds::output(limits),
+                    firing_bounds: ValueBounds::values(limits),
                 },
                 sealer,
                 lanes: std::sync::Mutex::new(HashMap::new()),
@@ -291,7 +294,7 @@ impl Engine {
 
     /// The firing's data and the caller's input go into the execution's first event: bounded.
     fn check_firing(&self, firing: &Firing) -> Result<(), String> {
-        let bounds = &self.inner.tools.bounds;
+        let bounds = &self.inner.tools.firing_bounds;
         if let Some(output) = &firing.output {
             bounds.check("the trigger data", output)?;
         }
@@ -451,6 +454,7 @@ impl Engine {
         metrics::counter!("executions_finished_total", "outcome" => match ended.outcome {
             events::execution::ExecutionOutcome::Success => "success",
             events::execution::ExecutionOutcome::Failed => "failed",
+            events::execution::ExecutionOutcome::PartialSuccess => "partial_success",
         })
         .increment(1);
         Ok(())
@@ -501,7 +505,7 @@ impl Engine {
             };
             let notified = notify.notified();
             if let Some(row) = self.inner.store.views.execution(task_id, execution_id)?
-                && matches!(row.status, RunStatus::Success | RunStatus::Failed)
+                && row.status.finished()
             {
                 return Ok(row);
             }

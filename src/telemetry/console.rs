@@ -5,7 +5,7 @@
 //! - this file: the routes, the `Console` state and its worker thread (tails the log into the
 //!   pulse, publishes the public snapshot while someone watches), the event stream;
 //! - `snapshot`: the public part, counts only (operators, tasks per status, the pulse, the log's
-//!   head, store health);
+//!   head and latest checkpoint, store health);
 //! - `admin`: the admin part (sessions opened with an admin API key, recent executions with
 //!   their steps, a task's timeline), with every secret value of the owner masked;
 //! - `explorer`: block explorers of known public chains, for links;
@@ -64,8 +64,8 @@ pub struct Console {
     updates: watch::Sender<Update>,
     /// One snapshot build at a time.
     building: Mutex<()>,
-    /// Where the transparency log's checkpoints come from, when this build has one.
-    checkpoints: Option<Arc<dyn CheckpointSource>>,
+    /// Where the transparency log's checkpoints come from.
+    checkpoints: Arc<dyn CheckpointSource>,
     /// Turns true when the server shuts down: the event streams end, so that the graceful
     /// shutdown does not wait on open pages.
     closing: watch::Receiver<bool>,
@@ -97,7 +97,7 @@ impl Console {
     /// The console of `app`, and its worker. `closing` turns true at shutdown.
     pub fn start(
         app: SharedApp,
-        checkpoints: Option<Arc<dyn CheckpointSource>>,
+        checkpoints: Arc<dyn CheckpointSource>,
         closing: watch::Receiver<bool>,
     ) -> anyhow::Result<(Arc<Self>, Worker)> {
         let (updates, _) = watch::channel(Update {

@@ -3,6 +3,9 @@
 //! last_ping, version, metrics_port, block_number, event_count}]}`), for the dashboards and
 //! scripts written against it, and the console (`/telemetry`, see `console`).
 //!
+//! The transparency log's endpoints (`/checkpoint`, `/tile/...`, `/log-key`,
+//! `/proof/execution/<id>`) are `transparency::http`'s.
+//!
 //! Gauges that describe the store (tasks by status, projection lag, size on disk) and the
 //! operators' liveness are computed when `/metrics` is scraped, from the projections, the pool
 //! and the console's pulse.
@@ -51,6 +54,7 @@ pub fn router(console: Arc<Console>) -> Router {
         .route("/operators", get(operators))
         .route("/operator", get(operator_list))
         .with_state(state)
+        .merge(crate::transparency::http::routes().with_state(console.app.clone()))
         .merge(console::router(console))
 }
 
@@ -62,7 +66,8 @@ pub async fn serve(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
     let (closing, closed) = tokio::sync::watch::channel(false);
-    let (console, worker) = Console::start(app, None, closed)?;
+    let checkpoints = app.transparency.clone();
+    let (console, worker) = Console::start(app, checkpoints, closed)?;
     let shutdown = async move {
         shutdown.await;
         let _ = closing.send(true);

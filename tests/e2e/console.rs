@@ -403,7 +403,11 @@ fn exists(css: &str) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_console_shows_the_operators_and_executions_live_and_no_secret() -> anyhow::Result<()> {
-    let mut net = Network::new(2, |_| {}).await?;
+    let mut net = Network::new(2, |config| {
+        // Checkpoints often, so that the operators' cosignatures show within the test.
+        config.event_log.checkpoint_interval = Duration::from_millis(300);
+    })
+    .await?;
     net.start_operator(0, Heads::Subscription).await?;
     net.start_operator(1, Heads::Polling).await?;
     let (mut c, user, wallet) = net.user().await?;
@@ -517,7 +521,30 @@ async fn drive(
         )
         .await?;
     assert_eq!(browser.text("#store-state").await?, "accepted");
-    assert!(browser.text("#log-checkpoint").await? == "not available");
+    // The transparency log's checkpoints, cosigned by both operators.
+    browser
+        .until(
+            "a checkpoint cosigned by both operators",
+            patience,
+            "return document.querySelector('#log-checkpoint').textContent.includes('cosigned by 2 operators') \
+             && [...document.querySelectorAll('[data-operator]')].every(o => Number(o.dataset.cosigned) > 0)",
+        )
+        .await?;
+    let (size, _) = net
+        .app()
+        .transparency
+        .store()
+        .latest_checkpoint()?
+        .expect("a checkpoint");
+    let shown: u64 = browser
+        .text("#log-checkpoint")
+        .await?
+        .split(' ')
+        .next()
+        .unwrap_or_default()
+        .replace(',', "")
+        .parse()?;
+    assert!(shown > 0 && shown <= size, "{shown} shown, {size} stored");
 
     // Counts only: no user, task or wallet in the public part.
     let public = browser.source().await?;

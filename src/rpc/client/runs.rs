@@ -108,7 +108,22 @@ pub async fn run_node_with_inputs(
     if node.id.is_empty() {
         node.id = "node".into();
     }
-    task::validate_lone_node(&node, &app.config.limits)?;
+    // As the original, where the chain is read and that nothing was simulated.
+    let context = convert::value_from_json(&serde_json::json!({
+        "isSimulated": false,
+        "provider": "chain_rpc",
+        "chainId": app.config.chain_id.to_string(),
+    }));
+    // A node that does not validate is answered in-band, with its error code, as the original.
+    if let Err(e) = task::validate_lone_node(&node, &app.config.limits) {
+        return Ok(pb::RunNodeWithInputsResp {
+            success: false,
+            error: e.to_string(),
+            error_code: domain_code(&e) as i32,
+            execution_context: Some(context),
+            ..Default::default()
+        });
+    }
     let kind = node
         .config
         .as_ref()
@@ -119,6 +134,7 @@ pub async fn run_node_with_inputs(
         match app.engine.run_node(&caller.owner, &node, &input).await {
             Ok(run) => pb::RunNodeWithInputsResp {
                 success: true,
+                execution_context: Some(context),
                 output_data: Some(node_output(
                     kind,
                     Some(convert::value_from_json(&run.output)),
@@ -129,6 +145,7 @@ pub async fn run_node_with_inputs(
             },
             Err(e) => pb::RunNodeWithInputsResp {
                 success: false,
+                execution_context: Some(context),
                 error: e.message,
                 error_code: e.code as i32,
                 output_data: e
@@ -138,6 +155,19 @@ pub async fn run_node_with_inputs(
             },
         },
     )
+}
+
+/// The contract's error code of a refusal.
+fn domain_code(e: &crate::domain::DomainError) -> pb::ErrorCode {
+    use crate::domain::DomainError as D;
+    match e {
+        D::Invalid(_, code)
+        | D::NotFound(_, code)
+        | D::FailedPrecondition(_, code)
+        | D::AlreadyExists(_, code) => error::wire_code(*code),
+        D::PermissionDenied(_) => pb::ErrorCode::Forbidden,
+        D::QuotaExceeded(_) => pb::ErrorCode::QuotaExceeded,
+    }
 }
 
 pub async fn simulate_task(
@@ -173,10 +203,13 @@ pub async fn simulate_task(
         status: match ended.outcome {
             events::execution::ExecutionOutcome::Success => pb::ExecutionStatus::Success,
             events::execution::ExecutionOutcome::Failed => pb::ExecutionStatus::Failed,
+            events::execution::ExecutionOutcome::PartialSuccess => {
+                pb::ExecutionStatus::PartialSuccess
+            }
         } as i32,
         error: ended.error,
         index: 0,
-        steps: ended.steps.iter().map(convert::step_to_pb).collect(),
+        steps: convert::ran_steps_to_pb(&ended.steps),
         ..Default::default()
     })
 }

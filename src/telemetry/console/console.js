@@ -101,15 +101,20 @@
     const checkpoint = log.checkpoint;
     if (checkpoint.latest) {
       const c = checkpoint.latest;
+      const cosigned = c.cosigners.length;
       setText(
         "log-checkpoint",
-        `${number(c.size)} events, ${c.cosigners.length} cosigners${c.quorum ? " (quorum)" : ""}, ${ago(c.issued_at_ms)}`,
-        c.quorum ? "ok" : "warn",
+        `${number(c.size)} events, ${cosigned ? `cosigned by ${cosigned} operators` : "no quorum of cosigners yet"}`,
+        cosigned ? "ok" : "warn",
+      );
+      setText(
+        "log-note",
+        `Checkpoint root ${c.root}${checkpoint.behind ? `; ${number(checkpoint.behind)} newer events not in it yet` : ""}.`,
       );
     } else {
-      setText("log-checkpoint", checkpoint.available ? "none issued yet" : "not available", "hint-inline");
+      setText("log-checkpoint", "none issued yet", "hint-inline");
+      setText("log-note", "");
     }
-    setText("log-note", checkpoint.note || "");
 
     $("tasks").replaceChildren(
       ...state.tasks.flatMap((t) => [el("dt", {}, t.status), el("dd", {}, number(t.count))]),
@@ -189,7 +194,12 @@
           : "not connected";
       return el(
         "div",
-        { class: "operator", "data-operator": o.address, "data-connected": String(o.connected) },
+        {
+          class: "operator",
+          "data-operator": o.address,
+          "data-connected": String(o.connected),
+          "data-cosigned": String(o.cosigned.checkpoints),
+        },
         el(
           "div",
           { class: "operator-head" },
@@ -209,7 +219,10 @@
           fact("Refused", reasons(o.refused), Object.keys(o.refused || {}).length ? "warn" : ""),
           fact(
             "Cosigned",
-            o.cosigned_checkpoints === null ? "not available" : `${number(o.cosigned_checkpoints)} checkpoints`,
+            o.cosigned.of_latest
+              ? `${o.cosigned.checkpoints} of the last ${o.cosigned.of_latest} checkpoints`
+              : "no checkpoint yet",
+            o.cosigned.of_latest && !o.cosigned.checkpoints ? "warn" : "",
           ),
         ),
       );

@@ -1,42 +1,66 @@
 //! The public part of the console: the operator network, the engine's activity, the log and the
 //! store, as counts. Nothing here names a user, a task or a wallet.
 //!
-//! Checkpoints of the transparency log (cosigned by the operators) come from a
-//! `CheckpointSource` when the build has one; without it the snapshot says they are not
-//! available rather than showing zeros.
+//! Checkpoints of the transparency log, and which operators cosigned them, come from a
+//! `CheckpointSource`: the aggregator's transparency log (`transparency::Transparency`).
 
 use std::collections::BTreeMap;
 
+use base64::Engine;
 use serde::Serialize;
 
 use super::Console;
 use crate::operators::pool::Capabilities;
 use crate::telemetry::pulse::PulseView;
 
+/// Checkpoints read for the operators' cosignature counts.
+pub const RECENT_CHECKPOINTS: usize = 20;
+
 /// A checkpoint of the transparency log, as the console shows it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Checkpoint {
     /// Events the checkpoint covers (the tree size).
     pub size: u64,
-    /// The tree's root hash (base64, as the checkpoint note writes it).
+    /// The tree's root hash, base64 as the checkpoint note writes it.
     pub root: String,
-    pub issued_at_ms: u64,
-    /// Operators whose cosignature it carries.
+    /// Operators in the note's cosignature line (written once they hold a quorum's weight).
     pub cosigners: Vec<String>,
-    /// Whether the cosigners hold a quorum.
-    pub quorum: bool,
 }
 
-/// Where the console reads checkpoints from: the transparency log, when the build has one.
+/// Where the console reads checkpoints from.
 pub trait CheckpointSource: Send + Sync {
-    /// The latest checkpoint issued, if any.
-    fn latest(&self) -> Option<Checkpoint>;
-    /// How many checkpoints `operator` cosigned.
-    fn cosigned_by(&self, operator: &str) -> u64;
+    /// The latest checkpoints, newest first, at most `n` (blocking reads).
+    fn recent(&self, n: usize) -> Vec<Checkpoint>;
 }
 
-const NO_TRANSPARENCY_LOG: &str =
-    "not available: this aggregator has no transparency log (checkpoints come with it)";
+impl CheckpointSource for crate::transparency::Transparency {
+    fn recent(&self, n: usize) -> Vec<Checkpoint> {
+        let Ok(verifier) = tlog::checkpoint::LogVerifier::new(&self.verifier_key) else {
+            return Vec::new();
+        };
+        self.store()
+            .checkpoints_newest_first()
+            .take(n)
+            .filter_map(|item| {
+                let (_, note) = item
+                    .map_err(|e| tracing::warn!(error = %e, "console: a checkpoint could not be read"))
+                    .ok()?;
+                let signed = verifier
+                    .open(&note)
+                    .map_err(|e| tracing::warn!(error = %e, "console: a stored checkpoint does not verify"))
+                    .ok()?;
+                Some(Checkpoint {
+                    size: signed.size,
+                    root: base64::engine::general_purpose::STANDARD.encode(signed.root.0),
+                    cosigners: signed
+                        .cosignature
+                        .map(|c| c.signers.iter().map(|a| format!("{a:#x}")).collect())
+                        .unwrap_or_default(),
+                })
+            })
+            .collect()
+    }
+}
 
 #[derive(Debug, Clone, Serialize)]
 pub struct Snapshot {
@@ -95,8 +119,8 @@ pub struct OperatorCard {
     pub attestations_last_hour: u64,
     /// Refused requests that named it, by reason.
     pub refused: BTreeMap<&'static str, u64>,
-    /// `None` without a transparency log.
-    pub cosigned_checkpoints: Option<u64>,
+    /// Of the latest checkpoints (at most `RECENT_CHECKPOINTS`), how many carry its cosignature.
+    pub cosigned: Cosigned,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -117,10 +141,16 @@ pub struct HeadView {
 
 #[derive(Debug, Clone, Serialize)]
 pub struct CheckpointView {
-    pub available: bool,
+    /// `None` before the first checkpoint is issued.
     pub latest: Option<Checkpoint>,
-    /// Why there is none.
-    pub note: Option<&'static str>,
+    /// Events in the log not yet covered by the latest checkpoint.
+    pub behind: Option<u64>,
+}
+
+#[derive(Debug, Clone, Copy, Serialize)]
+pub struct Cosigned {
+    pub checkpoints: usize,
+    pub of_latest: usize,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -139,7 +169,7 @@ pub fn build(console: &Console, head: Option<(events::Ulid, events::Hash)>) -> S
     let views = &app.store.views;
     let pulse = console.pulse.view();
     let explorer = console.explorer();
-    let checkpoints = console.checkpoints.as_deref();
+    let recent = console.checkpoints.recent(RECENT_CHECKPOINTS);
 
     let mut registered: BTreeMap<String, projections::operators::OperatorRow> = views
         .operators()
@@ -198,7 +228,13 @@ pub fn build(console: &Console, head: Option<(events::Ulid, events::Hash)>) -> S
                 reports_last_hour: activity.reports,
                 attestations_last_hour: activity.attestations,
                 refused,
-                cosigned_checkpoints: checkpoints.map(|c| c.cosigned_by(&address)),
+                cosigned: Cosigned {
+                    checkpoints: recent
+                        .iter()
+                        .filter(|c| c.cosigners.contains(&address))
+                        .count(),
+                    of_latest: recent.len(),
+                },
                 address,
             }
         })
@@ -217,17 +253,13 @@ pub fn build(console: &Console, head: Option<(events::Ulid, events::Hash)>) -> S
         at_ms: id.timestamp_ms(),
         hash: hex::encode(hash),
     });
-    let checkpoint = match checkpoints {
-        Some(source) => CheckpointView {
-            available: true,
-            latest: source.latest(),
-            note: None,
-        },
-        None => CheckpointView {
-            available: false,
-            latest: None,
-            note: Some(NO_TRANSPARENCY_LOG),
-        },
+    let events = views.event_count().ok();
+    let checkpoint = CheckpointView {
+        behind: recent
+            .first()
+            .zip(events)
+            .map(|(c, n)| n.saturating_sub(c.size)),
+        latest: recent.into_iter().next(),
     };
 
     Snapshot {
@@ -244,7 +276,7 @@ pub fn build(console: &Console, head: Option<(events::Ulid, events::Hash)>) -> S
         tasks,
         pulse,
         log: LogView {
-            events: views.event_count().ok(),
+            events,
             head,
             checkpoint,
         },
