@@ -119,6 +119,23 @@ fn describe_and_register() {
         "firings_awaiting_quorum",
         "Firings operators reported over a minute ago (within the last hour) that no quorum attested"
     );
+    describe_counter!(
+        "grpc_connections_refused_total",
+        "gRPC connections closed at once because the listener was full, by reason"
+    );
+    describe_counter!(
+        "operator_cosignatures_total",
+        "Operators' cosignatures of a checkpoint received, by whether they were accepted"
+    );
+    describe_gauge!(
+        "tlog_checkpoint_size",
+        "Events the latest checkpoint of the transparency log covers"
+    );
+    describe_gauge!(
+        "tlog_checkpoint_cosigned_size",
+        "Events the latest checkpoint with the operators' quorum cosignature covers \
+         (0 when none of the latest 1000 checkpoints has one)"
+    );
 
     metrics::counter!("events_appended_total").increment(0);
     metrics::counter!("executions_queued_total").increment(0);
@@ -130,6 +147,10 @@ fn describe_and_register() {
     }
     metrics::counter!("operator_reports_total").increment(0);
     metrics::counter!("operator_messages_resent_total").increment(0);
+    metrics::counter!("grpc_connections_refused_total", "reason" => "max_connections").increment(0);
+    for accepted in ["true", "false"] {
+        metrics::counter!("operator_cosignatures_total", "accepted" => accepted).increment(0);
+    }
     metrics::gauge!("operators_connected").increment(0.0);
     metrics::gauge!("firings_awaiting_quorum").increment(0.0);
 }

@@ -361,11 +361,22 @@ fn peer(connect: &ConnectInfo<SocketAddr>) -> String {
     connect.0.ip().to_string()
 }
 
-/// `/metrics` gauges the console's view provides: the operators' liveness and the firings that
-/// wait on a quorum.
+/// Checkpoints looked through for the latest cosigned one, when none of the most recent is.
+const COSIGNED_LOOKBACK: usize = 1000;
+
+/// `/metrics` gauges the console's view provides: the operators' liveness, the firings that
+/// wait on a quorum, and how far the operators' cosignatures follow the checkpoints (blocking
+/// reads).
 pub fn record_gauges(console: &Console) {
     let view = console.pulse.view();
     metrics::gauge!("firings_awaiting_quorum").set(view.awaiting_quorum as f64);
+    let mut recent = console.checkpoints.recent(snapshot::RECENT_CHECKPOINTS);
+    if !recent.is_empty() && recent.iter().all(|c| c.cosigners.is_empty()) {
+        recent = console.checkpoints.recent(COSIGNED_LOOKBACK);
+    }
+    metrics::gauge!("tlog_checkpoint_size").set(recent.first().map_or(0, |c| c.size) as f64);
+    let cosigned = recent.iter().find(|c| !c.cosigners.is_empty());
+    metrics::gauge!("tlog_checkpoint_cosigned_size").set(cosigned.map_or(0, |c| c.size) as f64);
     let now = events::now_ms();
     for operator in console.app.pool.snapshot() {
         let last = match operator.liveness.last_ping_ms {

@@ -38,7 +38,8 @@ pub fn metrics() -> &'static PrometheusHandle {
     })
 }
 
-/// The crates of this workspace: they log at the configured level.
+/// The crates of this workspace: they log at the configured level (a test checks that every
+/// workspace member is here).
 const OWN_CRATES: &[&str] = &[
     "aggregator",
     "operator",
@@ -46,6 +47,7 @@ const OWN_CRATES: &[&str] = &[
     "projections",
     "attest",
     "replay",
+    "tlog",
 ];
 
 /// The filter for a configured level: a bare level applies to our crates, dependencies log from
@@ -98,6 +100,43 @@ mod tests {
         // Every filter this builds is one tracing accepts.
         for level in ["trace", "debug", "info", "warn", "error", "off"] {
             tracing_subscriber::EnvFilter::try_new(log_filter(level)).unwrap();
+        }
+    }
+
+    /// A crate added to the workspace logs at the configured level too, not at `warn` as a
+    /// dependency would.
+    #[test]
+    fn every_crate_of_the_workspace_logs_at_the_configured_level() {
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+        let name_of = |dir: &std::path::Path| {
+            let manifest = std::fs::read_to_string(dir.join("Cargo.toml")).unwrap();
+            let package = manifest.split("[package]").nth(1).unwrap().to_owned();
+            let line = package
+                .lines()
+                .find(|l| l.trim_start().starts_with("name"))
+                .unwrap()
+                .to_owned();
+            line.split('"').nth(1).unwrap().replace('-', "_")
+        };
+        let workspace = std::fs::read_to_string(root.join("Cargo.toml")).unwrap();
+        let members = workspace
+            .split("members = [")
+            .nth(1)
+            .and_then(|rest| rest.split(']').next())
+            .unwrap()
+            .to_owned();
+        let members: Vec<&str> = members
+            .split(',')
+            .map(|m| m.trim().trim_matches('"'))
+            .filter(|m| !m.is_empty())
+            .collect();
+        assert!(members.len() > 1, "{members:?}");
+        for member in members {
+            let name = name_of(&root.join(member));
+            assert!(
+                super::OWN_CRATES.contains(&name.as_str()),
+                "{name} (workspace member {member}) is not in OWN_CRATES"
+            );
         }
     }
 }

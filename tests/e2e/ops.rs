@@ -36,10 +36,28 @@ fn promtool(args: &[&str]) -> anyhow::Result<String> {
 #[test]
 fn the_alerting_rules_pass_promtool_and_their_unit_tests() -> anyhow::Result<()> {
     let checked = promtool(&["check", "rules", "alerts.yml"])?;
-    assert!(checked.contains("SUCCESS: 6 rules found"), "{checked}");
+    assert!(checked.contains("SUCCESS: 7 rules found"), "{checked}");
     promtool(&["check", "config", "prometheus.yml"])?;
     let tested = promtool(&["test", "rules", "alerts.test.yml"])?;
     assert!(tested.contains("SUCCESS"), "{tested}");
+    // Every alert has a unit test in which it fires.
+    let rules: Value = serde_norway::from_str(&std::fs::read_to_string(ops().join("alerts.yml"))?)?;
+    let tests: Value =
+        serde_norway::from_str(&std::fs::read_to_string(ops().join("alerts.test.yml"))?)?;
+    let fired: BTreeSet<&str> = tests["tests"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .flat_map(|t| t["alert_rule_test"].as_array().into_iter().flatten())
+        .filter(|case| case["exp_alerts"].as_array().is_some_and(|a| !a.is_empty()))
+        .filter_map(|case| case["alertname"].as_str())
+        .collect();
+    for group in rules["groups"].as_array().into_iter().flatten() {
+        for rule in group["rules"].as_array().into_iter().flatten() {
+            let name = rule["alert"].as_str().unwrap_or_default();
+            assert!(fired.contains(name), "no unit test fires {name}");
+        }
+    }
     Ok(())
 }
 
@@ -259,6 +277,27 @@ async fn every_metric_the_dashboard_and_the_rules_name_is_exported() -> anyhow::
     assert!(
         missing.is_empty(),
         "named in ops/ but not exported: {missing:?}\n{text}"
+    );
+    // Every metric carries its help text (a histogram's, a summary's series share their base's).
+    let described: BTreeSet<&str> = text
+        .lines()
+        .filter_map(|line| line.strip_prefix("# HELP "))
+        .filter_map(|rest| rest.split(' ').next())
+        .collect();
+    let undescribed: Vec<&String> = exported
+        .iter()
+        .filter(|name| {
+            let base = ["_bucket", "_sum", "_count"]
+                .iter()
+                .find_map(|suffix| name.strip_suffix(suffix))
+                .filter(|base| described.contains(base))
+                .unwrap_or(name);
+            !described.contains(base)
+        })
+        .collect();
+    assert!(
+        undescribed.is_empty(),
+        "exported without a # HELP line (describe them in telemetry/catalog.rs): {undescribed:?}"
     );
     Ok(())
 }
