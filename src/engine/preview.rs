@@ -47,13 +47,32 @@ impl Engine {
         };
         let rendered = templates.node(config).await.map_err(NodeError::new)?;
         let limit = self.inner.tools.config.node_limit;
-        match tokio::time::timeout(limit, nodes::run(&self.inner.tools, &rendered, &globals)).await
-        {
-            Ok(result) => result,
-            Err(_) => Err(NodeError::new(format!(
-                "the node ran longer than its {} s limit",
-                limit.as_secs()
-            ))),
+        let result =
+            match tokio::time::timeout(limit, nodes::run(&self.inner.tools, &rendered, &globals))
+                .await
+            {
+                Ok(result) => result,
+                Err(_) => Err(NodeError::new(format!(
+                    "the node ran longer than its {} s limit",
+                    limit.as_secs()
+                ))),
+            };
+        // The answer goes back to the caller: the owner's secrets stay masked there too.
+        let redactor = super::redact::Redactor::from_vars(&globals);
+        match result {
+            Ok(mut run) => {
+                redactor.value(&mut run.output);
+                run.log.iter_mut().for_each(|line| redactor.text(line));
+                Ok(run)
+            }
+            Err(mut e) => {
+                redactor.text(&mut e.message);
+                if let Some(output) = &mut e.output {
+                    redactor.value(output);
+                }
+                e.log.iter_mut().for_each(|line| redactor.text(line));
+                Err(e)
+            }
         }
     }
 
