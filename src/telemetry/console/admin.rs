@@ -23,6 +23,7 @@ use axum::body::Bytes;
 use axum::extract::{ConnectInfo, Query, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
+use base64::Engine as _;
 use events::execution::{FiringSource, Step};
 use projections::executions::{ExecutionRow, RunStatus};
 use serde::{Deserialize, Serialize};
@@ -386,9 +387,26 @@ impl Masker {
             if escaped != text {
                 replacements.push((escaped, label.clone()));
             }
+            // Encoded as a request would carry it (a header, a query): what the engine masks in
+            // the runs it records now, masked here in the records made before.
+            for engine in [
+                base64::engine::general_purpose::STANDARD,
+                base64::engine::general_purpose::STANDARD_NO_PAD,
+                base64::engine::general_purpose::URL_SAFE,
+                base64::engine::general_purpose::URL_SAFE_NO_PAD,
+            ] {
+                replacements.push((engine.encode(text), label.clone()));
+            }
+            let encoded =
+                percent_encoding::utf8_percent_encode(text, percent_encoding::NON_ALPHANUMERIC)
+                    .to_string();
+            replacements.push((encoded.replace("%20", "+"), label.clone()));
+            replacements.push((encoded, label.clone()));
             replacements.push((text.to_owned(), label));
         }
-        replacements.sort_by_key(|(find, _)| std::cmp::Reverse(find.len()));
+        // Longest first; one spelling that two forms share is kept once.
+        replacements.sort_by(|a, b| b.0.len().cmp(&a.0.len()).then_with(|| a.0.cmp(&b.0)));
+        replacements.dedup_by(|a, b| a.0 == b.0);
         Self { replacements }
     }
 
@@ -841,6 +859,26 @@ mod tests {
         assert_eq!(m.text(&json), r#"{"x":"[secret token]"}"#);
         // Too short to mask without masking everything.
         assert_eq!(m.text("ab"), "ab");
+    }
+
+    #[test]
+    fn a_secret_in_base64_or_url_encoded_is_masked_too() {
+        let m = masker(&[("token", "sk live/99?")]);
+        for encoded in [
+            "c2sgbGl2ZS85OT8=",
+            "c2sgbGl2ZS85OT8",
+            "c2sgbGl2ZS85OT8=",
+            "sk%20live%2F99%3F",
+            "sk+live%2F99%3F",
+        ] {
+            assert_eq!(
+                m.text(&format!("Authorization: Basic {encoded}")),
+                "Authorization: Basic [secret token]",
+                "{encoded}"
+            );
+        }
+        let m = masker(&[("token", "ab>?~")]);
+        assert_eq!(m.text("q=YWI-P34"), "q=[secret token]");
     }
 
     #[test]
