@@ -169,7 +169,8 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
     tracing::info!(
         %http,
         console = %format!("http://{http}/telemetry"),
-        "HTTP listening: /up, /metrics, /operators and the console"
+        log_key = %app.transparency.verifier_key,
+        "HTTP listening: /up, /metrics, /operators, the transparency log's /checkpoint, /tile/ and /log-key, and the console"
     );
     Ok(Running {
         grpc,

@@ -29,6 +29,7 @@ mod original;
 mod restart;
 mod secrets_at_rest;
 mod service;
+mod startup_log;
 mod support;
 mod transparency;
 mod wallet_derivation;
