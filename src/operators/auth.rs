@@ -15,7 +15,9 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use alloy::primitives::Address;
-use tonic::{Request, Status};
+use tonic::Request;
+
+use super::OperatorError;
 
 use attest::{HEADER_ADDRESS, HEADER_NONCE, HEADER_SIGNATURE, HEADER_TIMESTAMP};
 
@@ -38,7 +40,7 @@ impl std::fmt::Debug for RequestAuth {
 }
 
 /// Why a request is refused (the counter's `reason`) and what the caller is told.
-type Refused = (&'static str, Status);
+type Refused = (&'static str, OperatorError);
 
 fn header<'r, T>(request: &'r Request<T>, name: &str) -> Result<&'r str, Refused> {
     request
@@ -47,7 +49,7 @@ fn header<'r, T>(request: &'r Request<T>, name: &str) -> Result<&'r str, Refused
         .ok_or_else(|| {
             (
                 "unsigned",
-                Status::unauthenticated(format!(
+                OperatorError::Unauthenticated(format!(
                     "operator requests are signed: the {name} metadata is missing"
                 )),
             )
@@ -56,7 +58,7 @@ fn header<'r, T>(request: &'r Request<T>, name: &str) -> Result<&'r str, Refused
         .map_err(|_| {
             (
                 "malformed",
-                Status::unauthenticated(format!("the {name} metadata is not text")),
+                OperatorError::Unauthenticated(format!("the {name} metadata is not text")),
             )
         })
 }
@@ -80,12 +82,12 @@ impl RequestAuth {
         method: &str,
         request: &Request<T>,
         known: impl Fn(Address) -> bool,
-    ) -> Result<Address, Status> {
+    ) -> Result<Address, OperatorError> {
         let mut named = None;
         self.verify(method, request, &known, &mut named)
-            .map_err(|(reason, status)| {
+            .map_err(|(reason, error)| {
                 self.refusals.record(named, reason);
-                status
+                error
             })
     }
 
@@ -99,21 +101,23 @@ impl RequestAuth {
         let address: Address = header(request, HEADER_ADDRESS)?.parse().map_err(|_| {
             (
                 "malformed",
-                Status::unauthenticated("x-operator-address is not an address"),
+                OperatorError::Unauthenticated("x-operator-address is not an address".into()),
             )
         })?;
         *named = Some(address).filter(|a| known(*a));
         let timestamp: u64 = header(request, HEADER_TIMESTAMP)?.parse().map_err(|_| {
             (
                 "malformed",
-                Status::unauthenticated("x-operator-timestamp is not milliseconds"),
+                OperatorError::Unauthenticated("x-operator-timestamp is not milliseconds".into()),
             )
         })?;
         let nonce = header(request, HEADER_NONCE)?;
         if nonce.len() < 16 || nonce.len() > 128 || !nonce.bytes().all(|b| b.is_ascii_hexdigit()) {
             return Err((
                 "malformed",
-                Status::unauthenticated("x-operator-nonce must be 16 to 128 hex digits"),
+                OperatorError::Unauthenticated(
+                    "x-operator-nonce must be 16 to 128 hex digits".into(),
+                ),
             ));
         }
         let signature = header(request, HEADER_SIGNATURE)?;
@@ -122,7 +126,7 @@ impl RequestAuth {
         if timestamp.abs_diff(now) > window {
             return Err((
                 "stale",
-                Status::unauthenticated(format!(
+                OperatorError::Unauthenticated(format!(
                     "the request was signed {} ms away from the aggregator's clock; the window is {window} ms",
                     timestamp.abs_diff(now)
                 )),
@@ -131,8 +135,8 @@ impl RequestAuth {
         if timestamp < self.started {
             return Err((
                 "stale",
-                Status::unauthenticated(
-                    "the request was signed before the aggregator started; sign it again",
+                OperatorError::Unauthenticated(
+                    "the request was signed before the aggregator started; sign it again".into(),
                 ),
             ));
         }
@@ -144,19 +148,19 @@ impl RequestAuth {
             &request.get_ref().encode_to_vec(),
         );
         let signer = attest::request_signer(&text, signature)
-            .map_err(|e| ("bad_signature", Status::unauthenticated(e.0)))?;
+            .map_err(|e| ("bad_signature", OperatorError::Unauthenticated(e.0)))?;
         if signer != address {
             return Err((
                 "bad_signature",
-                Status::unauthenticated(
-                    "the request's signature does not match x-operator-address",
+                OperatorError::Unauthenticated(
+                    "the request's signature does not match x-operator-address".into(),
                 ),
             ));
         }
         if !known(address) {
             return Err((
                 "unknown_operator",
-                Status::permission_denied(format!("{address:#x} is not a registered operator")),
+                OperatorError::NotMember(format!("{address:#x} is not a registered operator")),
             ));
         }
         let mut seen = self.seen.lock().unwrap_or_else(|p| p.into_inner());
@@ -169,7 +173,9 @@ impl RequestAuth {
         {
             return Err((
                 "replayed",
-                Status::unauthenticated("this request was already received (replayed nonce)"),
+                OperatorError::Unauthenticated(
+                    "this request was already received (replayed nonce)".into(),
+                ),
             ));
         }
         Ok(address)

@@ -121,7 +121,7 @@ fn describe_and_register() {
     );
     describe_counter!(
         "grpc_connections_refused_total",
-        "gRPC connections closed at once because the listener was full, by reason"
+        "gRPC connections closed before serving them (the listener full, a handshake too slow), by reason"
     );
     describe_counter!(
         "operator_cosignatures_total",
@@ -147,7 +147,9 @@ fn describe_and_register() {
     }
     metrics::counter!("operator_reports_total").increment(0);
     metrics::counter!("operator_messages_resent_total").increment(0);
-    metrics::counter!("grpc_connections_refused_total", "reason" => "max_connections").increment(0);
+    for reason in ["max_connections", "handshake_timeout"] {
+        metrics::counter!("grpc_connections_refused_total", "reason" => reason).increment(0);
+    }
     for accepted in ["true", "false"] {
         metrics::counter!("operator_cosignatures_total", "accepted" => accepted).increment(0);
     }

@@ -18,6 +18,8 @@ const OURS: &[&str] = &[
     "attest",
     "replay",
     "tlog",
+    "protocol",
+    "operator",
 ];
 
 /// Starts the binary, reads its log until the HTTP listener's line, then stops it; the lines.
