@@ -716,6 +716,15 @@ async fn drive(
         assert!(!shown.contains(value), "the page shows {what}");
     }
 
+    // With the executions open at desktop width, nothing is wider than the window either.
+    browser
+        .until(
+            "a layout without horizontal scrolling at desktop width",
+            patience,
+            "return document.documentElement.scrollWidth <= window.innerWidth",
+        )
+        .await?;
+
     if let Ok(path) = std::env::var("CONSOLE_SCREENSHOT") {
         browser.click("#timeline button").await?;
         page.set_window_size(1280, 2100).await?;
