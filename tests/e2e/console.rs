@@ -60,11 +60,11 @@ async fn the_admin_part_opens_only_with_an_admin_api_key_and_closes_with_it() ->
     let base = server.http_url();
     let app = &server.running().app;
     let subject = alloy::primitives::Address::repeat_byte(7);
-    let (_, admin_key) = app
-        .tokens
-        .api_key(subject, Role::Admin, Duration::from_secs(3600))?;
+    let (_, admin_key) =
+        app.token_issuer
+            .api_key(subject, Role::Admin, Duration::from_secs(3600))?;
     let (_, readonly_key) =
-        app.tokens
+        app.token_issuer
             .api_key(subject, Role::ReadOnly, Duration::from_secs(3600))?;
 
     // The page and its assets are served from the binary, with a policy that loads nothing else.
@@ -460,11 +460,11 @@ async fn the_console_shows_the_operators_and_executions_live_and_no_secret() -> 
 
     let app = net.app();
     let subject = alloy::primitives::Address::repeat_byte(9);
-    let (_, admin_key) = app
-        .tokens
-        .api_key(subject, Role::Admin, Duration::from_secs(3600))?;
+    let (_, admin_key) =
+        app.token_issuer
+            .api_key(subject, Role::Admin, Duration::from_secs(3600))?;
     let (_, readonly_key) =
-        app.tokens
+        app.token_issuer
             .api_key(subject, Role::ReadOnly, Duration::from_secs(3600))?;
 
     let browser = Browser::start().await?;

@@ -292,7 +292,7 @@ pub async fn sign_in(
     }
     let verified = console
         .app
-        .tokens
+        .token_issuer
         .verify(key)
         .map_err(|e| ConsoleError::SignInRequired(format!("the key is refused: {e}")))?;
     let Some(key_id) = verified.api_key_id.clone() else {
