@@ -507,7 +507,8 @@ impl EventLogConfig {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct LogConfig {
-    /// A `tracing` filter, e.g. `info` or `aggregator=debug,info`; `RUST_LOG` wins when set.
+    /// A level for our own crates (dependencies log from `warn` up), or a full `tracing` filter
+    /// when it holds `=` or `,` (e.g. `info,aggregator=debug`); `RUST_LOG` wins when set.
     pub level: String,
     pub format: LogFormat,
 }

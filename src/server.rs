@@ -66,6 +66,14 @@ pub async fn open(config: Config) -> anyhow::Result<SharedApp> {
     if !catch_up.rebuilt.is_empty() || catch_up.applied > 0 {
         tracing::info!(rebuilt = ?catch_up.rebuilt, applied = catch_up.applied, "projections brought up to date");
     }
+    tracing::info!(
+        data = %config.data_dir.display(),
+        keys = %config.keys_dir.display(),
+        durability = ?config.durability,
+        events = store.views.event_count().unwrap_or(0),
+        head = %store.log.head().ok().flatten().map_or_else(|| "none".to_owned(), |(id, _)| id.to_string()),
+        "store open"
+    );
     let wallets = WalletFactory::new(
         config.wallet.factory.parse()?,
         config.wallet.account_implementation.parse()?,
@@ -108,6 +116,7 @@ pub async fn open(config: Config) -> anyhow::Result<SharedApp> {
 /// Starts everything and returns once both listeners are bound.
 pub async fn start(config: Config) -> anyhow::Result<Running> {
     crate::telemetry::metrics();
+    crate::telemetry::catalog::register();
     let grpc_listener = TcpListener::bind(config.grpc.listen)
         .await
         .with_context(|| format!("binding the gRPC listener on {}", config.grpc.listen))?;
@@ -151,7 +160,19 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
             until(stopped),
         )),
     ];
-    tracing::info!(%grpc, %http, "aggregator listening");
+    tracing::info!(
+        %grpc,
+        tls = app.config.grpc.tls.is_some(),
+        chain_id = app.config.chain_id,
+        operators = app.pool.weights().len(),
+        "gRPC listening: the client API (aggregator.Aggregator) and the operators' (aggregator.Node)"
+    );
+    tracing::info!(
+        %http,
+        console = %format!("http://{http}/telemetry"),
+        log_key = %app.transparency.verifier_key,
+        "HTTP listening: /up, /metrics, /operators, the transparency log's /checkpoint, /tile/ and /log-key, and the console"
+    );
     Ok(Running {
         grpc,
         http,

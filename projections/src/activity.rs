@@ -119,6 +119,31 @@ impl Views {
         self.latest_under(&owner_prefix(owner), before, limit)
     }
 
+    /// The latest executions of one task, newest first, older than `before` when given.
+    pub fn latest_executions_of_task(
+        &self,
+        task_id: &str,
+        before: Option<&str>,
+        limit: usize,
+    ) -> events::Result<Vec<ExecutionRef>> {
+        let prefix = crate::executions::history_prefix(task_id);
+        let mut end = prefix.clone();
+        match before {
+            Some(id) => end.extend_from_slice(id.as_bytes()),
+            None => end.push(b'~'),
+        }
+        let mut out = Vec::with_capacity(limit.min(512));
+        for guard in self.executions.range(prefix.clone()..end).rev().take(limit) {
+            let key = guard.key()?;
+            out.push(ExecutionRef {
+                execution_id: String::from_utf8_lossy(key.get(prefix.len()..).unwrap_or_default())
+                    .into_owned(),
+                task_id: task_id.to_owned(),
+            });
+        }
+        Ok(out)
+    }
+
     /// The task an execution belongs to.
     pub fn execution_task(&self, execution_id: &str) -> events::Result<Option<String>> {
         Ok(self

@@ -24,11 +24,44 @@ pub fn metrics() -> &'static PrometheusHandle {
     })
 }
 
-/// Installs the log subscriber at `level` (a `tracing` filter), as JSON lines or as text;
-/// `RUST_LOG` wins over `level`.
+/// The crates of this workspace: they log at the configured level (a test checks that every
+/// workspace member is here).
+const OWN_CRATES: &[&str] = &[
+    "aggregator",
+    "operator",
+    "protocol",
+    "events",
+    "projections",
+    "attest",
+    "replay",
+    "tlog",
+];
+
+/// The filter for a configured level: a bare level applies to our crates, dependencies log from
+/// `warn` up (or `error`/`off` when that is the level), so that the storage engine's per-flush
+/// and recovery INFO lines stay out; anything with `=` or `,` is a full filter, taken as it is.
+pub fn log_filter(level: &str) -> String {
+    let level = level.trim();
+    if level.contains('=') || level.contains(',') {
+        return level.to_owned();
+    }
+    let dependencies = match level.to_ascii_lowercase().as_str() {
+        "error" | "off" => level,
+        _ => "warn",
+    };
+    let mut filter = dependencies.to_owned();
+    for name in OWN_CRATES {
+        filter.push_str(&format!(",{name}={level}"));
+    }
+    filter
+}
+
+/// Installs the log subscriber at `level` (a bare level or a `tracing` filter, see
+/// `log_filter`), as JSON lines or as text; `RUST_LOG` wins over `level`.
 pub fn init_logging(level: &str, json: bool) {
     use tracing_subscriber::EnvFilter;
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(level));
+    let filter =
+        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(log_filter(level)));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         // Colours only on a terminal: a log file or a collector gets plain text.
@@ -84,5 +117,66 @@ pub mod duration_text {
         let text = String::deserialize(d)?;
         humantime::parse_duration(&text)
             .map_err(|e| serde::de::Error::custom(format!("invalid duration {text:?}: {e}")))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, reason = "tests")]
+
+    use super::{OWN_CRATES, log_filter};
+
+    #[test]
+    fn a_bare_level_is_ours_and_dependencies_log_warnings_only() {
+        let filter = log_filter("info");
+        assert!(filter.starts_with("warn,"), "{filter}");
+        assert!(filter.contains("aggregator=info"), "{filter}");
+        assert!(filter.contains("events=info"), "{filter}");
+        assert!(log_filter("error").starts_with("error,"));
+        assert_eq!(log_filter("info,fjall=info"), "info,fjall=info");
+        assert_eq!(log_filter("aggregator=debug"), "aggregator=debug");
+        // Every filter this builds is one tracing accepts.
+        for level in ["trace", "debug", "info", "warn", "error", "off"] {
+            tracing_subscriber::EnvFilter::try_new(log_filter(level)).unwrap();
+        }
+    }
+
+    /// A crate added to the workspace logs at the configured level too, not at `warn` as a
+    /// dependency would.
+    #[test]
+    fn every_crate_of_the_workspace_logs_at_the_configured_level() {
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .parent()
+            .unwrap();
+        let name_of = |dir: &std::path::Path| {
+            let manifest = std::fs::read_to_string(dir.join("Cargo.toml")).unwrap();
+            let package = manifest.split("[package]").nth(1).unwrap().to_owned();
+            let line = package
+                .lines()
+                .find(|l| l.trim_start().starts_with("name"))
+                .unwrap()
+                .to_owned();
+            line.split('"').nth(1).unwrap().replace('-', "_")
+        };
+        let workspace = std::fs::read_to_string(root.join("Cargo.toml")).unwrap();
+        let members = workspace
+            .split("members = [")
+            .nth(1)
+            .and_then(|rest| rest.split(']').next())
+            .unwrap()
+            .to_owned();
+        let members: Vec<&str> = members
+            .split(',')
+            .map(|m| m.trim().trim_matches('"'))
+            .filter(|m| !m.is_empty())
+            .collect();
+        assert!(members.len() > 1, "{members:?}");
+        for member in members {
+            let name = name_of(&root.join(member));
+            assert!(
+                OWN_CRATES.contains(&name.as_str()),
+                "{name} (workspace member {member}) is not in OWN_CRATES"
+            );
+        }
     }
 }

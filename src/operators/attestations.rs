@@ -270,8 +270,7 @@ async fn check(
         .assignment(&task_id)
         .map_err(|e| OperatorError::Internal(e.to_string()))?;
     if !assigned.contains_key(&operator) {
-        metrics::counter!("operator_requests_refused_total", "reason" => "not_assigned")
-            .increment(1);
+        pool.refusals.record(Some(operator), "not_assigned");
         return Err(OperatorError::NotAssigned { operator, task_id });
     }
     let public_key = pool
@@ -287,8 +286,7 @@ async fn check(
         signature: reported.bls_signature.clone(),
     };
     pool.verifier.verify(signed).await.map_err(|e| {
-        metrics::counter!("operator_requests_refused_total", "reason" => "bad_bls_signature")
-            .increment(1);
+        pool.refusals.record(Some(operator), "bad_bls_signature");
         OperatorError::BadSignature(e.to_string())
     })?;
     let report = Report {

@@ -11,7 +11,7 @@
 //! time (an honest operator signs each attempt afresh).
 
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use alloy::primitives::Address;
@@ -21,11 +21,14 @@ use super::OperatorError;
 
 use attest::{HEADER_ADDRESS, HEADER_NONCE, HEADER_SIGNATURE, HEADER_TIMESTAMP};
 
+use super::refusals::Refusals;
+
 pub struct RequestAuth {
     freshness: Duration,
     /// When this aggregator started (ms): the nonce store knows nothing older.
     started: u64,
     seen: Mutex<HashMap<(Address, String), u64>>,
+    refusals: Arc<Refusals>,
 }
 
 impl std::fmt::Debug for RequestAuth {
@@ -36,17 +39,15 @@ impl std::fmt::Debug for RequestAuth {
     }
 }
 
-fn refuse(reason: &'static str, error: OperatorError) -> OperatorError {
-    metrics::counter!("operator_requests_refused_total", "reason" => reason).increment(1);
-    error
-}
+/// Why a request is refused (the counter's `reason`) and what the caller is told.
+type Refused = (&'static str, OperatorError);
 
-fn header<'r, T>(request: &'r Request<T>, name: &str) -> Result<&'r str, OperatorError> {
+fn header<'r, T>(request: &'r Request<T>, name: &str) -> Result<&'r str, Refused> {
     request
         .metadata()
         .get(name)
         .ok_or_else(|| {
-            refuse(
+            (
                 "unsigned",
                 OperatorError::Unauthenticated(format!(
                     "operator requests are signed: the {name} metadata is missing"
@@ -55,7 +56,7 @@ fn header<'r, T>(request: &'r Request<T>, name: &str) -> Result<&'r str, Operato
         })?
         .to_str()
         .map_err(|_| {
-            refuse(
+            (
                 "malformed",
                 OperatorError::Unauthenticated(format!("the {name} metadata is not text")),
             )
@@ -64,37 +65,55 @@ fn header<'r, T>(request: &'r Request<T>, name: &str) -> Result<&'r str, Operato
 
 impl RequestAuth {
     /// `started`: when the aggregator started (ms); nothing signed earlier is accepted.
-    pub fn new(freshness: Duration, started: u64) -> Self {
+    /// Refusals are counted in `refusals`.
+    pub fn new(freshness: Duration, started: u64, refusals: Arc<Refusals>) -> Self {
         Self {
             freshness,
             started,
             seen: Mutex::new(HashMap::new()),
+            refusals,
         }
     }
 
     /// The operator that signed `request` for `method` (e.g. `/aggregator.Node/Ping`), if it is
-    /// one of `known`.
+    /// one of `known`. A refusal is counted, on the operator the request names when it is one.
     pub fn check<T: prost::Message>(
         &self,
         method: &str,
         request: &Request<T>,
         known: impl Fn(Address) -> bool,
     ) -> Result<Address, OperatorError> {
+        let mut named = None;
+        self.verify(method, request, &known, &mut named)
+            .map_err(|(reason, error)| {
+                self.refusals.record(named, reason);
+                error
+            })
+    }
+
+    fn verify<T: prost::Message>(
+        &self,
+        method: &str,
+        request: &Request<T>,
+        known: &impl Fn(Address) -> bool,
+        named: &mut Option<Address>,
+    ) -> Result<Address, Refused> {
         let address: Address = header(request, HEADER_ADDRESS)?.parse().map_err(|_| {
-            refuse(
+            (
                 "malformed",
                 OperatorError::Unauthenticated("x-operator-address is not an address".into()),
             )
         })?;
+        *named = Some(address).filter(|a| known(*a));
         let timestamp: u64 = header(request, HEADER_TIMESTAMP)?.parse().map_err(|_| {
-            refuse(
+            (
                 "malformed",
                 OperatorError::Unauthenticated("x-operator-timestamp is not milliseconds".into()),
             )
         })?;
         let nonce = header(request, HEADER_NONCE)?;
         if nonce.len() < 16 || nonce.len() > 128 || !nonce.bytes().all(|b| b.is_ascii_hexdigit()) {
-            return Err(refuse(
+            return Err((
                 "malformed",
                 OperatorError::Unauthenticated(
                     "x-operator-nonce must be 16 to 128 hex digits".into(),
@@ -105,7 +124,7 @@ impl RequestAuth {
         let now = events::now_ms();
         let window = u64::try_from(self.freshness.as_millis()).unwrap_or(u64::MAX);
         if timestamp.abs_diff(now) > window {
-            return Err(refuse(
+            return Err((
                 "stale",
                 OperatorError::Unauthenticated(format!(
                     "the request was signed {} ms away from the aggregator's clock; the window is {window} ms",
@@ -114,7 +133,7 @@ impl RequestAuth {
             ));
         }
         if timestamp < self.started {
-            return Err(refuse(
+            return Err((
                 "stale",
                 OperatorError::Unauthenticated(
                     "the request was signed before the aggregator started; sign it again".into(),
@@ -129,9 +148,9 @@ impl RequestAuth {
             &request.get_ref().encode_to_vec(),
         );
         let signer = attest::request_signer(&text, signature)
-            .map_err(|e| refuse("bad_signature", OperatorError::Unauthenticated(e.0)))?;
+            .map_err(|e| ("bad_signature", OperatorError::Unauthenticated(e.0)))?;
         if signer != address {
-            return Err(refuse(
+            return Err((
                 "bad_signature",
                 OperatorError::Unauthenticated(
                     "the request's signature does not match x-operator-address".into(),
@@ -139,7 +158,7 @@ impl RequestAuth {
             ));
         }
         if !known(address) {
-            return Err(refuse(
+            return Err((
                 "unknown_operator",
                 OperatorError::NotMember(format!("{address:#x} is not a registered operator")),
             ));
@@ -152,7 +171,7 @@ impl RequestAuth {
             .insert((address, nonce.to_owned()), now + 2 * window)
             .is_some()
         {
-            return Err(refuse(
+            return Err((
                 "replayed",
                 OperatorError::Unauthenticated(
                     "this request was already received (replayed nonce)".into(),

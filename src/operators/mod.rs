@@ -5,6 +5,7 @@
 //! - `registry`: the operator set (from the config or a registry contract), checked (proofs of
 //!   possession) and recorded as events;
 //! - `auth`: every operator request is signed; freshness and nonces refuse replays;
+//! - `refusals`: refused requests counted by reason and by the operator they name;
 //! - `pool`: connected operators, their `SyncMessages` streams, task assignment (as
 //!   `domain::assignment` chooses, recorded as events), pushed messages and their
 //!   acknowledgements;
@@ -21,6 +22,7 @@ pub mod auth;
 pub mod error;
 pub mod overload;
 pub mod pool;
+pub mod refusals;
 pub mod registry;
 pub mod verifier;
 

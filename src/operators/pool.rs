@@ -91,6 +91,8 @@ pub struct Pool {
     tracking: tokio::sync::Mutex<Tracking>,
     /// Checks the reports' BLS signatures, batched.
     pub verifier: Verifier,
+    /// Refused requests, by reason and by the operator they name.
+    pub refusals: Arc<super::refusals::Refusals>,
 }
 
 impl std::fmt::Debug for Pool {
@@ -139,6 +141,7 @@ impl Pool {
             closed: AtomicBool::new(false),
             tracking: tokio::sync::Mutex::new(Tracking::default()),
             verifier: Verifier::start()?,
+            refusals: Arc::default(),
         });
         pool.refresh_members()?;
         Ok(pool)

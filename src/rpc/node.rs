@@ -39,6 +39,7 @@ impl NodeApi {
         let auth = Arc::new(RequestAuth::new(
             app.config.operators.freshness,
             app.started_ms,
+            app.pool.refusals.clone(),
         ));
         Self { app, auth }
     }

@@ -1,44 +1,85 @@
 //! The HTTP endpoints: `/up` (liveness), `/metrics` (Prometheus text), `/operators` (JSON), and
 //! `/operator`, the original's list of operators in its shape (`{"data": [{address, remote_ip,
 //! last_ping, version, metrics_port, block_number, event_count}]}`), for the dashboards and
-//! scripts written against it.
+//! scripts written against it, and the console (`/telemetry`, see `console`).
 //!
 //! The transparency log's endpoints (`/checkpoint`, `/tile/...`, `/log-key`,
 //! `/proof/execution/<id>`) are `transparency::http`'s.
 //!
-//! Gauges that describe the store (tasks by status, projection lag, size on disk) are computed
-//! when `/metrics` is scraped, from the projections.
+//! Gauges that describe the store (tasks by status, projection lag, size on disk) and the
+//! operators' liveness are computed when `/metrics` is scraped, from the projections, the pool
+//! and the console's pulse.
 
 use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
 
 use axum::Router;
-use axum::extract::State;
+use axum::extract::{FromRef, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Json};
 use axum::routing::get;
 use tokio::net::TcpListener;
 
+use super::console::{self, Console};
 use crate::app::SharedApp;
 
-pub fn router(app: SharedApp) -> Router {
+/// What the handlers share.
+#[derive(Clone)]
+pub struct HttpState {
+    pub app: SharedApp,
+    pub console: Arc<Console>,
+}
+
+impl FromRef<HttpState> for SharedApp {
+    fn from_ref(state: &HttpState) -> Self {
+        state.app.clone()
+    }
+}
+
+impl FromRef<HttpState> for Arc<Console> {
+    fn from_ref(state: &HttpState) -> Self {
+        state.console.clone()
+    }
+}
+
+pub fn router(console: Arc<Console>) -> Router {
+    let state = HttpState {
+        app: console.app.clone(),
+        console: console.clone(),
+    };
     Router::new()
         .route("/up", get(up))
         .route("/metrics", get(metrics))
         .route("/operators", get(operators))
         .route("/operator", get(operator_list))
-        .merge(crate::transparency::http::routes())
-        .with_state(app)
+        .with_state(state)
+        .merge(crate::transparency::http::routes().with_state(console.app.clone()))
+        .merge(console::router(console))
 }
 
-/// Serves the endpoints on `listener` until `shutdown` completes.
+/// Serves the endpoints on `listener` until `shutdown` completes; the console's event streams
+/// end then, so that the graceful shutdown does not wait on open pages.
 pub async fn serve(
     app: SharedApp,
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
-    axum::serve(listener, router(app))
-        .with_graceful_shutdown(shutdown)
-        .await?;
+    let (closing, closed) = tokio::sync::watch::channel(false);
+    let checkpoints = app.transparency.clone();
+    let (console, worker) = Console::start(app, checkpoints, closed)?;
+    let shutdown = async move {
+        shutdown.await;
+        let _ = closing.send(true);
+    };
+    let served = axum::serve(
+        listener,
+        router(console).into_make_service_with_connect_info::<SocketAddr>(),
+    )
+    .with_graceful_shutdown(shutdown)
+    .await;
+    tokio::task::spawn_blocking(move || worker.stop()).await?;
+    served?;
     Ok(())
 }
 
@@ -52,8 +93,14 @@ async fn up(State(app): State<SharedApp>) -> impl IntoResponse {
     }
 }
 
-async fn metrics(State(app): State<SharedApp>) -> impl IntoResponse {
-    record_store_gauges(&app);
+async fn metrics(State(state): State<HttpState>) -> impl IntoResponse {
+    let console = state.console.clone();
+    // Reads of the store: off the async runtime.
+    let _ = tokio::task::spawn_blocking(move || {
+        record_store_gauges(&console.app);
+        console::record_gauges(&console);
+    })
+    .await;
     (
         [(
             axum::http::header::CONTENT_TYPE,
@@ -64,14 +111,7 @@ async fn metrics(State(app): State<SharedApp>) -> impl IntoResponse {
 }
 
 fn record_store_gauges(app: &SharedApp) {
-    for (letter, name) in [
-        ('a', "enabled"),
-        ('i', "disabled"),
-        ('c', "completed"),
-        ('f', "failed"),
-        ('l', "cancelled"),
-        ('x', "executing"),
-    ] {
+    for (letter, name) in super::catalog::TASK_STATUSES {
         if let Ok(n) = app.store.views.tasks_with_letter(letter) {
             metrics::gauge!("tasks", "status" => name).set(n as f64);
         }
@@ -79,6 +119,14 @@ fn record_store_gauges(app: &SharedApp) {
     if let Ok(lag) = app.store.projection_lag() {
         metrics::gauge!("projection_lag_events").set(lag as f64);
     }
+    if let Ok(n) = app.store.views.event_count() {
+        metrics::gauge!("log_events").set(n as f64);
+    }
+    metrics::gauge!("store_poisoned").set(if app.store.log.poisoned().is_some() {
+        1.0
+    } else {
+        0.0
+    });
     metrics::gauge!("store_disk_bytes").set(app.store.disk_space() as f64);
 }
 

@@ -1,10 +1,20 @@
 //! Telemetry: logs (`tracing`), Prometheus metrics and the HTTP endpoints.
 //!
 //! - `grpc_metrics`: requests by method and code, and their latencies, for every gRPC service;
-//! - `http`: `/up`, `/metrics`, `/operators`.
+//! - `catalog`: every metric the aggregator exports, described and registered at start-up;
+//! - `pulse`: the last hour of the log folded in memory (rates, latencies, per-operator activity);
+//! - `http`: `/up`, `/metrics`, `/operators`, and the console's routes;
+//! - `console`: the live page at `/telemetry`.
+//!
+//! The metrics recorder and the log subscriber (with its filter: our crates at the configured
+//! level, dependencies from `warn` up) are the process conventions the operator shares, in
+//! `protocol::process`.
 
+pub mod catalog;
+pub mod console;
 mod grpc_metrics;
 pub mod http;
+pub mod pulse;
 
 pub use grpc_metrics::GrpcMetricsLayer;
 
