@@ -35,7 +35,7 @@ pub struct App {
     pub limiter: Limiter,
     pub engine: crate::engine::Engine,
     pub pool: std::sync::Arc<crate::operators::Pool>,
-    pub token_directory: crate::tokens::TokenDirectory,
+    pub token_directory: std::sync::Arc<crate::tokens::TokenDirectory>,
     /// When this process opened its state (ms since the epoch).
     pub started_ms: u64,
 }

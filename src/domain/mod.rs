@@ -8,16 +8,22 @@
 //! - `task`: task definitions (validation) and the task lifecycle (enable, disable, cancel, delete);
 //! - `firing`: whether a task may run now, and the events that queue a run;
 //! - `wallets`: registering and hiding smart wallets;
-//! - `secrets`: secret names and scopes.
+//! - `secrets`: secret names and scopes;
+//! - `step_config`: a trigger's or node's config as a step shows it (the contract's JSON names);
+//! - `trigger_output`: what triggers output (time, block, decoded and enriched event logs);
+//! - `event_query`: an event trigger's queries as stored (`{{settings.*}}` resolved, topics padded).
 //!
 //! `DomainError` says what is wrong in words a client can act on; `rpc::error` maps each variant
 //! to its gRPC status, once.
 
 pub mod bounds;
+pub mod event_query;
 pub mod firing;
 pub mod schedule;
 pub mod secrets;
+pub mod step_config;
 pub mod task;
+pub mod trigger_output;
 pub mod wallets;
 
 /// The contract's `ErrorCode`s the domain produces (the RPC layer maps them to the wire enum).

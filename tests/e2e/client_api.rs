@@ -511,7 +511,7 @@ async fn invalid_tasks_are_refused_with_what_is_wrong() -> anyhow::Result<()> {
         trigger_type: Some(pb::task_trigger::TriggerType::FixedTime(
             pb::FixedTimeTrigger {
                 config: Some(pb::fixed_time_trigger::Config {
-                    epochs: vec![1_000],
+                    epochs: vec![-1_000],
                 }),
             },
         )),
@@ -537,7 +537,7 @@ async fn invalid_tasks_are_refused_with_what_is_wrong() -> anyhow::Result<()> {
     for (request, code, words) in [
         (no_edges, "INVALID_WORKFLOW", "at least one edge"),
         (cron, "INVALID_TRIGGER_CONFIG", "61"),
-        (past, "INVALID_TRIGGER_CONFIG", "not in the future"),
+        (past, "INVALID_TRIGGER_CONFIG", "negative"),
         (no_runner, "MISSING_REQUIRED_FIELD", "settings.runner"),
         (foreign, "INVALID_ADDRESS", "not one of your smart wallets"),
         (cycle, "INVALID_WORKFLOW", "cycle"),

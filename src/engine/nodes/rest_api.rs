@@ -71,6 +71,7 @@ pub async fn run(tools: &Tools, config: &RestApiConfig) -> NodeResult {
     let log = vec![format!("{method} {} → {}", config.url, response.status)];
     if response.status >= 400 {
         return Err(NodeError {
+            metadata: None,
             message: format!("HTTP {}: {reason}", response.status),
             code: ErrorCode::ExecutionEngineError,
             output: Some(output),
@@ -78,6 +79,7 @@ pub async fn run(tools: &Tools, config: &RestApiConfig) -> NodeResult {
         });
     }
     Ok(NodeRun {
+        metadata: None,
         output,
         log,
         taken: None,

@@ -18,8 +18,21 @@ pub fn trigger_from_pb(t: &pb::TaskTrigger) -> Result<Trigger, DomainError> {
         None => None,
         Some(T::Manual(m)) => {
             let c = m.config.clone().unwrap_or_default();
+            // The data must be a value JSON can hold: one with no kind set, or a NaN, is not.
+            let data = match &c.data {
+                Some(prost_types::Value { kind: None }) => Err(DomainError::Invalid(
+                    "Data must be valid JSON: the data value has no kind set".into(),
+                    crate::domain::Code::InvalidTriggerConfig,
+                )),
+                other => opt_json(other).map_err(|e| {
+                    DomainError::Invalid(
+                        format!("Data must be valid JSON: {e}"),
+                        crate::domain::Code::InvalidTriggerConfig,
+                    )
+                }),
+            }?;
             Some(TriggerConfig::Manual(ManualTriggerConfig {
-                data: opt_json(&c.data)?,
+                data,
                 headers: sorted(&c.headers),
                 path_params: sorted(&c.path_params),
                 lang: c.lang,

@@ -37,6 +37,7 @@ pub async fn create_task(
         &req.smart_wallet_address,
     )?;
     definition.name = identity.name;
+    task::prepare(&mut definition)?;
     task::validate(&definition, &app.config.limits, now)?;
 
     let owner: Address = caller
