@@ -8,7 +8,7 @@ use events::task::{
 use serde_json::Value as Json;
 
 use super::method_call::{method_calls_from_pb, method_calls_to_pb};
-use super::value::{json_list, opt_json, sorted, unsorted, value_from_json};
+use super::value::{json_list, opt_json, value_from_json};
 use crate::domain::DomainError;
 use crate::pb;
 
@@ -33,8 +33,8 @@ pub fn trigger_from_pb(t: &pb::TaskTrigger) -> Result<Trigger, DomainError> {
             }?;
             Some(TriggerConfig::Manual(ManualTriggerConfig {
                 data,
-                headers: sorted(&c.headers),
-                path_params: sorted(&c.path_params),
+                headers: c.headers.clone(),
+                path_params: c.path_params.clone(),
                 lang: c.lang,
             }))
         }
@@ -91,8 +91,8 @@ pub fn trigger_to_pb(t: &Trigger) -> pb::TaskTrigger {
         TriggerConfig::Manual(c) => T::Manual(pb::ManualTrigger {
             config: Some(pb::manual_trigger::Config {
                 data: c.data.as_ref().map(value_from_json),
-                headers: unsorted(&c.headers),
-                path_params: unsorted(&c.path_params),
+                headers: c.headers.clone(),
+                path_params: c.path_params.clone(),
                 lang: c.lang,
             }),
         }),

@@ -1,7 +1,7 @@
 //! `google.protobuf.Value` ⇄ JSON, both directions, and the small map helpers the other
 //! conversions share.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 
 use prost_types::value::Kind;
 use serde_json::Value as Json;
@@ -63,7 +63,7 @@ pub fn value_from_json(json: &Json) -> prost_types::Value {
 }
 
 pub fn json_map_from_values(
-    values: &HashMap<String, prost_types::Value>,
+    values: &BTreeMap<String, prost_types::Value>,
 ) -> Result<BTreeMap<String, Json>, DomainError> {
     values
         .iter()
@@ -71,7 +71,7 @@ pub fn json_map_from_values(
         .collect()
 }
 
-pub fn values_from_json_map(map: &BTreeMap<String, Json>) -> HashMap<String, prost_types::Value> {
+pub fn values_from_json_map(map: &BTreeMap<String, Json>) -> BTreeMap<String, prost_types::Value> {
     map.iter()
         .map(|(k, v)| (k.clone(), value_from_json(v)))
         .collect()
@@ -83,14 +83,6 @@ pub(super) fn opt_json(value: &Option<prost_types::Value>) -> Result<Option<Json
 
 pub(super) fn json_list(values: &[prost_types::Value]) -> Result<Vec<Json>, DomainError> {
     values.iter().map(json_from_value).collect()
-}
-
-pub(super) fn sorted(map: &HashMap<String, String>) -> BTreeMap<String, String> {
-    map.iter().map(|(k, v)| (k.clone(), v.clone())).collect()
-}
-
-pub(super) fn unsorted(map: &BTreeMap<String, String>) -> HashMap<String, String> {
-    map.iter().map(|(k, v)| (k.clone(), v.clone())).collect()
 }
 
 #[cfg(test)]
