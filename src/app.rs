@@ -36,6 +36,8 @@ pub struct App {
     pub engine: crate::engine::Engine,
     pub pool: std::sync::Arc<crate::operators::Pool>,
     pub token_directory: std::sync::Arc<crate::tokens::TokenDirectory>,
+    /// Calls in flight or unanswered, for the client's retries (`rpc::repeats`).
+    pub repeats: crate::rpc::repeats::CallRepeats,
     /// When this process opened its state (ms since the epoch).
     pub started_ms: u64,
 }

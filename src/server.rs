@@ -100,6 +100,7 @@ pub async fn open(config: Config) -> anyhow::Result<SharedApp> {
         chain,
         store,
         config,
+        repeats: crate::rpc::repeats::CallRepeats::default(),
         started_ms,
     }))
 }

@@ -4,7 +4,8 @@
 //!
 //! Layout: `client/` (one file per area of the client API), `error` (every failure → status,
 //! once), `paging` (cursor pagination), `calls` (who is calling, and the rate limits),
-//! `listener` (the connections taken: bounded, TCP_NODELAY).
+//! `listener` (the connections taken: bounded, TCP_NODELAY), `repeats` (a retried call whose
+//! answer was lost gets the first's answer).
 
 pub mod calls;
 pub mod client;
@@ -12,6 +13,7 @@ pub mod error;
 pub mod listener;
 pub mod node;
 pub mod paging;
+pub mod repeats;
 
 use std::future::Future;
 

@@ -6,27 +6,30 @@ use alloy::primitives::Address;
 use events::event::TaskCreated;
 use events::{Command, Expected};
 use projections::tasks::TaskRow;
-use sha2::{Digest, Sha256};
 use tonic::{Code, Request, Status};
 
 use crate::address::lower;
-use crate::app::App;
+use crate::app::{App, SharedApp};
 use crate::clock::{now_ms, now_ms_i64};
 use crate::domain::{DomainError, task};
 use crate::pb;
 use crate::pb::convert;
 use crate::rpc::paging::{self, Order};
-use crate::rpc::{calls, error};
+use crate::rpc::{calls, error, repeats};
 use crate::store::{Decision, Loaded, Settled};
 
-/// `CreateTask`: validated, then one `TaskCreated` on a new stream. A repeat of the same request by
-/// the same caller within the configured window (the official client's retries) returns the
-/// first task, unless that task was deleted meanwhile.
+/// `CreateTask`: validated, then one `TaskCreated` on a new stream. Repeats (the official client
+/// retries by itself): with an `idempotency-key` header, the same key of the same caller returns
+/// the first task for as long as that task exists; without one, an identical request is the
+/// first one only when the first could not answer its caller (`rpc::repeats`): two identical
+/// creates are two tasks, as in the original.
 pub async fn create_task(
-    app: &App,
+    app: &SharedApp,
     request: Request<pb::CreateTaskReq>,
 ) -> Result<pb::CreateTaskResp, Status> {
     let caller = calls::writer(app, &request)?;
+    let key = idempotency_key(app, request.metadata())?;
+    let deadline = repeats::deadline(request.metadata(), std::time::Instant::now());
     let req = request.into_inner();
     let now = now_ms_i64();
 
@@ -66,33 +69,48 @@ pub async fn create_task(
         .into());
     }
 
-    let digest = Sha256::new()
-        .chain_update(caller.owner.as_bytes())
-        .chain_update(prost::Message::encode_to_vec(&req))
-        .finalize();
     let task_id = crate::clock::new_id();
-    let window =
-        u64::try_from(app.config.idempotency.create_window.as_millis()).unwrap_or(u64::MAX);
-    let command = Command::new(caller.owner.clone(), now_ms())
-        .idempotent(format!("create:{}", hex::encode(digest)), Some(window))
-        .append(
-            events::stream::task(&task_id),
-            Expected::NoStream,
-            [TaskCreated {
-                task_id,
-                owner: caller.owner.clone(),
-                wallet: lower(identity.runner),
-                definition,
-            }
-            .into()],
-        );
-    let committed = app.append(command).await.map_err(error::storage)?;
-    let stream = committed
-        .events
-        .first()
-        .map(|e| e.stream.clone())
-        .ok_or_else(|| Status::internal("the create committed no event"))?;
-    let id = stream.strip_prefix("task:").unwrap_or(&stream).to_owned();
+    let mut command = Command::new(caller.owner.clone(), now_ms()).append(
+        events::stream::task(&task_id),
+        Expected::NoStream,
+        [TaskCreated {
+            task_id,
+            owner: caller.owner.clone(),
+            wallet: lower(identity.runner),
+            definition,
+        }
+        .into()],
+    );
+    // The log holds the key durably: a repeat with it gets the first task from the log.
+    if let Some(key) = &key {
+        command = command.idempotent(format!("create:{}:{key}", caller.owner), None);
+    }
+    let create = {
+        let app = app.clone();
+        async move {
+            let committed = app.append(command).await.map_err(error::storage)?;
+            let stream = committed
+                .events
+                .first()
+                .map(|e| e.stream.clone())
+                .ok_or_else(|| Status::internal("the create committed no event"))?;
+            Ok(stream.strip_prefix("task:").unwrap_or(&stream).to_owned())
+        }
+    };
+    let id = match key {
+        Some(_) => create.await?,
+        None => {
+            app.repeats
+                .creates
+                .run(
+                    repeats::digest(&caller.owner, "CreateTask", &req),
+                    deadline,
+                    app.config.idempotency.create_window,
+                    create,
+                )
+                .await?
+        }
+    };
     Ok(pb::CreateTaskResp { id })
 }
 
@@ -360,4 +378,25 @@ pub async fn get_workflow_count(
     Ok(pb::GetWorkflowCountResp {
         total: i64::try_from(total).unwrap_or(i64::MAX),
     })
+}
+
+/// The caller's `idempotency-key` header, if any: text, not blank, within the name limit.
+pub(super) fn idempotency_key(
+    app: &App,
+    metadata: &tonic::metadata::MetadataMap,
+) -> Result<Option<String>, Status> {
+    let Some(value) = metadata.get("idempotency-key") else {
+        return Ok(None);
+    };
+    let key = value
+        .to_str()
+        .map_err(|_| Status::invalid_argument("the idempotency-key header is not text"))?
+        .trim();
+    if key.len() > app.config.limits.max_name_bytes {
+        return Err(Status::invalid_argument(format!(
+            "the idempotency-key header is too long: at most {} bytes",
+            app.config.limits.max_name_bytes
+        )));
+    }
+    Ok((!key.is_empty()).then(|| key.to_owned()))
 }
