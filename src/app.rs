@@ -38,6 +38,8 @@ pub struct App {
     pub token_directory: std::sync::Arc<crate::tokens::TokenDirectory>,
     /// Calls in flight or unanswered, for the client's retries (`rpc::repeats`).
     pub repeats: crate::rpc::repeats::CallRepeats,
+    /// The log's checkpoints and the operators' cosignatures of them.
+    pub transparency: std::sync::Arc<crate::transparency::Transparency>,
     /// When this process opened its state (ms since the epoch).
     pub started_ms: u64,
 }

@@ -11,6 +11,8 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use crate::ip::Cidr;
+pub use protocol::process::duration_text;
+pub use protocol::registration::OperatorMember;
 
 /// The documented defaults, embedded.
 pub const EXAMPLE_YAML: &str = include_str!("../config/aggregator.example.yaml");
@@ -37,6 +39,7 @@ pub struct Config {
     pub idempotency: IdempotencyConfig,
     pub engine: EngineConfig,
     pub operators: OperatorsConfig,
+    pub event_log: EventLogConfig,
     pub log: LogConfig,
 }
 
@@ -56,6 +59,7 @@ impl Default for Config {
             idempotency: IdempotencyConfig::default(),
             engine: EngineConfig::default(),
             operators: OperatorsConfig::default(),
+            event_log: EventLogConfig::default(),
             log: LogConfig::default(),
         }
     }
@@ -218,6 +222,9 @@ pub struct LimitsConfig {
     pub runs_per_minute: u32,
     pub max_nodes: usize,
     pub max_edges: usize,
+    /// Entries of any other list of a definition: cron schedules, fixed-time epochs, event
+    /// queries and their addresses and conditions, method calls, ABI entries.
+    pub max_list_items: usize,
     /// Names, ids, addresses and other short strings.
     pub max_name_bytes: usize,
     /// Free text: code, queries, bodies, expressions, URLs. The original takes custom code up to
@@ -256,6 +263,7 @@ impl Default for LimitsConfig {
             runs_per_minute: 1200,
             max_nodes: 200,
             max_edges: 400,
+            max_list_items: 256,
             max_name_bytes: 256,
             max_text_bytes: 256 * 1024,
             max_values_bytes: 256 * 1024,
@@ -453,22 +461,37 @@ impl Default for OperatorsConfig {
     }
 }
 
-/// One operator: its ECDSA address, its BLS12-381 public key and the proofs binding them (hex).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct OperatorMember {
-    pub address: String,
-    pub bls_public_key: String,
-    /// The BLS key's signature of itself.
-    pub proof_of_possession: String,
-    /// The ECDSA key's EIP-191 signature of the binding text.
-    pub ecdsa_binding: String,
-    #[serde(default = "one")]
-    pub weight: u64,
+/// The event log as a transparency log: its checkpoints (see `transparency`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct EventLogConfig {
+    /// A checkpoint is signed at most this often, when the log grew.
+    #[serde(with = "duration_text")]
+    pub checkpoint_interval: Duration,
+    /// The log's name in its checkpoints (a schema-less URL, e.g. `aggregator.example.com/log`).
+    /// Unset: the log key's name, `ava-aggregator/<chain id>` for a key made on first start.
+    pub origin: Option<String>,
 }
 
-fn one() -> u64 {
-    1
+impl Default for EventLogConfig {
+    fn default() -> Self {
+        Self {
+            checkpoint_interval: Duration::from_secs(5),
+            origin: None,
+        }
+    }
+}
+
+impl EventLogConfig {
+    /// The configured origin, and the one a new key is named with.
+    pub fn origin(&self, chain_id: u64) -> (Option<&str>, String) {
+        (
+            self.origin.as_deref(),
+            self.origin
+                .clone()
+                .unwrap_or_else(|| format!("ava-aggregator/{chain_id}")),
+        )
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -610,6 +633,16 @@ impl Config {
         if self.auth.max_token_lifetime < self.auth.signin_lifetime {
             return invalid("auth.max_token_lifetime is shorter than auth.signin_lifetime".into());
         }
+        if self.event_log.checkpoint_interval < Duration::from_millis(100) {
+            return invalid("event_log.checkpoint_interval must be at least 100ms".into());
+        }
+        if let Some(origin) = &self.event_log.origin
+            && (origin.is_empty() || origin.contains(char::is_whitespace) || origin.contains('+'))
+        {
+            return invalid(format!(
+                "event_log.origin {origin:?} must be non-empty, without spaces or '+'"
+            ));
+        }
         for (name, value) in [
             ("wallet.factory", &self.wallet.factory),
             (
@@ -690,28 +723,6 @@ impl LimitsConfig {
             }
         }
         Ok(())
-    }
-}
-
-/// Durations as text (`120s`, `7d`, `1h 30m`), in both directions: the one form of every
-/// duration in a configuration file (the operator's too).
-pub mod duration_text {
-    use std::time::Duration;
-
-    use serde::{Deserialize, Deserializer, Serializer};
-
-    pub fn text(value: &Duration) -> String {
-        humantime::format_duration(*value).to_string()
-    }
-
-    pub fn serialize<S: Serializer>(value: &Duration, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str(&text(value))
-    }
-
-    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
-        let text = String::deserialize(d)?;
-        humantime::parse_duration(&text)
-            .map_err(|e| serde::de::Error::custom(format!("invalid duration {text:?}: {e}")))
     }
 }
 

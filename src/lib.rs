@@ -10,6 +10,8 @@
 //! - `store`: the event log and the projections, opened together;
 //! - `auth`: sign-in, tokens, API keys; `secrets`: encryption at rest; `wallet`: smart-wallet
 //!   addresses; `chain`: the Ethereum connection; `limits`: rate limits;
+//! - `transparency`: the event log as a transparency log: the log key, checkpoints issued and
+//!   cosigned by the operators, the HTTP endpoints of checkpoints, tiles and proof bundles;
 //! - `operators`: the aggregator's side of the operators (registry, assignment, attestations);
 //!   `operator`: the operator process itself (`src/bin/operator.rs`);
 //! - `pb`: the generated wire types, and `pb::convert`, the wire ⇄ domain conversions;
@@ -26,7 +28,6 @@ pub mod engine;
 pub mod go_config;
 pub mod ip;
 pub mod limits;
-pub mod operator;
 pub mod operators;
 pub mod pb;
 pub mod rpc;
@@ -35,4 +36,5 @@ pub mod server;
 pub mod store;
 pub mod telemetry;
 pub mod tokens;
+pub mod transparency;
 pub mod wallet;

@@ -89,7 +89,9 @@ pub async fn open(config: Config) -> anyhow::Result<SharedApp> {
     let members = crate::operators::registry::load(&config, chain.as_ref()).await?;
     crate::operators::registry::record(&store, &members).await?;
     let pool = crate::operators::Pool::new(store.clone(), config.operators.clone())?;
+    let transparency = crate::transparency::open(&config, &store)?;
     Ok(Arc::new(App {
+        transparency,
         tokens: TokenIssuer::new(&keys.jwt_secret, config.chain_id),
         secret_box,
         engine,
@@ -128,7 +130,10 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
     let http = http_listener.local_addr()?;
 
     let (stop, stopped) = watch::channel(false);
-    let mut background = vec![app.pool.spawn(stopped.clone())];
+    let mut background = vec![
+        app.pool.spawn(stopped.clone()),
+        crate::transparency::spawn(app.clone(), stopped.clone()),
+    ];
     background.extend(crate::operators::registry::spawn_refresh(
         app.clone(),
         stopped.clone(),
@@ -191,26 +196,4 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     running.stop().await
 }
 
-/// Resolves on SIGINT or SIGTERM.
-pub async fn shutdown_signal() {
-    let interrupt = tokio::signal::ctrl_c();
-    #[cfg(unix)]
-    {
-        let mut terminate =
-            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-                Ok(s) => s,
-                Err(_) => {
-                    let _ = interrupt.await;
-                    return;
-                }
-            };
-        tokio::select! {
-            _ = interrupt => {}
-            _ = terminate.recv() => {}
-        }
-    }
-    #[cfg(not(unix))]
-    {
-        let _ = interrupt.await;
-    }
-}
+pub use protocol::process::shutdown_signal;

@@ -317,6 +317,12 @@ impl Writer {
             Ok(staged) => {
                 tx.release();
                 for (keyspace, key, value) in staged.writes {
+                    // The whole command staged: followers with state of their own see it now.
+                    if matches!(keyspace, Kind::Events)
+                        && let Ok(id) = <[u8; 16]>::try_from(key.as_slice())
+                    {
+                        self.projector.staged(Ulid::from_bytes(id), &value);
+                    }
                     batch.insert(self.keyspaces.by_kind(keyspace), key, value);
                 }
                 for (stream, head) in staged.heads {

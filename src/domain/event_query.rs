@@ -8,15 +8,12 @@
 //!   `settings` paths are refused;
 //! - a 20-byte topic (an address) is left-padded to 32 bytes, the form a log's topics take.
 //!
-//! And what a query means on the chain: its log filter and the ABI event it decodes with, for
-//! the operators' watchers and the aggregator's previews alike.
+//! What a query means on the chain (its log filter, the ABI event it decodes with) is shared
+//! with the operators: `protocol::triggers`.
 
-use alloy::json_abi::{Event as AbiEvent, JsonAbi};
-use alloy::primitives::{Address, B256};
-use alloy::rpc::types::Filter;
 use serde_json::Value;
 
-use events::task::{EventQuery, EventTriggerConfig};
+use events::task::EventTriggerConfig;
 
 use super::{Code, DomainError, DomainResult};
 
@@ -142,42 +139,6 @@ pub fn prepare(config: &mut EventTriggerConfig, settings: Option<&Value>) -> Dom
         }
     }
     Ok(())
-}
-
-/// The log filter of a query (without the block range).
-pub fn filter_of(query: &EventQuery) -> Filter {
-    let addresses: Vec<Address> = query
-        .addresses
-        .iter()
-        .filter_map(|a| a.parse().ok())
-        .collect();
-    let mut filter = Filter::new();
-    if !addresses.is_empty() {
-        filter = filter.address(addresses);
-    }
-    for (i, topic) in query.topics.iter().enumerate().take(4) {
-        if let Ok(t) = topic.parse::<B256>() {
-            filter = match i {
-                0 => filter.event_signature(t),
-                1 => filter.topic1(t),
-                2 => filter.topic2(t),
-                _ => filter.topic3(t),
-            };
-        }
-    }
-    filter
-}
-
-/// The ABI event a query's conditions decode against: the one whose selector is the first topic
-/// (or the only event of the ABI).
-pub fn abi_event(query: &EventQuery) -> Option<AbiEvent> {
-    let abi: JsonAbi = serde_json::from_value(Value::Array(query.contract_abi.clone())).ok()?;
-    let first: Option<B256> = query.topics.first().and_then(|t| t.parse().ok());
-    let mut events = abi.events().cloned();
-    match first {
-        Some(selector) => abi.events().find(|e| e.selector() == selector).cloned(),
-        None => events.next(),
-    }
 }
 
 #[cfg(test)]

@@ -13,7 +13,7 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 
 use alloy::primitives::Address;
 use events::Event;
-use events::event::{TaskCancelled, TaskDeleted, TaskDisabled, TaskEnabled};
+use events::event::{TaskCancelled, TaskCreated, TaskDeleted, TaskDisabled, TaskEnabled};
 use events::task::*;
 use projections::tasks::{Status, TaskRow};
 use serde_json::Value;
@@ -155,6 +155,18 @@ impl Sizes<'_> {
         Ok(())
     }
 
+    /// A repeated field: every list of a definition is bounded (`limits.max_list_items`), so
+    /// that no definition makes validation, or an operator's every tick, walk without end.
+    fn list(&self, field: &str, len: usize) -> DomainResult<()> {
+        if len > self.limits.max_list_items {
+            return Err(DomainError::invalid(format!(
+                "{field} has {len} entries, more than the limit of {}",
+                self.limits.max_list_items
+            )));
+        }
+        Ok(())
+    }
+
     fn values(&self, field: &str, value: &impl serde::Serialize) -> DomainResult<()> {
         let encoded = serde_json::to_vec(value).unwrap_or_default();
         // Nested values go into the task's event: bounded like every value a user controls.
@@ -180,8 +192,22 @@ impl Sizes<'_> {
     }
 }
 
+/// Drops repeated cron schedules and fixed-time epochs (keeping the first of each): a schedule
+/// listed twice fires once, and operators evaluate each once per tick.
+pub fn normalize(definition: &mut TaskDefinition) {
+    fn dedupe<T: Eq + std::hash::Hash + Clone>(items: &mut Vec<T>) {
+        let mut seen = HashSet::with_capacity(items.len());
+        items.retain(|item| seen.insert(item.clone()));
+    }
+    match &mut definition.trigger.config {
+        Some(TriggerConfig::Cron(cron)) => dedupe(&mut cron.schedules),
+        Some(TriggerConfig::FixedTime(fixed)) => dedupe(&mut fixed.epochs),
+        _ => {}
+    }
+}
+
 /// Checks a definition (with its name already resolved) against the rules and limits. `now_ms`
-/// is the command's time: fixed-time epochs and `expired_at` must lie after it.
+/// is the command's time: `expired_at` must lie after it (fixed-time epochs are taken as given).
 pub fn validate(
     definition: &TaskDefinition,
     limits: &LimitsConfig,
@@ -296,9 +322,7 @@ fn validate_trigger(trigger: &Trigger, sizes: &Sizes<'_>) -> DomainResult<()> {
                     "a fixed-time trigger needs at least one epoch",
                 ));
             }
-            if fixed.epochs.len() > sizes.limits.max_nodes * 10 {
-                return Err(invalid_trigger("too many epochs"));
-            }
+            sizes.list("the fixed-time trigger's epochs", fixed.epochs.len())?;
             // Epochs are taken as given, as the original does, also when already past: an epoch
             // before the task exists never fires (the operators watch from the task's creation).
             if let Some(negative) = fixed.epochs.iter().find(|e| **e < 0) {
@@ -313,6 +337,7 @@ fn validate_trigger(trigger: &Trigger, sizes: &Sizes<'_>) -> DomainResult<()> {
                     "a cron trigger needs at least one schedule",
                 ));
             }
+            sizes.list("the cron trigger's schedules", cron.schedules.len())?;
             for schedule in &cron.schedules {
                 sizes.name("a cron schedule", schedule)?;
                 schedule
@@ -339,7 +364,21 @@ fn validate_event(event: &EventTriggerConfig, sizes: &Sizes<'_>) -> DomainResult
     if event.queries.is_empty() {
         return Err(invalid_trigger("an event trigger needs at least one query"));
     }
+    sizes.list("the event trigger's queries", event.queries.len())?;
     for (q, query) in event.queries.iter().enumerate() {
+        sizes.list(
+            &format!("event query {q}'s addresses"),
+            query.addresses.len(),
+        )?;
+        sizes.list(
+            &format!("event query {q}'s conditions"),
+            query.conditions.len(),
+        )?;
+        sizes.list(&format!("event query {q}'s ABI"), query.contract_abi.len())?;
+        sizes.list(
+            &format!("event query {q}'s method calls"),
+            query.method_calls.len(),
+        )?;
         if query.addresses.is_empty() && query.topics.iter().all(|t| t.is_empty()) {
             return Err(invalid_trigger(format!(
                 "event query {q} has neither addresses nor topics: it would match every log"
@@ -647,6 +686,7 @@ fn validate_eth_transfer(id: &str, c: &EthTransferConfig) -> DomainResult<()> {
 }
 
 fn validate_method_calls(id: &str, calls: &[MethodCall], sizes: &Sizes<'_>) -> DomainResult<()> {
+    sizes.list(&format!("node {id:?}'s method calls"), calls.len())?;
     if calls.is_empty() {
         return Err(invalid_node(format!("node {id:?} has no method_calls")));
     }
@@ -674,6 +714,7 @@ fn validate_contract_read(id: &str, c: &ContractReadConfig, sizes: &Sizes<'_>) -
         &c.contract_address,
         invalid_node,
     )?;
+    sizes.list("a contract ABI", c.contract_abi.len())?;
     sizes.values("a contract ABI", &c.contract_abi)?;
     validate_method_calls(id, &c.method_calls, sizes)
 }
@@ -688,6 +729,7 @@ fn validate_contract_write(
         &c.contract_address,
         invalid_node,
     )?;
+    sizes.list("a contract ABI", c.contract_abi.len())?;
     sizes.values("a contract ABI", &c.contract_abi)?;
     sizes.text("call data", &c.call_data)?;
     if c.method_calls.is_empty() && c.call_data.trim().is_empty() {
@@ -851,6 +893,54 @@ fn validate_loop(id: &str, c: &LoopConfig, sizes: &Sizes<'_>) -> DomainResult<()
 
 // ---- Lifecycle ----
 
+/// What the store says about a new task's owner, read before `create` decides.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct OwnerState {
+    /// The runner is one of the owner's smart wallets (the salt-0 one, or a registered one).
+    pub owns_runner: bool,
+    /// The tasks the owner has (deleted ones are gone).
+    pub owned: u64,
+}
+
+/// `CreateTask`: a definition valid at `now_ms`, named and run by `identity`; the runner must be
+/// one of the owner's wallets, and the owner within `limits.tasks_per_owner`. The event that
+/// creates task `task_id`.
+pub fn create(
+    mut definition: TaskDefinition,
+    identity: Identity,
+    task_id: String,
+    owner: &str,
+    state: OwnerState,
+    limits: &LimitsConfig,
+    now_ms: i64,
+) -> DomainResult<TaskCreated> {
+    definition.name = identity.name;
+    normalize(&mut definition);
+    prepare(&mut definition)?;
+    validate(&definition, limits, now_ms)?;
+    if !state.owns_runner {
+        return Err(DomainError::Invalid(
+            format!(
+                "the runner {} is not one of your smart wallets: use your salt-0 wallet or register one with GetWallet",
+                identity.runner
+            ),
+            Code::InvalidAddress,
+        ));
+    }
+    if state.owned >= limits.tasks_per_owner {
+        return Err(DomainError::QuotaExceeded(format!(
+            "an owner may have at most {} tasks; delete some first",
+            limits.tasks_per_owner
+        )));
+    }
+    Ok(TaskCreated {
+        task_id,
+        owner: owner.to_owned(),
+        wallet: format!("{:#x}", identity.runner),
+        definition,
+    })
+}
+
 /// Only the owner sees a task; to anyone else it does not exist.
 pub fn owned<'a>(row: Option<&'a TaskRow>, owner: &str) -> DomainResult<&'a TaskRow> {
     row.filter(|r| r.owner == owner)
@@ -909,34 +999,10 @@ pub fn delete(row: &TaskRow) -> Event {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::domain::testing::given;
     use events::event::TaskCreated;
-    use events::{Envelope, Ulid};
 
     // ---- given / when / then over the lifecycle, with no storage ----
-
-    /// Folds events into the task's state exactly as the projection does.
-    fn given(events: Vec<Event>) -> TaskRow {
-        let mut row: Option<TaskRow> = None;
-        for (i, event) in events.into_iter().enumerate() {
-            let env = Envelope {
-                id: Ulid::nil(),
-                stream: "task:t".into(),
-                seq: i as u64 + 1,
-                recorded_at: 1_000 + i as u64,
-                actor: "0xowner".into(),
-                idempotency: None,
-                stored_version: 1,
-                event,
-                hash: [0; 32],
-            };
-            match (&env.event, row.as_mut()) {
-                (Event::TaskCreated(c), None) => row = Some(TaskRow::created(&env, c)),
-                (_, Some(r)) => r.apply(&env),
-                _ => panic!("the first event must create the task"),
-            }
-        }
-        row.unwrap()
-    }
 
     fn created() -> Event {
         TaskCreated {
@@ -1049,6 +1115,79 @@ mod tests {
                 task_id: "t".into()
             }
             .into()
+        );
+    }
+
+    // ---- CreateTask: the definition, the runner, the quota ----
+
+    fn create_with(state: OwnerState) -> DomainResult<TaskCreated> {
+        let definition = valid();
+        let who = identity(&definition.input_variables, "", "").unwrap();
+        let mut limits = limits();
+        limits.tasks_per_owner = 2;
+        create(
+            definition,
+            who,
+            "t1".into(),
+            "0xowner",
+            state,
+            &limits,
+            1_000,
+        )
+    }
+
+    #[test]
+    fn a_valid_definition_of_an_owned_runner_within_the_quota_is_created() {
+        let created = create_with(OwnerState {
+            owns_runner: true,
+            owned: 1,
+        })
+        .unwrap();
+        assert_eq!(created.task_id, "t1");
+        assert_eq!(created.owner, "0xowner");
+        assert_eq!(created.definition.name, "sample task");
+        assert_eq!(created.wallet, events::samples::WALLET);
+    }
+
+    #[test]
+    fn a_runner_that_is_not_the_owners_is_refused() {
+        let refused = create_with(OwnerState {
+            owns_runner: false,
+            owned: 0,
+        })
+        .unwrap_err();
+        assert!(
+            matches!(&refused, DomainError::Invalid(m, Code::InvalidAddress) if m.contains("not one of your smart wallets")),
+            "{refused:?}"
+        );
+    }
+
+    #[test]
+    fn a_full_quota_refuses_the_next_task() {
+        let refused = create_with(OwnerState {
+            owns_runner: true,
+            owned: 2,
+        })
+        .unwrap_err();
+        assert!(
+            matches!(refused, DomainError::QuotaExceeded(_)),
+            "{refused:?}"
+        );
+    }
+
+    #[test]
+    fn an_invalid_definition_is_refused_before_the_owner_is_looked_at() {
+        let mut definition = valid();
+        definition.nodes.clear();
+        let who = identity(&definition.input_variables, "", "").unwrap();
+        let state = OwnerState {
+            owns_runner: false,
+            owned: u64::MAX,
+        };
+        let refused = create(definition, who, "t1".into(), "0xo", state, &limits(), 1_000);
+        assert!(
+            matches!(refused, Err(DomainError::Invalid(_, Code::InvalidWorkflow))),
+            "{refused:?}"
         );
     }
 

@@ -5,7 +5,6 @@
 use std::collections::BTreeMap;
 
 use alloy::primitives::B256;
-use alloy::providers::Provider;
 use serde_json::{Map, Value, json};
 
 use events::execution::{ExecutionOutcome, Firing, FiringSource, Step};
@@ -17,8 +16,8 @@ use super::run::{Ended, Recorder, Resume, Walk};
 use super::template::Templates;
 use super::{Engine, trigger_data, vars};
 use crate::clock::now_ms_i64;
-use crate::domain::event_query::{abi_event, filter_of};
 use crate::domain::trigger_output;
+use crate::domain::triggers::{abi_event, filter_of};
 use crate::pb::ErrorCode;
 
 /// Blocks an event trigger's preview searches back for a matching log.
@@ -49,13 +48,32 @@ impl Engine {
         };
         let rendered = templates.node(config).await.map_err(NodeError::new)?;
         let limit = self.inner.tools.config.node_limit;
-        match tokio::time::timeout(limit, nodes::run(&self.inner.tools, &rendered, &globals)).await
-        {
-            Ok(result) => result,
-            Err(_) => Err(NodeError::new(format!(
-                "the node ran longer than its {} s limit",
-                limit.as_secs()
-            ))),
+        let result =
+            match tokio::time::timeout(limit, nodes::run(&self.inner.tools, &rendered, &globals))
+                .await
+            {
+                Ok(result) => result,
+                Err(_) => Err(NodeError::new(format!(
+                    "the node ran longer than its {} s limit",
+                    limit.as_secs()
+                ))),
+            };
+        // The answer goes back to the caller: the owner's secrets stay masked there too.
+        let redactor = super::redact::Redactor::from_vars(&globals);
+        match result {
+            Ok(mut run) => {
+                redactor.value(&mut run.output);
+                run.log.iter_mut().for_each(|line| redactor.text(line));
+                Ok(run)
+            }
+            Err(mut e) => {
+                redactor.text(&mut e.message);
+                if let Some(output) = &mut e.output {
+                    redactor.value(output);
+                }
+                e.log.iter_mut().for_each(|line| redactor.text(line));
+                Err(e)
+            }
         }
     }
 
@@ -103,8 +121,7 @@ impl Engine {
                     }
                 }
                 let latest = chain
-                    .provider
-                    .get_block_number()
+                    .block_number()
                     .await
                     .map_err(|e| TriggerFailure::runtime(e.to_string()))?;
                 let from = latest.saturating_sub(EVENT_LOOKBACK);
@@ -112,8 +129,7 @@ impl Engine {
                 for query in &c.queries {
                     let filter = filter_of(query).from_block(from).to_block(latest);
                     let logs = chain
-                        .provider
-                        .get_logs(&filter)
+                        .logs(&filter)
                         .await
                         .map_err(|e| TriggerFailure::runtime(e.to_string()))?;
                     if let Some(log) = logs.last() {

@@ -172,7 +172,10 @@ impl<T: Clone + Send + Sync + 'static> Repeats<T> {
                 }
             }
             let Some(work) = work.take() else {
-                return Err(Status::internal("a repeated call lost its work"));
+                return Err(super::error::internal(
+                    "a repeated call lost its work",
+                    "none",
+                ));
             };
             let Some(sender) = sender else {
                 // Too much held: run without collapsing.
@@ -206,7 +209,7 @@ impl<T: Clone + Send + Sync + 'static> Repeats<T> {
             });
             let answer = task
                 .await
-                .unwrap_or_else(|e| Err(Status::internal(format!("the call's work failed: {e}"))));
+                .unwrap_or_else(|e| Err(super::error::internal("the call's work failed", e)));
             drop(waiting);
             return answer;
         }
@@ -382,7 +385,7 @@ mod tests {
                 [6; 32],
                 past,
                 WINDOW,
-                counted(&runs, Err(Status::unavailable("busy"))),
+                counted(&runs, Err(crate::rpc::error::rate_limited("runs"))),
             )
             .await;
         assert!(failed.is_err());

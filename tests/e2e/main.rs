@@ -28,6 +28,7 @@ mod restart;
 mod secrets_at_rest;
 mod service;
 mod support;
+mod transparency;
 mod wallet_derivation;
 mod web;
 mod wire_contract;

@@ -5,12 +5,12 @@
 
 use std::time::Duration;
 
-use aggregator::operator::client::Client;
 use aggregator::pb;
 use aggregator::pb::convert::value_from_json;
 use alloy::primitives::{Address, U256};
 use alloy::providers::Provider;
 use alloy::sol_types::SolValue;
+use operator::client::Client;
 
 use crate::network::{Network, block_trigger, trigger, watched_task};
 
@@ -29,15 +29,22 @@ fn all_capabilities() -> pb::sync_messages_req::Capabilities {
     }
 }
 
-/// The next pushed message, within `within`.
+/// The next pushed message about tasks, within `within` (checkpoints to cosign, pushed as the
+/// log grows, are skipped).
 async fn next(
     stream: &mut tonic::Streaming<pb::SyncMessagesResp>,
     within: Duration,
 ) -> Option<pb::SyncMessagesResp> {
-    tokio::time::timeout(within, stream.message())
-        .await
-        .ok()
-        .and_then(|m| m.ok().flatten())
+    let deadline = tokio::time::Instant::now() + within;
+    loop {
+        let message = tokio::time::timeout_at(deadline, stream.message())
+            .await
+            .ok()
+            .and_then(|m| m.ok().flatten())?;
+        if message.op != pb::MessageOp::CosignCheckpoint as i32 {
+            return Some(message);
+        }
+    }
 }
 
 /// The next message for `task`, skipping others; acknowledged if `ack`.

@@ -5,8 +5,7 @@ use events::execution::{Firing, FiringSource};
 use projections::executions::{self as views_exec, DAY_MS, DayStats, ExecutionRow};
 use tonic::{Request, Status};
 
-use crate::domain::firing::Refusal;
-use crate::engine::{FireError, FireRequest};
+use crate::engine::FireRequest;
 
 use crate::app::{App, SharedApp};
 use crate::clock::now_ms;
@@ -20,15 +19,11 @@ use crate::rpc::{calls, error, repeats};
 /// task is "not found", as for every other method.
 fn tasks_of(app: &App, owner: &str, requested: &[String]) -> Result<Vec<String>, Status> {
     if requested.is_empty() {
-        let prefix = format!("u:{owner}:");
-        let mut ids = Vec::new();
-        for guard in app.store.views.tasks.prefix(prefix.as_bytes()) {
-            let key = guard.key().map_err(|e| error::storage(e.into()))?;
-            if let Some((_, id)) = String::from_utf8_lossy(&key).rsplit_once(':') {
-                ids.push(id.to_owned());
-            }
-        }
-        return Ok(ids);
+        return app
+            .store
+            .views
+            .owner_task_ids(owner)
+            .map_err(error::storage);
     }
     requested
         .iter()
@@ -150,7 +145,7 @@ pub async fn get_execution_stats(
     let caller = calls::caller(app, &request)?;
     let req = request.into_inner();
     let days = match req.days {
-        d if d < 0 => return Err(Status::invalid_argument("days must not be negative")),
+        d if d < 0 => return Err(DomainError::invalid("days must not be negative").into()),
         0 => 7,
         d => u64::try_from(d).unwrap_or(u64::MAX).min(3650),
     };
@@ -158,20 +153,15 @@ pub async fn get_execution_stats(
     let first_day = today.saturating_sub(days - 1);
     let mut sum = DayStats::default();
     for task_id in tasks_of(app, &caller.owner, &req.workflow_ids)? {
-        let prefix = views_exec::day_prefix(&task_id);
-        let from = views_exec::day_key(&task_id, first_day);
-        for guard in app.store.views.executions.range(from..) {
-            let (key, value) = guard.into_inner().map_err(|e| error::storage(e.into()))?;
-            if !key.starts_with(&prefix) {
-                break;
-            }
-            let day: DayStats = serde_json::from_slice(&value)
-                .map_err(|e| Status::internal(format!("corrupt stats row: {e}")))?;
-            sum.total += day.total;
-            sum.succeeded += day.succeeded;
-            sum.failed += day.failed;
-            sum.total_ms += day.total_ms;
-        }
+        let day = app
+            .store
+            .views
+            .day_stats(&task_id, first_day)
+            .map_err(error::storage)?;
+        sum.total += day.total;
+        sum.succeeded += day.succeeded;
+        sum.failed += day.failed;
+        sum.total_ms += day.total_ms;
     }
     let count = |n: u64| i64::try_from(n).unwrap_or(i64::MAX);
     Ok(pb::GetExecutionStatsResp {
@@ -184,19 +174,6 @@ pub async fn get_execution_stats(
             sum.total_ms as f64 / sum.total as f64
         },
     })
-}
-
-/// A refused or failed firing, as clients see it.
-pub fn fire_status(e: FireError) -> Status {
-    match e {
-        FireError::Refused(Refusal::NotFound) => DomainError::task_not_found().into(),
-        FireError::Refused(refusal) => Status::failed_precondition(refusal.message()),
-        FireError::Storage(e) => error::storage(e),
-        FireError::Invalid(why) => DomainError::invalid(why).into(),
-        FireError::Contended => {
-            Status::unavailable("the task changed concurrently; retry the call")
-        }
-    }
 }
 
 /// The response for a run, finished or not.
@@ -264,8 +241,7 @@ pub async fn trigger_task(
                     },
                     window_ms,
                 })
-                .await
-                .map_err(fire_status)?;
+                .await?;
             let execution_id = fired.execution_id().to_owned();
             let row = if req.is_blocking {
                 app.engine
@@ -280,7 +256,12 @@ pub async fn trigger_task(
                     .map_err(error::storage)?
                 {
                     Some(row) => row,
-                    None => return Err(Status::internal("the queued execution is missing")),
+                    None => {
+                        return Err(error::internal(
+                            "the queued execution is missing",
+                            &execution_id,
+                        ));
+                    }
                 }
             };
             Ok(trigger_response(&task.id, &row))

@@ -4,6 +4,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use protocol::process::duration_text;
 use serde::{Deserialize, Serialize};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -45,6 +46,18 @@ pub struct OperatorConfig {
     /// How often the chain is polled when there is no WebSocket endpoint.
     #[serde(default = "default_poll", with = "duration_text")]
     pub poll_every: Duration,
+    /// The last checkpoint of the aggregator's log this operator cosigned (and the log key it
+    /// pinned): it never signs two roots for one size, nor a checkpoint inconsistent with it.
+    #[serde(default = "default_state_file")]
+    pub state_file: PathBuf,
+    /// The aggregator's log verifier key (`aggregator log-key`). Unset: the key the aggregator
+    /// names with its first checkpoint is pinned in `state_file` and held to from then on.
+    #[serde(default)]
+    pub log_key: Option<String>,
+}
+
+fn default_state_file() -> PathBuf {
+    PathBuf::from("./operator-state/cosigned.json")
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -83,7 +96,7 @@ fn default_cooldown() -> Duration {
 }
 
 fn default_cap() -> u32 {
-    crate::operators::overload::DEFAULT_EVENTS_PER_BLOCK
+    protocol::triggers::DEFAULT_EVENTS_PER_BLOCK
 }
 
 fn default_metrics() -> SocketAddr {
@@ -96,22 +109,6 @@ fn default_ping() -> Duration {
 
 fn default_poll() -> Duration {
     Duration::from_millis(500)
-}
-
-mod duration_text {
-    use std::time::Duration;
-
-    use serde::{Deserialize, Deserializer, Serializer};
-
-    pub fn serialize<S: Serializer>(value: &Duration, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str(&humantime::format_duration(*value).to_string())
-    }
-
-    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
-        let text = String::deserialize(d)?;
-        humantime::parse_duration(&text)
-            .map_err(|e| serde::de::Error::custom(format!("invalid duration {text:?}: {e}")))
-    }
 }
 
 fn key_text(inline: &Option<String>, file: &Option<PathBuf>, what: &str) -> anyhow::Result<String> {

@@ -7,12 +7,12 @@ use events::task::{
 };
 use serde_json::Value as Json;
 
+use super::ConvertError;
 use super::method_call::{method_calls_from_pb, method_calls_to_pb};
 use super::value::{json_list, opt_json, value_from_json};
-use crate::domain::DomainError;
 use crate::pb;
 
-pub fn trigger_from_pb(t: &pb::TaskTrigger) -> Result<Trigger, DomainError> {
+pub fn trigger_from_pb(t: &pb::TaskTrigger) -> Result<Trigger, ConvertError> {
     use pb::task_trigger::TriggerType as T;
     let config = match &t.trigger_type {
         None => None,
@@ -20,16 +20,11 @@ pub fn trigger_from_pb(t: &pb::TaskTrigger) -> Result<Trigger, DomainError> {
             let c = m.config.clone().unwrap_or_default();
             // The data must be a value JSON can hold: one with no kind set, or a NaN, is not.
             let data = match &c.data {
-                Some(prost_types::Value { kind: None }) => Err(DomainError::Invalid(
+                Some(prost_types::Value { kind: None }) => Err(ConvertError(
                     "Data must be valid JSON: the data value has no kind set".into(),
-                    crate::domain::Code::InvalidTriggerConfig,
                 )),
-                other => opt_json(other).map_err(|e| {
-                    DomainError::Invalid(
-                        format!("Data must be valid JSON: {e}"),
-                        crate::domain::Code::InvalidTriggerConfig,
-                    )
-                }),
+                other => opt_json(other)
+                    .map_err(|e| ConvertError(format!("Data must be valid JSON: {}", e.0))),
             }?;
             Some(TriggerConfig::Manual(ManualTriggerConfig {
                 data,
@@ -72,7 +67,7 @@ pub fn trigger_from_pb(t: &pb::TaskTrigger) -> Result<Trigger, DomainError> {
                             method_calls: method_calls_from_pb(&q.method_calls),
                         })
                     })
-                    .collect::<Result<_, DomainError>>()?,
+                    .collect::<Result<_, ConvertError>>()?,
                 cooldown_seconds: c.cooldown_seconds,
             }))
         }
@@ -149,7 +144,7 @@ pub fn trigger_to_pb(t: &Trigger) -> pb::TaskTrigger {
 /// The trigger kind and output an operator's report carries.
 pub fn reported_output(
     req: &pb::NotifyTriggersReq,
-) -> Result<(TriggerKind, Option<Json>), DomainError> {
+) -> Result<(TriggerKind, Option<Json>), ConvertError> {
     use pb::notify_triggers_req::TriggerOutput as O;
     Ok(match &req.trigger_output {
         Some(O::BlockTrigger(o)) => (TriggerKind::Block, opt_json(&o.data)?),
@@ -157,7 +152,7 @@ pub fn reported_output(
         Some(O::CronTrigger(o)) => (TriggerKind::Cron, opt_json(&o.data)?),
         Some(O::EventTrigger(o)) => (TriggerKind::Event, opt_json(&o.data)?),
         Some(O::ManualTrigger(o)) => (TriggerKind::Manual, opt_json(&o.data)?),
-        None => return Err(DomainError::invalid("the report has no trigger output")),
+        None => return Err(ConvertError("the report has no trigger output".into())),
     })
 }
 
@@ -180,7 +175,7 @@ pub fn report_output(kind: TriggerKind, output: &Json) -> pb::notify_triggers_re
 pub fn requested_firing(
     req: &pb::TriggerTaskReq,
     task_kind: Option<TriggerKind>,
-) -> Result<(TriggerKind, Option<Json>), DomainError> {
+) -> Result<(TriggerKind, Option<Json>), ConvertError> {
     use pb::trigger_task_req::TriggerOutput as O;
     Ok(match &req.trigger_output {
         Some(O::ManualTrigger(o)) => (TriggerKind::Manual, opt_json(&o.data)?),
@@ -192,7 +187,7 @@ pub fn requested_firing(
             let kind = TriggerKind::from_wire_number(req.trigger_type)
                 .or(task_kind)
                 .ok_or_else(|| {
-                    DomainError::invalid("set trigger_type or one of the trigger outputs")
+                    ConvertError("set trigger_type or one of the trigger outputs".into())
                 })?;
             (kind, None)
         }

@@ -1,12 +1,15 @@
 //! The operator process: connects to the aggregator (and reconnects with backoff), receives the
 //! tasks assigned to it, watches their triggers on the chain and the clock (`watch`), and reports
 //! each firing signed with its BLS and ECDSA keys (`client`). It serves its own `/metrics` and
-//! `/up`, and stops cleanly on SIGINT / SIGTERM.
+//! `/up`, and stops cleanly on SIGINT / SIGTERM. It cosigns the aggregator's log checkpoints that
+//! are consistent with the last one it cosigned (`cosign`).
 //!
-//! Layout: `config` (YAML), `client` (signed calls), `watch` (the firing rules).
+//! Layout: `config` (YAML), `client` (signed calls), `watch` (the firing rules), `cosign` (the
+//! checkpoint cosigning rule and its state file).
 
 pub mod client;
 pub mod config;
+pub mod cosign;
 pub mod watch;
 
 use std::sync::Arc;
@@ -21,11 +24,16 @@ use client::Client;
 use config::OperatorConfig;
 use watch::{Report, Watches};
 
-use crate::pb;
+use protocol::pb;
+
+/// Milliseconds since the epoch, as the rules and the wire count time.
+fn now_ms_i64() -> i64 {
+    i64::try_from(events::now_ms()).unwrap_or(i64::MAX)
+}
 
 /// Runs the operator until `stop` turns true.
 pub async fn run(config: OperatorConfig, mut stop: signal::Receiver<bool>) -> anyhow::Result<()> {
-    crate::telemetry::metrics();
+    protocol::process::metrics();
     let ecdsa = config.ecdsa()?;
     let bls = config.bls()?;
     let address = ecdsa.address();
@@ -44,7 +52,7 @@ pub async fn run(config: OperatorConfig, mut stop: signal::Receiver<bool>) -> an
         .route("/up", axum::routing::get(|| async { "ok\n" }))
         .route(
             "/metrics",
-            axum::routing::get(|| async { crate::telemetry::metrics().render() }),
+            axum::routing::get(|| async { protocol::process::metrics().render() }),
         );
     let mut metrics_stop = stop.clone();
     tokio::spawn(async move {
@@ -158,6 +166,15 @@ async fn handle(
     client: &mut Client,
     message: pb::SyncMessagesResp,
 ) {
+    if message.op == pb::MessageOp::CosignCheckpoint as i32 {
+        if let Some(checkpoint) = &message.checkpoint {
+            cosign::checkpoint(config, client, checkpoint).await;
+        }
+        if let Err(e) = client.ack(&message.id).await {
+            tracing::warn!(error = %e, "acknowledging a checkpoint failed; it will come again");
+        }
+        return;
+    }
     let Some(metadata) = &message.task_metadata else {
         return;
     };
@@ -170,7 +187,7 @@ async fn handle(
             match watches.monitor(
                 metadata,
                 head,
-                crate::clock::now_ms_i64(),
+                now_ms_i64(),
                 cooldown,
                 config.max_events_per_block,
             ) {
@@ -260,7 +277,7 @@ async fn time_loop(
             _ = tick.tick() => {}
             _ = stop.wait_for(|s| *s) => return,
         }
-        for report in watches.tick(crate::clock::now_ms_i64()) {
+        for report in watches.tick(now_ms_i64()) {
             let _ = reports.send(report);
         }
     }
@@ -366,7 +383,7 @@ async fn block(
         .await?
         .ok_or_else(|| anyhow::anyhow!("block {number} is not there"))?
         .header;
-    let facts = crate::domain::trigger_output::BlockFacts {
+    let facts = protocol::trigger_output::BlockFacts {
         number,
         hash: header.hash,
         parent_hash: header.parent_hash,
