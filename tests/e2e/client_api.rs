@@ -452,22 +452,20 @@ async fn task_lifecycle_over_grpc() -> anyhow::Result<()> {
 }
 
 #[tokio::test]
-async fn a_retried_create_makes_one_task_until_it_is_deleted() -> anyhow::Result<()> {
+async fn a_keyed_create_makes_one_task_until_it_is_deleted() -> anyhow::Result<()> {
     let server = TestServer::start().await?;
     let mut client = server.client().await?;
     let user = User::sign_in(&mut client).await?;
     let wallet = user.wallet(&mut client).await?;
     let request = simple_task("retried", &wallet);
-    let first = client
-        .create_task(user.req(request.clone()))
-        .await?
-        .into_inner()
-        .id;
-    let again = client
-        .create_task(user.req(request.clone()))
-        .await?
-        .into_inner()
-        .id;
+    let keyed = || {
+        let mut r = user.req(request.clone());
+        r.metadata_mut()
+            .insert("idempotency-key", "retried-1".parse().unwrap());
+        r
+    };
+    let first = client.create_task(keyed()).await?.into_inner().id;
+    let again = client.create_task(keyed()).await?.into_inner().id;
     assert_eq!(first, again);
     let count = client
         .get_workflow_count(user.req(pb::GetWorkflowCountReq::default()))
@@ -477,8 +475,11 @@ async fn a_retried_create_makes_one_task_until_it_is_deleted() -> anyhow::Result
     client
         .delete_task(user.req(pb::IdReq { id: first.clone() }))
         .await?;
-    let third = client.create_task(user.req(request)).await?.into_inner().id;
+    let third = client.create_task(keyed()).await?.into_inner().id;
     assert_ne!(third, first, "the first task is gone: the create proceeds");
+    // Without a key, the same request answered in time is a new task, as in the original.
+    let fourth = client.create_task(user.req(request)).await?.into_inner().id;
+    assert_ne!(fourth, third);
     Ok(())
 }
 
