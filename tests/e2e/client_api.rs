@@ -757,3 +757,111 @@ async fn the_execution_read_side_answers_before_any_run() -> anyhow::Result<()> 
     assert_eq!(count.total, 0);
     Ok(())
 }
+
+/// Refusals lead with the original's words (clients match on them), our explanation after.
+#[tokio::test]
+async fn refusals_lead_with_the_original_words() -> anyhow::Result<()> {
+    let server = TestServer::start().await?;
+    let mut client = server.client().await?;
+    let user = User::sign_in(&mut client).await?;
+    let wallet = user.wallet(&mut client).await?;
+    let starts = |err: tonic::Status, code: Code, words: &str| {
+        assert_eq!(err.code(), code, "{err:?}");
+        assert!(err.message().starts_with(words), "{err:?}");
+    };
+
+    let not_mine = "0x000000000000000000000000000000000000dEaD".to_owned();
+    for (addresses, why) in [
+        (vec![not_mine], "not one of your"),
+        (vec!["0x12".into()], "not an address"),
+    ] {
+        let err = client
+            .list_tasks(user.req(pb::ListTasksReq {
+                smart_wallet_address: addresses,
+                ..Default::default()
+            }))
+            .await
+            .unwrap_err();
+        assert!(err.message().contains(why), "{err:?}");
+        starts(
+            err,
+            Code::InvalidArgument,
+            "invalid smart account address: ",
+        );
+    }
+    let listed = client
+        .list_tasks(user.req(pb::ListTasksReq {
+            smart_wallet_address: vec![wallet.clone()],
+            ..Default::default()
+        }))
+        .await?;
+    assert!(
+        listed.into_inner().items.is_empty(),
+        "the caller's own wallet is fine"
+    );
+
+    let err = client
+        .list_tasks(user.req(pb::ListTasksReq {
+            limit: -1,
+            ..Default::default()
+        }))
+        .await
+        .unwrap_err();
+    starts(err, Code::InvalidArgument, "item per page is not valid: ");
+    let err = client
+        .list_tasks(user.req(pb::ListTasksReq {
+            after: "garbage".into(),
+            ..Default::default()
+        }))
+        .await
+        .unwrap_err();
+    starts(err, Code::InvalidArgument, "Invalid pagination cursor: ");
+    let err = client
+        .list_secrets(user.req(pb::ListSecretsReq {
+            after: "garbage".into(),
+            ..Default::default()
+        }))
+        .await
+        .unwrap_err();
+    starts(err, Code::InvalidArgument, "Invalid pagination cursor: ");
+    client
+        .list_secrets(user.req(pb::ListSecretsReq {
+            after: "_:some_name".into(),
+            ..Default::default()
+        }))
+        .await?;
+
+    let err = client
+        .list_wallets(with_key(pb::ListWalletReq::default(), "not-a-jwt"))
+        .await
+        .unwrap_err();
+    starts(
+        err,
+        Code::Unauthenticated,
+        "User authentication error: User Auth key is invalid: ",
+    );
+
+    let id = client
+        .create_task(user.req(simple_task("off", &wallet)))
+        .await?
+        .into_inner()
+        .id;
+    client
+        .set_task_enabled(user.req(pb::SetTaskEnabledReq {
+            id: id.clone(),
+            enabled: false,
+        }))
+        .await?;
+    let err = client
+        .trigger_task(user.req(pb::TriggerTaskReq {
+            task_id: id,
+            trigger_type: pb::TriggerType::Manual as i32,
+            is_blocking: true,
+            ..Default::default()
+        }))
+        .await
+        .unwrap_err();
+    assert!(err.message().contains("disabled"), "{err:?}");
+    starts(err, Code::FailedPrecondition, "task cannot be executed: ");
+    Ok(())
+}

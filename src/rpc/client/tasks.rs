@@ -122,8 +122,13 @@ pub async fn get_task(app: &App, request: Request<pb::IdReq>) -> Result<pb::Task
 }
 
 /// The ids of the caller's tasks in the given wallets (all wallets when none is given), newest
-/// first.
-fn task_ids(app: &App, owner: &str, wallets: &[String]) -> Result<Vec<String>, Status> {
+/// first. As the original, an address that is not one of the caller's smart wallets is refused.
+fn task_ids(
+    app: &App,
+    owner: &str,
+    owner_address: alloy::primitives::Address,
+    wallets: &[String],
+) -> Result<Vec<String>, Status> {
     let mut ids = BTreeSet::new();
     if wallets.is_empty() {
         ids.extend(
@@ -134,7 +139,25 @@ fn task_ids(app: &App, owner: &str, wallets: &[String]) -> Result<Vec<String>, S
         );
     } else {
         for wallet in wallets {
-            let wallet = crate::address::parse_address("smart_wallet_address", wallet)?;
+            let not_a_wallet = |why: String| {
+                DomainError::Invalid(
+                    format!("invalid smart account address: {why}"),
+                    crate::domain::Code::InvalidAddress,
+                )
+            };
+            let address = wallet
+                .trim()
+                .parse::<alloy::primitives::Address>()
+                .map_err(|_| not_a_wallet(format!("{wallet:?} is not an address")))?;
+            if !app
+                .is_owners_wallet(owner_address, address)
+                .map_err(error::storage)?
+            {
+                return Err(
+                    not_a_wallet(format!("{address} is not one of your smart wallets")).into(),
+                );
+            }
+            let wallet = address;
             ids.extend(
                 app.store
                     .views
@@ -153,7 +176,12 @@ pub async fn list_tasks(
     let caller = calls::caller(app, &request)?;
     let req = request.into_inner();
     let page = paging::request(&req.before, &req.after, req.limit, true)?;
-    let ids = task_ids(app, &caller.owner, &req.smart_wallet_address)?;
+    let ids = task_ids(
+        app,
+        &caller.owner,
+        calls::owner_address(&caller)?,
+        &req.smart_wallet_address,
+    )?;
     let (range, page_info) = paging::select(&ids, Order::Descending, &page);
     let mut items = Vec::with_capacity(range.len());
     for id in ids.get(range).unwrap_or_default() {
