@@ -17,7 +17,7 @@ use crate::chain::Chain;
 use crate::config::Config;
 use crate::domain::{DomainError, task};
 use crate::limits::Limiter;
-use crate::secrets::SecretBox;
+use crate::secret_box::SecretBox;
 use crate::store::Store;
 use crate::wallet::WalletFactory;
 
@@ -27,15 +27,19 @@ pub const VERSION: &str = env!("CARGO_PKG_VERSION");
 pub struct App {
     pub config: Config,
     pub store: Store,
-    pub tokens: TokenIssuer,
+    /// Signs and checks the JWTs (sessions and API keys).
+    pub token_issuer: TokenIssuer,
     pub secret_box: SecretBox,
     /// The default factory (from the config), whose addresses derive offline.
     pub wallets: WalletFactory,
     pub chain: Option<Chain>,
     pub limiter: Limiter,
+    /// One owner's creations that count against a quota, decided one after the other.
+    pub owner_slots: crate::quota::OwnerSlots,
     pub engine: crate::engine::Engine,
     pub pool: std::sync::Arc<crate::operators::Pool>,
-    pub token_directory: std::sync::Arc<crate::tokens::TokenDirectory>,
+    /// ERC-20 metadata (`GetTokenMetadata`, and transfers' enrichment).
+    pub token_directory: std::sync::Arc<crate::token_metadata::TokenDirectory>,
     /// Calls in flight or unanswered, for the client's retries (`rpc::repeats`).
     pub repeats: crate::rpc::repeats::CallRepeats,
     /// The log's checkpoints and the operators' cosignatures of them.

@@ -20,7 +20,7 @@ use crate::auth::keys::Keys;
 use crate::chain::Chain;
 use crate::config::Config;
 use crate::limits::Limiter;
-use crate::secrets::SecretBox;
+use crate::secret_box::SecretBox;
 use crate::store::Store;
 use crate::wallet::WalletFactory;
 
@@ -72,7 +72,7 @@ pub async fn open(config: Config) -> anyhow::Result<SharedApp> {
         config.wallet.entry_point.parse()?,
     );
     let secret_box = SecretBox::new(&keys.secrets_key);
-    let token_directory = Arc::new(crate::tokens::TokenDirectory::load(
+    let token_directory = Arc::new(crate::token_metadata::TokenDirectory::load(
         config.chain_id,
         config.engine.token_whitelist.as_deref(),
     )?);
@@ -92,12 +92,13 @@ pub async fn open(config: Config) -> anyhow::Result<SharedApp> {
     let transparency = crate::transparency::open(&config, &store)?;
     Ok(Arc::new(App {
         transparency,
-        tokens: TokenIssuer::new(&keys.jwt_secret, config.chain_id),
+        token_issuer: TokenIssuer::new(&keys.jwt_secret, config.chain_id),
         secret_box,
         engine,
         token_directory,
         pool,
         limiter: Limiter::new(&config.limits),
+        owner_slots: crate::quota::OwnerSlots::default(),
         wallets,
         chain,
         store,

@@ -1,5 +1,5 @@
 //! Secrets: names, scopes and the create / update / delete rules. Values arrive in clear and leave
-//! this layer only as ciphertext (`crate::secrets`).
+//! this layer only as ciphertext (`crate::secret_box`).
 //!
 //! Scopes: a user secret (no workflow) or a workflow secret. As in the original, a workflow
 //! secret takes any well-formed workflow id (no task lookup: the owner is part of its key, so a
@@ -132,6 +132,15 @@ pub fn delete(existing: Option<&SecretRow>, scope: SecretScope) -> DomainResult<
         return Err(not_found(&scope));
     }
     Ok(SecretDeleted { scope }.into())
+}
+
+/// The secrets of a deleted task's workflow, among its owner's: nothing can read them once the
+/// task is gone, and no call could delete them afterwards, so they go with it.
+pub fn of_deleted_task(task_id: &str, owners: Vec<SecretRow>) -> Vec<SecretRow> {
+    owners
+        .into_iter()
+        .filter(|r| r.scope.workflow_id == task_id && r.scope.org_id.is_empty())
+        .collect()
 }
 
 /// Which secret a `DeleteSecret` without a workflow means, among the owner's secrets of that

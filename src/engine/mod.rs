@@ -5,9 +5,11 @@
 //! - this file: `Engine`, the one entry point for every firing (`fire`), the scheduler (many runs
 //!   at once, runs of one task in order), resuming pending runs on start, waiting for a run;
 //! - `run`: one execution and the step protocol; `graph`: the order and reachability of nodes;
-//! - `template`: `{{ expression }}` in node configs; `vars`: the variables a run sees;
-//!   `trigger_data`: what a run sees of its trigger (event logs decoded and enriched);
-//! - `nodes/`: one module per node type; `sandbox`: JavaScript; `http`: guarded outbound HTTP;
+//! - `template`: `{{ expression }}` in node configs; `vars`: the variables a run sees; `redact`:
+//!   the run's secrets masked in whatever it records; `trigger_data`: what a run sees of its
+//!   trigger (event logs decoded and enriched);
+//! - `nodes/`: one module per node type; `sandbox`: JavaScript (one QuickJS runtime per worker
+//!   thread, in `sandbox/runtime.rs`); `http`: guarded outbound HTTP;
 //! - `redact`: the run's secrets cut out of everything it records;
 //! - `preview`: `RunTrigger`, `RunNodeWithInputs`, `SimulateTask` (nothing persisted).
 //!
@@ -44,7 +46,7 @@ use crate::clock::{new_id, now_ms, now_ms_i64};
 use crate::config::EngineConfig;
 use crate::domain::bounds::ValueBounds;
 use crate::domain::firing::{self, Refusal};
-use crate::secrets::SecretBox;
+use crate::secret_box::SecretBox;
 use crate::store::{Decision, Loaded, Settled, Store};
 
 /// What nodes use to do their work.
@@ -60,7 +62,7 @@ pub struct Tools {
     /// The chain the aggregator serves (`chain_id`), for what steps report of it.
     pub chain_id: u64,
     /// Token metadata (known lists, then the chain), for enriching transfers.
-    pub tokens: Arc<crate::tokens::TokenDirectory>,
+    pub tokens: Arc<crate::token_metadata::TokenDirectory>,
 }
 
 /// A firing to accept: the task, who reports it, what fired.
@@ -150,7 +152,7 @@ impl Engine {
         sealer: SecretBox,
         chain: Option<Chain>,
         chain_id: u64,
-        tokens: Arc<crate::tokens::TokenDirectory>,
+        tokens: Arc<crate::token_metadata::TokenDirectory>,
     ) -> anyhow::Result<Self> {
         let threads = if config.js_threads == 0 {
             std::thread::available_parallelism().map_or(2, |n| n.get())

@@ -18,7 +18,7 @@ pub fn caller<T>(app: &App, request: &Request<T>) -> Result<Caller, Status> {
         .to_str()
         .map_err(|_| AuthError("the authkey header is not text".into()))?;
     let verified = app
-        .tokens
+        .token_issuer
         .verify(token.trim())
         .map_err(error::invalid_auth_key)?;
     if let Some(key) = &verified.key_id

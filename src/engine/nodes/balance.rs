@@ -13,7 +13,7 @@ use events::task::BalanceConfig;
 use super::{NodeError, NodeResult, NodeRun, chain, format_units};
 use crate::engine::Tools;
 use crate::pb::ErrorCode;
-use crate::tokens::NATIVE_TOKEN;
+use crate::token_metadata::NATIVE_TOKEN;
 
 /// The native token's address as the original writes it.
 pub const NATIVE_TOKEN_ADDRESS: &str = "0xEeeeeEeeeEeEeeEeEeEeeEEEeeeeEeeeeeeeEEeE";
