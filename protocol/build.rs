@@ -12,7 +12,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     )?;
     // `Ack` answers a `google.protobuf.BoolValue`, which prost would map to a bare `bool` that
     // tonic's codegen cannot name: the wrappers are generated, the rest stays in `prost_types`.
+    // Maps as `BTreeMap`: a message re-encodes to the same bytes every time (prost's `HashMap`
+    // iterates in a random order), which the idempotency digests of requests depend on.
     tonic_prost_build::configure()
+        .btree_map(".")
         .compile_well_known_types(true)
         // A request that is not protobuf is the caller's fault, not an INTERNAL error.
         .codec_path("crate::codec::WireCodec")

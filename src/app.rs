@@ -38,8 +38,10 @@ pub struct App {
     pub owner_slots: crate::quota::OwnerSlots,
     pub engine: crate::engine::Engine,
     pub pool: std::sync::Arc<crate::operators::Pool>,
-    /// ERC-20 metadata (`GetTokenMetadata`).
-    pub token_directory: crate::token_metadata::TokenDirectory,
+    /// ERC-20 metadata (`GetTokenMetadata`, and transfers' enrichment).
+    pub token_directory: std::sync::Arc<crate::token_metadata::TokenDirectory>,
+    /// Calls in flight or unanswered, for the client's retries (`rpc::repeats`).
+    pub repeats: crate::rpc::repeats::CallRepeats,
     /// The log's checkpoints and the operators' cosignatures of them.
     pub transparency: std::sync::Arc<crate::transparency::Transparency>,
     /// When this process opened its state (ms since the epoch).

@@ -157,6 +157,39 @@ impl Chain {
         Ok((block.header.number, block.header.hash))
     }
 
+    /// A block's header facts (the latest block when `number` is `None`), as a block trigger
+    /// reports them.
+    pub async fn block_facts(
+        &self,
+        number: Option<u64>,
+    ) -> Result<crate::domain::trigger_output::BlockFacts, ChainError> {
+        let tag = number.map_or(
+            alloy::eips::BlockNumberOrTag::Latest,
+            alloy::eips::BlockNumberOrTag::Number,
+        );
+        let block = self
+            .provider
+            .get_block_by_number(tag)
+            .await
+            .map_err(|e| rpc_failure(&self.url, &e))?
+            .ok_or_else(|| ChainError::Rpc(format!("the node has no block {tag}")))?;
+        let header = block.header;
+        Ok(crate::domain::trigger_output::BlockFacts {
+            number: header.number,
+            hash: header.hash,
+            parent_hash: header.parent_hash,
+            timestamp: header.timestamp,
+            difficulty: header.difficulty,
+            gas_limit: header.gas_limit,
+            gas_used: header.gas_used,
+        })
+    }
+
+    /// A block's time, in seconds.
+    pub async fn block_timestamp(&self, number: u64) -> Result<u64, ChainError> {
+        Ok(self.block_facts(Some(number)).await?.timestamp)
+    }
+
     /// The latest block's number.
     pub async fn block_number(&self) -> Result<u64, ChainError> {
         self.provider

@@ -279,11 +279,13 @@ impl Default for LimitsConfig {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct IdempotencyConfig {
-    /// A `CreateTask` repeated by the same caller with the same request within this window
-    /// returns the first task (the official client retries up to 3 times, 30 s apart).
+    /// A `CreateTask` repeated by the same caller with the same request (no `idempotency-key`
+    /// header) returns the first task when the first could not answer its caller (still
+    /// running, or done after the caller's deadline), for this long after the first finished
+    /// (`rpc::repeats`).
     #[serde(with = "duration_text")]
     pub create_window: Duration,
-    /// Same for `TriggerTask` without an `idempotency-key` header.
+    /// The same for `TriggerTask`.
     #[serde(with = "duration_text")]
     pub trigger_window: Duration,
 }

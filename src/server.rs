@@ -80,18 +80,20 @@ pub async fn open(config: Config) -> anyhow::Result<SharedApp> {
         config.wallet.entry_point.parse()?,
     );
     let secret_box = SecretBox::new(&keys.secrets_key);
+    let token_directory = Arc::new(crate::token_metadata::TokenDirectory::load(
+        config.chain_id,
+        config.engine.token_whitelist.as_deref(),
+    )?);
     let engine = crate::engine::Engine::start(
         store.clone(),
         config.engine.clone(),
         &config.limits,
         secret_box.clone(),
         chain.clone(),
+        config.chain_id,
+        token_directory.clone(),
     )
     .await?;
-    let token_directory = crate::token_metadata::TokenDirectory::load(
-        config.chain_id,
-        config.engine.token_whitelist.as_deref(),
-    )?;
     let members = crate::operators::registry::load(&config, chain.as_ref()).await?;
     crate::operators::registry::record(&store, &members).await?;
     let pool = crate::operators::Pool::new(store.clone(), config.operators.clone())?;
@@ -109,6 +111,7 @@ pub async fn open(config: Config) -> anyhow::Result<SharedApp> {
         chain,
         store,
         config,
+        repeats: crate::rpc::repeats::CallRepeats::default(),
         started_ms,
     }))
 }

@@ -417,7 +417,16 @@ async fn block(
         .await?
         .ok_or_else(|| anyhow::anyhow!("block {number} is not there"))?
         .header;
-    for report in watches.block(number, header.hash) {
+    let facts = protocol::trigger_output::BlockFacts {
+        number,
+        hash: header.hash,
+        parent_hash: header.parent_hash,
+        timestamp: header.timestamp,
+        difficulty: header.difficulty,
+        gas_limit: header.gas_limit,
+        gas_used: header.gas_used,
+    };
+    for report in watches.block(&facts) {
         let _ = reports.send(report);
     }
     for (task_id, interval, filters) in tasks {

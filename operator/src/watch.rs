@@ -2,7 +2,8 @@
 //! firings and the same signed outputs:
 //!
 //! - **block**: fires on blocks whose number is a multiple of `interval`, once the block is
-//!   `confirmations` deep; output `{blockNumber, blockHash}`, id `<task>:<block>`;
+//!   `confirmations` deep; output the header's facts (`protocol::trigger_output::block_output`:
+//!   number, hash, parent hash, time, difficulty, gas limit and used), id `<task>:<block>`;
 //! - **event**: the logs of each confirmed block matching a query's addresses and topics
 //!   (`eth_getLogs` per block, driven by the new-head subscription: no block is skipped, and after
 //!   a reconnect the missed blocks are read), then the query's conditions on the ABI-decoded
@@ -10,10 +11,13 @@
 //!   overload instead of firing; the cooldown is measured in block time (the block's timestamp,
 //!   the same for every operator); output `{blockNumber, blockHash, transactionHash, logIndex,
 //!   address, topics, data}`, id `<task>:<tx hash>:<log index>`;
-//! - **fixed time**: each epoch of the task (ms) once its time has come, id `<task>:<epoch>`;
+//! - **fixed time**: each epoch of the task (ms) once its time has come, id `<task>:<epoch>`
+//!   (an epoch from before the operator watched the task, such as one before the task was
+//!   created, is not reported);
 //! - **cron**: the slots of the schedule grammar (`domain::schedule`: 5-field UTC cron, or
 //!   `@every` anchored at the task's `start_at`, or its creation, the time of its ULID id); slots
-//!   missed while away are caught up (up to 10 per schedule); output `{timestamp}`, id
+//!   missed while away are caught up (up to 10 per schedule); output `{timestamp, timestampIso}`
+//!   for both time triggers, id
 //!   `<task>:<slot>`.
 //!
 //! Nothing an operator observes locally (when it saw the block) is in an output.
@@ -30,6 +34,7 @@ use events::task::{EventQuery, TriggerConfig, TriggerKind};
 
 use protocol::pb;
 use protocol::schedule::Schedule;
+use protocol::trigger_output::{BlockFacts, block_output, time_output};
 use protocol::triggers::{abi_event, conditions_hold, filter_of};
 
 /// A firing to report.
@@ -182,7 +187,7 @@ impl Watches {
                     task_id: task_id.clone(),
                     trigger_request_id: format!("{task_id}:{slot}"),
                     kind,
-                    output: json!({ "timestamp": slot }),
+                    output: time_output(slot),
                 });
             };
             match &watch.state {
@@ -229,8 +234,9 @@ impl Watches {
             .collect()
     }
 
-    /// What block `number` (with its hash and time) fires for the block triggers.
-    pub fn block(&self, number: u64, hash: B256) -> Vec<Report> {
+    /// What a block fires for the block triggers.
+    pub fn block(&self, block: &BlockFacts) -> Vec<Report> {
+        let number = block.number;
         let tasks = self.tasks.lock().unwrap_or_else(|p| p.into_inner());
         tasks
             .iter()
@@ -242,7 +248,7 @@ impl Watches {
                         task_id: id.clone(),
                         trigger_request_id: format!("{id}:{number}"),
                         kind: TriggerKind::Block,
-                        output: json!({ "blockNumber": number, "blockHash": format!("{hash:#x}") }),
+                        output: block_output(block),
                     })
                 }
                 _ => None,
@@ -388,8 +394,35 @@ mod tests {
         assert_eq!(b.len(), 4, "{b:?}");
         assert_eq!(common.len(), 4);
         assert_eq!(b[0].trigger_request_id, format!("{task}:{}", start + 4_000));
-        assert_eq!(b[0].output, json!({ "timestamp": start + 4_000 }));
+        assert_eq!(b[0].output, time_output(start + 4_000));
+        assert!(b[0].output["timestampIso"].as_str().unwrap().ends_with('Z'));
         assert!(early.tick(start + 10_000).is_empty(), "nothing twice");
+    }
+
+    /// A past epoch is accepted at create, as the original does, but never fires: the operators
+    /// watch from when they learn of the task, which is after it was created.
+    #[test]
+    fn an_epoch_before_the_task_never_fires() {
+        let task = "01JG2F0000000000000000TASK";
+        let created = created_ms(task);
+        let trigger = pb::TaskTrigger {
+            name: "at".into(),
+            r#type: pb::TriggerType::FixedTime as i32,
+            id: "t".into(),
+            trigger_type: Some(pb::task_trigger::TriggerType::FixedTime(
+                pb::FixedTimeTrigger {
+                    config: Some(pb::fixed_time_trigger::Config {
+                        epochs: vec![created - 60_000, created + 60_000],
+                    }),
+                },
+            )),
+        };
+        let w = Watches::default();
+        w.monitor(&metadata(task, trigger, 0), 0, created + 1_000, 0, 100)
+            .unwrap();
+        let fired = w.tick(created + 120_000);
+        assert_eq!(fired.len(), 1, "{fired:?}");
+        assert_eq!(fired[0].output, time_output(created + 60_000));
     }
 
     #[test]
@@ -405,10 +438,21 @@ mod tests {
         };
         w.monitor(&metadata("task", trigger, 0), 12, 0, 0, 100)
             .unwrap();
-        assert!(w.block(10, B256::ZERO).is_empty(), "before registration");
-        assert!(w.block(14, B256::ZERO).is_empty());
-        let fired = w.block(15, B256::ZERO);
+        let at = |number: u64| BlockFacts {
+            number,
+            hash: B256::repeat_byte(1),
+            parent_hash: B256::repeat_byte(2),
+            timestamp: 1_700_000_000,
+            difficulty: alloy::primitives::U256::ZERO,
+            gas_limit: 30_000_000,
+            gas_used: 0,
+        };
+        assert!(w.block(&at(10)).is_empty(), "before registration");
+        assert!(w.block(&at(14)).is_empty());
+        let fired = w.block(&at(15));
         assert_eq!(fired.len(), 1);
         assert_eq!(fired[0].trigger_request_id, "task:15");
+        assert_eq!(fired[0].output, block_output(&at(15)));
+        assert_eq!(fired[0].output["gasLimit"], 30_000_000);
     }
 }

@@ -10,6 +10,7 @@
 //!   the three `MethodCall`s, triggers and the trigger outputs firings carry;
 //! - `schedule`: the cron / `@every` grammar, which the aggregator validates with and the
 //!   operators fire by;
+//! - `trigger_output`: what time and block triggers output (the bytes operators sign);
 //! - `triggers`: which logs an event query matches, which the operators fire by and the
 //!   aggregator confirms an overload with;
 //! - `registration`: the entry an operator hands to the aggregator's `operators.members`;
@@ -25,4 +26,5 @@ pub mod pb;
 pub mod process;
 pub mod registration;
 pub mod schedule;
+pub mod trigger_output;
 pub mod triggers;

@@ -14,7 +14,10 @@
 //!   in `protocol` too);
 //! - `attestation`: the operators' reports of one firing folded, and the quorum that attests it;
 //! - `assignment`: which operators watch which task (rendezvous hashing, the grace period);
-//! - `overload`: when an event trigger that matched too much is disabled.
+//! - `overload`: when an event trigger that matched too much is disabled;
+//! - `step_config`: a trigger's or node's config as a step shows it (the contract's JSON names);
+//! - `trigger_output`: what triggers output (time, block, decoded and enriched event logs);
+//! - `event_query`: an event trigger's queries as stored (`{{settings.*}}` resolved, topics padded).
 //!
 //! `DomainError` says what is wrong in words a client can act on; `rpc::error` maps each variant
 //! to its gRPC status, once.
@@ -22,12 +25,15 @@
 pub mod assignment;
 pub mod attestation;
 pub mod bounds;
+pub mod event_query;
 pub mod firing;
 pub mod overload;
 pub mod secrets;
+pub mod step_config;
 pub mod task;
 #[cfg(test)]
 mod testing;
+pub mod trigger_output;
 pub mod wallets;
 
 pub use protocol::{schedule, triggers};

@@ -207,7 +207,7 @@ pub fn normalize(definition: &mut TaskDefinition) {
 }
 
 /// Checks a definition (with its name already resolved) against the rules and limits. `now_ms`
-/// is the command's time: fixed-time epochs and `expired_at` must lie after it.
+/// is the command's time: `expired_at` must lie after it (fixed-time epochs are taken as given).
 pub fn validate(
     definition: &TaskDefinition,
     limits: &LimitsConfig,
@@ -234,8 +234,8 @@ pub fn validate(
             return Err(DomainError::invalid("expired_at must be after start_at"));
         }
     }
-    validate_trigger(&definition.trigger, &sizes, now_ms)?;
-    validate_graph(definition, &sizes)?;
+    validate_trigger(&definition.trigger, &sizes)?;
+    validate_graph(definition, &sizes, None)?;
     // Each field fits its own limit; the whole definition must also fit one event.
     let total = serde_json::to_vec(definition).map_or(usize::MAX, |v| v.len());
     let room = limits.max_event_bytes.saturating_sub(16 * 1024);
@@ -247,13 +247,27 @@ pub fn validate(
     Ok(())
 }
 
-/// A trigger on its own (`RunTrigger`).
-pub fn validate_lone_trigger(
-    trigger: &Trigger,
-    limits: &LimitsConfig,
-    now_ms: i64,
+/// Prepares a definition as the original does at create, before it is validated: an event
+/// trigger's `{{settings.*}}` resolved from the task's settings, its 20-byte topics padded
+/// (`event_query`).
+pub fn prepare(definition: &mut TaskDefinition) -> DomainResult<()> {
+    prepare_trigger(&mut definition.trigger, &definition.input_variables)
+}
+
+/// `prepare` for a trigger on its own, with the variables that stand for the task's.
+pub fn prepare_trigger(
+    trigger: &mut Trigger,
+    input_variables: &BTreeMap<String, Value>,
 ) -> DomainResult<()> {
-    validate_trigger(trigger, &Sizes { limits }, now_ms)
+    if let Some(TriggerConfig::Event(event)) = &mut trigger.config {
+        super::event_query::prepare(event, input_variables.get("settings"))?;
+    }
+    Ok(())
+}
+
+/// A trigger on its own (`RunTrigger`).
+pub fn validate_lone_trigger(trigger: &Trigger, limits: &LimitsConfig) -> DomainResult<()> {
+    validate_trigger(trigger, &Sizes { limits })
 }
 
 /// A node on its own (`RunNodeWithInputs`).
@@ -267,7 +281,7 @@ pub fn validate_lone_node(node: &Node, limits: &LimitsConfig) -> DomainResult<()
     validate_node(node, &Sizes { limits })
 }
 
-fn validate_trigger(trigger: &Trigger, sizes: &Sizes<'_>, now_ms: i64) -> DomainResult<()> {
+fn validate_trigger(trigger: &Trigger, sizes: &Sizes<'_>) -> DomainResult<()> {
     if !is_id(&trigger.id) {
         return Err(invalid_trigger(format!(
             "the trigger id {:?} must be letters, digits, '_' or '-'",
@@ -295,11 +309,13 @@ fn validate_trigger(trigger: &Trigger, sizes: &Sizes<'_>, now_ms: i64) -> Domain
         )));
     }
     match config {
-        TriggerConfig::Manual(manual) => {
-            if let Some(data) = &manual.data {
-                sizes.values("the manual trigger's data", data)?;
+        TriggerConfig::Manual(manual) => match &manual.data {
+            // As the original: a manual trigger carries the data its runs start with.
+            None | Some(Value::Null) => {
+                return Err(invalid_trigger("ManualTrigger data is required"));
             }
-        }
+            Some(data) => sizes.values("the manual trigger's data", data)?,
+        },
         TriggerConfig::FixedTime(fixed) => {
             if fixed.epochs.is_empty() {
                 return Err(invalid_trigger(
@@ -307,9 +323,11 @@ fn validate_trigger(trigger: &Trigger, sizes: &Sizes<'_>, now_ms: i64) -> Domain
                 ));
             }
             sizes.list("the fixed-time trigger's epochs", fixed.epochs.len())?;
-            if let Some(past) = fixed.epochs.iter().find(|e| **e <= now_ms) {
+            // Epochs are taken as given, as the original does, also when already past: an epoch
+            // before the task exists never fires (the operators watch from the task's creation).
+            if let Some(negative) = fixed.epochs.iter().find(|e| **e < 0) {
                 return Err(invalid_trigger(format!(
-                    "the fixed-time epoch {past} (ms) is not in the future"
+                    "the fixed-time epoch {negative} is negative: epochs are milliseconds since 1970"
                 )));
             }
         }
@@ -421,7 +439,27 @@ fn validate_event(event: &EventTriggerConfig, sizes: &Sizes<'_>) -> DomainResult
     Ok(())
 }
 
-fn validate_graph(definition: &TaskDefinition, sizes: &Sizes<'_>) -> DomainResult<()> {
+/// Checks a definition to simulate (`SimulateTask`): as `validate`, except that a node whose
+/// own configuration is invalid does not refuse the whole: it is returned, by node id, so that
+/// the simulation records it as a failed step with its error code, as the original does. The
+/// trigger and the graph must be valid.
+pub fn validate_simulation(
+    definition: &TaskDefinition,
+    limits: &LimitsConfig,
+) -> DomainResult<BTreeMap<String, DomainError>> {
+    let sizes = Sizes { limits };
+    sizes.values("input_variables", &definition.input_variables)?;
+    validate_trigger(&definition.trigger, &sizes)?;
+    let mut refused = BTreeMap::new();
+    validate_graph(definition, &sizes, Some(&mut refused))?;
+    Ok(refused)
+}
+
+fn validate_graph(
+    definition: &TaskDefinition,
+    sizes: &Sizes<'_>,
+    mut refused_nodes: Option<&mut BTreeMap<String, DomainError>>,
+) -> DomainResult<()> {
     let limits = sizes.limits;
     if definition.nodes.is_empty() {
         return Err(invalid_workflow("a task needs at least one node"));
@@ -470,7 +508,13 @@ fn validate_graph(definition: &TaskDefinition, sizes: &Sizes<'_>) -> DomainResul
                 node.name
             )));
         }
-        validate_node(node, sizes)?;
+        match (validate_node(node, sizes), refused_nodes.as_deref_mut()) {
+            (Ok(()), _) => {}
+            (Err(e), Some(refused)) => {
+                refused.insert(node.id.clone(), e);
+            }
+            (Err(e), None) => return Err(e),
+        }
     }
 
     // Edges: from the trigger, a node, or a branch condition (`<branch id>.<condition id>`), to a node.
@@ -602,6 +646,12 @@ fn validate_node(node: &Node, sizes: &Sizes<'_>) -> DomainResult<()> {
             address_or_template(&format!("node {id:?}: address"), &c.address, invalid_node)?;
             for token in &c.token_addresses {
                 address_or_template(&format!("node {id:?}: token address"), token, invalid_node)?;
+            }
+            if c.min_usd_value_cents < 0 {
+                return Err(invalid_node(format!(
+                    "minUsdValue must be non-negative, got {} cents (node {id:?})",
+                    c.min_usd_value_cents
+                )));
             }
             Ok(())
         }
@@ -752,7 +802,7 @@ fn validate_code(id: &str, c: &CustomCodeConfig, sizes: &Sizes<'_>) -> DomainRes
     if c.source.trim().is_empty() {
         // The original's MISSING_REQUIRED_FIELD (3006).
         return Err(DomainError::Invalid(
-            format!("missing required field: source (node {id:?} has no code)"),
+            format!("source is required: node {id:?} has no code (missing required field)"),
             Code::MissingRequiredField,
         ));
     }
@@ -866,6 +916,7 @@ pub fn create(
 ) -> DomainResult<TaskCreated> {
     definition.name = identity.name;
     normalize(&mut definition);
+    prepare(&mut definition)?;
     validate(&definition, limits, now_ms)?;
     if !state.owns_runner {
         return Err(DomainError::Invalid(
@@ -1212,6 +1263,28 @@ mod tests {
     }
 
     #[test]
+    fn a_simulation_keeps_invalid_nodes_as_refused_steps() {
+        let mut d = valid();
+        d.nodes[0].config = Some(NodeConfig::CustomCode(CustomCodeConfig {
+            lang: 1,
+            source: "  ".into(),
+        }));
+        let refused = validate_simulation(&d, &limits()).unwrap();
+        let e = refused.get(&d.nodes[0].id).unwrap();
+        assert!(e.to_string().starts_with("source is required"), "{e}");
+        assert!(matches!(
+            e,
+            DomainError::Invalid(_, Code::MissingRequiredField)
+        ));
+        assert!(check(&d).is_err(), "a task to create is refused as a whole");
+        d.edges.clear();
+        assert!(
+            validate_simulation(&d, &limits()).is_err(),
+            "the graph must hold"
+        );
+    }
+
+    #[test]
     fn trigger_rules() {
         let mut d = valid();
         d.trigger.config = Some(TriggerConfig::Block(BlockTriggerConfig { interval: 0 }));
@@ -1236,12 +1309,40 @@ mod tests {
         d.trigger.config = Some(TriggerConfig::FixedTime(FixedTimeTriggerConfig {
             epochs: vec![500],
         }));
-        assert!(
-            check(&d)
-                .unwrap_err()
-                .to_string()
-                .contains("not in the future")
+        check(&d).expect("a past epoch is taken as given, as the original takes it");
+        d.trigger.config = Some(TriggerConfig::FixedTime(FixedTimeTriggerConfig {
+            epochs: vec![-1],
+        }));
+        assert!(check(&d).unwrap_err().to_string().contains("negative"));
+
+        let mut d = valid();
+        d.trigger.trigger_type = 1;
+        d.trigger.config = Some(TriggerConfig::Manual(ManualTriggerConfig::default()));
+        assert_eq!(
+            check(&d).unwrap_err(),
+            DomainError::Invalid(
+                "ManualTrigger data is required".into(),
+                Code::InvalidTriggerConfig
+            )
         );
+
+        // `{{settings.*}}` in an event query is resolved when the task is prepared.
+        let mut d = valid();
+        d.trigger.trigger_type = 5;
+        d.input_variables.insert(
+            "settings".into(),
+            serde_json::json!({"token": "0x1c7d4b196cb0c7b01d743fbc6116a902379c7238"}),
+        );
+        d.trigger.config = Some(TriggerConfig::Event(EventTriggerConfig {
+            queries: vec![EventQuery {
+                addresses: vec!["{{ settings.token }}".into()],
+                ..EventQuery::default()
+            }],
+            cooldown_seconds: None,
+        }));
+        assert!(check(&d).is_err(), "unresolved, the address is not one");
+        prepare(&mut d).unwrap();
+        check(&d).unwrap();
 
         let mut d = valid();
         d.trigger.trigger_type = 5;

@@ -6,7 +6,8 @@
 //!   at once, runs of one task in order), resuming pending runs on start, waiting for a run;
 //! - `run`: one execution and the step protocol; `graph`: the order and reachability of nodes;
 //! - `template`: `{{ expression }}` in node configs; `vars`: the variables a run sees; `redact`:
-//!   the run's secrets masked in whatever it records;
+//!   the run's secrets masked in whatever it records; `trigger_data`: what a run sees of its
+//!   trigger (event logs decoded and enriched);
 //! - `nodes/`: one module per node type; `sandbox`: JavaScript (one QuickJS runtime per worker
 //!   thread, in `sandbox/runtime.rs`); `http`: guarded outbound HTTP;
 //! - `redact`: the run's secrets cut out of everything it records;
@@ -30,6 +31,7 @@ pub mod redact;
 pub mod run;
 pub mod sandbox;
 pub mod template;
+pub mod trigger_data;
 pub mod vars;
 
 use std::collections::HashMap;
@@ -59,6 +61,10 @@ pub struct Tools {
     pub bounds: ValueBounds,
     /// What a firing's data and input may hold (`limits.max_values_bytes`).
     pub firing_bounds: ValueBounds,
+    /// The chain the aggregator serves (`chain_id`), for what steps report of it.
+    pub chain_id: u64,
+    /// Token metadata (known lists, then the chain), for enriching transfers.
+    pub tokens: Arc<crate::token_metadata::TokenDirectory>,
 }
 
 /// A firing to accept: the task, who reports it, what fired.
@@ -155,6 +161,8 @@ impl Engine {
         limits: &crate::config::LimitsConfig,
         sealer: SecretBox,
         chain: Option<Chain>,
+        chain_id: u64,
+        tokens: Arc<crate::token_metadata::TokenDirectory>,
     ) -> anyhow::Result<Self> {
         let threads = if config.js_threads == 0 {
             std::thread::available_parallelism().map_or(2, |n| n.get())
@@ -187,6 +195,8 @@ impl Engine {
                     config,
                     bounds: ValueBounds::output(limits),
                     firing_bounds: ValueBounds::values(limits),
+                    chain_id,
+                    tokens,
                 },
                 sealer,
                 lanes: std::sync::Mutex::new(HashMap::new()),
@@ -452,11 +462,21 @@ impl Engine {
                 tracing::warn!(%task_id, error = %e, "secrets could not be opened for a run");
                 Default::default()
             });
+        // A resumed run sees its trigger as its first attempt recorded it.
+        let trigger_data = match resume.recorded.get(&definition.trigger.id) {
+            Some(step) => step
+                .output
+                .as_ref()
+                .and_then(|o| o.data.clone())
+                .unwrap_or(serde_json::Value::Null),
+            None => trigger_data::run_data(&self.inner.tools, &definition, &queued.firing).await,
+        };
         let vars = vars::with_secrets(
             vars::base(
                 &definition,
                 &row,
                 &queued.firing,
+                &trigger_data,
                 execution_id,
                 queued.index,
             ),
@@ -468,7 +488,9 @@ impl Engine {
             firing: &queued.firing,
             task_id,
             execution_id,
+            trigger_data,
             vars,
+            refused: Default::default(),
         };
         let ended = match walk
             .run(

@@ -4,17 +4,21 @@
 
 use std::collections::BTreeMap;
 
+use alloy::primitives::B256;
 use serde_json::{Map, Value, json};
 
-use events::execution::{Firing, FiringSource};
-use events::task::{Node, TaskDefinition, Trigger, TriggerConfig, TriggerKind};
+use events::execution::{ExecutionOutcome, Firing, FiringSource, Step};
+use events::task::{EventQuery, Node, TaskDefinition, Trigger, TriggerConfig, TriggerKind};
 use projections::tasks::{Status, TaskRow};
 
 use super::nodes::{self, NodeError, NodeRun};
 use super::run::{Ended, Recorder, Resume, Walk};
 use super::template::Templates;
-use super::{Engine, vars};
-use crate::clock::{new_id, now_ms_i64};
+use super::{Engine, trigger_data, vars};
+use crate::clock::now_ms_i64;
+use crate::domain::trigger_output;
+use crate::domain::triggers::{abi_event, filter_of};
+use crate::pb::ErrorCode;
 
 /// Blocks an event trigger's preview searches back for a matching log.
 const EVENT_LOOKBACK: u64 = 1000;
@@ -74,76 +78,113 @@ impl Engine {
     }
 
     /// What a trigger would output now: a manual trigger's data, the current time for time
-    /// triggers, the latest block, or the latest matching log of the last blocks.
+    /// triggers, the latest block, or the latest matching log of the last blocks (decoded and
+    /// enriched as a run sees it). With `sample` (a simulation), an event trigger with no
+    /// matching log outputs a sample log built from its first query instead of failing.
     pub async fn run_trigger(
         &self,
         trigger: &Trigger,
-        input: &BTreeMap<String, Value>,
-    ) -> Result<(TriggerKind, Value), String> {
+        sample: bool,
+    ) -> Result<TriggerRun, TriggerFailure> {
         let config = trigger
             .config
             .as_ref()
-            .ok_or("the trigger has no configuration")?;
+            .ok_or_else(|| TriggerFailure::config("the trigger has no configuration"))?;
         let kind = config.kind();
-        let now = now_ms_i64();
-        let output = match config {
-            TriggerConfig::Manual(c) => {
-                let mut data = c.data.clone().unwrap_or(Value::Null);
-                if data.is_null() && !input.is_empty() {
-                    data = serde_json::to_value(input).unwrap_or(Value::Null);
-                }
-                data
+        let tools = &self.inner.tools;
+        let chain = |what: &str| {
+            tools.chain.as_ref().ok_or_else(|| {
+                TriggerFailure::runtime(format!(
+                    "{what} reads the chain: the aggregator has no ethereum.rpc_url configured"
+                ))
+            })
+        };
+        let (output, metadata) = match config {
+            TriggerConfig::Manual(c) => (c.data.clone().unwrap_or(Value::Null), None),
+            TriggerConfig::FixedTime(_) | TriggerConfig::Cron(_) => {
+                (trigger_output::time_output(now_ms_i64()), None)
             }
-            TriggerConfig::FixedTime(_) | TriggerConfig::Cron(_) => json!({
-                "timestamp": now,
-                "timestampIso": humantime::format_rfc3339_millis(std::time::UNIX_EPOCH + std::time::Duration::from_millis(u64::try_from(now).unwrap_or(0))).to_string(),
-            }),
             TriggerConfig::Block(_) => {
-                let chain =
-                    self.inner.tools.chain.as_ref().ok_or(
-                        "a block trigger reads the chain: no ethereum.rpc_url is configured",
-                    )?;
-                let (number, hash) = chain.latest_block().await.map_err(|e| e.to_string())?;
-                json!({ "blockNumber": number, "blockHash": format!("{hash:#x}") })
+                let block = chain("a block trigger")?
+                    .block_facts(None)
+                    .await
+                    .map_err(|e| TriggerFailure::runtime(e.to_string()))?;
+                (trigger_output::block_output(&block), None)
             }
             TriggerConfig::Event(c) => {
-                let chain =
-                    self.inner.tools.chain.as_ref().ok_or(
-                        "an event trigger reads the chain: no ethereum.rpc_url is configured",
-                    )?;
-                let latest = chain.block_number().await.map_err(|e| e.to_string())?;
-                let mut found = Value::Null;
+                let chain = chain("an event trigger")?;
+                for (q, query) in c.queries.iter().enumerate() {
+                    if query.addresses.is_empty() {
+                        return Err(TriggerFailure::config(format!(
+                            "event query {q} has no contract addresses: a search of past logs needs the contracts to read"
+                        )));
+                    }
+                }
+                let latest = chain
+                    .block_number()
+                    .await
+                    .map_err(|e| TriggerFailure::runtime(e.to_string()))?;
+                let from = latest.saturating_sub(EVENT_LOOKBACK);
+                let mut found: Option<(u64, Value)> = None;
                 for query in &c.queries {
-                    let filter = crate::domain::triggers::filter_of(query)
-                        .from_block(latest.saturating_sub(EVENT_LOOKBACK))
-                        .to_block(latest);
-                    let logs = chain.logs(&filter).await.map_err(|e| e.to_string())?;
+                    let filter = filter_of(query).from_block(from).to_block(latest);
+                    let logs = chain
+                        .logs(&filter)
+                        .await
+                        .map_err(|e| TriggerFailure::runtime(e.to_string()))?;
                     if let Some(log) = logs.last() {
-                        found = json!({
-                            "blockNumber": log.block_number,
-                            "transactionHash": log.transaction_hash.map(|h| format!("{h:#x}")),
-                            "logIndex": log.log_index,
-                            "address": log.address().to_checksum(None),
-                            "topics": log.topics().iter().map(|t| format!("{t:#x}")).collect::<Vec<_>>(),
-                            "data": format!("0x{}", hex::encode(log.data().data.as_ref())),
+                        let at = log.block_number.unwrap_or_default();
+                        if found.as_ref().is_none_or(|(b, _)| at >= *b) {
+                            found = Some((at, raw_log_output(log)));
+                        }
+                    }
+                }
+                let searched = json!({
+                    "fromBlock": from,
+                    "toBlock": latest,
+                    "queries": c.queries.len(),
+                });
+                match found {
+                    Some((_, raw)) => {
+                        let decoded = trigger_data::decoded_event(tools, &c.queries, &raw).await;
+                        let metadata = json!({ "search": searched, "log": raw, "sample": false });
+                        (decoded, Some(metadata))
+                    }
+                    None if sample => {
+                        let raw = sample_log(&c.queries, latest);
+                        let decoded = trigger_data::decoded_event(tools, &c.queries, &raw).await;
+                        let metadata = json!({ "search": searched, "log": raw, "sample": true });
+                        (decoded, Some(metadata))
+                    }
+                    None => {
+                        return Err(TriggerFailure {
+                            error: format!(
+                                "no event matched the queries in blocks {from} to {latest} (the last {EVENT_LOOKBACK} blocks)"
+                            ),
+                            code: ErrorCode::ExecutionEngineError,
+                            metadata: Some(json!({ "search": searched, "found": false })),
                         });
                     }
                 }
-                found
             }
         };
-        Ok((kind, output))
+        Ok(TriggerRun {
+            kind,
+            output,
+            metadata,
+        })
     }
 
-    /// Runs a whole definition in memory: the trigger as it would fire now, then the graph.
+    /// Runs a whole definition in memory, as execution `execution_id`: the trigger as it would
+    /// fire now (sample data for an event trigger with no recent match), then the graph. Nodes
+    /// in `refused` (invalid configs) are failed steps that do not run.
     pub async fn simulate(
         &self,
         owner: &str,
         definition: &TaskDefinition,
-    ) -> Result<Ended, String> {
-        let (kind, output) = self
-            .run_trigger(&definition.trigger, &BTreeMap::new())
-            .await?;
+        refused: BTreeMap<String, (String, i32)>,
+        execution_id: &str,
+    ) -> Result<Ended, events::Error> {
         let runner = definition
             .input_variables
             .get("settings")
@@ -151,9 +192,14 @@ impl Engine {
             .and_then(Value::as_str)
             .unwrap_or_default()
             .to_lowercase();
-        let execution_id = new_id();
+        let trigger = self.run_trigger(&definition.trigger, true).await;
+        let kind = definition
+            .trigger
+            .config
+            .as_ref()
+            .map_or(TriggerKind::Manual, TriggerConfig::kind);
         let row = TaskRow {
-            id: "simulation".into(),
+            id: execution_id.to_owned(),
             owner: owner.to_owned(),
             wallet: runner,
             name: definition.name.clone(),
@@ -172,24 +218,31 @@ impl Engine {
             failed_error: String::new(),
             version: 0,
         };
+        let trigger = match trigger {
+            Ok(run) => run,
+            Err(failure) => return Ok(failed_trigger(definition, failure)),
+        };
         let firing = Firing {
             dedup_key: format!("simulation:{execution_id}"),
             source: FiringSource::Client,
             kind,
-            output: Some(output),
+            output: Some(trigger.output.clone()),
             input: BTreeMap::new(),
         };
-        let secrets = vars::secrets(&self.inner.store, &self.inner.sealer, owner, None)?;
+        let secrets = vars::secrets(&self.inner.store, &self.inner.sealer, owner, None)
+            .map_err(events::Error::Corrupt)?;
         let walk = Walk {
             tools: &self.inner.tools,
             definition,
             firing: &firing,
-            task_id: "simulation",
-            execution_id: &execution_id,
+            task_id: execution_id,
+            execution_id,
+            trigger_data: trigger.output.clone(),
             vars: vars::with_secrets(
-                vars::base(definition, &row, &firing, &execution_id, 0),
+                vars::base(definition, &row, &firing, &trigger.output, execution_id, 0),
                 secrets,
             ),
+            refused,
         };
         walk.run(
             Resume::default(),
@@ -197,6 +250,112 @@ impl Engine {
             self.inner.tools.config.execution_limit,
         )
         .await
-        .map_err(|e| e.to_string())
     }
+}
+
+/// A trigger preview's result.
+#[derive(Debug, Clone)]
+pub struct TriggerRun {
+    pub kind: TriggerKind,
+    pub output: Value,
+    /// What the preview found out (an event search: the blocks searched, the raw log).
+    pub metadata: Option<Value>,
+}
+
+/// Why a trigger preview failed, answered in-band as the original does.
+#[derive(Debug, Clone)]
+pub struct TriggerFailure {
+    pub error: String,
+    pub code: ErrorCode,
+    pub metadata: Option<Value>,
+}
+
+impl TriggerFailure {
+    fn config(error: impl Into<String>) -> Self {
+        Self {
+            error: error.into(),
+            code: ErrorCode::InvalidTriggerConfig,
+            metadata: None,
+        }
+    }
+
+    fn runtime(error: impl Into<String>) -> Self {
+        Self {
+            error: error.into(),
+            code: ErrorCode::ExecutionEngineError,
+            metadata: None,
+        }
+    }
+}
+
+/// A simulation whose trigger could not fire: its trigger step failed, nothing else ran.
+fn failed_trigger(definition: &TaskDefinition, failure: TriggerFailure) -> Ended {
+    let now = now_ms_i64();
+    let kind = definition
+        .trigger
+        .config
+        .as_ref()
+        .map_or(TriggerKind::Manual, TriggerConfig::kind);
+    let step = Step {
+        id: definition.trigger.id.clone(),
+        step_type: TriggerKind::wire_name(kind).to_owned(),
+        name: definition.trigger.name.clone(),
+        success: false,
+        error: failure.error.clone(),
+        error_code: failure.code as i32,
+        config: definition
+            .trigger
+            .config
+            .as_ref()
+            .and_then(crate::domain::step_config::trigger),
+        metadata: failure.metadata,
+        start_at: now,
+        end_at: now,
+        ..Step::default()
+    };
+    Ended {
+        steps: vec![step],
+        outcome: ExecutionOutcome::Failed,
+        error: format!("the trigger could not fire: {}", failure.error),
+    }
+}
+
+/// A log as an event output carries it (what operators report and sign).
+fn raw_log_output(log: &alloy::rpc::types::Log) -> Value {
+    json!({
+        "blockNumber": log.block_number,
+        "blockHash": log.block_hash.map(|h| format!("{h:#x}")),
+        "transactionHash": log.transaction_hash.map(|h| format!("{h:#x}")),
+        "logIndex": log.log_index,
+        "address": log.address().to_checksum(None),
+        "topics": log.topics().iter().map(|t| format!("{t:#x}")).collect::<Vec<_>>(),
+        "data": format!("0x{}", hex::encode(log.data().data.as_ref())),
+    })
+}
+
+/// A sample log for a simulation with no recent match: the first query's first address and its
+/// topics (a wildcard as zero), with zero words for the event's non-indexed fields.
+fn sample_log(queries: &[EventQuery], block: u64) -> Value {
+    let Some(query) = queries.first() else {
+        return Value::Null;
+    };
+    let topics: Vec<String> = query
+        .topics
+        .iter()
+        .map(|t| match t.parse::<B256>() {
+            Ok(t) => format!("{t:#x}"),
+            Err(_) => format!("{:#x}", B256::ZERO),
+        })
+        .collect();
+    let event = abi_event(query);
+    let words = event.map_or(0, |e| e.inputs.iter().filter(|i| !i.indexed).count());
+    json!({
+        "blockNumber": block,
+        "blockHash": format!("{:#x}", B256::ZERO),
+        "transactionHash": format!("{:#x}", B256::ZERO),
+        "logIndex": 0,
+        "address": query.addresses.first().cloned().unwrap_or_default(),
+        "topics": topics,
+        "data": format!("0x{}", "00".repeat(32 * words)),
+    })
 }

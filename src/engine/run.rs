@@ -108,28 +108,18 @@ pub struct Walk<'a> {
     pub firing: &'a Firing,
     pub task_id: &'a str,
     pub execution_id: &'a str,
+    /// What the trigger step shows and `<trigger>.data` holds (`trigger_data::run_data`).
+    pub trigger_data: Value,
     pub vars: Map<String, Value>,
+    /// Nodes refused before the run (a simulation's invalid configs), by id: the error and its
+    /// code. They are failed steps that do not run; their successors still run.
+    pub refused: std::collections::BTreeMap<String, (String, i32)>,
 }
 
-fn trigger_config_json(config: Option<&TriggerConfig>) -> Option<Value> {
-    config.and_then(|c| match c {
-        TriggerConfig::Manual(c) => serde_json::to_value(c).ok(),
-        TriggerConfig::FixedTime(c) => serde_json::to_value(c).ok(),
-        TriggerConfig::Cron(c) => serde_json::to_value(c).ok(),
-        TriggerConfig::Block(c) => serde_json::to_value(c).ok(),
-        TriggerConfig::Event(c) => serde_json::to_value(c).ok(),
-    })
-}
-
-/// The node config alone, as JSON (without the oneof wrapper).
-fn node_config_json(config: &events::task::NodeConfig) -> Option<Value> {
-    match serde_json::to_value(config).ok()? {
-        Value::Object(mut wrapper) if wrapper.len() == 1 => {
-            let key = wrapper.keys().next()?.clone();
-            wrapper.remove(&key)
-        }
-        other => Some(other),
-    }
+/// A step's `execution_context`, as the original fills it: whether it was simulated (nothing
+/// recorded: `SimulateTask`), what answered it (the chain's RPC), and the chain.
+pub fn execution_context(simulated: bool, chain_id: u64) -> Value {
+    json!({ "isSimulated": simulated, "provider": "chain_rpc", "chainId": chain_id })
 }
 
 /// The bytes a step takes in its event (and in the execution's answer).
@@ -166,6 +156,15 @@ fn input_keys(vars: &Map<String, Value>, own: &str) -> Vec<String> {
         }
     }
     keys
+}
+
+/// A node's metadata, if it fits what an event may hold (it is an aid, not the result: past
+/// the bounds it is left out).
+fn bounded_metadata(
+    bounds: crate::domain::bounds::ValueBounds,
+    metadata: Option<Value>,
+) -> Option<Value> {
+    metadata.filter(|m| bounds.check("the node's metadata", m).is_ok())
 }
 
 /// Whether a node not yet recorded runs, and if not, why.
@@ -238,10 +237,15 @@ impl Walk<'_> {
                         format!("a quorum of operators (attestation {attestation})"),
                 }
             ),
-            config: trigger_config_json(self.definition.trigger.config.as_ref()),
+            config: self
+                .definition
+                .trigger
+                .config
+                .as_ref()
+                .and_then(crate::domain::step_config::trigger),
             output: Some(StepOutput {
                 kind: OutputKind::for_trigger(kind),
-                data: self.firing.output.clone(),
+                data: Some(self.trigger_data.clone()),
             }),
             start_at: now,
             end_at: now,
@@ -395,7 +399,7 @@ impl Walk<'_> {
                 sandbox: &self.tools.sandbox,
             };
             let input = match templates.node(config).await {
-                Ok(rendered) => node_config_json(&rendered),
+                Ok(rendered) => crate::domain::step_config::node(&rendered),
                 Err(_) => step.config.clone(),
             };
             self.vars
@@ -451,7 +455,15 @@ impl Walk<'_> {
                 step.error_code = crate::pb::ErrorCode::ExecutionEngineError as i32;
                 Fate::Failed
             }
-            Gate::Run => self.run_node(recorder, node, config, &mut step).await?,
+            Gate::Run => match self.refused.get(&node.id) {
+                // Refused before the run (a simulation's invalid config): failed, not run.
+                Some((error, code)) => {
+                    step.error.clone_from(error);
+                    step.error_code = *code;
+                    Fate::Failed
+                }
+                None => self.run_node(recorder, node, config, &mut step).await?,
+            },
         };
         step.end_at = now_ms_i64();
         redactor.step(&mut step);
@@ -529,8 +541,12 @@ impl Walk<'_> {
         };
         // Recorded as written (templates and all): a secret a template puts into a header or
         // a URL never reaches the step. The rendered config is the node's `input` variable.
-        step.config = node_config_json(config);
-        let input = node_config_json(&rendered);
+        step.config = crate::domain::step_config::node(config);
+        let input = crate::domain::step_config::node(&rendered);
+        step.execution_context = Some(execution_context(
+            matches!(recorder, Recorder::Memory),
+            self.tools.chain_id,
+        ));
         if let Some(why) = input.as_ref().and_then(|c| {
             self.tools
                 .bounds
@@ -585,6 +601,7 @@ impl Walk<'_> {
                 }
                 step.success = true;
                 step.log = run.log.join("\n");
+                step.metadata = bounded_metadata(bounds, run.metadata);
                 step.output = Some(StepOutput {
                     kind: output_kind(kind),
                     data: Some(run.output.clone()),
@@ -598,6 +615,7 @@ impl Walk<'_> {
             Err(e) => {
                 step.error = e.message;
                 step.error_code = e.code as i32;
+                step.metadata = bounded_metadata(bounds, e.metadata);
                 step.log = e.log.join("\n");
                 step.output = match e.output {
                     Some(data) => match bounds.check("the node's output", &data) {

@@ -270,7 +270,7 @@ impl Templates<'_> {
                 None => None,
             };
             out.push(MethodCall {
-                method_name: call.method_name.clone(),
+                method_name: self.text("method_name", &call.method_name).await?,
                 call_data,
                 apply_to_fields: call.apply_to_fields.clone(),
                 method_params: self.texts("method_params", &call.method_params).await?,

@@ -2,7 +2,11 @@
 //!
 //! - every input variable of the task by its name; `settings` enriched with the task's `id`,
 //!   `owner`, `runner`, `startAt` and `expiredAt` (values the user set win);
-//! - `<trigger name>`: `{ data: the trigger's output, input: TriggerTask's trigger_input }`;
+//! - `TriggerTask`'s `trigger_input`, merged over them as the original merges it into the run's
+//!   variables (an object over an object key by key: `settings` can be overridden per run);
+//! - `<trigger name>`: `{ data, input }`: what the trigger fired with (`trigger_data`) and the
+//!   trigger's configuration, as the original names them; a manual trigger adds its `headers`
+//!   and `pathParams`;
 //! - `<node name>`: `{ data: its output, input: its config }`, for every step before;
 //! - `context`: `{ taskId, executionId, index, status, executionCount, lastRanAt, completedAt }`;
 //! - `date`: `{ now, now_iso }` (milliseconds and ISO text, at the start of the run) and
@@ -13,8 +17,7 @@
 use serde_json::{Map, Value, json};
 
 use events::execution::Firing;
-use events::task::TaskDefinition;
-
+use events::task::{TaskDefinition, TriggerConfig};
 use projections::tasks::TaskRow;
 
 use crate::address::checksum;
@@ -25,6 +28,7 @@ pub fn base(
     definition: &TaskDefinition,
     task: &TaskRow,
     firing: &Firing,
+    trigger_data: &Value,
     execution_id: &str,
     index: i64,
 ) -> Map<String, Value> {
@@ -33,6 +37,16 @@ pub fn base(
         .iter()
         .map(|(k, v)| (k.clone(), v.clone()))
         .collect();
+    for (key, value) in &firing.input {
+        match (vars.get_mut(key), value) {
+            (Some(Value::Object(present)), Value::Object(over)) => {
+                present.extend(over.iter().map(|(k, v)| (k.clone(), v.clone())));
+            }
+            _ => {
+                vars.insert(key.clone(), value.clone());
+            }
+        }
+    }
     let mut settings = match vars.remove("settings") {
         Some(Value::Object(s)) => s,
         _ => Map::new(),
@@ -49,7 +63,7 @@ pub fn base(
     vars.insert("settings".into(), Value::Object(settings));
     vars.insert(
         definition.trigger.name.clone(),
-        json!({ "data": firing.output.clone().unwrap_or(Value::Null), "input": firing.input }),
+        trigger_variable(definition.trigger.config.as_ref(), trigger_data),
     );
     vars.insert(
         "context".into(),
@@ -73,6 +87,19 @@ pub fn base(
     vars.entry("aa_sender")
         .or_insert_with(|| Value::from(checksum(&task.wallet)));
     vars
+}
+
+/// `<trigger>`: `{data, input}` (and a manual trigger's `headers` and `pathParams`).
+pub fn trigger_variable(config: Option<&TriggerConfig>, data: &Value) -> Value {
+    let input = config
+        .and_then(crate::domain::step_config::trigger)
+        .unwrap_or(Value::Null);
+    let mut variable = json!({ "data": data, "input": input });
+    if let (Some(TriggerConfig::Manual(manual)), Value::Object(fields)) = (config, &mut variable) {
+        fields.insert("headers".into(), json!(manual.headers));
+        fields.insert("pathParams".into(), json!(manual.path_params));
+    }
+    variable
 }
 
 /// The owner's secrets visible to `workflow` (or user-scoped only when `None`), decrypted.

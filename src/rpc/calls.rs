@@ -17,7 +17,10 @@ pub fn caller<T>(app: &App, request: &Request<T>) -> Result<Caller, Status> {
         .ok_or_else(|| AuthError("missing the authkey header: sign in with GetKey".into()))?
         .to_str()
         .map_err(|_| AuthError("the authkey header is not text".into()))?;
-    let verified = app.token_issuer.verify(token.trim())?;
+    let verified = app
+        .token_issuer
+        .verify(token.trim())
+        .map_err(error::invalid_auth_key)?;
     if let Some(key) = &verified.key_id
         && app.store.views.is_revoked(key).map_err(error::storage)?
     {

@@ -113,6 +113,20 @@ impl From<AuthError> for Status {
     }
 }
 
+/// An `authkey` that is not a valid token of this aggregator: UNAUTHENTICATED, in the
+/// original's words ("User authentication error: User Auth key is invalid") with what is wrong
+/// after them.
+pub fn invalid_auth_key(e: AuthError) -> Status {
+    with_code(
+        Code::Unauthenticated,
+        format!(
+            "User authentication error: User Auth key is invalid: {}",
+            e.0
+        ),
+        ErrorCode::Unauthorized,
+    )
+}
+
 /// A store failure: conflicts that survived the retries are UNAVAILABLE (the client retries), a
 /// poisoned store is UNAVAILABLE too; anything else is INTERNAL. Details go to the log only.
 pub fn storage(e: events::Error) -> Status {
@@ -214,7 +228,12 @@ pub fn refused(refusal: Refusal) -> Status {
         Refusal::Expired | Refusal::Exhausted => ErrorCode::TaskAlreadyCompleted,
         Refusal::Disabled | Refusal::NotStarted | Refusal::Failed => ErrorCode::Unspecified,
     };
-    with_code(Code::FailedPrecondition, refusal.message(), error_code)
+    // The original's words first, then why.
+    with_code(
+        Code::FailedPrecondition,
+        format!("task cannot be executed: {}", refusal.message()),
+        error_code,
+    )
 }
 
 impl From<FireError> for Status {

@@ -7,7 +7,8 @@
 //! Layout: `client/` (one file per area of the client API), `node` (the operators' service),
 //! `error` (every failure → status, once; `clippy.toml` keeps it the only place that makes a
 //! `tonic::Status`), `paging` (cursor pagination), `calls` (who is calling, and the rate
-//! limits), `listener` (the connections taken: bounded, TCP_NODELAY).
+//! limits), `listener` (the connections taken: bounded, TCP_NODELAY), `repeats` (a retried
+//! call whose answer was lost gets the first's answer).
 
 pub mod calls;
 pub mod client;
@@ -15,6 +16,7 @@ pub mod error;
 pub mod listener;
 pub mod node;
 pub mod paging;
+pub mod repeats;
 
 use std::future::Future;
 

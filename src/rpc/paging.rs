@@ -32,6 +32,13 @@ pub struct PageRequest {
     pub limit: usize,
 }
 
+/// A cursor this server did not hand out, in the original's words first.
+pub fn invalid_cursor(cursor: &str) -> DomainError {
+    DomainError::invalid(format!(
+        "Invalid pagination cursor: {cursor:?}: pass a page_info cursor back unchanged"
+    ))
+}
+
 /// Reads the paging fields of a request; `ulid_cursors` requires cursors to be ULIDs.
 pub fn request(
     before: &str,
@@ -41,9 +48,7 @@ pub fn request(
 ) -> Result<PageRequest, Status> {
     let check = |c: &str| {
         if ulid_cursors && ulid::Ulid::from_string(c).is_err() {
-            Err(DomainError::invalid(format!(
-                "invalid cursor {c:?}: pass a page_info cursor back unchanged"
-            )))
+            Err(invalid_cursor(c))
         } else {
             Ok(c.to_owned())
         }
@@ -55,7 +60,10 @@ pub fn request(
         (false, false) => return Err(DomainError::invalid("set before or after, not both").into()),
     };
     if limit < 0 {
-        return Err(DomainError::invalid("limit must not be negative").into());
+        return Err(DomainError::invalid(format!(
+            "item per page is not valid: the limit {limit} must not be negative"
+        ))
+        .into());
     }
     let limit = match usize::try_from(limit).unwrap_or(MAX_LIMIT) {
         0 => DEFAULT_LIMIT,

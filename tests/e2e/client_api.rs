@@ -452,22 +452,20 @@ async fn task_lifecycle_over_grpc() -> anyhow::Result<()> {
 }
 
 #[tokio::test]
-async fn a_retried_create_makes_one_task_until_it_is_deleted() -> anyhow::Result<()> {
+async fn a_keyed_create_makes_one_task_until_it_is_deleted() -> anyhow::Result<()> {
     let server = TestServer::start().await?;
     let mut client = server.client().await?;
     let user = User::sign_in(&mut client).await?;
     let wallet = user.wallet(&mut client).await?;
     let request = simple_task("retried", &wallet);
-    let first = client
-        .create_task(user.req(request.clone()))
-        .await?
-        .into_inner()
-        .id;
-    let again = client
-        .create_task(user.req(request.clone()))
-        .await?
-        .into_inner()
-        .id;
+    let keyed = || {
+        let mut r = user.req(request.clone());
+        r.metadata_mut()
+            .insert("idempotency-key", "retried-1".parse().unwrap());
+        r
+    };
+    let first = client.create_task(keyed()).await?.into_inner().id;
+    let again = client.create_task(keyed()).await?.into_inner().id;
     assert_eq!(first, again);
     let count = client
         .get_workflow_count(user.req(pb::GetWorkflowCountReq::default()))
@@ -477,8 +475,11 @@ async fn a_retried_create_makes_one_task_until_it_is_deleted() -> anyhow::Result
     client
         .delete_task(user.req(pb::IdReq { id: first.clone() }))
         .await?;
-    let third = client.create_task(user.req(request)).await?.into_inner().id;
+    let third = client.create_task(keyed()).await?.into_inner().id;
     assert_ne!(third, first, "the first task is gone: the create proceeds");
+    // Without a key, the same request answered in time is a new task, as in the original.
+    let fourth = client.create_task(user.req(request)).await?.into_inner().id;
+    assert_ne!(fourth, third);
     Ok(())
 }
 
@@ -511,7 +512,7 @@ async fn invalid_tasks_are_refused_with_what_is_wrong() -> anyhow::Result<()> {
         trigger_type: Some(pb::task_trigger::TriggerType::FixedTime(
             pb::FixedTimeTrigger {
                 config: Some(pb::fixed_time_trigger::Config {
-                    epochs: vec![1_000],
+                    epochs: vec![-1_000],
                 }),
             },
         )),
@@ -537,7 +538,7 @@ async fn invalid_tasks_are_refused_with_what_is_wrong() -> anyhow::Result<()> {
     for (request, code, words) in [
         (no_edges, "INVALID_WORKFLOW", "at least one edge"),
         (cron, "INVALID_TRIGGER_CONFIG", "61"),
-        (past, "INVALID_TRIGGER_CONFIG", "not in the future"),
+        (past, "INVALID_TRIGGER_CONFIG", "negative"),
         (no_runner, "MISSING_REQUIRED_FIELD", "settings.runner"),
         (foreign, "INVALID_ADDRESS", "not one of your smart wallets"),
         (cycle, "INVALID_WORKFLOW", "cycle"),
@@ -754,5 +755,113 @@ async fn the_execution_read_side_answers_before_any_run() -> anyhow::Result<()> 
         .await?
         .into_inner();
     assert_eq!(count.total, 0);
+    Ok(())
+}
+
+/// Refusals lead with the original's words (clients match on them), our explanation after.
+#[tokio::test]
+async fn refusals_lead_with_the_original_words() -> anyhow::Result<()> {
+    let server = TestServer::start().await?;
+    let mut client = server.client().await?;
+    let user = User::sign_in(&mut client).await?;
+    let wallet = user.wallet(&mut client).await?;
+    let starts = |err: tonic::Status, code: Code, words: &str| {
+        assert_eq!(err.code(), code, "{err:?}");
+        assert!(err.message().starts_with(words), "{err:?}");
+    };
+
+    let not_mine = "0x000000000000000000000000000000000000dEaD".to_owned();
+    for (addresses, why) in [
+        (vec![not_mine], "not one of your"),
+        (vec!["0x12".into()], "not an address"),
+    ] {
+        let err = client
+            .list_tasks(user.req(pb::ListTasksReq {
+                smart_wallet_address: addresses,
+                ..Default::default()
+            }))
+            .await
+            .unwrap_err();
+        assert!(err.message().contains(why), "{err:?}");
+        starts(
+            err,
+            Code::InvalidArgument,
+            "invalid smart account address: ",
+        );
+    }
+    let listed = client
+        .list_tasks(user.req(pb::ListTasksReq {
+            smart_wallet_address: vec![wallet.clone()],
+            ..Default::default()
+        }))
+        .await?;
+    assert!(
+        listed.into_inner().items.is_empty(),
+        "the caller's own wallet is fine"
+    );
+
+    let err = client
+        .list_tasks(user.req(pb::ListTasksReq {
+            limit: -1,
+            ..Default::default()
+        }))
+        .await
+        .unwrap_err();
+    starts(err, Code::InvalidArgument, "item per page is not valid: ");
+    let err = client
+        .list_tasks(user.req(pb::ListTasksReq {
+            after: "garbage".into(),
+            ..Default::default()
+        }))
+        .await
+        .unwrap_err();
+    starts(err, Code::InvalidArgument, "Invalid pagination cursor: ");
+    let err = client
+        .list_secrets(user.req(pb::ListSecretsReq {
+            after: "garbage".into(),
+            ..Default::default()
+        }))
+        .await
+        .unwrap_err();
+    starts(err, Code::InvalidArgument, "Invalid pagination cursor: ");
+    client
+        .list_secrets(user.req(pb::ListSecretsReq {
+            after: "_:some_name".into(),
+            ..Default::default()
+        }))
+        .await?;
+
+    let err = client
+        .list_wallets(with_key(pb::ListWalletReq::default(), "not-a-jwt"))
+        .await
+        .unwrap_err();
+    starts(
+        err,
+        Code::Unauthenticated,
+        "User authentication error: User Auth key is invalid: ",
+    );
+
+    let id = client
+        .create_task(user.req(simple_task("off", &wallet)))
+        .await?
+        .into_inner()
+        .id;
+    client
+        .set_task_enabled(user.req(pb::SetTaskEnabledReq {
+            id: id.clone(),
+            enabled: false,
+        }))
+        .await?;
+    let err = client
+        .trigger_task(user.req(pb::TriggerTaskReq {
+            task_id: id,
+            trigger_type: pb::TriggerType::Manual as i32,
+            is_blocking: true,
+            ..Default::default()
+        }))
+        .await
+        .unwrap_err();
+    assert!(err.message().contains("disabled"), "{err:?}");
+    starts(err, Code::FailedPrecondition, "task cannot be executed: ");
     Ok(())
 }

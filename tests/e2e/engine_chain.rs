@@ -40,6 +40,8 @@ async fn contract_read_balance_and_token_metadata() -> anyhow::Result<()> {
 
     let abi = serde_json::json!({"type": "function", "name": "balanceOf", "stateMutability": "view",
         "inputs": [{"name": "account", "type": "address"}], "outputs": [{"name": "balance", "type": "uint256"}]});
+    let decimals_abi = serde_json::json!({"type": "function", "name": "decimals", "stateMutability": "view",
+        "inputs": [], "outputs": [{"name": "", "type": "uint8"}]});
     let read = pb::TaskNode {
         id: "read".into(),
         name: "read".into(),
@@ -48,13 +50,23 @@ async fn contract_read_balance_and_token_metadata() -> anyhow::Result<()> {
             pb::ContractReadNode {
                 config: Some(pb::contract_read_node::Config {
                     contract_address: token.to_checksum(None),
-                    contract_abi: vec![value_from_json(&abi)],
-                    method_calls: vec![pb::contract_read_node::MethodCall {
-                        call_data: None,
-                        method_name: "balanceOf".into(),
-                        apply_to_fields: vec!["balance".into()],
-                        method_params: vec![holder.to_checksum(None)],
-                    }],
+                    contract_abi: vec![value_from_json(&abi), value_from_json(&decimals_abi)],
+                    // As the original: the call that provides the decimals names what they format.
+                    method_calls: vec![
+                        pb::contract_read_node::MethodCall {
+                            call_data: None,
+                            method_name: "decimals".into(),
+                            apply_to_fields: vec!["balanceOf.balance".into()],
+                            method_params: vec![],
+                        },
+                        pb::contract_read_node::MethodCall {
+                            call_data: None,
+                            // Templated, as the original renders it.
+                            method_name: "{{ 'balance' + 'Of' }}".into(),
+                            apply_to_fields: vec![],
+                            method_params: vec![holder.to_checksum(None)],
+                        },
+                    ],
                 }),
             },
         )),
@@ -79,11 +91,28 @@ async fn contract_read_balance_and_token_metadata() -> anyhow::Result<()> {
         .id;
     let run = run_blocking(&mut c, &user, &id).await?;
     assert_eq!(run.status, pb::ExecutionStatus::Success as i32, "{run:?}");
-    let read = step_output(run.steps.iter().find(|s| s.name == "read").unwrap());
-    assert_eq!(read[0]["methodName"], "balanceOf");
+    let read_step = run.steps.iter().find(|s| s.name == "read").unwrap();
+    let read = step_output(read_step);
     assert_eq!(
-        read[0]["data"][0],
-        serde_json::json!({"name": "balance", "type": "uint256", "value": "1.5"})
+        read,
+        serde_json::json!({"decimals": "6", "balanceOf": "1.5"}),
+        "one value per method, formatted with the providing call's decimals"
+    );
+    let metadata = aggregator::pb::convert::json_from_value(read_step.metadata.as_ref().unwrap())?;
+    assert_eq!(metadata[1]["methodName"], "balanceOf");
+    assert_eq!(metadata[1]["value"], "1500000", "the raw value");
+    assert_eq!(metadata[1]["methodABI"]["name"], "balanceOf");
+    assert_eq!(metadata[0]["success"], true);
+    let config = aggregator::pb::convert::json_from_value(read_step.config.as_ref().unwrap())?;
+    assert_eq!(
+        config["methodCalls"][0]["applyToFields"][0],
+        "balanceOf.balance"
+    );
+    let context =
+        aggregator::pb::convert::json_from_value(read_step.execution_context.as_ref().unwrap())?;
+    assert_eq!(
+        context,
+        serde_json::json!({"isSimulated": false, "provider": "chain_rpc", "chainId": 31337})
     );
     let funds = step_output(run.steps.iter().find(|s| s.name == "funds").unwrap());
     let token_entry = funds
@@ -101,6 +130,10 @@ async fn contract_read_balance_and_token_metadata() -> anyhow::Result<()> {
         .find(|b| b["symbol"] == "ETH")
         .unwrap();
     assert_eq!(native["balanceFormatted"], "10000", "anvil's dev account");
+    assert_eq!(
+        native["tokenAddress"], "0xEeeeeEeeeEeEeeEeEeEeeEEEeeeeEeeeeeeeEEeE",
+        "the original's native sentinel"
+    );
 
     let meta = c
         .get_token_metadata(user.req(pb::GetTokenMetadataReq {

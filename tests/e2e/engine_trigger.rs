@@ -117,7 +117,8 @@ async fn retries_and_keys_run_once_also_after_a_restart() -> anyhow::Result<()> 
         .into_inner()
         .id;
 
-    // The same request twice (a client retry): one execution.
+    // The same request twice, each answered in time: two presses of "run" are two runs, as in
+    // the original.
     let first = c
         .trigger_task(user.req(trigger_req(&id, true)))
         .await?
@@ -126,11 +127,72 @@ async fn retries_and_keys_run_once_also_after_a_restart() -> anyhow::Result<()> 
         .trigger_task(user.req(trigger_req(&id, true)))
         .await?
         .into_inner();
-    assert_eq!(first.execution_id, again.execution_id);
+    assert_ne!(first.execution_id, again.execution_id);
+    assert_eq!(again.status, pb::ExecutionStatus::Success as i32);
+
+    // A call whose caller stopped waiting (its deadline passed before the answer), then the
+    // client's retry of it: one run, and the retry answers it.
+    let count_req = || {
+        user.req(pb::GetExecutionCountReq {
+            workflow_ids: vec![id.clone()],
+        })
+    };
+    let before = c.get_execution_count(count_req()).await?.into_inner().total;
+    let mut timed_out = user.req(trigger_req(&id, true));
+    timed_out.set_timeout(std::time::Duration::from_nanos(1));
+    let _ = c.trigger_task(timed_out).await;
+    let retried = c
+        .trigger_task(user.req(trigger_req(&id, true)))
+        .await?
+        .into_inner();
     assert_eq!(
-        again.status,
+        retried.status,
         pb::ExecutionStatus::Success as i32,
-        "a repeat answers the first run's result"
+        "{retried:?}"
+    );
+    assert_eq!(
+        c.get_execution_count(count_req()).await?.into_inner().total,
+        before + 1,
+        "the retry is the first run"
+    );
+
+    // The same for CreateTask: identical creates answered in time are two tasks; a create whose
+    // caller gave up, then its retry, is one.
+    let tasks_req = || user.req(pb::GetWorkflowCountReq::default());
+    let create = || {
+        user.req(task_of(
+            "twice",
+            &wallet,
+            vec![code_node("code", "return 2;")],
+            None,
+        ))
+    };
+    let one = c.create_task(create()).await?.into_inner().id;
+    let two = c.create_task(create()).await?.into_inner().id;
+    assert_ne!(one, two);
+    let before = c.get_workflow_count(tasks_req()).await?.into_inner().total;
+    let mut timed_out = create();
+    timed_out.set_timeout(std::time::Duration::from_nanos(1));
+    let _ = c.create_task(timed_out).await;
+    let three = c.create_task(create()).await?.into_inner().id;
+    assert_eq!(
+        c.get_workflow_count(tasks_req()).await?.into_inner().total,
+        before + 1,
+        "the retry is the first create"
+    );
+    assert!(![one, two].contains(&three));
+    let mut keyed_create = create();
+    keyed_create
+        .metadata_mut()
+        .insert("idempotency-key", "create-1".parse().unwrap());
+    let keyed_one = c.create_task(keyed_create).await?.into_inner().id;
+    let mut keyed_create = create();
+    keyed_create
+        .metadata_mut()
+        .insert("idempotency-key", "create-1".parse().unwrap());
+    assert_eq!(
+        c.create_task(keyed_create).await?.into_inner().id,
+        keyed_one
     );
 
     // An explicit idempotency key, before and after a restart.
@@ -187,8 +249,8 @@ async fn retries_and_keys_run_once_also_after_a_restart() -> anyhow::Result<()> 
         .await?
         .into_inner();
     assert_eq!(
-        task.execution_count, 3,
-        "one per distinct firing: the retried request, the key, the block"
+        task.execution_count, 5,
+        "one per distinct firing: two presses, the call and its retry, the key, the block"
     );
     Ok(())
 }

@@ -17,7 +17,7 @@ pub use trigger::{
     report_output, reported_output, requested_firing, trigger_from_pb, trigger_to_pb,
 };
 pub use value::{
-    json_from_value, json_list, json_map_from_values, opt_json, sorted, unsorted, value_from_json,
+    json_from_value, json_list, json_map_from_values, opt_json, value_from_json,
     values_from_json_map,
 };
 

@@ -9,7 +9,7 @@ use serde_json::Value as Json;
 
 use super::ConvertError;
 use super::method_call::{method_calls_from_pb, method_calls_to_pb};
-use super::value::{json_list, opt_json, sorted, unsorted, value_from_json};
+use super::value::{json_list, opt_json, value_from_json};
 use crate::pb;
 
 pub fn trigger_from_pb(t: &pb::TaskTrigger) -> Result<Trigger, ConvertError> {
@@ -18,10 +18,18 @@ pub fn trigger_from_pb(t: &pb::TaskTrigger) -> Result<Trigger, ConvertError> {
         None => None,
         Some(T::Manual(m)) => {
             let c = m.config.clone().unwrap_or_default();
+            // The data must be a value JSON can hold: one with no kind set, or a NaN, is not.
+            let data = match &c.data {
+                Some(prost_types::Value { kind: None }) => Err(ConvertError(
+                    "Data must be valid JSON: the data value has no kind set".into(),
+                )),
+                other => opt_json(other)
+                    .map_err(|e| ConvertError(format!("Data must be valid JSON: {}", e.0))),
+            }?;
             Some(TriggerConfig::Manual(ManualTriggerConfig {
-                data: opt_json(&c.data)?,
-                headers: sorted(&c.headers),
-                path_params: sorted(&c.path_params),
+                data,
+                headers: c.headers.clone(),
+                path_params: c.path_params.clone(),
                 lang: c.lang,
             }))
         }
@@ -78,8 +86,8 @@ pub fn trigger_to_pb(t: &Trigger) -> pb::TaskTrigger {
         TriggerConfig::Manual(c) => T::Manual(pb::ManualTrigger {
             config: Some(pb::manual_trigger::Config {
                 data: c.data.as_ref().map(value_from_json),
-                headers: unsorted(&c.headers),
-                path_params: unsorted(&c.path_params),
+                headers: c.headers.clone(),
+                path_params: c.path_params.clone(),
                 lang: c.lang,
             }),
         }),

@@ -1,7 +1,7 @@
 //! `google.protobuf.Value` ⇄ JSON, both directions, and the small map helpers the other
 //! conversions share.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 
 use prost_types::value::Kind;
 use serde_json::Value as Json;
@@ -65,7 +65,7 @@ pub fn value_from_json(json: &Json) -> prost_types::Value {
 
 /// A map of `Value`s (trigger inputs, input variables) as JSON.
 pub fn json_map_from_values(
-    values: &HashMap<String, prost_types::Value>,
+    values: &BTreeMap<String, prost_types::Value>,
 ) -> Result<BTreeMap<String, Json>, ConvertError> {
     values
         .iter()
@@ -74,7 +74,7 @@ pub fn json_map_from_values(
 }
 
 /// `json_map_from_values` the other way.
-pub fn values_from_json_map(map: &BTreeMap<String, Json>) -> HashMap<String, prost_types::Value> {
+pub fn values_from_json_map(map: &BTreeMap<String, Json>) -> BTreeMap<String, prost_types::Value> {
     map.iter()
         .map(|(k, v)| (k.clone(), value_from_json(v)))
         .collect()
@@ -88,16 +88,6 @@ pub fn opt_json(value: &Option<prost_types::Value>) -> Result<Option<Json>, Conv
 /// A list of `Value`s (an ABI) as JSON.
 pub fn json_list(values: &[prost_types::Value]) -> Result<Vec<Json>, ConvertError> {
     values.iter().map(json_from_value).collect()
-}
-
-/// A wire map in the domain's order.
-pub fn sorted(map: &HashMap<String, String>) -> BTreeMap<String, String> {
-    map.iter().map(|(k, v)| (k.clone(), v.clone())).collect()
-}
-
-/// `sorted` the other way.
-pub fn unsorted(map: &BTreeMap<String, String>) -> HashMap<String, String> {
-    map.iter().map(|(k, v)| (k.clone(), v.clone())).collect()
 }
 
 #[cfg(test)]

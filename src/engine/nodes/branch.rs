@@ -58,6 +58,7 @@ pub async fn run(tools: &Tools, config: &BranchConfig, vars: &Map<String, Value>
                 condition.id, condition.condition_type
             ));
             return Ok(NodeRun {
+                metadata: None,
                 output: json!({ "conditionId": condition.id }),
                 log,
                 taken: Some(condition.id.clone()),
@@ -66,6 +67,7 @@ pub async fn run(tools: &Tools, config: &BranchConfig, vars: &Map<String, Value>
     }
     log.push("no condition held and there is no else: no path taken".into());
     Ok(NodeRun {
+        metadata: None,
         output: json!({ "conditionId": null }),
         log,
         taken: None,

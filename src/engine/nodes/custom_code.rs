@@ -49,6 +49,7 @@ pub async fn run(
         })
         .await?;
     Ok(NodeRun {
+        metadata: None,
         output: outcome.value,
         log: outcome.logs,
         taken: None,

@@ -31,6 +31,7 @@ pub async fn run(tools: &Tools, config: &FilterConfig, vars: &Map<String, Value>
         .await
         .map_err(|e| NodeError::new(format!("filter expression: {e}")))?;
     Ok(NodeRun {
+        metadata: None,
         output: outcome.value,
         log: outcome.logs,
         taken: None,

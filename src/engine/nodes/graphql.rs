@@ -58,6 +58,7 @@ pub async fn run(tools: &Tools, config: &GraphqlQueryConfig) -> NodeResult {
         });
     if response.status >= 400 || first_error.is_some() {
         return Err(NodeError {
+            metadata: None,
             message: first_error.map_or_else(
                 || format!("the server answered HTTP {}", response.status),
                 |m| format!("the GraphQL server returned an error: {m}"),
@@ -74,6 +75,7 @@ pub async fn run(tools: &Tools, config: &GraphqlQueryConfig) -> NodeResult {
         other => other,
     };
     Ok(NodeRun {
+        metadata: None,
         output: data,
         log,
         taken: None,

@@ -125,6 +125,7 @@ pub async fn run(tools: &Tools, config: &LoopConfig, vars: &Map<String, Value>) 
         }
     ));
     Ok(NodeRun {
+        metadata: None,
         output: Value::Array(outputs),
         log,
         taken: None,

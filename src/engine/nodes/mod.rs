@@ -26,6 +26,8 @@ use crate::pb::ErrorCode;
 pub struct NodeRun {
     pub output: Value,
     pub log: Vec<String>,
+    /// What the step's `metadata` shows (a contract read's per-call results).
+    pub metadata: Option<Value>,
     /// The condition a branch took.
     pub taken: Option<String>,
 }
@@ -36,6 +38,7 @@ pub struct NodeError {
     pub message: String,
     pub code: ErrorCode,
     pub output: Option<Value>,
+    pub metadata: Option<Value>,
     pub log: Vec<String>,
 }
 
@@ -45,6 +48,7 @@ impl NodeError {
             message: message.into(),
             code: ErrorCode::ExecutionEngineError,
             output: None,
+            metadata: None,
             log: Vec::new(),
         }
     }
@@ -147,34 +151,4 @@ fn chain(tools: &Tools) -> Result<&crate::chain::Chain, NodeError> {
     })
 }
 
-/// `raw` (an integer) with `decimals` decimals, as text: `1500000, 6` → `1.5`.
-pub fn format_units(raw: &str, decimals: u8) -> String {
-    let (negative, digits) = match raw.strip_prefix('-') {
-        Some(rest) => (true, rest),
-        None => (false, raw),
-    };
-    let decimals = usize::from(decimals);
-    let padded = format!("{digits:0>width$}", width = decimals + 1);
-    let (whole, fraction) = padded.split_at(padded.len() - decimals);
-    let fraction = fraction.trim_end_matches('0');
-    let sign = if negative { "-" } else { "" };
-    if fraction.is_empty() {
-        format!("{sign}{whole}")
-    } else {
-        format!("{sign}{whole}.{fraction}")
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn formats_units() {
-        assert_eq!(format_units("1500000", 6), "1.5");
-        assert_eq!(format_units("1", 18), "0.000000000000000001");
-        assert_eq!(format_units("1000", 0), "1000");
-        assert_eq!(format_units("0", 18), "0");
-        assert_eq!(format_units("-25", 1), "-2.5");
-    }
-}
+pub use crate::domain::trigger_output::format_units;

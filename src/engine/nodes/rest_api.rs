@@ -76,6 +76,7 @@ pub async fn run(tools: &Tools, config: &RestApiConfig) -> NodeResult {
     )];
     if response.status >= 400 {
         return Err(NodeError {
+            metadata: None,
             message: format!("HTTP {}: {reason}", response.status),
             code: ErrorCode::ExecutionEngineError,
             output: Some(output),
@@ -83,6 +84,7 @@ pub async fn run(tools: &Tools, config: &RestApiConfig) -> NodeResult {
         });
     }
     Ok(NodeRun {
+        metadata: None,
         output,
         log,
         taken: None,

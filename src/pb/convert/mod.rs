@@ -17,7 +17,7 @@ mod execution;
 mod node;
 mod task;
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 
 use events::task::{Trigger, TriggerKind};
 use serde_json::Value as Json;
@@ -42,14 +42,21 @@ pub fn json_from_value(value: &prost_types::Value) -> Result<Json, DomainError> 
 
 /// `protocol::convert::json_map_from_values`, refusing with a `DomainError`.
 pub fn json_map_from_values(
-    values: &HashMap<String, prost_types::Value>,
+    values: &BTreeMap<String, prost_types::Value>,
 ) -> Result<BTreeMap<String, Json>, DomainError> {
     Ok(protocol::convert::json_map_from_values(values)?)
 }
 
 /// `protocol::convert::trigger_from_pb`, refusing with a `DomainError`.
+/// A manual trigger fails to convert only on its data: that is the original's
+/// INVALID_TRIGGER_CONFIG (3001).
 pub fn trigger_from_pb(trigger: &pb::TaskTrigger) -> Result<Trigger, DomainError> {
-    Ok(protocol::convert::trigger_from_pb(trigger)?)
+    protocol::convert::trigger_from_pb(trigger).map_err(|e| match trigger.trigger_type {
+        Some(pb::task_trigger::TriggerType::Manual(_)) => {
+            DomainError::Invalid(e.0, crate::domain::Code::InvalidTriggerConfig)
+        }
+        _ => e.into(),
+    })
 }
 
 /// `protocol::convert::reported_output`, refusing with a `DomainError`.

@@ -5,7 +5,7 @@ use events::task::*;
 
 use crate::domain::DomainError;
 use crate::pb;
-use protocol::convert::{json_list, opt_json, sorted, unsorted, value_from_json};
+use protocol::convert::{json_list, opt_json, value_from_json};
 use protocol::convert::{method_calls_from_pb, method_calls_to_pb};
 
 fn eth_transfer_from(n: &pb::EthTransferNode) -> EthTransferConfig {
@@ -43,7 +43,7 @@ fn graphql_from(n: &pb::GraphQlQueryNode) -> GraphqlQueryConfig {
     GraphqlQueryConfig {
         url: c.url,
         query: c.query,
-        variables: sorted(&c.variables),
+        variables: c.variables.clone(),
     }
 }
 
@@ -51,7 +51,7 @@ fn rest_from(n: &pb::RestApiNode) -> Result<RestApiConfig, DomainError> {
     let c = n.config.clone().unwrap_or_default();
     Ok(RestApiConfig {
         url: c.url,
-        headers: sorted(&c.headers),
+        headers: c.headers.clone(),
         body: c.body,
         method: c.method,
         options: opt_json(&c.options)?,
@@ -178,7 +178,7 @@ fn graphql_to(c: &GraphqlQueryConfig) -> pb::GraphQlQueryNode {
         config: Some(pb::graph_ql_query_node::Config {
             url: c.url.clone(),
             query: c.query.clone(),
-            variables: unsorted(&c.variables),
+            variables: c.variables.clone(),
         }),
     }
 }
@@ -187,7 +187,7 @@ fn rest_to(c: &RestApiConfig) -> pb::RestApiNode {
     pb::RestApiNode {
         config: Some(pb::rest_api_node::Config {
             url: c.url.clone(),
-            headers: unsorted(&c.headers),
+            headers: c.headers.clone(),
             body: c.body.clone(),
             method: c.method.clone(),
             options: c.options.as_ref().map(value_from_json),

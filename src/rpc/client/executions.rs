@@ -3,18 +3,17 @@
 
 use events::execution::{Firing, FiringSource};
 use projections::executions::{self as views_exec, DAY_MS, DayStats, ExecutionRow};
-use sha2::{Digest, Sha256};
 use tonic::{Request, Status};
 
 use crate::engine::FireRequest;
 
-use crate::app::App;
+use crate::app::{App, SharedApp};
 use crate::clock::now_ms;
 use crate::domain::{Code, DomainError};
 use crate::pb;
 use crate::pb::convert;
 use crate::rpc::paging::{self, Order};
-use crate::rpc::{calls, error};
+use crate::rpc::{calls, error, repeats};
 
 /// The caller's task ids among `requested` (all the caller's tasks when empty); another owner's
 /// task is "not found", as for every other method.
@@ -192,81 +191,94 @@ pub fn trigger_response(task_id: &str, row: &ExecutionRow) -> pb::TriggerTaskRes
 }
 
 /// `TriggerTask`: a client's firing, through the engine's single entry point. Its dedup key is
-/// in the client namespace (`client:`), so it never uses up an operator's firing: the
-/// `idempotency-key` metadata header when given (held forever), otherwise a digest of the caller,
-/// the task and the trigger data (held `idempotency.trigger_window`). `is_blocking` waits for the
-/// run (which belongs to the engine: a client that gives up does not stop it).
+/// in the client namespace (`client:`), so it never uses up an operator's firing. Every call is a
+/// new run, as in the original, except repeats: with an `idempotency-key` header, the same key
+/// for the same task is the first run (held in the log for good); without one, an identical
+/// request is the first run only when the first could not answer its caller (`rpc::repeats`).
+/// `is_blocking` waits for the run (which belongs to the engine: a client that gives up does not
+/// stop it).
 pub async fn trigger_task(
-    app: &App,
+    app: &SharedApp,
     request: Request<pb::TriggerTaskReq>,
 ) -> Result<pb::TriggerTaskResp, Status> {
     let caller = calls::writer(app, &request)?;
-    let header = request
-        .metadata()
-        .get("idempotency-key")
-        .map(|v| v.to_str().map(str::to_owned))
-        .transpose()
-        .map_err(|_| DomainError::invalid("the idempotency-key header is not text"))?;
+    let key = super::tasks::idempotency_key(app, request.metadata())?;
+    let deadline = repeats::deadline(request.metadata(), std::time::Instant::now());
     let req = request.into_inner();
     let task = app.owned_task(&caller.owner, req.task_id.trim())?;
     let (kind, output) = convert::requested_firing(&req, task.trigger_kind)?;
     let input = convert::json_map_from_values(&req.trigger_input)?;
-    let (dedup_key, window_ms) = match header.filter(|h| !h.trim().is_empty()) {
-        Some(key) => {
-            if key.len() > app.config.limits.max_name_bytes {
-                return Err(DomainError::invalid("the idempotency-key header is too long").into());
-            }
-            (
-                format!("client:{}:{}:{}", caller.owner, task.id, key.trim()),
-                None,
-            )
+    let window_ms =
+        u64::try_from(app.config.idempotency.trigger_window.as_millis()).unwrap_or(u64::MAX);
+    let (dedup_key, window_ms) = match &key {
+        Some(key) => (format!("client:{}:{}:{key}", caller.owner, task.id), None),
+        // A fresh key: this call is a run of its own (its repeats are collapsed before here).
+        None => (
+            format!(
+                "client:{}:{}:{}",
+                caller.owner,
+                task.id,
+                crate::clock::new_id()
+            ),
+            Some(window_ms),
+        ),
+    };
+    let digest = repeats::digest(&caller.owner, "TriggerTask", &req);
+    let fire = {
+        let app = app.clone();
+        async move {
+            let fired = app
+                .engine
+                .fire(FireRequest {
+                    task_id: task.id.clone(),
+                    actor: caller.owner.clone(),
+                    firing: Firing {
+                        dedup_key,
+                        source: FiringSource::Client,
+                        kind,
+                        output,
+                        input,
+                    },
+                    window_ms,
+                })
+                .await?;
+            let execution_id = fired.execution_id().to_owned();
+            let row = if req.is_blocking {
+                app.engine
+                    .wait(&task.id, &execution_id)
+                    .await
+                    .map_err(error::storage)?
+            } else {
+                match app
+                    .store
+                    .views
+                    .execution(&task.id, &execution_id)
+                    .map_err(error::storage)?
+                {
+                    Some(row) => row,
+                    None => {
+                        return Err(error::internal(
+                            "the queued execution is missing",
+                            &execution_id,
+                        ));
+                    }
+                }
+            };
+            Ok(trigger_response(&task.id, &row))
         }
+    };
+    match key {
+        Some(_) => fire.await,
         None => {
-            let digest = Sha256::new()
-                .chain_update(caller.owner.as_bytes())
-                .chain_update(prost::Message::encode_to_vec(&req))
-                .finalize();
-            let window = u64::try_from(app.config.idempotency.trigger_window.as_millis())
-                .unwrap_or(u64::MAX);
-            (format!("client:{}", hex::encode(digest)), Some(window))
+            app.repeats
+                .triggers
+                .run(
+                    digest,
+                    deadline,
+                    app.config.idempotency.trigger_window,
+                    fire,
+                )
+                .await
         }
-    };
-    let fired = app
-        .engine
-        .fire(FireRequest {
-            task_id: task.id.clone(),
-            actor: caller.owner.clone(),
-            firing: Firing {
-                dedup_key,
-                source: FiringSource::Client,
-                kind,
-                output,
-                input,
-            },
-            window_ms,
-        })
-        .await?;
-    let execution_id = fired.execution_id().to_owned();
-    let row = if req.is_blocking {
-        app.engine
-            .wait(&task.id, &execution_id)
-            .await
-            .map_err(error::storage)?
-    } else {
-        match app
-            .store
-            .views
-            .execution(&task.id, &execution_id)
-            .map_err(error::storage)?
-        {
-            Some(row) => row,
-            None => {
-                return Err(error::internal(
-                    "the queued execution is missing",
-                    &execution_id,
-                ));
-            }
-        }
-    };
-    Ok(trigger_response(&task.id, &row))
+    }
 }

@@ -36,6 +36,17 @@ fn trigger_output(kind: TriggerKind, data: prost_types::Value) -> pb::run_trigge
     }
 }
 
+/// The `execution_context` the original answers: nothing simulated, the chain's RPC, the chain.
+fn execution_context(app: &App, simulated: bool) -> prost_types::Value {
+    convert::value_from_json(&crate::engine::run::execution_context(
+        simulated,
+        app.config.chain_id,
+    ))
+}
+
+/// `RunTrigger`: what the trigger would fire with now. As the original, a trigger that does not
+/// validate, or that finds nothing (an event search without a match), is answered in-band:
+/// `success: false` with the error, its code and, for a search, what was searched.
 pub async fn run_trigger(
     app: &App,
     request: Request<pb::RunTriggerReq>,
@@ -44,33 +55,55 @@ pub async fn run_trigger(
     let caller = calls::writer(app, &request)?;
     may_run(app, &caller)?;
     let req = request.into_inner();
-    let trigger = req.trigger.as_ref().ok_or_else(|| {
-        DomainError::Invalid(
-            "the request has no trigger".into(),
-            Code::MissingRequiredField,
-        )
-    })?;
-    let trigger = convert::trigger_from_pb(trigger)?;
-    let mut lenient = trigger.clone();
-    if lenient.name.is_empty() {
-        lenient.name = "trigger".into();
-    }
-    if lenient.id.is_empty() {
-        lenient.id = "trigger".into();
-    }
-    // Epochs in the past are fine to preview.
-    task::validate_lone_trigger(&lenient, &app.config.limits, i64::MIN)?;
-    let input = convert::json_map_from_values(&req.trigger_input)?;
-    Ok(match app.engine.run_trigger(&trigger, &input).await {
-        Ok((kind, output)) => pb::RunTriggerResp {
+    let context = execution_context(app, false);
+    let refused = |e: DomainError| pb::RunTriggerResp {
+        success: false,
+        error: e.to_string(),
+        error_code: domain_code(&e) as i32,
+        execution_context: Some(context.clone()),
+        ..Default::default()
+    };
+    let prepared = (|| {
+        let trigger = req.trigger.as_ref().ok_or_else(|| {
+            DomainError::Invalid(
+                "the request has no trigger".into(),
+                Code::MissingRequiredField,
+            )
+        })?;
+        let mut trigger = convert::trigger_from_pb(trigger)?;
+        // A trigger previewed on its own needs no id or name of its own.
+        if trigger.name.is_empty() {
+            trigger.name = "trigger".into();
+        }
+        if trigger.id.is_empty() {
+            trigger.id = "trigger".into();
+        }
+        let input = convert::json_map_from_values(&req.trigger_input)?;
+        task::prepare_trigger(&mut trigger, &input)?;
+        task::validate_lone_trigger(&trigger, &app.config.limits)?;
+        Ok::<_, DomainError>(trigger)
+    })();
+    let trigger = match prepared {
+        Ok(trigger) => trigger,
+        Err(e) => return Ok(refused(e)),
+    };
+    Ok(match app.engine.run_trigger(&trigger, false).await {
+        Ok(run) => pb::RunTriggerResp {
             success: true,
-            output_data: Some(trigger_output(kind, convert::value_from_json(&output))),
+            output_data: Some(trigger_output(
+                run.kind,
+                convert::value_from_json(&run.output),
+            )),
+            metadata: run.metadata.as_ref().map(convert::value_from_json),
+            execution_context: Some(context),
             ..Default::default()
         },
-        Err(e) => pb::RunTriggerResp {
+        Err(failure) => pb::RunTriggerResp {
             success: false,
-            error: e,
-            error_code: pb::ErrorCode::ExecutionEngineError as i32,
+            error: failure.error,
+            error_code: failure.code as i32,
+            metadata: failure.metadata.as_ref().map(convert::value_from_json),
+            execution_context: Some(context),
             ..Default::default()
         },
     })
@@ -111,11 +144,7 @@ pub async fn run_node_with_inputs(
         node.id = "node".into();
     }
     // As the original, where the chain is read and that nothing was simulated.
-    let context = convert::value_from_json(&serde_json::json!({
-        "isSimulated": false,
-        "provider": "chain_rpc",
-        "chainId": app.config.chain_id.to_string(),
-    }));
+    let context = execution_context(app, false);
     // A node that does not validate is answered in-band, with its error code, as the original.
     if let Err(e) = task::validate_lone_node(&node, &app.config.limits) {
         return Ok(pb::RunNodeWithInputsResp {
@@ -148,8 +177,13 @@ pub async fn run_node_with_inputs(
                     kind,
                     Some(convert::value_from_json(&run.output)),
                 )),
-                metadata: (!run.log.is_empty())
-                    .then(|| convert::value_from_json(&serde_json::json!({ "log": run.log }))),
+                // The node's own metadata where it has one (a contract read's per-call
+                // results, as the original answers them), else its log.
+                metadata: match &run.metadata {
+                    Some(m) => Some(convert::value_from_json(m)),
+                    None => (!run.log.is_empty())
+                        .then(|| convert::value_from_json(&serde_json::json!({ "log": run.log }))),
+                },
                 ..Default::default()
             },
             Err(e) => pb::RunNodeWithInputsResp {
@@ -157,10 +191,10 @@ pub async fn run_node_with_inputs(
                 execution_context: Some(context),
                 error: e.message,
                 error_code: e.code as i32,
+                metadata: e.metadata.as_ref().map(convert::value_from_json),
                 output_data: e
                     .output
                     .map(|o| node_output(kind, Some(convert::value_from_json(&o)))),
-                ..Default::default()
             },
         },
     )
@@ -179,6 +213,11 @@ fn domain_code(e: &crate::domain::DomainError) -> pb::ErrorCode {
     }
 }
 
+/// `SimulateTask`: the definition run in memory under a new execution id (a ULID, as the
+/// original's), nothing recorded. As the original, what is wrong with the definition is answered
+/// in the execution, not as a gRPC error: a node whose config is invalid is a failed step with
+/// its error code (its successors still run, so the run is a partial success); a trigger or a
+/// graph that cannot run is a failed execution.
 pub async fn simulate_task(
     app: &App,
     request: Request<pb::SimulateTaskReq>,
@@ -187,6 +226,8 @@ pub async fn simulate_task(
     let caller = calls::writer(app, &request)?;
     may_run(app, &caller)?;
     let req = request.into_inner();
+    let execution_id = crate::clock::new_id();
+    let started = now_ms_i64();
     let create = pb::CreateTaskReq {
         trigger: req.trigger,
         nodes: req.nodes,
@@ -194,18 +235,44 @@ pub async fn simulate_task(
         input_variables: req.input_variables,
         ..Default::default()
     };
-    let mut definition = convert::definition_from_create(&create)?;
-    definition.name = task::identity(&definition.input_variables, "", "")
-        .map(|i| i.name)
-        .unwrap_or_else(|_| "simulation".into());
-    task::validate(&definition, &app.config.limits, i64::MIN)?;
-    let started = now_ms_i64();
-    let simulation = app.engine.simulate(&caller.owner, &definition);
+    let prepared = (|| {
+        let mut definition = convert::definition_from_create(&create)?;
+        definition.name = task::identity(&definition.input_variables, "", "")
+            .map(|i| i.name)
+            .unwrap_or_else(|_| "simulation".into());
+        task::prepare(&mut definition)?;
+        let refused = task::validate_simulation(&definition, &app.config.limits)?;
+        Ok::<_, DomainError>((definition, refused))
+    })();
+    let (definition, refused) = match prepared {
+        Ok(prepared) => prepared,
+        Err(e) => {
+            return Ok(pb::Execution {
+                id: execution_id,
+                start_at: started,
+                end_at: now_ms_i64(),
+                status: pb::ExecutionStatus::Failed as i32,
+                error: e.to_string(),
+                ..Default::default()
+            });
+        }
+    };
+    let refused = refused
+        .into_iter()
+        .map(|(id, e)| {
+            let code = domain_code(&e) as i32;
+            (id, (e.to_string(), code))
+        })
+        .collect();
+    let simulation = app
+        .engine
+        .simulate(&caller.owner, &definition, refused, &execution_id);
+    // Its scripts count to the caller's share of the sandbox.
     let ended = sandbox::as_owner(&caller.owner, simulation)
         .await
-        .map_err(error::simulation)?;
+        .map_err(error::storage)?;
     Ok(pb::Execution {
-        id: "simulation".into(),
+        id: execution_id,
         start_at: started,
         end_at: now_ms_i64(),
         status: match ended.outcome {

@@ -189,6 +189,20 @@ pub async fn list_secrets(
     let caller = calls::caller(app, &request)?;
     let req = request.into_inner();
     let page = paging::request(&req.before, &req.after, req.limit, false)?;
+    // A cursor is a `<workflow id or _>:<name>` this list handed out; anything else is an error,
+    // not an empty page.
+    for cursor in [&req.before, &req.after] {
+        let well_formed = cursor.is_empty()
+            || cursor.split_once(':').is_some_and(|(w, name)| {
+                !w.is_empty()
+                    && !name.is_empty()
+                    && w.chars()
+                        .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+            });
+        if !well_formed {
+            return Err(paging::invalid_cursor(cursor).into());
+        }
+    }
     let workflow = req.workflow_id.trim();
     let rows: Vec<SecretRow> = owners_secrets(app, &caller.owner)?
         .into_iter()

@@ -4,27 +4,30 @@ use std::collections::BTreeSet;
 
 use events::{Command, Expected};
 use projections::tasks::TaskRow;
-use sha2::{Digest, Sha256};
 use tonic::{Code, Request, Status};
 
 use crate::address::lower;
-use crate::app::{App, AppError};
+use crate::app::{App, AppError, SharedApp};
 use crate::clock::{now_ms, now_ms_i64};
 use crate::domain::{DomainError, secrets, task};
 use crate::pb;
 use crate::pb::convert;
 use crate::rpc::paging::{self, Order};
-use crate::rpc::{calls, error};
+use crate::rpc::{calls, error, repeats};
 use crate::store::{Decision, Loaded, Settled};
 
-/// `CreateTask`: validated, then one `TaskCreated` on a new stream. A repeat of the same request by
-/// the same caller within the configured window (the official client's retries) returns the
-/// first task, unless that task was deleted meanwhile.
+/// `CreateTask`: validated, then one `TaskCreated` on a new stream. Repeats (the official client
+/// retries by itself): with an `idempotency-key` header, the same key of the same caller returns
+/// the first task for as long as that task exists; without one, an identical request is the
+/// first one only when the first could not answer its caller (`rpc::repeats`): two identical
+/// creates are two tasks, as in the original.
 pub async fn create_task(
-    app: &App,
+    app: &SharedApp,
     request: Request<pb::CreateTaskReq>,
 ) -> Result<pb::CreateTaskResp, Status> {
     let caller = calls::writer(app, &request)?;
+    let key = idempotency_key(app, request.metadata())?;
+    let deadline = repeats::deadline(request.metadata(), std::time::Instant::now());
     let req = request.into_inner();
     let now = now_ms_i64();
 
@@ -54,28 +57,44 @@ pub async fn create_task(
     .await
     .map_err(|e| error::storage(events::Error::Corrupt(format!("validation stopped: {e}"))))??;
 
-    let digest = Sha256::new()
-        .chain_update(caller.owner.as_bytes())
-        .chain_update(prost::Message::encode_to_vec(&req))
-        .finalize();
-    let window =
-        u64::try_from(app.config.idempotency.create_window.as_millis()).unwrap_or(u64::MAX);
-    let command = Command::new(caller.owner.clone(), now_ms())
-        .idempotent(format!("create:{}", hex::encode(digest)), Some(window))
-        .append(
-            events::stream::task(&created.task_id),
-            Expected::NoStream,
-            [created.into()],
-        );
-    let committed = app.append(command).await.map_err(error::storage)?;
-    let stream = committed
-        .events
-        .first()
-        .map(|e| e.stream.clone())
-        .ok_or_else(|| error::internal("the create committed no event", &req.name))?;
-    let id = events::stream::task_id_of(&stream)
-        .unwrap_or(&stream)
-        .to_owned();
+    let mut command = Command::new(caller.owner.clone(), now_ms()).append(
+        events::stream::task(&created.task_id),
+        Expected::NoStream,
+        [created.into()],
+    );
+    // The log holds the key durably: a repeat with it gets the first task from the log.
+    if let Some(key) = &key {
+        command = command.idempotent(format!("create:{}:{key}", caller.owner), None);
+    }
+    let create = {
+        let app = app.clone();
+        let name = req.name.clone();
+        async move {
+            let committed = app.append(command).await.map_err(error::storage)?;
+            let stream = committed
+                .events
+                .first()
+                .map(|e| e.stream.clone())
+                .ok_or_else(|| error::internal("the create committed no event", &name))?;
+            Ok(events::stream::task_id_of(&stream)
+                .unwrap_or(&stream)
+                .to_owned())
+        }
+    };
+    let id = match key {
+        Some(_) => create.await?,
+        None => {
+            app.repeats
+                .creates
+                .run(
+                    repeats::digest(&caller.owner, "CreateTask", &req),
+                    deadline,
+                    app.config.idempotency.create_window,
+                    create,
+                )
+                .await?
+        }
+    };
     Ok(pb::CreateTaskResp { id })
 }
 
@@ -105,8 +124,13 @@ pub async fn get_task(app: &App, request: Request<pb::IdReq>) -> Result<pb::Task
 }
 
 /// The ids of the caller's tasks in the given wallets (all wallets when none is given), newest
-/// first.
-fn task_ids(app: &App, owner: &str, wallets: &[String]) -> Result<Vec<String>, Status> {
+/// first. As the original, an address that is not one of the caller's smart wallets is refused.
+fn task_ids(
+    app: &App,
+    owner: &str,
+    owner_address: alloy::primitives::Address,
+    wallets: &[String],
+) -> Result<Vec<String>, Status> {
     let mut ids = BTreeSet::new();
     if wallets.is_empty() {
         ids.extend(
@@ -117,7 +141,25 @@ fn task_ids(app: &App, owner: &str, wallets: &[String]) -> Result<Vec<String>, S
         );
     } else {
         for wallet in wallets {
-            let wallet = crate::address::parse_address("smart_wallet_address", wallet)?;
+            let not_a_wallet = |why: String| {
+                DomainError::Invalid(
+                    format!("invalid smart account address: {why}"),
+                    crate::domain::Code::InvalidAddress,
+                )
+            };
+            let address = wallet
+                .trim()
+                .parse::<alloy::primitives::Address>()
+                .map_err(|_| not_a_wallet(format!("{wallet:?} is not an address")))?;
+            if !app
+                .is_owners_wallet(owner_address, address)
+                .map_err(error::storage)?
+            {
+                return Err(
+                    not_a_wallet(format!("{address} is not one of your smart wallets")).into(),
+                );
+            }
+            let wallet = address;
             ids.extend(
                 app.store
                     .views
@@ -136,7 +178,12 @@ pub async fn list_tasks(
     let caller = calls::caller(app, &request)?;
     let req = request.into_inner();
     let page = paging::request(&req.before, &req.after, req.limit, true)?;
-    let ids = task_ids(app, &caller.owner, &req.smart_wallet_address)?;
+    let ids = task_ids(
+        app,
+        &caller.owner,
+        calls::owner_address(&caller)?,
+        &req.smart_wallet_address,
+    )?;
     let (range, page_info) = paging::select(&ids, Order::Descending, &page);
     let mut items = Vec::with_capacity(range.len());
     for id in ids.get(range).unwrap_or_default() {
@@ -378,4 +425,26 @@ pub async fn get_workflow_count(
     Ok(pb::GetWorkflowCountResp {
         total: i64::try_from(total).unwrap_or(i64::MAX),
     })
+}
+
+/// The caller's `idempotency-key` header, if any: text, not blank, within the name limit.
+pub(super) fn idempotency_key(
+    app: &App,
+    metadata: &tonic::metadata::MetadataMap,
+) -> Result<Option<String>, Status> {
+    let Some(value) = metadata.get("idempotency-key") else {
+        return Ok(None);
+    };
+    let key = value
+        .to_str()
+        .map_err(|_| DomainError::invalid("the idempotency-key header is not text"))?
+        .trim();
+    if key.len() > app.config.limits.max_name_bytes {
+        return Err(DomainError::invalid(format!(
+            "the idempotency-key header is too long: at most {} bytes",
+            app.config.limits.max_name_bytes
+        ))
+        .into());
+    }
+    Ok((!key.is_empty()).then(|| key.to_owned()))
 }
