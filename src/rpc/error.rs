@@ -125,6 +125,10 @@ pub fn storage(e: events::Error) -> Status {
                 ErrorCode::StorageUnavailable,
             )
         }
+        events::Error::NotWriter(reason) | events::Error::Unavailable(reason) => {
+            tracing::warn!(%reason, "the replicated log did not take the command");
+            Status::unavailable("the event log is changing writers or unreachable; retry the call")
+        }
         other => {
             tracing::error!(error = %other, "storage error");
             with_code(
