@@ -243,6 +243,10 @@ impl Writer {
                 self.reset(&flights);
             }
             if !followed.is_empty() {
+                // This writer's own groups come back from the stream too: once what is in
+                // flight has landed, the backend's position says which of them it holds.
+                let _ = flights.send(Flight::Barrier);
+                self.position = self.position.max(self.backend.position());
                 self.trim_caches(&flights);
                 if let Some(flight) = self.stage_followed(followed) {
                     busy.store(true, Ordering::Release);
