@@ -483,18 +483,85 @@ pub struct EventLogConfig {
     /// The log's name in its checkpoints (a schema-less URL, e.g. `aggregator.example.com/log`).
     /// Unset: the log key's name, `ava-aggregator/<chain id>` for a key made on first start.
     pub origin: Option<String>,
+    /// Where the log is durable: `fjall` (embedded, the default) or `jetstream` (a NATS
+    /// JetStream stream, the only source of truth; the local database keeps derived copies).
+    pub backend: LogBackend,
+    /// NATS servers to connect to (`jetstream`), e.g. `nats://127.0.0.1:4222`.
+    pub nats_urls: Vec<String>,
+    /// The JetStream stream holding the log (`jetstream`).
+    pub stream: String,
+    /// Copies of the stream the NATS cluster keeps (`jetstream`; 1 against a single server).
+    pub replicas: usize,
 }
+
+/// The default stream name of a replicated log.
+pub const DEFAULT_LOG_STREAM: &str = "aggregator";
+/// The default copies of a replicated log's stream: a 3-node NATS cluster survives one node lost.
+pub const DEFAULT_LOG_REPLICAS: usize = 3;
 
 impl Default for EventLogConfig {
     fn default() -> Self {
         Self {
             checkpoint_interval: Duration::from_secs(5),
             origin: None,
+            backend: LogBackend::Fjall,
+            nats_urls: Vec::new(),
+            stream: DEFAULT_LOG_STREAM.into(),
+            replicas: DEFAULT_LOG_REPLICAS,
         }
     }
 }
 
+/// Where the event log is durable.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogBackend {
+    /// The embedded fjall database in `data_dir`.
+    Fjall,
+    /// A NATS JetStream stream (`event_log.nats_urls`, `stream`, `replicas`).
+    Jetstream,
+}
+
 impl EventLogConfig {
+    fn validate_backend(&self) -> Result<(), ConfigError> {
+        let invalid = |m: String| Err(ConfigError::Invalid(m));
+        if self.backend == LogBackend::Fjall {
+            return Ok(());
+        }
+        if self.nats_urls.is_empty() {
+            return invalid("event_log.backend jetstream needs event_log.nats_urls (at least one nats://host:port)".into());
+        }
+        if let Some(url) = self
+            .nats_urls
+            .iter()
+            .find(|u| u.trim().is_empty() || u.contains(char::is_whitespace))
+        {
+            return invalid(format!(
+                "event_log.nats_urls: {url:?} is not a server address"
+            ));
+        }
+        // JetStream stream names: no whitespace, '.', '*', '>', path separators.
+        if self.stream.is_empty()
+            || self.stream.len() > 64
+            || !self
+                .stream
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+        {
+            return invalid(format!(
+                "event_log.stream {:?} must be 1 to 64 letters, digits, '-' or '_'",
+                self.stream
+            ));
+        }
+        if !(1..=5).contains(&self.replicas) {
+            return invalid(format!(
+                "event_log.replicas {} must be 1 to 5 (JetStream's limit)",
+                self.replicas
+            ));
+        }
+        Ok(())
+    }
+
     /// The configured origin, and the one a new key is named with.
     pub fn origin(&self, chain_id: u64) -> (Option<&str>, String) {
         (
@@ -656,6 +723,7 @@ impl Config {
                 "event_log.origin {origin:?} must be non-empty, without spaces or '+'"
             ));
         }
+        self.event_log.validate_backend()?;
         for (name, value) in [
             ("wallet.factory", &self.wallet.factory),
             (
@@ -782,6 +850,19 @@ mod tests {
                 "smaller than a step",
             ),
             ("grpc:\n  max_connections: 0\n", "max_connections"),
+            (
+                "event_log:\n  backend: jetstream\n",
+                "needs event_log.nats_urls",
+            ),
+            (
+                "event_log:\n  backend: jetstream\n  nats_urls: [nats://127.0.0.1:4222]\n  stream: a.b\n",
+                "event_log.stream",
+            ),
+            (
+                "event_log:\n  backend: jetstream\n  nats_urls: [nats://127.0.0.1:4222]\n  replicas: 0\n",
+                "event_log.replicas",
+            ),
+            ("event_log:\n  backend: raft\n", "unknown variant"),
         ] {
             let err = Config::from_yaml(yaml, "test").unwrap_err();
             assert!(err.to_string().contains(says), "{yaml}: {err}");

@@ -47,6 +47,14 @@ impl std::fmt::Debug for Running {
 /// Builds the shared state: keys, chain, store.
 pub async fn open(config: Config) -> anyhow::Result<SharedApp> {
     let started_ms = events::now_ms();
+    if config.event_log.backend == crate::config::LogBackend::Jetstream {
+        // The stream backend exists in the `cluster` crate, but the aggregator's replicas (the
+        // writer's lease, forwarding, linearizable reads) do not yet: starting would run a
+        // replica that other replicas' writes could not reach safely.
+        anyhow::bail!(
+            "event_log.backend jetstream is not supported by this aggregator yet (the replicated log's writer lease and command forwarding are not built); use event_log.backend fjall"
+        );
+    }
     let keys = Keys::load_or_create(&config.keys_dir)?;
     let chain = match &config.ethereum.rpc_url {
         Some(url) => {
@@ -219,3 +227,27 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
 }
 
 pub use protocol::process::shutdown_signal;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_jetstream_log_is_refused_at_start_up_until_replicas_are_built() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut config = Config {
+            data_dir: dir.path().join("data"),
+            keys_dir: dir.path().join("keys"),
+            ..Config::default()
+        };
+        config.event_log.backend = crate::config::LogBackend::Jetstream;
+        config.event_log.nats_urls = vec!["nats://127.0.0.1:4222".into()];
+        let err = open(config).await.unwrap_err().to_string();
+        assert!(
+            err.contains("event_log.backend jetstream is not supported"),
+            "{err}"
+        );
+        // Nothing was created: no half-opened store or keys are left behind.
+        assert!(!dir.path().join("data").exists() && !dir.path().join("keys").exists());
+    }
+}

@@ -37,6 +37,14 @@ pub enum Error {
     Corrupt(String),
     #[error("the log writer has stopped")]
     WriterStopped,
+    /// A replicated log: this replica does not write the log now (another replica appended, or
+    /// holds the writer's lease). The command was not appended; retrying it is safe.
+    #[error("not the log's writer: {0}")]
+    NotWriter(String),
+    /// A replicated log could not be reached or did not answer in time: the command may or may
+    /// not have been appended (a retry with the same idempotency key is answered once).
+    #[error("the replicated log is unavailable: {0}")]
+    Unavailable(String),
     #[error("projection {projection}: {message}")]
     Projection { projection: String, message: String },
 }

@@ -16,6 +16,16 @@ impl MonotonicUlids {
         Self { last }
     }
 
+    /// The last ULID handed out or observed.
+    pub fn last(&self) -> Ulid {
+        self.last
+    }
+
+    /// Takes note of a ULID another writer handed out: the next one comes after it.
+    pub fn observe(&mut self, id: Ulid) {
+        self.last = self.last.max(id);
+    }
+
     pub fn next(&mut self) -> Ulid {
         let candidate = Ulid::from_parts(now_ms(), Ulid::generate().random());
         let id = if candidate > self.last {

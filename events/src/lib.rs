@@ -7,6 +7,8 @@
 //! - `upcast`: rewriting older payload versions before typed decoding;
 //! - `command`: what callers append (events per stream, expected versions, idempotency key);
 //! - `log`: the shared handle; `options`: durability, group size and the projector hook;
+//!   `backend`: where groups become durable (fjall alone, or a replicated log first) and where a
+//!   replica's appends go;
 //!   `keyspaces`: the log's keyspaces and the reads over them; `keys`: their byte layout;
 //! - `writer`: the single writer thread with group commit; `tx`: projection rows staged in the
 //!   same batch as their events;
@@ -16,6 +18,7 @@
 //!   what it started, in log order;
 //! - `bounds`: the depth and size every stored event and row keeps to, so that readers read it.
 
+mod backend;
 pub mod bounds;
 mod command;
 mod decoded;
@@ -41,6 +44,7 @@ mod writer;
 #[cfg(test)]
 mod tests;
 
+pub use backend::{Backend, BoxFuture, Landed, Local, Records, Router};
 pub use command::{Append, Command, Committed, EventRef, Expected, Idempotency};
 pub use decoded::for_each_decoded;
 pub use envelope::{

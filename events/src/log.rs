@@ -1,20 +1,22 @@
 //! `Log`: the handle every part of the system shares. Appends go through the single writer
-//! (`writer`); reads go straight to fjall (`keyspaces`).
+//! (`writer`), or through a `Router` on a replica of a replicated log; reads go straight to the
+//! local fjall database (`keyspaces`).
 
 use std::path::Path;
 use std::sync::mpsc::{self, Sender};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::thread::JoinHandle;
 
 use fjall::Database;
 use ulid::Ulid;
 
+use crate::backend::{Backend, Local, Router};
 use crate::command::{Command, Committed, EventRef};
 use crate::envelope::{Envelope, GENESIS_HASH, Hash};
 use crate::error::{Error, Result};
 use crate::keyspaces::LogKeyspaces;
 use crate::options::{LogOptions, Projector};
-use crate::writer::{Poison, Request, Writer};
+use crate::writer::{Followed, Poison, Request, Writer};
 
 /// Opens (or creates) the fjall database that holds the log and the projections. A journal fjall
 /// cannot recover (damage before its last batch: a torn last batch it drops by itself) is
@@ -67,6 +69,7 @@ pub struct Log {
     sender: Sender<Request>,
     poison: Arc<Poison>,
     writer: Arc<Mutex<Option<JoinHandle<()>>>>,
+    router: Arc<OnceLock<Arc<dyn Router>>>,
 }
 
 impl std::fmt::Debug for Log {
@@ -79,6 +82,16 @@ impl Log {
     /// Opens the log in `db` and starts its writer. `projector` must already be up to date with
     /// the log (projections catch up before the writer starts).
     pub fn open(db: &Database, options: LogOptions, projector: Box<dyn Projector>) -> Result<Self> {
+        Self::open_on(db, options, projector, Arc::new(Local))
+    }
+
+    /// `open` committing through `backend` (a replicated log's, see `backend`).
+    pub fn open_on(
+        db: &Database,
+        options: LogOptions,
+        projector: Box<dyn Projector>,
+        backend: Arc<dyn Backend>,
+    ) -> Result<Self> {
         let keyspaces = LogKeyspaces::open(db)?;
         let (last, prev_hash) = keyspaces.head()?.unwrap_or((Ulid::nil(), GENESIS_HASH));
         let poison = Arc::new(Poison::default());
@@ -88,9 +101,9 @@ impl Log {
             keyspaces.clone(),
             projector,
             options,
-            last,
-            prev_hash,
+            (last, prev_hash),
             poison.clone(),
+            backend,
         );
         let handle = std::thread::Builder::new()
             .name("log-writer".into())
@@ -102,7 +115,13 @@ impl Log {
             sender,
             poison,
             writer: Arc::new(Mutex::new(Some(handle))),
+            router: Arc::new(OnceLock::new()),
         })
+    }
+
+    /// Sends every later `append` through `router` (once; a second router is ignored).
+    pub fn route_through(&self, router: Arc<dyn Router>) {
+        let _ = self.router.set(router);
     }
 
     pub fn keyspaces(&self) -> &LogKeyspaces {
@@ -113,14 +132,23 @@ impl Log {
         &self.db
     }
 
-    /// Appends a command and waits for it to be committed (and fsync'd, in `Durability::Sync`).
+    /// Appends a command and waits for it to be committed (and fsync'd, in `Durability::Sync`;
+    /// on a replicated log, acknowledged by it).
     pub async fn append(&self, command: Command) -> Result<Committed> {
+        match self.router.get() {
+            Some(router) => router.append(self, command).await,
+            None => self.append_local(command).await,
+        }
+    }
+
+    /// Appends through this process's own writer, whatever the router.
+    pub async fn append_local(&self, command: Command) -> Result<Committed> {
         let (reply, answer) = tokio::sync::oneshot::channel();
         self.submit(command, reply)?;
         answer.await.map_err(|_| self.stopped())?
     }
 
-    /// `append` for threads outside an async runtime.
+    /// `append_local` for threads outside an async runtime.
     pub fn append_blocking(&self, command: Command) -> Result<Committed> {
         let (reply, answer) = tokio::sync::oneshot::channel();
         self.submit(command, reply)?;
@@ -144,6 +172,31 @@ impl Log {
         match self.poison.reason() {
             Some(reason) => Error::Poisoned(reason),
             None => Error::WriterStopped,
+        }
+    }
+
+    /// Hands the writer the stored events (hash ‖ body) of one message of the replicated log, the
+    /// one at position `through`; they are checked and applied in order (see `writer::follow`).
+    pub fn follow(&self, through: u64, events: Vec<crate::fjall::Slice>) -> Result<()> {
+        if let Some(reason) = self.poison.reason() {
+            return Err(Error::Poisoned(reason));
+        }
+        self.sender
+            .send(Request::Follow(Followed { through, events }))
+            .map_err(|_| self.stopped())
+    }
+
+    /// Waits until every earlier request has landed (and the writer has reset, after a deposed
+    /// commit), and answers the replicated log's position the local database holds.
+    pub async fn sync(&self) -> Result<u64> {
+        let (done, wait) = tokio::sync::oneshot::channel();
+        self.sender
+            .send(Request::Sync { done })
+            .map_err(|_| self.stopped())?;
+        let position = wait.await.map_err(|_| self.stopped())?;
+        match self.poison.reason() {
+            Some(reason) => Err(Error::Poisoned(reason)),
+            None => Ok(position),
         }
     }
 

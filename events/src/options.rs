@@ -56,4 +56,10 @@ pub trait Projector: Send + 'static {
     /// `tx` (the Merkle tree's right edge, `tlog`), which must never see an event of a rejected
     /// command. Such a follower stages its rows in `checkpoint`.
     fn staged(&mut self, _id: Ulid, _stored: &[u8]) {}
+    /// Forgets every state of its own and reads it again from the database (the writer calls it
+    /// when what it staged did not land: a replica's writer deposed by another). A projector
+    /// with state outside `tx` must implement it.
+    fn reset(&mut self) -> Result<()> {
+        Ok(())
+    }
 }

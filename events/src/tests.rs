@@ -586,3 +586,157 @@ fn write_v1_fixture() {
     let path = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/events-v1.log");
     std::fs::write(path, out).unwrap();
 }
+
+/// A replicated log in memory: what the leading writer publishes, in order, one message per
+/// group; `depose` makes the next publish find the log moved under it.
+#[derive(Default)]
+struct InMemoryReplicated {
+    messages: std::sync::Mutex<Vec<Vec<crate::fjall::Slice>>>,
+    position: std::sync::atomic::AtomicU64,
+    depose: AtomicBool,
+}
+
+impl crate::Backend for InMemoryReplicated {
+    fn publishes(&self) -> bool {
+        true
+    }
+    fn commit(
+        &self,
+        batch: crate::fjall::OwnedWriteBatch,
+        commands: &[crate::Records],
+    ) -> crate::Result<crate::Landed> {
+        if self.depose.swap(false, Ordering::SeqCst) {
+            return Ok(crate::Landed::Deposed {
+                durable: 0,
+                reason: "another replica appended".into(),
+            });
+        }
+        let message = commands
+            .iter()
+            .flatten()
+            .map(|(_, stored)| stored.clone())
+            .collect();
+        self.messages.lock().unwrap().push(message);
+        batch.commit()?;
+        self.position.fetch_add(1, Ordering::SeqCst);
+        Ok(crate::Landed::Durable)
+    }
+    fn commit_followed(
+        &self,
+        batch: crate::fjall::OwnedWriteBatch,
+        through: u64,
+    ) -> crate::Result<()> {
+        batch.commit()?;
+        self.position.store(through, Ordering::SeqCst);
+        Ok(())
+    }
+    fn position(&self) -> u64 {
+        self.position.load(Ordering::SeqCst)
+    }
+}
+
+fn open_on(dir: &std::path::Path, backend: Arc<InMemoryReplicated>) -> Log {
+    let db = open_database(dir).unwrap();
+    let options = LogOptions {
+        durability: Durability::Relaxed,
+        ..LogOptions::default()
+    };
+    Log::open_on(&db, options, Box::new(NoProjections), backend).unwrap()
+}
+
+fn events_of(ks: &LogKeyspaces) -> Vec<(Ulid, Vec<u8>)> {
+    ks.scan(None)
+        .map(|item| {
+            let (id, value) = item.unwrap();
+            (id, value.to_vec())
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn a_follower_holds_the_same_bytes_as_the_writer_and_can_write_next() {
+    // Given a writer publishing each group to a replicated log
+    let (a_dir, b_dir) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let a_log = Arc::new(InMemoryReplicated::default());
+    let a = open_on(a_dir.path(), a_log.clone());
+    a.append(cmd("task:a", Expected::NoStream, vec![created("a")]))
+        .await
+        .unwrap();
+    a.append(
+        cmd("task:a", Expected::Exactly(1), vec![enabled("a")]).idempotent("k1", Some(60_000)),
+    )
+    .await
+    .unwrap();
+    // When another replica follows what it published, in order
+    let b_log = Arc::new(InMemoryReplicated::default());
+    let b = open_on(b_dir.path(), b_log.clone());
+    let published = a_log.messages.lock().unwrap().clone();
+    for (i, message) in published.into_iter().enumerate() {
+        b.follow(i as u64 + 1, message).unwrap();
+    }
+    // Then it holds the same events, byte for byte, at the same position
+    assert_eq!(b.sync().await.unwrap(), 2);
+    assert_eq!(events_of(b.keyspaces()), events_of(a.keyspaces()));
+    assert!(verify::verify(b.keyspaces(), 1, &|_| {}).unwrap().is_ok());
+    // And it knows the stream heads and idempotency keys: it can write next
+    let repeat = b
+        .append(
+            cmd("task:a", Expected::Exactly(1), vec![enabled("a")]).idempotent("k1", Some(60_000)),
+        )
+        .await
+        .unwrap();
+    assert!(repeat.deduplicated);
+    let next = b
+        .append(cmd("task:a", Expected::Exactly(2), vec![enabled("a")]))
+        .await
+        .unwrap();
+    assert_eq!(next.events[0].seq, 3);
+    assert!(next.events[0].id > events_of(a.keyspaces()).last().unwrap().0);
+    assert!(verify::verify(b.keyspaces(), 1, &|_| {}).unwrap().is_ok());
+}
+
+#[tokio::test]
+async fn a_follower_refuses_a_message_that_does_not_chain() {
+    let (a_dir, b_dir) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let a_log = Arc::new(InMemoryReplicated::default());
+    let a = open_on(a_dir.path(), a_log.clone());
+    a.append(cmd("task:a", Expected::NoStream, vec![created("a")]))
+        .await
+        .unwrap();
+    a.append(cmd("task:b", Expected::NoStream, vec![created("b")]))
+        .await
+        .unwrap();
+    let b = open_on(b_dir.path(), Arc::new(InMemoryReplicated::default()));
+    // The second message alone, at position 1: its hash does not chain onto genesis.
+    let second = a_log.messages.lock().unwrap()[1].clone();
+    b.follow(1, second).unwrap();
+    assert!(matches!(b.sync().await, Err(Error::Poisoned(reason)) if reason.contains("chain")));
+    assert!(events_of(b.keyspaces()).is_empty());
+}
+
+#[tokio::test]
+async fn a_deposed_writer_appends_nothing_and_resumes_from_what_landed() {
+    // Given a writer whose next publish finds that another replica appended first
+    let dir = tempfile::tempdir().unwrap();
+    let replicated = Arc::new(InMemoryReplicated::default());
+    let log = open_on(dir.path(), replicated.clone());
+    log.append(cmd("task:a", Expected::NoStream, vec![created("a")]))
+        .await
+        .unwrap();
+    replicated.depose.store(true, Ordering::SeqCst);
+    // When it appends
+    let refused = log
+        .append(cmd("task:a", Expected::Exactly(1), vec![enabled("a")]))
+        .await;
+    // Then the command is refused as not the writer's, and nothing of it is stored
+    assert!(matches!(refused, Err(Error::NotWriter(_))), "{refused:?}");
+    assert_eq!(log.sync().await.unwrap(), 1);
+    assert_eq!(events_of(log.keyspaces()).len(), 1);
+    // And the writer resumes from the stored state: the same expected version succeeds
+    let next = log
+        .append(cmd("task:a", Expected::Exactly(1), vec![enabled("a")]))
+        .await
+        .unwrap();
+    assert_eq!(next.events[0].seq, 2);
+    assert!(verify::verify(log.keyspaces(), 1, &|_| {}).unwrap().is_ok());
+}

@@ -18,6 +18,13 @@
 //! fsync'd in `Durability::Sync`). A failed commit poisons the store: every command of that group,
 //! of the group staged behind it, and every later one gets `Error::Poisoned`; the in-memory state
 //! is then meaningless, which is fine because nothing is written again until the store reopens.
+//!
+//! The commit itself goes through the log's `Backend` (`backend`): fjall alone commits the batch;
+//! a replicated log publishes the group first. When it answers `Landed::Deposed` (another replica
+//! appended first), the commands not durable and every group staged behind get
+//! `Error::NotWriter`, and the writer resets its in-memory state from the local database before it
+//! stages anything else (`resync`). A replica that follows another's writes stages the stored
+//! events it is given (`follow`) through the same state, so that it can lead next.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -25,10 +32,11 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
 
-use fjall::{Database, OwnedWriteBatch, PersistMode};
+use fjall::{Database, OwnedWriteBatch, PersistMode, Slice};
 use tokio::sync::oneshot;
 use ulid::Ulid;
 
+use crate::backend::{Backend, Landed, Records};
 use crate::bounds::{MAX_EVENT_DEPTH, json_depth};
 use crate::command::{Command, Committed, EventRef, Expected};
 use crate::envelope::{Envelope, Hash, IdempotencyMark, NewEnvelope};
@@ -43,10 +51,22 @@ use crate::keyspaces::LogKeyspaces;
 use crate::options::{Durability, LogOptions, Projector};
 use crate::tx::Tx;
 
+mod follow;
+
+pub(crate) use follow::Followed;
+
 pub(crate) enum Request {
     Append {
         command: Command,
         reply: oneshot::Sender<Result<Committed>>,
+    },
+    /// Stored events another replica appended, which bring the log to position `through` of
+    /// the replicated log (`follow`).
+    Follow(Followed),
+    /// Answered once every earlier request has landed (and the writer has reset, after a
+    /// deposed commit) with the replicated log's position the local database holds.
+    Sync {
+        done: oneshot::Sender<u64>,
     },
     Stop {
         done: oneshot::Sender<()>,
@@ -98,6 +118,11 @@ pub(crate) struct Writer {
     /// Idempotency keys of the previous group, which may still be in flight.
     previous_keys: HashMap<String, Committed>,
     poison: Arc<Poison>,
+    backend: Arc<dyn Backend>,
+    /// Set by a deposed commit: what was staged on top of it is refused until the writer resets.
+    resync: Arc<AtomicBool>,
+    /// The replicated log's position staged so far while following.
+    position: u64,
 }
 
 /// What the writer hands to the committer.
@@ -105,6 +130,13 @@ enum Flight {
     Group {
         batch: OwnedWriteBatch,
         pending: Vec<Pending>,
+        /// Each command's stored events, when the backend publishes them.
+        records: Vec<Records>,
+    },
+    /// Events followed from the replicated log, through its position `through`.
+    Followed {
+        batch: OwnedWriteBatch,
+        through: u64,
     },
     /// Received only when the committer is idle: every earlier group is on disk.
     Barrier,
@@ -134,6 +166,9 @@ struct Staged {
 struct Pending {
     reply: oneshot::Sender<Result<Committed>>,
     committed: Committed,
+    /// How many commands of the group's `records` must be durable for this one to be: its own
+    /// and those before it (a deduplicated one waits for the command it repeats).
+    needs: usize,
 }
 
 impl Writer {
@@ -142,10 +177,11 @@ impl Writer {
         keyspaces: LogKeyspaces,
         projector: Box<dyn Projector>,
         options: LogOptions,
-        last: Ulid,
-        prev_hash: Hash,
+        (last, prev_hash): (Ulid, Hash),
         poison: Arc<Poison>,
+        backend: Arc<dyn Backend>,
     ) -> Self {
+        let position = backend.position();
         Self {
             db,
             keyspaces,
@@ -157,17 +193,25 @@ impl Writer {
             tx: Tx::with_cache(ROW_CACHE_BYTES),
             previous_keys: HashMap::new(),
             poison,
+            backend,
+            resync: Arc::new(AtomicBool::new(false)),
+            position,
         }
     }
 
     pub fn run(mut self, queue: Receiver<Request>) {
         let (flights, landing) = sync_channel::<Flight>(0);
-        let poison = self.poison.clone();
+        let lander = Lander {
+            poison: self.poison.clone(),
+            backend: self.backend.clone(),
+            resync: self.resync.clone(),
+        };
+        let committer_lander = lander.clone();
         let busy = Arc::new(AtomicBool::new(false));
         let committer_busy = busy.clone();
         let committer = std::thread::Builder::new()
             .name("log-committer".into())
-            .spawn(move || commit_flights(landing, &poison, &committer_busy));
+            .spawn(move || commit_flights(landing, &committer_lander, &committer_busy));
         let Ok(committer) = committer else {
             self.poison
                 .set("cannot start the log committer thread".into());
@@ -178,15 +222,35 @@ impl Writer {
         while stop.is_none() {
             let Ok(first) = queue.recv() else { break };
             let mut group = Vec::with_capacity(64);
+            let mut followed = Vec::new();
+            let mut sync = None;
             match first {
                 Request::Append { command, reply } => group.push((command, reply)),
+                Request::Follow(f) => followed.push(f),
+                Request::Sync { done } => sync = Some(done),
                 Request::Stop { done } => stop = Some(done),
             }
-            while stop.is_none() && group.len() < max_group {
+            while stop.is_none() && sync.is_none() && group.len() + followed.len() < max_group {
                 match queue.try_recv() {
                     Ok(Request::Append { command, reply }) => group.push((command, reply)),
+                    Ok(Request::Follow(f)) => followed.push(f),
+                    Ok(Request::Sync { done }) => sync = Some(done),
                     Ok(Request::Stop { done }) => stop = Some(done),
                     Err(_) => break,
+                }
+            }
+            if self.resync.load(Ordering::Acquire) {
+                self.reset(&flights);
+            }
+            if !followed.is_empty() {
+                // This writer's own groups come back from the stream too: once what is in
+                // flight has landed, the backend's position says which of them it holds.
+                let _ = flights.send(Flight::Barrier);
+                self.position = self.position.max(self.backend.position());
+                self.trim_caches(&flights);
+                if let Some(flight) = self.stage_followed(followed) {
+                    busy.store(true, Ordering::Release);
+                    let _ = flights.send(flight);
                 }
             }
             if !group.is_empty() {
@@ -198,12 +262,20 @@ impl Writer {
                     let lone =
                         matches!(&flight, Flight::Group { pending, .. } if pending.len() == 1);
                     if lone && !busy.load(Ordering::Acquire) {
-                        land(flight, &self.poison);
+                        lander.land(flight);
                     } else {
                         busy.store(true, Ordering::Release);
                         let _ = flights.send(flight);
                     }
                 }
+            }
+            if let Some(done) = sync {
+                // Received only once the committer is idle: everything before has landed.
+                let _ = flights.send(Flight::Barrier);
+                if self.resync.load(Ordering::Acquire) {
+                    self.reset(&flights);
+                }
+                let _ = done.send(self.backend.position());
             }
         }
         drop(flights);
@@ -211,6 +283,32 @@ impl Writer {
         if let Some(done) = stop {
             let _ = done.send(());
         }
+    }
+
+    /// Forgets what was staged on top of a deposed commit, once nothing is in flight: the chain,
+    /// ULIDs, stream heads, rows and the projector's own state are read again from the local
+    /// database, which holds exactly what landed.
+    fn reset(&mut self, flights: &SyncSender<Flight>) {
+        let _ = flights.send(Flight::Barrier);
+        let reloaded = self.keyspaces.head().and_then(|head| {
+            let (last, prev_hash) = head.unwrap_or((Ulid::nil(), crate::envelope::GENESIS_HASH));
+            self.projector.reset()?;
+            Ok((last, prev_hash))
+        });
+        match reloaded {
+            Ok((last, prev_hash)) => {
+                self.ids = MonotonicUlids::after(last);
+                self.prev_hash = prev_hash;
+            }
+            Err(e) => self.poison.set(format!(
+                "reloading the writer's state after it was deposed failed: {e}"
+            )),
+        }
+        self.heads.clear();
+        self.tx.forget();
+        self.previous_keys.clear();
+        self.position = self.backend.position();
+        self.resync.store(false, Ordering::Release);
     }
 
     /// Empties the stream heads once past their limit, after waiting for the group in flight
@@ -237,18 +335,31 @@ impl Writer {
         let mut pending: Vec<Pending> = Vec::with_capacity(group.len());
         let mut staged_keys: HashMap<String, Committed> = HashMap::new();
         let mut last_staged = None;
+        let mut records: Vec<Records> = Vec::new();
+        let publishes = self.backend.publishes();
 
         for (command, reply) in group {
             if let Some(reason) = self.poison.reason() {
                 let _ = reply.send(Err(Error::Poisoned(reason)));
                 continue;
             }
-            match self.stage(command, &mut batch, &mut tx, &mut staged_keys) {
+            if !self.backend.leading() {
+                let _ = reply.send(Err(Error::NotWriter(
+                    "this replica does not write the log now".into(),
+                )));
+                continue;
+            }
+            let published = publishes.then_some(&mut records);
+            match self.stage(command, &mut batch, &mut tx, &mut staged_keys, published) {
                 Ok(committed) => {
                     if !committed.deduplicated {
                         last_staged = committed.events.last().map(|e| e.id);
                     }
-                    pending.push(Pending { reply, committed });
+                    pending.push(Pending {
+                        reply,
+                        committed,
+                        needs: records.len(),
+                    });
                 }
                 Err(e) if is_io_failure(&e) => {
                     // The disk failed under a read: what it holds is uncertain.
@@ -289,7 +400,11 @@ impl Writer {
         if pending.is_empty() {
             return None;
         }
-        Some(Flight::Group { batch, pending })
+        Some(Flight::Group {
+            batch,
+            pending,
+            records,
+        })
     }
 
     /// Checks one command and stages its events, in three phases: a repeat of an idempotency
@@ -305,6 +420,7 @@ impl Writer {
         batch: &mut OwnedWriteBatch,
         tx: &mut Tx,
         staged_keys: &mut HashMap<String, Committed>,
+        published: Option<&mut Vec<Records>>,
     ) -> Result<Committed> {
         let event_count = validate_shape(&command)?;
         if let Some(earlier) = self.dedup(&command, staged_keys)? {
@@ -316,12 +432,23 @@ impl Writer {
         match self.stage_events(command, heads, event_count, tx) {
             Ok(staged) => {
                 tx.release();
+                let mut records = published;
+                if let Some(all) = records.as_mut() {
+                    all.push(Vec::with_capacity(event_count));
+                }
                 for (keyspace, key, value) in staged.writes {
                     // The whole command staged: followers with state of their own see it now.
                     if matches!(keyspace, Kind::Events)
                         && let Ok(id) = <[u8; 16]>::try_from(key.as_slice())
                     {
-                        self.projector.staged(Ulid::from_bytes(id), &value);
+                        let id = Ulid::from_bytes(id);
+                        self.projector.staged(id, &value);
+                        if let Some(command) = records.as_mut().and_then(|all| all.last_mut()) {
+                            let value = Slice::from(value);
+                            command.push((id, value.clone()));
+                            batch.insert(self.keyspaces.by_kind(keyspace), key, value);
+                            continue;
+                        }
                     }
                     batch.insert(self.keyspaces.by_kind(keyspace), key, value);
                 }
@@ -574,33 +701,84 @@ impl Writer {
 }
 
 /// The committer thread: lands each flight; after a failure it commits nothing more.
-fn commit_flights(landing: Receiver<Flight>, poison: &Poison, busy: &AtomicBool) {
+fn commit_flights(landing: Receiver<Flight>, lander: &Lander, busy: &AtomicBool) {
     for flight in landing {
-        land(flight, poison);
+        lander.land(flight);
         busy.store(false, Ordering::Release);
     }
 }
 
-/// Commits a flight's batch (one fsync), then acknowledges its commands.
-fn land(flight: Flight, poison: &Poison) {
-    let Flight::Group { batch, pending } = flight else {
-        return; // a barrier: receiving it was the point
-    };
-    let outcome = match poison.reason() {
-        Some(reason) => Err(reason),
-        None => batch.commit().map_err(|e| {
-            poison.set(format!(
-                "committing a group of {} commands failed: {e}",
-                pending.len()
-            ));
-            poison.reason().unwrap_or_default()
-        }),
-    };
-    for p in pending {
-        let _ = p.reply.send(match &outcome {
-            Ok(()) => Ok(p.committed),
-            Err(reason) => Err(Error::Poisoned(reason.clone())),
-        });
+/// What landing a flight needs, shared by the writer (a lone command) and the committer.
+#[derive(Clone)]
+struct Lander {
+    poison: Arc<Poison>,
+    backend: Arc<dyn Backend>,
+    resync: Arc<AtomicBool>,
+}
+
+impl Lander {
+    /// Commits a flight's batch through the backend (one fsync), then acknowledges its commands.
+    fn land(&self, flight: Flight) {
+        let (batch, pending, records) = match flight {
+            Flight::Barrier => return, // receiving it was the point
+            Flight::Followed { batch, through } => {
+                if self.poison.reason().is_none()
+                    && let Err(e) = self.backend.commit_followed(batch, through)
+                {
+                    self.poison.set(format!(
+                        "committing the events followed up to position {through} failed: {e}"
+                    ));
+                }
+                return;
+            }
+            Flight::Group {
+                batch,
+                pending,
+                records,
+            } => (batch, pending, records),
+        };
+        if self.resync.load(Ordering::Acquire) {
+            // Staged on top of a group that did not land: it is not the log's.
+            for p in pending {
+                let _ = p.reply.send(Err(Error::NotWriter(
+                    "this replica stopped writing the log before the command landed".into(),
+                )));
+            }
+            return;
+        }
+        let outcome = match self.poison.reason() {
+            Some(reason) => Err(reason),
+            None => self.backend.commit(batch, &records).map_err(|e| {
+                self.poison.set(format!(
+                    "committing a group of {} commands failed: {e}",
+                    pending.len()
+                ));
+                self.poison.reason().unwrap_or_default()
+            }),
+        };
+        match outcome {
+            Ok(Landed::Durable) => {
+                for p in pending {
+                    let _ = p.reply.send(Ok(p.committed));
+                }
+            }
+            Ok(Landed::Deposed { durable, reason }) => {
+                self.resync.store(true, Ordering::Release);
+                tracing::warn!(%reason, durable, of = records.len(), "the log's writer was deposed");
+                for p in pending {
+                    let _ = p.reply.send(if p.needs <= durable {
+                        Ok(p.committed)
+                    } else {
+                        Err(Error::NotWriter(reason.clone()))
+                    });
+                }
+            }
+            Err(reason) => {
+                for p in pending {
+                    let _ = p.reply.send(Err(Error::Poisoned(reason.clone())));
+                }
+            }
+        }
     }
 }
 

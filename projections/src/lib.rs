@@ -300,6 +300,19 @@ impl Projector for Projections {
         }
         Ok(())
     }
+
+    /// A deposed writer's staged checkpoints did not land: read them again.
+    fn reset(&mut self) -> events::Result<()> {
+        for (projection, checkpoint) in self.all.iter().zip(self.checkpoints.iter_mut()) {
+            let stored = self.meta.get(projection.name())?;
+            let meta: Option<Meta> = stored
+                .map(|v| serde_json::from_slice(&v))
+                .transpose()
+                .map_err(|e| corrupt(projection.name(), &e))?;
+            *checkpoint = meta.map_or(Ulid::nil(), |m| m.checkpoint);
+        }
+        Ok(())
+    }
 }
 
 fn corrupt(projection: &str, e: &dyn std::fmt::Display) -> events::Error {

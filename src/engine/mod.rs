@@ -644,6 +644,8 @@ fn recording_refused(e: &events::Error) -> bool {
             | events::Error::WriterStopped
             | events::Error::Storage(_)
             | events::Error::Conflict { .. }
+            | events::Error::NotWriter(_)
+            | events::Error::Unavailable(_)
     )
 }
 

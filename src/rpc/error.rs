@@ -141,6 +141,14 @@ pub fn storage(e: events::Error) -> Status {
                 ErrorCode::StorageUnavailable,
             )
         }
+        events::Error::NotWriter(reason) | events::Error::Unavailable(reason) => {
+            tracing::warn!(%reason, "the replicated log did not take the command");
+            with_code(
+                Code::Unavailable,
+                "the event log is changing writers or unreachable; retry the call",
+                ErrorCode::StorageUnavailable,
+            )
+        }
         other => {
             tracing::error!(error = %other, "storage error");
             with_code(

@@ -89,6 +89,7 @@ pub struct WithTree<P> {
     inner: P,
     appender: Appender,
     keyspace: Keyspace,
+    store: TileStore,
 }
 
 impl<P: Projector> WithTree<P> {
@@ -98,6 +99,7 @@ impl<P: Projector> WithTree<P> {
             inner,
             appender,
             keyspace: store.keyspace().clone(),
+            store: store.clone(),
         }
     }
 }
@@ -118,6 +120,16 @@ impl<P: Projector> Projector for WithTree<P> {
         for key in removed {
             tx.remove(keyspace, key);
         }
+        Ok(())
+    }
+
+    /// The tree's edge staged on top of a deposed writer's group did not land: read it again.
+    fn reset(&mut self) -> events::Result<()> {
+        self.inner.reset()?;
+        self.appender = Appender::open(&self.store).map_err(|e| events::Error::Projection {
+            projection: "tlog".into(),
+            message: e.to_string(),
+        })?;
         Ok(())
     }
 

@@ -1,0 +1,156 @@
+//! `JetStream`: the log writer's backend on a replicated stream.
+//!
+//! A group of commands is published first, as few messages as fit under the server's
+//! `max_payload` (`message::split`), each with `Nats-Expected-Last-Sequence` set to the position
+//! the local database holds and `Nats-Msg-Id` set to the message's first ULID. Only when every
+//! message is acknowledged is the local batch committed, with the new position in the same
+//! batch: so the local database never holds an event the stream does not, and its position
+//! always names the last message it applied.
+//!
+//! A refused publish (another replica appended) deposes the writer (`Landed::Deposed`): the
+//! commands in messages already acknowledged are durable and reach the local database again by
+//! following the stream; the others are refused with `Error::NotWriter`.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use events::fjall::{Database, Keyspace, KeyspaceCreateOptions, OwnedWriteBatch};
+use events::{Backend, Landed, LogKeyspaces, Records};
+
+use crate::error::{Error, Result};
+use crate::message::split;
+use crate::stream::{Refused, Replicated};
+
+/// The keyspace of the local database that records what it holds of the stream.
+const KEYSPACE: &str = "replication";
+/// The last stream sequence applied (8 bytes, big-endian).
+const POSITION: &[u8] = b"position";
+/// The stream the local database was taken from.
+const STREAM: &[u8] = b"stream";
+
+pub struct JetStream {
+    replicated: Replicated,
+    runtime: tokio::runtime::Handle,
+    keyspace: Keyspace,
+    position: AtomicU64,
+}
+
+impl std::fmt::Debug for JetStream {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("JetStream")
+            .field("stream", &self.replicated.name())
+            .field("position", &self.position.load(Ordering::Acquire))
+            .finish_non_exhaustive()
+    }
+}
+
+impl JetStream {
+    /// The backend for the local database `db`, which must hold nothing but what it took from
+    /// this stream. `runtime` drives the publishes (the writer's threads block on them).
+    pub async fn open(
+        db: &Database,
+        replicated: Replicated,
+        runtime: tokio::runtime::Handle,
+    ) -> Result<Self> {
+        let keyspace = db.keyspace(KEYSPACE, KeyspaceCreateOptions::default)?;
+        let position = match keyspace.get(POSITION)? {
+            Some(bytes) => u64::from_be_bytes(
+                bytes
+                    .as_ref()
+                    .try_into()
+                    .map_err(|_| Error::Local("a damaged replication position".into()))?,
+            ),
+            None => 0,
+        };
+        let stream = keyspace.get(STREAM)?;
+        match &stream {
+            Some(name) if name.as_ref() != replicated.name().as_bytes() => {
+                return Err(Error::Local(format!(
+                    "it was taken from stream {:?}, not {:?}: use another data directory",
+                    String::from_utf8_lossy(name),
+                    replicated.name()
+                )));
+            }
+            Some(_) => {}
+            None => {
+                if LogKeyspaces::open(db)?.head()?.is_some() {
+                    return Err(Error::Local(format!(
+                        "it holds a log of its own (event_log.backend fjall): move it into the stream with `aggregator log import`, or start this replica on an empty data directory to take stream {:?}",
+                        replicated.name()
+                    )));
+                }
+                keyspace.insert(STREAM, replicated.name().as_bytes())?;
+            }
+        }
+        let head = replicated.head().await?;
+        if position > head {
+            return Err(Error::Local(format!(
+                "it holds stream {:?} up to position {position}, but the stream ends at {head}: the stream was recreated; start this replica on an empty data directory",
+                replicated.name()
+            )));
+        }
+        Ok(Self {
+            replicated,
+            runtime,
+            keyspace,
+            position: AtomicU64::new(position),
+        })
+    }
+
+    fn record(&self, batch: &mut OwnedWriteBatch, position: u64) {
+        batch.insert(&self.keyspace, POSITION, position.to_be_bytes());
+    }
+}
+
+impl Backend for JetStream {
+    fn publishes(&self) -> bool {
+        true
+    }
+
+    fn commit(&self, mut batch: OwnedWriteBatch, commands: &[Records]) -> events::Result<Landed> {
+        let max_payload = self.replicated.max_payload();
+        let messages = match split(commands, max_payload) {
+            Ok(messages) => messages,
+            Err(i) => {
+                // Nothing of the group is published: the writer resets and refuses it (the
+                // command is retried the same way; the configured limits should prevent it).
+                return Ok(Landed::Deposed {
+                    durable: 0,
+                    reason: format!(
+                        "command {i} of the group is larger than the NATS server's max_payload ({max_payload} bytes): raise max_payload or lower limits.max_event_bytes"
+                    ),
+                });
+            }
+        };
+        let mut position = self.position.load(Ordering::Acquire);
+        let mut durable = 0;
+        for message in &messages {
+            match self
+                .runtime
+                .block_on(self.replicated.publish(message, position))
+            {
+                Ok(sequence) => {
+                    position = sequence;
+                    durable = message.through;
+                }
+                Err(Refused::Moved(reason) | Refused::Unreachable(reason)) => {
+                    return Ok(Landed::Deposed { durable, reason });
+                }
+            }
+        }
+        self.record(&mut batch, position);
+        batch.commit()?;
+        self.position.store(position, Ordering::Release);
+        Ok(Landed::Durable)
+    }
+
+    fn commit_followed(&self, mut batch: OwnedWriteBatch, through: u64) -> events::Result<()> {
+        self.record(&mut batch, through);
+        batch.commit()?;
+        self.position.store(through, Ordering::Release);
+        Ok(())
+    }
+
+    fn position(&self) -> u64 {
+        self.position.load(Ordering::Acquire)
+    }
+}

@@ -1,0 +1,26 @@
+//! The event log on a replicated NATS JetStream stream.
+//!
+//! With `event_log.backend: jetstream`, the stream is the only source of truth. Each replica keeps
+//! the log, its index entries, projections and tree in a local fjall database, derived from the
+//! stream and applied in stream order through the log's one writer (`events::backend`).
+//!
+//! - `message`: how a group of commands becomes stream messages (whole commands, under the
+//!   server's `max_payload`) and back;
+//! - `stream`: connecting, creating the stream (with its genesis message) and reading its head;
+//! - `backend`: `JetStream`, the writer's backend: publishes each message with
+//!   `Nats-Expected-Last-Sequence` (the position the local database holds) and `Nats-Msg-Id`
+//!   (the message's first ULID), then commits the local batch with the new position;
+//! - `follow`: reads the stream from the local position on and hands each message to the writer
+//!   (`Log::follow`); `catch_up` waits until the local database holds the stream's head;
+//! - `error`: this layer's failures.
+
+mod backend;
+mod error;
+mod follow;
+pub mod message;
+mod stream;
+
+pub use backend::JetStream;
+pub use error::{Error, Result};
+pub use follow::{catch_up, follow};
+pub use stream::{Refused, Replicated, StreamSettings};

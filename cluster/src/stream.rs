@@ -1,0 +1,231 @@
+//! The stream: connecting to NATS, creating the stream on first start, its head.
+//!
+//! A new stream gets a genesis message (no events) before any command, so that every writer's
+//! publish expects a last sequence of at least 1 (how an expected sequence of 0, an empty stream,
+//! is checked has differed between server versions). Concurrent first starts publish it under one
+//! `Nats-Msg-Id`, which the stream stores once.
+
+use std::time::Duration;
+
+use async_nats::HeaderMap;
+use async_nats::jetstream::{self, context::PublishErrorKind, stream};
+
+use crate::error::{Error, Result};
+use crate::message::{Outgoing, genesis};
+
+/// How many times a publish is sent when no acknowledgement comes within the context's timeout
+/// (the same `Nats-Msg-Id`: the stream stores it once).
+const PUBLISH_ATTEMPTS: u32 = 3;
+/// The stream's deduplication window: a publish retried within it is stored once.
+const DUPLICATE_WINDOW: Duration = Duration::from_secs(120);
+
+/// Where the replicated log lives (from `event_log` in the aggregator's configuration).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StreamSettings {
+    pub urls: Vec<String>,
+    pub stream: String,
+    pub replicas: usize,
+}
+
+/// A connection to the stream.
+#[derive(Clone)]
+pub struct Replicated {
+    js: jetstream::Context,
+    stream: String,
+    subject: String,
+    max_payload: usize,
+}
+
+impl std::fmt::Debug for Replicated {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Replicated")
+            .field("stream", &self.stream)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Why a publish did not append.
+#[derive(Debug)]
+pub enum Refused {
+    /// The stream's last sequence is not the one expected: another writer appended.
+    Moved(String),
+    /// No acknowledgement after every attempt: the message may or may not be stored.
+    Unreachable(String),
+}
+
+impl Replicated {
+    /// Connects and creates the stream (with its genesis message) when it does not exist yet.
+    pub async fn connect(settings: &StreamSettings) -> Result<Self> {
+        let urls = settings.urls.join(",");
+        let addrs = settings
+            .urls
+            .iter()
+            .map(|u| u.parse::<async_nats::ServerAddr>())
+            .collect::<std::result::Result<Vec<_>, _>>()
+            .map_err(|e| Error::Connect {
+                urls: urls.clone(),
+                message: e.to_string(),
+            })?;
+        let client = async_nats::ConnectOptions::new()
+            .name("aggregator")
+            .connect(addrs)
+            .await
+            .map_err(|e| Error::Connect {
+                urls: urls.clone(),
+                message: e.to_string(),
+            })?;
+        let max_payload = client.server_info().max_payload;
+        let js = jetstream::new(client);
+        let subject = format!("{}.log", settings.stream);
+        let failed = |message: String| Error::Stream {
+            stream: settings.stream.clone(),
+            message,
+        };
+        let mut created = js
+            .get_or_create_stream(stream::Config {
+                name: settings.stream.clone(),
+                subjects: vec![subject.clone()],
+                num_replicas: settings.replicas,
+                storage: stream::StorageType::File,
+                retention: stream::RetentionPolicy::Limits,
+                duplicate_window: DUPLICATE_WINDOW,
+                // The log is append-only: nobody removes a message through the stream's API.
+                deny_delete: true,
+                deny_purge: true,
+                ..stream::Config::default()
+            })
+            .await
+            .map_err(|e| failed(e.to_string()))?;
+        let info = created.info().await.map_err(|e| failed(e.to_string()))?;
+        if info.config.subjects != [subject.clone()] {
+            return Err(failed(format!(
+                "exists with subjects {:?}, not [{subject:?}]: it is not an aggregator's log",
+                info.config.subjects
+            )));
+        }
+        let replicated = Self {
+            js,
+            stream: settings.stream.clone(),
+            subject,
+            max_payload,
+        };
+        if info.state.last_sequence == 0 {
+            let mut headers = HeaderMap::new();
+            headers.insert(
+                "Nats-Msg-Id",
+                format!("genesis:{}", settings.stream).as_str(),
+            );
+            replicated
+                .send(headers, genesis())
+                .await
+                .map_err(|e| failed(format!("writing its genesis message: {e:?}")))?;
+        }
+        Ok(replicated)
+    }
+
+    pub fn name(&self) -> &str {
+        &self.stream
+    }
+
+    /// The largest message the server takes (payload and headers).
+    pub fn max_payload(&self) -> usize {
+        self.max_payload
+    }
+
+    /// The stream's last sequence now.
+    pub async fn head(&self) -> Result<u64> {
+        let failed = |e: &dyn std::fmt::Display| Error::Stream {
+            stream: self.stream.clone(),
+            message: e.to_string(),
+        };
+        let mut stream = self
+            .js
+            .get_stream(&self.stream)
+            .await
+            .map_err(|e| failed(&e))?;
+        let info = stream.info().await.map_err(|e| failed(&e))?;
+        Ok(info.state.last_sequence)
+    }
+
+    pub(crate) async fn stream(&self) -> Result<stream::Stream> {
+        self.js
+            .get_stream(&self.stream)
+            .await
+            .map_err(|e| Error::Stream {
+                stream: self.stream.clone(),
+                message: e.to_string(),
+            })
+    }
+
+    /// Appends `message` if the stream's last sequence is `expected`; answers its sequence.
+    pub async fn publish(
+        &self,
+        message: &Outgoing,
+        expected: u64,
+    ) -> std::result::Result<u64, Refused> {
+        let mut headers = HeaderMap::new();
+        headers.insert("Nats-Msg-Id", message.first.to_string().as_str());
+        headers.insert("Nats-Expected-Last-Sequence", expected.to_string().as_str());
+        let ack = self.send(headers, message.payload.clone()).await?;
+        if ack.duplicate && ack.sequence != expected + 1 {
+            // The stream holds this message already, but not where this writer expects it.
+            return Err(Refused::Moved(format!(
+                "message {} is already in the stream at {}, this replica expected {}",
+                message.first,
+                ack.sequence,
+                expected + 1
+            )));
+        }
+        Ok(ack.sequence)
+    }
+
+    /// Publishes and waits for the acknowledgement, sending again (the same headers: the stream
+    /// stores it once) when none comes.
+    async fn send(
+        &self,
+        headers: HeaderMap,
+        payload: Vec<u8>,
+    ) -> std::result::Result<jetstream::publish::PublishAck, Refused> {
+        let mut last_error = String::new();
+        for attempt in 0..PUBLISH_ATTEMPTS {
+            if attempt > 0 {
+                tokio::time::sleep(Duration::from_millis(200 * u64::from(attempt))).await;
+            }
+            let sent = self
+                .js
+                .publish_with_headers(
+                    self.subject.clone(),
+                    headers.clone(),
+                    payload.clone().into(),
+                )
+                .await;
+            // The context's own timeout bounds the wait for the acknowledgement.
+            let acked = match sent {
+                Ok(future) => future.await,
+                Err(e) => Err(e),
+            };
+            match acked {
+                Ok(ack) => return Ok(ack),
+                Err(e) if e.kind() == PublishErrorKind::WrongLastSequence => {
+                    return Err(Refused::Moved(format!(
+                        "another replica appended to stream {} (expected last sequence refused)",
+                        self.stream
+                    )));
+                }
+                Err(e) if e.kind() == PublishErrorKind::MaxPayloadExceeded => {
+                    return Err(Refused::Moved(format!(
+                        "the NATS server refused the message: {e}"
+                    )));
+                }
+                Err(e) => {
+                    tracing::warn!(attempt, error = %e, "publishing to the replicated log failed");
+                    last_error = e.to_string();
+                }
+            }
+        }
+        Err(Refused::Unreachable(format!(
+            "no acknowledgement from stream {} after {PUBLISH_ATTEMPTS} attempts: {last_error}",
+            self.stream
+        )))
+    }
+}
