@@ -7,6 +7,7 @@
 //! - `run`: one execution and the step protocol; `graph`: the order and reachability of nodes;
 //! - `template`: `{{ expression }}` in node configs; `vars`: the variables a run sees;
 //! - `nodes/`: one module per node type; `sandbox`: JavaScript; `http`: guarded outbound HTTP;
+//! - `redact`: the run's secrets cut out of everything it records;
 //! - `preview`: `RunTrigger`, `RunNodeWithInputs`, `SimulateTask` (nothing persisted).
 //!
 //! The queue is the log: an execution queued and not finished is pending (`q:` rows of the
@@ -21,6 +22,7 @@ pub mod graph;
 pub mod http;
 pub mod nodes;
 pub mod preview;
+pub mod redact;
 pub mod run;
 pub mod sandbox;
 pub mod template;
@@ -593,7 +595,7 @@ fn recording_refused(e: &events::Error) -> bool {
 /// The execution a firing command opened (the stream `exec:<id>` among its events).
 fn execution_of(refs: &[events::EventRef]) -> String {
     refs.iter()
-        .find_map(|r| r.stream.strip_prefix("exec:"))
+        .find_map(|r| events::stream::execution_id_of(&r.stream))
         .unwrap_or_default()
         .to_owned()
 }

@@ -30,6 +30,7 @@ use events::{Command, Event, Expected};
 use super::Tools;
 use super::graph::{Fate, Plan};
 use super::nodes::{self, output_kind, side_effect_free};
+use super::redact::Redactor;
 use super::template::Templates;
 use crate::clock::now_ms_i64;
 use crate::store::Store;
@@ -289,6 +290,8 @@ impl Walk<'_> {
                 .finish(recorder, steps, Some(why), ExecutionOutcome::Failed)
                 .await;
         }
+        // Built once: every step this run records has the run's secrets masked.
+        let redactor = Redactor::from_vars(&self.vars);
         let mut fates: Vec<Option<Fate>> = vec![None; self.definition.nodes.len()];
         let mut recorded_bytes: usize = steps.iter().map(encoded_len).sum();
         // Once a step did not fit the execution's budget, nothing more runs.
@@ -307,10 +310,17 @@ impl Walk<'_> {
                         .as_ref()
                         .and_then(|o| o.data.clone())
                         .unwrap_or(Value::Null);
-                    self.vars.insert(
-                        node.name.clone(),
-                        json!({ "data": data, "input": step.config }),
-                    );
+                    // The step recorded its config as written: `input` is rendered again.
+                    let templates = Templates {
+                        vars: &self.vars,
+                        sandbox: &self.tools.sandbox,
+                    };
+                    let input = match templates.node(config).await {
+                        Ok(rendered) => node_config_json(&rendered),
+                        Err(_) => step.config.clone(),
+                    };
+                    self.vars
+                        .insert(node.name.clone(), json!({ "data": data, "input": input }));
                 }
                 if let Some(slot) = fates.get_mut(i) {
                     *slot = Some(fate);
@@ -355,6 +365,7 @@ impl Walk<'_> {
                 self.run_node(recorder, node, config, &mut step).await?
             };
             step.end_at = now_ms_i64();
+            redactor.step(&mut step);
             self.tools.bounds.truncate(&mut step.log);
             self.tools.bounds.truncate(&mut step.error);
             // The whole execution is one GetExecution answer: its steps share one budget.
@@ -426,14 +437,16 @@ impl Walk<'_> {
                 return Ok(Fate::Failed);
             }
         };
-        step.config = node_config_json(&rendered);
-        if let Some(why) = step.config.as_ref().and_then(|c| {
+        // Recorded as written (templates and all): a secret a template puts into a header or
+        // a URL never reaches the step. The rendered config is the node's `input` variable.
+        step.config = node_config_json(config);
+        let input = node_config_json(&rendered);
+        if let Some(why) = input.as_ref().and_then(|c| {
             self.tools
                 .bounds
                 .check("the node's rendered config", c)
                 .err()
         }) {
-            step.config = None;
             step.error = why;
             step.error_code = crate::pb::ErrorCode::ExecutionEngineError as i32;
             return Ok(Fate::Failed);
@@ -488,7 +501,7 @@ impl Walk<'_> {
                 });
                 self.vars.insert(
                     node.name.clone(),
-                    json!({ "data": run.output, "input": step.config }),
+                    json!({ "data": run.output, "input": input }),
                 );
                 Fate::Succeeded { taken: run.taken }
             }

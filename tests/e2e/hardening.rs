@@ -533,3 +533,238 @@ async fn long_lists_are_refused_and_repeated_schedules_kept_once() -> anyhow::Re
     );
     Ok(())
 }
+
+/// Item 2: a secret used in a REST header and query string, a GraphQL variable, and returned by
+/// custom code, never appears in clear in any response or anywhere in the data directory.
+#[tokio::test]
+async fn secrets_never_leave_a_run_in_clear() -> anyhow::Result<()> {
+    use base64::Engine as _;
+    let web = web::start(None).await?;
+    let mut server = server_allowing_loopback().await?;
+    let mut c = server.client().await?;
+    let user = User::sign_in(&mut c).await?;
+    let wallet = user.wallet(&mut c).await?;
+    let secret = format!("sk-{:016x}{:016x}/x+y", random_u64(), random_u64());
+    c.create_secret(user.req(pb::CreateOrUpdateSecretReq {
+        name: "api_key".into(),
+        secret: secret.clone(),
+        ..Default::default()
+    }))
+    .await?;
+    let spellings = [
+        secret.clone(),
+        base64::engine::general_purpose::STANDARD.encode(&secret),
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(&secret),
+        secret.replace('/', "%2F").replace('+', "%2B"),
+    ];
+
+    let mut rest = rest_node(
+        "api",
+        "GET",
+        &web.url("/echo-request?key={{apContext.configVars.api_key}}"),
+        "",
+    );
+    if let Some(pb::task_node::TaskType::RestApi(r)) = &mut rest.task_type {
+        r.config.as_mut().unwrap().headers.insert(
+            "authorization".into(),
+            "Bearer {{apContext.configVars.api_key}}".into(),
+        );
+    }
+    let graphql = pb::TaskNode {
+        id: "gql".into(),
+        name: "gql".into(),
+        r#type: pb::NodeType::GraphqlQuery as i32,
+        task_type: Some(pb::task_node::TaskType::GraphqlQuery(
+            pb::GraphQlQueryNode {
+                config: Some(pb::graph_ql_query_node::Config {
+                    url: web.url("/graphql"),
+                    query: "query Q($id: ID!) { item(id: $id) { name } }".into(),
+                    variables: [(
+                        "id".to_owned(),
+                        "{{apContext.configVars.api_key}}".to_owned(),
+                    )]
+                    .into_iter()
+                    .collect(),
+                }),
+            },
+        )),
+    };
+    let code = code_node(
+        "code",
+        "return { all: apContext.configVars, again: apContext.configVars.api_key };",
+    );
+    let id = c
+        .create_task(user.req(task_of(
+            "secret use",
+            &wallet,
+            vec![rest.clone(), graphql, code],
+            None,
+        )))
+        .await?
+        .into_inner()
+        .id;
+    let run = run_blocking(&mut c, &user, &id).await?;
+    assert!(run.steps.iter().all(|s| s.success), "{:?}", run.steps);
+    let mut answers = vec![format!("{run:?}")];
+    answers.push(format!(
+        "{:?}",
+        c.get_execution(user.req(pb::ExecutionReq {
+            task_id: id.clone(),
+            execution_id: run.execution_id.clone(),
+        }))
+        .await?
+        .into_inner()
+    ));
+    answers.push(format!(
+        "{:?}",
+        c.list_executions(user.req(pb::ListExecutionsReq {
+            task_ids: vec![id.clone()],
+            ..Default::default()
+        }))
+        .await?
+        .into_inner()
+    ));
+    answers.push(format!(
+        "{:?}",
+        c.run_node_with_inputs(user.req(pb::RunNodeWithInputsReq {
+            node: Some(rest),
+            ..Default::default()
+        }))
+        .await?
+        .into_inner()
+    ));
+    // The echo did carry the secret: the mask stands where it was.
+    assert!(answers[0].contains("Bearer ***"), "{}", answers[0]);
+    for answer in &answers {
+        for spelling in &spellings {
+            assert!(
+                !answer.contains(spelling.as_str()),
+                "{spelling} in {answer}"
+            );
+        }
+    }
+
+    let data = server.config.data_dir.clone();
+    server.stop().await?;
+    let (passed, export) = replay(&data, &["export", "--format", "jsonl"])?;
+    assert!(passed);
+    assert!(
+        export.contains("{{apContext.configVars.api_key}}"),
+        "configs are recorded as written"
+    );
+    let mut pending = vec![data];
+    while let Some(dir) = pending.pop() {
+        for entry in std::fs::read_dir(&dir)? {
+            let path = entry?.path();
+            if path.is_dir() {
+                pending.push(path);
+                continue;
+            }
+            let bytes = std::fs::read(&path)?;
+            for spelling in &spellings {
+                assert!(
+                    !bytes
+                        .windows(spelling.len())
+                        .any(|w| w == spelling.as_bytes()),
+                    "{spelling} in {}",
+                    path.display()
+                );
+            }
+        }
+    }
+    for spelling in &spellings {
+        assert!(
+            !export.contains(spelling.as_str()),
+            "{spelling} in the export"
+        );
+    }
+    Ok(())
+}
+
+/// Sends bytes as they are, to see what the server makes of a message that is not protobuf.
+#[derive(Debug, Clone, Default)]
+struct RawCodec;
+
+impl tonic::codec::Codec for RawCodec {
+    type Encode = Vec<u8>;
+    type Decode = Vec<u8>;
+    type Encoder = RawCodec;
+    type Decoder = RawCodec;
+    fn encoder(&mut self) -> Self::Encoder {
+        RawCodec
+    }
+    fn decoder(&mut self) -> Self::Decoder {
+        RawCodec
+    }
+}
+
+impl tonic::codec::Encoder for RawCodec {
+    type Item = Vec<u8>;
+    type Error = tonic::Status;
+    fn encode(
+        &mut self,
+        item: Vec<u8>,
+        buf: &mut tonic::codec::EncodeBuf<'_>,
+    ) -> Result<(), tonic::Status> {
+        prost::bytes::BufMut::put_slice(buf, &item);
+        Ok(())
+    }
+}
+
+impl tonic::codec::Decoder for RawCodec {
+    type Item = Vec<u8>;
+    type Error = tonic::Status;
+    fn decode(
+        &mut self,
+        buf: &mut tonic::codec::DecodeBuf<'_>,
+    ) -> Result<Option<Vec<u8>>, tonic::Status> {
+        let bytes = prost::bytes::Buf::copy_to_bytes(buf, prost::bytes::Buf::remaining(buf));
+        Ok(Some(bytes.to_vec()))
+    }
+}
+
+/// A request that is not protobuf is the caller's mistake (INVALID_ARGUMENT, with its error
+/// code), not the server's (INTERNAL); the server goes on serving.
+#[tokio::test]
+async fn a_malformed_message_is_an_invalid_argument() -> anyhow::Result<()> {
+    let server = TestServer::start().await?;
+    let user = User::sign_in(&mut server.client().await?).await?;
+    let channel = Channel::from_shared(server.grpc_url())?.connect().await?;
+    for (method, bytes) in [
+        // field 1 (the id) says 127 bytes follow; none do
+        ("/aggregator.Aggregator/GetTask", vec![0x0a, 0x7f]),
+        // a varint that never ends
+        ("/aggregator.Aggregator/ListTasks", vec![0x08; 12]),
+        ("/aggregator.Node/Ping", vec![0x0a, 0x7f]),
+    ] {
+        let mut grpc = tonic::client::Grpc::new(channel.clone());
+        grpc.ready().await?;
+        let status = grpc
+            .unary(
+                user.req(bytes),
+                tonic::codegen::http::uri::PathAndQuery::from_static(method),
+                RawCodec,
+            )
+            .await
+            .expect_err("bytes that are not a message are refused");
+        assert_eq!(
+            status.code(),
+            tonic::Code::InvalidArgument,
+            "{method}: {status:?}"
+        );
+        assert!(
+            status
+                .message()
+                .starts_with("the message is not valid protobuf"),
+            "{status:?}"
+        );
+        assert_eq!(
+            status
+                .metadata()
+                .get("x-error-code")
+                .and_then(|v| v.to_str().ok()),
+            Some("INVALID_REQUEST")
+        );
+    }
+    others_still_write(&server).await
+}

@@ -42,7 +42,11 @@ pub async fn run(tools: &Tools, config: &GraphqlQueryConfig) -> NodeResult {
         .await
         .map_err(|e| NodeError::new(e.to_string()))?;
     let output = body_value(&response);
-    let log = vec![format!("POST {} → {}", config.url, response.status)];
+    let log = vec![format!(
+        "POST {} → {}",
+        super::rest_api::without_query(&config.url),
+        response.status
+    )];
     let first_error = output
         .get("errors")
         .and_then(Value::as_array)

@@ -68,7 +68,12 @@ pub async fn run(tools: &Tools, config: &RestApiConfig) -> NodeResult {
         "headers": headers,
         "data": data,
     });
-    let log = vec![format!("{method} {} → {}", config.url, response.status)];
+    // Never the query string: keys often travel there.
+    let log = vec![format!(
+        "{method} {} → {}",
+        without_query(&config.url),
+        response.status
+    )];
     if response.status >= 400 {
         return Err(NodeError {
             message: format!("HTTP {}: {reason}", response.status),
@@ -99,6 +104,14 @@ fn canonical(name: &str) -> String {
         })
         .collect::<Vec<_>>()
         .join("-")
+}
+
+/// `url` without its query string and fragment (`https://host/path?…`), for logs.
+pub fn without_query(url: &str) -> String {
+    match url.find(['?', '#']) {
+        Some(at) => format!("{}?…", url.get(..at).unwrap_or_default()),
+        None => url.to_owned(),
+    }
 }
 
 #[cfg(test)]
