@@ -9,7 +9,8 @@
 //! - `rpc`: the gRPC edge (prost types end there); `domain`: every business rule, pure;
 //! - `store`: the event log and the projections, opened together;
 //! - `auth`: sign-in, tokens, API keys; `secrets`: encryption at rest; `wallet`: smart-wallet
-//!   addresses; `chain`: the Ethereum connection; `limits`: rate limits;
+//!   addresses; `chain`: the Ethereum connection; `limits`: rate limits; `quota`: one owner's
+//!   quota-counted creations decided one after the other;
 //! - `transparency`: the event log as a transparency log: the log key, checkpoints issued and
 //!   cosigned by the operators, the HTTP endpoints of checkpoints, tiles and proof bundles;
 //! - `operators`: the aggregator's side of the operators (registry, assignment, attestations);
@@ -30,6 +31,7 @@ pub mod ip;
 pub mod limits;
 pub mod operators;
 pub mod pb;
+pub mod quota;
 pub mod rpc;
 pub mod secrets;
 pub mod server;
