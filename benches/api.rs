@@ -14,12 +14,16 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use aggregator::config::{Config, DurabilityMode};
+use aggregator::config::DurabilityMode;
 use aggregator::pb;
 use aggregator::pb::aggregator_client::AggregatorClient;
 use alloy::signers::SignerSync;
 use alloy::signers::local::PrivateKeySigner;
 use tonic::transport::{Channel, Server};
+
+mod common;
+
+use common::{env, percentile};
 
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
@@ -27,12 +31,7 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 const CLIENTS: usize = 64;
 
 fn seconds() -> Duration {
-    Duration::from_secs(
-        std::env::var("BENCH_SECONDS")
-            .ok()
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(5),
-    )
+    Duration::from_secs(env("BENCH_SECONDS", 5))
 }
 
 // ---- The baseline: a bare unary echo of the same message ----
@@ -189,14 +188,6 @@ where
     all
 }
 
-fn percentile(sorted: &[f64], p: f64) -> f64 {
-    if sorted.is_empty() {
-        return f64::NAN;
-    }
-    let index = ((sorted.len() as f64 - 1.0) * p).round() as usize;
-    sorted[index.min(sorted.len() - 1)]
-}
-
 async fn sign_in(client: &mut AggregatorClient<Channel>) -> (String, String) {
     let signer = PrivateKeySigner::random();
     let message = client
@@ -269,12 +260,7 @@ fn task_request(wallet: &str, client: usize, i: u64) -> pb::CreateTaskReq {
 }
 
 fn main() {
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
-    runtime.block_on(async_main());
+    common::runtime().block_on(async_main());
 }
 
 async fn async_main() {
@@ -288,11 +274,7 @@ async fn async_main() {
     // Echo baseline.
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let echo_addr = listener.local_addr().unwrap();
-    let echo_runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
+    let echo_runtime = common::runtime();
     echo_runtime.spawn(
         Server::builder()
             .add_service(echo::EchoServer)
@@ -328,18 +310,10 @@ async fn async_main() {
 
     // Our server, durable, with limits that do not throttle the benchmark.
     let dir = tempfile::tempdir().unwrap();
-    let mut config = Config {
-        data_dir: dir.path().join("data"),
-        keys_dir: dir.path().join("keys"),
-        durability: if std::env::var("BENCH_DURABILITY").is_ok_and(|d| d == "relaxed") {
-            DurabilityMode::Relaxed
-        } else {
-            DurabilityMode::Sync
-        },
-        ..Config::default()
-    };
-    config.grpc.listen = "127.0.0.1:0".parse().unwrap();
-    config.http.listen = "127.0.0.1:0".parse().unwrap();
+    let mut config = common::config(dir.path());
+    if std::env::var("BENCH_DURABILITY").is_ok_and(|d| d == "relaxed") {
+        config.durability = DurabilityMode::Relaxed;
+    }
     config.limits.tasks_per_owner = u64::MAX;
     config.limits.requests_per_second = 1_000_000;
     config.limits.burst = 1_000_000;

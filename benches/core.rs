@@ -21,15 +21,12 @@ use events::event::{ExecutionQueued, TaskCreated, TaskTriggered};
 use events::fjall::{Database, Keyspace, KeyspaceCreateOptions, PersistMode};
 use events::{Command, Durability, Expected};
 
+mod common;
+
+use common::env;
+
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
-fn env_u64(name: &str, default: u64) -> u64 {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
 
 struct Row {
     what: String,
@@ -40,7 +37,7 @@ struct Row {
 }
 
 fn main() {
-    let seconds = env_u64("BENCH_SECONDS", 3);
+    let seconds = env("BENCH_SECONDS", 3u64);
     let mut rows = Vec::new();
 
     let shape = command_shape();
@@ -193,11 +190,7 @@ where
     F: Fn(usize, u64) -> Fut + Send + Sync + 'static,
     Fut: std::future::Future<Output = ()> + Send,
 {
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
+    let runtime = common::runtime();
     let op = Arc::new(op);
     let stop = Arc::new(AtomicBool::new(false));
     let done = Arc::new(AtomicU64::new(0));

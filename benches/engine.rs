@@ -17,78 +17,38 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use aggregator::config::{Config, DurabilityMode};
 use aggregator::engine::FireRequest;
 use aggregator::engine::sandbox::{Script, ScriptKind};
 use events::execution::{Firing, FiringSource};
 use events::task::TriggerKind;
 
+mod common;
+
+use common::{env, percentile};
+
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
-fn env(name: &str, default: u64) -> u64 {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
-
-fn percentile(sorted: &[f64], p: f64) -> f64 {
-    if sorted.is_empty() {
-        return f64::NAN;
-    }
-    sorted[(((sorted.len() - 1) as f64) * p).round() as usize]
-}
-
 fn main() {
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
-    runtime.block_on(run());
+    common::runtime().block_on(run());
 }
 
 async fn run() {
-    let seconds = Duration::from_secs(env("BENCH_SECONDS", 5));
-    let tasks_n = env("BENCH_TASKS", 256) as usize;
-    let concurrency = env("BENCH_CONCURRENCY", 32) as usize;
+    let seconds = Duration::from_secs(env("BENCH_SECONDS", 5u64));
+    let tasks_n = env("BENCH_TASKS", 256usize);
+    let concurrency = env("BENCH_CONCURRENCY", 32usize);
 
     let dir = tempfile::tempdir().unwrap();
-    let mut config = Config {
-        data_dir: dir.path().join("data"),
-        keys_dir: dir.path().join("keys"),
-        durability: DurabilityMode::Sync,
-        ..Config::default()
-    };
-    config.grpc.listen = "127.0.0.1:0".parse().unwrap();
-    config.http.listen = "127.0.0.1:0".parse().unwrap();
+    let mut config = common::config(dir.path());
     config.limits.tasks_per_owner = u64::MAX;
     let app = aggregator::server::open(config).await.unwrap();
 
     // Tasks: a manual trigger and one custom-code node returning a constant.
-    let owner = "0x70997970c51812dc3a010c7d01b50e0d17dc79c8";
-    let mut tasks = Vec::new();
-    for i in 0..tasks_n {
-        let id = aggregator::clock::new_id();
-        let mut definition = events::samples::definition();
-        definition.name = format!("bench {i}");
+    let tasks = common::tasks_in_log(&app, tasks_n, |definition| {
         definition.trigger.trigger_type = 1;
         definition.trigger.config = Some(events::task::TriggerConfig::Manual(Default::default()));
-        let command = events::Command::new(owner, events::now_ms()).append(
-            events::stream::task(&id),
-            events::Expected::NoStream,
-            [events::event::TaskCreated {
-                task_id: id.clone(),
-                owner: owner.into(),
-                wallet: events::samples::WALLET.into(),
-                definition,
-            }
-            .into()],
-        );
-        app.store.log.append(command).await.unwrap();
-        tasks.push(id);
-    }
+    })
+    .await;
     let tasks = Arc::new(tasks);
     let engine = app.engine.clone();
 

@@ -20,7 +20,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use aggregator::config::{Config, DurabilityMode, OperatorMember};
+use aggregator::config::{Config, OperatorMember};
 use aggregator::pb;
 use aggregator::pb::node_client::NodeClient;
 use alloy::signers::local::PrivateKeySigner;
@@ -28,18 +28,15 @@ use blst::min_pk::{PublicKey, SecretKey, Signature};
 use operator::client::{Client, registration};
 use tonic::transport::Channel;
 
+mod common;
+
+use common::env;
+
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 const CHAIN_ID: u64 = 31337;
 const IN_FLIGHT: usize = 64;
-
-fn env(name: &str, default: u64) -> u64 {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
 
 fn row(what: &str, per_second: f64, baseline: f64) {
     println!(
@@ -69,12 +66,7 @@ fn per_second(n: usize, since: Instant) -> f64 {
 }
 
 fn main() {
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
-    runtime.block_on(run());
+    common::runtime().block_on(run());
 }
 
 async fn run() {
@@ -250,14 +242,7 @@ async fn send(
 async fn reports(n: usize, raw: f64) {
     let operators: Vec<(PrivateKeySigner, SecretKey)> = (0..3).map(operator_keys).collect();
     let dir = tempfile::tempdir().unwrap();
-    let mut config = Config {
-        data_dir: dir.path().join("data"),
-        keys_dir: dir.path().join("keys"),
-        durability: DurabilityMode::Sync,
-        ..Config::default()
-    };
-    config.grpc.listen = "127.0.0.1:0".parse().unwrap();
-    config.http.listen = "127.0.0.1:0".parse().unwrap();
+    let mut config = common::config(dir.path());
     config.log.level = "warn".into();
     config.operators.reconcile_every = Duration::from_millis(100);
     config.operators.members = operators
@@ -268,26 +253,7 @@ async fn reports(n: usize, raw: f64) {
     let app = running.app.clone();
 
     // Tasks with block triggers, straight into the log.
-    let owner = "0x70997970c51812dc3a010c7d01b50e0d17dc79c8";
-    let mut tasks = Vec::new();
-    for i in 0..64 {
-        let id = aggregator::clock::new_id();
-        let mut definition = events::samples::definition();
-        definition.name = format!("bench {i}");
-        let command = events::Command::new(owner, events::now_ms()).append(
-            events::stream::task(&id),
-            events::Expected::NoStream,
-            [events::event::TaskCreated {
-                task_id: id.clone(),
-                owner: owner.into(),
-                wallet: events::samples::WALLET.into(),
-                definition,
-            }
-            .into()],
-        );
-        app.store.log.append(command).await.unwrap();
-        tasks.push(id);
-    }
+    let tasks = common::tasks_in_log(&app, 64, |_| {}).await;
     let url = format!("http://{}", running.grpc);
     let mut channels = Vec::new();
     for _ in 0..4 {

@@ -22,24 +22,18 @@ use rquickjs::context::intrinsic;
 use rquickjs::{Context, Runtime, Value};
 use serde_json::json;
 
+mod common;
+
+use common::{env, percentile};
+
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
-fn env_usize(name: &str, default: usize) -> usize {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
 
 /// Median and p99 of `samples`, in microseconds.
 fn percentiles(samples: &mut [Duration]) -> (f64, f64) {
     samples.sort_unstable();
-    let at = |q: f64| {
-        let i = ((samples.len() as f64 - 1.0) * q).round() as usize;
-        samples[i].as_secs_f64() * 1e6
-    };
-    (at(0.5), at(0.99))
+    let micros: Vec<f64> = samples.iter().map(|d| d.as_secs_f64() * 1e6).collect();
+    (percentile(&micros, 0.5), percentile(&micros, 0.99))
 }
 
 fn row(what: &str, samples: &mut [Duration], note: &str) {
@@ -68,7 +62,7 @@ fn time(runs: usize, mut f: impl FnMut()) -> Vec<Duration> {
         .collect()
 }
 
-/// The intrinsics of the sandbox's contexts (`run.rs`).
+/// The intrinsics of the sandbox's contexts (`src/engine/sandbox/runtime.rs`).
 type Ours = (
     intrinsic::Date,
     intrinsic::Eval,
@@ -100,7 +94,7 @@ fn bare(rt: &Runtime, context: impl Fn(&Runtime) -> Context) {
 }
 
 fn main() {
-    let runs = env_usize("BENCH_RUNS", 5000);
+    let runs = env("BENCH_RUNS", 5000usize);
     let trivial = || Script::body("return 42;");
 
     println!("\n{runs} runs per latency row\n");
@@ -126,11 +120,7 @@ fn main() {
         "`Outcome::elapsed`: context, script, JSON",
     );
 
-    let tokio = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
+    let tokio = common::runtime();
     let mut asynchronous = tokio.block_on(async {
         let mut samples = Vec::with_capacity(runs);
         for i in 0..runs + runs / 10 {

@@ -17,7 +17,7 @@ use crate::chain::Chain;
 use crate::config::Config;
 use crate::domain::{DomainError, task};
 use crate::limits::Limiter;
-use crate::secrets::SecretBox;
+use crate::secret_box::SecretBox;
 use crate::store::Store;
 use crate::wallet::WalletFactory;
 
@@ -27,7 +27,8 @@ pub const VERSION: &str = env!("CARGO_PKG_VERSION");
 pub struct App {
     pub config: Config,
     pub store: Store,
-    pub tokens: TokenIssuer,
+    /// Signs and checks the JWTs (sessions and API keys).
+    pub token_issuer: TokenIssuer,
     pub secret_box: SecretBox,
     /// The default factory (from the config), whose addresses derive offline.
     pub wallets: WalletFactory,
@@ -37,7 +38,8 @@ pub struct App {
     pub owner_slots: crate::quota::OwnerSlots,
     pub engine: crate::engine::Engine,
     pub pool: std::sync::Arc<crate::operators::Pool>,
-    pub token_directory: crate::tokens::TokenDirectory,
+    /// ERC-20 metadata (`GetTokenMetadata`).
+    pub token_directory: crate::token_metadata::TokenDirectory,
     /// The log's checkpoints and the operators' cosignatures of them.
     pub transparency: std::sync::Arc<crate::transparency::Transparency>,
     /// When this process opened its state (ms since the epoch).

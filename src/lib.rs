@@ -1,20 +1,27 @@
 //! The aggregator: the client-facing gRPC service, the operators' service, the task engine and
 //! the store they share.
 //!
+//! A command goes `rpc` (the request, converted by `pb::convert`) → `domain` (the rule decides
+//! the events) → `store` (appended against the version the rule saw, through the `events` log) →
+//! the `projections` (updated in the same batch) → `rpc` again (the response, read from them).
+//!
 //! Layout:
-//! - `server`: start-up and shutdown; `app`: the state every handler shares; `clock`: the time
-//!   and the ids the aggregator makes; `address`: Ethereum addresses as stored and as shown;
+//! - `server`: start-up and shutdown, the only importer of `rpc`; `app`: the state every handler
+//!   shares; `clock`: the time and the ids the aggregator makes; `address`: Ethereum addresses
+//!   as stored and as shown;
 //! - `config`: the typed configuration; `go_config`: the original's `aggregator.yaml`, converted;
 //!   `telemetry`: logs, metrics, HTTP endpoints;
 //! - `rpc`: the gRPC edge (prost types end there); `domain`: every business rule, pure;
-//! - `store`: the event log and the projections, opened together;
-//! - `auth`: sign-in, tokens, API keys; `secrets`: encryption at rest; `wallet`: smart-wallet
-//!   addresses; `chain`: the Ethereum connection; `limits`: rate limits; `quota`: one owner's
-//!   quota-counted creations decided one after the other;
+//! - `store`: the event log and the projections, opened together, and the one decide-and-append;
+//! - `auth`: sign-in, session tokens, API keys; `secret_box`: the secrets' encryption at rest;
+//!   `token_metadata`: ERC-20 names, symbols and decimals (`GetTokenMetadata`); `wallet`:
+//!   smart-wallet addresses; `chain`: the Ethereum connection; `limits`: rate limits; `quota`:
+//!   one owner's quota-counted creations decided one after the other;
+//! - `engine`: the task engine (triggers fired, workflows walked, the JavaScript sandbox);
 //! - `transparency`: the event log as a transparency log: the log key, checkpoints issued and
 //!   cosigned by the operators, the HTTP endpoints of checkpoints, tiles and proof bundles;
 //! - `operators`: the aggregator's side of the operators (registry, assignment, attestations);
-//!   `operator`: the operator process itself (`src/bin/operator.rs`);
+//!   the operator process itself is the `operator` crate, which shares only `protocol` with it;
 //! - `pb`: the generated wire types, and `pb::convert`, the wire ⇄ domain conversions;
 //! - `ip`: the IP addresses outbound HTTP refuses.
 
@@ -33,10 +40,10 @@ pub mod operators;
 pub mod pb;
 pub mod quota;
 pub mod rpc;
-pub mod secrets;
+pub mod secret_box;
 pub mod server;
 pub mod store;
 pub mod telemetry;
-pub mod tokens;
+pub mod token_metadata;
 pub mod transparency;
 pub mod wallet;

@@ -20,7 +20,7 @@ use crate::auth::keys::Keys;
 use crate::chain::Chain;
 use crate::config::Config;
 use crate::limits::Limiter;
-use crate::secrets::SecretBox;
+use crate::secret_box::SecretBox;
 use crate::store::Store;
 use crate::wallet::WalletFactory;
 
@@ -80,7 +80,7 @@ pub async fn open(config: Config) -> anyhow::Result<SharedApp> {
         chain.clone(),
     )
     .await?;
-    let token_directory = crate::tokens::TokenDirectory::load(
+    let token_directory = crate::token_metadata::TokenDirectory::load(
         config.chain_id,
         config.engine.token_whitelist.as_deref(),
     )?;
@@ -90,7 +90,7 @@ pub async fn open(config: Config) -> anyhow::Result<SharedApp> {
     let transparency = crate::transparency::open(&config, &store)?;
     Ok(Arc::new(App {
         transparency,
-        tokens: TokenIssuer::new(&keys.jwt_secret, config.chain_id),
+        token_issuer: TokenIssuer::new(&keys.jwt_secret, config.chain_id),
         secret_box,
         engine,
         token_directory,

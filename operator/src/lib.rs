@@ -5,7 +5,9 @@
 //! are consistent with the last one it cosigned (`cosign`).
 //!
 //! Layout: `config` (YAML), `client` (signed calls), `watch` (the firing rules), `cosign` (the
-//! checkpoint cosigning rule and its state file).
+//! checkpoint cosigning rule and its state file);
+//! this file: `run` in its phases (connect, serve the metrics, spawn the loops, follow the task
+//! stream) and the loops themselves.
 
 pub mod client;
 pub mod config;
@@ -31,7 +33,9 @@ fn now_ms_i64() -> i64 {
     i64::try_from(events::now_ms()).unwrap_or(i64::MAX)
 }
 
-/// Runs the operator until `stop` turns true.
+/// Runs the operator until `stop` turns true: connects ([`connect_with_backoff`]), serves its
+/// HTTP endpoints ([`serve_metrics`]), starts the loops that report, tick, follow the chain and
+/// ping ([`spawn_loops`]), and follows the stream of tasks until it stops ([`follow_tasks`]).
 pub async fn run(config: OperatorConfig, mut stop: signal::Receiver<bool>) -> anyhow::Result<()> {
     protocol::process::metrics();
     let ecdsa = config.ecdsa()?;
@@ -44,9 +48,20 @@ pub async fn run(config: OperatorConfig, mut stop: signal::Receiver<bool>) -> an
     let client = connect_with_backoff(&config, ecdsa, bls, &mut stop).await?;
     let watches = Arc::new(Watches::default());
     let head = Arc::new(AtomicU64::new(provider.get_block_number().await?));
-    let (reports, report_queue) = mpsc::unbounded_channel::<Report>();
-    let started = Instant::now();
+    serve_metrics(&config, stop.clone()).await?;
+    let (mut jobs, reports) = spawn_loops(&config, &provider, &client, &watches, &head, &stop);
+    follow_tasks(&config, &client, &watches, &head, &mut stop).await;
+    drop(reports);
+    jobs.abort_all();
+    tracing::info!("operator stopped");
+    Ok(())
+}
 
+/// `/up` and `/metrics` on `metrics_listen`, until `stop` turns true.
+async fn serve_metrics(
+    config: &OperatorConfig,
+    mut stop: signal::Receiver<bool>,
+) -> anyhow::Result<()> {
     let metrics_listener = tokio::net::TcpListener::bind(config.metrics_listen).await?;
     let metrics_app = axum::Router::new()
         .route("/up", axum::routing::get(|| async { "ok\n" }))
@@ -54,15 +69,28 @@ pub async fn run(config: OperatorConfig, mut stop: signal::Receiver<bool>) -> an
             "/metrics",
             axum::routing::get(|| async { protocol::process::metrics().render() }),
         );
-    let mut metrics_stop = stop.clone();
     tokio::spawn(async move {
         let _ = axum::serve(metrics_listener, metrics_app)
             .with_graceful_shutdown(async move {
-                let _ = metrics_stop.wait_for(|s| *s).await;
+                let _ = stop.wait_for(|s| *s).await;
             })
             .await;
     });
+    Ok(())
+}
 
+/// The loops that run beside the task stream: reports sent in order, the clock's ticks, the
+/// chain followed block by block, the pings. Returns them with the sender of the reports' queue.
+fn spawn_loops(
+    config: &OperatorConfig,
+    provider: &DynProvider,
+    client: &Client,
+    watches: &Arc<Watches>,
+    head: &Arc<AtomicU64>,
+    stop: &signal::Receiver<bool>,
+) -> (tokio::task::JoinSet<()>, mpsc::UnboundedSender<Report>) {
+    let started = Instant::now();
+    let (reports, report_queue) = mpsc::unbounded_channel::<Report>();
     let mut jobs = tokio::task::JoinSet::new();
     jobs.spawn(report_loop(client.clone(), report_queue));
     jobs.spawn(time_loop(watches.clone(), reports.clone(), stop.clone()));
@@ -83,8 +111,18 @@ pub async fn run(config: OperatorConfig, mut stop: signal::Receiver<bool>) -> an
         started,
         stop.clone(),
     ));
+    (jobs, reports)
+}
 
-    // The stream of tasks: reopened whenever it ends.
+/// The stream of tasks: each message handled ([`handle`]), the stream reopened with backoff
+/// whenever it ends, until `stop` turns true.
+async fn follow_tasks(
+    config: &OperatorConfig,
+    client: &Client,
+    watches: &Watches,
+    head: &AtomicU64,
+    stop: &mut signal::Receiver<bool>,
+) {
     let mut backoff = Duration::from_millis(200);
     while !*stop.borrow() {
         let mut sync_client = client.clone();
@@ -104,7 +142,7 @@ pub async fn run(config: OperatorConfig, mut stop: signal::Receiver<bool>) -> an
                     };
                     match message {
                         Ok(Some(message)) => {
-                            handle(&config, &watches, &head, &mut sync_client, message).await
+                            handle(config, watches, head, &mut sync_client, message).await
                         }
                         Ok(None) => break,
                         Err(e) => {
@@ -125,10 +163,6 @@ pub async fn run(config: OperatorConfig, mut stop: signal::Receiver<bool>) -> an
         }
         backoff = (backoff * 2).min(Duration::from_secs(10));
     }
-    drop(reports);
-    jobs.abort_all();
-    tracing::info!("operator stopped");
-    Ok(())
 }
 
 async fn connect_with_backoff(

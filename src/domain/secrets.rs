@@ -1,5 +1,5 @@
 //! Secrets: names, scopes and the create / update / delete rules. Values arrive in clear and leave
-//! this layer only as ciphertext (`crate::secrets`).
+//! this layer only as ciphertext (`crate::secret_box`).
 //!
 //! Scopes: a user secret (no workflow) or a workflow secret. As in the original, a workflow
 //! secret takes any well-formed workflow id (no task lookup: the owner is part of its key, so a

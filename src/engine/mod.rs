@@ -5,8 +5,10 @@
 //! - this file: `Engine`, the one entry point for every firing (`fire`), the scheduler (many runs
 //!   at once, runs of one task in order), resuming pending runs on start, waiting for a run;
 //! - `run`: one execution and the step protocol; `graph`: the order and reachability of nodes;
-//! - `template`: `{{ expression }}` in node configs; `vars`: the variables a run sees;
-//! - `nodes/`: one module per node type; `sandbox`: JavaScript; `http`: guarded outbound HTTP;
+//! - `template`: `{{ expression }}` in node configs; `vars`: the variables a run sees; `redact`:
+//!   the run's secrets masked in whatever it records;
+//! - `nodes/`: one module per node type; `sandbox`: JavaScript (one QuickJS runtime per worker
+//!   thread, in `sandbox/runtime.rs`); `http`: guarded outbound HTTP;
 //! - `redact`: the run's secrets cut out of everything it records;
 //! - `preview`: `RunTrigger`, `RunNodeWithInputs`, `SimulateTask` (nothing persisted).
 //!
@@ -42,7 +44,7 @@ use crate::clock::{new_id, now_ms, now_ms_i64};
 use crate::config::EngineConfig;
 use crate::domain::bounds::ValueBounds;
 use crate::domain::firing::{self, Refusal};
-use crate::secrets::SecretBox;
+use crate::secret_box::SecretBox;
 use crate::store::{Decision, Loaded, Settled, Store};
 
 /// What nodes use to do their work.

@@ -168,6 +168,34 @@ fn input_keys(vars: &Map<String, Value>, own: &str) -> Vec<String> {
     keys
 }
 
+/// Whether a node not yet recorded runs, and if not, why.
+enum Gate {
+    /// The execution is past its time limit.
+    Late(Duration),
+    /// The execution's recorded steps have used up its bytes.
+    OverBudget,
+    /// The node's branch was not taken, or a node it needs did not succeed.
+    Unreached(String),
+    /// An earlier attempt started it and stopped without its result, and it has effects.
+    Interrupted,
+    Run,
+}
+
+/// The bytes an execution's recorded steps may take (they are one `GetExecution` answer), and
+/// how many they take so far.
+struct Budget {
+    limit: usize,
+    spent: usize,
+    /// Set once a step did not fit: nothing more runs.
+    over: bool,
+}
+
+impl Budget {
+    fn exhausted(&self) -> bool {
+        self.over || self.spent >= self.limit
+    }
+}
+
 fn fate_of(step: &Step) -> Fate {
     if step.skipped {
         Fate::Skipped
@@ -233,7 +261,10 @@ impl Walk<'_> {
         steps.push(step);
     }
 
-    /// Runs (or resumes) the graph and records the end.
+    /// Runs (or resumes) the graph and records the end, in the phases of the module's docs: the
+    /// start and the trigger's step ([`Walk::begin`]), the plan ([`Walk::plan`]), each node in
+    /// the plan's order, restored from an earlier attempt ([`Walk::restored`]) or gated, run and
+    /// recorded ([`Walk::step`]), and the end ([`Walk::outcome`], [`Walk::finish`]).
     pub async fn run(
         mut self,
         resume: Resume,
@@ -241,6 +272,72 @@ impl Walk<'_> {
         limit: Duration,
     ) -> Result<Ended, events::Error> {
         let started_at = Instant::now();
+        let mut steps = self.begin(&resume, recorder);
+        let plan = match self.plan() {
+            Ok(plan) => plan,
+            Err(why) => {
+                return self
+                    .finish(recorder, steps, Some(why), ExecutionOutcome::Failed)
+                    .await;
+            }
+        };
+        let names: Vec<String> = self
+            .definition
+            .nodes
+            .iter()
+            .map(|n| n.name.clone())
+            .collect();
+        // Built once: every step this run records has the run's secrets masked.
+        let redactor = Redactor::from_vars(&self.vars);
+        let mut fates: Vec<Option<Fate>> = vec![None; self.definition.nodes.len()];
+        let mut budget = Budget {
+            limit: self.tools.bounds.max_execution_bytes,
+            spent: steps.iter().map(encoded_len).sum(),
+            over: false,
+        };
+        for &i in &plan.order {
+            let Some(node) = self.definition.nodes.get(i) else {
+                continue;
+            };
+            let Some(config) = &node.config else { continue };
+            let fate = if let Some(step) = resume.recorded.get(&node.id) {
+                budget.spent += encoded_len(step);
+                steps.push(step.clone());
+                self.restored(node, config, step).await
+            } else {
+                let gate = if started_at.elapsed() > limit {
+                    Gate::Late(limit)
+                } else if budget.exhausted() {
+                    Gate::OverBudget
+                } else if let Err(why) = plan.reached(i, &fates, &names) {
+                    Gate::Unreached(why)
+                } else if resume.interrupted.contains(&node.id) && !side_effect_free(config) {
+                    Gate::Interrupted
+                } else {
+                    Gate::Run
+                };
+                let (step, fate) = self
+                    .step(recorder, node, config, gate, &redactor, &mut budget)
+                    .await?;
+                let effects = !side_effect_free(config);
+                self.recorded(recorder, &mut steps, step);
+                if effects {
+                    // The result of a step with effects is durable at once: it is never run again.
+                    recorder.flush().await?;
+                }
+                fate
+            };
+            if let Some(slot) = fates.get_mut(i) {
+                *slot = Some(fate);
+            }
+        }
+        let (error, outcome) = self.outcome(&plan, &fates, &names);
+        self.finish(recorder, steps, error, outcome).await
+    }
+
+    /// The start of the run (unless an earlier attempt recorded it) and the trigger's step, the
+    /// first of the returned steps.
+    fn begin(&mut self, resume: &Resume, recorder: &mut Recorder<'_>) -> Vec<Step> {
         if !resume.started {
             recorder.push(
                 ExecutionStarted {
@@ -260,139 +357,132 @@ impl Walk<'_> {
                 self.recorded(recorder, &mut steps, step);
             }
         }
+        steps
+    }
 
-        let names: Vec<String> = self
-            .definition
-            .nodes
-            .iter()
-            .map(|n| n.name.clone())
-            .collect();
-        let plan = match Plan::new(self.definition) {
-            Ok(plan) => plan,
-            Err(e) => {
-                return self
-                    .finish(
-                        recorder,
-                        steps,
-                        Some(format!("the task's graph cannot run: {e}")),
-                        ExecutionOutcome::Failed,
-                    )
-                    .await;
-            }
-        };
+    /// The order the nodes run in, or why the task's graph cannot run at all.
+    fn plan(&self) -> Result<Plan, String> {
+        let plan =
+            Plan::new(self.definition).map_err(|e| format!("the task's graph cannot run: {e}"))?;
         if self.definition.nodes.len() > self.tools.config.max_steps {
-            let why = format!(
+            return Err(format!(
                 "the task has {} nodes, more than the limit of {} steps per execution",
                 self.definition.nodes.len(),
                 self.tools.config.max_steps
-            );
-            return self
-                .finish(recorder, steps, Some(why), ExecutionOutcome::Failed)
-                .await;
+            ));
         }
-        // Built once: every step this run records has the run's secrets masked.
-        let redactor = Redactor::from_vars(&self.vars);
-        let mut fates: Vec<Option<Fate>> = vec![None; self.definition.nodes.len()];
-        let mut recorded_bytes: usize = steps.iter().map(encoded_len).sum();
-        // Once a step did not fit the execution's budget, nothing more runs.
-        let mut over_budget = false;
-        for &i in &plan.order {
-            let Some(node) = self.definition.nodes.get(i) else {
-                continue;
+        Ok(plan)
+    }
+
+    /// A step an earlier attempt recorded: not run again, its output restored into the
+    /// variables.
+    async fn restored(
+        &mut self,
+        node: &events::task::Node,
+        config: &events::task::NodeConfig,
+        step: &Step,
+    ) -> Fate {
+        let fate = fate_of(step);
+        if matches!(fate, Fate::Succeeded { .. }) {
+            let data = step
+                .output
+                .as_ref()
+                .and_then(|o| o.data.clone())
+                .unwrap_or(Value::Null);
+            // The step recorded its config as written: `input` is rendered again.
+            let templates = Templates {
+                vars: &self.vars,
+                sandbox: &self.tools.sandbox,
             };
-            let Some(config) = &node.config else { continue };
-            let kind = config.kind();
-            if let Some(step) = resume.recorded.get(&node.id) {
-                let fate = fate_of(step);
-                if matches!(fate, Fate::Succeeded { .. }) {
-                    let data = step
-                        .output
-                        .as_ref()
-                        .and_then(|o| o.data.clone())
-                        .unwrap_or(Value::Null);
-                    // The step recorded its config as written: `input` is rendered again.
-                    let templates = Templates {
-                        vars: &self.vars,
-                        sandbox: &self.tools.sandbox,
-                    };
-                    let input = match templates.node(config).await {
-                        Ok(rendered) => node_config_json(&rendered),
-                        Err(_) => step.config.clone(),
-                    };
-                    self.vars
-                        .insert(node.name.clone(), json!({ "data": data, "input": input }));
-                }
-                if let Some(slot) = fates.get_mut(i) {
-                    *slot = Some(fate);
-                }
-                recorded_bytes += encoded_len(step);
-                steps.push(step.clone());
-                continue;
-            }
-            let start = now_ms_i64();
-            let mut step = Step {
-                id: node.id.clone(),
-                step_type: NodeKind::wire_name(kind).to_owned(),
-                name: node.name.clone(),
-                inputs: input_keys(&self.vars, &node.name),
-                start_at: start,
-                ..Step::default()
+            let input = match templates.node(config).await {
+                Ok(rendered) => node_config_json(&rendered),
+                Err(_) => step.config.clone(),
             };
-            let budget = self.tools.bounds.max_execution_bytes;
-            let mut fate = if started_at.elapsed() > limit {
+            self.vars
+                .insert(node.name.clone(), json!({ "data": data, "input": input }));
+        }
+        fate
+    }
+
+    /// A node's step, run or not as `gate` says, its secrets masked, its texts truncated, and
+    /// cut down to a failure if it does not fit the execution's budget.
+    async fn step(
+        &mut self,
+        recorder: &mut Recorder<'_>,
+        node: &events::task::Node,
+        config: &events::task::NodeConfig,
+        gate: Gate,
+        redactor: &Redactor,
+        budget: &mut Budget,
+    ) -> Result<(Step, Fate), events::Error> {
+        let mut step = Step {
+            id: node.id.clone(),
+            step_type: NodeKind::wire_name(config.kind()).to_owned(),
+            name: node.name.clone(),
+            inputs: input_keys(&self.vars, &node.name),
+            start_at: now_ms_i64(),
+            ..Step::default()
+        };
+        let mut fate = match gate {
+            Gate::Late(limit) => {
                 step.error = format!(
                     "not run: the execution ran longer than its {} s limit",
                     limit.as_secs()
                 );
                 step.error_code = crate::pb::ErrorCode::ExecutionEngineError as i32;
                 Fate::Failed
-            } else if over_budget || recorded_bytes >= budget {
+            }
+            Gate::OverBudget => {
                 step.error = format!(
-                    "not run: the execution's recorded steps reached its limit of {budget} bytes"
+                    "not run: the execution's recorded steps reached its limit of {} bytes",
+                    budget.limit
                 );
                 step.error_code = crate::pb::ErrorCode::ExecutionEngineError as i32;
                 Fate::Failed
-            } else if let Err(why) = plan.reached(i, &fates, &names) {
+            }
+            Gate::Unreached(why) => {
                 step.success = true;
                 step.skipped = true;
                 step.log = why;
                 Fate::Skipped
-            } else if resume.interrupted.contains(&node.id) && !side_effect_free(config) {
+            }
+            Gate::Interrupted => {
                 step.error = "interrupted: the aggregator stopped while this step ran; it may have had effects, so it is not run again".into();
                 step.error_code = crate::pb::ErrorCode::ExecutionEngineError as i32;
                 Fate::Failed
-            } else {
-                self.run_node(recorder, node, config, &mut step).await?
-            };
-            step.end_at = now_ms_i64();
-            redactor.step(&mut step);
-            self.tools.bounds.truncate(&mut step.log);
-            self.tools.bounds.truncate(&mut step.error);
-            // The whole execution is one GetExecution answer: its steps share one budget.
-            let size = encoded_len(&step);
-            if recorded_bytes + size > budget {
-                step.output = None;
-                step.config = None;
-                step.success = false;
-                step.error = format!(
-                    "the step's record ({size} bytes) would take the execution past its limit of {budget} bytes"
-                );
-                step.error_code = crate::pb::ErrorCode::ExecutionEngineError as i32;
-                self.vars.remove(&node.name);
-                fate = Fate::Failed;
-                over_budget = true;
             }
-            recorded_bytes += encoded_len(&step);
-            let effects = !side_effect_free(config);
-            self.recorded(recorder, &mut steps, step);
-            if effects {
-                // The result of a step with effects is durable at once: it is never run again.
-                recorder.flush().await?;
-            }
-            if let Some(slot) = fates.get_mut(i) {
-                *slot = Some(fate);
-            }
+            Gate::Run => self.run_node(recorder, node, config, &mut step).await?,
+        };
+        step.end_at = now_ms_i64();
+        redactor.step(&mut step);
+        self.tools.bounds.truncate(&mut step.log);
+        self.tools.bounds.truncate(&mut step.error);
+        // The whole execution is one GetExecution answer: its steps share one budget.
+        let size = encoded_len(&step);
+        if budget.spent + size > budget.limit {
+            step.output = None;
+            step.config = None;
+            step.success = false;
+            step.error = format!(
+                "the step's record ({size} bytes) would take the execution past its limit of {} bytes",
+                budget.limit
+            );
+            step.error_code = crate::pb::ErrorCode::ExecutionEngineError as i32;
+            self.vars.remove(&node.name);
+            fate = Fate::Failed;
+            budget.over = true;
         }
+        budget.spent += encoded_len(&step);
+        Ok((step, fate))
+    }
+
+    /// How the run ended: its error if any step failed (how many, and which), and its outcome.
+    fn outcome(
+        &self,
+        plan: &Plan,
+        fates: &[Option<Fate>],
+        names: &[String],
+    ) -> (Option<String>, ExecutionOutcome) {
         let failed: Vec<String> = plan
             .order
             .iter()
@@ -414,7 +504,7 @@ impl Walk<'_> {
         } else {
             ExecutionOutcome::Success
         };
-        self.finish(recorder, steps, error, outcome).await
+        (error, outcome)
     }
 
     /// Renders the node's templates and runs it (within the node limit), filling the step.

@@ -18,7 +18,7 @@ use events::task::TaskDefinition;
 use projections::tasks::TaskRow;
 
 use crate::address::checksum;
-use crate::secrets::SecretBox;
+use crate::secret_box::SecretBox;
 use crate::store::Store;
 
 pub fn base(

@@ -1,11 +1,15 @@
-//! The operator network, the aggregator's side.
+//! The operator network, the aggregator's side: the I/O around rules that live in `domain`
+//! (`domain::assignment`, `domain::attestation`, `domain::overload`). The operator process
+//! itself is the `operator` crate.
 //!
 //! - `registry`: the operator set (from the config or a registry contract), checked (proofs of
 //!   possession) and recorded as events;
 //! - `auth`: every operator request is signed; freshness and nonces refuse replays;
-//! - `pool`: connected operators, their `SyncMessages` streams, task assignment (rendezvous
-//!   hashing, recorded as events), pushed messages and their acknowledgements;
-//! - `attestations`: signed reports of firings, aggregated until a quorum agrees, then fired;
+//! - `pool`: connected operators, their `SyncMessages` streams, task assignment (as
+//!   `domain::assignment` chooses, recorded as events), pushed messages and their
+//!   acknowledgements;
+//! - `attestations`: signed reports of firings, folded by `domain::attestation` until a quorum
+//!   agrees, then fired;
 //! - `verifier`: the reports' BLS signatures, checked in batches;
 //! - `overload`: event triggers that match too much;
 //! - `error`: why a request is refused (`OperatorError`, mapped to statuses by `rpc::error`).

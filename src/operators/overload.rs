@@ -1,9 +1,10 @@
 //! `ReportEventOverload`: an event trigger that matched more events in a block than its cap is
 //! disabled (status `i`, the reply's `task_cancelled` true) when a quorum of its assigned
-//! operators reports the overload for that block, or, with a chain connection, when the
-//! aggregator's own count of that block's matching logs confirms it. One operator alone cannot
-//! disable a user's task. The reports are events (`TriggerOverloadReported`); the operators learn
-//! of the disable through their streams.
+//! operators, at least two, reports the overload for that block, or, with a chain connection,
+//! when the aggregator's own count of that block's matching logs confirms it. One operator alone
+//! cannot disable a user's task. A report that does not fit the task's trigger is refused; the
+//! reports are events (`TriggerOverloadReported`, one per operator and block); the operators
+//! learn of the disable through their streams.
 
 use alloy::primitives::Address;
 use events::event::TriggerOverloadReported;
@@ -17,6 +18,7 @@ use crate::domain::attestation::Quorum;
 use crate::domain::overload::Overload;
 use crate::domain::triggers::{self, DEFAULT_EVENTS_PER_BLOCK};
 use crate::domain::{self, DomainError};
+use crate::store::{Decision, Loaded, Settled};
 
 /// Whether the aggregator's own reading of `block` confirms the overload: some query of the task
 /// matches (filters and conditions, as the operators apply them) more logs than its cap. `None`
@@ -72,6 +74,10 @@ pub async fn report(
             task_id: task_id.to_owned(),
         });
     }
+    let Some(definition) = app.store.views.task_definition(task_id)? else {
+        return Err(DomainError::task_not_found().into());
+    };
+    domain::overload::check(&definition.trigger, &overload)?;
     let stream = events::stream::overload(task_id);
     let report = TriggerOverloadReported {
         task_id: task_id.to_owned(),
@@ -79,23 +85,45 @@ pub async fn report(
         block_number: overload.block_number,
         events_detected: overload.events_detected,
         safety_limit: overload.safety_limit,
-        query_index: overload.query_index.clone(),
+        query_index: overload.query_index.trim().to_owned(),
     };
-    let command = Command::new(format!("{operator:#x}"), events::now_ms()).append(
-        stream.clone(),
-        Expected::Any,
-        [report.into()],
-    );
-    app.append(command).await?;
+    let settled = app
+        .store
+        .decide_and_append(
+            |store| {
+                let history = store.log.read_stream(&stream)?;
+                Ok::<_, OperatorError>(Loaded {
+                    version: history.len() as u64,
+                    state: history,
+                })
+            },
+            |loaded| {
+                if domain::overload::reported_before(&loaded.state, report.block_number, operator) {
+                    return Ok(Decision::Unchanged(()));
+                }
+                let command = Command::new(format!("{operator:#x}"), events::now_ms()).append(
+                    stream.clone(),
+                    loaded.expected(),
+                    [report.clone().into()],
+                );
+                Ok(Decision::Append(command, ()))
+            },
+        )
+        .await?;
+    if let Settled::Contended = settled {
+        return Err(OperatorError::Contended);
+    }
 
     let history = app.store.log.read_stream(&stream)?;
-    let weight = domain::overload::reported_weight(&history, overload.block_number, &assigned);
+    let (weight, reporters) =
+        domain::overload::reported_weight(&history, overload.block_number, &assigned);
     let (numerator, denominator) = pool.quorum();
     let quorum = Quorum {
         numerator,
         denominator,
     }
-    .reached(weight, total);
+    .reached(weight, total)
+        && reporters >= domain::overload::MIN_REPORTERS;
     let confirmed_on_chain = match confirmed_on_chain(app, task_id, overload.block_number).await {
         Ok(Some(confirmed)) => confirmed,
         Ok(None) => false,

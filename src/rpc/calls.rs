@@ -17,7 +17,7 @@ pub fn caller<T>(app: &App, request: &Request<T>) -> Result<Caller, Status> {
         .ok_or_else(|| AuthError("missing the authkey header: sign in with GetKey".into()))?
         .to_str()
         .map_err(|_| AuthError("the authkey header is not text".into()))?;
-    let verified = app.tokens.verify(token.trim())?;
+    let verified = app.token_issuer.verify(token.trim())?;
     if let Some(key) = &verified.key_id
         && app.store.views.is_revoked(key).map_err(error::storage)?
     {

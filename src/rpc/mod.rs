@@ -1,10 +1,13 @@
 //! The gRPC edge: the client API (`aggregator.Aggregator`), the operators' service
-//! (`aggregator.Node`, in `node`), server reflection and `grpc.health.v1`, on one listener. Prost types end here: handlers convert requests into domain
-//! values on their first lines, and projections into responses on their last.
+//! (`aggregator.Node`, in `node`), server reflection and `grpc.health.v1`, on one listener.
+//! Prost types end here: handlers convert requests into domain values on their first lines
+//! (`pb::convert`), and projections into responses on their last. The edge is a leaf: only
+//! `server` imports it.
 //!
-//! Layout: `client/` (one file per area of the client API), `error` (every failure → status,
-//! once), `paging` (cursor pagination), `calls` (who is calling, and the rate limits),
-//! `listener` (the connections taken: bounded, TCP_NODELAY).
+//! Layout: `client/` (one file per area of the client API), `node` (the operators' service),
+//! `error` (every failure → status, once; `clippy.toml` keeps it the only place that makes a
+//! `tonic::Status`), `paging` (cursor pagination), `calls` (who is calling, and the rate
+//! limits), `listener` (the connections taken: bounded, TCP_NODELAY).
 
 pub mod calls;
 pub mod client;

@@ -129,7 +129,7 @@ async fn execution_proof(
             "the authkey header is needed: the task owner's, or an admin key\n".into(),
         );
     };
-    let verified = match app.tokens.verify(token.trim()) {
+    let verified = match app.token_issuer.verify(token.trim()) {
         Ok(v) => v,
         Err(e) => return text(StatusCode::UNAUTHORIZED, format!("{e}\n")),
     };

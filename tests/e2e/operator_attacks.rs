@@ -476,3 +476,102 @@ async fn replay_catches_a_fabricated_attestation() -> anyhow::Result<()> {
     );
     Ok(())
 }
+
+/// With one operator per task, its report alone is no quorum: only the aggregator's own count
+/// could confirm it. Reports that do not fit the task are refused (no event trigger, within the
+/// cap, another cap, no such query), and a repeated report is recorded once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn overload_reports_must_fit_the_task_and_one_operator_never_suffices() -> anyhow::Result<()>
+{
+    let net = Network::new(2, |c| c.operators.per_task = 1).await?;
+    let (mut c, user, wallet) = net.user().await?;
+    let query = pb::event_trigger::Query {
+        addresses: vec!["0x5FbDB2315678afecb367f032d93F642f64180aa3".into()],
+        topics: vec!["0xddf252ad1be2c89b69c2b068fc378daa952ba7f163c4a11628f55a4df523b3ef".into()],
+        max_events_per_block: Some(2),
+        ..Default::default()
+    };
+    let event = trigger(pb::task_trigger::TriggerType::Event(pb::EventTrigger {
+        config: Some(pb::event_trigger::Config {
+            queries: vec![query],
+            cooldown_seconds: Some(0),
+        }),
+    }));
+    let noisy = c
+        .create_task(user.req(watched_task("noisy", &wallet, event)))
+        .await?
+        .into_inner()
+        .id;
+    let blocks = c
+        .create_task(user.req(watched_task("blocks", &wallet, block_trigger(5))))
+        .await?
+        .into_inner()
+        .id;
+    let mut clients = Vec::new();
+    for keys in &net.keys {
+        let mut client = keys.client(&net.server.grpc_url()).await?;
+        let stream = client.sync(all_capabilities()).await?;
+        clients.push((client, stream));
+    }
+    let assigned = net
+        .eventually("both tasks assigned", || {
+            let noisy = net.app().store.views.assigned(&noisy)?;
+            let blocks = net.app().store.views.assigned(&blocks)?;
+            Ok((noisy.len() == 1 && blocks.len() == 1).then_some((noisy, blocks)))
+        })
+        .await?;
+    let watcher = |assigned: &[String]| {
+        clients
+            .iter()
+            .position(|(client, _)| format!("{:#x}", client.address()) == assigned[0])
+            .unwrap()
+    };
+    let (of_noisy, of_blocks) = (watcher(&assigned.0), watcher(&assigned.1));
+    let block = net.head().await?;
+    let alert = |client: &Client, task_id: &str| pb::EventOverloadAlert {
+        task_id: task_id.into(),
+        operator_address: format!("{:#x}", client.address()),
+        block_number: block,
+        events_detected: 50,
+        safety_limit: 2,
+        query_index: "0".into(),
+        timestamp: events::now_ms(),
+        details: "a flood".into(),
+    };
+
+    let message = alert(&clients[of_blocks].0, &blocks);
+    let e = clients[of_blocks].0.overload(message).await.unwrap_err();
+    assert_eq!(code(&e), Code::FailedPrecondition, "{e}");
+    for (tweak, why) in [
+        (
+            (|a: &mut pb::EventOverloadAlert| a.events_detected = 2) as fn(&mut _),
+            "within the query's cap",
+        ),
+        (|a| a.safety_limit = 1_000, "not the query's cap"),
+        (|a| a.query_index = "3".into(), "query_index"),
+        (|a| a.query_index = "x".repeat(100_000), "query_index"),
+    ] {
+        let mut message = alert(&clients[of_noisy].0, &noisy);
+        tweak(&mut message);
+        let e = clients[of_noisy].0.overload(message).await.unwrap_err();
+        assert_eq!(code(&e), Code::InvalidArgument, "{e}");
+        assert!(e.to_string().contains(why), "{e}");
+    }
+
+    // The one assigned operator, twice: recorded once, and the task stays active (the block has
+    // no such logs, so the aggregator's own count does not confirm it).
+    for _ in 0..2 {
+        let message = alert(&clients[of_noisy].0, &noisy);
+        let resp = clients[of_noisy].0.overload(message).await?;
+        assert!(!resp.task_cancelled, "{}", resp.message);
+    }
+    let row = net.app().store.views.task(&noisy)?.unwrap();
+    assert_eq!(row.status, projections::tasks::Status::Active);
+    let reports = net
+        .app()
+        .store
+        .log
+        .read_stream(&events::stream::overload(&noisy))?;
+    assert_eq!(reports.len(), 1);
+    Ok(())
+}

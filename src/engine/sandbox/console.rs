@@ -15,7 +15,7 @@ use rquickjs::convert::Coerced;
 use rquickjs::function::Rest;
 use rquickjs::{Ctx, Error as JsError, Function, Object, Type, Value};
 
-use super::run::{fatal, rust_function, stringify};
+use super::js::{fatal, rust_function, stringify};
 
 /// The captured lines of a run, capped in bytes (each line counts one more, so that empty lines
 /// are not free).

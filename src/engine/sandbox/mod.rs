@@ -32,14 +32,17 @@
 //! - this file: the API ([`Sandbox`], [`Script`], [`Outcome`], [`SandboxError`], [`SandboxConfig`]);
 //! - `pool`: the worker threads, each owning one runtime, fed by a channel, so that the async
 //!   API never blocks the tokio runtime;
-//! - `run`: one run in a fresh context: globals, the wrapper, errors, conversion of the result;
+//! - `runtime`: one QuickJS runtime (`Runtime`) and one run on it in a fresh context: globals,
+//!   the wrapper, errors, conversion of the result;
+//! - `js`: the JavaScript value helpers `runtime`, `console` and `modules` share;
 //! - `console`: the captured `console.log`/`info`/`debug`/`warn`/`error`;
 //! - `modules`: `require()` of lodash, dayjs and uuid, and ES `import` rewritten into it.
 
 mod console;
+mod js;
 mod modules;
 mod pool;
-mod run;
+mod runtime;
 
 pub use modules::{JsModules, default_dir as default_modules_dir, rewrite_imports};
 

@@ -21,7 +21,7 @@ use rquickjs::context::EvalOptions;
 use rquickjs::function::Opt;
 use rquickjs::{Ctx, Exception, Function, Object, Value};
 
-use super::run::rust_function;
+use super::js::rust_function;
 
 /// The packages and the file of each that is loaded, relative to the modules directory.
 pub const PACKAGES: &[(&str, &str)] = &[

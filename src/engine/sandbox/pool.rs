@@ -14,7 +14,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 
 use tokio::sync::oneshot;
 
-use super::run::Engine;
+use super::runtime::Runtime;
 use super::{Outcome, Result, SandboxConfig, SandboxError, Script};
 
 /// Native stack a worker thread gets beyond the interpreter's limit: QuickJS measures its limit
@@ -103,15 +103,15 @@ fn next(queue: &Mutex<Receiver<Job>>) -> Option<Job> {
 fn work(queue: &Mutex<Receiver<Job>>, config: &SandboxConfig) {
     // Runtimes are created here, in the loop's frame, so that the stack QuickJS measures its limit
     // from is the same for every replacement.
-    let mut engine = start(config);
+    let mut runtime = start(config);
     while let Some(job) = next(queue) {
         if job.reply.abandoned() {
             continue;
         }
-        if engine.is_none() {
-            engine = start(config);
+        if runtime.is_none() {
+            runtime = start(config);
         }
-        let Some(current) = engine.as_ref() else {
+        let Some(current) = runtime.as_ref() else {
             job.reply.send(Err(SandboxError::Internal(
                 "the JavaScript runtime could not be started".to_owned(),
             )));
@@ -129,8 +129,8 @@ fn work(queue: &Mutex<Receiver<Job>>, config: &SandboxConfig) {
                 )));
                 // The runtime's state is unknown: neither collect nor free it.
                 tracing::error!("a JavaScript run panicked; leaking its runtime");
-                std::mem::forget(engine.take());
-                engine = start(config);
+                std::mem::forget(runtime.take());
+                runtime = start(config);
                 continue;
             }
         };
@@ -140,20 +140,20 @@ fn work(queue: &Mutex<Receiver<Job>>, config: &SandboxConfig) {
         if let Some(reason) = retire {
             tracing::debug!(reason, "replacing a JavaScript runtime");
             // Free the old heap before allocating the new one.
-            if let Some(old) = engine.take() {
+            if let Some(old) = runtime.take() {
                 old.dispose();
             }
-            engine = start(config);
+            runtime = start(config);
         }
     }
-    if let Some(engine) = engine {
-        engine.dispose();
+    if let Some(runtime) = runtime {
+        runtime.dispose();
     }
 }
 
-fn start(config: &SandboxConfig) -> Option<Engine> {
-    match Engine::new(config) {
-        Ok(engine) => Some(engine),
+fn start(config: &SandboxConfig) -> Option<Runtime> {
+    match Runtime::new(config) {
+        Ok(runtime) => Some(runtime),
         Err(e) => {
             tracing::error!(error = %e, "could not start a JavaScript runtime");
             None

@@ -638,7 +638,7 @@ fn the_memory_limit_is_per_run_not_per_runtime() {
 
 #[test]
 fn a_runtime_left_with_queued_jobs_asks_to_be_replaced() {
-    let engine = match run::Engine::new(&SandboxConfig::default()) {
+    let engine = match runtime::Runtime::new(&SandboxConfig::default()) {
         Ok(engine) => engine,
         Err(e) => panic!("{e}"),
     };
@@ -674,7 +674,7 @@ fn a_runtime_that_ran_out_of_memory_can_be_freed_without_aborting() {
         ..SandboxConfig::default()
     };
     for bomb in BOMBS {
-        let engine = match run::Engine::new(&config) {
+        let engine = match runtime::Runtime::new(&config) {
             Ok(engine) => engine,
             Err(e) => panic!("{e}"),
         };
@@ -697,7 +697,7 @@ fn a_tiny_memory_limit_is_raised_to_the_floor() {
     assert_eq!(
         sandbox.run_blocking(body(BOMBS[0])),
         Err(SandboxError::OutOfMemory {
-            limit: run::MIN_MEMORY_LIMIT
+            limit: runtime::MIN_MEMORY_LIMIT
         })
     );
     assert_eq!(value(&sandbox, body("return 2;")), json!(2));

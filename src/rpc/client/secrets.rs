@@ -1,5 +1,5 @@
 //! Secrets: created, updated, deleted and listed, never returned with their value. Values are
-//! sealed (`crate::secrets`) before they reach an event.
+//! sealed (`crate::secret_box`) before they reach an event.
 //!
 //! Listing: without `workflow_id`, every secret of the caller; with it, the secrets that task's
 //! runs see: the caller's user secrets and that workflow's (a workflow secret overrides a user

@@ -55,7 +55,7 @@ pub async fn get_key(app: &App, request: Request<pb::GetKeyReq>) -> Result<pb::K
     let signin = signin::parse(&message)?;
     signin::check(&signin, &policy(app), SystemTime::now())?;
     let (role, key_id, expires_at) = if signature.contains('.') {
-        let key = app.tokens.verify(signature.trim())?;
+        let key = app.token_issuer.verify(signature.trim())?;
         let Some(jti) = key.api_key_id.clone() else {
             return Err(AuthError(
                 "the signature field holds a session token, not an API key".into(),
@@ -85,7 +85,7 @@ pub async fn get_key(app: &App, request: Request<pb::GetKeyReq>) -> Result<pb::K
         (Role::User, None, signin.expire_at)
     };
     let key = app
-        .tokens
+        .token_issuer
         .session(signin.wallet, expires_at, role, key_id)?;
     Ok(pb::KeyResp {
         address: signin.wallet.to_checksum(None),
@@ -114,7 +114,7 @@ pub async fn revoke_api_key(
     let jti =
         match (key.trim(), jti.trim()) {
             ("", "") => return Err(DomainError::invalid("give the API key or its jti").into()),
-            (key, "") => app.tokens.verify(key)?.api_key_id.ok_or_else(|| {
+            (key, "") => app.token_issuer.verify(key)?.api_key_id.ok_or_else(|| {
                 DomainError::invalid("that token is a session token, not an API key")
             })?,
             (_, jti) => jti.to_owned(),

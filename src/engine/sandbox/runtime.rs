@@ -1,11 +1,11 @@
-//! One run in a fresh context, on a runtime a worker owns ([`Engine`]).
+//! One QuickJS runtime a worker owns ([`Runtime`]), and one run on it in a fresh context.
 //!
 //! A run: check the script (global names, NUL characters); arm the deadline; create a context
 //! with the ECMAScript built-ins and `console`; define the globals from one `JSON.parse` of their
 //! values; evaluate the wrapped source; run the queued promise jobs; unwrap a settled promise;
 //! `JSON.stringify` the result (BigInts as strings) and parse that with serde_json; drop the
-//! context. Then, after the worker has replied, [`Engine::recycle`] collects the garbage and says
-//! whether the runtime is still fit for the next run, and [`Engine::dispose`] frees one that is
+//! context. Then, after the worker has replied, [`Runtime::recycle`] collects the garbage and says
+//! whether the runtime is still fit for the next run, and [`Runtime::dispose`] frees one that is
 //! not (if that is safe).
 //!
 //! Pitfalls of rquickjs 0.14 (QuickJS-ng 0.16) this module works around:
@@ -19,9 +19,9 @@
 //!   collected heap, the memory limit has a floor ([`MIN_MEMORY_LIMIT`]), and a runtime that
 //!   failed to create a context is never touched again;
 //! - `JS_FreeRuntime` aborts the process if any object survives (an `assert`, compiled in): a
-//!   runtime is freed only once it is seen to hold nothing ([`Engine::dispose`]);
+//!   runtime is freed only once it is seen to hold nothing ([`Runtime::dispose`]);
 //! - rquickjs caches the prototype of its Rust functions per runtime, from the first context that
-//!   made one: see [`rust_function`];
+//!   made one: see [`super::js::rust_function`];
 //! - when QuickJS cannot even allocate the "out of memory" error it throws `null`, so a thrown
 //!   `null` is taken for exhausted memory (a script that throws `null` itself is reported so too);
 //! - `Runtime` methods (`memory_usage`, `run_gc`...) panic ("RefCell already borrowed") when
@@ -36,12 +36,11 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use rquickjs::context::{EvalOptions, intrinsic};
-use rquickjs::convert::Coerced;
-use rquickjs::function::IntoJsFunc;
-use rquickjs::{Context, Ctx, Error as JsError, Function, Object, Runtime, Value};
+use rquickjs::{Context, Ctx, Error as JsError, Runtime as QuickJs, Value};
 use serde_json::{Map, Value as Json};
 
 use super::console::{self, Logs};
+use super::js::{Failure, fatal, property, stringify};
 use super::modules::{self, JsModules};
 use super::{Outcome, Result, SandboxConfig, SandboxError, Script, ScriptKind};
 
@@ -118,28 +117,14 @@ impl Watchdog {
     }
 }
 
-/// Why a run failed, while still inside the context (no JS value escapes it).
-pub(super) enum Failure {
-    Thrown {
-        message: String,
-        stack: Option<String>,
-    },
-    OutOfMemory,
-    Interrupted,
-    Output(String),
-    /// QuickJS could not create a context: the runtime must not be touched again (see
-    /// [`MIN_MEMORY_LIMIT`]).
-    NoContext,
-}
-
 /// One QuickJS runtime and the limits of the runs on it. Lives on one worker thread.
-pub(super) struct Engine {
-    rt: Runtime,
+pub(super) struct Runtime {
+    rt: QuickJs,
     watchdog: Rc<Watchdog>,
     /// Heap held by the runtime between runs when it was new.
     baseline: usize,
     /// Objects that live as long as the runtime: the built-ins of the first context, kept by
-    /// rquickjs's prototype cache (see [`rust_function`]), which it frees before the runtime.
+    /// rquickjs's prototype cache (see [`super::js::rust_function`]), which it frees before the runtime.
     resident_objects: i64,
     /// Set when QuickJS failed to create a context: its heap may be corrupt.
     poisoned: Cell<bool>,
@@ -150,16 +135,16 @@ pub(super) struct Engine {
     modules: Arc<JsModules>,
 }
 
-impl Engine {
+impl Runtime {
     pub(super) fn new(config: &SandboxConfig) -> Result<Self> {
-        let rt = Runtime::new().map_err(|e| SandboxError::Internal(e.to_string()))?;
+        let rt = QuickJs::new().map_err(|e| SandboxError::Internal(e.to_string()))?;
         let memory_limit = config.memory_limit.max(MIN_MEMORY_LIMIT);
         rt.set_memory_limit(memory_limit);
         rt.set_max_stack_size(config.stack_limit);
         let watchdog = Rc::new(Watchdog::default());
         let check = Rc::clone(&watchdog);
         rt.set_interrupt_handler(Some(Box::new(move || check.expired())));
-        let mut engine = Self {
+        let mut runtime = Self {
             rt,
             watchdog,
             baseline: 0,
@@ -173,15 +158,15 @@ impl Engine {
         };
         // One run first, so that what every run leaves interned for good (the class of Rust
         // functions, atoms) is part of the baseline, and a runtime that cannot run fails here.
-        if let Err(e) = engine.run(&Script::expression("0")) {
-            engine.dispose();
+        if let Err(e) = runtime.run(&Script::expression("0")) {
+            runtime.dispose();
             return Err(e);
         }
-        engine.recycle();
-        let usage = engine.rt.memory_usage();
-        engine.baseline = usize::try_from(usage.malloc_size).unwrap_or(usize::MAX);
-        engine.resident_objects = usage.obj_count;
-        Ok(engine)
+        runtime.recycle();
+        let usage = runtime.rt.memory_usage();
+        runtime.baseline = usize::try_from(usage.malloc_size).unwrap_or(usize::MAX);
+        runtime.resident_objects = usage.obj_count;
+        Ok(runtime)
     }
 
     fn heap(&self) -> usize {
@@ -189,7 +174,7 @@ impl Engine {
     }
 
     /// Runs `script` in a fresh context. Never panics on the script's account. The context is
-    /// gone when this returns, but its garbage is not: call [`Engine::recycle`] before the next
+    /// gone when this returns, but its garbage is not: call [`Runtime::recycle`] before the next
     /// run (after replying, so that the caller does not wait for the collection).
     pub(super) fn run(&self, script: &Script) -> Result<Outcome> {
         let started = Instant::now();
@@ -500,47 +485,6 @@ fn to_json<'js>(
     Ok(Some(text))
 }
 
-/// `JSON.stringify(value, bigints_as_strings)` as a Rust string; `None` for `undefined`.
-pub(super) fn stringify<'js>(
-    ctx: &Ctx<'js>,
-    value: Value<'js>,
-) -> rquickjs::Result<Option<String>> {
-    // A fresh replacer each time: a Rust closure must not hold JS values (see the module docs).
-    let replacer = rust_function(
-        ctx,
-        |_key: Value<'js>, value: Value<'js>| -> rquickjs::Result<Value<'js>> {
-            if value.is_big_int() {
-                let ctx = value.ctx().clone();
-                let digits: Coerced<String> = value.get()?;
-                rquickjs::String::from_str(ctx, &digits).map(|s| s.into_value())
-            } else {
-                Ok(value)
-            }
-        },
-    )?;
-    match ctx.json_stringify_replacer(value, replacer)? {
-        Some(text) => text.to_string().map(Some),
-        None => Ok(None),
-    }
-}
-
-/// A JS function calling `f`, whose prototype is this context's `Function.prototype`.
-///
-/// rquickjs caches the prototype of its Rust functions per runtime, taken from the context that
-/// made the first one, so that a Rust function made in a later context inherits from the first
-/// context's `Function.prototype`: from `console.log`, a script would reach the built-ins (and
-/// through `Function`, the global object) of a context that outlives it, and share them with
-/// every later run on the runtime. Resetting the prototype cuts that path; the cached object
-/// itself is then reachable from Rust only.
-pub(super) fn rust_function<'js, P, F>(ctx: &Ctx<'js>, f: F) -> rquickjs::Result<Function<'js>>
-where
-    F: IntoJsFunc<'js, P> + 'js,
-{
-    let function = Function::new(ctx.clone(), f)?;
-    function.set_prototype(Some(&Function::prototype(ctx.clone())))?;
-    Ok(function)
-}
-
 /// The serde_json value of the result's JSON text (`None`, i.e. `undefined`, is `null`).
 fn json_value(text: Option<&str>) -> Result<Json> {
     match text {
@@ -593,31 +537,6 @@ fn thrown<'js>(ctx: &Ctx<'js>, value: Value<'js>, wrapper: Option<Wrapper>) -> F
         message: truncated(text),
         stack: stack.map(truncated),
     }
-}
-
-/// The failure a thrown value means if it must end the run whatever the script does with it:
-/// the deadline's uncatchable error, or exhausted memory.
-pub(super) fn fatal(value: &Value<'_>) -> Option<Failure> {
-    if value.is_uncatchable_error() {
-        return Some(Failure::Interrupted);
-    }
-    // QuickJS throws `null` when it cannot allocate even the error object.
-    if value.is_null() {
-        return Some(Failure::OutOfMemory);
-    }
-    let error = value.as_object().filter(|object| object.is_error())?;
-    let out_of_memory = property(error, "name").as_deref() == Some("InternalError")
-        && property(error, "message").as_deref() == Some("out of memory");
-    out_of_memory.then_some(Failure::OutOfMemory)
-}
-
-/// A property as a string, if it can be read and converted.
-fn property(object: &Object<'_>, key: &str) -> Option<String> {
-    object
-        .get::<_, Option<Coerced<String>>>(key)
-        .ok()
-        .flatten()
-        .map(|text| text.0)
 }
 
 /// The first `code:LINE:COLUMN` of a stack trace.
@@ -683,29 +602,29 @@ fn truncated(mut text: String) -> String {
 
 #[cfg(test)]
 mod tests {
-    use rquickjs::Persistent;
+    use rquickjs::{Object, Persistent};
 
     use super::*;
 
     #[test]
     fn a_runtime_holding_objects_is_leaked_not_freed() {
         // Freeing it would fail QuickJS's `list_empty(&rt->gc_obj_list)` assertion and abort.
-        let engine = Engine::new(&SandboxConfig::default()).unwrap();
-        let context = Context::custom::<Intrinsics>(&engine.rt).unwrap();
+        let runtime = Runtime::new(&SandboxConfig::default()).unwrap();
+        let context = Context::custom::<Intrinsics>(&runtime.rt).unwrap();
         let kept = context.with(|ctx| {
             let object = Object::new(ctx.clone()).unwrap();
             Persistent::save(&ctx, object)
         });
         drop(context);
-        assert!(!engine.dispose());
+        assert!(!runtime.dispose());
         // The runtime is leaked, so the value it holds stays valid and may be dropped.
         drop(kept);
     }
 
     #[test]
     fn a_clean_runtime_is_freed() {
-        let engine = Engine::new(&SandboxConfig::default()).unwrap();
-        assert!(engine.run(&Script::body("return [1, {}];")).is_ok());
-        assert!(engine.dispose());
+        let runtime = Runtime::new(&SandboxConfig::default()).unwrap();
+        assert!(runtime.run(&Script::body("return [1, {}];")).is_ok());
+        assert!(runtime.dispose());
     }
 }
