@@ -1,11 +1,11 @@
 //! Benchmark of the event-sourced core against raw fjall, measured in the same run.
 //!
-//! (a) durable command appends per second (event + projection rows + checkpoint, fsync'd), with 1
-//!     and with 64 concurrent writers, against raw fjall batches of the same byte sizes with the
-//!     same durability (1 raw writer; raw group commit of 64);
-//! (b) `verify` and projection `rebuild` in events per second on a log of `BENCH_EVENTS` events
-//!     (default 1 000 000), against a raw fjall scan plus sha-256 of the same bytes, and a raw bulk
-//!     insert of the same projection rows.
+//! Durable command appends per second (event + projection rows + checkpoint, fsync'd), with 1
+//! and with 64 concurrent writers, against raw fjall batches of the same byte sizes with the
+//! same durability (1 raw writer; raw group commit of 64).
+//!
+//! Reading the whole log (`replay verify`, the projections' rebuild) is measured by
+//! `replay/benches/log.rs` (`cargo bench -p replay --bench log`).
 //!
 //! `cargo bench --bench core`; `BENCH_SECONDS` sets each append measurement's length (default 3).
 
@@ -17,13 +17,9 @@ use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use aggregator::store::Store;
-use events::event::{
-    ExecutionFinished, ExecutionQueued, ExecutionStarted, StepRecorded, TaskCreated, TaskTriggered,
-};
-use events::execution::ExecutionOutcome;
+use events::event::{ExecutionQueued, TaskCreated, TaskTriggered};
 use events::fjall::{Database, Keyspace, KeyspaceCreateOptions, PersistMode};
-use events::{Command, Durability, Expected, LogKeyspaces};
-use sha2::Digest;
+use events::{Command, Durability, Expected};
 
 mod common;
 
@@ -42,7 +38,6 @@ struct Row {
 
 fn main() {
     let seconds = env("BENCH_SECONDS", 3u64);
-    let events_n = env("BENCH_EVENTS", 1_000_000u64);
     let mut rows = Vec::new();
 
     let shape = command_shape();
@@ -73,33 +68,7 @@ fn main() {
         });
     }
 
-    if !only.is_empty() && only != "log" {
-        print_table(&rows);
-        return;
-    }
-    let (verify, raw_scan, rebuild, raw_insert) = log_rates(events_n);
-    rows.push(Row {
-        what: format!("verify, {events_n} events"),
-        ours: verify,
-        baseline: raw_scan,
-        unit: "events/s",
-        target: ">= 1M/s",
-    });
-    rows.push(Row {
-        what: format!("rebuild projections, {events_n} events"),
-        ours: rebuild.0,
-        baseline: raw_insert.0,
-        unit: "events/s | rows/s",
-        target: "time <= 2x raw",
-    });
-
     print_table(&rows);
-    println!(
-        "| rebuild wall time vs raw insert of the final rows | {:.2} s | {:.2} s | {:.2}x | >= 0.5x |",
-        rebuild.1,
-        raw_insert.1,
-        raw_insert.1 / rebuild.1
-    );
 }
 
 fn print_table(rows: &[Row]) {
@@ -332,148 +301,4 @@ fn raw_group_rate(shape: &[(Vec<u8>, Vec<u8>)], writers: usize, length: Duration
     });
     committer.join().unwrap_or(());
     rate
-}
-
-/// Builds a log of about `n` events (executions of 5 events each over 1 000 tasks), then measures
-/// verify and rebuild against their raw baselines. Returns (verify events/s, raw scan+hash
-/// events/s, (rebuild events/s, rebuild seconds), (raw insert rows/s, raw insert seconds)).
-fn log_rates(n: u64) -> (f64, f64, (f64, f64), (f64, f64)) {
-    let dir = tempfile::tempdir().unwrap();
-    let (store, _) = Store::open(dir.path(), Durability::Relaxed).unwrap();
-    let tasks = 1_000u64;
-    for t in 0..tasks {
-        create_task(&store, &format!("01LOGTASK{t:017}"));
-    }
-    let executions = n.saturating_sub(tasks) / 5;
-    println!("building a log of {} events...", tasks + executions * 5);
-    let built = Instant::now();
-    let lanes = 16u64;
-    let threads: Vec<_> = (0..lanes)
-        .map(|lane| {
-            let log = store.log.clone();
-            std::thread::spawn(move || {
-                let mut versions = std::collections::HashMap::new();
-                let mut e = lane;
-                while e < executions {
-                    let t = e % tasks;
-                    if t % lanes != lane {
-                        e += 1;
-                        continue;
-                    }
-                    let task = format!("01LOGTASK{t:017}");
-                    let version = versions.entry(t).or_insert(1u64);
-                    let exec = format!("01LOGEXEC{e:017}");
-                    let index = i64::try_from(*version).unwrap() - 1;
-                    log.append_blocking(firing_command(&task, *version, &exec, index))
-                        .unwrap();
-                    *version += 1;
-                    let stream = events::stream::execution(&exec);
-                    let mut step = events::samples::step();
-                    step.id = "node1".into();
-                    let run = Command::new(events::samples::OWNER, events::now_ms()).append(
-                        stream,
-                        Expected::Exactly(1),
-                        vec![
-                            ExecutionStarted {
-                                execution_id: exec.clone(),
-                                task_id: task.clone(),
-                                started_at: 0,
-                            }
-                            .into(),
-                            StepRecorded {
-                                execution_id: exec.clone(),
-                                task_id: task.clone(),
-                                step,
-                            }
-                            .into(),
-                            ExecutionFinished {
-                                execution_id: exec.clone(),
-                                task_id: task.clone(),
-                                outcome: ExecutionOutcome::Success,
-                                error: String::new(),
-                            }
-                            .into(),
-                        ],
-                    );
-                    log.append_blocking(run).unwrap();
-                    e += 1;
-                }
-            })
-        })
-        .collect();
-    for t in threads {
-        t.join().unwrap();
-    }
-    store.close().unwrap();
-    println!("built in {:.1} s", built.elapsed().as_secs_f64());
-    drop(store);
-
-    let db = events::open_database(dir.path()).unwrap();
-    let log = LogKeyspaces::open(&db).unwrap();
-    let count = log.scan(None).count() as f64;
-
-    // Warm the cache equally for both.
-    let _ = log.scan(None).count();
-    let start = Instant::now();
-    let report = events::verify(&log, 2, &|_| {}).unwrap().unwrap();
-    let verify = report.events as f64 / start.elapsed().as_secs_f64();
-
-    let start = Instant::now();
-    let mut prev = [0u8; 32];
-    for item in log.scan(None) {
-        let (_, value) = item.unwrap();
-        let mut h = sha2::Sha256::new();
-        h.update(prev);
-        h.update(value.get(32..).unwrap_or_default());
-        prev = h.finalize().into();
-    }
-    let raw_scan = count / start.elapsed().as_secs_f64();
-
-    let start = Instant::now();
-    let mut n = 0u64;
-    events::for_each_decoded(&log, None, 2, |_| {
-        n += 1;
-        Ok(())
-    })
-    .unwrap();
-    println!(
-        "decoding alone (2 threads): {:.0} events/s",
-        n as f64 / start.elapsed().as_secs_f64()
-    );
-
-    let into = tempfile::tempdir().unwrap();
-    let target = events::open_database(into.path()).unwrap();
-    let mut rebuilt = projections::Projections::open(&target).unwrap();
-    let start = Instant::now();
-    rebuilt.catch_up(&log, &|_| {}).unwrap();
-    let rebuild_secs = start.elapsed().as_secs_f64();
-    let rebuild = count / rebuild_secs;
-
-    // The same final rows, inserted raw in large batches without fsync (as the rebuild does).
-    let mut rows_data = Vec::new();
-    for name in projections::KEYSPACES {
-        for g in rebuilt.keyspace(name).unwrap().iter() {
-            let (k, v) = g.into_inner().unwrap();
-            rows_data.push((k.to_vec(), v.to_vec()));
-        }
-    }
-    let raw_dir = tempfile::tempdir().unwrap();
-    let (raw, ks) = raw_db(raw_dir.path());
-    let start = Instant::now();
-    for chunk in rows_data.chunks(50_000) {
-        let mut batch = raw.batch();
-        for (k, v) in chunk {
-            batch.insert(&ks, k.clone(), v.clone());
-        }
-        batch.commit().unwrap();
-    }
-    raw.persist(PersistMode::SyncAll).unwrap();
-    let raw_secs = start.elapsed().as_secs_f64();
-    println!("{} projection rows, {} events", rows_data.len(), count);
-    (
-        verify,
-        raw_scan,
-        (rebuild, rebuild_secs),
-        (rows_data.len() as f64 / raw_secs, raw_secs),
-    )
 }

@@ -54,6 +54,18 @@ macro_rules! events {
                 }
             }
 
+            /// Deserializes a payload at the current schema version of `type_name` (a known type)
+            /// from inside the envelope's parser: one pass over the stored bytes.
+            pub(crate) fn deserialize_current<'de, D: serde::Deserializer<'de>>(
+                type_name: &str,
+                deserializer: D,
+            ) -> Result<Self, D::Error> {
+                match type_name {
+                    $(stringify!($name) => $name::deserialize(deserializer).map(Self::$name),)*
+                    other => Err(serde::de::Error::custom(format!("unknown event type {other:?}"))),
+                }
+            }
+
             /// Decodes an upcast payload value.
             pub(crate) fn decode_value(type_name: &str, value: serde_json::Value) -> Result<Self, DecodeError> {
                 match type_name {

@@ -60,7 +60,7 @@ pub use keyspaces::LogKeyspaces;
 pub use log::{Log, open_database};
 pub use options::{DEFAULT_MAX_EVENT_BYTES, Durability, LogOptions, Projector};
 pub use tx::Tx;
-pub use verify::{VerifyFailure, VerifyReport, verify};
+pub use verify::{VerifyFailure, VerifyReport, verify, verify_with};
 
 pub use fjall;
 pub use ulid::Ulid;

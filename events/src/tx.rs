@@ -19,6 +19,14 @@
 //! While the writer stages one command, its writes can be undone as a whole (`savepoint`,
 //! `rollback`): a command rejected half-way leaves no row behind.
 //!
+//! A rebuild from scratch uses the bulk mode (`Tx::bulk`): drained groups do not go through
+//! fjall's write path (journal, memtable, flush, compaction, each row rewritten at every event
+//! that changes it) but gather in memory (`pending`, read before the cache), and only the last
+//! version of each row is written, sorted, through fjall's ingestion of sorted data, which
+//! writes tables directly: when `pending` outgrows its bound (`spill`) and at the end
+//! (`finish_bulk`). Ingested rows are newer than anything in the keyspace, so a spill over
+//! earlier ones is correct; a delete is ingested as a tombstone.
+//!
 //! Rows are `fjall::Slice`s (reference-counted): a read, the cache and the batch share one copy
 //! instead of cloning the bytes at each hand-off. The maps hash with foldhash (fast, and seeded
 //! per process, so keys chosen by users cannot be made to collide).
@@ -38,6 +46,13 @@ enum Write {
 }
 
 impl Write {
+    fn put(&self) -> Option<&Slice> {
+        match self {
+            Self::Put(v) => Some(v),
+            Self::Delete => None,
+        }
+    }
+
     fn value(&self) -> Option<Slice> {
         match self {
             Self::Put(v) => Some(v.clone()),
@@ -54,6 +69,9 @@ type Undo = (u64, Slice, Option<Write>);
 /// Staged projection writes, the previous group's, and cached rows, by keyspace and key.
 pub struct Tx {
     writes: Rows<Write>,
+    /// Bulk mode: every drained row not yet ingested (`None` outside bulk mode).
+    pending: Option<Rows<Write>>,
+    pending_bytes: usize,
     /// While a command is staged: what each of its writes replaced, to undo them if the command
     /// is rejected (`rollback`).
     undo: Option<Vec<Undo>>,
@@ -101,6 +119,8 @@ impl Tx {
     pub fn with_cache(limit_bytes: usize) -> Self {
         Self {
             writes: Map::default(),
+            pending: None,
+            pending_bytes: 0,
             undo: None,
             landing: Map::default(),
             cache: Map::default(),
@@ -120,6 +140,56 @@ impl Tx {
         }
     }
 
+    /// For a rebuild from scratch into empty keyspaces: rows gather in memory and are ingested
+    /// sorted (`spill`, `finish_bulk`); a miss is an absent row until the first spill. The read
+    /// cache (used after a spill) keeps a quarter of `limit_bytes`; the caller spills when
+    /// `pending_bytes` passes the rest.
+    pub fn bulk(limit_bytes: usize) -> Self {
+        Self {
+            pending: Some(Map::default()),
+            ..Self::complete(limit_bytes / 4)
+        }
+    }
+
+    /// Bytes of rows gathered in bulk mode and not yet ingested.
+    pub fn pending_bytes(&self) -> usize {
+        self.pending_bytes
+    }
+
+    /// Bulk mode: writes the gathered rows into their keyspaces by sorted ingestion (the last
+    /// version of each row; deletes as tombstones), then reads go to fjall again for them.
+    pub fn spill(&mut self) -> Result<()> {
+        let Some(pending) = self.pending.as_mut() else {
+            return Ok(());
+        };
+        for (id, rows) in pending.drain() {
+            let Some(keyspace) = self.keyspaces.get(&id) else {
+                continue;
+            };
+            let mut sorted: Vec<(Slice, Write)> = rows.into_iter().collect();
+            sorted.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+            let mut ingestion = keyspace.start_ingestion()?;
+            for (key, write) in sorted {
+                match write {
+                    Write::Put(value) => ingestion.write(key, value)?,
+                    Write::Delete => ingestion.write_tombstone(key)?,
+                }
+            }
+            ingestion.finish()?;
+        }
+        self.pending_bytes = 0;
+        // Rows are in fjall now: a miss is no longer an absent row.
+        self.complete = false;
+        Ok(())
+    }
+
+    /// Ends bulk mode: ingests what is gathered; later groups drain into batches again.
+    pub fn finish_bulk(&mut self) -> Result<()> {
+        self.spill()?;
+        self.pending = None;
+        Ok(())
+    }
+
     /// Bytes the read cache holds.
     pub fn cached_bytes(&self) -> usize {
         self.cached_bytes
@@ -128,8 +198,9 @@ impl Tx {
     /// The row as the staged writes leave it.
     pub fn get(&mut self, keyspace: &Keyspace, key: &[u8]) -> Result<Option<Slice>> {
         let id = keyspace.id();
-        if let Some(write) =
-            lookup(&self.writes, id, key).or_else(|| lookup(&self.landing, id, key))
+        if let Some(write) = lookup(&self.writes, id, key)
+            .or_else(|| lookup(&self.landing, id, key))
+            .or_else(|| self.pending.as_ref().and_then(|p| lookup(p, id, key)))
         {
             return Ok(write.value());
         }
@@ -234,9 +305,33 @@ impl Tx {
     }
 
     /// Moves the staged writes into `batch`; they become the landing group, and refresh the rows
-    /// the cache holds (all of them, when it is complete).
+    /// the cache holds (all of them, when it is complete). In bulk mode they join `pending`
+    /// instead, and `batch` gets none.
     pub fn drain_into(&mut self, batch: &mut OwnedWriteBatch) {
         let writes = std::mem::take(&mut self.writes);
+        if let Some(pending) = self.pending.as_mut() {
+            for (id, rows) in writes {
+                let into = pending.entry(id).or_default();
+                for (key, write) in rows {
+                    // `pending` is read first; a cached copy would be stale after a spill.
+                    if let Some(cached) = self.cache.get_mut(&id)
+                        && let Some(old) = cached.remove(&key)
+                    {
+                        self.cached_bytes = self
+                            .cached_bytes
+                            .saturating_sub(footprint(&key, old.as_ref()));
+                    }
+                    let cost = footprint(&key, write.put());
+                    if let Some(old) = into.insert(key.clone(), write) {
+                        self.pending_bytes = self
+                            .pending_bytes
+                            .saturating_sub(footprint(&key, old.put()));
+                    }
+                    self.pending_bytes += cost;
+                }
+            }
+            return;
+        }
         for (id, rows) in &writes {
             let Some(keyspace) = self.keyspaces.get(id).cloned() else {
                 continue;
@@ -258,10 +353,80 @@ impl Tx {
     /// Forgets everything (after a failed commit).
     pub fn forget(&mut self) {
         self.writes.clear();
+        if let Some(pending) = self.pending.as_mut() {
+            pending.clear();
+        }
+        self.pending_bytes = 0;
         self.undo = None;
         self.landing.clear();
         self.cache.clear();
         self.cached_bytes = 0;
         self.complete = false;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rows(keyspace: &Keyspace) -> Vec<(Vec<u8>, Vec<u8>)> {
+        keyspace
+            .iter()
+            .map(|g| {
+                let (k, v) = g.into_inner().unwrap();
+                (k.to_vec(), v.to_vec())
+            })
+            .collect()
+    }
+
+    #[test]
+    fn bulk_mode_keeps_the_last_version_of_each_row_across_spills() {
+        // Given a bulk Tx over an empty keyspace.
+        let dir = tempfile::tempdir().unwrap();
+        let db = crate::open_database(dir.path()).unwrap();
+        let ks = db
+            .keyspace("rows", fjall::KeyspaceCreateOptions::default)
+            .unwrap();
+        let mut tx = Tx::bulk(1 << 20);
+        // When rows are written over several groups, with a spill in the middle, some
+        // rewritten and one deleted after it had been ingested.
+        tx.insert(&ks, b"b".to_vec(), b"1".to_vec());
+        tx.insert(&ks, b"a".to_vec(), b"1".to_vec());
+        tx.drain_into(&mut db.batch());
+        assert_eq!(tx.get(&ks, b"a").unwrap().as_deref(), Some(&b"1"[..]));
+        assert_eq!(tx.get(&ks, b"zz").unwrap(), None);
+        tx.insert(&ks, b"a".to_vec(), b"2".to_vec());
+        tx.drain_into(&mut db.batch());
+        assert!(ks.is_empty().unwrap(), "nothing is written before a spill");
+        assert!(tx.pending_bytes() > 0);
+        tx.spill().unwrap();
+        assert_eq!(
+            rows(&ks),
+            vec![
+                (b"a".to_vec(), b"2".to_vec()),
+                (b"b".to_vec(), b"1".to_vec())
+            ]
+        );
+        // After the spill a read finds the ingested row in fjall.
+        assert_eq!(tx.get(&ks, b"b").unwrap().as_deref(), Some(&b"1"[..]));
+        tx.remove(&ks, b"b".to_vec());
+        tx.insert(&ks, b"c".to_vec(), b"3".to_vec());
+        tx.drain_into(&mut db.batch());
+        assert_eq!(tx.get(&ks, b"b").unwrap(), None);
+        tx.finish_bulk().unwrap();
+        // Then the keyspace holds the last version of each row, and the delete took.
+        assert_eq!(
+            rows(&ks),
+            vec![
+                (b"a".to_vec(), b"2".to_vec()),
+                (b"c".to_vec(), b"3".to_vec())
+            ]
+        );
+        // And later groups go through batches again.
+        tx.insert(&ks, b"d".to_vec(), b"4".to_vec());
+        let mut batch = db.batch();
+        tx.drain_into(&mut batch);
+        batch.commit().unwrap();
+        assert_eq!(ks.get(b"d").unwrap().as_deref(), Some(&b"4"[..]));
     }
 }

@@ -5,15 +5,19 @@
 //! The reading thread checks order and the chain (both sequential); decoding, the costly part,
 //! runs on worker threads fed in round-robin and read back in the same order, so the first bad
 //! event is named exactly whichever thread finds it.
+//!
+//! `verify_with` also hands the events a caller picks (by type), decoded and in log order, to a
+//! visitor on the collecting thread: `replay verify` checks the operators' attestations in the
+//! same pass instead of decoding the whole log a second time.
 
 use std::collections::HashMap;
 use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
 
 use ulid::Ulid;
 
-use crate::envelope::{self, GENESIS_HASH, Hash};
+use crate::envelope::{self, Envelope, GENESIS_HASH, Hash};
 use crate::error::Result;
-use crate::event::closes_stream;
+use crate::event::{Event, closes_stream};
 use crate::keyspaces::LogKeyspaces;
 
 /// What a clean log looks like.
@@ -41,8 +45,20 @@ struct Chunk {
     items: Vec<(Ulid, fjall::Slice)>,
 }
 
+/// What a decoder learned of one event: its ULID, stream, sequence, whether it closes its
+/// stream, and the whole envelope when the visitor wants it.
+struct Seen {
+    id: Ulid,
+    stream: String,
+    seq: u64,
+    closes: bool,
+    envelope: Option<Envelope>,
+}
+
 /// What a decoder learned of each event of a chunk, or where it failed.
-type Decoded = std::result::Result<Vec<(Ulid, String, u64, bool)>, VerifyFailure>;
+type Decoded = std::result::Result<Vec<Seen>, VerifyFailure>;
+
+type Streams = HashMap<String, (u64, bool), foldhash::fast::RandomState>;
 
 /// Verifies the whole log. `progress` receives the number of events read so far, now and then.
 /// The outer error is a storage failure; the inner one the first bad event.
@@ -51,6 +67,18 @@ pub fn verify(
     threads: usize,
     progress: &(dyn Fn(u64) + Sync),
 ) -> Result<std::result::Result<VerifyReport, VerifyFailure>> {
+    verify_with(keyspaces, threads, progress, |_| false, |_| {})
+}
+
+/// `verify`, handing every event for which `wanted` holds to `visit`, in log order, as it is
+/// checked (up to the first bad event).
+pub fn verify_with(
+    keyspaces: &LogKeyspaces,
+    threads: usize,
+    progress: &(dyn Fn(u64) + Sync),
+    wanted: fn(&Event) -> bool,
+    visit: impl FnMut(Envelope) + Send,
+) -> Result<std::result::Result<VerifyReport, VerifyFailure>> {
     let workers = threads.max(1);
     std::thread::scope(|scope| {
         let mut job_senders: Vec<SyncSender<Chunk>> = Vec::with_capacity(workers);
@@ -58,11 +86,11 @@ pub fn verify(
         for _ in 0..workers {
             let (job_tx, job_rx) = sync_channel::<Chunk>(4);
             let (res_tx, res_rx) = sync_channel::<Decoded>(4);
-            scope.spawn(move || decode_worker(job_rx, res_tx));
+            scope.spawn(move || decode_worker(job_rx, res_tx, wanted));
             job_senders.push(job_tx);
             result_receivers.push(res_rx);
         }
-        let collector = scope.spawn(move || collect(result_receivers));
+        let collector = scope.spawn(move || collect(result_receivers, visit));
 
         let read = read_and_chain(keyspaces, &job_senders, progress);
         drop(job_senders);
@@ -164,7 +192,7 @@ fn read_and_chain(
     Ok((position, prev_id.map(|id| (id, prev_hash)), None))
 }
 
-fn decode_worker(jobs: Receiver<Chunk>, results: SyncSender<Decoded>) {
+fn decode_worker(jobs: Receiver<Chunk>, results: SyncSender<Decoded>, wanted: fn(&Event) -> bool) {
     for chunk in jobs {
         let mut out = Vec::with_capacity(chunk.items.len());
         let mut failed = None;
@@ -179,12 +207,19 @@ fn decode_worker(jobs: Receiver<Chunk>, results: SyncSender<Decoded>) {
                     ));
                     break;
                 }
-                Ok(env) => out.push((
-                    *id,
-                    env.stream,
-                    env.seq,
-                    closes_stream(env.event.type_name()),
-                )),
+                Ok(mut env) => {
+                    let stream = std::mem::take(&mut env.stream);
+                    out.push(Seen {
+                        id: *id,
+                        seq: env.seq,
+                        closes: closes_stream(env.event.type_name()),
+                        envelope: wanted(&env.event).then(|| {
+                            env.stream.clone_from(&stream);
+                            env
+                        }),
+                        stream,
+                    });
+                }
                 Err(e) => {
                     failed = Some(failure(
                         position,
@@ -205,9 +240,12 @@ fn decode_worker(jobs: Receiver<Chunk>, results: SyncSender<Decoded>) {
     }
 }
 
-/// Reads decoded chunks back in log order and checks stream sequences.
-fn collect(results: Vec<Receiver<Decoded>>) -> std::result::Result<u64, VerifyFailure> {
-    let mut streams: HashMap<String, (u64, bool)> = HashMap::new();
+/// Reads decoded chunks back in log order, checks stream sequences and visits what was wanted.
+fn collect(
+    results: Vec<Receiver<Decoded>>,
+    mut visit: impl FnMut(Envelope),
+) -> std::result::Result<u64, VerifyFailure> {
+    let mut streams = Streams::default();
     let mut position = 0u64;
     let mut index = 0usize;
     let mut first_failure: Option<VerifyFailure> = None;
@@ -222,7 +260,14 @@ fn collect(results: Vec<Receiver<Decoded>>) -> std::result::Result<u64, VerifyFa
         match decoded {
             Err(f) => first_failure = Some(f),
             Ok(items) => {
-                for (id, stream, seq, closes) in items {
+                for Seen {
+                    id,
+                    stream,
+                    seq,
+                    closes,
+                    envelope,
+                } in items
+                {
                     let entry = streams.entry(stream).or_insert((0, false));
                     if entry.1 {
                         first_failure = Some(failure(
@@ -242,6 +287,9 @@ fn collect(results: Vec<Receiver<Decoded>>) -> std::result::Result<u64, VerifyFa
                     }
                     *entry = (seq, closes);
                     position += 1;
+                    if let Some(envelope) = envelope {
+                        visit(envelope);
+                    }
                 }
             }
         }

@@ -189,8 +189,13 @@ impl Projections {
             .min()
             .copied()
             .unwrap_or_else(Ulid::nil);
-        // Rebuilding everything from scratch: all rows live in the cache, none is read from fjall.
-        let mut tx = if from.is_nil() {
+        // Rebuilding everything from scratch: rows gather in memory (none is read from fjall
+        // before a spill) and are ingested sorted. Checkpoints are written once at the end, after
+        // the rows: a rebuild interrupted before leaves no checkpoint, so it starts again.
+        let bulk = self.checkpoints.iter().all(Ulid::is_nil);
+        let mut tx = if bulk {
+            Tx::bulk(REBUILD_CACHE_BYTES)
+        } else if from.is_nil() {
             Tx::complete(REBUILD_CACHE_BYTES)
         } else {
             Tx::with_cache(REBUILD_CACHE_BYTES)
@@ -210,12 +215,26 @@ impl Projections {
             in_batch += 1;
             outcome.applied += 1;
             if in_batch >= CATCH_UP_BATCH {
-                self.flush(&mut tx, id)?;
+                if bulk {
+                    // Rows only, no checkpoint: see above.
+                    tx.drain_into(&mut self.db.batch());
+                    if tx.pending_bytes() > REBUILD_CACHE_BYTES {
+                        tx.spill()?;
+                    }
+                } else {
+                    self.flush(&mut tx, id)?;
+                }
                 in_batch = 0;
                 progress(outcome.applied);
             }
             Ok(())
         })?;
+        if bulk {
+            tx.drain_into(&mut self.db.batch());
+            tx.finish_bulk()?;
+            // The ingested tables are on disk before the checkpoints that vouch for them.
+            self.db.persist(events::fjall::PersistMode::SyncAll)?;
+        }
         match last {
             Some(id) => self.flush(&mut tx, id)?,
             None => {

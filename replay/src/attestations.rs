@@ -260,23 +260,55 @@ impl Audit {
     }
 }
 
-/// Checks every attestation and report of the log, in order.
-pub fn verify(log: &LogKeyspaces, threads: usize) -> anyhow::Result<Result<Report, Failure>> {
-    let mut audit = Audit::default();
-    let mut failure: Option<Failure> = None;
-    events::for_each_decoded(log, None, threads, |envelope| {
-        if failure.is_none()
-            && let Err(reason) = audit.apply(&envelope)
+/// The attestation check as a visitor of the log's events (`events::verify_with` hands them
+/// over in order while it verifies the log, so the log is decoded once).
+#[derive(Default)]
+pub struct Attestations {
+    audit: Audit,
+    failure: Option<Failure>,
+}
+
+impl Attestations {
+    /// The events the check reads: registrations, assignments, reports and attestations.
+    pub fn wanted(event: &Event) -> bool {
+        matches!(
+            event,
+            Event::OperatorRegistered(_)
+                | Event::OperatorDeregistered(_)
+                | Event::OperatorAssigned(_)
+                | Event::OperatorUnassigned(_)
+                | Event::TriggerReported(_)
+                | Event::TriggerAttested(_)
+        )
+    }
+
+    /// Checks the next event in log order (after the first failure, nothing more).
+    pub fn visit(&mut self, envelope: &Envelope) {
+        if self.failure.is_none()
+            && let Err(reason) = self.audit.apply(envelope)
         {
-            failure = Some(Failure {
+            self.failure = Some(Failure {
                 event: envelope.id,
                 reason,
             });
         }
+    }
+
+    pub fn finish(self) -> Result<Report, Failure> {
+        match self.failure {
+            Some(f) => Err(f),
+            None => Ok(self.audit.report),
+        }
+    }
+}
+
+/// Checks every attestation and report of the log, in order (a pass of its own; `replay verify`
+/// runs the check inside the log's verification instead).
+pub fn verify(log: &LogKeyspaces, threads: usize) -> anyhow::Result<Result<Report, Failure>> {
+    let mut check = Attestations::default();
+    events::for_each_decoded(log, None, threads, |envelope| {
+        check.visit(&envelope);
         Ok(())
     })?;
-    Ok(match failure {
-        Some(f) => Err(f),
-        None => Ok(audit.report),
-    })
+    Ok(check.finish())
 }

@@ -200,11 +200,36 @@ fn progress(total: u64, what: &str) -> ProgressBar {
     bar
 }
 
+/// What `replay verify` finds in a log: the log's integrity, and (when it holds) the
+/// attestations' check.
+pub type Verified = (
+    std::result::Result<events::VerifyReport, events::VerifyFailure>,
+    std::result::Result<attestations::Report, attestations::Failure>,
+);
+
+/// Verifies the log and every attestation in one pass over it: the events are decoded once, on
+/// `threads` threads, and the attestation check reads the ones it needs as they are checked.
+pub fn verify_log(
+    log: &LogKeyspaces,
+    threads: usize,
+    progress: &(dyn Fn(u64) + Sync),
+) -> Result<Verified> {
+    let mut check = attestations::Attestations::default();
+    let outcome = events::verify_with(
+        log,
+        threads,
+        progress,
+        attestations::Attestations::wanted,
+        |envelope| check.visit(&envelope),
+    )?;
+    Ok((outcome, check.finish()))
+}
+
 fn verify(data: &Path, threads: usize, out: &mut dyn Write) -> Result<bool> {
     let (_db, log) = open(data)?;
     let bar = progress(log.events.approximate_len() as u64, "verify");
     let started = std::time::Instant::now();
-    let outcome = events::verify(&log, threads, &|n| bar.set_position(n))?;
+    let (outcome, attested) = verify_log(&log, threads, &|n| bar.set_position(n))?;
     bar.finish_and_clear();
     match outcome {
         Ok(report) => {
@@ -221,7 +246,7 @@ fn verify(data: &Path, threads: usize, out: &mut dyn Write) -> Result<bool> {
                     |(id, hash)| format!("{id} {}", hex(&hash))
                 )
             )?;
-            match attestations::verify(&log, threads)? {
+            match attested {
                 Ok(checked) => {
                     writeln!(
                         out,

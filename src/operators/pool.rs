@@ -350,8 +350,9 @@ impl Pool {
 
     /// The tasks that changed since the last pass (all of them at the first), with the tracked
     /// set brought up to date: the events appended since are read, and the tasks whose
-    /// streams they touch are read again.
-    async fn changed_tasks(&self, t: &mut Tracking) -> anyhow::Result<BTreeSet<String>> {
+    /// streams they touch are read again. Storage reads and decoding: called off the async
+    /// workers (`off_runtime`).
+    fn changed_tasks(&self, t: &mut Tracking) -> anyhow::Result<BTreeSet<String>> {
         if !t.loaded {
             // Where the log stands before the full read: what lands meanwhile is read again.
             t.cursor = self.store.log.head()?.map(|(id, _)| id);
@@ -366,16 +367,10 @@ impl Pool {
             return Ok(t.tasks.keys().chain(t.assigned.keys()).cloned().collect());
         }
         let mut changed = BTreeSet::new();
-        let mut read = 0usize;
         for item in self.store.log.keyspaces().scan(t.cursor) {
             let (id, value) = item?;
             if Some(id) == t.cursor {
                 continue;
-            }
-            read += 1;
-            if read.is_multiple_of(256) {
-                // A busy log means many events: let the requests on this thread go meanwhile.
-                tokio::task::yield_now().await;
             }
             let header = events::decode_header_at(id, &value)?;
             if let Some(task) = events::stream::task_id_of(&header.stream) {
@@ -383,10 +378,7 @@ impl Pool {
             }
             t.cursor = Some(id);
         }
-        for (i, task) in changed.iter().enumerate() {
-            if i % 256 == 255 {
-                tokio::task::yield_now().await;
-            }
+        for task in &changed {
             match self.store.views.task(task)? {
                 Some(row) if watched(&row) => {
                     t.tasks.insert(task.clone(), row);
@@ -419,9 +411,30 @@ impl Pool {
         )
     }
 
+    /// Runs `work` on the tracked state on a blocking thread: the reads of a pass (the log since
+    /// the last one, task rows, definitions for the messages) took 26-190 ms under load, and on
+    /// one of the runtime's two workers that was every caller's p99. If it panics the state is
+    /// dropped, and the next pass reads everything again.
+    async fn off_runtime<R: Send + 'static>(
+        self: &Arc<Self>,
+        t: &mut Tracking,
+        work: impl FnOnce(&Self, &mut Tracking) -> anyhow::Result<R> + Send + 'static,
+    ) -> anyhow::Result<R> {
+        let pool = Arc::clone(self);
+        let mut state = std::mem::take(t);
+        let (state, outcome) = tokio::task::spawn_blocking(move || {
+            let outcome = work(&pool, &mut state);
+            (state, outcome)
+        })
+        .await
+        .map_err(|e| anyhow::anyhow!("operator reconciliation stopped: {e}"))?;
+        *t = state;
+        outcome
+    }
+
     /// One reconciliation: assignments, then messages. A pass costs what changed since the last
     /// one (new events, operators becoming eligible or not), not the number of tasks.
-    pub async fn reconcile(&self) -> anyhow::Result<()> {
+    pub async fn reconcile(self: &Arc<Self>) -> anyhow::Result<()> {
         // Streams whose receiver is gone: the operator left.
         {
             let mut members = self.members.lock().unwrap_or_else(|p| p.into_inner());
@@ -444,7 +457,7 @@ impl Pool {
             t.loaded = false;
             return Ok(());
         }
-        let mut changed = self.changed_tasks(t).await?;
+        let mut changed = self.off_runtime(t, |pool, t| pool.changed_tasks(t)).await?;
         let (eligible, k) = self.eligible();
         if eligible != t.eligible || k != t.k {
             // Who may watch changed: every task's choice is made again.
@@ -475,7 +488,8 @@ impl Pool {
                 t.assigned.insert(task.clone(), wanted);
             }
         }
-        self.push(t, &changed)
+        self.off_runtime(t, move |pool, t| pool.push(t, &changed))
+            .await
     }
 
     /// Sends each connected operator what changed for it (everything, to one that just
