@@ -51,3 +51,8 @@ pub fn overload(task_id: &str) -> String {
 pub fn api_key(jti: &str) -> String {
     format!("apikey:{jti}")
 }
+
+/// A `WithdrawFunds` request and its user operation.
+pub fn withdrawal(withdrawal_id: &str) -> String {
+    format!("withdrawal:{withdrawal_id}")
+}

@@ -76,7 +76,7 @@ fn error(path: &Path, message: impl std::fmt::Display) -> KeyFileError {
     }
 }
 
-fn create_private_dir(dir: &Path) -> Result<(), KeyFileError> {
+pub(crate) fn create_private_dir(dir: &Path) -> Result<(), KeyFileError> {
     std::fs::create_dir_all(dir).map_err(|e| error(dir, e))?;
     #[cfg(unix)]
     {
@@ -87,7 +87,7 @@ fn create_private_dir(dir: &Path) -> Result<(), KeyFileError> {
     Ok(())
 }
 
-fn read_key(path: &Path) -> Result<Key, KeyFileError> {
+pub(crate) fn read_key(path: &Path) -> Result<Key, KeyFileError> {
     let text = std::fs::read_to_string(path).map_err(|e| error(path, e))?;
     let bytes = hex::decode(text.trim()).map_err(|e| error(path, format!("not hex: {e}")))?;
     let bytes: [u8; 32] = bytes
@@ -96,7 +96,7 @@ fn read_key(path: &Path) -> Result<Key, KeyFileError> {
     Ok(Key(bytes))
 }
 
-fn load_or_create_key(path: &Path) -> Result<Key, KeyFileError> {
+pub(crate) fn load_or_create_key(path: &Path) -> Result<Key, KeyFileError> {
     if path.exists() {
         return read_key(path);
     }

@@ -11,8 +11,33 @@
 //! OpenZeppelin's proxy gives a different metadata hash, and so different addresses. It is
 //! decoded at compile time, so a damaged file fails the build rather than a request.
 //!
+//! Our own wallet, `ControlledAccount` (accepts the owner's or the aggregator's controller key),
+//! comes from `ControlledAccountFactory`, derived the same way with the proxy creation code cut
+//! out of that factory's committed artifact (`contracts`).
+//!
 //! Also here: parsing the salt and the factory address of the wallet requests, with the error
 //! texts of the official client.
+//!
+//! Layout of the ERC-4337 side (user operations from the users' wallets):
+//! - `contracts`: interfaces and embedded artifacts; `user_op`: building, hashing, signing;
+//! - `keys`: the controller and self-bundler keys in the keys directory;
+//! - `nonce`: nonce keys per step and the reservation book; `gas`: estimates and fees;
+//! - `paymaster`: sponsorship by the VerifyingPaymaster; `receipt`: outcomes from the logs;
+//! - `sender`: the `UserOpSender` trait, with `self_bundler` and `bundler` (an external one);
+//! - `submit`: the submission protocol (journal, send, retry, recover); `deploy`: `chain deploy`.
+
+pub mod bundler;
+pub mod contracts;
+pub mod deploy;
+pub mod gas;
+pub mod keys;
+pub mod nonce;
+pub mod paymaster;
+pub mod receipt;
+pub mod self_bundler;
+pub mod sender;
+pub mod submit;
+pub mod user_op;
 
 use std::str::FromStr;
 
@@ -52,9 +77,38 @@ pub enum WalletError {
     InvalidFactory(String),
 }
 
-/// A v0.6 `SimpleAccountFactory`: what it takes to derive its accounts' addresses.
+/// Which kind of v0.6 factory: they differ in the proxy code they hash, and in who may sign for
+/// their accounts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FactoryKind {
+    /// The stock `SimpleAccountFactory`: only the owner signs; the controller cannot act.
+    SimpleAccount,
+    /// `ControlledAccountFactory`: the owner or the factory's controller signs.
+    ControlledAccount,
+}
+
+/// Why the `wallet:` config does not describe a usable factory.
+#[derive(Debug, Clone, thiserror::Error)]
+#[non_exhaustive]
+pub enum WalletConfigError {
+    #[error("{0} {1:?} is not an address")]
+    Address(&'static str, String),
+    #[error(
+        "wallet.account_implementation is {configured}, but a ControlledAccountFactory at          wallet.factory has its implementation at {derived}"
+    )]
+    Implementation {
+        configured: Address,
+        derived: Address,
+    },
+    #[error(transparent)]
+    Artifact(#[from] contracts::ArtifactError),
+}
+
+/// A v0.6 account factory: what it takes to derive its accounts' addresses.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct WalletFactory {
+    pub kind: FactoryKind,
     pub factory: Address,
     /// The `SimpleAccount` implementation the factory's proxies point to.
     pub account_implementation: Address,
@@ -74,9 +128,10 @@ impl WalletFactory {
         )
     }
 
-    /// A v0.6 factory from configuration. The proxy code is the same for every v0.6 factory.
+    /// A stock v0.6 factory from configuration. The proxy code is the same for every one.
     pub fn new(factory: Address, account_implementation: Address, entry_point: Address) -> Self {
         Self {
+            kind: FactoryKind::SimpleAccount,
             factory,
             account_implementation,
             entry_point,
@@ -89,6 +144,68 @@ impl WalletFactory {
     /// nonces at 1), so only the factory's address is needed.
     pub fn v06_at(factory: Address, entry_point: Address) -> Self {
         Self::new(factory, factory.create(1), entry_point)
+    }
+
+    /// The configured default factory.
+    pub fn from_config(config: &crate::config::WalletConfig) -> Result<Self, WalletConfigError> {
+        let address = |name: &'static str, text: &str| {
+            text.parse::<Address>()
+                .map_err(|_| WalletConfigError::Address(name, text.to_owned()))
+        };
+        let factory = address("wallet.factory", &config.factory)?;
+        let entry_point = address("wallet.entry_point", &config.entry_point)?;
+        let implementation = address(
+            "wallet.account_implementation",
+            &config.account_implementation,
+        )?;
+        match config.factory_kind {
+            FactoryKind::SimpleAccount => Ok(Self::new(factory, implementation, entry_point)),
+            FactoryKind::ControlledAccount => {
+                let controlled = Self::controlled(factory, entry_point)?;
+                if controlled.account_implementation != implementation {
+                    return Err(WalletConfigError::Implementation {
+                        configured: implementation,
+                        derived: controlled.account_implementation,
+                    });
+                }
+                Ok(controlled)
+            }
+        }
+    }
+
+    /// A `ControlledAccountFactory` at `factory`: its implementation is its constructor's first
+    /// creation, and its proxy code the one embedded in the committed artifact.
+    pub fn controlled(
+        factory: Address,
+        entry_point: Address,
+    ) -> Result<Self, contracts::ArtifactError> {
+        Ok(Self {
+            kind: FactoryKind::ControlledAccount,
+            factory,
+            account_implementation: factory.create(1),
+            entry_point,
+            proxy_creation_code: contracts::controlled_proxy_creation_code()?.clone(),
+        })
+    }
+
+    /// Where `aggregator chain deploy` puts the `ControlledAccountFactory` of `controller`
+    /// (CREATE2 deployer, salt 0): one factory per (EntryPoint, controller).
+    pub fn controlled_factory_address(
+        entry_point: Address,
+        controller: Address,
+    ) -> Result<Address, contracts::ArtifactError> {
+        Ok(contracts::create2_address(&controlled_factory_init_code(
+            entry_point,
+            controller,
+        )?))
+    }
+
+    /// The factory's part of a user operation's `initCode`: `factory ‖ createAccount(owner, salt)`.
+    pub fn init_code(&self, owner: Address, salt: U256) -> Bytes {
+        let call = contracts::IControlledAccountFactory::createAccountCall { owner, salt };
+        [self.factory.as_slice(), &call.abi_encode()]
+            .concat()
+            .into()
     }
 
     /// The counterfactual address of `owner`'s account number `salt`: what the factory's
@@ -104,6 +221,19 @@ impl WalletFactory {
         self.factory
             .create2(B256::from(salt), keccak256(&init_code))
     }
+}
+
+/// Creation code and constructor arguments of the `ControlledAccountFactory` of `controller`.
+pub fn controlled_factory_init_code(
+    entry_point: Address,
+    controller: Address,
+) -> Result<Vec<u8>, contracts::ArtifactError> {
+    let code = &contracts::controlled_factory()?.bytecode;
+    Ok([
+        code.as_ref(),
+        &(entry_point, controller).abi_encode_params(),
+    ]
+    .concat())
 }
 
 /// Parses a wallet request's salt: a decimal integer, `0` to `2^256 - 1`. Empty means 0, the
@@ -180,6 +310,46 @@ mod tests {
                 v.owner,
                 v.salt
             );
+        }
+        Ok(())
+    }
+
+    #[derive(serde::Deserialize)]
+    #[serde(rename_all = "camelCase")]
+    struct ControlledVectors {
+        factory: Address,
+        entry_point: Address,
+        controller: Address,
+        account_implementation: Address,
+        vectors: Vec<Vector>,
+    }
+
+    #[test]
+    fn every_controlled_fixture_vector_matches() -> TestResult {
+        let fixture: ControlledVectors = serde_json::from_str(include_str!(
+            "../../tests/fixtures/contracts/controlled-wallet-vectors.json"
+        ))?;
+        assert_eq!(
+            WalletFactory::controlled_factory_address(fixture.entry_point, fixture.controller)?,
+            fixture.factory
+        );
+        let factory = WalletFactory::controlled(fixture.factory, fixture.entry_point)?;
+        assert_eq!(factory.kind, FactoryKind::ControlledAccount);
+        assert_eq!(
+            factory.account_implementation,
+            fixture.account_implementation
+        );
+        assert_eq!(fixture.vectors.len(), 9);
+        for v in &fixture.vectors {
+            let salt = parse_salt(&v.salt)?;
+            assert_eq!(factory.address(v.owner, salt), v.address, "{}", v.salt);
+            // The stock derivation gives other addresses for the same factory and owner.
+            let stock = WalletFactory::new(
+                factory.factory,
+                factory.account_implementation,
+                factory.entry_point,
+            );
+            assert_ne!(stock.address(v.owner, salt), v.address);
         }
         Ok(())
     }

@@ -27,5 +27,6 @@ mod secrets_at_rest;
 mod service;
 mod support;
 mod wallet_derivation;
+mod wallet_ops;
 mod web;
 mod wire_contract;
