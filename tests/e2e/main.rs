@@ -6,6 +6,7 @@
 mod access;
 mod anvil;
 mod api_keys;
+mod bundler_alto;
 mod client_api;
 mod contract_fixtures;
 mod core_crash;
