@@ -7,6 +7,7 @@ mod access;
 mod anvil;
 mod api_keys;
 mod bundler_alto;
+mod chain_deploy;
 mod client_api;
 mod contract_fixtures;
 mod core_crash;
