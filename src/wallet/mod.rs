@@ -24,7 +24,8 @@
 //! - `nonce`: nonce keys per step and the reservation book; `gas`: estimates and fees;
 //! - `paymaster`: sponsorship by the VerifyingPaymaster; `receipt`: outcomes from the logs;
 //! - `sender`: the `UserOpSender` trait, with `self_bundler` and `bundler` (an external one);
-//! - `submit`: the submission protocol (journal, send, retry, recover); `deploy`: `chain deploy`.
+//! - `submit`: the submission protocol (journal, send, retry, recover); `deploy`: `chain deploy`;
+//! - `withdraw`: what `WithdrawFunds` asks for, and its calls.
 
 pub mod bundler;
 pub mod contracts;
@@ -38,6 +39,7 @@ pub mod self_bundler;
 pub mod sender;
 pub mod submit;
 pub mod user_op;
+pub mod withdraw;
 
 use std::str::FromStr;
 

@@ -381,6 +381,52 @@ impl Wallets {
         Ok(op)
     }
 
+    /// One call as the wallet makes it (`eth_call` from the wallet, on the chain as it is): the
+    /// return data, or the revert as text and data. What `is_simulated` writes answer, and how a
+    /// write's return value is read.
+    pub async fn simulate_call(
+        &self,
+        wallet: Address,
+        call: &Call,
+    ) -> Result<Result<Bytes, (String, Bytes)>, NotSent> {
+        use alloy::network::TransactionBuilder;
+        let tx = alloy::rpc::types::TransactionRequest::default()
+            .with_from(wallet)
+            .with_to(call.to)
+            .with_value(call.value)
+            .with_input(call.data.clone());
+        match self.chain.provider.call(tx).await {
+            Ok(data) => Ok(Ok(data)),
+            Err(e) => match super::receipt::revert_data(&e) {
+                Some(data) => Ok(Err((super::receipt::revert_text(&data), data))),
+                None if e.is_error_resp() => Ok(Err((
+                    e.as_error_resp()
+                        .map_or_else(String::new, |p| p.message.to_string()),
+                    Bytes::new(),
+                ))),
+                None => Err(Self::chain_error(e)),
+            },
+        }
+    }
+
+    /// Whether a paymaster pays the operations' gas.
+    pub fn sponsored(&self) -> bool {
+        self.paymaster.is_some()
+    }
+
+    /// The most `request`'s gas may take from the wallet's ETH: the EntryPoint's prefund
+    /// (`(callGas + verificationGas + preVerificationGas) × maxFeePerGas`) with a fifth more, as
+    /// fees may rise before it is sent; zero when a paymaster pays.
+    pub async fn gas_reserve(&self, request: &OpRequest) -> Result<U256, NotSent> {
+        if self.sponsored() {
+            return Ok(U256::ZERO);
+        }
+        let op = self.estimate(request).await?;
+        let gas = op.callGasLimit + op.verificationGasLimit + op.preVerificationGas;
+        let prefund = gas.saturating_mul(op.maxFeePerGas);
+        Ok(prefund.saturating_add(prefund / U256::from(5)))
+    }
+
     /// Runs `request` to an outcome, journaling each step. `Err` only when the journal failed.
     pub async fn submit<J: Journal>(
         &self,
