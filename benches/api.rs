@@ -230,7 +230,7 @@ async fn sign_in(client: &mut AggregatorClient<Channel>) -> (String, String) {
 }
 
 fn task_request(wallet: &str, client: usize, i: u64) -> pb::CreateTaskReq {
-    use aggregator::rpc::convert::value_from_json;
+    use aggregator::pb::convert::value_from_json;
     let settings = serde_json::json!({ "name": format!("bench {client}-{i}"), "runner": wallet });
     pb::CreateTaskReq {
         trigger: Some(pb::TaskTrigger {

@@ -70,7 +70,7 @@ async fn run() {
     let owner = "0x70997970c51812dc3a010c7d01b50e0d17dc79c8";
     let mut tasks = Vec::new();
     for i in 0..tasks_n {
-        let id = aggregator::app::new_id();
+        let id = aggregator::clock::new_id();
         let mut definition = events::samples::definition();
         definition.name = format!("bench {i}");
         definition.trigger.trigger_type = 1;

@@ -206,7 +206,7 @@ fn block_report(
         trigger_type: events::task::TriggerKind::Block.wire_number(),
         trigger_output: Some(pb::notify_triggers_req::TriggerOutput::BlockTrigger(
             pb::block_trigger::Output {
-                data: Some(aggregator::rpc::convert::value_from_json(&output)),
+                data: Some(aggregator::pb::convert::value_from_json(&output)),
             },
         )),
         trigger_request_id: request_id,
@@ -271,7 +271,7 @@ async fn reports(n: usize, raw: f64) {
     let owner = "0x70997970c51812dc3a010c7d01b50e0d17dc79c8";
     let mut tasks = Vec::new();
     for i in 0..64 {
-        let id = aggregator::app::new_id();
+        let id = aggregator::clock::new_id();
         let mut definition = events::samples::definition();
         definition.name = format!("bench {i}");
         let command = events::Command::new(owner, events::now_ms()).append(

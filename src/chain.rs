@@ -46,16 +46,19 @@ impl std::fmt::Debug for Chain {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Chain")
             .field("chain_id", &self.chain_id)
-            .field("url", &self.url)
+            .field("url", &redact_url(&self.url))
             .finish()
     }
 }
 
 #[derive(Debug, thiserror::Error)]
 pub enum ChainError {
-    #[error("invalid RPC URL {0:?}")]
+    #[error("invalid RPC URL {}", redact_url(.0))]
     Url(String),
-    #[error("the node at {url} answers chain id {actual}, the config says {expected}")]
+    #[error(
+        "the node at {} answers chain id {actual}, the config says {expected}",
+        redact_url(url)
+    )]
     WrongChain {
         url: String,
         expected: u64,
@@ -73,7 +76,7 @@ impl Chain {
         let actual = provider
             .get_chain_id()
             .await
-            .map_err(|e| ChainError::Rpc(e.to_string()))?;
+            .map_err(|e| rpc_failure(url, &e))?;
         if actual != expected_chain_id {
             return Err(ChainError::WrongChain {
                 url: url.to_owned(),
@@ -98,7 +101,7 @@ impl Chain {
             .getNonce(sender, U192::ZERO)
             .call()
             .await
-            .map_err(|e| ChainError::Rpc(e.to_string()))
+            .map_err(|e| rpc_failure(&self.url, &e))
     }
 
     /// `eth_call` of `data` on `to` at the latest block.
@@ -107,7 +110,7 @@ impl Chain {
         self.provider
             .call(tx)
             .await
-            .map_err(|e| ChainError::Rpc(e.to_string()))
+            .map_err(|e| rpc_failure(&self.url, &e))
     }
 
     /// The native balance of an address, in wei.
@@ -115,7 +118,7 @@ impl Chain {
         self.provider
             .get_balance(address)
             .await
-            .map_err(|e| ChainError::Rpc(e.to_string()))
+            .map_err(|e| rpc_failure(&self.url, &e))
     }
 
     pub async fn token_balance(&self, token: Address, owner: Address) -> Result<U256, ChainError> {
@@ -123,13 +126,13 @@ impl Chain {
             .balanceOf(owner)
             .call()
             .await
-            .map_err(|e| ChainError::Rpc(e.to_string()))
+            .map_err(|e| rpc_failure(&self.url, &e))
     }
 
     /// `name()`, `symbol()`, `decimals()` of an ERC-20.
     pub async fn token_metadata(&self, token: Address) -> Result<TokenMetadata, ChainError> {
         let erc20 = IERC20::new(token, &self.provider);
-        let rpc = |e: alloy::contract::Error| ChainError::Rpc(e.to_string());
+        let rpc = |e: alloy::contract::Error| rpc_failure(&self.url, &e);
         Ok(TokenMetadata {
             address: token,
             name: erc20.name().call().await.map_err(rpc)?,
@@ -144,7 +147,7 @@ impl Chain {
             .provider
             .get_block_by_number(alloy::eips::BlockNumberOrTag::Latest)
             .await
-            .map_err(|e| ChainError::Rpc(e.to_string()))?
+            .map_err(|e| rpc_failure(&self.url, &e))?
             .ok_or_else(|| ChainError::Rpc("the node has no latest block".into()))?;
         Ok((block.header.number, block.header.hash))
     }
@@ -160,6 +163,52 @@ impl Chain {
             .getAddress(owner, salt)
             .call()
             .await
-            .map_err(|e| ChainError::Rpc(e.to_string()))
+            .map_err(|e| rpc_failure(&self.url, &e))
+    }
+}
+
+/// A failed call, in words that never hold the RPC URL's path, query or credentials (a provider
+/// key is often part of them): transport errors name the URL they failed on.
+fn rpc_failure(url: &str, e: &dyn std::fmt::Display) -> ChainError {
+    ChainError::Rpc(e.to_string().replace(url, &redact_url(url)))
+}
+
+/// `url` as logs and errors may show it: scheme, host and port only (`https://host/…`).
+pub fn redact_url(url: &str) -> String {
+    match reqwest::Url::parse(url) {
+        Ok(parsed) => {
+            let host = parsed.host_str().unwrap_or("?");
+            let port = parsed.port().map(|p| format!(":{p}")).unwrap_or_default();
+            let hidden = parsed.path().len() > 1
+                || parsed.query().is_some()
+                || !parsed.username().is_empty()
+                || parsed.password().is_some();
+            let rest = if hidden { "/…" } else { "" };
+            format!("{}://{host}{port}{rest}", parsed.scheme())
+        }
+        Err(_) => "(an unparsable URL)".into(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_provider_key_in_the_url_never_shows() {
+        assert_eq!(
+            redact_url("https://eth-mainnet.g.alchemy.com/v2/SECRETKEY"),
+            "https://eth-mainnet.g.alchemy.com/…"
+        );
+        assert_eq!(
+            redact_url("https://user:pw@node.example:8545/?key=SECRET"),
+            "https://node.example:8545/…"
+        );
+        assert_eq!(redact_url("http://127.0.0.1:8545"), "http://127.0.0.1:8545");
+        let failure = rpc_failure(
+            "https://node.example/v2/SECRET",
+            &"error sending request for url (https://node.example/v2/SECRET)",
+        );
+        assert!(!failure.to_string().contains("SECRET"), "{failure}");
     }
 }

@@ -10,6 +10,8 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+use crate::ip::Cidr;
+
 /// The documented defaults, embedded.
 pub const EXAMPLE_YAML: &str = include_str!("../config/aggregator.example.yaml");
 
@@ -91,6 +93,18 @@ pub struct GrpcConfig {
     pub tls: Option<TlsConfig>,
     /// Largest request or response message.
     pub max_message_bytes: usize,
+    /// Connections open at once; one past it is closed at once.
+    pub max_connections: usize,
+    /// How long a new connection may stay silent before it is closed (it must start its HTTP/2
+    /// or TLS handshake).
+    #[serde(with = "duration_text")]
+    pub handshake_timeout: Duration,
+    /// HTTP/2 pings on idle connections, and how long an answer may take before the connection
+    /// is dropped.
+    #[serde(with = "duration_text")]
+    pub keepalive_interval: Duration,
+    #[serde(with = "duration_text")]
+    pub keepalive_timeout: Duration,
 }
 
 impl Default for GrpcConfig {
@@ -99,6 +113,10 @@ impl Default for GrpcConfig {
             listen: SocketAddr::from(([127, 0, 0, 1], 2206)),
             tls: None,
             max_message_bytes: 4 * 1024 * 1024,
+            max_connections: 10_000,
+            handshake_timeout: Duration::from_secs(10),
+            keepalive_interval: Duration::from_secs(30),
+            keepalive_timeout: Duration::from_secs(10),
         }
     }
 }
@@ -106,8 +124,9 @@ impl Default for GrpcConfig {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct HttpConfig {
-    /// `/up`, `/metrics`, `/operators`.
+    /// `/up`, `/metrics`, `/operators`, `/operator` (the original's list).
     pub listen: SocketAddr,
+    /// Refused when set (the listener speaks plain HTTP): a TLS-terminating proxy goes in front.
     pub tls: Option<TlsConfig>,
 }
 
@@ -210,18 +229,36 @@ pub struct LimitsConfig {
     /// Burst above the sustained rate.
     pub burst: u32,
     /// `RunTrigger`, `RunNodeWithInputs`, `SimulateTask` per minute per caller: they run
-    /// arbitrary code and requests.
+    /// arbitrary code and requests. Sized so that a client calling as fast as the official
+    /// client's own test suite (hundreds of runs a minute) is not refused; the sandbox and HTTP
+    /// limits bound what each run costs.
     pub runs_per_minute: u32,
     pub max_nodes: usize,
     pub max_edges: usize,
     /// Names, ids, addresses and other short strings.
     pub max_name_bytes: usize,
-    /// Free text: code, queries, bodies, expressions, URLs.
+    /// Free text: code, queries, bodies, expressions, URLs. The original takes custom code up to
+    /// 100 KB (and REST bodies up to 10 MB); a step must fit in `max_event_bytes`.
     pub max_text_bytes: usize,
     /// The encoded `input_variables` (and other `Value` maps) of one request.
     pub max_values_bytes: usize,
     pub max_secret_bytes: usize,
+    /// The largest event the log accepts, in bytes: the one bound every other size limit fits
+    /// under (checked at start-up). An event past it rejects its command.
+    pub max_event_bytes: usize,
+    /// How deep any value a user controls may nest (node outputs, trigger data, inputs) before
+    /// it enters an event; deeper is a failed step or an invalid request. At most
+    /// `MAX_VALUE_DEPTH`, so that every stored event and row stays readable. The default leaves
+    /// room for protobuf readers too: a JSON level is two protobuf messages (`Value`, then
+    /// `ListValue` or `Struct`), and prost decodes at most 100 nested messages.
+    pub max_value_depth: usize,
+    /// One step's output (and its rendered config), and a firing's data, in bytes encoded.
+    pub max_output_bytes: usize,
 }
+
+/// The deepest `limits.max_value_depth` may be: events and rows wrap a value in a few more levels,
+/// and the log refuses events nested deeper than `events::bounds::MAX_EVENT_DEPTH`.
+pub const MAX_VALUE_DEPTH: usize = events::bounds::MAX_EVENT_DEPTH - 32;
 
 impl Default for LimitsConfig {
     fn default() -> Self {
@@ -230,13 +267,16 @@ impl Default for LimitsConfig {
             secrets_per_owner: 200,
             requests_per_second: 100,
             burst: 200,
-            runs_per_minute: 60,
+            runs_per_minute: 1200,
             max_nodes: 200,
             max_edges: 400,
             max_name_bytes: 256,
-            max_text_bytes: 64 * 1024,
+            max_text_bytes: 256 * 1024,
             max_values_bytes: 256 * 1024,
             max_secret_bytes: 8 * 1024,
+            max_event_bytes: events::DEFAULT_MAX_EVENT_BYTES,
+            max_value_depth: 32,
+            max_output_bytes: 512 * 1024,
         }
     }
 }
@@ -289,10 +329,15 @@ pub struct EngineConfig {
     pub js_time_limit: Duration,
     /// Memory of one JavaScript runtime, in MiB.
     pub js_memory_mib: usize,
+    /// The `node_modules` directory holding the npm packages custom code may `require` (lodash,
+    /// dayjs, uuid, pinned in `js_modules/package.json`). `None`: `js_modules/node_modules` of
+    /// the source tree the binary was built from, where `npm ci` in `js_modules/` installs them.
+    pub js_modules_dir: Option<PathBuf>,
     /// Outbound HTTP of the REST and GraphQL nodes (see `engine::http`).
-    pub http: crate::engine::http::HttpConfig,
+    pub http: OutboundHttpConfig,
     /// A JSON file of known tokens (`[{"address", "name", "symbol", "decimals"}]`) that
-    /// `GetTokenMetadata` answers from before asking the chain.
+    /// `GetTokenMetadata` answers from before asking the chain, instead of the built-in list of
+    /// the chain (`config/tokens/`: ethereum, sepolia, base, base-sepolia).
     pub token_whitelist: Option<PathBuf>,
     /// How often active tasks past their `expired_at` are completed.
     #[serde(with = "duration_text")]
@@ -312,9 +357,60 @@ impl Default for EngineConfig {
             js_threads: 0,
             js_time_limit: Duration::from_secs(5),
             js_memory_mib: 64,
-            http: crate::engine::http::HttpConfig::default(),
+            js_modules_dir: None,
+            http: OutboundHttpConfig::default(),
             token_whitelist: None,
             expiry_sweep: Duration::from_secs(30),
+        }
+    }
+}
+
+pub const DEFAULT_HTTP_TIMEOUT: Duration = Duration::from_secs(10);
+pub const DEFAULT_HTTP_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+pub const DEFAULT_HTTP_MAX_REQUEST_BYTES: usize = 1024 * 1024;
+pub const DEFAULT_HTTP_MAX_RESPONSE_BYTES: usize = 5 * 1024 * 1024;
+pub const DEFAULT_HTTP_MAX_REDIRECTS: usize = 5;
+pub const DEFAULT_HTTP_USER_AGENT: &str = concat!("ava-aggregator/", env!("CARGO_PKG_VERSION"));
+
+/// `engine.http`: outbound HTTP of the REST and GraphQL nodes (`engine::http`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct OutboundHttpConfig {
+    /// Address blocks that are requested even though they are private, loopback, link-local...
+    /// (e.g. `10.20.0.0/16` for an internal API the tasks are meant to reach). Empty: only
+    /// public addresses.
+    pub allow: Vec<Cidr>,
+    /// Host names (exactly, case-insensitive) whose addresses are not checked at all. Prefer
+    /// `allow`: a name's addresses can change under you.
+    pub allow_hosts: Vec<String>,
+    /// The whole request: connecting, sending, redirects and reading the response.
+    #[serde(with = "duration_text")]
+    pub timeout: Duration,
+    #[serde(with = "duration_text")]
+    pub connect_timeout: Duration,
+    /// The URL, the headers and the body together.
+    pub max_request_bytes: usize,
+    /// The response body, as decoded.
+    pub max_response_bytes: usize,
+    pub max_redirects: usize,
+    pub user_agent: String,
+    /// Answer `https://mock-api.ap-aggregator.local/...` in process, as the original does (an
+    /// httpbin-like responder that never touches the network), instead of resolving the name.
+    pub mock_host: bool,
+}
+
+impl Default for OutboundHttpConfig {
+    fn default() -> Self {
+        Self {
+            allow: Vec::new(),
+            allow_hosts: Vec::new(),
+            timeout: DEFAULT_HTTP_TIMEOUT,
+            connect_timeout: DEFAULT_HTTP_CONNECT_TIMEOUT,
+            max_request_bytes: DEFAULT_HTTP_MAX_REQUEST_BYTES,
+            max_response_bytes: DEFAULT_HTTP_MAX_RESPONSE_BYTES,
+            max_redirects: DEFAULT_HTTP_MAX_REDIRECTS,
+            user_agent: DEFAULT_HTTP_USER_AGENT.to_owned(),
+            mock_host: true,
         }
     }
 }
@@ -547,13 +643,22 @@ impl Config {
         {
             return invalid("wallet.bundler_url is not a URL".into());
         }
-        if self.operators.quorum_denominator == 0
+        if self.operators.quorum_numerator == 0
+            || self.operators.quorum_denominator == 0
             || self.operators.quorum_numerator > self.operators.quorum_denominator
         {
             return invalid(
-                "operators.quorum_numerator / quorum_denominator must be a share between 0 and 1"
+                "operators.quorum_numerator / quorum_denominator must be a share above 0 and at most 1 (0 would run any firing no operator signed)"
                     .into(),
             );
+        }
+        if self.http.tls.is_some() {
+            return invalid(
+                "http.tls is not supported: keep the HTTP listener on loopback or behind a TLS-terminating proxy (grpc.tls is)".into(),
+            );
+        }
+        if self.grpc.max_connections == 0 {
+            return invalid("grpc.max_connections must be positive".into());
         }
         if self.limits.requests_per_second == 0
             || self.limits.burst == 0
@@ -561,18 +666,61 @@ impl Config {
         {
             return invalid("limits.requests_per_second, limits.burst and limits.runs_per_minute must be positive".into());
         }
+        self.limits.check_sizes().map_err(ConfigError::Invalid)
+    }
+}
+
+impl LimitsConfig {
+    /// Every size limit fits under `max_event_bytes`: the largest events are a step (its output,
+    /// its rendered config, its log and error, each text at most `max_text_bytes`) and a firing
+    /// (its data and the caller's input), with room for the envelope.
+    fn check_sizes(&self) -> Result<(), String> {
+        const ENVELOPE: usize = 64 * 1024;
+        if self.max_value_depth == 0 || self.max_value_depth > MAX_VALUE_DEPTH {
+            return Err(format!(
+                "limits.max_value_depth must be between 1 and {MAX_VALUE_DEPTH}"
+            ));
+        }
+        let step = 2 * self.max_output_bytes + 2 * self.max_text_bytes + ENVELOPE;
+        let firing = self.max_output_bytes + self.max_values_bytes + ENVELOPE;
+        for (what, bytes) in [
+            (
+                "a step (2 × max_output_bytes + 2 × max_text_bytes + 64 KiB)",
+                step,
+            ),
+            (
+                "a firing (max_output_bytes + max_values_bytes + 64 KiB)",
+                firing,
+            ),
+            (
+                "a secret (max_secret_bytes + 64 KiB)",
+                self.max_secret_bytes + ENVELOPE,
+            ),
+        ] {
+            if bytes > self.max_event_bytes {
+                return Err(format!(
+                    "limits.max_event_bytes ({}) is smaller than {what}: {bytes} bytes",
+                    self.max_event_bytes
+                ));
+            }
+        }
         Ok(())
     }
 }
 
-/// Durations as text (`120s`, `7d`, `1h 30m`), in both directions.
-mod duration_text {
+/// Durations as text (`120s`, `7d`, `1h 30m`), in both directions: the one form of every
+/// duration in a configuration file (the operator's too).
+pub mod duration_text {
     use std::time::Duration;
 
     use serde::{Deserialize, Deserializer, Serializer};
 
+    pub fn text(value: &Duration) -> String {
+        humantime::format_duration(*value).to_string()
+    }
+
     pub fn serialize<S: Serializer>(value: &Duration, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str(&humantime::format_duration(*value).to_string())
+        s.serialize_str(&text(value))
     }
 
     pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
@@ -609,6 +757,26 @@ mod tests {
         });
         assert_eq!(config.chain_id, 7);
         assert_eq!(config.data_dir, PathBuf::from("/tmp/x"));
+    }
+
+    #[test]
+    fn settings_that_would_weaken_the_service_are_refused() {
+        for (yaml, says) in [
+            ("operators:\n  quorum_numerator: 0\n", "above 0"),
+            (
+                "http:\n  tls: { cert: /c.pem, key: /k.pem }\n",
+                "http.tls is not supported",
+            ),
+            ("limits:\n  max_value_depth: 120\n", "max_value_depth"),
+            (
+                "limits:\n  max_event_bytes: 100000\n",
+                "smaller than a step",
+            ),
+            ("grpc:\n  max_connections: 0\n", "max_connections"),
+        ] {
+            let err = Config::from_yaml(yaml, "test").unwrap_err();
+            assert!(err.to_string().contains(says), "{yaml}: {err}");
+        }
     }
 
     #[test]

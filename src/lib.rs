@@ -2,22 +2,29 @@
 //! the store they share.
 //!
 //! Layout:
-//! - `server`: start-up and shutdown; `app`: the state every handler shares;
-//! - `config`: the typed configuration; `telemetry`: logs, metrics, HTTP endpoints;
+//! - `server`: start-up and shutdown; `app`: the state every handler shares; `clock`: the time
+//!   and the ids the aggregator makes; `address`: Ethereum addresses as stored and as shown;
+//! - `config`: the typed configuration; `go_config`: the original's `aggregator.yaml`, converted;
+//!   `telemetry`: logs, metrics, HTTP endpoints;
 //! - `rpc`: the gRPC edge (prost types end there); `domain`: every business rule, pure;
 //! - `store`: the event log and the projections, opened together;
 //! - `auth`: sign-in, tokens, API keys; `secrets`: encryption at rest; `wallet`: smart-wallet
 //!   addresses; `chain`: the Ethereum connection; `limits`: rate limits;
 //! - `operators`: the aggregator's side of the operators (registry, assignment, attestations);
 //!   `operator`: the operator process itself (`src/bin/operator.rs`);
-//! - `pb`: the generated wire types.
+//! - `pb`: the generated wire types, and `pb::convert`, the wire ⇄ domain conversions;
+//! - `ip`: the IP addresses outbound HTTP refuses.
 
+pub mod address;
 pub mod app;
 pub mod auth;
 pub mod chain;
+pub mod clock;
 pub mod config;
 pub mod domain;
 pub mod engine;
+pub mod go_config;
+pub mod ip;
 pub mod limits;
 pub mod operator;
 pub mod operators;

@@ -1,5 +1,6 @@
-//! `aggregator`: runs the service (the default), mints an API key offline, or prepares a chain
-//! for the users' smart wallets (`chain deploy`).
+//! `aggregator`: runs the service (the default), mints an API key offline, prints the effective
+//! configuration or converts the original's, or prepares a chain for the users' smart wallets
+//! (`chain deploy`).
 
 use std::time::Duration;
 
@@ -45,7 +46,10 @@ enum Cmd {
         expires: Duration,
     },
     /// Print the effective configuration (YAML) and exit.
-    Config,
+    Config {
+        #[command(subcommand)]
+        action: Option<ConfigCmd>,
+    },
     /// Prepare a chain for the users' smart wallets.
     #[command(subcommand)]
     Chain(ChainCmd),
@@ -71,6 +75,24 @@ enum ChainCmd {
         /// Keep the self-bundler's account at this much ETH (wei) at least.
         #[arg(long, default_value = "1000000000000000000")]
         bundler_funding: alloy::primitives::U256,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum ConfigCmd {
+    /// Print our configuration for the original (Go) aggregator's `aggregator.yaml`, with what
+    /// has no counterpart listed at the top. The chain id comes from `--chain-id`.
+    FromGo {
+        /// The original's aggregator.yaml.
+        file: std::path::PathBuf,
+        /// Also write its jwt_secret as the JWT secret of the keys directory (`--keys-dir`), so
+        /// that session tokens and API keys the original minted keep working here.
+        #[arg(long)]
+        import_jwt_secret: bool,
+        /// With --import-jwt-secret: replace a different secret already in the keys directory
+        /// (the tokens signed with it stop working).
+        #[arg(long, requires = "import_jwt_secret")]
+        force: bool,
     },
 }
 
@@ -108,8 +130,45 @@ fn main() -> anyhow::Result<()> {
             println!("{key}");
             Ok(())
         }
-        Cmd::Config => {
+        Cmd::Config { action: None } => {
             print!("{}", serde_norway::to_string(&config)?);
+            Ok(())
+        }
+        Cmd::Config {
+            action:
+                Some(ConfigCmd::FromGo {
+                    file,
+                    import_jwt_secret,
+                    force,
+                }),
+        } => {
+            let text = std::fs::read_to_string(&file)
+                .with_context(|| format!("reading {}", file.display()))?;
+            let converted =
+                aggregator::go_config::convert(&text, config, cli.overrides.chain_id.is_some())
+                    .with_context(|| file.display().to_string())?;
+            let mut converted = converted;
+            if import_jwt_secret {
+                let secret = converted
+                    .jwt_secret
+                    .as_deref()
+                    .with_context(|| format!("{} has no jwt_secret", file.display()))?;
+                let written = aggregator::go_config::import_jwt_secret(
+                    &converted.config.keys_dir,
+                    secret,
+                    force,
+                )?;
+                converted.notes.push(format!(
+                    "jwt_secret: imported as the JWT secret in {}: the original's tokens and API keys keep working",
+                    written.display()
+                ));
+            } else if converted.jwt_secret.is_some() {
+                converted.notes.push(
+                    "jwt_secret: not carried; add --import-jwt-secret to write it into keys_dir, so that the original's tokens and API keys keep working"
+                        .into(),
+                );
+            }
+            print!("{}", converted.to_yaml()?);
             Ok(())
         }
         Cmd::Chain(ChainCmd::Deploy {

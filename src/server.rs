@@ -51,12 +51,17 @@ pub async fn open(config: Config) -> anyhow::Result<SharedApp> {
     let chain = match &config.ethereum.rpc_url {
         Some(url) => {
             let chain = Chain::connect(url, config.chain_id).await?;
-            tracing::info!(url, chain_id = chain.chain_id, "connected to the chain");
+            tracing::info!(url = %crate::chain::redact_url(url), chain_id = chain.chain_id, "connected to the chain");
             Some(chain)
         }
         None => None,
     };
-    let (store, catch_up) = Store::open(&config.data_dir, config.durability.into())
+    let log_options = events::LogOptions {
+        durability: config.durability.into(),
+        max_event_bytes: config.limits.max_event_bytes,
+        ..events::LogOptions::default()
+    };
+    let (store, catch_up) = Store::open_with(&config.data_dir, log_options)
         .with_context(|| format!("opening the store in {}", config.data_dir.display()))?;
     if !catch_up.rebuilt.is_empty() || catch_up.applied > 0 {
         tracing::info!(rebuilt = ?catch_up.rebuilt, applied = catch_up.applied, "projections brought up to date");
@@ -70,12 +75,15 @@ pub async fn open(config: Config) -> anyhow::Result<SharedApp> {
     let engine = crate::engine::Engine::start(
         store.clone(),
         config.engine.clone(),
+        crate::domain::bounds::ValueBounds::output(&config.limits),
         secret_box.clone(),
         chain.clone(),
     )
     .await?;
-    let token_directory =
-        crate::tokens::TokenDirectory::load(config.engine.token_whitelist.as_deref())?;
+    let token_directory = crate::tokens::TokenDirectory::load(
+        config.chain_id,
+        config.engine.token_whitelist.as_deref(),
+    )?;
     let members = crate::operators::registry::load(&config, chain.as_ref()).await?;
     crate::operators::registry::record(&store, &members).await?;
     let pool = crate::operators::Pool::new(store.clone(), config.operators.clone())?;

@@ -7,7 +7,8 @@ use ulid::Ulid;
 
 use crate::envelope::Envelope;
 use crate::error::{Error, Result};
-use crate::log::{LogKeyspaces, decode_at};
+use crate::keys::decode_at;
+use crate::keyspaces::LogKeyspaces;
 
 const CHUNK: usize = 1024;
 

@@ -30,6 +30,9 @@ pub enum Error {
     Encode(#[from] serde_json::Error),
     #[error("invalid command: {0}")]
     InvalidCommand(String),
+    /// An event over the log's size or depth bound (see `bounds`): the command is rejected.
+    #[error("{0}")]
+    TooLarge(String),
     #[error("corrupt store: {0}")]
     Corrupt(String),
     #[error("the log writer has stopped")]

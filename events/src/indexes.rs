@@ -4,7 +4,8 @@
 use fjall::{Database, Keyspace};
 
 use crate::error::Result;
-use crate::log::{IdempotencyRecord, LogKeyspaces, decode_header_at, stream_key};
+use crate::keys::{IdempotencyRecord, decode_header_at, stream_key};
+use crate::keyspaces::LogKeyspaces;
 
 /// Events per batch while rebuilding (no fsync until the end).
 const REBUILD_BATCH: usize = 20_000;

@@ -7,12 +7,17 @@
 //! - `envelope`: the metadata around each event, its exact stored bytes and the hash chain;
 //! - `upcast`: rewriting older payload versions before typed decoding;
 //! - `command`: what callers append (events per stream, expected versions, idempotency key);
-//! - `log`: the shared handle, the keyspaces and reads; `writer`: the single writer thread with
-//!   group commit; `tx`: projection rows staged in the same batch as their events;
+//! - `log`: the shared handle; `options`: durability, group size and the projector hook;
+//!   `keyspaces`: the log's keyspaces and the reads over them; `keys`: their byte layout;
+//! - `writer`: the single writer thread with group commit; `tx`: projection rows staged in the
+//!   same batch as their events;
 //! - `verify`: integrity of the stored log; `indexes`: the indexes rebuilt from the events, and
 //!   keyspace comparison;
-//! - `stream`: the stream id of each kind of aggregate.
+//! - `stream`: the stream id of each kind of aggregate; `timeline`: every event of a task and of
+//!   what it started, in log order;
+//! - `bounds`: the depth and size every stored event and row keeps to, so that readers read it.
 
+pub mod bounds;
 mod command;
 mod decoded;
 mod envelope;
@@ -21,10 +26,14 @@ pub mod event;
 pub mod execution;
 mod ids;
 mod indexes;
+mod keys;
+mod keyspaces;
 mod log;
+mod options;
 pub mod samples;
 pub mod stream;
 pub mod task;
+mod timeline;
 mod tx;
 pub mod upcast;
 pub mod user_op;
@@ -44,10 +53,10 @@ pub use error::{Error, Result};
 pub use event::{DecodeError, EVENT_TYPES, Event};
 pub use ids::now_ms;
 pub use indexes::{Difference, first_difference, printable, rebuild_indexes};
-pub use log::{
-    Durability, Log, LogKeyspaces, LogOptions, Projector, decode_at, decode_header_at,
-    open_database,
-};
+pub use keys::{decode_at, decode_header_at};
+pub use keyspaces::LogKeyspaces;
+pub use log::{Log, open_database};
+pub use options::{DEFAULT_MAX_EVENT_BYTES, Durability, LogOptions, Projector};
 pub use tx::Tx;
 pub use verify::{VerifyFailure, VerifyReport, verify};
 

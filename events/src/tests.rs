@@ -28,7 +28,9 @@ struct Failing(Arc<AtomicBool>);
 impl Projector for Failing {
     fn apply(&mut self, _: &crate::Envelope, _: &mut Tx) -> crate::Result<()> {
         if self.0.load(Ordering::SeqCst) {
-            return Err(Error::Corrupt("simulated storage failure".into()));
+            return Err(Error::Storage(crate::fjall::Error::Io(
+                std::io::Error::other("simulated storage failure"),
+            )));
         }
         Ok(())
     }
@@ -326,7 +328,7 @@ fn a_failed_commit_poisons_the_store() {
     let err = log
         .append_blocking(cmd("task:b", Expected::NoStream, vec![created("b")]))
         .unwrap_err();
-    assert!(matches!(err, Error::Corrupt(_)), "{err}");
+    assert!(matches!(err, Error::Storage(_)), "{err}");
     fail.store(false, Ordering::SeqCst);
     // Even though the cause is gone, the store refuses writes until it is reopened.
     let err = log
@@ -335,6 +337,130 @@ fn a_failed_commit_poisons_the_store() {
     assert!(matches!(err, Error::Poisoned(_)), "{err}");
     assert!(log.poisoned().is_some());
     assert_eq!(log.stream_version("task:b").unwrap(), 0);
+}
+
+/// Writes a row per event in the `rows` keyspace (key: the event's ULID) and refuses, as a
+/// projection refusing a row would, the second event of any command on stream `task:bad`.
+struct Picky {
+    rows: crate::fjall::Keyspace,
+}
+
+impl Projector for Picky {
+    fn apply(&mut self, envelope: &crate::Envelope, tx: &mut Tx) -> crate::Result<()> {
+        tx.insert(&self.rows, envelope.id.to_bytes().to_vec(), b"row".to_vec());
+        if envelope.stream == "task:bad" && envelope.seq == 2 {
+            return Err(Error::Projection {
+                projection: "picky".into(),
+                message: "refuses this row".into(),
+            });
+        }
+        Ok(())
+    }
+    fn checkpoint(&mut self, _: Ulid, _: &mut Tx) -> crate::Result<()> {
+        Ok(())
+    }
+}
+
+#[test]
+fn a_command_a_projection_refuses_is_rejected_alone_and_leaves_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = open_database(dir.path()).unwrap();
+    let rows = db
+        .keyspace("rows", crate::fjall::KeyspaceCreateOptions::default)
+        .unwrap();
+    let log = Log::open(
+        &db,
+        LogOptions::default(),
+        Box::new(Picky { rows: rows.clone() }),
+    )
+    .unwrap();
+    // Many commands at once, so that the refused one shares its group with others.
+    let results: Vec<_> = std::thread::scope(|scope| {
+        let handles: Vec<_> = ["a", "bad", "c", "d"]
+            .into_iter()
+            .map(|task| {
+                let log = log.clone();
+                scope.spawn(move || {
+                    log.append_blocking(cmd(
+                        &format!("task:{task}"),
+                        Expected::NoStream,
+                        vec![created(task), enabled(task)],
+                    ))
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    assert!(
+        matches!(&results[1], Err(Error::Projection { .. })),
+        "{:?}",
+        results[1]
+    );
+    for ok in [&results[0], &results[2], &results[3]] {
+        assert!(ok.is_ok(), "{ok:?}");
+    }
+    assert!(log.poisoned().is_none());
+    assert_eq!(log.stream_version("task:bad").unwrap(), 0);
+    assert_eq!(log.stream_version("task:a").unwrap(), 2);
+    // The refused command's first row was staged before its second event failed: it is gone.
+    assert_eq!(rows.len().unwrap(), 6);
+    // The chain still verifies: no hash of the refused events entered it.
+    let later = log.append_blocking(cmd("task:e", Expected::NoStream, vec![created("e")]));
+    assert!(later.is_ok());
+    let ks = log.keyspaces().clone();
+    assert_eq!(verify(&ks, 2, &|_| {}).unwrap().unwrap().events, 7);
+}
+
+#[test]
+fn an_event_over_the_logs_size_or_depth_bound_is_rejected_alone() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = open_database(dir.path()).unwrap();
+    let options = LogOptions {
+        max_event_bytes: 4096,
+        ..LogOptions::default()
+    };
+    let log = Log::open(&db, options, Box::new(NoProjections)).unwrap();
+    let big = TaskDefinition {
+        name: "x".repeat(5000),
+        ..TaskDefinition::default()
+    };
+    let too_large = Event::TaskCreated(TaskCreated {
+        task_id: "big".into(),
+        owner: "0xowner".into(),
+        wallet: "0xwallet".into(),
+        definition: big,
+    });
+    let err = log
+        .append_blocking(cmd("task:big", Expected::NoStream, vec![too_large]))
+        .unwrap_err();
+    assert!(matches!(err, Error::TooLarge(_)), "{err}");
+    assert!(
+        err.to_string()
+            .contains("more than the log's limit of 4096"),
+        "{err}"
+    );
+
+    let mut deep = serde_json::json!(1);
+    for _ in 0..crate::bounds::MAX_EVENT_DEPTH {
+        deep = serde_json::json!([deep]);
+    }
+    let mut nested = TaskDefinition::default();
+    nested.input_variables.insert("v".into(), deep);
+    let too_deep = Event::TaskCreated(TaskCreated {
+        task_id: "deep".into(),
+        owner: "0xowner".into(),
+        wallet: "0xwallet".into(),
+        definition: nested,
+    });
+    let err = log
+        .append_blocking(cmd("task:deep", Expected::NoStream, vec![too_deep]))
+        .unwrap_err();
+    assert!(err.to_string().contains("levels deep"), "{err}");
+    assert!(log.poisoned().is_none());
+    log.append_blocking(cmd("task:ok", Expected::NoStream, vec![created("ok")]))
+        .unwrap();
+    let ks = log.keyspaces().clone();
+    assert_eq!(verify(&ks, 2, &|_| {}).unwrap().unwrap().events, 1);
 }
 
 /// The v1 encoding of every event type, committed in `tests/fixtures/events-v1.log`: one event

@@ -39,9 +39,15 @@ impl Write {
 
 type Rows<V> = HashMap<u64, HashMap<Vec<u8>, V>>;
 
+/// A write staged by the current command, with what it replaced (by keyspace id and key).
+type Undo = (u64, Vec<u8>, Option<Write>);
+
 /// Staged projection writes, the previous group's, and cached rows, by keyspace and key.
 pub struct Tx {
     writes: Rows<Write>,
+    /// While a command is staged: what each of its writes replaced, to undo them if the command
+    /// is rejected (`rollback`).
+    undo: Option<Vec<Undo>>,
     landing: Rows<Write>,
     cache: Rows<Option<Vec<u8>>>,
     cached: usize,
@@ -79,6 +85,7 @@ impl Tx {
     pub fn with_cache(limit: usize) -> Self {
         Self {
             writes: HashMap::new(),
+            undo: None,
             landing: HashMap::new(),
             cache: HashMap::new(),
             cached: 0,
@@ -137,7 +144,45 @@ impl Tx {
     fn stage(&mut self, keyspace: &Keyspace, key: Vec<u8>, write: Write) {
         let id = keyspace.id();
         self.keyspaces.entry(id).or_insert_with(|| keyspace.clone());
-        self.writes.entry(id).or_default().insert(key, write);
+        let rows = self.writes.entry(id).or_default();
+        match &mut self.undo {
+            Some(undo) => {
+                let replaced = rows.insert(key.clone(), write);
+                undo.push((id, key, replaced));
+            }
+            None => {
+                rows.insert(key, write);
+            }
+        }
+    }
+
+    /// Starts staging one command: its writes can be undone as a whole (`rollback`) until
+    /// `release`. The writer uses it so that a command rejected half-way leaves nothing behind.
+    pub fn savepoint(&mut self) {
+        self.undo = Some(Vec::new());
+    }
+
+    /// Keeps the writes staged since `savepoint`.
+    pub fn release(&mut self) {
+        self.undo = None;
+    }
+
+    /// Undoes the writes staged since `savepoint`, newest first.
+    pub fn rollback(&mut self) {
+        let Some(undo) = self.undo.take() else { return };
+        for (id, key, replaced) in undo.into_iter().rev() {
+            let Some(rows) = self.writes.get_mut(&id) else {
+                continue;
+            };
+            match replaced {
+                Some(write) => {
+                    rows.insert(key, write);
+                }
+                None => {
+                    rows.remove(&key);
+                }
+            }
+        }
     }
 
     fn cache_row(&mut self, id: u64, key: Vec<u8>, value: Option<Vec<u8>>) {
@@ -195,6 +240,7 @@ impl Tx {
     /// Forgets everything (after a failed commit).
     pub fn forget(&mut self) {
         self.writes.clear();
+        self.undo = None;
         self.landing.clear();
         self.cache.clear();
         self.cached = 0;

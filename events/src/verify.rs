@@ -14,7 +14,7 @@ use ulid::Ulid;
 use crate::envelope::{self, GENESIS_HASH, Hash};
 use crate::error::Result;
 use crate::event::closes_stream;
-use crate::log::LogKeyspaces;
+use crate::keyspaces::LogKeyspaces;
 
 /// What a clean log looks like.
 #[derive(Debug, Clone, PartialEq, Eq)]

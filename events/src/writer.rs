@@ -9,6 +9,11 @@
 //! memory: stream heads (emptied only behind a barrier that waits for the committer to be idle),
 //! idempotency keys of the last two groups, and projection rows (`Tx` keeps the previous group's).
 //!
+//! A command is staged whole or not at all: an error while staging it (a conflict, an event over
+//! the log's size or depth bound, a projection refusing a row) rejects that command alone, with its
+//! projection rows rolled back (`Tx::savepoint`); the rest of the group commits. Only a failure of
+//! the disk poisons the store.
+//!
 //! Ordering hazard: a command is acknowledged only after the batch holding it is committed (and
 //! fsync'd in `Durability::Sync`). A failed commit poisons the store: every command of that group,
 //! of the group staged behind it, and every later one gets `Error::Poisoned`; the in-memory state
@@ -24,15 +29,18 @@ use fjall::{Database, OwnedWriteBatch, PersistMode};
 use tokio::sync::oneshot;
 use ulid::Ulid;
 
+use crate::bounds::{MAX_EVENT_DEPTH, json_depth};
 use crate::command::{Command, Committed, EventRef, Expected};
 use crate::envelope::{Envelope, Hash, IdempotencyMark, NewEnvelope};
 use crate::error::{Error, Result};
 use crate::event::closes_stream;
 use crate::ids::MonotonicUlids;
-use crate::log::{
-    Durability, IdempotencyRecord, LogKeyspaces, LogOptions, Projector, decode_header_at,
-    seq_from_stream_key, stream_key, stream_prefix, ulid_from_key,
+use crate::keys::{
+    IdempotencyRecord, decode_header_at, seq_from_stream_key, stream_key, stream_prefix,
+    ulid_from_key,
 };
+use crate::keyspaces::LogKeyspaces;
+use crate::options::{Durability, LogOptions, Projector};
 use crate::tx::Tx;
 
 pub(crate) enum Request {
@@ -104,6 +112,23 @@ enum Flight {
 
 /// Projection rows read from fjall that the writer keeps cached.
 const ROW_CACHE_LIMIT: usize = 200_000;
+
+/// Which of the log's keyspaces a staged write goes to.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Kind {
+    Events,
+    Streams,
+    Idempotency,
+}
+
+/// One command staged: what it appended, and what the batch, the heads and the idempotency keys
+/// get once the whole command has staged.
+struct Staged {
+    committed: Committed,
+    writes: Vec<(Kind, Vec<u8>, Vec<u8>)>,
+    heads: Vec<(String, Head)>,
+    idempotency_key: Option<String>,
+}
 
 /// A command that passed its checks in the current group, waiting for the commit.
 struct Pending {
@@ -225,14 +250,18 @@ impl Writer {
                     }
                     pending.push(Pending { reply, committed });
                 }
-                Err(e) if is_rejection(&e) => {
+                Err(e) if is_io_failure(&e) => {
+                    // The disk failed under a read: what it holds is uncertain.
+                    self.poison.set(format!("staging a command failed: {e}"));
                     let _ = reply.send(Err(e));
                 }
-                Err(fatal) => {
-                    // Part of this command may be staged: the group cannot be committed.
-                    self.poison
-                        .set(format!("staging a command failed: {fatal}"));
-                    let _ = reply.send(Err(fatal));
+                Err(rejected) => {
+                    // Deterministic (a conflict, a refused event or row): the command staged
+                    // nothing, the group goes on without it.
+                    if !is_expected_rejection(&rejected) {
+                        tracing::warn!(error = %rejected, "a command was rejected while staging");
+                    }
+                    let _ = reply.send(Err(rejected));
                 }
             }
         }
@@ -263,8 +292,13 @@ impl Writer {
         Some(Flight::Group { batch, pending })
     }
 
-    /// Checks one command and stages its events. A rejection (conflict, closed stream, invalid
-    /// command) stages nothing; any other error may leave the batch half-staged.
+    /// Checks one command and stages its events, in three phases: a repeat of an idempotency
+    /// key answers what the first command appended (`dedup`); the streams' heads must match the
+    /// expected versions (`check_heads`); then the events are encoded, chained and projected
+    /// (`stage_events`). Nothing reaches `batch`, the stream heads or the hash chain unless the
+    /// whole command staged: an error in any phase leaves the group as it was, so a command that
+    /// cannot be staged (a conflict, an event too large or too deep, a projection refusing a row)
+    /// is rejected alone.
     fn stage(
         &mut self,
         command: Command,
@@ -273,28 +307,66 @@ impl Writer {
         staged_keys: &mut HashMap<String, Committed>,
     ) -> Result<Committed> {
         let event_count = validate_shape(&command)?;
-
-        if let Some(idem) = &command.idempotency {
-            if let Some(earlier) = staged_keys
-                .get(&idem.key)
-                .or_else(|| self.previous_keys.get(&idem.key))
-            {
-                return Ok(Committed {
-                    events: earlier.events.clone(),
-                    deduplicated: true,
-                });
-            }
-            if let Some(record) = self.keyspaces.idempotency.get(idem.key.as_bytes())? {
-                let record = IdempotencyRecord::decode(&record)?;
-                if self.is_live(&record, command.recorded_at)? {
-                    return Ok(Committed {
-                        events: self.keyspaces.refs_of(&record)?,
-                        deduplicated: true,
-                    });
+        if let Some(earlier) = self.dedup(&command, staged_keys)? {
+            return Ok(earlier);
+        }
+        let heads = self.check_heads(&command)?;
+        let prev_hash = self.prev_hash;
+        tx.savepoint();
+        match self.stage_events(command, heads, event_count, tx) {
+            Ok(staged) => {
+                tx.release();
+                for (keyspace, key, value) in staged.writes {
+                    batch.insert(self.keyspaces.by_kind(keyspace), key, value);
                 }
+                for (stream, head) in staged.heads {
+                    self.remember(stream, head);
+                }
+                if let Some(key) = staged.idempotency_key {
+                    staged_keys.insert(key, staged.committed.clone());
+                }
+                Ok(staged.committed)
+            }
+            Err(e) => {
+                tx.rollback();
+                self.prev_hash = prev_hash;
+                Err(e)
             }
         }
+    }
 
+    /// What an earlier command with the same idempotency key appended, if the key still holds.
+    fn dedup(
+        &mut self,
+        command: &Command,
+        staged_keys: &HashMap<String, Committed>,
+    ) -> Result<Option<Committed>> {
+        let Some(idem) = &command.idempotency else {
+            return Ok(None);
+        };
+        if let Some(earlier) = staged_keys
+            .get(&idem.key)
+            .or_else(|| self.previous_keys.get(&idem.key))
+        {
+            return Ok(Some(Committed {
+                events: earlier.events.clone(),
+                deduplicated: true,
+            }));
+        }
+        if let Some(record) = self.keyspaces.idempotency.get(idem.key.as_bytes())? {
+            let record = IdempotencyRecord::decode(&record)?;
+            if self.is_live(&record, command.recorded_at)? {
+                return Ok(Some(Committed {
+                    events: self.keyspaces.refs_of(&record)?,
+                    deduplicated: true,
+                }));
+            }
+        }
+        Ok(None)
+    }
+
+    /// The head of each stream the command appends to, checked against its expected version.
+    fn check_heads(&mut self, command: &Command) -> Result<Vec<Head>> {
         let mut heads = Vec::with_capacity(command.appends.len());
         for append in &command.appends {
             let head = self.head(&append.stream)?;
@@ -317,7 +389,18 @@ impl Writer {
             }
             heads.push(head);
         }
+        Ok(heads)
+    }
 
+    /// Encodes, chains and projects the command's events. The log's own writes are returned,
+    /// not put in the batch, so that the caller can drop them if a later event fails.
+    fn stage_events(
+        &mut self,
+        command: Command,
+        heads: Vec<Head>,
+        event_count: usize,
+        tx: &mut Tx,
+    ) -> Result<Staged> {
         let idem_mark = command.idempotency.as_ref().map(|idem| IdempotencyMark {
             key: idem.key.clone(),
             expires_at: idem
@@ -325,7 +408,15 @@ impl Writer {
                 .map(|w| command.recorded_at.saturating_add(w)),
             events: u32::try_from(event_count).unwrap_or(u32::MAX),
         });
-        let mut refs = Vec::with_capacity(event_count);
+        let mut staged = Staged {
+            committed: Committed {
+                events: Vec::with_capacity(event_count),
+                deduplicated: false,
+            },
+            writes: Vec::with_capacity(event_count * 2 + 1),
+            heads: Vec::with_capacity(heads.len()),
+            idempotency_key: None,
+        };
         let Command {
             actor,
             recorded_at,
@@ -336,7 +427,7 @@ impl Writer {
             for event in append.events {
                 head.seq += 1;
                 let id = self.ids.next();
-                let idempotency = if refs.is_empty() {
+                let idempotency = if staged.committed.events.is_empty() {
                     idem_mark.as_ref()
                 } else {
                     None
@@ -351,12 +442,15 @@ impl Writer {
                     event: &event,
                 };
                 let (value, hash) = new.encode(&self.prev_hash)?;
-                batch.insert(&self.keyspaces.events, id.to_bytes(), value);
-                batch.insert(
-                    &self.keyspaces.streams,
+                self.check_bounds(&event, &value)?;
+                staged
+                    .writes
+                    .push((Kind::Events, id.to_bytes().to_vec(), value));
+                staged.writes.push((
+                    Kind::Streams,
                     stream_key(&append.stream, head.seq),
-                    id.to_bytes(),
-                );
+                    id.to_bytes().to_vec(),
+                ));
                 if let Some(mark) = idempotency {
                     let record = IdempotencyRecord {
                         first: id,
@@ -364,11 +458,11 @@ impl Writer {
                         expires_at: mark.expires_at.unwrap_or(0),
                         stream: append.stream.clone(),
                     };
-                    batch.insert(
-                        &self.keyspaces.idempotency,
-                        mark.key.as_bytes(),
+                    staged.writes.push((
+                        Kind::Idempotency,
+                        mark.key.as_bytes().to_vec(),
                         record.encode(),
-                    );
+                    ));
                 }
                 head.closed = event.closes_stream();
                 let envelope = Envelope {
@@ -384,22 +478,37 @@ impl Writer {
                 };
                 self.projector.apply(&envelope, tx)?;
                 self.prev_hash = hash;
-                refs.push(EventRef {
+                staged.committed.events.push(EventRef {
                     id,
                     stream: append.stream.clone(),
                     seq: head.seq,
                 });
             }
-            self.remember(append.stream, head);
+            staged.heads.push((append.stream, head));
         }
-        let committed = Committed {
-            events: refs,
-            deduplicated: false,
-        };
-        if let Some(mark) = idem_mark {
-            staged_keys.insert(mark.key, committed.clone());
+        staged.idempotency_key = idem_mark.map(|mark| mark.key);
+        Ok(staged)
+    }
+
+    /// An event the log stores must be readable back and fit the log's size limit.
+    fn check_bounds(&self, event: &crate::event::Event, stored: &[u8]) -> Result<()> {
+        let body = stored.get(crate::envelope::HASH_LEN..).unwrap_or_default();
+        if body.len() > self.options.max_event_bytes {
+            return Err(Error::TooLarge(format!(
+                "a {} event is {} bytes encoded, more than the log's limit of {}",
+                event.type_name(),
+                body.len(),
+                self.options.max_event_bytes
+            )));
         }
-        Ok(committed)
+        let depth = json_depth(body);
+        if depth > MAX_EVENT_DEPTH {
+            return Err(Error::TooLarge(format!(
+                "a {} event nests {depth} levels deep, more than the log's limit of {MAX_EVENT_DEPTH}",
+                event.type_name()
+            )));
+        }
+        Ok(())
     }
 
     /// Whether an earlier command's key still holds: inside its window and its stream not closed.
@@ -489,12 +598,15 @@ fn land(flight: Flight, poison: &Poison) {
     }
 }
 
-/// Rejections leave the store untouched and only concern the command that caused them.
-fn is_rejection(e: &Error) -> bool {
-    matches!(
-        e,
-        Error::Conflict { .. } | Error::StreamClosed { .. } | Error::InvalidCommand(_)
-    )
+/// Only a failure of the disk poisons the store; every other error while staging is the
+/// command's own and rejects it alone (poison is for I/O failures).
+fn is_io_failure(e: &Error) -> bool {
+    matches!(e, Error::Storage(_))
+}
+
+/// The rejections that are part of normal operation (optimistic concurrency, deleted tasks).
+fn is_expected_rejection(e: &Error) -> bool {
+    matches!(e, Error::Conflict { .. } | Error::StreamClosed { .. })
 }
 
 /// A command must append at least one event, to each stream once, and nothing after an event

@@ -3,8 +3,8 @@
 //! Layout:
 //! - `Projection`: one view, a pure function of the events (no config, no keys, no clock, no
 //!   chain), in a keyspace of its own;
-//! - `tasks`, `executions`, `wallets`, `secrets`, `access`, `operators`: the views, one module each, with
-//!   their key layouts and read functions;
+//! - `tasks`, `executions`, `wallets`, `secrets`, `access`, `operators`, `activity`: the views, one
+//!   module each, with their key layouts and read functions;
 //! - `Projections`: the set, hooked into the log's writer so that the events, the rows they change
 //!   and the checkpoint commit in one batch; catch-up on start-up and rebuild from the log;
 //! - `Views`: the read handle the RPC layer uses.
@@ -13,6 +13,7 @@
 //! schema version changed is cleared and rebuilt on start-up (the migration mechanism).
 
 pub mod access;
+pub mod activity;
 pub mod executions;
 pub mod operators;
 pub mod secrets;
@@ -59,6 +60,7 @@ pub const KEYSPACES: &[&str] = &[
     "secrets",
     "access",
     "operators",
+    "activity",
 ];
 
 /// Events in the log after the projections' oldest checkpoint (0 when they are up to date, which
@@ -119,6 +121,7 @@ impl Projections {
             Box::new(secrets::Secrets::new(open("secrets")?)),
             Box::new(access::Access::new(open("access")?)),
             Box::new(operators::Operators::new(open("operators")?)),
+            Box::new(activity::Activity::new(open("activity")?)),
         ];
         let meta = open("projection_meta")?;
         let events = open("events")?;
@@ -328,6 +331,18 @@ pub(crate) fn put_json<T: Serialize>(
     projection: &str,
 ) -> events::Result<()> {
     let bytes = serde_json::to_vec(row).map_err(|e| corrupt(projection, &e))?;
+    // A row this deep could not be read back by the next event of its stream: refuse it (the
+    // command carrying the event is rejected) rather than write what no reader can read.
+    let depth = events::bounds::json_depth(&bytes);
+    if depth > events::bounds::READABLE_DEPTH {
+        return Err(events::Error::Projection {
+            projection: projection.to_owned(),
+            message: format!(
+                "a row would nest {depth} levels deep, more than readers parse ({})",
+                events::bounds::READABLE_DEPTH
+            ),
+        });
+    }
     tx.insert(keyspace, key, bytes);
     Ok(())
 }

@@ -53,6 +53,10 @@ pub fn operator_task_key(operator: &str, task_id: &str) -> Vec<u8> {
     format!("ao:{operator}:{task_id}").into_bytes()
 }
 
+pub fn operator_task_prefix(operator: &str) -> Vec<u8> {
+    format!("ao:{operator}:").into_bytes()
+}
+
 pub fn pending_key(trigger_request_id: &str) -> Vec<u8> {
     format!("pa:{trigger_request_id}").into_bytes()
 }

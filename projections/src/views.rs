@@ -18,6 +18,7 @@ pub struct Views {
     pub secrets: Keyspace,
     pub access: Keyspace,
     pub operators: Keyspace,
+    pub activity: Keyspace,
     /// The log's events, for what projections point to rather than copy.
     pub events: Keyspace,
 }
@@ -40,13 +41,16 @@ fn json<T: for<'de> Deserialize<'de>>(
 impl Views {
     pub(crate) fn from_keyspaces(mut keyspaces: Vec<Keyspace>, events: Keyspace) -> Self {
         // Same order as `Projections::open`.
+        let activity = keyspaces.pop();
         let operators = keyspaces.pop();
         let access = keyspaces.pop();
         let secrets = keyspaces.pop();
         let wallets = keyspaces.pop();
         let executions = keyspaces.pop();
         let tasks = keyspaces.pop();
-        match (tasks, executions, wallets, secrets, access, operators) {
+        match (
+            tasks, executions, wallets, secrets, access, operators, activity,
+        ) {
             (
                 Some(tasks),
                 Some(executions),
@@ -54,6 +58,7 @@ impl Views {
                 Some(secrets),
                 Some(access),
                 Some(operators),
+                Some(activity),
             ) => Self {
                 tasks,
                 executions,
@@ -61,9 +66,10 @@ impl Views {
                 secrets,
                 access,
                 operators,
+                activity,
                 events,
             },
-            _ => unreachable!("Projections::open opens six keyspaces"),
+            _ => unreachable!("Projections::open opens seven keyspaces"),
         }
     }
 
@@ -261,6 +267,17 @@ impl Views {
             );
         }
         Ok(out)
+    }
+
+    /// Number of tasks assigned to an operator.
+    pub fn operator_task_count(&self, operator: &str) -> events::Result<u64> {
+        let prefix = crate::operators::operator_task_prefix(operator);
+        let mut n = 0u64;
+        for guard in self.operators.prefix(&prefix) {
+            guard.key()?;
+            n += 1;
+        }
+        Ok(n)
     }
 
     /// Every assignment: (task id, operator).

@@ -17,7 +17,7 @@
 
 pub mod attestations;
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
@@ -249,41 +249,13 @@ fn diff(data: &Path, out: &mut dyn Write) -> Result<bool> {
     Ok(clean)
 }
 
-/// Streams that belong to a task: its own, its assignments and overloads, its firings, and the
-/// executions its `TaskTriggered` events name.
-fn task_streams(log: &LogKeyspaces, task: &str) -> Result<BTreeSet<String>> {
-    let mut streams = BTreeSet::from([
-        events::stream::task(task),
-        events::stream::assignment(task),
-        events::stream::overload(task),
-    ]);
-    for envelope in log.read_stream(&events::stream::task(task))? {
-        if let events::Event::TaskTriggered(t) = &envelope.event {
-            streams.insert(events::stream::execution(&t.execution_id));
-        }
-    }
-    let firing_prefix = events::stream::firing(task, "");
-    for guard in log.streams.prefix(firing_prefix.as_bytes()) {
-        let key = guard.key()?;
-        if let Some(end) = key.iter().position(|b| *b == 0) {
-            streams
-                .insert(String::from_utf8_lossy(key.get(..end).unwrap_or_default()).into_owned());
-        }
-    }
-    Ok(streams)
-}
-
 fn timeline(data: &Path, task: &str, out: &mut dyn Write) -> Result<bool> {
     let (_db, log) = open(data)?;
-    let mut all = Vec::new();
-    for stream in task_streams(&log, task)? {
-        all.extend(log.read_stream(&stream)?);
-    }
+    let all = log.task_timeline(task)?;
     if all.is_empty() {
         writeln!(out, "no events for task {task}")?;
         return Ok(false);
     }
-    all.sort_by_key(|e| e.id);
     for e in all {
         let at = humantime::format_rfc3339_millis(
             std::time::UNIX_EPOCH + std::time::Duration::from_millis(e.recorded_at),

@@ -1,5 +1,9 @@
 //! The key files, generated on first start into the keys directory (mode 0700, files 0600) and
 //! never into the data directory: a copy of the data handed to an auditor must reveal no key.
+//!
+//! The JWT secret is 32 random bytes when generated here, but may be any non-empty byte string:
+//! `aggregator config from-go --import-jwt-secret` writes the original aggregator's (a text of
+//! its operator's choosing) so that the tokens it minted keep verifying.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -30,11 +34,31 @@ impl Key {
     }
 }
 
+/// The HS256 secret of tokens and API keys: any non-empty bytes, kept as hex text.
+#[derive(Clone, PartialEq, Eq)]
+pub struct JwtSecret(Vec<u8>);
+
+impl std::fmt::Debug for JwtSecret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("JwtSecret(..)")
+    }
+}
+
+impl JwtSecret {
+    pub fn bytes(&self) -> &[u8] {
+        &self.0
+    }
+
+    pub fn from_bytes(bytes: impl Into<Vec<u8>>) -> Self {
+        Self(bytes.into())
+    }
+}
+
 /// The keys of one aggregator.
 #[derive(Debug, Clone)]
 pub struct Keys {
     /// Signs session tokens and API keys (HS256).
-    pub jwt_secret: Key,
+    pub jwt_secret: JwtSecret,
     /// Encrypts secrets at rest (ChaCha20-Poly1305).
     pub secrets_key: Key,
 }
@@ -54,8 +78,8 @@ impl Keys {
     pub fn load_or_create(dir: &Path) -> Result<Self, KeyFileError> {
         create_private_dir(dir)?;
         Ok(Self {
-            jwt_secret: load_or_create_key(&dir.join(JWT_SECRET_FILE))?,
-            secrets_key: load_or_create_key(&dir.join(SECRETS_KEY_FILE))?,
+            jwt_secret: JwtSecret(load_or_create_key(&dir.join(JWT_SECRET_FILE), read_any)?),
+            secrets_key: load_or_create_key(&dir.join(SECRETS_KEY_FILE), read_key)?,
         })
     }
 
@@ -63,7 +87,7 @@ impl Keys {
     /// never with a fresh one).
     pub fn load(dir: &Path) -> Result<Self, KeyFileError> {
         Ok(Self {
-            jwt_secret: read_key(&dir.join(JWT_SECRET_FILE))?,
+            jwt_secret: JwtSecret(read_any(&dir.join(JWT_SECRET_FILE))?),
             secrets_key: read_key(&dir.join(SECRETS_KEY_FILE))?,
         })
     }
@@ -87,20 +111,37 @@ pub(crate) fn create_private_dir(dir: &Path) -> Result<(), KeyFileError> {
     Ok(())
 }
 
-pub(crate) fn read_key(path: &Path) -> Result<Key, KeyFileError> {
+/// The bytes of a key file (hex text), whatever their number, but not none.
+fn read_any(path: &Path) -> Result<Vec<u8>, KeyFileError> {
     let text = std::fs::read_to_string(path).map_err(|e| error(path, e))?;
     let bytes = hex::decode(text.trim()).map_err(|e| error(path, format!("not hex: {e}")))?;
-    let bytes: [u8; 32] = bytes
+    if bytes.is_empty() {
+        return Err(error(path, "is empty"));
+    }
+    Ok(bytes)
+}
+
+pub(crate) fn read_key(path: &Path) -> Result<Key, KeyFileError> {
+    let bytes: [u8; 32] = read_any(path)?
         .try_into()
         .map_err(|b: Vec<u8>| error(path, format!("holds {} bytes, expected 32", b.len())))?;
     Ok(Key(bytes))
 }
 
-pub(crate) fn load_or_create_key(path: &Path) -> Result<Key, KeyFileError> {
-    if path.exists() {
-        return read_key(path);
+pub(crate) fn load_or_create_key<T>(
+    path: &Path,
+    read: fn(&Path) -> Result<T, KeyFileError>,
+) -> Result<T, KeyFileError> {
+    if !path.exists() {
+        let key = Key::random().map_err(|e| error(path, e))?;
+        write_new(path, &key.0)?;
+        tracing::info!(path = %path.display(), "generated a new key");
     }
-    let key = Key::random().map_err(|e| error(path, e))?;
+    read(path)
+}
+
+/// Creates `path` (mode 0600) holding `bytes` as hex; fails if it exists.
+fn write_new(path: &Path, bytes: &[u8]) -> Result<(), KeyFileError> {
     let mut options = std::fs::OpenOptions::new();
     options.write(true).create_new(true);
     #[cfg(unix)]
@@ -109,12 +150,44 @@ pub(crate) fn load_or_create_key(path: &Path) -> Result<Key, KeyFileError> {
         options.mode(0o600);
     }
     let mut file = options.open(path).map_err(|e| error(path, e))?;
-    file.write_all(hex::encode(key.0).as_bytes())
+    file.write_all(hex::encode(bytes).as_bytes())
         .and_then(|()| file.write_all(b"\n"))
         .and_then(|()| file.sync_all())
-        .map_err(|e| error(path, e))?;
-    tracing::info!(path = %path.display(), "generated a new key");
-    Ok(key)
+        .map_err(|e| error(path, e))
+}
+
+/// Makes `secret` the JWT secret of `dir` (created if need be). The same secret already there is
+/// fine; another one is replaced only with `overwrite`, since every token it signed would stop
+/// working. Returns the file written.
+pub fn write_jwt_secret(
+    dir: &Path,
+    secret: &[u8],
+    overwrite: bool,
+) -> Result<PathBuf, KeyFileError> {
+    if secret.is_empty() {
+        return Err(error(dir, "the JWT secret to import is empty"));
+    }
+    create_private_dir(dir)?;
+    let path = dir.join(JWT_SECRET_FILE);
+    if path.exists() {
+        if read_any(&path).is_ok_and(|held| held == secret) {
+            return Ok(path);
+        }
+        if !overwrite {
+            return Err(error(
+                &path,
+                "holds another JWT secret: the tokens and API keys it signed would stop working; pass --force to replace it",
+            ));
+        }
+        // Written beside it, then renamed over it: a crash leaves one whole secret or the other.
+        let fresh = dir.join(format!("{JWT_SECRET_FILE}.new"));
+        let _ = std::fs::remove_file(&fresh);
+        write_new(&fresh, secret)?;
+        std::fs::rename(&fresh, &path).map_err(|e| error(&path, e))?;
+    } else {
+        write_new(&path, secret)?;
+    }
+    Ok(path)
 }
 
 #[cfg(test)]
@@ -128,7 +201,7 @@ mod tests {
         let first = Keys::load_or_create(&keys_dir).unwrap();
         let again = Keys::load_or_create(&keys_dir).unwrap();
         assert_eq!(first.jwt_secret, again.jwt_secret);
-        assert_ne!(first.jwt_secret, first.secrets_key);
+        assert_ne!(first.jwt_secret.bytes(), first.secrets_key.bytes());
         #[cfg(unix)]
         {
             use std::os::unix::fs::PermissionsExt;

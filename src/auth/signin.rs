@@ -12,7 +12,9 @@
 //! Wallet: 0x...
 //! ```
 //!
-//! Checks, stricter than the original: the chain id is ours, `Issued At` is not in the future
+//! Checks, stricter than the original: the text is exactly the layout above (rebuilt from the
+//! parsed fields and compared byte for byte, so that no other signed text is a login), the URI is
+//! ours (`auth.signin_uri`), the chain id is ours, `Issued At` is not in the future
 //! (beyond the clock skew), `Expire At` is in the future and no further from `Issued At` than the
 //! maximum token lifetime, and the recovered signer is `Wallet`.
 
@@ -63,8 +65,8 @@ fn parse_time(line: &str, text: &str) -> Result<SystemTime, AuthError> {
         .map_err(|_| AuthError(format!("{line} {text:?} is not an RFC 3339 UTC time")))
 }
 
-/// Parses a sign-in message (lines in any order after the header; the five required ones must be
-/// present once).
+/// Parses a sign-in message: its fields, then the whole text, which must be exactly what
+/// `SignIn::message` makes of them (any other text holding the same lines is refused).
 pub fn parse(message: &str) -> Result<SignIn, AuthError> {
     let mut uri = None;
     let mut chain_id = None;
@@ -102,19 +104,28 @@ pub fn parse(message: &str) -> Result<SignIn, AuthError> {
     let wallet = wallet_text
         .parse::<Address>()
         .map_err(|_| AuthError(format!("Wallet {wallet_text:?} is not an address")))?;
-    Ok(SignIn {
-        uri: uri.unwrap_or_default(),
+    let signin = SignIn {
+        uri: uri.ok_or_else(|| missing("URI"))?,
         chain_id,
         version: version.ok_or_else(|| missing("Version"))?,
         issued_at: parse_time("Issued At", &issued.ok_or_else(|| missing("Issued At"))?)?,
         expire_at: parse_time("Expire At", &expire.ok_or_else(|| missing("Expire At"))?)?,
         wallet,
-    })
+    };
+    if signin.message(&wallet_text) != message {
+        return Err(AuthError(
+            "the message is not the sign-in text GetSignatureFormat returns: it must be exactly its header, a blank line, then the URI, Chain ID, Version, Issued At, Expire At and Wallet lines in that order, times as 2026-01-01T00:00:00.000Z"
+                .into(),
+        ));
+    }
+    Ok(signin)
 }
 
 /// The rules a message must meet, from the config.
 #[derive(Debug, Clone)]
 pub struct Policy {
+    /// The URI sign-in messages must name (`auth.signin_uri`).
+    pub uri: String,
     pub chain_id: u64,
     pub max_lifetime: Duration,
     pub clock_skew: Duration,
@@ -122,6 +133,12 @@ pub struct Policy {
 
 /// Checks a parsed message's times and chain against `now`.
 pub fn check(signin: &SignIn, policy: &Policy, now: SystemTime) -> Result<(), AuthError> {
+    if signin.uri != policy.uri {
+        return Err(AuthError(format!(
+            "the message's URI {:?} is not this aggregator's {:?}",
+            signin.uri, policy.uri
+        )));
+    }
     if signin.chain_id != policy.chain_id {
         return Err(AuthError(format!(
             "the message is for chain {}, this aggregator serves chain {}",
@@ -175,6 +192,7 @@ mod tests {
 
     fn policy() -> Policy {
         Policy {
+            uri: "https://app.avaprotocol.org".into(),
             chain_id: 31337,
             max_lifetime: Duration::from_secs(7 * 86400),
             clock_skew: Duration::from_secs(60),
@@ -268,6 +286,35 @@ mod tests {
                 now
             )
             .is_ok()
+        );
+    }
+
+    #[test]
+    fn only_the_exact_text_with_our_uri_is_a_login() {
+        let signer = PrivateKeySigner::random();
+        // Whole seconds: the ".000Z" spelling below is the one a loose client would drop.
+        let now = UNIX_EPOCH + Duration::from_secs(1_764_086_645);
+        let s = signin(&signer, now, Duration::from_secs(3600));
+        let text = s.message(&signer.address().to_string());
+        assert!(parse(&text).is_ok());
+        // The five lines inside another text, another header, reordered lines, a trailing line.
+        for loose in [
+            format!("Transfer all my funds.\n{text}"),
+            text.replacen(HEADER, "Sign this to win a prize.", 1),
+            text.replacen("\nVersion", "\nWhatever: x\nVersion", 1),
+            format!("{text}\nAmount: 1000 ETH"),
+            text.replace(".000Z", "Z"),
+        ] {
+            assert!(parse(&loose).is_err(), "{loose}");
+        }
+        let mut elsewhere = s.clone();
+        elsewhere.uri = "https://evil.example".into();
+        let parsed = parse(&elsewhere.message(&signer.address().to_string())).unwrap();
+        assert!(
+            check(&parsed, &policy(), now)
+                .unwrap_err()
+                .0
+                .contains("is not this aggregator's")
         );
     }
 

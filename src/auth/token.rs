@@ -5,6 +5,10 @@
 //! wallet, `aud = ["<chain id>"]`, `exp`. Ours besides: `iat`; `jti` on API keys (what revocation
 //! names); `roles` (`admin` or `readonly`) on API keys and on the sessions minted with them; `key`,
 //! on such a session, the `jti` of its API key, so that revoking a key also ends its sessions.
+//!
+//! API keys minted by the original aggregator (`create-api-key`, with its `jwt_secret` imported
+//! by `config from-go --import-jwt-secret`) have `roles` but no `jti`: their id is derived from
+//! the key itself ([`original_key_id`]), so that they can be revoked like ours.
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -13,7 +17,7 @@ use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use serde::{Deserialize, Serialize};
 
 use super::AuthError;
-use super::keys::Key;
+use super::keys::JwtSecret;
 
 pub const ISSUER: &str = "AvaProtocol";
 
@@ -104,7 +108,7 @@ fn seconds(t: SystemTime) -> u64 {
 }
 
 impl TokenIssuer {
-    pub fn new(secret: &Key, chain_id: u64) -> Self {
+    pub fn new(secret: &JwtSecret, chain_id: u64) -> Self {
         Self {
             encoding: EncodingKey::from_secret(secret.bytes()),
             decoding: DecodingKey::from_secret(secret.bytes()),
@@ -182,7 +186,10 @@ impl TokenIssuer {
                     _ => format!("invalid token: {e}"),
                 })
             })?;
-        let claims = data.claims;
+        let mut claims = data.claims;
+        if claims.jti.is_none() && !claims.roles.is_empty() {
+            claims.jti = Some(original_key_id(token));
+        }
         let subject = claims
             .sub
             .parse::<Address>()
@@ -197,12 +204,28 @@ impl TokenIssuer {
     }
 }
 
+/// The id of an API key minted by the original (which gives its keys no `jti`): `orig-` and the
+/// first 32 hex digits of the key's SHA-256.
+pub fn original_key_id(token: &str) -> String {
+    use sha2::Digest;
+    let digest = sha2::Sha256::digest(token.trim().as_bytes());
+    format!("orig-{}", &hex::encode(digest)[..32])
+}
+
+/// Whether `text` can name an API key: one of ours (a ULID `jti`) or one of the original's.
+pub fn is_key_id(text: &str) -> bool {
+    ulid::Ulid::from_string(text).is_ok()
+        || text
+            .strip_prefix("orig-")
+            .is_some_and(|rest| rest.len() == 32 && rest.bytes().all(|b| b.is_ascii_hexdigit()))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     fn issuer() -> TokenIssuer {
-        TokenIssuer::new(&Key::from_bytes([7; 32]), 31337)
+        TokenIssuer::new(&JwtSecret::from_bytes([7; 32]), 31337)
     }
 
     #[test]
@@ -244,7 +267,7 @@ mod tests {
                 None,
             )
             .unwrap();
-        let other_chain = TokenIssuer::new(&Key::from_bytes([7; 32]), 1);
+        let other_chain = TokenIssuer::new(&JwtSecret::from_bytes([7; 32]), 1);
         assert!(
             other_chain
                 .verify(&token)
@@ -252,7 +275,7 @@ mod tests {
                 .0
                 .contains("chain 1")
         );
-        let other_secret = TokenIssuer::new(&Key::from_bytes([8; 32]), 31337);
+        let other_secret = TokenIssuer::new(&JwtSecret::from_bytes([8; 32]), 31337);
         assert!(other_secret.verify(&token).is_err());
         let expired = issuer()
             .session(
@@ -263,6 +286,30 @@ mod tests {
             )
             .unwrap();
         assert!(issuer().verify(&expired).unwrap_err().0.contains("expired"));
+    }
+
+    #[test]
+    fn an_api_key_minted_by_the_original_verifies_with_a_derived_id() {
+        // As the original's create-api-key signs it: roles, no jti, no iat.
+        let claims = serde_json::json!({
+            "iss": "AvaProtocol",
+            "sub": "0x0202020202020202020202020202020202020202",
+            "aud": ["31337"],
+            "exp": seconds(SystemTime::now()) + 3600,
+            "roles": ["admin"],
+        });
+        let key = jsonwebtoken::encode(
+            &Header::new(Algorithm::HS256),
+            &claims,
+            &EncodingKey::from_secret(&[7; 32]),
+        )
+        .unwrap();
+        let verified = issuer().verify(&key).unwrap();
+        assert_eq!(verified.role, Role::Admin);
+        let id = verified.api_key_id.unwrap();
+        assert_eq!(id, original_key_id(&key));
+        assert!(is_key_id(&id) && is_key_id(&ulid::Ulid::generate().to_string()));
+        assert!(!is_key_id("orig-zz") && !is_key_id("anything"));
     }
 
     #[test]

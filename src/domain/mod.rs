@@ -3,6 +3,7 @@
 //! appends the events it returns.
 //!
 //! Layout:
+//! - `bounds`: how deep and large a value a user controls may be before it enters an event;
 //! - `schedule`: the cron / `@every` grammar shared by validation and the operators' watchers;
 //! - `task`: task definitions (validation) and the task lifecycle (enable, disable, cancel, delete);
 //! - `firing`: whether a task may run now, and the events that queue a run;
@@ -12,6 +13,7 @@
 //! `DomainError` says what is wrong in words a client can act on; `rpc::error` maps each variant
 //! to its gRPC status, once.
 
+pub mod bounds;
 pub mod firing;
 pub mod schedule;
 pub mod secrets;

@@ -156,7 +156,20 @@ impl Sizes<'_> {
     }
 
     fn values(&self, field: &str, value: &impl serde::Serialize) -> DomainResult<()> {
-        let bytes = serde_json::to_vec(value).map_or(usize::MAX, |v| v.len());
+        let encoded = serde_json::to_vec(value).unwrap_or_default();
+        // Nested values go into the task's event: bounded like every value a user controls.
+        let depth = events::bounds::json_depth(&encoded);
+        if depth > self.limits.max_value_depth {
+            return Err(DomainError::invalid(format!(
+                "{field} nests {depth} levels deep, more than the limit of {}",
+                self.limits.max_value_depth
+            )));
+        }
+        let bytes = if encoded.is_empty() {
+            usize::MAX
+        } else {
+            encoded.len()
+        };
         if bytes > self.limits.max_values_bytes {
             return Err(DomainError::invalid(format!(
                 "{field} is {bytes} bytes encoded, more than the limit of {}",
@@ -196,7 +209,16 @@ pub fn validate(
         }
     }
     validate_trigger(&definition.trigger, &sizes, now_ms)?;
-    validate_graph(definition, &sizes)
+    validate_graph(definition, &sizes)?;
+    // Each field fits its own limit; the whole definition must also fit one event.
+    let total = serde_json::to_vec(definition).map_or(usize::MAX, |v| v.len());
+    let room = limits.max_event_bytes.saturating_sub(16 * 1024);
+    if total > room {
+        return Err(DomainError::invalid(format!(
+            "the task definition is {total} bytes encoded, more than the limit of {room}"
+        )));
+    }
+    Ok(())
 }
 
 /// A trigger on its own (`RunTrigger`).

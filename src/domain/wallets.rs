@@ -6,7 +6,7 @@ use events::Event;
 use events::event::{WalletHidden, WalletRegistered, WalletUnhidden};
 use projections::wallets::WalletRow;
 
-use super::{DomainError, DomainResult};
+use super::{Code, DomainError, DomainResult};
 
 /// A wallet as `GetWallet` asks for it, its address already derived.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -55,6 +55,48 @@ pub fn set_hidden(row: &WalletRow, hidden: bool) -> Option<Event> {
     } else {
         WalletUnhidden { owner, address }.into()
     })
+}
+
+/// `SetWallet`: hides or unhides the wallet `request` names. The salt-0 wallet of the default
+/// factory (`is_default`) is the owner's before it is registered: it is registered on the way,
+/// outside the per-owner limit; any other wallet must have been registered (`GetWallet`) first.
+/// Returns the row decided on and the events (none when nothing changes).
+pub fn set_visibility(
+    existing: Option<&WalletRow>,
+    is_default: bool,
+    registered: usize,
+    limit: u32,
+    request: &WalletRequest,
+    hidden: bool,
+) -> DomainResult<(WalletRow, Vec<Event>)> {
+    let mut new_events = Vec::new();
+    let row = match existing {
+        Some(row) => row.clone(),
+        None if is_default => {
+            new_events.extend(register(
+                None,
+                registered,
+                limit.saturating_add(1),
+                request,
+            )?);
+            WalletRow {
+                owner: request.owner.clone(),
+                address: request.address.clone(),
+                salt: request.salt.clone(),
+                factory: request.factory.clone(),
+                hidden: false,
+                created_at: 0,
+            }
+        }
+        None => {
+            return Err(DomainError::NotFound(
+                "wallet not found: call GetWallet with this salt and factory first".into(),
+                Code::WalletNotFound,
+            ));
+        }
+    };
+    new_events.extend(set_hidden(&row, hidden));
+    Ok((row, new_events))
 }
 
 #[cfg(test)]

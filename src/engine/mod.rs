@@ -35,12 +35,13 @@ use events::{Command, Expected};
 use projections::executions::{ExecutionRow, RunStatus};
 use tokio::sync::{Notify, Semaphore};
 
-use crate::app::{new_id, now_ms, now_ms_i64};
 use crate::chain::Chain;
+use crate::clock::{new_id, now_ms, now_ms_i64};
 use crate::config::EngineConfig;
+use crate::domain::bounds::ValueBounds;
 use crate::domain::firing::{self, Refusal};
 use crate::secrets::SecretBox;
-use crate::store::Store;
+use crate::store::{Decision, Loaded, Settled, Store};
 
 /// What nodes use to do their work.
 pub struct Tools {
@@ -48,6 +49,8 @@ pub struct Tools {
     pub http: http::HttpClient,
     pub chain: Option<Chain>,
     pub config: EngineConfig,
+    /// What a node's output and rendered config may hold (`limits`): past it, a failed step.
+    pub bounds: ValueBounds,
 }
 
 /// A firing to accept: the task, who reports it, what fired.
@@ -76,10 +79,23 @@ impl Fired {
     }
 }
 
+/// What `fire` decided on the task as loaded.
+enum FireDecision {
+    /// The dedup key was seen: the execution it opened.
+    Seen(String),
+    /// Accepted: the execution it opens.
+    Accepted(String),
+    /// Refused, with the task's completion when it is past its expiry.
+    Refused(Refusal, Option<Command>),
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum FireError {
     #[error("{}", .0.message())]
     Refused(Refusal),
+    /// The firing's data is past the bounds of what may be stored (INVALID_ARGUMENT).
+    #[error("{0}")]
+    Invalid(String),
     #[error(transparent)]
     Storage(#[from] events::Error),
     #[error("the task changed concurrently too many times; retry")]
@@ -115,14 +131,12 @@ struct Inner {
     sweep: std::sync::Mutex<Option<tokio::task::JoinHandle<()>>>,
 }
 
-/// Attempts at a firing against a task stream that moved meanwhile.
-const ATTEMPTS: usize = 8;
-
 impl Engine {
     /// Builds the engine and resumes the pending executions.
     pub async fn start(
         store: Store,
         config: EngineConfig,
+        bounds: ValueBounds,
         sealer: SecretBox,
         chain: Option<Chain>,
     ) -> anyhow::Result<Self> {
@@ -135,6 +149,12 @@ impl Engine {
             threads,
             time_limit: config.js_time_limit,
             memory_limit: config.js_memory_mib * 1024 * 1024,
+            modules: Arc::new(sandbox::JsModules::load(
+                &config
+                    .js_modules_dir
+                    .clone()
+                    .unwrap_or_else(sandbox::default_modules_dir),
+            )),
             ..sandbox::SandboxConfig::default()
         });
         let http = http::HttpClient::new(config.http.clone())?;
@@ -147,6 +167,7 @@ impl Engine {
                     http,
                     chain,
                     config,
+                    bounds,
                 },
                 sealer,
                 lanes: std::sync::Mutex::new(HashMap::new()),
@@ -173,73 +194,112 @@ impl Engine {
 
     /// The one entry point for every firing: durable dedup (a key seen before returns its first
     /// execution, also after a restart), then whether the task may run, then the firing on the
-    /// task's stream against its version and the execution's stream opened, in one command.
+    /// task's stream against its version and the execution's stream opened, in one command
+    /// (`Store::decide_and_append`).
     pub async fn fire(&self, request: FireRequest) -> Result<Fired, FireError> {
         let store = &self.inner.store;
+        self.check_firing(&request.firing)
+            .map_err(FireError::Invalid)?;
         let key = format!("fire:{}", request.firing.dedup_key);
         let task_stream = events::stream::task(&request.task_id);
-        for _ in 0..ATTEMPTS {
-            let now = now_ms();
-            if let Some(refs) = store.log.idempotent_result(&key, now)? {
-                return Ok(Fired::Deduplicated {
-                    execution_id: execution_of(&refs),
-                });
-            }
-            let row = store.views.task(&request.task_id)?;
-            let now_i = i64::try_from(now).unwrap_or(i64::MAX);
-            let Some(row) = row else {
-                return Err(FireError::Refused(Refusal::NotFound));
-            };
-            let execution_id = new_id();
-            let accepted = match firing::accept(&row, &execution_id, request.firing.clone(), now_i)
-            {
-                Ok(accepted) => accepted,
-                Err(refusal) => {
-                    if let Some(completed) = firing::expiry(&row, now_i) {
-                        let command = Command::new("system", now).append(
-                            task_stream.clone(),
-                            Expected::Exactly(row.version),
-                            [completed],
-                        );
-                        let _ = store.log.append(command).await;
+        let settled = store
+            .decide_and_append(
+                |store| {
+                    let now = now_ms();
+                    let seen = store.log.idempotent_result(&key, now)?;
+                    let row = match seen {
+                        Some(_) => None,
+                        None => store.views.task(&request.task_id)?,
+                    };
+                    Ok::<_, FireError>(Loaded {
+                        version: row.as_ref().map_or(0, |r| r.version),
+                        state: (now, seen, row),
+                    })
+                },
+                |loaded| {
+                    let version = loaded.expected();
+                    let (now, seen, row) = loaded.state;
+                    if let Some(refs) = seen {
+                        return Ok(Decision::Unchanged(FireDecision::Seen(execution_of(&refs))));
                     }
-                    return Err(FireError::Refused(refusal));
-                }
-            };
-            let command = Command::new(request.actor.clone(), now)
-                .idempotent(key.clone(), request.window_ms)
-                .append(
-                    task_stream.clone(),
-                    Expected::Exactly(row.version),
-                    accepted.task_events,
-                )
-                .append(
-                    events::stream::execution(&execution_id),
-                    Expected::NoStream,
-                    [accepted.execution_event],
-                );
-            match store.log.append(command).await {
-                Ok(committed) if committed.deduplicated => {
-                    return Ok(Fired::Deduplicated {
-                        execution_id: execution_of(&committed.events),
-                    });
-                }
-                Ok(committed) => {
-                    metrics::counter!("events_appended_total")
-                        .increment(committed.events.len() as u64);
-                    metrics::counter!("executions_queued_total").increment(1);
-                    self.schedule(request.task_id.clone(), execution_id.clone())
-                        .await;
-                    return Ok(Fired::Queued { execution_id });
-                }
-                Err(events::Error::Conflict { .. }) => continue,
-                Err(events::Error::StreamClosed { .. }) => {
-                    return Err(FireError::Refused(Refusal::NotFound));
-                }
-                Err(e) => return Err(e.into()),
+                    let Some(row) = row else {
+                        return Err(FireError::Refused(Refusal::NotFound));
+                    };
+                    let now_i = i64::try_from(now).unwrap_or(i64::MAX);
+                    let execution_id = new_id();
+                    match firing::accept(&row, &execution_id, request.firing.clone(), now_i) {
+                        Ok(accepted) => {
+                            let command = Command::new(request.actor.clone(), now)
+                                .idempotent(key.clone(), request.window_ms)
+                                .append(task_stream.clone(), version, accepted.task_events)
+                                .append(
+                                    events::stream::execution(&execution_id),
+                                    Expected::NoStream,
+                                    [accepted.execution_event],
+                                );
+                            Ok(Decision::Append(
+                                command,
+                                FireDecision::Accepted(execution_id),
+                            ))
+                        }
+                        Err(refusal) => {
+                            let completed = firing::expiry(&row, now_i).map(|completed| {
+                                Command::new("system", now).append(
+                                    task_stream.clone(),
+                                    version,
+                                    [completed],
+                                )
+                            });
+                            Ok(Decision::Unchanged(FireDecision::Refused(
+                                refusal, completed,
+                            )))
+                        }
+                    }
+                },
+            )
+            .await;
+        match settled {
+            Ok(Settled::Unchanged(FireDecision::Seen(execution_id))) => {
+                Ok(Fired::Deduplicated { execution_id })
             }
+            Ok(Settled::Unchanged(FireDecision::Refused(refusal, completed))) => {
+                if let Some(command) = completed {
+                    // Past its expiry: recorded as completed, whether or not this lands.
+                    let _ = store.log.append(command).await;
+                }
+                Err(FireError::Refused(refusal))
+            }
+            Ok(Settled::Unchanged(FireDecision::Accepted(_))) => Err(FireError::Contended),
+            Ok(Settled::Appended(_, committed)) if committed.deduplicated => {
+                Ok(Fired::Deduplicated {
+                    execution_id: execution_of(&committed.events),
+                })
+            }
+            Ok(Settled::Appended(FireDecision::Accepted(execution_id), _)) => {
+                metrics::counter!("executions_queued_total").increment(1);
+                self.schedule(request.task_id.clone(), execution_id.clone())
+                    .await;
+                Ok(Fired::Queued { execution_id })
+            }
+            Ok(Settled::Appended(_, _) | Settled::Contended) => Err(FireError::Contended),
+            Err(FireError::Storage(events::Error::StreamClosed { .. })) => {
+                Err(FireError::Refused(Refusal::NotFound))
+            }
+            Err(e) => Err(e),
         }
-        Err(FireError::Contended)
+    }
+
+    /// The firing's data and the caller's input go into the execution's first event: bounded.
+    fn check_firing(&self, firing: &Firing) -> Result<(), String> {
+        let bounds = &self.inner.tools.bounds;
+        if let Some(output) = &firing.output {
+            bounds.check("the trigger data", output)?;
+        }
+        if !firing.input.is_empty() {
+            let input = serde_json::Value::Object(firing.input.clone().into_iter().collect());
+            bounds.check("the trigger input", &input)?;
+        }
+        Ok(())
     }
 
     /// Queues a run. With runs serial per task, each task has a lane: a queue drained in order by
@@ -372,18 +432,55 @@ impl Engine {
             execution_id,
             vars,
         };
-        let ended = walk
+        let ended = match walk
             .run(
                 resume,
                 &mut recorder,
                 self.inner.tools.config.execution_limit,
             )
-            .await?;
+            .await
+        {
+            Ok(ended) => ended,
+            Err(e) if recording_refused(&e) => {
+                // Resuming would run into the same refusal at every start: the run ends here.
+                tracing::warn!(%task_id, %execution_id, error = %e, "an execution's step could not be recorded; it is finished as failed");
+                return self.finish_unrecordable(task_id, execution_id, &e).await;
+            }
+            Err(e) => return Err(e),
+        };
         metrics::counter!("executions_finished_total", "outcome" => match ended.outcome {
             events::execution::ExecutionOutcome::Success => "success",
             events::execution::ExecutionOutcome::Failed => "failed",
         })
         .increment(1);
+        Ok(())
+    }
+
+    /// Finishes as failed an execution whose next events the log refused (for what they hold,
+    /// not for a failure of the disk), from what its stream holds now.
+    async fn finish_unrecordable(
+        &self,
+        task_id: &str,
+        execution_id: &str,
+        cause: &events::Error,
+    ) -> Result<(), events::Error> {
+        let store = &self.inner.store;
+        let stream = events::stream::execution(execution_id);
+        let recorded = store.log.read_stream(&stream)?;
+        let (_, resume, finished) = run::resume_state(&recorded);
+        if finished {
+            return Ok(());
+        }
+        let mut recorder = run::Recorder::Log {
+            store,
+            stream,
+            actor: "engine".into(),
+            version: recorded.len() as u64,
+            buffer: Vec::new(),
+        };
+        let error = format!("the execution could not be recorded: {cause}");
+        finish_without_running(&mut recorder, resume.started, task_id, execution_id, error).await?;
+        metrics::counter!("executions_finished_total", "outcome" => "failed").increment(1);
         Ok(())
     }
 
@@ -476,6 +573,19 @@ impl Engine {
     }
 }
 
+/// Whether the log refused a run's events for what they hold (too large, too deep, a row a
+/// projection refuses): retrying would meet the same refusal. A poisoned store, a stopped writer
+/// or a conflict leave the run pending, to resume.
+fn recording_refused(e: &events::Error) -> bool {
+    !matches!(
+        e,
+        events::Error::Poisoned(_)
+            | events::Error::WriterStopped
+            | events::Error::Storage(_)
+            | events::Error::Conflict { .. }
+    )
+}
+
 /// The execution a firing command opened (the stream `exec:<id>` among its events).
 fn execution_of(refs: &[events::EventRef]) -> String {
     refs.iter()
@@ -497,7 +607,7 @@ async fn finish_without_running(
                 events::event::ExecutionStarted {
                     execution_id: execution_id.to_owned(),
                     task_id: task_id.to_owned(),
-                    started_at: crate::app::now_ms_i64(),
+                    started_at: crate::clock::now_ms_i64(),
                 }
                 .into(),
             );

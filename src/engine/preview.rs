@@ -17,7 +17,7 @@ use super::nodes::{self, NodeError, NodeRun};
 use super::run::{Ended, Recorder, Resume, Walk};
 use super::template::Templates;
 use super::{Engine, vars};
-use crate::app::{new_id, now_ms_i64};
+use crate::clock::{new_id, now_ms_i64};
 
 /// Blocks an event trigger's preview searches back for a matching log.
 const EVENT_LOOKBACK: u64 = 1000;

@@ -25,7 +25,7 @@ use super::Tools;
 use super::graph::{Fate, Plan};
 use super::nodes::{self, output_kind, side_effect_free};
 use super::template::Templates;
-use crate::app::now_ms_i64;
+use crate::clock::now_ms_i64;
 use crate::store::Store;
 
 /// Where a run's events go.
@@ -297,6 +297,8 @@ impl Walk<'_> {
                 self.run_node(recorder, node, config, &mut step).await?
             };
             step.end_at = now_ms_i64();
+            self.tools.bounds.truncate(&mut step.log);
+            self.tools.bounds.truncate(&mut step.error);
             let effects = !side_effect_free(config);
             self.recorded(recorder, &mut steps, step);
             if effects {
@@ -345,6 +347,17 @@ impl Walk<'_> {
             }
         };
         step.config = node_config_json(&rendered);
+        if let Some(why) = step.config.as_ref().and_then(|c| {
+            self.tools
+                .bounds
+                .check("the node's rendered config", c)
+                .err()
+        }) {
+            step.config = None;
+            step.error = why;
+            step.error_code = crate::pb::ErrorCode::ExecutionEngineError as i32;
+            return Ok(Fate::Failed);
+        }
         if !side_effect_free(&rendered) {
             recorder.push(
                 StepStarted {
@@ -372,6 +385,15 @@ impl Walk<'_> {
             ))),
         };
         let kind = rendered.kind();
+        let bounds = self.tools.bounds;
+        // What a node returns goes into an event: past the bounds it is the step's failure.
+        let result = result.and_then(|run| match bounds.check("the node's output", &run.output) {
+            Ok(()) => Ok(run),
+            Err(why) => Err(nodes::NodeError {
+                log: run.log,
+                ..nodes::NodeError::new(why)
+            }),
+        });
         Ok(match result {
             Ok(run) => {
                 step.success = true;
@@ -390,10 +412,19 @@ impl Walk<'_> {
                 step.error = e.message;
                 step.error_code = e.code as i32;
                 step.log = e.log.join("\n");
-                step.output = e.output.map(|data| StepOutput {
-                    kind: output_kind(kind),
-                    data: Some(data),
-                });
+                step.output = match e.output {
+                    Some(data) => match bounds.check("the node's output", &data) {
+                        Ok(()) => Some(StepOutput {
+                            kind: output_kind(kind),
+                            data: Some(data),
+                        }),
+                        Err(why) => {
+                            step.error = format!("{} (its output was dropped: {why})", step.error);
+                            None
+                        }
+                    },
+                    None => None,
+                };
                 Fate::Failed
             }
         })

@@ -15,7 +15,7 @@ use events::task::TaskDefinition;
 use projections::secrets::{SecretRow, owner_prefix};
 use projections::tasks::TaskRow;
 
-use crate::rpc::convert::checksum;
+use crate::address::checksum;
 use crate::secrets::SecretBox;
 use crate::store::Store;
 

@@ -137,19 +137,7 @@ impl Client {
     ) -> anyhow::Result<pb::NotifyTriggersResp> {
         let hash = attest::output_hash(&output)?;
         let digest = attest::firing_digest(self.chain_id, task_id, trigger_request_id, &hash);
-        let data = Some(crate::rpc::convert::value_from_json(&output));
-        use pb::notify_triggers_req::TriggerOutput as O;
-        let trigger_output = match kind {
-            events::task::TriggerKind::Block => O::BlockTrigger(pb::block_trigger::Output { data }),
-            events::task::TriggerKind::FixedTime => {
-                O::FixedTimeTrigger(pb::fixed_time_trigger::Output { data })
-            }
-            events::task::TriggerKind::Cron => O::CronTrigger(pb::cron_trigger::Output { data }),
-            events::task::TriggerKind::Event => O::EventTrigger(pb::event_trigger::Output { data }),
-            events::task::TriggerKind::Manual => {
-                O::ManualTrigger(pb::manual_trigger::Output { data })
-            }
-        };
+        let trigger_output = crate::pb::convert::report_output(kind, &output);
         let message = pb::NotifyTriggersReq {
             address: format!("{:#x}", self.ecdsa.address()),
             signature: String::new(),

@@ -170,7 +170,7 @@ async fn handle(
             match watches.monitor(
                 metadata,
                 head,
-                crate::app::now_ms_i64(),
+                crate::clock::now_ms_i64(),
                 cooldown,
                 config.max_events_per_block,
             ) {
@@ -260,7 +260,7 @@ async fn time_loop(
             _ = tick.tick() => {}
             _ = stop.wait_for(|s| *s) => return,
         }
-        for report in watches.tick(crate::app::now_ms_i64()) {
+        for report in watches.tick(crate::clock::now_ms_i64()) {
             let _ = reports.send(report);
         }
     }

@@ -109,7 +109,7 @@ impl Watches {
             .trigger
             .as_ref()
             .ok_or("the message carries no trigger")?;
-        let trigger = crate::rpc::convert::trigger_from_pb(trigger).map_err(|e| e.to_string())?;
+        let trigger = crate::pb::convert::trigger_from_pb(trigger).map_err(|e| e.to_string())?;
         let state = match trigger.config.ok_or("the trigger has no configuration")? {
             TriggerConfig::Block(b) => State::Block {
                 interval: u64::try_from(b.interval)

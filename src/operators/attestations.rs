@@ -16,32 +16,18 @@ use alloy::primitives::Address;
 use events::event::{ReportsDisagreed, TriggerAttested, TriggerReported};
 use events::execution::{Firing, FiringSource};
 use events::task::TriggerKind;
-use events::{Command, Event, Expected};
+use events::{Command, Event};
 use tonic::Status;
 
 use super::pool::Pool;
-use crate::app::{App, now_ms_i64};
+use crate::app::App;
+use crate::clock::now_ms_i64;
 use crate::domain::firing::{self, Refusal};
 use crate::engine::{FireError, FireRequest, Fired};
 use crate::pb;
-use crate::rpc::{convert, error};
-
-/// The trigger kind and output a report carries.
-pub fn reported_output(
-    req: &pb::NotifyTriggersReq,
-) -> Result<(TriggerKind, Option<serde_json::Value>), Status> {
-    use pb::notify_triggers_req::TriggerOutput as O;
-    let data =
-        |v: &Option<prost_types::Value>| v.as_ref().map(convert::json_from_value).transpose();
-    Ok(match &req.trigger_output {
-        Some(O::BlockTrigger(o)) => (TriggerKind::Block, data(&o.data)?),
-        Some(O::FixedTimeTrigger(o)) => (TriggerKind::FixedTime, data(&o.data)?),
-        Some(O::CronTrigger(o)) => (TriggerKind::Cron, data(&o.data)?),
-        Some(O::EventTrigger(o)) => (TriggerKind::Event, data(&o.data)?),
-        Some(O::ManualTrigger(o)) => (TriggerKind::Manual, data(&o.data)?),
-        None => return Err(Status::invalid_argument("the report has no trigger output")),
-    })
-}
+use crate::pb::convert;
+use crate::rpc::error::{self, Failure};
+use crate::store::{Decision, Loaded, Settled};
 
 fn response(
     status: &str,
@@ -101,6 +87,9 @@ pub async fn fire(
         ),
         Err(FireError::Refused(refusal)) => (refusal.word(), refusal.message()),
         Err(FireError::Storage(e)) => return Err(error::storage(e)),
+        Err(FireError::Invalid(why)) => {
+            return Err(crate::domain::DomainError::invalid(why).into());
+        }
         Err(FireError::Contended) => (
             "error",
             "the task changed concurrently; report again".into(),
@@ -122,7 +111,13 @@ pub async fn notify(
             "trigger_request_id must be <task id>:<slot, block or tx:log>",
         ));
     }
-    let (kind, output) = reported_output(req)?;
+    let (kind, output) = convert::reported_output(req)?;
+    if let Some(output) = &output {
+        // Reports are recorded as events before any quorum: bound what an operator sends.
+        crate::domain::bounds::ValueBounds::output(&app.config.limits)
+            .check("the trigger output", output)
+            .map_err(|why| Status::from(crate::domain::DomainError::invalid(why)))?;
+    }
     let row = app.store.views.task(task_id).map_err(error::storage)?;
     if let Err(refusal) = firing::runnable(row.as_ref(), now_ms_i64()) {
         // An attested firing may have queued the last allowed run: say so rather than refuse.
@@ -174,30 +169,166 @@ pub async fn notify(
 
     let stream = events::stream::firing(task_id, request_id);
     let me = format!("{operator:#x}");
-    for _ in 0..8 {
-        let history = app.store.log.read_stream(&stream).map_err(error::storage)?;
-        let mut reports: BTreeMap<String, (String, String)> = BTreeMap::new(); // operator → (digest, signature)
-        // The attestation's event id, and the firing it attested.
-        let mut attested: Option<(String, TriggerKind, Option<serde_json::Value>)> = None;
-        let mut disagreement_recorded: Option<BTreeMap<String, Vec<String>>> = None;
-        for envelope in &history {
-            match &envelope.event {
-                Event::TriggerReported(r) => {
+    let (numerator, denominator) = pool.quorum();
+    let settled = app
+        .store
+        .decide_and_append(
+            |store| {
+                let history = store.log.read_stream(&stream)?;
+                Ok::<_, Failure>(Loaded {
+                    version: history.len() as u64,
+                    state: history,
+                })
+            },
+            |loaded| {
+                let history = &loaded.state;
+                let mut reports: BTreeMap<String, (String, String)> = BTreeMap::new(); // operator → (digest, signature)
+                // The attestation's event id, and the firing it attested.
+                let mut attested: Option<(String, TriggerKind, Option<serde_json::Value>)> = None;
+                let mut disagreement_recorded: Option<BTreeMap<String, Vec<String>>> = None;
+                for envelope in history {
+                    match &envelope.event {
+                        Event::TriggerReported(r) => {
+                            reports.insert(
+                                r.operator.clone(),
+                                (r.digest.clone(), r.bls_signature.clone()),
+                            );
+                        }
+                        Event::TriggerAttested(a) => {
+                            attested = Some((envelope.id.to_string(), a.kind, a.output.clone()));
+                        }
+                        Event::ReportsDisagreed(d) => {
+                            disagreement_recorded = Some(d.digests.clone())
+                        }
+                        _ => {}
+                    }
+                }
+                if let Some((attestation, kind, output)) = attested {
+                    return Ok(Decision::Unchanged(Reported::Attested {
+                        attestation,
+                        kind,
+                        output,
+                    }));
+                }
+                let mut new_events: Vec<Event> = Vec::new();
+                if !reports.contains_key(&me) {
+                    let report = TriggerReported {
+                        task_id: task_id.to_owned(),
+                        trigger_request_id: request_id.to_owned(),
+                        operator: me.clone(),
+                        kind,
+                        output: output.clone(),
+                        digest: hex::encode(digest),
+                        bls_signature: hex::encode(&req.bls_signature),
+                    };
                     reports.insert(
-                        r.operator.clone(),
-                        (r.digest.clone(), r.bls_signature.clone()),
+                        me.clone(),
+                        (report.digest.clone(), report.bls_signature.clone()),
                     );
+                    new_events.push(report.into());
                 }
-                Event::TriggerAttested(a) => {
-                    attested = Some((envelope.id.to_string(), a.kind, a.output.clone()));
+                // Weight behind each digest, among the assigned operators.
+                let mut by_digest: BTreeMap<String, Vec<(String, String)>> = BTreeMap::new();
+                for (who, (d, sig)) in &reports {
+                    by_digest
+                        .entry(d.clone())
+                        .or_default()
+                        .push((who.clone(), sig.clone()));
                 }
-                Event::ReportsDisagreed(d) => disagreement_recorded = Some(d.digests.clone()),
-                _ => {}
-            }
-        }
-        if let Some((attestation, kind, output)) = attested {
-            // Handing it to the engine again is harmless (its dedup) and covers a crash
-            // between the attestation and the firing.
+                let weight_of = |who: &str| {
+                    who.parse::<Address>()
+                        .ok()
+                        .and_then(|a| assigned.get(&a))
+                        .copied()
+                        .unwrap_or(0)
+                };
+                let winner = by_digest.iter().find(|(_, signers)| {
+                    let weight: u64 = signers.iter().map(|(w, _)| weight_of(w)).sum();
+                    total > 0
+                        && u128::from(weight) * u128::from(denominator)
+                            >= u128::from(total) * u128::from(numerator)
+                });
+                if by_digest.len() > 1 {
+                    let digests: BTreeMap<String, Vec<String>> = by_digest
+                        .iter()
+                        .map(|(d, s)| (d.clone(), s.iter().map(|(w, _)| w.clone()).collect()))
+                        .collect();
+                    if disagreement_recorded.as_ref() != Some(&digests) {
+                        new_events.push(
+                            ReportsDisagreed {
+                                task_id: task_id.to_owned(),
+                                trigger_request_id: request_id.to_owned(),
+                                digests,
+                            }
+                            .into(),
+                        );
+                    }
+                }
+                let mut attesting: Option<Option<serde_json::Value>> = None;
+                if let Some((winning_digest, signers)) = winner {
+                    let (who, signatures): (Vec<String>, Vec<Vec<u8>>) = signers
+                        .iter()
+                        .filter(|(w, _)| weight_of(w) > 0)
+                        .filter_map(|(w, s)| hex::decode(s).ok().map(|s| (w.clone(), s)))
+                        .unzip();
+                    let aggregate =
+                        attest::aggregate(&signatures).map_err(|e| Status::internal(e.0))?;
+                    // The winning digest's output: the report that carried it (this one, or an
+                    // earlier).
+                    let winning_output = if *winning_digest == hex::encode(digest) {
+                        output.clone()
+                    } else {
+                        history
+                            .iter()
+                            .find_map(|e| match &e.event {
+                                Event::TriggerReported(r) if &r.digest == winning_digest => {
+                                    Some(r.output.clone())
+                                }
+                                _ => None,
+                            })
+                            .flatten()
+                    };
+                    new_events.push(
+                        TriggerAttested {
+                            task_id: task_id.to_owned(),
+                            trigger_request_id: request_id.to_owned(),
+                            chain_id: app.config.chain_id,
+                            kind,
+                            output_hash: hex::encode(
+                                attest::output_hash(
+                                    &winning_output.clone().unwrap_or(serde_json::Value::Null),
+                                )
+                                .map_err(|e| Status::internal(e.0))?,
+                            ),
+                            output: winning_output.clone(),
+                            digest: winning_digest.clone(),
+                            aggregate_signature: hex::encode(aggregate),
+                            signers: who,
+                        }
+                        .into(),
+                    );
+                    attesting = Some(winning_output);
+                }
+                if new_events.is_empty() {
+                    return Ok(Decision::Unchanged(Reported::Waiting));
+                }
+                let command = Command::new(me.clone(), events::now_ms()).append(
+                    stream.clone(),
+                    loaded.expected(),
+                    new_events,
+                );
+                Ok(Decision::Append(command, Reported::Recorded { attesting }))
+            },
+        )
+        .await?;
+    match settled {
+        Settled::Unchanged(Reported::Attested {
+            attestation,
+            kind,
+            output,
+        }) => {
+            // Handing it to the engine again is harmless (its dedup) and covers a crash between
+            // the attestation and the firing.
             let (status, message) =
                 fire(app, task_id, request_id, attestation, kind, output).await?;
             let status = if status == "enabled" {
@@ -206,145 +337,58 @@ pub async fn notify(
                 "deduplicated"
             };
             let row = app.store.views.task(task_id).map_err(error::storage)?;
-            return Ok(response(status, message, row.as_ref()));
+            Ok(response(status, message, row.as_ref()))
         }
-        let mut new_events: Vec<Event> = Vec::new();
-        if !reports.contains_key(&me) {
-            let report = TriggerReported {
-                task_id: task_id.to_owned(),
-                trigger_request_id: request_id.to_owned(),
-                operator: me.clone(),
-                kind,
-                output: output.clone(),
-                digest: hex::encode(digest),
-                bls_signature: hex::encode(&req.bls_signature),
-            };
-            reports.insert(
-                me.clone(),
-                (report.digest.clone(), report.bls_signature.clone()),
-            );
-            new_events.push(report.into());
-        }
-        // Weight behind each digest, among the assigned operators.
-        let mut by_digest: BTreeMap<String, Vec<(String, String)>> = BTreeMap::new();
-        for (who, (d, sig)) in &reports {
-            by_digest
-                .entry(d.clone())
-                .or_default()
-                .push((who.clone(), sig.clone()));
-        }
-        let (numerator, denominator) = pool.quorum();
-        let weight_of = |who: &str| {
-            who.parse::<Address>()
-                .ok()
-                .and_then(|a| assigned.get(&a))
-                .copied()
-                .unwrap_or(0)
-        };
-        let winner = by_digest.iter().find(|(_, signers)| {
-            let weight: u64 = signers.iter().map(|(w, _)| weight_of(w)).sum();
-            total > 0
-                && u128::from(weight) * u128::from(denominator)
-                    >= u128::from(total) * u128::from(numerator)
-        });
-        if by_digest.len() > 1 {
-            let digests: BTreeMap<String, Vec<String>> = by_digest
-                .iter()
-                .map(|(d, s)| (d.clone(), s.iter().map(|(w, _)| w.clone()).collect()))
-                .collect();
-            if disagreement_recorded.as_ref() != Some(&digests) {
-                new_events.push(
-                    ReportsDisagreed {
-                        task_id: task_id.to_owned(),
-                        trigger_request_id: request_id.to_owned(),
-                        digests,
-                    }
-                    .into(),
-                );
-            }
-        }
-        let mut attesting: Option<Option<serde_json::Value>> = None;
-        if let Some((winning_digest, signers)) = winner {
-            let (who, signatures): (Vec<String>, Vec<Vec<u8>>) = signers
-                .iter()
-                .filter(|(w, _)| weight_of(w) > 0)
-                .filter_map(|(w, s)| hex::decode(s).ok().map(|s| (w.clone(), s)))
-                .unzip();
-            let aggregate = attest::aggregate(&signatures).map_err(|e| Status::internal(e.0))?;
-            // The winning digest's output: the report that carried it (this one, or an earlier).
-            let winning_output = if *winning_digest == hex::encode(digest) {
-                output.clone()
-            } else {
-                history
-                    .iter()
-                    .find_map(|e| match &e.event {
-                        Event::TriggerReported(r) if &r.digest == winning_digest => {
-                            Some(r.output.clone())
-                        }
-                        _ => None,
-                    })
-                    .flatten()
-            };
-            new_events.push(
-                TriggerAttested {
-                    task_id: task_id.to_owned(),
-                    trigger_request_id: request_id.to_owned(),
-                    chain_id: app.config.chain_id,
-                    kind,
-                    output_hash: hex::encode(
-                        attest::output_hash(
-                            &winning_output.clone().unwrap_or(serde_json::Value::Null),
-                        )
-                        .map_err(|e| Status::internal(e.0))?,
-                    ),
-                    output: winning_output.clone(),
-                    digest: winning_digest.clone(),
-                    aggregate_signature: hex::encode(aggregate),
-                    signers: who,
-                }
-                .into(),
-            );
-            attesting = Some(winning_output);
-        }
-        if new_events.is_empty() {
-            return Ok(response(
-                "accepted",
-                "already reported; waiting for a quorum".into(),
-                row.as_ref(),
-            ));
-        }
-        let command = Command::new(me.clone(), events::now_ms()).append(
-            stream.clone(),
-            Expected::Exactly(history.len() as u64),
-            new_events,
-        );
-        let Some(committed) = app.try_append(command).await? else {
-            continue; // another report landed meanwhile: decide again
-        };
-        metrics::counter!("operator_reports_total").increment(1);
-        if let Some(winning_output) = attesting {
-            let attestation = committed
-                .events
-                .last()
-                .map(|e| e.id.to_string())
-                .unwrap_or_default();
-            let (status, message) =
-                fire(app, task_id, request_id, attestation, kind, winning_output).await?;
-            let row = app.store.views.task(task_id).map_err(error::storage)?;
-            return Ok(response(status, message, row.as_ref()));
-        }
-        return Ok(response(
+        Settled::Unchanged(_) => Ok(response(
             "accepted",
-            format!(
-                "recorded; {} of the assigned operators' weight needed",
-                describe_quorum(numerator, denominator)
-            ),
+            "already reported; waiting for a quorum".into(),
             row.as_ref(),
-        ));
+        )),
+        Settled::Appended(outcome, committed) => {
+            metrics::counter!("operator_reports_total").increment(1);
+            if let Reported::Recorded {
+                attesting: Some(winning_output),
+            } = outcome
+            {
+                let attestation = committed
+                    .events
+                    .last()
+                    .map(|e| e.id.to_string())
+                    .unwrap_or_default();
+                let (status, message) =
+                    fire(app, task_id, request_id, attestation, kind, winning_output).await?;
+                let row = app.store.views.task(task_id).map_err(error::storage)?;
+                return Ok(response(status, message, row.as_ref()));
+            }
+            Ok(response(
+                "accepted",
+                format!(
+                    "recorded; {} of the assigned operators' weight needed",
+                    describe_quorum(numerator, denominator)
+                ),
+                row.as_ref(),
+            ))
+        }
+        Settled::Contended => Err(Status::unavailable(
+            "reports of this firing keep arriving concurrently; report again",
+        )),
     }
-    Err(Status::unavailable(
-        "reports of this firing keep arriving concurrently; report again",
-    ))
+}
+
+/// What a report comes to on the firing's stream as loaded.
+enum Reported {
+    /// A quorum attested the firing before: the attestation's event id and what it attested.
+    Attested {
+        attestation: String,
+        kind: TriggerKind,
+        output: Option<serde_json::Value>,
+    },
+    /// Nothing new to record (this operator reported already; no quorum yet).
+    Waiting,
+    /// Recorded; with the attested output when this report completed a quorum.
+    Recorded {
+        attesting: Option<Option<serde_json::Value>>,
+    },
 }
 
 fn describe_quorum(numerator: u64, denominator: u64) -> String {

@@ -63,7 +63,7 @@ pub async fn report(
     alert: &pb::EventOverloadAlert,
 ) -> Result<pb::EventOverloadResponse, Status> {
     let task_id = alert.task_id.trim();
-    let now = u64::try_from(crate::app::now_ms_i64()).unwrap_or(0);
+    let now = u64::try_from(crate::clock::now_ms_i64()).unwrap_or(0);
     let Some(row) = app.store.views.task(task_id).map_err(error::storage)? else {
         return Err(Status::not_found("task not found"));
     };
@@ -89,7 +89,7 @@ pub async fn report(
         Expected::Any,
         [report.into()],
     );
-    app.append(command).await?;
+    app.append(command).await.map_err(error::storage)?;
 
     // Who reported this block, by weight.
     let mut reporters = BTreeSet::new();
@@ -130,7 +130,12 @@ pub async fn report(
             }
             .into()],
         );
-        disabled = app.try_append(command).await?.is_some() || disabled;
+        disabled = app
+            .try_append(command)
+            .await
+            .map_err(error::storage)?
+            .is_some()
+            || disabled;
         pool.nudge();
     }
     Ok(pb::EventOverloadResponse {

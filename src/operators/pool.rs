@@ -62,6 +62,10 @@ pub struct Liveness {
     pub uptime_seconds: i64,
     pub event_count: i64,
     pub last_ping_ms: u64,
+    /// The port the operator serves its metrics on, as it says.
+    pub metrics_port: i32,
+    /// The operator's address as it says, else the address its ping came from.
+    pub remote_ip: String,
 }
 
 /// What an operator was told of a task, and whether it acknowledged it.
@@ -652,7 +656,7 @@ impl Pool {
                 task_id: row.id.clone(),
                 remain,
                 expired_at: row.expired_at,
-                trigger: Some(crate::rpc::convert::trigger_to_pb(&definition.trigger)),
+                trigger: Some(crate::pb::convert::trigger_to_pb(&definition.trigger)),
                 start_at: row.start_at,
             }),
         })

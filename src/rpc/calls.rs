@@ -3,7 +3,8 @@
 
 use tonic::{Request, Status};
 
-use crate::app::{App, lower};
+use crate::address::lower;
+use crate::app::App;
 use crate::auth::{AuthError, Caller};
 use crate::rpc::error;
 

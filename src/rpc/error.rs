@@ -4,6 +4,7 @@
 
 use tonic::{Code, Status};
 
+use crate::app::AppError;
 use crate::auth::AuthError;
 use crate::domain::{self, DomainError};
 use crate::pb::ErrorCode;
@@ -60,6 +61,21 @@ impl From<DomainError> for Status {
     }
 }
 
+impl From<AppError> for Status {
+    fn from(e: AppError) -> Self {
+        match e {
+            AppError::Refused(e) => e.into(),
+            AppError::Store(e) => storage(e),
+        }
+    }
+}
+
+impl From<AppError> for Failure {
+    fn from(e: AppError) -> Self {
+        Self(e.into())
+    }
+}
+
 impl From<AuthError> for Status {
     fn from(e: AuthError) -> Self {
         with_code(
@@ -98,6 +114,36 @@ pub fn storage(e: events::Error) -> Status {
                 ErrorCode::StorageReadError,
             )
         }
+    }
+}
+
+/// A handler's failure on its way to a status, for code generic over the error type (the
+/// store's decide-and-append): a store error goes through `storage`, anything else is already
+/// a status.
+#[derive(Debug)]
+pub struct Failure(pub Status);
+
+impl From<events::Error> for Failure {
+    fn from(e: events::Error) -> Self {
+        Self(storage(e))
+    }
+}
+
+impl From<Status> for Failure {
+    fn from(status: Status) -> Self {
+        Self(status)
+    }
+}
+
+impl From<DomainError> for Failure {
+    fn from(e: DomainError) -> Self {
+        Self(e.into())
+    }
+}
+
+impl From<Failure> for Status {
+    fn from(failure: Failure) -> Self {
+        failure.0
     }
 }
 

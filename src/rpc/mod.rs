@@ -2,14 +2,14 @@
 //! (`aggregator.Node`, in `node`), server reflection and `grpc.health.v1`, on one listener. Prost types end here: handlers convert requests into domain
 //! values on their first lines, and projections into responses on their last.
 //!
-//! Layout: `client/` (one file per area of the client API), `convert` (wire ⇄ domain),
-//! `error` (every failure → status, once), `paging` (cursor pagination), `calls` (who is
-//! calling, and the rate limits).
+//! Layout: `client/` (one file per area of the client API), `error` (every failure → status,
+//! once), `paging` (cursor pagination), `calls` (who is calling, and the rate limits),
+//! `listener` (the connections taken: bounded, TCP_NODELAY).
 
 pub mod calls;
 pub mod client;
-pub mod convert;
 pub mod error;
+pub mod listener;
 pub mod node;
 pub mod paging;
 
@@ -47,7 +47,10 @@ pub async fn serve(
         .max_decoding_message_size(max)
         .max_encoding_message_size(max);
 
-    let mut server = Server::builder();
+    let grpc = &app.config.grpc;
+    let mut server = Server::builder()
+        .http2_keepalive_interval(Some(grpc.keepalive_interval))
+        .http2_keepalive_timeout(Some(grpc.keepalive_timeout));
     if let Some(tls) = &app.config.grpc.tls {
         let cert = tokio::fs::read(&tls.cert).await?;
         let key = tokio::fs::read(&tls.key).await?;
@@ -63,7 +66,13 @@ pub async fn serve(
         .add_service(client)
         .add_service(operators)
         .serve_with_incoming_shutdown(
-            tokio_stream::wrappers::TcpListenerStream::new(listener),
+            listener::incoming(
+                listener,
+                listener::Bounds {
+                    max_connections: grpc.max_connections,
+                    handshake_timeout: grpc.handshake_timeout,
+                },
+            ),
             shutdown,
         )
         .await?;

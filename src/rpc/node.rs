@@ -102,6 +102,7 @@ impl pb::node_server::Node for NodeApi {
     ) -> Result<Response<pb::CheckinResp>, Status> {
         let claimed = request.get_ref().address.clone();
         let operator = self.operator("Ping", &request, &claimed)?;
+        let peer = request.remote_addr().map(|a| a.ip().to_string());
         let checkin = request.into_inner();
         let status = checkin.status.unwrap_or_default();
         self.pool().ping(
@@ -113,6 +114,12 @@ impl pb::node_server::Node for NodeApi {
                 uptime_seconds: status.uptime,
                 event_count: checkin.event_count,
                 last_ping_ms: now().0,
+                metrics_port: checkin.metrics_port,
+                remote_ip: if checkin.remote_ip.is_empty() {
+                    peer.unwrap_or_default()
+                } else {
+                    checkin.remote_ip
+                },
             },
         );
         metrics::gauge!("operator_block_number", "operator" => format!("{operator:#x}"))

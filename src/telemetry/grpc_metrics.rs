@@ -2,9 +2,15 @@
 //! their latency. The code of a unary call's failure travels in the response headers
 //! (trailers-only); a response without one is counted as OK (streams that fail later are not
 //! re-counted).
+//!
+//! The `method` label takes only the methods the server serves (its descriptors, plus health
+//! and reflection); any other path, which anyone can send, is `unknown`: labels are kept
+//! forever, so a label per path would let an unauthenticated caller grow `/metrics` at will.
 
+use std::collections::HashSet;
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::LazyLock;
 use std::task::{Context, Poll};
 use std::time::Instant;
 
@@ -62,13 +68,7 @@ where
     }
 
     fn call(&mut self, request: Request<B>) -> Self::Future {
-        let method = request
-            .uri()
-            .path()
-            .rsplit('/')
-            .next()
-            .unwrap_or_default()
-            .to_owned();
+        let method = method_label(request.uri().path());
         let started = Instant::now();
         let future = self.inner.call(request);
         Box::pin(async move {
@@ -83,11 +83,65 @@ where
                     .unwrap_or("OK"),
                 Err(_) => "INTERNAL",
             };
-            metrics::counter!("grpc_requests_total", "method" => method.clone(), "code" => code)
+            metrics::counter!("grpc_requests_total", "method" => method, "code" => code)
                 .increment(1);
             metrics::histogram!("grpc_request_duration_seconds", "method" => method)
                 .record(started.elapsed().as_secs_f64());
             outcome
         })
+    }
+}
+
+/// The paths the server serves, `/<package>.<Service>/<Method>`.
+static SERVED: LazyLock<HashSet<String>> = LazyLock::new(|| {
+    let mut paths: HashSet<String> = [
+        "/grpc.health.v1.Health/Check",
+        "/grpc.health.v1.Health/Watch",
+        "/grpc.reflection.v1.ServerReflection/ServerReflectionInfo",
+    ]
+    .into_iter()
+    .map(str::to_owned)
+    .collect();
+    if let Ok(set) =
+        <prost_types::FileDescriptorSet as prost::Message>::decode(crate::pb::DESCRIPTORS)
+    {
+        for file in &set.file {
+            let package = file.package();
+            for service in &file.service {
+                for method in &service.method {
+                    paths.insert(format!("/{package}.{}/{}", service.name(), method.name()));
+                }
+            }
+        }
+    }
+    paths
+});
+
+/// The method's name for a served path, `unknown` for any other.
+fn method_label(path: &str) -> &'static str {
+    match SERVED.get(path) {
+        Some(served) => served.rsplit('/').next().unwrap_or("unknown"),
+        None => "unknown",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn served_methods_are_labels_and_any_other_path_is_unknown() {
+        assert_eq!(
+            method_label("/aggregator.Aggregator/CreateTask"),
+            "CreateTask"
+        );
+        assert_eq!(
+            method_label("/aggregator.Node/NotifyTriggers"),
+            "NotifyTriggers"
+        );
+        assert_eq!(method_label("/grpc.health.v1.Health/Check"), "Check");
+        assert_eq!(method_label("/aggregator.Aggregator/x0123"), "unknown");
+        assert_eq!(method_label("/random/path"), "unknown");
+        assert_eq!(method_label(""), "unknown");
     }
 }

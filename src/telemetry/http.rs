@@ -1,4 +1,7 @@
-//! The HTTP endpoints: `/up` (liveness), `/metrics` (Prometheus text), `/operators` (JSON).
+//! The HTTP endpoints: `/up` (liveness), `/metrics` (Prometheus text), `/operators` (JSON), and
+//! `/operator`, the original's list of operators in its shape (`{"data": [{address, remote_ip,
+//! last_ping, version, metrics_port, block_number, event_count}]}`), for the dashboards and
+//! scripts written against it.
 //!
 //! Gauges that describe the store (tasks by status, projection lag, size on disk) are computed
 //! when `/metrics` is scraped, from the projections.
@@ -19,6 +22,7 @@ pub fn router(app: SharedApp) -> Router {
         .route("/up", get(up))
         .route("/metrics", get(metrics))
         .route("/operators", get(operators))
+        .route("/operator", get(operator_list))
         .with_state(app)
 }
 
@@ -76,4 +80,26 @@ fn record_store_gauges(app: &SharedApp) {
 
 async fn operators(State(app): State<SharedApp>) -> impl IntoResponse {
     Json(serde_json::json!({ "operators": app.pool.snapshot() }))
+}
+
+/// The operators that have pinged, as the original lists them (`last_ping` in seconds).
+async fn operator_list(State(app): State<SharedApp>) -> impl IntoResponse {
+    let data: Vec<serde_json::Value> = app
+        .pool
+        .snapshot()
+        .into_iter()
+        .filter(|o| o.liveness.last_ping_ms > 0)
+        .map(|o| {
+            serde_json::json!({
+                "address": o.address,
+                "remote_ip": o.liveness.remote_ip,
+                "last_ping": o.liveness.last_ping_ms / 1000,
+                "version": o.liveness.version,
+                "metrics_port": o.liveness.metrics_port,
+                "block_number": o.liveness.block_number,
+                "event_count": o.liveness.event_count,
+            })
+        })
+        .collect();
+    Json(serde_json::json!({ "data": data }))
 }

@@ -66,7 +66,7 @@ impl WalletKeys {
         create_private_dir(dir)?;
         let load = |name: &str| {
             let path = dir.join(name);
-            let key = load_or_create_key(&path)?;
+            let key = load_or_create_key(&path, read_key)?;
             ChainKey::from_file(&path, key.bytes())
         };
         Ok(Self {

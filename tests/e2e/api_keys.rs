@@ -12,7 +12,7 @@ use tonic::Code;
 
 use crate::support::{TestServer, User, simple_task, with_key};
 
-fn mint(server: &TestServer, role: &str, subject: &str) -> anyhow::Result<String> {
+pub fn mint(server: &TestServer, role: &str, subject: &str) -> anyhow::Result<String> {
     let out = Command::new(env!("CARGO_BIN_EXE_aggregator"))
         .args([
             "--keys-dir",
@@ -170,5 +170,74 @@ async fn admin_and_readonly_keys_and_revocation() -> anyhow::Result<()> {
     }
     // The user's own signature still works.
     c.get_task(reader.req(pb::IdReq { id: task })).await?;
+    Ok(())
+}
+
+/// `aggregator config from-go --import-jwt-secret` carries the original's `jwt_secret`: an admin
+/// API key the original minted with it (roles, no `jti`) signs in here, and can be revoked.
+#[tokio::test]
+async fn a_key_minted_by_the_original_works_once_its_secret_is_imported() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let config = TestServer::config(dir.path());
+    let go_yaml = dir.path().join("aggregator.yaml");
+    std::fs::write(&go_yaml, "jwt_secret: \"the-original's-secret\"\n")?;
+    let out = Command::new(env!("CARGO_BIN_EXE_aggregator"))
+        .args([
+            "--keys-dir",
+            config.keys_dir.to_str().unwrap(),
+            "config",
+            "from-go",
+        ])
+        .arg(&go_yaml)
+        .arg("--import-jwt-secret")
+        .output()?;
+    anyhow::ensure!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let server = TestServer::start_with(dir, config).await?;
+    let mut c = server.client().await?;
+
+    // As the original's create-api-key signs it.
+    let exp = SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)?
+        .as_secs()
+        + 3600;
+    let original_key = jsonwebtoken::encode(
+        &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256),
+        &serde_json::json!({
+            "iss": "AvaProtocol",
+            "sub": PrivateKeySigner::random().address().to_string(),
+            "aud": ["31337"],
+            "exp": exp,
+            "roles": ["admin"],
+        }),
+        &jsonwebtoken::EncodingKey::from_secret(b"the-original's-secret"),
+    )?;
+    let someone = PrivateKeySigner::random();
+    let session = c
+        .get_key(pb::GetKeyReq {
+            message: message_for(&someone),
+            signature: original_key.clone(),
+        })
+        .await?
+        .into_inner()
+        .key;
+    c.list_wallets(with_key(pb::ListWalletReq::default(), &session))
+        .await?;
+    c.revoke_api_key(with_key(
+        pb::RevokeApiKeyReq {
+            key: original_key.clone(),
+            jti: String::new(),
+        },
+        &original_key,
+    ))
+    .await?;
+    let err = c
+        .list_wallets(with_key(pb::ListWalletReq::default(), &session))
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::Unauthenticated, "{err:?}");
     Ok(())
 }

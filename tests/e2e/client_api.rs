@@ -5,7 +5,7 @@ use std::time::{Duration, SystemTime};
 
 use aggregator::auth::signin::SignIn;
 use aggregator::pb;
-use aggregator::rpc::convert::value_from_json;
+use aggregator::pb::convert::value_from_json;
 use alloy::primitives::U256;
 use alloy::signers::SignerSync;
 use alloy::signers::local::PrivateKeySigner;

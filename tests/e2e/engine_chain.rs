@@ -2,7 +2,7 @@
 //! `apply_to_fields` decimal formatting) and `balance`; and `GetTokenMetadata`.
 
 use aggregator::pb;
-use aggregator::rpc::convert::value_from_json;
+use aggregator::pb::convert::value_from_json;
 use alloy::primitives::{Address, U256};
 use alloy::sol_types::SolValue;
 
@@ -114,6 +114,29 @@ async fn contract_read_balance_and_token_metadata() -> anyhow::Result<()> {
     assert_eq!(
         (t.name.as_str(), t.symbol.as_str(), t.decimals),
         ("Test Token", "TT", 6)
+    );
+    assert_eq!(t.id, format!("{token:#x}"), "the original's lower-case id");
+    let again = c
+        .get_token_metadata(user.req(pb::GetTokenMetadataReq {
+            address: format!("{token:#x}").to_uppercase().replace("0X", "0x"),
+        }))
+        .await?
+        .into_inner();
+    assert_eq!((again.found, again.source.as_str()), (true, "cache"));
+    let native = c
+        .get_token_metadata(user.req(pb::GetTokenMetadataReq {
+            address: "0xEeeeeEeeeEeEeeEeEeEeeEEEeeeeEeeeeeeeEEeE".into(),
+        }))
+        .await?
+        .into_inner();
+    assert_eq!(native.source, "native");
+    assert_eq!(
+        native.token.map(|t| (t.id, t.symbol, t.decimals)),
+        Some((
+            "0xeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeee".into(),
+            "ETH".into(),
+            18
+        ))
     );
     let missing = c
         .get_token_metadata(user.req(pb::GetTokenMetadataReq {

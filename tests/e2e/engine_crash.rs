@@ -14,18 +14,18 @@ use aggregator::pb::aggregator_client::AggregatorClient;
 use crate::support::{User, code_node, random_u64, replay, rest_node, task_of};
 use crate::web;
 
-fn free_port() -> anyhow::Result<u16> {
+pub fn free_port() -> anyhow::Result<u16> {
     Ok(std::net::TcpListener::bind("127.0.0.1:0")?
         .local_addr()?
         .port())
 }
 
-struct Process {
-    child: Child,
-    grpc: String,
+pub struct Process {
+    pub child: Child,
+    pub grpc: String,
 }
 
-fn start(config: &Path, grpc: &str) -> anyhow::Result<Process> {
+pub fn start(config: &Path, grpc: &str) -> anyhow::Result<Process> {
     let child = Command::new(env!("CARGO_BIN_EXE_aggregator"))
         .args(["--config", config.to_str().unwrap()])
         .stdout(Stdio::null())
@@ -37,7 +37,9 @@ fn start(config: &Path, grpc: &str) -> anyhow::Result<Process> {
     })
 }
 
-async fn connect(process: &Process) -> anyhow::Result<AggregatorClient<tonic::transport::Channel>> {
+pub async fn connect(
+    process: &Process,
+) -> anyhow::Result<AggregatorClient<tonic::transport::Channel>> {
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
         match AggregatorClient::connect(format!("http://{}", process.grpc)).await {

@@ -253,7 +253,7 @@ async fn refusals_and_max_execution() -> anyhow::Result<()> {
     assert_eq!(err.code(), Code::NotFound);
 
     let mut later = task_of("later", &wallet, vec![code_node("code", "return 1;")], None);
-    later.start_at = aggregator::app::now_ms_i64() + 3_600_000;
+    later.start_at = aggregator::clock::now_ms_i64() + 3_600_000;
     let later = c.create_task(user.req(later)).await?.into_inner().id;
     let err = run_blocking(&mut c, &user, &later)
         .await
@@ -316,7 +316,7 @@ async fn the_expiry_sweep_completes_what_expired_and_nothing_else() -> anyhow::R
     let mut c = server.client().await?;
     let user = User::sign_in(&mut c).await?;
     let wallet = user.wallet(&mut c).await?;
-    let now = aggregator::app::now_ms_i64();
+    let now = aggregator::clock::now_ms_i64();
     let create = |name: &str, expired_at: i64| {
         let mut request = task_of(name, &wallet, vec![code_node("code", "return 1;")], None);
         request.expired_at = expired_at;

@@ -2,7 +2,7 @@
 //! fields, maps and `Value`s set.
 
 use aggregator::pb;
-use aggregator::rpc::convert::value_from_json;
+use aggregator::pb::convert::value_from_json;
 use serde_json::json;
 
 const TOKEN: &str = "0x5FbDB2315678afecb367f032d93F642f64180aa3";

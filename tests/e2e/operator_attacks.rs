@@ -187,7 +187,7 @@ async fn a_replayed_report_is_refused() -> anyhow::Result<()> {
         trigger_type: TriggerKind::Block.wire_number(),
         trigger_output: Some(pb::notify_triggers_req::TriggerOutput::BlockTrigger(
             pb::block_trigger::Output {
-                data: Some(aggregator::rpc::convert::value_from_json(&output)),
+                data: Some(aggregator::pb::convert::value_from_json(&output)),
             },
         )),
         trigger_request_id: request_id.clone(),
@@ -257,7 +257,7 @@ async fn bad_bls_signatures_and_unassigned_operators_run_nothing() -> anyhow::Re
         trigger_type: TriggerKind::Block.wire_number(),
         trigger_output: Some(pb::notify_triggers_req::TriggerOutput::BlockTrigger(
             pb::block_trigger::Output {
-                data: Some(aggregator::rpc::convert::value_from_json(&block_output(10))),
+                data: Some(aggregator::pb::convert::value_from_json(&block_output(10))),
             },
         )),
         trigger_request_id: request_id.clone(),

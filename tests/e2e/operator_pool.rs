@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use aggregator::operator::client::Client;
 use aggregator::pb;
-use aggregator::rpc::convert::value_from_json;
+use aggregator::pb::convert::value_from_json;
 use alloy::primitives::{Address, U256};
 use alloy::providers::Provider;
 use alloy::sol_types::SolValue;
@@ -150,6 +150,8 @@ async fn operators_show_their_liveness() -> anyhow::Result<()> {
             address: format!("{:#x}", client.address()),
             version: "9.9.9".into(),
             block_number: 1234,
+            metrics_port: 9090,
+            event_count: 3,
             status: Some(pb::checkin::Status {
                 uptime: 60,
                 queue_depth: 5,
@@ -186,6 +188,38 @@ async fn operators_show_their_liveness() -> anyhow::Result<()> {
     assert_eq!(me["liveness"]["queue_depth"], 5);
     let other = operators.iter().find(|o| o != &me).unwrap();
     assert_eq!(other["connected"], false);
+
+    // The original's /operator: the operators that pinged, in its shape.
+    let body: serde_json::Value = reqwest::get(format!("{}/operator", net.server.http_url()))
+        .await?
+        .json()
+        .await?;
+    let listed = body["data"].as_array().unwrap();
+    assert_eq!(listed.len(), 1, "only the one that pinged: {body}");
+    let row = &listed[0];
+    assert_eq!(row["address"], format!("{:#x}", client.address()));
+    assert_eq!(
+        (
+            &row["version"],
+            &row["block_number"],
+            &row["metrics_port"],
+            &row["event_count"]
+        ),
+        (
+            &serde_json::json!("9.9.9"),
+            &serde_json::json!(1234),
+            &serde_json::json!(9090),
+            &serde_json::json!(3)
+        )
+    );
+    assert_eq!(
+        row["remote_ip"], "127.0.0.1",
+        "the peer, as the ping named none"
+    );
+    assert!(
+        row["last_ping"].as_u64().unwrap() > 1_700_000_000,
+        "seconds: {row}"
+    );
 
     let metrics = reqwest::get(format!("{}/metrics", net.server.http_url()))
         .await?

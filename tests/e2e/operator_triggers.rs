@@ -6,7 +6,7 @@ use std::collections::BTreeSet;
 use std::time::Duration;
 
 use aggregator::pb;
-use aggregator::rpc::convert::value_from_json;
+use aggregator::pb::convert::value_from_json;
 use alloy::primitives::{Address, U256};
 use alloy::sol_types::SolValue;
 use events::Event;
@@ -196,7 +196,7 @@ async fn cron_and_fixed_time_triggers_fire_on_time() -> anyhow::Result<()> {
         .await?
         .into_inner()
         .id;
-    let now = aggregator::app::now_ms_i64();
+    let now = aggregator::clock::now_ms_i64();
     let epochs = vec![now + 4_000, now + 6_000];
     let fixed = c
         .create_task(user.req(watched_task(

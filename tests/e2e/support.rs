@@ -180,7 +180,7 @@ pub async fn sign_in_as(
 
 /// A valid task request running on `wallet`: a manual trigger and a custom-code node.
 pub fn simple_task(name: &str, wallet: &str) -> pb::CreateTaskReq {
-    use aggregator::rpc::convert::value_from_json;
+    use aggregator::pb::convert::value_from_json;
     let settings = serde_json::json!({ "name": name, "runner": wallet });
     pb::CreateTaskReq {
         trigger: Some(pb::TaskTrigger {
@@ -256,7 +256,7 @@ pub fn npm_ci(dir: &Path, installed: &Path) -> anyhow::Result<()> {
 // ---- Building tasks from parts ----
 
 pub fn manual_trigger() -> pb::TaskTrigger {
-    use aggregator::rpc::convert::value_from_json;
+    use aggregator::pb::convert::value_from_json;
     pb::TaskTrigger {
         name: "manualTrigger".into(),
         r#type: pb::TriggerType::Manual as i32,
@@ -354,7 +354,7 @@ pub async fn run_blocking(
             trigger_type: pb::TriggerType::Manual as i32,
             trigger_output: Some(pb::trigger_task_req::TriggerOutput::ManualTrigger(
                 pb::manual_trigger::Output {
-                    data: Some(aggregator::rpc::convert::value_from_json(
+                    data: Some(aggregator::pb::convert::value_from_json(
                         &serde_json::json!({"n": random_u64() % 1000}),
                     )),
                 },
@@ -387,6 +387,6 @@ pub fn step_output(step: &pb::execution::Step) -> serde_json::Value {
         Some(O::ContractWrite(o)) => o.data.clone(),
         None => None,
     };
-    data.map(|v| aggregator::rpc::convert::json_from_value(&v).unwrap())
+    data.map(|v| aggregator::pb::convert::json_from_value(&v).unwrap())
         .unwrap_or(serde_json::Value::Null)
 }

@@ -80,6 +80,14 @@ pub async fn start(redirect_to: Option<String>) -> anyhow::Result<Web> {
             get(|| async { Json(json!({ "price": 42.5, "tags": ["a", "b"], "ok": true })) }),
         )
         .route("/echo", post(echo_json))
+        .route(
+            "/deep/{levels}",
+            get(|Path(levels): Path<usize>| async move {
+                // JSON nested `levels` deep, written as text (building it as a Value would not
+                // be any deeper, but serde_json's own limit would refuse to parse it back).
+                format!("{}1{}", "[".repeat(levels), "]".repeat(levels))
+            }),
+        )
         .route("/count/{key}", any(count))
         .route("/graphql", post(graphql))
         .route(

@@ -14,12 +14,15 @@
 //!
 //! Proxies are switched off: through a proxy, the proxy would resolve the name, unchecked.
 //!
-//! Layout:
-//! - `address`: which addresses are refused ([`forbidden`]) and the [`Cidr`] blocks that lift it;
-//! - this file: [`HttpConfig`], [`HttpClient`], the guard, the errors, and [`body_value`] for
-//!   the nodes' outputs.
+//! The original's test host (`https://mock-api.ap-aggregator.local`) is answered in process
+//! when `mock_host` is on, before any of this: see `mock_host`.
+//!
+//! Layout: this file holds [`HttpClient`], the guard, the errors, and [`body_value`] for the
+//! nodes' outputs; `mock_host` is the in-process responder for the original's test host; which
+//! addresses are refused ([`forbidden`]) and the [`Cidr`] blocks that lift it are `crate::ip`;
+//! the settings are `config::OutboundHttpConfig` (`engine.http`).
 
-mod address;
+mod mock_host;
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
@@ -29,16 +32,10 @@ use reqwest::Url;
 use reqwest::dns::{Addrs, Name, Resolve, Resolving};
 use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
 use reqwest::redirect::Policy;
-use serde::{Deserialize, Serialize};
 
-pub use address::{Cidr, CidrError, forbidden};
-
-pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
-pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
-pub const DEFAULT_MAX_REQUEST_BYTES: usize = 1024 * 1024;
-pub const DEFAULT_MAX_RESPONSE_BYTES: usize = 5 * 1024 * 1024;
-pub const DEFAULT_MAX_REDIRECTS: usize = 5;
-pub const DEFAULT_USER_AGENT: &str = concat!("ava-aggregator/", env!("CARGO_PKG_VERSION"));
+pub use crate::config::OutboundHttpConfig;
+pub use crate::ip::{Cidr, CidrError, forbidden};
+pub use mock_host::{MOCK_HOST, status_text};
 
 /// The methods a node may use; an empty method is `GET`.
 const METHODS: &[&str] = &["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"];
@@ -55,45 +52,6 @@ const MANAGED_HEADERS: &[&str] = &[
     "transfer-encoding",
     "upgrade",
 ];
-
-/// `engine.http` in the configuration.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct HttpConfig {
-    /// Address blocks that are requested even though they are private, loopback, link-local...
-    /// (e.g. `10.20.0.0/16` for an internal API the tasks are meant to reach). Empty: only
-    /// public addresses.
-    pub allow: Vec<Cidr>,
-    /// Host names (exactly, case-insensitive) whose addresses are not checked at all. Prefer
-    /// `allow`: a name's addresses can change under you.
-    pub allow_hosts: Vec<String>,
-    /// The whole request: connecting, sending, redirects and reading the response.
-    #[serde(with = "duration_text")]
-    pub timeout: Duration,
-    #[serde(with = "duration_text")]
-    pub connect_timeout: Duration,
-    /// The URL, the headers and the body together.
-    pub max_request_bytes: usize,
-    /// The response body, as decoded.
-    pub max_response_bytes: usize,
-    pub max_redirects: usize,
-    pub user_agent: String,
-}
-
-impl Default for HttpConfig {
-    fn default() -> Self {
-        Self {
-            allow: Vec::new(),
-            allow_hosts: Vec::new(),
-            timeout: DEFAULT_TIMEOUT,
-            connect_timeout: DEFAULT_CONNECT_TIMEOUT,
-            max_request_bytes: DEFAULT_MAX_REQUEST_BYTES,
-            max_response_bytes: DEFAULT_MAX_RESPONSE_BYTES,
-            max_redirects: DEFAULT_MAX_REDIRECTS,
-            user_agent: DEFAULT_USER_AGENT.to_owned(),
-        }
-    }
-}
 
 /// A request as a node describes it.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -156,7 +114,7 @@ pub enum HttpError {
     InvalidHeader { name: String, reason: String },
     #[error("the {direction} is larger than the limit of {limit} bytes")]
     TooLarge { direction: Direction, limit: usize },
-    #[error("the request took longer than {}", duration_text::text(.limit))]
+    #[error("the request took longer than {}", crate::config::duration_text::text(.limit))]
     TimedOut { limit: Duration },
     #[error("more than {limit} redirects")]
     Redirects { limit: usize },
@@ -170,6 +128,7 @@ pub struct HttpClient {
     client: reqwest::Client,
     guard: Arc<Guard>,
     limits: Limits,
+    mock_host: bool,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -180,7 +139,7 @@ struct Limits {
 }
 
 impl HttpClient {
-    pub fn new(config: HttpConfig) -> Result<Self, HttpError> {
+    pub fn new(config: OutboundHttpConfig) -> Result<Self, HttpError> {
         let guard = Arc::new(Guard::new(config.allow, &config.allow_hosts));
         let redirect_guard = Arc::clone(&guard);
         let max_redirects = config.max_redirects;
@@ -210,6 +169,7 @@ impl HttpClient {
                 max_request_bytes: config.max_request_bytes,
                 max_response_bytes: config.max_response_bytes,
             },
+            mock_host: config.mock_host,
         })
     }
 
@@ -226,7 +186,10 @@ impl HttpClient {
     async fn send_unbounded(&self, request: HttpRequest) -> Result<HttpResponse, HttpError> {
         let method = method(&request.method)?;
         let url = Url::parse(&request.url).map_err(|e| HttpError::InvalidUrl(e.to_string()))?;
-        self.guard.check_url(&url)?;
+        let mock = self.mock_host && mock_host::is_mock_host(&url);
+        if !mock {
+            self.guard.check_url(&url)?;
+        }
 
         let size = request.url.len()
             + request
@@ -242,6 +205,14 @@ impl HttpClient {
             });
         }
         let headers = header_map(&request.headers)?;
+        if mock {
+            let method = if request.method.trim().is_empty() {
+                "GET"
+            } else {
+                request.method.trim()
+            };
+            return Ok(mock_host::answer(&request, &url, method, self.limits.timeout).await);
+        }
 
         let mut builder = self.client.request(method, url).headers(headers);
         if let Some(body) = request.body {
@@ -549,27 +520,6 @@ fn base64(bytes: &[u8]) -> String {
         }
     }
     out
-}
-
-/// Durations as text ("10s", "300ms") in the configuration, as in `crate::config`.
-mod duration_text {
-    use std::time::Duration;
-
-    use serde::{Deserialize, Deserializer, Serializer};
-
-    pub fn text(value: &Duration) -> String {
-        humantime::format_duration(*value).to_string()
-    }
-
-    pub fn serialize<S: Serializer>(value: &Duration, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str(&text(value))
-    }
-
-    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
-        let text = String::deserialize(d)?;
-        humantime::parse_duration(&text)
-            .map_err(|e| serde::de::Error::custom(format!("invalid duration {text:?}: {e}")))
-    }
 }
 
 #[cfg(test)]

@@ -9,6 +9,10 @@ use tokio::net::TcpListener;
 use tokio::sync::mpsc;
 
 use super::*;
+use crate::config::{
+    DEFAULT_HTTP_CONNECT_TIMEOUT as DEFAULT_CONNECT_TIMEOUT,
+    DEFAULT_HTTP_USER_AGENT as DEFAULT_USER_AGENT, OutboundHttpConfig as HttpConfig,
+};
 
 fn guard(allow: &[&str], allow_hosts: &[&str]) -> Guard {
     Guard::new(
@@ -787,4 +791,38 @@ async fn malformed_requests_are_refused_before_sending() {
         .await
         .unwrap_err();
     assert_eq!(err, HttpError::InvalidMethod("TRACE".into()));
+}
+
+// ---- the original's test host, answered in process ----
+
+#[tokio::test]
+async fn the_mock_host_is_answered_in_process_with_its_limits() {
+    let client = client(&[], &[]);
+    let response = client
+        .send(get(
+            "https://mock-api.ap-aggregator.local/status/404".to_owned()
+        ))
+        .await
+        .unwrap();
+    assert_eq!(response.status, 404);
+    assert_eq!(
+        response.header("content-type"),
+        Some("application/json"),
+        "{response:?}"
+    );
+    // The request limits still apply to it.
+    let small = client_with(&[], &[], |c| c.max_request_bytes = 64);
+    let mut big = get("https://mock-api.ap-aggregator.local/post".to_owned());
+    big.body = Some(vec![b'x'; 100]);
+    assert!(matches!(
+        small.send(big).await,
+        Err(HttpError::TooLarge { .. })
+    ));
+    // Another host with the same path is not it, and is checked as ever.
+    assert_eq!(
+        client
+            .send(get("https://127.0.0.1/status/200".to_owned()))
+            .await,
+        Err(forbidden_error("127.0.0.1", "loopback"))
+    );
 }

@@ -12,10 +12,12 @@
 //! - **stack**: a limit on the native stack the interpreter may use (deep recursion is a
 //!   `RangeError` the script can catch, not a crash);
 //! - **output**: caps on the size of the returned value (as JSON) and of the captured logs;
-//! - **no host**: a context has the ECMAScript built-ins and a `console` that captures lines, and
-//!   nothing else: no `std`/`os` modules, no module loader (`require` is undefined and `import()`
-//!   rejects), no timers, no file system or network. `console` is the only Rust callback a script
-//!   can reach (the result's conversion uses one it cannot).
+//! - **no host**: a context has the ECMAScript built-ins, a `console` that captures lines and a
+//!   `require` of the npm packages the original offers (lodash, dayjs, uuid, read at start-up; see
+//!   `modules`), and nothing else: no `std`/`os` modules, no other module (`import()` rejects), no
+//!   timers, no file system or network. `console`, `require` and the `crypto.getRandomValues`
+//!   that `require` defines are the only Rust callbacks a script can reach (the result's
+//!   conversion uses one it cannot).
 //!
 //! Every run gets a fresh context (no state survives from one run, or one user, to the next); the
 //! runtime under it (the heap, interned atoms and shapes, the limits) is reused. Creating the
@@ -31,11 +33,15 @@
 //! - `pool`: the worker threads, each owning one runtime, fed by a channel, so that the async
 //!   API never blocks the tokio runtime;
 //! - `run`: one run in a fresh context: globals, the wrapper, errors, conversion of the result;
-//! - `console`: the captured `console.log`/`info`/`debug`/`warn`/`error`.
+//! - `console`: the captured `console.log`/`info`/`debug`/`warn`/`error`;
+//! - `modules`: `require()` of lodash, dayjs and uuid, and ES `import` rewritten into it.
 
 mod console;
+mod modules;
 mod pool;
 mod run;
+
+pub use modules::{JsModules, default_dir as default_modules_dir, rewrite_imports};
 
 #[cfg(test)]
 mod tests;
@@ -74,6 +80,8 @@ pub struct SandboxConfig {
     pub max_output_bytes: usize,
     /// Cap on the captured log lines of a run, in bytes.
     pub max_log_bytes: usize,
+    /// The packages `require` gives (none by default: `require` then says how to install them).
+    pub modules: Arc<JsModules>,
 }
 
 impl Default for SandboxConfig {
@@ -85,6 +93,7 @@ impl Default for SandboxConfig {
             stack_limit: DEFAULT_STACK_LIMIT,
             max_output_bytes: DEFAULT_MAX_OUTPUT_BYTES,
             max_log_bytes: DEFAULT_MAX_LOG_BYTES,
+            modules: Arc::new(JsModules::default()),
         }
     }
 }

@@ -32,6 +32,7 @@
 
 use std::cell::{Cell, RefCell};
 use std::rc::Rc;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use rquickjs::context::{EvalOptions, intrinsic};
@@ -41,6 +42,7 @@ use rquickjs::{Context, Ctx, Error as JsError, Function, Object, Runtime, Value}
 use serde_json::{Map, Value as Json};
 
 use super::console::{self, Logs};
+use super::modules::{self, JsModules};
 use super::{Outcome, Result, SandboxConfig, SandboxError, Script, ScriptKind};
 
 /// The built-ins of a context: ECMAScript's, without `WeakRef`/`FinalizationRegistry` (they make
@@ -145,6 +147,7 @@ pub(super) struct Engine {
     memory_limit: usize,
     max_output_bytes: usize,
     max_log_bytes: usize,
+    modules: Arc<JsModules>,
 }
 
 impl Engine {
@@ -166,6 +169,7 @@ impl Engine {
             memory_limit,
             max_output_bytes: config.max_output_bytes,
             max_log_bytes: config.max_log_bytes,
+            modules: Arc::clone(&config.modules),
         };
         // One run first, so that what every run leaves interned for good (the class of Rust
         // functions, atoms) is part of the baseline, and a runtime that cannot run fails here.
@@ -291,6 +295,7 @@ impl Engine {
     ) -> std::result::Result<Option<String>, Failure> {
         let setup = |e| caught(ctx, e, wrapper);
         console::install(ctx, logs).map_err(setup)?;
+        modules::install(ctx, &self.modules).map_err(setup)?;
         define_globals(ctx, &script.globals).map_err(setup)?;
 
         let mut options = EvalOptions::default();

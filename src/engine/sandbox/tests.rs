@@ -380,10 +380,10 @@ fn a_memory_bomb_is_stopped_and_the_worker_serves_the_next_run() {
 fn nothing_of_the_host_is_reachable() {
     let sandbox = pool(1);
     let missing = body(
-        "return [typeof require, typeof module, typeof exports, typeof process, typeof std, \
+        "return [typeof module, typeof exports, typeof process, typeof std, \
          typeof os, typeof print, typeof setTimeout, typeof fetch, typeof XMLHttpRequest, \
          typeof scriptArgs, typeof performance, typeof WeakRef, typeof navigator, typeof Deno, \
-         typeof Bun, eval('typeof require'), new Function('return typeof std')()];",
+         typeof Bun, typeof crypto, new Function('return typeof std')()];",
     );
     let Json::Array(types) = value(&sandbox, missing) else {
         panic!("not an array");
@@ -396,7 +396,13 @@ fn nothing_of_the_host_is_reachable() {
     let (message, _) = exception(&sandbox, body("import fs from 'fs';"));
     assert!(message.starts_with("SyntaxError"), "{message}");
 
-    // The global object holds the ECMAScript built-ins and `console`, nothing else.
+    // `require` is there, and gives the npm packages only (see the tests of `modules`).
+    assert_eq!(
+        value(&sandbox, body("return typeof require;")),
+        json!("function")
+    );
+
+    // The global object holds the ECMAScript built-ins, `console` and `require`, nothing else.
     let standard = [
         "Object",
         "Function",
@@ -464,6 +470,7 @@ fn nothing_of_the_host_is_reachable() {
         "DisposableStack",
         "AsyncDisposableStack",
         "console",
+        "require",
     ];
     let Json::Array(names) = value(
         &sandbox,
@@ -781,4 +788,152 @@ async fn a_script_whose_caller_gave_up_before_it_started_is_not_run() {
     );
     let took = started.elapsed();
     assert!(took < Duration::from_secs(2), "took {took:?}");
+}
+
+// ---- require() of the npm packages ----
+
+fn with_modules() -> Sandbox {
+    let dir = super::default_modules_dir();
+    let modules = JsModules::load(&dir);
+    assert_eq!(
+        modules.loaded(),
+        ["lodash", "dayjs", "uuid"],
+        "the npm packages are not installed in {}: run `npm ci` in js_modules/",
+        dir.display()
+    );
+    Sandbox::new(SandboxConfig {
+        threads: 1,
+        modules: std::sync::Arc::new(modules),
+        ..SandboxConfig::default()
+    })
+}
+
+#[tokio::test]
+async fn lodash_dayjs_and_uuid_are_required_as_in_the_original() {
+    let sandbox = with_modules();
+    let out = sandbox
+        .run(Script::body(
+            r#"
+            const _ = require('lodash');
+            const dayjs = require('dayjs');
+            const { v4: uuidv4 } = require('uuid');
+            const date = dayjs('2023-12-25');
+            return {
+              sum: _.sum([1, 2, 3]),
+              grouped: _.groupBy([1, 2, 3], n => n % 2 ? 'odd' : 'even'),
+              formatted: date.format('YYYY-MM-DD'),
+              later: date.add(7, 'days').format('YYYY-MM-DD'),
+              id: uuidv4(),
+              same: require('lodash') === _,
+            };"#,
+        ))
+        .await
+        .unwrap();
+    let v = out.value;
+    assert_eq!(v["sum"], 6);
+    assert_eq!(
+        v["grouped"],
+        serde_json::json!({"odd": [1, 3], "even": [2]})
+    );
+    assert_eq!(v["formatted"], "2023-12-25");
+    assert_eq!(v["later"], "2024-01-01");
+    let id = v["id"].as_str().unwrap();
+    assert_eq!(id.len(), 36);
+    assert_eq!(id.as_bytes()[14], b'4', "a version 4 uuid: {id}");
+    assert_eq!(v["same"], true, "a second require gives the same exports");
+}
+
+#[tokio::test]
+async fn es_imports_are_rewritten_into_requires() {
+    let sandbox = with_modules();
+    let source = super::rewrite_imports(
+        "import _ from 'lodash';\nimport { v4 as uuidv4 } from 'uuid';\nreturn [_.max([3, 9, 2]), typeof uuidv4];",
+    )
+    .unwrap();
+    let out = sandbox.run(Script::body(source)).await.unwrap();
+    assert_eq!(out.value, serde_json::json!([9, "function"]));
+}
+
+#[tokio::test]
+async fn required_code_runs_within_the_limits_and_runs_stay_apart() {
+    let sandbox = with_modules();
+    // A package evaluated in one run is not there in the next; a change to it neither.
+    let first = sandbox
+        .run(Script::body(
+            "const _ = require('lodash'); _.sum = () => 42; return _.sum([1]);",
+        ))
+        .await
+        .unwrap();
+    assert_eq!(first.value, 42);
+    let second = sandbox
+        .run(Script::body("return require('lodash').sum([1, 2]);"))
+        .await
+        .unwrap();
+    assert_eq!(second.value, 3);
+    // The time limit covers code that uses a package.
+    let err = sandbox
+        .run(Script {
+            time_limit: Some(Duration::from_millis(200)),
+            ..Script::body("const _ = require('lodash'); while (true) { _.range(10); }")
+        })
+        .await
+        .unwrap_err();
+    assert!(matches!(err, SandboxError::TimedOut { .. }), "{err:?}");
+}
+
+#[tokio::test]
+async fn unknown_and_missing_packages_throw_what_to_do() {
+    let sandbox = with_modules();
+    let err = sandbox
+        .run(Script::body("return require('left-pad');"))
+        .await
+        .unwrap_err();
+    assert!(
+        err.to_string().contains("module not found: left-pad"),
+        "{err}"
+    );
+    // No modules directory configured: `require` says how to install them, and can be caught.
+    let bare = pool(1);
+    let out = bare
+        .run(Script::body(
+            "try { require('lodash'); } catch (e) { return e.message; }",
+        ))
+        .await
+        .unwrap();
+    assert!(
+        out.value.as_str().unwrap().contains("not available"),
+        "{out:?}"
+    );
+    let empty = tempfile::tempdir().unwrap();
+    let missing = Sandbox::new(SandboxConfig {
+        threads: 1,
+        modules: std::sync::Arc::new(JsModules::load(empty.path())),
+        ..SandboxConfig::default()
+    });
+    let err = missing
+        .run(Script::body("return require('dayjs');"))
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("npm ci"), "{err}");
+}
+
+#[tokio::test]
+async fn crypto_get_random_values_fills_integer_arrays_only() {
+    let sandbox = with_modules();
+    let out = sandbox
+        .run(Script::body(
+            r#"require('uuid');
+            const a = crypto.getRandomValues(new Uint8Array(32));
+            let bad = '';
+            try { crypto.getRandomValues(new Float64Array(2)); } catch (e) { bad = e.name; }
+            let big = '';
+            try { crypto.getRandomValues(new Uint8Array(70000)); } catch (e) { big = e.name; }
+            return [a.length, a.some(x => x !== 0), bad, big];"#,
+        ))
+        .await
+        .unwrap();
+    assert_eq!(
+        out.value,
+        serde_json::json!([32, true, "TypeError", "RangeError"])
+    );
 }

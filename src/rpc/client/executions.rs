@@ -2,7 +2,6 @@
 //! first (execution ids are ULIDs); see `rpc::paging` for the cursors.
 
 use events::execution::{Firing, FiringSource};
-use events::task::TriggerKind;
 use projections::executions::{self as views_exec, DAY_MS, DayStats, ExecutionRow, RunStatus};
 use sha2::{Digest, Sha256};
 use tonic::{Request, Status};
@@ -10,11 +9,13 @@ use tonic::{Request, Status};
 use crate::domain::firing::Refusal;
 use crate::engine::{FireError, FireRequest};
 
-use crate::app::{App, now_ms};
+use crate::app::App;
+use crate::clock::now_ms;
 use crate::domain::{Code, DomainError};
 use crate::pb;
+use crate::pb::convert;
 use crate::rpc::paging::{self, Order};
-use crate::rpc::{calls, convert, error};
+use crate::rpc::{calls, error};
 
 /// The caller's task ids among `requested` (all the caller's tasks when empty); another owner's
 /// task is "not found", as for every other method.
@@ -32,7 +33,7 @@ fn tasks_of(app: &App, owner: &str, requested: &[String]) -> Result<Vec<String>,
     }
     requested
         .iter()
-        .map(|id| app.owned_task(owner, id.trim()).map(|row| row.id))
+        .map(|id| Ok(app.owned_task(owner, id.trim())?.id))
         .collect()
 }
 
@@ -174,38 +175,13 @@ pub async fn get_execution_stats(
     })
 }
 
-/// The firing a `TriggerTask` describes: the member of its `trigger_output` oneof (or, when none
-/// is set, `trigger_type`, or the task's own trigger type) and its data.
-fn firing_data(
-    req: &pb::TriggerTaskReq,
-    task_kind: Option<TriggerKind>,
-) -> Result<(TriggerKind, Option<serde_json::Value>), Status> {
-    use pb::trigger_task_req::TriggerOutput as O;
-    let data =
-        |v: &Option<prost_types::Value>| v.as_ref().map(convert::json_from_value).transpose();
-    Ok(match &req.trigger_output {
-        Some(O::ManualTrigger(o)) => (TriggerKind::Manual, data(&o.data)?),
-        Some(O::FixedTimeTrigger(o)) => (TriggerKind::FixedTime, data(&o.data)?),
-        Some(O::CronTrigger(o)) => (TriggerKind::Cron, data(&o.data)?),
-        Some(O::BlockTrigger(o)) => (TriggerKind::Block, data(&o.data)?),
-        Some(O::EventTrigger(o)) => (TriggerKind::Event, data(&o.data)?),
-        None => {
-            let kind = TriggerKind::from_wire_number(req.trigger_type)
-                .or(task_kind)
-                .ok_or_else(|| {
-                    Status::invalid_argument("set trigger_type or one of the trigger outputs")
-                })?;
-            (kind, None)
-        }
-    })
-}
-
 /// A refused or failed firing, as clients see it.
 pub fn fire_status(e: FireError) -> Status {
     match e {
         FireError::Refused(Refusal::NotFound) => DomainError::task_not_found().into(),
         FireError::Refused(refusal) => Status::failed_precondition(refusal.message()),
         FireError::Storage(e) => error::storage(e),
+        FireError::Invalid(why) => DomainError::invalid(why).into(),
         FireError::Contended => {
             Status::unavailable("the task changed concurrently; retry the call")
         }
@@ -244,7 +220,7 @@ pub async fn trigger_task(
         .map_err(|_| Status::invalid_argument("the idempotency-key header is not text"))?;
     let req = request.into_inner();
     let task = app.owned_task(&caller.owner, req.task_id.trim())?;
-    let (kind, output) = firing_data(&req, task.trigger_kind)?;
+    let (kind, output) = convert::requested_firing(&req, task.trigger_kind)?;
     let input = convert::json_map_from_values(&req.trigger_input)?;
     let (dedup_key, window_ms) = match header.filter(|h| !h.trim().is_empty()) {
         Some(key) => {

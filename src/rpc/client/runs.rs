@@ -5,11 +5,13 @@
 use events::task::{NodeKind, TriggerKind};
 use tonic::{Request, Status};
 
-use crate::app::{App, now_ms_i64};
+use crate::app::App;
 use crate::auth::Caller;
+use crate::clock::now_ms_i64;
 use crate::domain::task;
 use crate::pb;
-use crate::rpc::{calls, convert, error};
+use crate::pb::convert;
+use crate::rpc::{calls, error};
 
 fn may_run(app: &App, caller: &Caller) -> Result<(), Status> {
     if app.limiter.allow_run(&caller.owner) {
@@ -37,7 +39,8 @@ pub async fn run_trigger(
     app: &App,
     request: Request<pb::RunTriggerReq>,
 ) -> Result<pb::RunTriggerResp, Status> {
-    let caller = calls::caller(app, &request)?;
+    // It runs code and requests with the owner's secrets: a read-only key may not.
+    let caller = calls::writer(app, &request)?;
     may_run(app, &caller)?;
     let req = request.into_inner();
     let trigger = req
@@ -93,7 +96,8 @@ pub async fn run_node_with_inputs(
     app: &App,
     request: Request<pb::RunNodeWithInputsReq>,
 ) -> Result<pb::RunNodeWithInputsResp, Status> {
-    let caller = calls::caller(app, &request)?;
+    // It runs code and requests with the owner's secrets: a read-only key may not.
+    let caller = calls::writer(app, &request)?;
     may_run(app, &caller)?;
     let req = request.into_inner();
     let node = req
@@ -140,7 +144,8 @@ pub async fn simulate_task(
     app: &App,
     request: Request<pb::SimulateTaskReq>,
 ) -> Result<pb::Execution, Status> {
-    let caller = calls::caller(app, &request)?;
+    // It runs code and requests with the owner's secrets: a read-only key may not.
+    let caller = calls::writer(app, &request)?;
     may_run(app, &caller)?;
     let req = request.into_inner();
     let create = pb::CreateTaskReq {
@@ -181,7 +186,7 @@ pub async fn get_token_metadata(
     request: Request<pb::GetTokenMetadataReq>,
 ) -> Result<pb::GetTokenMetadataResp, Status> {
     calls::caller(app, &request)?;
-    let address = crate::app::parse_address("address", &request.into_inner().address)?;
+    let address = crate::address::parse_address("address", &request.into_inner().address)?;
     let found = app
         .token_directory
         .lookup(app.chain.as_ref(), address)
@@ -190,7 +195,8 @@ pub async fn get_token_metadata(
     Ok(match found {
         Some((metadata, source)) => pb::GetTokenMetadataResp {
             token: Some(pb::TokenMetadata {
-                id: metadata.address.to_checksum(None),
+                // Lower case, as the original answers (clients compare it with `toLowerCase()`).
+                id: format!("{:#x}", metadata.address),
                 name: metadata.name,
                 symbol: metadata.symbol,
                 decimals: u32::from(metadata.decimals),

@@ -5,19 +5,20 @@
 //! runs see: the caller's user secrets and that workflow's (a workflow secret overrides a user
 //! secret of the same name). Ordered by workflow then name; the cursor is `<workflow|_>:<name>`.
 
+use events::Command;
 use events::event::SecretScope;
-use events::{Command, Expected};
 use projections::secrets::{SecretRow, owner_prefix};
 use tonic::{Request, Status};
 
-use crate::app::{App, now_ms, now_ms_i64};
+use crate::app::App;
 use crate::auth::Caller;
+use crate::clock::{now_ms, now_ms_i64};
 use crate::domain::secrets as rules;
 use crate::pb;
+use crate::rpc::calls;
+use crate::rpc::error::{self, Failure};
 use crate::rpc::paging::{self, Order};
-use crate::rpc::{calls, error};
-
-const ATTEMPTS: usize = 4;
+use crate::store::{Decision, Settled};
 
 fn scope_name(scope: &SecretScope) -> &'static str {
     if scope.workflow_id.is_empty() {
@@ -64,7 +65,8 @@ fn owners_secrets(app: &App, owner: &str) -> Result<Vec<SecretRow>, Status> {
     Ok(rows)
 }
 
-/// Decides on the current row and appends against the stream's version; retried on conflicts.
+/// Decides on the current row and appends against the stream's version
+/// (`Store::decide_and_append`).
 async fn change(
     app: &App,
     caller: &Caller,
@@ -72,26 +74,27 @@ async fn change(
     decide: impl Fn(Option<&SecretRow>) -> Result<events::Event, Status>,
 ) -> Result<(), Status> {
     let stream = stream_of(scope);
-    for _ in 0..ATTEMPTS {
-        let version = app
-            .store
-            .log
-            .stream_version(&stream)
-            .map_err(error::storage)?;
-        let existing = app.store.views.secret(scope).map_err(error::storage)?;
-        let event = decide(existing.as_ref())?;
-        let command = Command::new(caller.owner.clone(), now_ms()).append(
-            stream.clone(),
-            Expected::Exactly(version),
-            [event],
-        );
-        if app.try_append(command).await?.is_some() {
-            return Ok(());
-        }
+    let settled = app
+        .store
+        .decide_and_append(
+            |store| Ok::<_, Failure>(store.at_version(&stream, |views| views.secret(scope))?),
+            |loaded| {
+                let event = decide(loaded.state.as_ref())?;
+                let command = Command::new(caller.owner.clone(), now_ms()).append(
+                    stream.clone(),
+                    loaded.expected(),
+                    [event],
+                );
+                Ok(Decision::Append(command, ()))
+            },
+        )
+        .await?;
+    match settled {
+        Settled::Unchanged(()) | Settled::Appended((), _) => Ok(()),
+        Settled::Contended => Err(Status::unavailable(
+            "the secret changed concurrently; retry the call",
+        )),
     }
-    Err(Status::unavailable(
-        "the secret changed concurrently; retry the call",
-    ))
 }
 
 pub async fn create_secret(
@@ -224,7 +227,7 @@ pub async fn list_secrets(
                 0
             },
             created_by: if req.include_created_by {
-                crate::rpc::convert::checksum(&r.created_by)
+                crate::address::checksum(&r.created_by)
             } else {
                 String::new()
             },

@@ -7,14 +7,17 @@ use events::event::ApiKeyRevoked;
 use events::{Command, Expected};
 use tonic::{Request, Status};
 
-use crate::app::{App, VERSION, now_ms, parse_address};
+use crate::address::parse_address;
+use crate::app::{App, VERSION};
 use crate::auth::signin::{self, Policy, SignIn};
 use crate::auth::{AuthError, Role};
+use crate::clock::now_ms;
 use crate::pb;
 use crate::rpc::{calls, error};
 
 fn policy(app: &App) -> Policy {
     Policy {
+        uri: app.config.auth.signin_uri.clone(),
         chain_id: app.config.chain_id,
         max_lifetime: app.config.auth.max_token_lifetime,
         clock_skew: app.config.auth.clock_skew,
@@ -112,7 +115,7 @@ pub async fn revoke_api_key(
         })?,
         (_, jti) => jti.to_owned(),
     };
-    if ulid::Ulid::from_string(&jti).is_err() {
+    if !crate::auth::token::is_key_id(&jti) {
         return Err(Status::invalid_argument(format!(
             "{jti:?} is not an API key id"
         )));
@@ -126,7 +129,7 @@ pub async fn revoke_api_key(
                 Expected::Any,
                 [ApiKeyRevoked { jti: jti.clone() }.into()],
             );
-        app.append(command).await?;
+        app.append(command).await.map_err(error::storage)?;
     }
     Ok(pb::RevokeApiKeyResp {
         success: true,

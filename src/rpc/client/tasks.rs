@@ -9,14 +9,15 @@ use projections::tasks::TaskRow;
 use sha2::{Digest, Sha256};
 use tonic::{Request, Status};
 
-use crate::app::{App, lower, now_ms, now_ms_i64};
+use crate::address::lower;
+use crate::app::App;
+use crate::clock::{now_ms, now_ms_i64};
 use crate::domain::{DomainError, task};
 use crate::pb;
+use crate::pb::convert;
 use crate::rpc::paging::{self, Order};
-use crate::rpc::{calls, convert, error};
-
-/// Attempts at a decide-and-append against a task that moved meanwhile.
-const ATTEMPTS: usize = 4;
+use crate::rpc::{calls, error};
+use crate::store::{Decision, Loaded, Settled};
 
 /// `CreateTask`: validated, then one `TaskCreated` on a new stream. A repeat of the same request by
 /// the same caller within the configured window (the official client's retries) returns the
@@ -42,7 +43,10 @@ pub async fn create_task(
         .owner
         .parse()
         .map_err(|_| Status::internal("the caller's address does not parse"))?;
-    if !app.is_owners_wallet(owner, identity.runner)? {
+    if !app
+        .is_owners_wallet(owner, identity.runner)
+        .map_err(error::storage)?
+    {
         return Err(DomainError::Invalid(
             format!(
                 "the runner {} is not one of your smart wallets: use your salt-0 wallet or register one with GetWallet",
@@ -65,7 +69,7 @@ pub async fn create_task(
         .chain_update(caller.owner.as_bytes())
         .chain_update(prost::Message::encode_to_vec(&req))
         .finalize();
-    let task_id = crate::app::new_id();
+    let task_id = crate::clock::new_id();
     let window =
         u64::try_from(app.config.idempotency.create_window.as_millis()).unwrap_or(u64::MAX);
     let command = Command::new(caller.owner.clone(), now_ms())
@@ -81,7 +85,7 @@ pub async fn create_task(
             }
             .into()],
         );
-    let committed = app.append(command).await?;
+    let committed = app.append(command).await.map_err(error::storage)?;
     let stream = committed
         .events
         .first()
@@ -131,7 +135,7 @@ fn task_ids(app: &App, owner: &str, wallets: &[String]) -> Result<Vec<String>, S
         }
     } else {
         for wallet in wallets {
-            let wallet = crate::app::parse_address("smart_wallet_address", wallet)?;
+            let wallet = crate::address::parse_address("smart_wallet_address", wallet)?;
             ids.extend(
                 app.store
                     .views
@@ -170,32 +174,46 @@ pub async fn list_tasks(
 }
 
 /// Loads the caller's task, lets `decide` pick the events, appends them against the version it
-/// decided on; retries when the task moved meanwhile. Returns the row as decided on and whether
-/// anything was appended.
+/// decided on (`Store::decide_and_append`). Returns the row as decided on and whether anything
+/// was appended.
 async fn change_task(
     app: &App,
     owner: &str,
     id: &str,
     decide: impl Fn(&TaskRow) -> Result<Vec<events::Event>, DomainError>,
 ) -> Result<(TaskRow, bool), Status> {
-    for _ in 0..ATTEMPTS {
-        let row = app.owned_task(owner, id)?;
-        let new_events = decide(&row)?;
-        if new_events.is_empty() {
-            return Ok((row, false));
-        }
-        let command = Command::new(owner.to_owned(), now_ms()).append(
-            events::stream::task(id),
-            Expected::Exactly(row.version),
-            new_events,
-        );
-        if app.try_append(command).await?.is_some() {
-            return Ok((row, true));
-        }
+    let settled = app
+        .store
+        .decide_and_append(
+            |_| {
+                // The row carries the version of the stream it folds.
+                let row = app.owned_task(owner, id)?;
+                Ok::<_, error::Failure>(Loaded {
+                    version: row.version,
+                    state: row,
+                })
+            },
+            |loaded| {
+                let new_events = decide(&loaded.state)?;
+                if new_events.is_empty() {
+                    return Ok(Decision::Unchanged(loaded.state));
+                }
+                let command = Command::new(owner.to_owned(), now_ms()).append(
+                    events::stream::task(id),
+                    loaded.expected(),
+                    new_events,
+                );
+                Ok(Decision::Append(command, loaded.state))
+            },
+        )
+        .await?;
+    match settled {
+        Settled::Unchanged(row) => Ok((row, false)),
+        Settled::Appended(row, _) => Ok((row, true)),
+        Settled::Contended => Err(Status::unavailable(
+            "the task changed concurrently; retry the call",
+        )),
     }
-    Err(Status::unavailable(
-        "the task changed concurrently; retry the call",
-    ))
 }
 
 pub async fn set_task_enabled(
@@ -274,7 +292,7 @@ pub async fn get_workflow_count(
     } else {
         let mut wallets = BTreeSet::new();
         for address in &addresses {
-            wallets.insert(lower(crate::app::parse_address("address", address)?));
+            wallets.insert(lower(crate::address::parse_address("address", address)?));
         }
         let mut total = 0;
         for wallet in wallets {

@@ -8,12 +8,16 @@ use projections::tasks::Status as TaskStatus;
 use projections::wallets::WalletRow;
 use tonic::{Request, Status};
 
-use crate::app::{App, lower, now_ms};
+use crate::address::lower;
+use crate::app::App;
 use crate::auth::Caller;
+use crate::clock::now_ms;
 use crate::domain::wallets::{self, WalletRequest};
 use crate::domain::{Code, DomainError};
 use crate::pb;
-use crate::rpc::{calls, error};
+use crate::rpc::calls;
+use crate::rpc::error::{self, Failure};
+use crate::store::{Decision, Loaded, Settled, Store};
 use crate::wallet::{parse_factory, parse_salt};
 
 /// A wallet named by (salt, factory) in a request, resolved.
@@ -132,7 +136,7 @@ pub async fn get_wallet(
             [event],
         );
         // A concurrent first GetWallet of the same wallet registered it already: same outcome.
-        app.try_append(command).await?;
+        app.try_append(command).await.map_err(error::storage)?;
     }
     let hidden = existing.is_some_and(|w| w.hidden);
     response(
@@ -145,6 +149,50 @@ pub async fn get_wallet(
     )
 }
 
+/// The wallet's row, and the owner's registered wallets when it has none, at the version of
+/// the wallet's stream.
+type WalletState = (Option<WalletRow>, usize);
+
+fn load_wallet(store: &Store, owner: &str, wallet: &str) -> events::Result<Loaded<WalletState>> {
+    store.at_version(&events::stream::wallet(owner, wallet), |views| {
+        let row = views.wallet(owner, wallet)?;
+        let registered = match row {
+            Some(_) => 0,
+            None => views.wallets_of(owner)?.len(),
+        };
+        Ok((row, registered))
+    })
+}
+
+/// What `SetWallet` decides on the loaded wallet: the domain's rule, as a command against the
+/// version it was loaded at.
+fn decide_visibility(
+    loaded: Loaded<WalletState>,
+    request: &WalletRequest,
+    is_default: bool,
+    limit: u32,
+    hidden: bool,
+) -> Result<Decision<WalletRow>, DomainError> {
+    let (existing, registered) = &loaded.state;
+    let (row, new_events) = wallets::set_visibility(
+        existing.as_ref(),
+        is_default,
+        *registered,
+        limit,
+        request,
+        hidden,
+    )?;
+    if new_events.is_empty() {
+        return Ok(Decision::Unchanged(row));
+    }
+    let command = Command::new(request.owner.clone(), now_ms()).append(
+        events::stream::wallet(&request.owner, &request.address),
+        loaded.expected(),
+        new_events,
+    );
+    Ok(Decision::Append(command, row))
+}
+
 pub async fn set_wallet(
     app: &App,
     request: Request<pb::SetWalletReq>,
@@ -152,78 +200,51 @@ pub async fn set_wallet(
     let caller = calls::writer(app, &request)?;
     let req = request.into_inner();
     let named = resolve(app, &caller, &req.salt, &req.factory_address).await?;
-    let wallet = lower(named.address);
-    let stream = events::stream::wallet(&caller.owner, &wallet);
-    for _ in 0..3 {
-        let existing = app
-            .store
-            .views
-            .wallet(&caller.owner, &wallet)
-            .map_err(error::storage)?;
-        let is_default = named.salt.is_zero() && named.factory == app.wallets.factory;
-        let mut new_events = Vec::new();
-        let row = match existing {
-            Some(row) => row,
-            None if is_default => {
-                // The salt-0 wallet is the owner's before it is registered: register it now.
-                let registration = WalletRequest {
-                    owner: caller.owner.clone(),
-                    address: wallet.clone(),
-                    salt: "0".into(),
-                    factory: lower(named.factory),
-                };
-                let count = registered(app, &caller.owner)?.len();
-                new_events.extend(wallets::register(
-                    None,
-                    count,
-                    app.config.wallet.max_per_owner.saturating_add(1),
-                    &registration,
-                )?);
-                WalletRow {
-                    owner: caller.owner.clone(),
-                    address: wallet.clone(),
-                    salt: "0".into(),
-                    factory: lower(named.factory),
-                    hidden: false,
-                    created_at: 0,
-                }
-            }
-            None => {
-                return Err(DomainError::NotFound(
-                    "wallet not found: call GetWallet with this salt and factory first".into(),
-                    Code::WalletNotFound,
-                )
-                .into());
-            }
-        };
-        new_events.extend(wallets::set_hidden(&row, req.is_hidden));
-        if !new_events.is_empty() {
-            let version = app
-                .store
-                .log
-                .stream_version(&stream)
-                .map_err(error::storage)?;
-            let command = Command::new(caller.owner.clone(), now_ms()).append(
-                stream.clone(),
-                Expected::Exactly(version),
-                new_events,
-            );
-            if app.try_append(command).await?.is_none() {
-                continue;
-            }
+    let wallet_request = WalletRequest {
+        owner: caller.owner.clone(),
+        address: lower(named.address),
+        salt: named.salt.to_string(),
+        factory: lower(named.factory),
+    };
+    let is_default = named.salt.is_zero() && named.factory == app.wallets.factory;
+    let limit = app.config.wallet.max_per_owner;
+    let settled = app
+        .store
+        .decide_and_append(
+            |store| {
+                Ok::<_, Failure>(load_wallet(
+                    store,
+                    &wallet_request.owner,
+                    &wallet_request.address,
+                )?)
+            },
+            |loaded| {
+                Ok(decide_visibility(
+                    loaded,
+                    &wallet_request,
+                    is_default,
+                    limit,
+                    req.is_hidden,
+                )?)
+            },
+        )
+        .await?;
+    let row = match settled {
+        Settled::Unchanged(row) | Settled::Appended(row, _) => row,
+        Settled::Contended => {
+            return Err(Status::unavailable(
+                "the wallet changed concurrently; retry the call",
+            ));
         }
-        return response(
-            app,
-            &caller.owner,
-            named.address,
-            &row.salt,
-            named.factory,
-            req.is_hidden,
-        );
-    }
-    Err(Status::unavailable(
-        "the wallet changed concurrently; retry the call",
-    ))
+    };
+    response(
+        app,
+        &caller.owner,
+        named.address,
+        &row.salt,
+        named.factory,
+        req.is_hidden,
+    )
 }
 
 /// The caller's wallets: the salt-0 wallet first, then the registered ones, filtered by factory
@@ -266,9 +287,9 @@ pub async fn list_wallets(
         .filter(|r| factory_filter.is_none_or(|f| r.factory == lower(f)))
         .filter(|r| salt_filter.is_none_or(|s| r.salt == s.to_string()))
         .map(|r| pb::SmartWallet {
-            address: crate::rpc::convert::checksum(&r.address),
+            address: crate::address::checksum(&r.address),
             salt: r.salt,
-            factory: crate::rpc::convert::checksum(&r.factory),
+            factory: crate::address::checksum(&r.factory),
             is_hidden: r.hidden,
         })
         .collect();
@@ -288,7 +309,7 @@ pub async fn get_nonce(
             .parse()
             .map_err(|_| Status::internal("the caller's address does not parse"))?
     } else {
-        crate::app::parse_address("owner", &owner_text)?
+        crate::address::parse_address("owner", &owner_text)?
     };
     if lower(owner) != caller.owner {
         return Err(Status::permission_denied(
@@ -317,4 +338,80 @@ pub async fn withdraw_funds(
     Err(Status::unimplemented(
         "WithdrawFunds sends an ERC-4337 user operation: it comes with on-chain execution, not yet available",
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use events::{Durability, Event};
+
+    use super::*;
+
+    const OWNER: &str = "0x00000000000000000000000000000000000000aa";
+    const WALLET: &str = "0x00000000000000000000000000000000000000bb";
+
+    fn salt_zero() -> WalletRequest {
+        WalletRequest {
+            owner: OWNER.into(),
+            address: WALLET.into(),
+            salt: "0".into(),
+            factory: "0x00000000000000000000000000000000000000cc".into(),
+        }
+    }
+
+    /// A `GetWallet` of the same wallet, registering it.
+    fn registration() -> Command {
+        let event = wallets::register(None, 0, 5, &salt_zero())
+            .unwrap()
+            .unwrap();
+        Command::new(OWNER, now_ms()).append(
+            events::stream::wallet(OWNER, WALLET),
+            Expected::NoStream,
+            [event],
+        )
+    }
+
+    /// Given the owner's salt-0 wallet, not registered yet; when `SetWallet` hides it (which
+    /// registers it on the way) and a concurrent `GetWallet` registers it after `SetWallet`
+    /// loaded the wallet but before its append lands; then the stream holds one registration,
+    /// not two, and the wallet ends hidden.
+    #[tokio::test(flavor = "multi_thread")]
+    async fn a_registration_landing_while_set_wallet_decides_is_not_doubled() {
+        let dir = tempfile::tempdir().unwrap();
+        let (store, _) = Store::open(dir.path(), Durability::Relaxed).unwrap();
+        let request = salt_zero();
+        let mut raced = false;
+        let settled = store
+            .decide_and_append(
+                |store| load_wallet(store, OWNER, WALLET),
+                |loaded| {
+                    if !raced {
+                        raced = true;
+                        tokio::task::block_in_place(|| {
+                            tokio::runtime::Handle::current().block_on(store.append(registration()))
+                        })?;
+                    }
+                    decide_visibility(loaded, &request, true, 5, true)
+                        .map_err(|e| events::Error::Corrupt(e.to_string()))
+                },
+            )
+            .await
+            .unwrap();
+        assert!(matches!(settled, Settled::Appended(_, _)));
+
+        let history = store
+            .log
+            .read_stream(&events::stream::wallet(OWNER, WALLET))
+            .unwrap();
+        let registrations = history
+            .iter()
+            .filter(|e| matches!(e.event, Event::WalletRegistered(_)))
+            .count();
+        assert_eq!(registrations, 1, "{history:#?}");
+        assert!(matches!(
+            history.last().map(|e| &e.event),
+            Some(Event::WalletHidden(_))
+        ));
+        assert!(store.views.wallet(OWNER, WALLET).unwrap().unwrap().hidden);
+        tokio::task::block_in_place(|| store.close()).unwrap();
+    }
 }

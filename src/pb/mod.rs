@@ -1,5 +1,8 @@
-//! The generated protobuf types and services (`proto/avs.proto`, `proto/node.proto`). Prost types
-//! stay at the gRPC edge: handlers convert them into domain commands on their first line.
+//! The generated protobuf types and services (`proto/avs.proto`, `proto/node.proto`), and
+//! `convert`: the wire ⇄ domain conversions beside them. Prost types stay at the gRPC edge:
+//! handlers convert them into domain values on their first line.
+
+pub mod convert;
 
 /// Package `aggregator`: the client contract (`Aggregator`) and the operators' (`Node`).
 #[allow(clippy::all, clippy::unwrap_used, reason = "generated code")]

@@ -1,5 +1,5 @@
-//! Which IP addresses the engine refuses to send requests to, and the CIDR blocks that lift the
-//! refusal.
+//! Which IP addresses the engine's outbound HTTP (`engine::http`) refuses to send requests to,
+//! and the CIDR blocks (`engine.http.allow`) that lift the refusal.
 //!
 //! The rule is a deny-list of every range that is not the public internet: the aggregator's own
 //! machine, its private networks, the cloud metadata services, and the ranges that tunnel to

@@ -1,0 +1,82 @@
+//! Executions: a run's row as `GetExecution` / `ListExecutions` answer it, its steps and their
+//! outputs.
+
+use events::execution::{OutputKind, Step, StepOutput};
+use projections::executions::{ExecutionRow, RunStatus};
+
+use super::value::value_from_json;
+use crate::pb;
+
+pub fn execution_status(status: RunStatus) -> pb::ExecutionStatus {
+    match status {
+        RunStatus::Pending | RunStatus::Running => pb::ExecutionStatus::Pending,
+        RunStatus::Success => pb::ExecutionStatus::Success,
+        RunStatus::Failed => pb::ExecutionStatus::Failed,
+    }
+}
+
+pub fn execution_to_pb(row: &ExecutionRow) -> pb::Execution {
+    pb::Execution {
+        id: row.id.clone(),
+        start_at: if row.start_at == 0 {
+            row.queued_at
+        } else {
+            row.start_at
+        },
+        end_at: row.end_at,
+        status: execution_status(row.status) as i32,
+        error: row.error.clone(),
+        index: row.index,
+        execution_fee: None,
+        cogs: Vec::new(),
+        value_fee: None,
+        steps: row.steps.iter().map(step_to_pb).collect(),
+    }
+}
+
+pub fn output_to_pb(output: &StepOutput) -> pb::execution::step::OutputData {
+    use pb::execution::step::OutputData as O;
+    let data = output.data.as_ref().map(value_from_json);
+    match output.kind {
+        OutputKind::BlockTrigger => O::BlockTrigger(pb::block_trigger::Output { data }),
+        OutputKind::FixedTimeTrigger => {
+            O::FixedTimeTrigger(pb::fixed_time_trigger::Output { data })
+        }
+        OutputKind::CronTrigger => O::CronTrigger(pb::cron_trigger::Output { data }),
+        OutputKind::EventTrigger => O::EventTrigger(pb::event_trigger::Output { data }),
+        OutputKind::ManualTrigger => O::ManualTrigger(pb::manual_trigger::Output { data }),
+        OutputKind::EthTransfer => O::EthTransfer(pb::eth_transfer_node::Output { data }),
+        OutputKind::Graphql => O::Graphql(pb::graph_ql_query_node::Output { data }),
+        OutputKind::ContractRead => O::ContractRead(pb::contract_read_node::Output { data }),
+        OutputKind::ContractWrite => O::ContractWrite(pb::contract_write_node::Output { data }),
+        OutputKind::CustomCode => O::CustomCode(pb::custom_code_node::Output { data }),
+        OutputKind::RestApi => O::RestApi(pb::rest_api_node::Output { data }),
+        OutputKind::Branch => O::Branch(pb::branch_node::Output { data }),
+        OutputKind::Filter => O::Filter(pb::filter_node::Output { data }),
+        OutputKind::Loop => O::Loop(pb::loop_node::Output { data }),
+        OutputKind::Balance => O::Balance(pb::balance_node::Output { data }),
+    }
+}
+
+pub fn step_to_pb(s: &Step) -> pb::execution::Step {
+    pb::execution::Step {
+        id: s.id.clone(),
+        r#type: s.step_type.clone(),
+        name: s.name.clone(),
+        success: s.success,
+        error: s.error.clone(),
+        error_code: s.error_code,
+        log: s.log.clone(),
+        inputs: s.inputs.clone(),
+        config: s.config.as_ref().map(value_from_json),
+        metadata: s.metadata.as_ref().map(value_from_json),
+        execution_context: s.execution_context.as_ref().map(value_from_json),
+        gas_used: s.gas_used.clone(),
+        gas_price: s.gas_price.clone(),
+        total_gas_cost: s.total_gas_cost.clone(),
+        start_at: s.start_at,
+        end_at: s.end_at,
+        skipped: s.skipped,
+        output_data: s.output.as_ref().map(output_to_pb),
+    }
+}

@@ -1,0 +1,375 @@
+//! Hardening (issue 8). One user's values can never stop the service for everyone: a node
+//! output nested past `limits.max_value_depth` (custom code, a loop's iterations, a remote API's
+//! body) fails its step, the execution finishes as failed, and every other user goes on writing,
+//! also after a restart and after a kill in the middle of such a run.
+
+use std::time::{Duration, Instant};
+
+use aggregator::pb;
+use aggregator::pb::aggregator_client::AggregatorClient;
+use tonic::transport::Channel;
+
+use crate::engine_crash::{connect, free_port, start};
+use crate::support::{
+    TestServer, User, code_node, edge, random_u64, replay, rest_node, run_blocking,
+    server_allowing_loopback, simple_task, task_of,
+};
+use crate::web;
+
+/// What the issue's reproduction runs: a value nested 124 levels deep.
+const DEEP_CODE: &str = "let v = 1; for (let i = 0; i < 124; i++) v = [v]; return v;";
+
+fn loop_node(id: &str, over: &str, source: &str) -> pb::TaskNode {
+    pb::TaskNode {
+        id: id.into(),
+        name: id.into(),
+        r#type: pb::NodeType::Loop as i32,
+        task_type: Some(pb::task_node::TaskType::Loop(pb::LoopNode {
+            config: Some(pb::loop_node::Config {
+                input_variable: format!("{over}.data"),
+                iter_val: "item".into(),
+                iter_key: "index".into(),
+                execution_mode: pb::ExecutionMode::Sequential as i32,
+                iteration_timeout: 1000,
+            }),
+            runner: Some(pb::loop_node::Runner::CustomCode(pb::CustomCodeNode {
+                config: Some(pb::custom_code_node::Config {
+                    lang: 1,
+                    source: source.into(),
+                }),
+            })),
+        })),
+    }
+}
+
+/// Creates the task and runs it once (blocking): the step of `node_id` must have failed on the
+/// depth bound and the execution with it.
+async fn assert_fails_on_depth(
+    c: &mut AggregatorClient<Channel>,
+    user: &User,
+    request: pb::CreateTaskReq,
+    node_id: &str,
+) -> anyhow::Result<String> {
+    let id = c.create_task(user.req(request)).await?.into_inner().id;
+    let run = run_blocking(c, user, &id).await?;
+    assert_eq!(run.status, pb::ExecutionStatus::Failed as i32, "{run:?}");
+    let execution = c
+        .get_execution(user.req(pb::ExecutionReq {
+            task_id: id.clone(),
+            execution_id: run.execution_id.clone(),
+        }))
+        .await?
+        .into_inner();
+    let step = execution
+        .steps
+        .iter()
+        .find(|s| s.id == node_id)
+        .expect("the deep node's step is recorded");
+    assert!(!step.success);
+    assert!(
+        step.error.contains("levels deep, more than the limit of"),
+        "{}",
+        step.error
+    );
+    Ok(id)
+}
+
+/// Another user can still create and run a task: the store takes writes.
+async fn others_still_write(server: &TestServer) -> anyhow::Result<()> {
+    let mut c = server.client().await?;
+    let other = User::sign_in(&mut c).await?;
+    let wallet = other.wallet(&mut c).await?;
+    let task = task_of(
+        "fine",
+        &wallet,
+        vec![code_node("ok", "return {fine: true};")],
+        None,
+    );
+    let id = c.create_task(other.req(task)).await?.into_inner().id;
+    let run = run_blocking(&mut c, &other, &id).await?;
+    assert_eq!(run.status, pb::ExecutionStatus::Success as i32, "{run:?}");
+    let up = reqwest::get(format!("{}/up", server.http_url())).await?;
+    assert_eq!(up.status(), 200);
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_deep_value_from_code_a_loop_or_a_remote_api_fails_its_step_and_poisons_nothing()
+-> anyhow::Result<()> {
+    let web = web::start(None).await?;
+    let mut server = server_allowing_loopback().await?;
+    let mut c = server.client().await?;
+    let user = User::sign_in(&mut c).await?;
+    let wallet = user.wallet(&mut c).await?;
+
+    let mut tasks = Vec::new();
+    let code = task_of(
+        "deep code",
+        &wallet,
+        vec![code_node("deep", DEEP_CODE)],
+        None,
+    );
+    tasks.push(assert_fails_on_depth(&mut c, &user, code, "deep").await?);
+
+    let looped = task_of(
+        "deep loop",
+        &wallet,
+        vec![
+            code_node("items", "return [1, 2, 3];"),
+            loop_node("each", "items", DEEP_CODE),
+        ],
+        Some(vec![edge("trigger1", "items"), edge("items", "each")]),
+    );
+    tasks.push(assert_fails_on_depth(&mut c, &user, looped, "each").await?);
+
+    let remote = task_of(
+        "deep api",
+        &wallet,
+        vec![rest_node("api", "GET", &web.url("/deep/125"), "")],
+        None,
+    );
+    tasks.push(assert_fails_on_depth(&mut c, &user, remote, "api").await?);
+
+    others_still_write(&server).await?;
+    // The same after a restart: nothing is resumed into a refusal, nothing is poisoned.
+    server.restart().await?;
+    others_still_write(&server).await?;
+    let mut c = server.client().await?;
+    for id in &tasks {
+        let listed = c
+            .list_executions(user.req(pb::ListExecutionsReq {
+                task_ids: vec![id.clone()],
+                ..Default::default()
+            }))
+            .await?
+            .into_inner();
+        assert_eq!(listed.items.len(), 1);
+        assert_eq!(
+            listed.items[0].status,
+            pb::ExecutionStatus::Failed as i32,
+            "{:?}",
+            listed.items[0]
+        );
+    }
+    let data = server.config.data_dir.clone();
+    server.stop().await?;
+    let (passed, out) = replay(&data, &["verify"])?;
+    assert!(passed, "{out}");
+    let (passed, out) = replay(&data, &["diff"])?;
+    assert!(passed, "{out}");
+    Ok(())
+}
+
+#[tokio::test]
+async fn trigger_data_past_the_bounds_is_an_invalid_request() -> anyhow::Result<()> {
+    let server = TestServer::start().await?;
+    let mut c = server.client().await?;
+    let user = User::sign_in(&mut c).await?;
+    let wallet = user.wallet(&mut c).await?;
+    let id = c
+        .create_task(user.req(simple_task("data", &wallet)))
+        .await?
+        .into_inner()
+        .id;
+    let mut deep = serde_json::json!(1);
+    for _ in 0..40 {
+        deep = serde_json::json!([deep]);
+    }
+    let err = c
+        .trigger_task(user.req(pb::TriggerTaskReq {
+            task_id: id,
+            trigger_type: pb::TriggerType::Manual as i32,
+            trigger_output: Some(pb::trigger_task_req::TriggerOutput::ManualTrigger(
+                pb::manual_trigger::Output {
+                    data: Some(aggregator::pb::convert::value_from_json(&deep)),
+                },
+            )),
+            is_blocking: true,
+            ..Default::default()
+        }))
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), tonic::Code::InvalidArgument, "{err:?}");
+    assert!(err.message().contains("levels deep"), "{}", err.message());
+    others_still_write(&server).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_run_killed_before_its_deep_value_finishes_failed_when_resumed() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let grpc = format!("127.0.0.1:{}", free_port()?);
+    let http = format!("127.0.0.1:{}", free_port()?);
+    let config_path = dir.path().join("aggregator.yaml");
+    std::fs::write(
+        &config_path,
+        format!(
+            "data_dir: {data}\nkeys_dir: {keys}\ngrpc:\n  listen: {grpc}\nhttp:\n  listen: {http}\n",
+            data = dir.path().join("data").display(),
+            keys = dir.path().join("keys").display(),
+        ),
+    )?;
+    let mut process = start(&config_path, &grpc)?;
+    let mut c = connect(&process).await?;
+    let user = User::sign_in(&mut c).await?;
+    let wallet = user.wallet(&mut c).await?;
+    // Busy for a while, so that the kill lands while the run is in flight.
+    let slow_then_deep =
+        format!("const until = Date.now() + 1500; while (Date.now() < until) {{}} {DEEP_CODE}");
+    let id = c
+        .create_task(user.req(task_of(
+            "slow deep",
+            &wallet,
+            vec![code_node("deep", &slow_then_deep)],
+            None,
+        )))
+        .await?
+        .into_inner()
+        .id;
+    let fired = c
+        .trigger_task(user.req(pb::TriggerTaskReq {
+            task_id: id.clone(),
+            trigger_type: pb::TriggerType::Manual as i32,
+            trigger_output: Some(pb::trigger_task_req::TriggerOutput::ManualTrigger(
+                pb::manual_trigger::Output {
+                    data: Some(aggregator::pb::convert::value_from_json(
+                        &serde_json::json!({"n": random_u64() % 1000}),
+                    )),
+                },
+            )),
+            is_blocking: false,
+            ..Default::default()
+        }))
+        .await?
+        .into_inner();
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    process.child.kill()?;
+    process.child.wait()?;
+
+    let mut process = start(&config_path, &grpc)?;
+    let mut c = connect(&process).await?;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let status = loop {
+        let status = c
+            .get_execution_status(user.req(pb::ExecutionReq {
+                task_id: id.clone(),
+                execution_id: fired.execution_id.clone(),
+            }))
+            .await?
+            .into_inner()
+            .status;
+        if status != pb::ExecutionStatus::Pending as i32 || Instant::now() > deadline {
+            break status;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(status, pb::ExecutionStatus::Failed as i32);
+    let up = reqwest::get(format!("http://{http}/up")).await?;
+    assert_eq!(up.status(), 200);
+    let again = c.create_task(user.req(simple_task("after", &wallet))).await;
+    assert!(again.is_ok(), "{again:?}");
+    process.child.kill()?;
+    process.child.wait()?;
+    Ok(())
+}
+
+/// Read-only keys read; running code with the owner's secrets, or a request, is a change.
+#[tokio::test]
+async fn read_only_keys_cannot_run_nodes_triggers_or_simulations() -> anyhow::Result<()> {
+    let server = TestServer::start().await?;
+    let mut c = server.client().await?;
+    let user = User::sign_in(&mut c).await?;
+    let wallet = user.wallet(&mut c).await?;
+    let key = crate::api_keys::mint(&server, "readonly", &user.address())?;
+    let node = code_node("peek", "return apContext.configVars;");
+    let task = task_of("ro", &wallet, vec![node.clone()], None);
+    let refusals = [
+        c.run_node_with_inputs(crate::support::with_key(
+            pb::RunNodeWithInputsReq {
+                node: Some(node),
+                ..Default::default()
+            },
+            &key,
+        ))
+        .await
+        .map(|_| ()),
+        c.simulate_task(crate::support::with_key(
+            pb::SimulateTaskReq {
+                trigger: task.trigger.clone(),
+                nodes: task.nodes.clone(),
+                edges: task.edges.clone(),
+                ..Default::default()
+            },
+            &key,
+        ))
+        .await
+        .map(|_| ()),
+        c.run_trigger(crate::support::with_key(
+            pb::RunTriggerReq {
+                trigger: task.trigger.clone(),
+                ..Default::default()
+            },
+            &key,
+        ))
+        .await
+        .map(|_| ()),
+    ];
+    for refused in refusals {
+        let err = refused.unwrap_err();
+        assert_eq!(err.code(), tonic::Code::PermissionDenied, "{err:?}");
+    }
+    Ok(())
+}
+
+/// At most `grpc.max_connections` connections; one that stays silent past the handshake timeout
+/// is closed; the service still answers afterwards.
+#[tokio::test]
+async fn connections_are_bounded_and_silent_ones_are_closed() -> anyhow::Result<()> {
+    use tokio::io::AsyncReadExt;
+    let dir = tempfile::tempdir()?;
+    let mut config = TestServer::config(dir.path());
+    config.grpc.max_connections = 4;
+    config.grpc.handshake_timeout = Duration::from_millis(300);
+    let server = TestServer::start_with(dir, config).await?;
+    let addr = server.running().grpc;
+    let mut silent = Vec::new();
+    for _ in 0..6 {
+        silent.push(tokio::net::TcpStream::connect(addr).await?);
+    }
+    // Every silent connection ends closed by the server (the two past the cap at once, the
+    // others at the handshake timeout): a read sees the end of the stream.
+    for mut stream in silent {
+        let mut buf = [0u8; 1];
+        let read = tokio::time::timeout(Duration::from_secs(10), stream.read(&mut buf)).await;
+        assert!(matches!(read, Ok(Ok(0)) | Ok(Err(_))), "{read:?}");
+    }
+    others_still_write(&server).await
+}
+
+/// The data directory and everything in it is the owner's alone.
+#[cfg(unix)]
+#[tokio::test]
+async fn the_data_directory_is_private() -> anyhow::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    let mut server = TestServer::start().await?;
+    others_still_write(&server).await?;
+    let data = server.config.data_dir.clone();
+    server.stop().await?;
+    let mode = |p: &std::path::Path| std::fs::metadata(p).map(|m| m.permissions().mode() & 0o777);
+    assert_eq!(mode(&data)?, 0o700);
+    let mut pending = vec![data];
+    let mut files = 0;
+    while let Some(dir) = pending.pop() {
+        for entry in std::fs::read_dir(&dir)? {
+            let path = entry?.path();
+            if path.is_dir() {
+                assert_eq!(mode(&path)?, 0o700, "{}", path.display());
+                pending.push(path);
+            } else {
+                assert_eq!(mode(&path)?, 0o600, "{}", path.display());
+                files += 1;
+            }
+        }
+    }
+    assert!(files > 0);
+    Ok(())
+}
