@@ -66,11 +66,14 @@ pub async fn open(config: Config) -> anyhow::Result<SharedApp> {
     if !catch_up.rebuilt.is_empty() || catch_up.applied > 0 {
         tracing::info!(rebuilt = ?catch_up.rebuilt, applied = catch_up.applied, "projections brought up to date");
     }
-    let wallets = WalletFactory::new(
-        config.wallet.factory.parse()?,
-        config.wallet.account_implementation.parse()?,
-        config.wallet.entry_point.parse()?,
-    );
+    let wallets = WalletFactory::from_config(&config.wallet)?;
+    let writes = match &chain {
+        Some(chain) => Some(crate::engine::nodes::write::Writes {
+            wallets: Arc::new(crate::wallet::open(&config, chain.clone())?),
+            default_factory: wallets.clone(),
+        }),
+        None => None,
+    };
     let secret_box = SecretBox::new(&keys.secrets_key);
     let engine = crate::engine::Engine::start(
         store.clone(),
@@ -78,6 +81,7 @@ pub async fn open(config: Config) -> anyhow::Result<SharedApp> {
         crate::domain::bounds::ValueBounds::output(&config.limits),
         secret_box.clone(),
         chain.clone(),
+        writes.clone(),
     )
     .await?;
     let token_directory = crate::tokens::TokenDirectory::load(

@@ -56,3 +56,8 @@ pub fn api_key(jti: &str) -> String {
 pub fn withdrawal(withdrawal_id: &str) -> String {
     format!("withdrawal:{withdrawal_id}")
 }
+
+/// The user operations a `RunNodeWithInputs` of a write sent (it is no execution).
+pub fn preview(id: &str) -> String {
+    format!("preview:{id}")
+}

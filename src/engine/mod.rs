@@ -51,6 +51,8 @@ pub struct Tools {
     pub config: EngineConfig,
     /// What a node's output and rendered config may hold (`limits`): past it, a failed step.
     pub bounds: ValueBounds,
+    /// The users' wallets' side (`wallet::submit::Wallets`): `None` without a chain.
+    pub writes: Option<nodes::write::Writes>,
 }
 
 /// A firing to accept: the task, who reports it, what fired.
@@ -139,6 +141,7 @@ impl Engine {
         bounds: ValueBounds,
         sealer: SecretBox,
         chain: Option<Chain>,
+        writes: Option<nodes::write::Writes>,
     ) -> anyhow::Result<Self> {
         let threads = if config.js_threads == 0 {
             std::thread::available_parallelism().map_or(2, |n| n.get())
@@ -168,6 +171,7 @@ impl Engine {
                     chain,
                     config,
                     bounds,
+                    writes,
                 },
                 sealer,
                 lanes: std::sync::Mutex::new(HashMap::new()),
@@ -431,6 +435,8 @@ impl Engine {
             task_id,
             execution_id,
             vars,
+            writes: self.write_env(&row.owner, &row.wallet, nodes::write::WriteMode::Run)?,
+            ops: HashMap::new(),
         };
         let ended = match walk
             .run(
@@ -482,6 +488,49 @@ impl Engine {
         finish_without_running(&mut recorder, resume.started, task_id, execution_id, error).await?;
         metrics::counter!("executions_finished_total", "outcome" => "failed").increment(1);
         Ok(())
+    }
+
+    /// What the write nodes of `owner`'s runs from `wallet` need: `None` without a chain, or
+    /// when the wallet is not registered (its salt and factory are unknown; the writes fail
+    /// saying so).
+    pub fn write_env(
+        &self,
+        owner: &str,
+        wallet: &str,
+        mode: nodes::write::WriteMode,
+    ) -> Result<Option<nodes::write::WriteEnv>, events::Error> {
+        let Some(writes) = &self.inner.tools.writes else {
+            return Ok(None);
+        };
+        let (Ok(owner_address), Ok(wallet_address)) =
+            (owner.parse::<alloy::primitives::Address>(), wallet.parse())
+        else {
+            return Ok(None);
+        };
+        let Some(row) = self
+            .inner
+            .store
+            .views
+            .wallet(&owner.to_lowercase(), &wallet.to_lowercase())?
+        else {
+            return Ok(None);
+        };
+        let (Ok(salt), Ok(factory)) = (
+            crate::wallet::parse_salt(&row.salt),
+            row.factory.parse::<alloy::primitives::Address>(),
+        ) else {
+            return Ok(None);
+        };
+        Ok(Some(nodes::write::WriteEnv {
+            wallets: writes.wallets.clone(),
+            target: nodes::write::WriteTarget {
+                owner: owner_address,
+                wallet: wallet_address,
+                salt,
+                factory: writes.factory(factory),
+            },
+            mode,
+        }))
     }
 
     /// Waits until the execution has finished and returns its row.

@@ -13,11 +13,13 @@ use events::execution::{Firing, FiringSource};
 use events::task::{Node, TaskDefinition, Trigger, TriggerConfig, TriggerKind};
 use projections::tasks::{Status, TaskRow};
 
+use super::nodes::write::WriteMode;
 use super::nodes::{self, NodeError, NodeRun};
 use super::run::{Ended, Recorder, Resume, Walk};
 use super::template::Templates;
 use super::{Engine, vars};
 use crate::clock::{new_id, now_ms_i64};
+use crate::wallet::submit::MemoryJournal;
 
 /// Blocks an event trigger's preview searches back for a matching log.
 const EVENT_LOOKBACK: u64 = 1000;
@@ -30,6 +32,21 @@ impl Engine {
         node: &Node,
         input_variables: &BTreeMap<String, Value>,
     ) -> Result<NodeRun, NodeError> {
+        self.run_node_full(owner, node, input_variables)
+            .await
+            .map(|write| write.run)
+    }
+
+    /// `run_node` with the metadata and gas a write produces. A write node needs
+    /// `settings.runner`, one of the owner's wallets (the original's words); it is simulated
+    /// unless it says `is_simulated: false`, and then its user operations are journaled on a
+    /// stream of their own (`preview:<id>`).
+    pub async fn run_node_full(
+        &self,
+        owner: &str,
+        node: &Node,
+        input_variables: &BTreeMap<String, Value>,
+    ) -> Result<nodes::write::WriteRun, NodeError> {
         let config = node
             .config
             .as_ref()
@@ -46,15 +63,112 @@ impl Engine {
             sandbox: &self.inner.tools.sandbox,
         };
         let rendered = templates.node(config).await.map_err(NodeError::new)?;
+        if nodes::is_write(&rendered) {
+            return self.preview_write(owner, node, &rendered, &globals).await;
+        }
         let limit = self.inner.tools.config.node_limit;
         match tokio::time::timeout(limit, nodes::run(&self.inner.tools, &rendered, &globals)).await
         {
-            Ok(result) => result,
+            Ok(result) => result.map(|run| nodes::write::WriteRun {
+                run,
+                ..Default::default()
+            }),
             Err(_) => Err(NodeError::new(format!(
                 "the node ran longer than its {} s limit",
                 limit.as_secs()
             ))),
         }
+    }
+
+    async fn preview_write(
+        &self,
+        owner: &str,
+        node: &Node,
+        rendered: &events::task::NodeConfig,
+        vars: &Map<String, Value>,
+    ) -> Result<nodes::write::WriteRun, NodeError> {
+        use crate::pb::ErrorCode;
+        let what = match rendered {
+            events::task::NodeConfig::EthTransfer(_) => "ethTransfer",
+            events::task::NodeConfig::Loop(_) => "loop",
+            _ => "contractWrite",
+        };
+        let settings = vars
+            .get("settings")
+            .and_then(Value::as_object)
+            .ok_or_else(|| {
+                NodeError::new(format!("settings is required for {what}"))
+                    .with_code(ErrorCode::InvalidRequest)
+            })?;
+        let runner = settings
+            .get("runner")
+            .and_then(Value::as_str)
+            .filter(|r| !r.is_empty())
+            .ok_or_else(|| {
+                NodeError::new(format!("settings.runner is required for {what}"))
+                    .with_code(ErrorCode::InvalidRequest)
+            })?;
+        // The original reads `chain_id` (snake_case); a different chain is refused.
+        if let Some(chain_id) = settings.get("chain_id") {
+            let given = chain_id
+                .as_u64()
+                .or_else(|| chain_id.as_str().and_then(|s| s.parse().ok()));
+            let ours = self.inner.tools.chain.as_ref().map(|c| c.chain_id);
+            if let (Some(given), Some(ours)) = (given, ours)
+                && given != ours
+            {
+                return Err(NodeError::new(format!(
+                    "settings.chain_id {given} is not this aggregator's chain ({ours})"
+                ))
+                .with_code(ErrorCode::InvalidRequest));
+            }
+        }
+        if runner.parse::<Address>().is_err() {
+            return Err(
+                NodeError::new(format!("settings.runner {runner:?} is not an address"))
+                    .with_code(ErrorCode::InvalidAddress),
+            );
+        }
+        let Some(env) = self
+            .write_env(owner, runner, WriteMode::Preview)
+            .map_err(|e| NodeError::new(e.to_string()).with_code(ErrorCode::StorageReadError))?
+        else {
+            return Err(if self.inner.tools.writes.is_none() {
+                NodeError::new(
+                    "ETH transfers and contract writes are user operations from a smart wallet: the aggregator needs ethereum.rpc_url for them",
+                )
+                .with_code(ErrorCode::SmartWalletRpcError)
+            } else {
+                NodeError::new(format!(
+                    "settings.runner {runner} is not a smart wallet of the signed-in owner (GetWallet registers it)"
+                ))
+                .with_code(ErrorCode::SmartWalletNotFound)
+            });
+        };
+        if nodes::simulated(rendered, &env) {
+            return nodes::run_write::<MemoryJournal>(
+                &self.inner.tools,
+                &env,
+                rendered,
+                vars,
+                None,
+            )
+            .await;
+        }
+        let id = new_id();
+        let mut recorder = Recorder::Log {
+            store: &self.inner.store,
+            stream: events::stream::preview(&id),
+            actor: owner.to_owned(),
+            version: 0,
+            buffer: Vec::new(),
+        };
+        let mut journal = super::run::RecorderJournal {
+            recorder: &mut recorder,
+        };
+        let mut ctx =
+            nodes::write::WriteCtx::new(&env, &id, &node.id, &mut journal, Default::default());
+        nodes::run_write(&self.inner.tools, &env, rendered, vars, Some(&mut ctx)).await
     }
 
     /// What a trigger would output now: a manual trigger's data, the current time for time
@@ -190,6 +304,9 @@ impl Engine {
             input: BTreeMap::new(),
         };
         let secrets = vars::secrets(&self.inner.store, &self.inner.sealer, owner, None)?;
+        let writes = self
+            .write_env(owner, &row.wallet, WriteMode::Simulation)
+            .map_err(|e| e.to_string())?;
         let walk = Walk {
             tools: &self.inner.tools,
             definition,
@@ -200,6 +317,8 @@ impl Engine {
                 vars::base(definition, &row, &firing, &execution_id, 0),
                 secrets,
             ),
+            writes,
+            ops: std::collections::HashMap::new(),
         };
         walk.run(
             Resume::default(),

@@ -27,6 +27,7 @@ use super::nodes::{self, output_kind, side_effect_free};
 use super::template::Templates;
 use crate::clock::now_ms_i64;
 use crate::store::Store;
+use crate::wallet::submit::{Journal, JournalError, MemoryJournal};
 
 /// Where a run's events go.
 pub enum Recorder<'a> {
@@ -84,6 +85,8 @@ pub struct Resume {
     pub recorded: HashMap<String, Step>,
     /// Steps with a `StepStarted` and no result.
     pub interrupted: HashSet<String>,
+    /// The user operations each write step journaled (see `nodes::write`).
+    pub ops: HashMap<String, nodes::write::PriorOps>,
 }
 
 /// How a run ended.
@@ -102,6 +105,9 @@ pub struct Walk<'a> {
     pub task_id: &'a str,
     pub execution_id: &'a str,
     pub vars: Map<String, Value>,
+    /// The task's wallet and the wallets' side, for the write nodes (`None`: no chain).
+    pub writes: Option<nodes::write::WriteEnv>,
+    pub ops: HashMap<String, nodes::write::PriorOps>,
 }
 
 fn trigger_config_json(config: Option<&TriggerConfig>) -> Option<Value> {
@@ -191,10 +197,11 @@ impl Walk<'_> {
     /// Runs (or resumes) the graph and records the end.
     pub async fn run(
         mut self,
-        resume: Resume,
+        mut resume: Resume,
         recorder: &mut Recorder<'_>,
         limit: Duration,
     ) -> Result<Ended, events::Error> {
+        self.ops = std::mem::take(&mut resume.ops);
         let started_at = Instant::now();
         if !resume.started {
             recorder.push(
@@ -289,7 +296,11 @@ impl Walk<'_> {
                 step.skipped = true;
                 step.log = why;
                 Fate::Skipped
-            } else if resume.interrupted.contains(&node.id) && !side_effect_free(config) {
+            } else if resume.interrupted.contains(&node.id)
+                && !side_effect_free(config)
+                && !nodes::is_write(config)
+            {
+                // (A write settles what it sent from its journal instead: `nodes::write`.)
                 step.error = "interrupted: the aggregator stopped while this step ran; it may have had effects, so it is not run again".into();
                 step.error_code = crate::pb::ErrorCode::ExecutionEngineError as i32;
                 Fate::Failed
@@ -370,6 +381,9 @@ impl Walk<'_> {
                 .into(),
             );
             recorder.flush().await?;
+        }
+        if nodes::is_write(&rendered) {
+            return self.run_write(recorder, node, &rendered, step).await;
         }
         let limit = self.tools.config.node_limit;
         let result = match tokio::time::timeout(
@@ -460,6 +474,91 @@ impl Walk<'_> {
     }
 }
 
+/// A run's journal of user operations: the recorder, each event durable before `record`
+/// returns.
+pub struct RecorderJournal<'r, 'a> {
+    pub recorder: &'r mut Recorder<'a>,
+}
+
+impl Journal for RecorderJournal<'_, '_> {
+    async fn record(&mut self, event: Event) -> Result<(), JournalError> {
+        self.recorder.push(event);
+        self.recorder
+            .flush()
+            .await
+            .map_err(|e| JournalError(e.to_string()))
+    }
+}
+
+impl Walk<'_> {
+    /// Runs a write node: no time limit of its own (a user operation's wait is bounded by
+    /// `wallet.receipt_timeout`, and cutting it short would leave an operation unaccounted for).
+    async fn run_write(
+        &mut self,
+        recorder: &mut Recorder<'_>,
+        node: &events::task::Node,
+        rendered: &events::task::NodeConfig,
+        step: &mut Step,
+    ) -> Result<Fate, events::Error> {
+        let kind = rendered.kind();
+        let Some(env) = self.writes.clone() else {
+            step.error = "ETH transfers and contract writes are user operations from the task's smart wallet: the aggregator needs ethereum.rpc_url for them".into();
+            step.error_code = crate::pb::ErrorCode::SmartWalletRpcError as i32;
+            return Ok(Fate::Failed);
+        };
+        let result = if nodes::simulated(rendered, &env) {
+            nodes::run_write::<MemoryJournal>(self.tools, &env, rendered, &self.vars, None).await
+        } else {
+            let prior = self.ops.remove(&node.id).unwrap_or_default();
+            let mut journal = RecorderJournal { recorder };
+            let mut ctx =
+                nodes::write::WriteCtx::new(&env, self.execution_id, &node.id, &mut journal, prior);
+            nodes::run_write(self.tools, &env, rendered, &self.vars, Some(&mut ctx)).await
+        };
+        let bounds = self.tools.bounds;
+        Ok(match result {
+            Ok(write) => {
+                if let Some(gas) = write.gas {
+                    step.gas_used = gas.used.to_string();
+                    step.gas_price = gas.price.to_string();
+                    step.total_gas_cost = gas.cost.to_string();
+                }
+                if let Err(why) = bounds.check("the node's output", &write.run.output) {
+                    step.error = why;
+                    step.error_code = crate::pb::ErrorCode::ExecutionEngineError as i32;
+                    step.log = write.run.log.join("\n");
+                    return Ok(Fate::Failed);
+                }
+                step.success = true;
+                step.log = write.run.log.join("\n");
+                step.metadata = write.metadata;
+                step.output = Some(StepOutput {
+                    kind: output_kind(kind),
+                    data: Some(write.run.output.clone()),
+                });
+                self.vars.insert(
+                    node.name.clone(),
+                    json!({ "data": write.run.output, "input": step.config }),
+                );
+                Fate::Succeeded { taken: None }
+            }
+            Err(e) => {
+                step.error = e.message;
+                step.error_code = e.code as i32;
+                step.log = e.log.join("\n");
+                step.output = e
+                    .output
+                    .filter(|data| bounds.check("the node's output", data).is_ok())
+                    .map(|data| StepOutput {
+                        kind: output_kind(kind),
+                        data: Some(data),
+                    });
+                Fate::Failed
+            }
+        })
+    }
+}
+
 /// Reads what an execution's stream holds: the firing, and what earlier attempts recorded.
 pub fn resume_state(
     events: &[events::Envelope],
@@ -467,7 +566,9 @@ pub fn resume_state(
     let mut queued = None;
     let mut resume = Resume::default();
     let mut finished = false;
+    let mut ops = nodes::write::PriorFold::default();
     for envelope in events {
+        ops.apply(&envelope.event);
         match &envelope.event {
             Event::ExecutionQueued(q) => queued = Some(q.clone()),
             Event::ExecutionStarted(_) => resume.started = true,
@@ -482,5 +583,6 @@ pub fn resume_state(
             _ => {}
         }
     }
+    resume.ops = ops.into_steps();
     (queued, resume, finished)
 }

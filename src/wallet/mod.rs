@@ -90,6 +90,54 @@ pub enum FactoryKind {
     ControlledAccount,
 }
 
+/// The wallets' side from the config: the controller and self-bundler keys of the keys
+/// directory (created when absent), the sender (`wallet.bundler_url`, or the self-bundler), the
+/// paymaster when configured.
+pub fn open(
+    config: &crate::config::Config,
+    chain: crate::chain::Chain,
+) -> anyhow::Result<submit::Wallets> {
+    use std::sync::Arc;
+    let keys = keys::WalletKeys::load_or_create(&config.keys_dir)?;
+    let entry_point: Address = config.wallet.entry_point.parse()?;
+    let sender: Arc<dyn sender::UserOpSender> = match &config.wallet.bundler_url {
+        Some(url) => Arc::new(bundler::BundlerClient::new(
+            url.clone(),
+            entry_point,
+            chain.clone(),
+        )?),
+        None => Arc::new(self_bundler::SelfBundler::new(
+            chain.clone(),
+            entry_point,
+            keys.bundler.clone(),
+        )),
+    };
+    let paymaster = match &config.wallet.paymaster {
+        Some(address) => Some(paymaster::Paymaster::new(
+            address.parse()?,
+            keys.controller.clone(),
+            chain.clone(),
+        )),
+        None => None,
+    };
+    tracing::info!(
+        controller = %keys.controller.address(),
+        bundler = %config.wallet.bundler_url.as_deref().map_or_else(
+            || format!("self ({})", keys.bundler.address()),
+            crate::chain::redact_url,
+        ),
+        "smart-wallet writes enabled"
+    );
+    Ok(submit::Wallets::new(
+        chain,
+        entry_point,
+        sender,
+        keys.controller,
+        paymaster,
+        config.wallet.receipt_timeout,
+    ))
+}
+
 /// Why the `wallet:` config does not describe a usable factory.
 #[derive(Debug, Clone, thiserror::Error)]
 #[non_exhaustive]

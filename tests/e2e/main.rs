@@ -34,3 +34,4 @@ mod wallet_derivation;
 mod wallet_ops;
 mod web;
 mod wire_contract;
+mod writes;
