@@ -35,3 +35,4 @@ mod wallet_ops;
 mod web;
 mod wire_contract;
 mod writes;
+mod writes_crash;
