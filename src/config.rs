@@ -37,6 +37,7 @@ pub struct Config {
     pub idempotency: IdempotencyConfig,
     pub engine: EngineConfig,
     pub operators: OperatorsConfig,
+    pub fees: FeesConfig,
     pub log: LogConfig,
 }
 
@@ -56,6 +57,7 @@ impl Default for Config {
             idempotency: IdempotencyConfig::default(),
             engine: EngineConfig::default(),
             operators: OperatorsConfig::default(),
+            fees: FeesConfig::default(),
             log: LogConfig::default(),
         }
     }
@@ -480,6 +482,36 @@ pub struct OperatorMember {
 
 fn one() -> u64 {
     1
+}
+
+/// The original's fee structure, as `EstimateFees` answers it (`domain::fees`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct FeesConfig {
+    /// Flat platform fee per execution, in USD.
+    pub execution_fee_usd: f64,
+    /// Value-fee percentages by tier (of the value a workflow moves).
+    pub tier1_percentage: f64,
+    pub tier2_percentage: f64,
+    pub tier3_percentage: f64,
+    /// The chain's currency.
+    pub native_token_symbol: String,
+    /// The price source: the native token's price in USD. None: fee estimates answer
+    /// `success: false`, saying so (gas costs are still listed).
+    pub native_token_price_usd: Option<f64>,
+}
+
+impl Default for FeesConfig {
+    fn default() -> Self {
+        Self {
+            execution_fee_usd: 0.02,
+            tier1_percentage: 0.03,
+            tier2_percentage: 0.09,
+            tier3_percentage: 0.18,
+            native_token_symbol: "ETH".into(),
+            native_token_price_usd: None,
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -9,11 +9,14 @@
 //! - `rpc`: the gRPC edge (prost types end there); `domain`: every business rule, pure;
 //! - `store`: the event log and the projections, opened together;
 //! - `auth`: sign-in, tokens, API keys; `secrets`: encryption at rest; `wallet`: smart-wallet
-//!   addresses; `chain`: the Ethereum connection; `limits`: rate limits;
+//!   addresses and their user operations (ERC-4337); `chain`: the Ethereum connection; `limits`:
+//!   rate limits;
 //! - `operators`: the aggregator's side of the operators (registry, assignment, attestations);
 //!   `operator`: the operator process itself (`src/bin/operator.rs`);
 //! - `pb`: the generated wire types, and `pb::convert`, the wire ⇄ domain conversions;
-//! - `ip`: the IP addresses outbound HTTP refuses.
+//! - `ip`: the IP addresses outbound HTTP refuses;
+//! - `withdrawals`: `WithdrawFunds` (a user operation from the caller's wallet, on a stream of
+//!   its own), and settling those a restart left open.
 
 pub mod address;
 pub mod app;
@@ -36,3 +39,4 @@ pub mod store;
 pub mod telemetry;
 pub mod tokens;
 pub mod wallet;
+pub mod withdrawals;

@@ -4,6 +4,7 @@
 //!
 //! Layout:
 //! - `bounds`: how deep and large a value a user controls may be before it enters an event;
+//! - `fees`: the original's fee structure (execution fee, COGS, value-fee tiers);
 //! - `schedule`: the cron / `@every` grammar shared by validation and the operators' watchers;
 //! - `task`: task definitions (validation) and the task lifecycle (enable, disable, cancel, delete);
 //! - `firing`: whether a task may run now, and the events that queue a run;
@@ -14,6 +15,7 @@
 //! to its gRPC status, once.
 
 pub mod bounds;
+pub mod fees;
 pub mod firing;
 pub mod schedule;
 pub mod secrets;

@@ -7,7 +7,8 @@
 //! - `run`: one execution and the step protocol; `graph`: the order and reachability of nodes;
 //! - `template`: `{{ expression }}` in node configs; `vars`: the variables a run sees;
 //! - `nodes/`: one module per node type; `sandbox`: JavaScript; `http`: guarded outbound HTTP;
-//! - `preview`: `RunTrigger`, `RunNodeWithInputs`, `SimulateTask` (nothing persisted).
+//! - `preview`: `RunTrigger`, `RunNodeWithInputs`, `SimulateTask` (nothing persisted but the
+//!   user operations of a write sent on request); `fees`: `EstimateFees`.
 //!
 //! The queue is the log: an execution queued and not finished is pending (`q:` rows of the
 //! executions projection). The engine learns of new ones from `fire` and, on start, from the
@@ -17,6 +18,7 @@
 //! not stop it, and a retried blocking `TriggerTask` waits for the first run and returns its
 //! final result.
 
+pub mod fees;
 pub mod graph;
 pub mod http;
 pub mod nodes;

@@ -136,6 +136,15 @@ fn plan_one(abi: &JsonAbi, contract: Address, value: U256, call: &MethodCall) ->
     })
 }
 
+/// The calls of the method calls (the first one that cannot be planned is the error).
+pub(super) fn calls(config: &ContractWriteConfig) -> Result<Vec<Call>, NodeError> {
+    let (_, planned) = plan(config)?;
+    planned
+        .into_iter()
+        .map(|p| p.map(|p| p.call).map_err(|(_, e)| e))
+        .collect()
+}
+
 /// A method's return value as JSON: one output as its value, several as an object by name.
 fn return_value(function: Option<&Function>, data: &[u8]) -> Value {
     let Some(function) = function else {

@@ -108,6 +108,20 @@ fn unsupported() -> NodeError {
     .with_code(ErrorCode::SmartWalletRpcError)
 }
 
+/// The destination and amount of an ETH transfer, checked.
+pub fn eth_transfer_parts(
+    config: &events::task::EthTransferConfig,
+) -> Result<(alloy::primitives::Address, alloy::primitives::U256), NodeError> {
+    eth_transfer::parse(config)
+}
+
+/// The calls a contract write makes (the first method that cannot be planned is the error).
+pub fn contract_write_calls(
+    config: &events::task::ContractWriteConfig,
+) -> Result<Vec<crate::wallet::user_op::Call>, NodeError> {
+    contract_write::calls(config)
+}
+
 /// Whether the node acts on chain from the task's wallet (and goes through [`run_write`]).
 pub fn is_write(config: &NodeConfig) -> bool {
     match config {
