@@ -117,6 +117,16 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
         .with_context(|| format!("binding the HTTP listener on {}", config.http.listen))?;
     let app = open(config).await?;
     app.limiter.spawn_pruner();
+    if let Some(writes) = app.engine.tools().writes.clone() {
+        let app = app.clone();
+        tokio::spawn(async move {
+            match crate::withdrawals::resume(&app.store, &writes.wallets).await {
+                Ok(0) => {}
+                Ok(n) => tracing::info!(count = n, "withdrawals left open by a restart settled"),
+                Err(e) => tracing::warn!(error = %e, "open withdrawals could not be read"),
+            }
+        });
+    }
     {
         let app = app.clone();
         tokio::spawn(async move {

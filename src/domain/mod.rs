@@ -39,6 +39,7 @@ pub enum Code {
     TaskAlreadyCancelled,
     SecretAlreadyExists,
     QuotaExceeded,
+    InsufficientBalance,
 }
 
 /// Why a command is refused.

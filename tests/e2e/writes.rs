@@ -27,8 +27,9 @@ alloy::sol! {
 
 pub const ETH: u128 = 1_000_000_000_000_000_000;
 
-/// The aggregator on the chain `setup` deployed, with the keys `chain deploy` created.
-pub async fn server_on(setup: &Setup) -> anyhow::Result<TestServer> {
+/// The config of an aggregator on the chain `setup` deployed, with the keys `chain deploy`
+/// created.
+pub fn config_on(setup: &Setup) -> anyhow::Result<(tempfile::TempDir, Config)> {
     let dir = tempfile::tempdir()?;
     let mut config = TestServer::config(dir.path());
     let printed: Config = setup.deployment.config(&setup.node.anvil.endpoint());
@@ -37,7 +38,7 @@ pub async fn server_on(setup: &Setup) -> anyhow::Result<TestServer> {
     config.wallet = printed.wallet;
     config.wallet.receipt_timeout = std::time::Duration::from_secs(30);
     config.keys_dir = setup.keys_dir.path().join("keys");
-    TestServer::start_with(dir, config).await
+    Ok((dir, config))
 }
 
 pub fn token_abi() -> Vec<prost_types::Value> {
@@ -113,8 +114,15 @@ pub struct World {
 
 impl World {
     pub async fn start() -> anyhow::Result<Self> {
+        Self::start_with(|_| {}).await
+    }
+
+    /// [`World::start`] with the server's config changed first.
+    pub async fn start_with(change: impl FnOnce(&mut Config)) -> anyhow::Result<Self> {
         let setup = Setup::start(false).await?;
-        let server = server_on(&setup).await?;
+        let (dir, mut config) = config_on(&setup)?;
+        change(&mut config);
+        let server = TestServer::start_with(dir, config).await?;
         let mut c = server.client().await?;
         let user = User::sign_in(&mut c).await?;
         let wallet: Address = user.wallet(&mut c).await?.parse()?;
@@ -391,6 +399,13 @@ async fn run_node_with_inputs_simulates_writes_and_sends_on_request() -> anyhow:
     let simulated = run(write.clone(), settings(Some(&wallet))).await?;
     assert!(simulated.success, "{simulated:?}");
     assert_eq!(w.balance(to).await?, U256::ZERO);
+    let context = |r: &pb::RunNodeWithInputsResp| {
+        aggregator::pb::convert::json_from_value(r.execution_context.as_ref().unwrap()).unwrap()
+    };
+    assert_eq!(
+        context(&simulated),
+        json!({"chainId": 31337, "isSimulated": true, "provider": "eth_call"})
+    );
     // A method the ABI lacks: error code 3000.
     let unknown = run(
         write_node("u", w.token, &[("burn", vec!["1".into()])], None),
@@ -413,6 +428,10 @@ async fn run_node_with_inputs_simulates_writes_and_sends_on_request() -> anyhow:
     .await?;
     assert!(sent.success, "{sent:?}");
     assert_eq!(w.balance(to).await?, U256::from(2));
+    assert_eq!(
+        context(&sent),
+        json!({"chainId": 31337, "isSimulated": false, "provider": "self_bundler"})
+    );
 
     // An ETH transfer's simulation answers locally; a bad destination says so.
     let eth = run(
