@@ -3,7 +3,8 @@
 //! nothing), the offline derivation against `getAddress` and the deployed address, the v0.6
 //! userOpHash against `EntryPoint.getUserOpHash`, the first operation deploying the wallet and
 //! moving ETH, ERC-20 writes, a stranger's signature (AA24), ten parallel writes from one wallet,
-//! a nonce book ahead of the chain (AA25, rebuilt), a call that reverts at estimate time and one
+//! a nonce book ahead of the chain (AA25, rebuilt), a nonce used out of band by another process
+//! (skipped), a call that reverts at estimate time and one
 //! that reverts on chain, sponsorship by the paymaster, and recovery after a crash on either side
 //! of the send.
 
@@ -513,6 +514,57 @@ async fn a_nonce_book_ahead_of_the_chain_is_resynced_and_the_op_rebuilt() -> any
     // An operation sent out of band on the same key, by the owner's wallet itself: the next
     // one follows the chain.
     assert_eq!(wallets.chain_sequence(wallet, request.nonce_key).await?, 1);
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_nonce_used_out_of_band_is_skipped_by_the_next_op() -> anyhow::Result<()> {
+    let setup = Setup::start(false).await?;
+    let (owner, wallet) = setup.funded_wallet(ETH).await?;
+    let ours = setup.wallets(setup.self_bundler());
+    let request = |to: u8| {
+        let mut r = setup.request(
+            owner,
+            wallet,
+            vec![eth_call(Address::repeat_byte(to), U256::from(1))],
+        );
+        r.nonce_key = nonce::step_key("out-of-band", "node1");
+        r
+    };
+    let sequence = |journal: &MemoryJournal| match &journal.events[0] {
+        Event::UserOpSubmitted(s) => s.nonce_sequence,
+        other => panic!("{other:?}"),
+    };
+    let mut journal = MemoryJournal::default();
+    landed(&ours.submit(&request(0x21), &mut journal).await?)?;
+    assert_eq!(sequence(&journal), 0);
+
+    // Another process (a nonce book of its own) takes the next sequence of the same key: ours
+    // still believes 1 is next.
+    let theirs = setup.wallets(setup.self_bundler());
+    let mut journal = MemoryJournal::default();
+    landed(&theirs.submit(&request(0x22), &mut journal).await?)?;
+    assert_eq!(sequence(&journal), 1);
+
+    // Ours follows the chain: the next operation carries 2 and lands, first time.
+    let mut journal = MemoryJournal::default();
+    let outcome = ours.submit(&request(0x23), &mut journal).await?;
+    assert!(landed(&outcome)?.success);
+    assert_eq!(sequence(&journal), 2);
+    assert_eq!(
+        types(&journal),
+        ["UserOpSubmitted", "UserOpSent", "UserOpLanded"]
+    );
+    for to in [0x21, 0x22, 0x23] {
+        assert_eq!(
+            setup
+                .node
+                .provider
+                .get_balance(Address::repeat_byte(to))
+                .await?,
+            U256::from(1)
+        );
+    }
     Ok(())
 }
 
