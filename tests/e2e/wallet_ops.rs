@@ -4,9 +4,8 @@
 //! userOpHash against `EntryPoint.getUserOpHash`, the first operation deploying the wallet and
 //! moving ETH, ERC-20 writes, a stranger's signature (AA24), ten parallel writes from one wallet,
 //! a nonce book ahead of the chain (AA25, rebuilt), a nonce used out of band by another process
-//! (skipped), a call that reverts at estimate time and one
-//! that reverts on chain, sponsorship by the paymaster, and recovery after a crash on either side
-//! of the send.
+//! (skipped), a call that reverts at estimate time and one that reverts on chain, sponsorship by
+//! the paymaster, and recovery after a crash on either side of the send.
 
 use std::sync::Arc;
 
