@@ -6,6 +6,10 @@
 //!   nothing (the self-bundler's account made one transaction in all).
 //! - The bundle is dropped from the node's pool after the kill: the restarted aggregator sends
 //!   the identical signed operation again (same userOpHash), and it lands once.
+//!
+//! The same for a withdrawal, whose `WithdrawFunds` call dies with the process: the restarted
+//! aggregator settles it at start (the mined one found, the dropped one sent again, identical),
+//! one operation per withdrawal in the log.
 
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -199,5 +203,116 @@ async fn a_write_killed_between_send_and_receipt_is_sent_at_most_once() -> anyho
             ensure!(sends <= 1, "{case}: sent {sends} times");
         }
     }
+    Ok(())
+}
+
+/// The names of the log's withdrawal streams.
+fn withdrawal_streams(log: &events::LogKeyspaces) -> anyhow::Result<Vec<String>> {
+    let mut names = Vec::new();
+    for item in log.streams.prefix(b"withdrawal:") {
+        let key = item.key()?;
+        let end = key.iter().position(|&b| b == 0).unwrap_or(key.len());
+        let name = String::from_utf8_lossy(&key[..end]).into_owned();
+        if names.last() != Some(&name) {
+            names.push(name);
+        }
+    }
+    Ok(names)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_withdrawal_killed_between_send_and_receipt_is_settled_at_the_next_start()
+-> anyhow::Result<()> {
+    let setup = Setup::start(false).await?;
+    let dir = tempfile::tempdir()?;
+    let grpc = format!("127.0.0.1:{}", free_port()?);
+    let config_path = config(&setup, dir.path(), &grpc)?;
+    let mut process = start(&config_path, &grpc)?;
+    let mut c = connect(&process).await?;
+    let user = User::sign_in(&mut c).await?;
+    let wallet_text = user.wallet(&mut c).await?;
+    let wallet: Address = wallet_text.parse()?;
+    setup.send_eth(wallet, U256::from(ETH)).await?;
+    let bundler = setup.keys.bundler.address();
+
+    for (case, recipient) in [("mined", 0xe1u8), ("dropped", 0xe2)] {
+        let recipient = Address::repeat_byte(recipient);
+        rpc(&setup, "evm_setAutomine", serde_json::json!([false])).await?;
+        let request = user.req(pb::WithdrawFundsReq {
+            recipient_address: recipient.to_checksum(None),
+            amount: "777".into(),
+            token: "ETH".into(),
+            smart_wallet_address: wallet_text.clone(),
+        });
+        let mut caller = c.clone();
+        // Answers only once the process is gone: no receipt comes while nothing is mined.
+        let call = tokio::spawn(async move { caller.withdraw_funds(request).await });
+        until_pending(&setup).await?;
+        process.child.kill()?;
+        process.child.wait()?;
+        ensure!(call.await?.is_err(), "{case}: answered with nothing mined");
+        if case == "dropped" {
+            rpc(&setup, "anvil_dropAllTransactions", serde_json::json!([])).await?;
+        }
+        mine(&setup).await?;
+        rpc(&setup, "evm_setAutomine", serde_json::json!([true])).await?;
+        process = start(&config_path, &grpc)?;
+        c = connect(&process).await?;
+        // The restarted aggregator settles the open withdrawal by itself.
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while setup.node.provider.get_balance(recipient).await? != U256::from(777) {
+            ensure!(
+                Instant::now() < deadline,
+                "{case}: the withdrawal never landed"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+    // The mined bundle, and the identical resend of the dropped one.
+    let sent = setup.node.provider.get_transaction_count(bundler).await?;
+    ensure!(sent == 2, "the self-bundler sent {sent} transactions");
+
+    // Settled in the log too: one operation per withdrawal, landed once (the settling is
+    // journaled just after the receipt is seen: wait for it before stopping).
+    let data = dir.path().join("data");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        Command::new("kill")
+            .args(["-TERM", &process.child.id().to_string()])
+            .status()?;
+        process.child.wait()?;
+        let db = events::open_database(&data)?;
+        let log = events::LogKeyspaces::open(&db)?;
+        let streams = withdrawal_streams(&log)?;
+        ensure!(streams.len() == 2, "{streams:?}");
+        let mut settled = 0;
+        for stream in &streams {
+            let events = log.read_stream(stream)?;
+            let submitted = events
+                .iter()
+                .filter(|e| matches!(e.event, events::Event::UserOpSubmitted(_)))
+                .count();
+            ensure!(submitted == 1, "{stream}: {submitted} operations built");
+            let landed = events
+                .iter()
+                .filter(|e| matches!(e.event, events::Event::UserOpLanded(_)))
+                .count();
+            ensure!(landed <= 1, "{stream}: landed {landed} times");
+            settled += landed;
+        }
+        drop(log);
+        drop(db);
+        if settled == 2 {
+            break;
+        }
+        ensure!(
+            Instant::now() < deadline,
+            "the withdrawals were not settled in the log"
+        );
+        process = start(&config_path, &grpc)?;
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let (ok, out) = replay(&data, &["verify"])?;
+    ensure!(ok, "{out}");
     Ok(())
 }
