@@ -36,6 +36,8 @@ pub struct App {
     pub engine: crate::engine::Engine,
     pub pool: std::sync::Arc<crate::operators::Pool>,
     pub token_directory: crate::tokens::TokenDirectory,
+    /// The log's checkpoints and the operators' cosignatures of them.
+    pub transparency: std::sync::Arc<crate::transparency::Transparency>,
     /// When this process opened its state (ms since the epoch).
     pub started_ms: u64,
 }

@@ -38,6 +38,7 @@ pub struct Config {
     pub engine: EngineConfig,
     pub operators: OperatorsConfig,
     pub fees: FeesConfig,
+    pub event_log: EventLogConfig,
     pub log: LogConfig,
 }
 
@@ -58,6 +59,7 @@ impl Default for Config {
             engine: EngineConfig::default(),
             operators: OperatorsConfig::default(),
             fees: FeesConfig::default(),
+            event_log: EventLogConfig::default(),
             log: LogConfig::default(),
         }
     }
@@ -237,6 +239,9 @@ pub struct LimitsConfig {
     pub runs_per_minute: u32,
     pub max_nodes: usize,
     pub max_edges: usize,
+    /// Entries of any other list of a definition: cron schedules, fixed-time epochs, event
+    /// queries and their addresses and conditions, method calls, ABI entries.
+    pub max_list_items: usize,
     /// Names, ids, addresses and other short strings.
     pub max_name_bytes: usize,
     /// Free text: code, queries, bodies, expressions, URLs. The original takes custom code up to
@@ -254,8 +259,11 @@ pub struct LimitsConfig {
     /// room for protobuf readers too: a JSON level is two protobuf messages (`Value`, then
     /// `ListValue` or `Struct`), and prost decodes at most 100 nested messages.
     pub max_value_depth: usize,
-    /// One step's output (and its rendered config), and a firing's data, in bytes encoded.
+    /// One step's output (and its rendered config), in bytes encoded.
     pub max_output_bytes: usize,
+    /// All the steps of one execution together, in bytes encoded: an execution is answered in
+    /// one message, so this stays under `grpc.max_message_bytes`. Steps past it are not run.
+    pub max_execution_bytes: usize,
 }
 
 /// The deepest `limits.max_value_depth` may be: events and rows wrap a value in a few more levels,
@@ -272,6 +280,7 @@ impl Default for LimitsConfig {
             runs_per_minute: 1200,
             max_nodes: 200,
             max_edges: 400,
+            max_list_items: 256,
             max_name_bytes: 256,
             max_text_bytes: 256 * 1024,
             max_values_bytes: 256 * 1024,
@@ -279,6 +288,7 @@ impl Default for LimitsConfig {
             max_event_bytes: events::DEFAULT_MAX_EVENT_BYTES,
             max_value_depth: 32,
             max_output_bytes: 512 * 1024,
+            max_execution_bytes: 3 * 1024 * 1024,
         }
     }
 }
@@ -514,6 +524,39 @@ impl Default for FeesConfig {
     }
 }
 
+/// The event log as a transparency log: its checkpoints (see `transparency`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct EventLogConfig {
+    /// A checkpoint is signed at most this often, when the log grew.
+    #[serde(with = "duration_text")]
+    pub checkpoint_interval: Duration,
+    /// The log's name in its checkpoints (a schema-less URL, e.g. `aggregator.example.com/log`).
+    /// Unset: the log key's name, `ava-aggregator/<chain id>` for a key made on first start.
+    pub origin: Option<String>,
+}
+
+impl Default for EventLogConfig {
+    fn default() -> Self {
+        Self {
+            checkpoint_interval: Duration::from_secs(5),
+            origin: None,
+        }
+    }
+}
+
+impl EventLogConfig {
+    /// The configured origin, and the one a new key is named with.
+    pub fn origin(&self, chain_id: u64) -> (Option<&str>, String) {
+        (
+            self.origin.as_deref(),
+            self.origin
+                .clone()
+                .unwrap_or_else(|| format!("ava-aggregator/{chain_id}")),
+        )
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct LogConfig {
@@ -653,6 +696,16 @@ impl Config {
         if self.auth.max_token_lifetime < self.auth.signin_lifetime {
             return invalid("auth.max_token_lifetime is shorter than auth.signin_lifetime".into());
         }
+        if self.event_log.checkpoint_interval < Duration::from_millis(100) {
+            return invalid("event_log.checkpoint_interval must be at least 100ms".into());
+        }
+        if let Some(origin) = &self.event_log.origin
+            && (origin.is_empty() || origin.contains(char::is_whitespace) || origin.contains('+'))
+        {
+            return invalid(format!(
+                "event_log.origin {origin:?} must be non-empty, without spaces or '+'"
+            ));
+        }
         for (name, value) in [
             ("wallet.factory", &self.wallet.factory),
             (
@@ -688,6 +741,12 @@ impl Config {
             return invalid(
                 "http.tls is not supported: keep the HTTP listener on loopback or behind a TLS-terminating proxy (grpc.tls is)".into(),
             );
+        }
+        if self.limits.max_execution_bytes + 256 * 1024 > self.grpc.max_message_bytes {
+            return invalid(format!(
+                "limits.max_execution_bytes ({}) must stay 256 KiB under grpc.max_message_bytes ({}): an execution is answered in one message",
+                self.limits.max_execution_bytes, self.grpc.max_message_bytes
+            ));
         }
         if self.grpc.max_connections == 0 {
             return invalid("grpc.max_connections must be positive".into());

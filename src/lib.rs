@@ -11,6 +11,8 @@
 //! - `auth`: sign-in, tokens, API keys; `secrets`: encryption at rest; `wallet`: smart-wallet
 //!   addresses and their user operations (ERC-4337); `chain`: the Ethereum connection; `limits`:
 //!   rate limits;
+//! - `transparency`: the event log as a transparency log: the log key, checkpoints issued and
+//!   cosigned by the operators, the HTTP endpoints of checkpoints, tiles and proof bundles;
 //! - `operators`: the aggregator's side of the operators (registry, assignment, attestations);
 //!   `operator`: the operator process itself (`src/bin/operator.rs`);
 //! - `pb`: the generated wire types, and `pb::convert`, the wire ⇄ domain conversions;
@@ -38,5 +40,6 @@ pub mod server;
 pub mod store;
 pub mod telemetry;
 pub mod tokens;
+pub mod transparency;
 pub mod wallet;
 pub mod withdrawals;

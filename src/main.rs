@@ -45,6 +45,9 @@ enum Cmd {
         #[arg(long, default_value = "365d", value_parser = humantime::parse_duration)]
         expires: Duration,
     },
+    /// Print the verifier key of the event log's checkpoints (the log key in the keys
+    /// directory, `--keys-dir`): what auditors check checkpoints and proof bundles with.
+    LogKey,
     /// Print the effective configuration (YAML) and exit.
     Config {
         #[command(subcommand)]
@@ -128,6 +131,16 @@ fn main() -> anyhow::Result<()> {
                 humantime::format_duration(expires)
             );
             println!("{key}");
+            Ok(())
+        }
+        Cmd::LogKey => {
+            let key = aggregator::transparency::key::load(&config.keys_dir).with_context(|| {
+                format!(
+                    "no log key in {}: start the aggregator once (it generates it) or pass --keys-dir",
+                    config.keys_dir.display()
+                )
+            })?;
+            println!("{}", key.verifier().key());
             Ok(())
         }
         Cmd::Config { action: None } => {

@@ -78,7 +78,7 @@ pub async fn open(config: Config) -> anyhow::Result<SharedApp> {
     let engine = crate::engine::Engine::start(
         store.clone(),
         config.engine.clone(),
-        crate::domain::bounds::ValueBounds::output(&config.limits),
+        &config.limits,
         secret_box.clone(),
         chain.clone(),
         writes.clone(),
@@ -91,7 +91,9 @@ pub async fn open(config: Config) -> anyhow::Result<SharedApp> {
     let members = crate::operators::registry::load(&config, chain.as_ref()).await?;
     crate::operators::registry::record(&store, &members).await?;
     let pool = crate::operators::Pool::new(store.clone(), config.operators.clone())?;
+    let transparency = crate::transparency::open(&config, &store)?;
     Ok(Arc::new(App {
+        transparency,
         tokens: TokenIssuer::new(&keys.jwt_secret, config.chain_id),
         secret_box,
         engine,
@@ -139,7 +141,10 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
     let http = http_listener.local_addr()?;
 
     let (stop, stopped) = watch::channel(false);
-    let mut background = vec![app.pool.spawn(stopped.clone())];
+    let mut background = vec![
+        app.pool.spawn(stopped.clone()),
+        crate::transparency::spawn(app.clone(), stopped.clone()),
+    ];
     background.extend(crate::operators::registry::spawn_refresh(
         app.clone(),
         stopped.clone(),

@@ -8,11 +8,13 @@ use std::path::Path;
 use events::{Command, Committed, Durability, Expected, Log, LogKeyspaces, LogOptions};
 use projections::{CatchUp, Projections, Views};
 
-/// The write handle (`log`) and the read handle (`views`).
+/// The write handle (`log`), the read handle (`views`), and the log's Merkle tree (`tiles`,
+/// kept by the log's writer in the same batches as the events: `tlog::follow::WithTree`).
 #[derive(Clone)]
 pub struct Store {
     pub log: Log,
     pub views: Views,
+    pub tiles: tlog::TileStore,
     db: events::fjall::Database,
 }
 
@@ -41,10 +43,29 @@ impl Store {
         private_dir(dir).map_err(|e| events::Error::Storage(e.into()))?;
         let db = events::open_database(dir)?;
         let mut projections = Projections::open(&db)?;
-        let catch_up = projections.catch_up(&LogKeyspaces::open(&db)?, &|_| {})?;
+        let keyspaces = LogKeyspaces::open(&db)?;
+        let catch_up = projections.catch_up(&keyspaces, &|_| {})?;
         let views = projections.views();
-        let log = Log::open(&db, options, Box::new(projections))?;
-        Ok((Self { log, views, db }, catch_up))
+        // The tree follows the log like a projection: brought up to its head first (nothing to
+        // do normally, the whole tree once on a data directory older than it).
+        let tiles = tlog::TileStore::open(&db).map_err(tree_error)?;
+        let appender =
+            tlog::follow::catch_up(&db, &keyspaces, &tiles, &|_| {}).map_err(tree_error)?;
+        let projector = tlog::follow::WithTree::new(projections, appender, &tiles);
+        let log = Log::open(&db, options, Box::new(projector))?;
+        Ok((
+            Self {
+                log,
+                views,
+                tiles,
+                db,
+            },
+            catch_up,
+        ))
+    }
+
+    pub fn database(&self) -> &events::fjall::Database {
+        &self.db
     }
 
     /// Finishes queued commands, stops the writer and flushes everything to disk.
@@ -62,6 +83,14 @@ impl Store {
     /// Bytes on disk, for telemetry.
     pub fn disk_space(&self) -> u64 {
         self.db.disk_space().unwrap_or(0)
+    }
+}
+
+fn tree_error(e: tlog::Error) -> events::Error {
+    match e {
+        tlog::Error::Storage(e) => events::Error::Storage(e),
+        tlog::Error::Log(e) => e,
+        other => events::Error::Corrupt(other.to_string()),
     }
 }
 

@@ -98,7 +98,7 @@ events! {
     StepRecorded = 1,
     ExecutionFinished = 1,
     TriggerReported = 1,
-    TriggerAttested = 1,
+    TriggerAttested = 2,
     ReportsDisagreed = 1,
     TriggerOverloadReported = 1,
     OperatorRegistered = 1,
@@ -314,6 +314,36 @@ pub struct TriggerAttested {
     pub aggregate_signature: String,
     /// Operator addresses whose signatures are aggregated.
     pub signers: Vec<String>,
+    /// The quorum the signers met (since v2; `None` in v1 events, upcast, which recorded only
+    /// the signers).
+    pub quorum: Option<QuorumMet>,
+}
+
+/// The quorum a `TriggerAttested` met: the signers' weights, the weight assigned to the task,
+/// and the share of it in force (`sum(weights) * denominator >= assigned_weight * numerator`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct QuorumMet {
+    /// Each signer's weight, in the order of `signers`.
+    pub weights: Vec<u64>,
+    /// The total weight of the operators assigned to the task when the quorum formed.
+    pub assigned_weight: u64,
+    pub numerator: u64,
+    pub denominator: u64,
+}
+
+impl QuorumMet {
+    pub fn signed_weight(&self) -> u64 {
+        self.weights.iter().fold(0u64, |a, w| a.saturating_add(*w))
+    }
+
+    /// Whether the signed weight reaches the share in force.
+    pub fn reached(&self) -> bool {
+        self.denominator > 0
+            && self.numerator <= self.denominator
+            && u128::from(self.signed_weight()) * u128::from(self.denominator)
+                >= u128::from(self.assigned_weight) * u128::from(self.numerator)
+            && self.assigned_weight > 0
+    }
 }
 
 /// Reports of one firing that disagree on the output.

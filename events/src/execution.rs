@@ -36,13 +36,17 @@ pub struct Firing {
     pub input: BTreeMap<String, Value>,
 }
 
-/// How an execution ended, as the contract's `ExecutionStatus` names it. `PARTIAL_SUCCESS` is not
-/// used and the newer original's `ERROR` (5) is never produced: the official client does not know it.
+/// How an execution ended, as the contract's `ExecutionStatus` names it, with the original's
+/// rule: `Success` when every step succeeded, `PartialSuccess` when some failed (the trigger
+/// step always succeeds) or a branch left nodes untaken, `Failed` when the execution itself could
+/// not run its graph. The newer original's `ERROR` (5) is never produced: the official client
+/// does not know it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum ExecutionOutcome {
     Success,
     Failed,
+    PartialSuccess,
 }
 
 /// The member of the step's `output_data` oneof.

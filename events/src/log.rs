@@ -16,9 +16,47 @@ use crate::keyspaces::LogKeyspaces;
 use crate::options::{LogOptions, Projector};
 use crate::writer::{Poison, Request, Writer};
 
-/// Opens (or creates) the fjall database that holds the log and the projections.
+/// Opens (or creates) the fjall database that holds the log and the projections. A journal fjall
+/// cannot recover (damage before its last batch: a torn last batch it drops by itself) is
+/// reported as corruption, naming the journal files that hold the writes not yet in tables.
 pub fn open_database(path: &Path) -> Result<Database> {
-    Ok(Database::builder(path).open()?)
+    Database::builder(path).open().map_err(|e| match e {
+        fjall::Error::JournalRecovery(kind) => Error::Corrupt(format!(
+            "the journal cannot be recovered ({kind:?}): a batch before its last is damaged; it is in {} under {}, which hold the writes not yet flushed into tables (the tables themselves opened). Keep a copy of the directory before anything else",
+            journal_files(path),
+            path.display()
+        )),
+        fjall::Error::InvalidTrailer | fjall::Error::InvalidTag(_) => Error::Corrupt(format!(
+            "a journal file under {} is malformed ({e}): {}",
+            path.display(),
+            journal_files(path)
+        )),
+        other => Error::Storage(other),
+    })
+}
+
+/// The journal files of a database directory, newest last, with their sizes.
+fn journal_files(path: &Path) -> String {
+    let mut files: Vec<(u64, String, u64)> = std::fs::read_dir(path)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|entry| {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            let id: u64 = name.strip_suffix(".jnl")?.parse().ok()?;
+            let size = entry.metadata().map(|m| m.len()).unwrap_or(0);
+            Some((id, name, size))
+        })
+        .collect();
+    files.sort_unstable();
+    if files.is_empty() {
+        return "no journal file".into();
+    }
+    files
+        .iter()
+        .map(|(_, name, size)| format!("{name} ({size} bytes)"))
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// The shared handle.

@@ -51,4 +51,9 @@ pub trait Projector: Send + 'static {
     fn apply(&mut self, envelope: &Envelope, tx: &mut Tx) -> Result<()>;
     /// Records that every event up to `last` is applied; called once per group commit.
     fn checkpoint(&mut self, last: Ulid, tx: &mut Tx) -> Result<()>;
+    /// Called once a command staged whole, for each of its events in log order, with the
+    /// event's stored value (hash ‖ body): for a follower that keeps state of its own outside
+    /// `tx` (the Merkle tree's right edge, `tlog`), which must never see an event of a rejected
+    /// command. Such a follower stages its rows in `checkpoint`.
+    fn staged(&mut self, _id: Ulid, _stored: &[u8]) {}
 }

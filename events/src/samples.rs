@@ -184,6 +184,12 @@ pub fn all() -> Vec<Event> {
             digest: "11".repeat(32),
             aggregate_signature: "44".repeat(96),
             signers: vec![OPERATOR.into()],
+            quorum: Some(QuorumMet {
+                weights: vec![1],
+                assigned_weight: 1,
+                numerator: 2,
+                denominator: 3,
+            }),
         }
         .into(),
         ReportsDisagreed {

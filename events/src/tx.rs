@@ -7,29 +7,38 @@
 //! 2. the rows of the previous group (`landing`): the log writer stages a group while the one
 //!    before it is still being committed, so those rows may not be in fjall yet either (the
 //!    writer hands a group over only once the one before has landed, so one generation is enough);
-//! 3. the read cache: rows read from fjall and kept fresh by later writes (bounded; emptying it is
-//!    always safe, since what is in flight is in `landing`);
+//! 3. the read cache: rows read from fjall and kept fresh by later writes (bounded by bytes;
+//!    emptying it is always safe, since what is in flight is in `landing`);
 //! 4. fjall.
 //!
 //! At commit, the staged writes join the events in one fjall batch (a row written twice in a group
 //! is written once). In a rebuild into empty keyspaces the cache is *complete*: every row written
 //! is kept, so a row missing from it does not exist and no read reaches fjall (until the limit is
 //! hit, which turns completeness off).
+//!
+//! While the writer stages one command, its writes can be undone as a whole (`savepoint`,
+//! `rollback`): a command rejected half-way leaves no row behind.
+//!
+//! Rows are `fjall::Slice`s (reference-counted): a read, the cache and the batch share one copy
+//! instead of cloning the bytes at each hand-off. The maps hash with foldhash (fast, and seeded
+//! per process, so keys chosen by users cannot be made to collide).
 
 use std::collections::HashMap;
 
-use fjall::{Keyspace, OwnedWriteBatch};
+use fjall::{Keyspace, OwnedWriteBatch, Slice};
 
 use crate::error::Result;
 
+type Map<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
+
 #[derive(Debug, Clone)]
 enum Write {
-    Put(Vec<u8>),
+    Put(Slice),
     Delete,
 }
 
 impl Write {
-    fn value(&self) -> Option<Vec<u8>> {
+    fn value(&self) -> Option<Slice> {
         match self {
             Self::Put(v) => Some(v.clone()),
             Self::Delete => None,
@@ -37,10 +46,10 @@ impl Write {
     }
 }
 
-type Rows<V> = HashMap<u64, HashMap<Vec<u8>, V>>;
+type Rows<V> = Map<u64, Map<Slice, V>>;
 
 /// A write staged by the current command, with what it replaced (by keyspace id and key).
-type Undo = (u64, Vec<u8>, Option<Write>);
+type Undo = (u64, Slice, Option<Write>);
 
 /// Staged projection writes, the previous group's, and cached rows, by keyspace and key.
 pub struct Tx {
@@ -49,11 +58,11 @@ pub struct Tx {
     /// is rejected (`rollback`).
     undo: Option<Vec<Undo>>,
     landing: Rows<Write>,
-    cache: Rows<Option<Vec<u8>>>,
-    cached: usize,
+    cache: Rows<Option<Slice>>,
+    cached_bytes: usize,
     cache_limit: usize,
     complete: bool,
-    keyspaces: HashMap<u64, Keyspace>,
+    keyspaces: Map<u64, Keyspace>,
 }
 
 impl Default for Tx {
@@ -66,7 +75,7 @@ impl std::fmt::Debug for Tx {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Tx")
             .field("writes", &self.len())
-            .field("cached", &self.cached)
+            .field("cached_bytes", &self.cached_bytes)
             .finish()
     }
 }
@@ -75,42 +84,49 @@ fn lookup<'a, V>(rows: &'a Rows<V>, id: u64, key: &[u8]) -> Option<&'a V> {
     rows.get(&id).and_then(|r| r.get(key))
 }
 
+/// What a cached row costs: its key, its value, and the map's own entry.
+fn footprint(key: &[u8], value: Option<&Slice>) -> usize {
+    const ENTRY: usize = 64;
+    key.len() + value.map_or(0, |v| v.len()) + ENTRY
+}
+
 impl Tx {
     /// Without a read cache.
     pub fn new() -> Self {
         Self::with_cache(0)
     }
 
-    /// Keeps up to `limit` rows read from fjall, refreshed by later writes.
-    pub fn with_cache(limit: usize) -> Self {
+    /// Keeps rows read from fjall, refreshed by later writes, up to `limit_bytes` (keys, values
+    /// and bookkeeping); past it the cache starts again empty.
+    pub fn with_cache(limit_bytes: usize) -> Self {
         Self {
-            writes: HashMap::new(),
+            writes: Map::default(),
             undo: None,
-            landing: HashMap::new(),
-            cache: HashMap::new(),
-            cached: 0,
-            cache_limit: limit,
+            landing: Map::default(),
+            cache: Map::default(),
+            cached_bytes: 0,
+            cache_limit: limit_bytes,
             complete: false,
-            keyspaces: HashMap::new(),
+            keyspaces: Map::default(),
         }
     }
 
     /// For a rebuild into empty keyspaces: every row written is cached, so a miss is an absent
-    /// row, until the cache overflows `limit`.
-    pub fn complete(limit: usize) -> Self {
+    /// row, until the cache overflows `limit_bytes`.
+    pub fn complete(limit_bytes: usize) -> Self {
         Self {
             complete: true,
-            ..Self::with_cache(limit)
+            ..Self::with_cache(limit_bytes)
         }
     }
 
-    /// Rows in the read cache.
-    pub fn cached(&self) -> usize {
-        self.cached
+    /// Bytes the read cache holds.
+    pub fn cached_bytes(&self) -> usize {
+        self.cached_bytes
     }
 
     /// The row as the staged writes leave it.
-    pub fn get(&mut self, keyspace: &Keyspace, key: &[u8]) -> Result<Option<Vec<u8>>> {
+    pub fn get(&mut self, keyspace: &Keyspace, key: &[u8]) -> Result<Option<Slice>> {
         let id = keyspace.id();
         if let Some(write) =
             lookup(&self.writes, id, key).or_else(|| lookup(&self.landing, id, key))
@@ -123,8 +139,8 @@ impl Tx {
         if self.complete {
             return Ok(None);
         }
-        let value = keyspace.get(key)?.map(|v| v.to_vec());
-        self.cache_row(id, key.to_vec(), value.clone());
+        let value = keyspace.get(key)?;
+        self.cache_row(id, Slice::from(key), value.clone());
         Ok(value)
     }
 
@@ -134,14 +150,18 @@ impl Tx {
         key: impl Into<Vec<u8>>,
         value: impl Into<Vec<u8>>,
     ) {
-        self.stage(keyspace, key.into(), Write::Put(value.into()));
+        self.stage(
+            keyspace,
+            Slice::from(key.into()),
+            Write::Put(Slice::from(value.into())),
+        );
     }
 
     pub fn remove(&mut self, keyspace: &Keyspace, key: impl Into<Vec<u8>>) {
-        self.stage(keyspace, key.into(), Write::Delete);
+        self.stage(keyspace, Slice::from(key.into()), Write::Delete);
     }
 
-    fn stage(&mut self, keyspace: &Keyspace, key: Vec<u8>, write: Write) {
+    fn stage(&mut self, keyspace: &Keyspace, key: Slice, write: Write) {
         let id = keyspace.id();
         self.keyspaces.entry(id).or_insert_with(|| keyspace.clone());
         let rows = self.writes.entry(id).or_default();
@@ -185,25 +205,23 @@ impl Tx {
         }
     }
 
-    fn cache_row(&mut self, id: u64, key: Vec<u8>, value: Option<Vec<u8>>) {
+    fn cache_row(&mut self, id: u64, key: Slice, value: Option<Slice>) {
         if self.cache_limit == 0 {
             return;
         }
-        if self.cached >= self.cache_limit {
+        let cost = footprint(&key, value.as_ref());
+        if self.cached_bytes + cost > self.cache_limit {
             // Safe at any time: what may still be in flight is in `landing`.
             self.cache.clear();
-            self.cached = 0;
+            self.cached_bytes = 0;
             self.complete = false;
         }
-        if self
-            .cache
-            .entry(id)
-            .or_default()
-            .insert(key, value)
-            .is_none()
-        {
-            self.cached += 1;
+        if let Some(old) = self.cache.entry(id).or_default().insert(key.clone(), value) {
+            self.cached_bytes = self
+                .cached_bytes
+                .saturating_sub(footprint(&key, old.as_ref()));
         }
+        self.cached_bytes += cost;
     }
 
     /// Number of staged rows.
@@ -243,7 +261,7 @@ impl Tx {
         self.undo = None;
         self.landing.clear();
         self.cache.clear();
-        self.cached = 0;
+        self.cached_bytes = 0;
         self.complete = false;
     }
 }

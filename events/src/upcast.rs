@@ -3,7 +3,8 @@
 //! They run on the decoded tree before typed decoding and never touch the stored bytes, so the
 //! hash chain keeps verifying. To change a payload's meaning: bump its version in `event.rs` and
 //! add the step from the old version here, with a fixture of the old encoding in `tests/fixtures`.
-//! Every type is at version 1 today, so the table is empty.
+//!
+//! Steps: `TriggerAttested` v1 → v2 (the quorum met is recorded; a v1 event did not say).
 
 use serde_json::Value;
 
@@ -18,7 +19,19 @@ pub struct Upcaster {
 }
 
 /// The upcasters of this code base.
-pub const UPCASTERS: &[Upcaster] = &[];
+pub const UPCASTERS: &[Upcaster] = &[Upcaster {
+    type_name: "TriggerAttested",
+    from: 1,
+    apply: attested_without_quorum,
+}];
+
+/// A v1 attestation recorded its signers, not the quorum they met: v2's `quorum` is unknown.
+fn attested_without_quorum(mut v: Value) -> Value {
+    if let Some(obj) = v.as_object_mut() {
+        obj.entry("quorum").or_insert(Value::Null);
+    }
+    v
+}
 
 /// Applies the chain of upcasters from `version` up to `current`.
 pub fn to_current(

@@ -110,8 +110,8 @@ enum Flight {
     Barrier,
 }
 
-/// Projection rows read from fjall that the writer keeps cached.
-const ROW_CACHE_LIMIT: usize = 200_000;
+/// Bytes of projection rows read from fjall that the writer keeps cached.
+const ROW_CACHE_BYTES: usize = 128 * 1024 * 1024;
 
 /// Which of the log's keyspaces a staged write goes to.
 #[derive(Debug, Clone, Copy)]
@@ -154,7 +154,7 @@ impl Writer {
             ids: MonotonicUlids::after(last),
             prev_hash,
             heads: HashMap::new(),
-            tx: Tx::with_cache(ROW_CACHE_LIMIT),
+            tx: Tx::with_cache(ROW_CACHE_BYTES),
             previous_keys: HashMap::new(),
             poison,
         }
@@ -317,6 +317,12 @@ impl Writer {
             Ok(staged) => {
                 tx.release();
                 for (keyspace, key, value) in staged.writes {
+                    // The whole command staged: followers with state of their own see it now.
+                    if matches!(keyspace, Kind::Events)
+                        && let Ok(id) = <[u8; 16]>::try_from(key.as_slice())
+                    {
+                        self.projector.staged(Ulid::from_bytes(id), &value);
+                    }
                     batch.insert(self.keyspaces.by_kind(keyspace), key, value);
                 }
                 for (stream, head) in staged.heads {

@@ -1,7 +1,11 @@
 //! Executions: each run's history and its firing, the runs still pending, and daily counters.
 //!
 //! Keys (keyspace `executions`):
-//! - `history:<task id>:<execution id>` → `ExecutionRow` (JSON), with the steps recorded so far;
+//! - `history:<task id>:<execution id>` → the run's head (JSON: `ExecutionRow` with the ids of its
+//!   steps in the order they were recorded, not the steps);
+//! - `step:<task id>:<execution id>:<step id>` → `Step` (JSON): one row per step, so that recording
+//!   a step writes that step and the small head, not the whole history again (a run of many large
+//!   steps used to rewrite all of them at every step);
 //! - `trigger:<task id>:<execution id>` → `TriggerRow` (JSON): the firing that started the run;
 //! - `q:<execution id>` → task id: queued and not finished (the engine's queue is the log; this is
 //!   its index);
@@ -23,6 +27,14 @@ pub enum RunStatus {
     Running,
     Success,
     Failed,
+    PartialSuccess,
+}
+
+impl RunStatus {
+    /// Whether the execution has ended.
+    pub fn finished(self) -> bool {
+        matches!(self, Self::Success | Self::Failed | Self::PartialSuccess)
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -38,6 +50,68 @@ pub struct ExecutionRow {
     pub end_at: i64,
     pub error: String,
     pub steps: Vec<Step>,
+}
+
+/// What the `history:` key holds: the row without its steps, and the order of their ids.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+struct Head {
+    id: String,
+    task_id: String,
+    owner: String,
+    index: i64,
+    status: RunStatus,
+    queued_at: i64,
+    start_at: i64,
+    end_at: i64,
+    error: String,
+    steps: Vec<String>,
+}
+
+impl Head {
+    fn into_row(self, steps: Vec<Step>) -> ExecutionRow {
+        ExecutionRow {
+            id: self.id,
+            task_id: self.task_id,
+            owner: self.owner,
+            index: self.index,
+            status: self.status,
+            queued_at: self.queued_at,
+            start_at: self.start_at,
+            end_at: self.end_at,
+            error: self.error,
+            steps,
+        }
+    }
+}
+
+/// An execution with its steps, read from the keyspace.
+pub fn read(
+    keyspace: &Keyspace,
+    task_id: &str,
+    execution_id: &str,
+) -> events::Result<Option<ExecutionRow>> {
+    let Some(bytes) = keyspace.get(history_key(task_id, execution_id))? else {
+        return Ok(None);
+    };
+    let head: Head = serde_json::from_slice(&bytes).map_err(|e| corrupt(&e))?;
+    let mut steps = Vec::with_capacity(head.steps.len());
+    for step_id in &head.steps {
+        let key = step_key(task_id, execution_id, step_id);
+        let bytes = keyspace.get(&key)?.ok_or_else(|| {
+            corrupt(&format!(
+                "execution {execution_id} lists step {step_id} but has no row for it"
+            ))
+        })?;
+        steps.push(serde_json::from_slice(&bytes).map_err(|e| corrupt(&e))?);
+    }
+    Ok(Some(head.into_row(steps)))
+}
+
+fn corrupt(e: &dyn std::fmt::Display) -> events::Error {
+    events::Error::Projection {
+        projection: "executions".into(),
+        message: format!("corrupt row: {e}"),
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -63,6 +137,10 @@ pub fn history_key(task_id: &str, execution_id: &str) -> Vec<u8> {
 
 pub fn history_prefix(task_id: &str) -> Vec<u8> {
     format!("history:{task_id}:").into_bytes()
+}
+
+pub fn step_key(task_id: &str, execution_id: &str, step_id: &str) -> Vec<u8> {
+    format!("step:{task_id}:{execution_id}:{step_id}").into_bytes()
 }
 
 pub fn trigger_key(task_id: &str, execution_id: &str) -> Vec<u8> {
@@ -100,10 +178,10 @@ impl Executions {
         tx: &mut Tx,
         task_id: &str,
         execution_id: &str,
-        change: impl FnOnce(&mut ExecutionRow),
-    ) -> events::Result<Option<ExecutionRow>> {
+        change: impl FnOnce(&mut Head),
+    ) -> events::Result<Option<Head>> {
         let key = history_key(task_id, execution_id);
-        let Some(mut row) = get_json::<ExecutionRow>(tx, &self.keyspace, &key, self.name())? else {
+        let Some(mut row) = get_json::<Head>(tx, &self.keyspace, &key, self.name())? else {
             return Ok(None);
         };
         change(&mut row);
@@ -118,7 +196,7 @@ impl Projection for Executions {
     }
 
     fn schema_version(&self) -> u32 {
-        1
+        2
     }
 
     fn keyspace(&self) -> &Keyspace {
@@ -129,7 +207,7 @@ impl Projection for Executions {
         let at = i64::try_from(env.recorded_at).unwrap_or(i64::MAX);
         match &env.event {
             Event::ExecutionQueued(e) => {
-                let row = ExecutionRow {
+                let row = Head {
                     id: e.execution_id.clone(),
                     task_id: e.task_id.clone(),
                     owner: e.owner.clone(),
@@ -175,13 +253,21 @@ impl Projection for Executions {
                 Ok(())
             }
             Event::StepRecorded(e) => {
-                self.update(tx, &e.task_id, &e.execution_id, |row| {
+                let head = self.update(tx, &e.task_id, &e.execution_id, |row| {
                     // A step recorded again (a read re-run after a crash) replaces the first.
-                    match row.steps.iter_mut().find(|s| s.id == e.step.id) {
-                        Some(existing) => *existing = e.step.clone(),
-                        None => row.steps.push(e.step.clone()),
+                    if !row.steps.contains(&e.step.id) {
+                        row.steps.push(e.step.id.clone());
                     }
                 })?;
+                if head.is_some() {
+                    put_json(
+                        tx,
+                        &self.keyspace,
+                        step_key(&e.task_id, &e.execution_id, &e.step.id),
+                        &e.step,
+                        self.name(),
+                    )?;
+                }
                 Ok(())
             }
             Event::ExecutionFinished(e) => {
@@ -189,6 +275,7 @@ impl Projection for Executions {
                     row.status = match e.outcome {
                         ExecutionOutcome::Success => RunStatus::Success,
                         ExecutionOutcome::Failed => RunStatus::Failed,
+                        ExecutionOutcome::PartialSuccess => RunStatus::PartialSuccess,
                     };
                     row.error.clone_from(&e.error);
                     row.end_at = at;
@@ -204,7 +291,10 @@ impl Projection for Executions {
                     day.total += 1;
                     match e.outcome {
                         ExecutionOutcome::Success => day.succeeded += 1,
-                        ExecutionOutcome::Failed => day.failed += 1,
+                        // A run with a failed step (or an untaken branch) did not fully succeed.
+                        ExecutionOutcome::Failed | ExecutionOutcome::PartialSuccess => {
+                            day.failed += 1;
+                        }
                     }
                     day.total_ms +=
                         u64::try_from(row.end_at.saturating_sub(row.start_at)).unwrap_or(0);

@@ -49,8 +49,8 @@ struct Meta {
 /// Events applied per batch during catch-up and rebuild.
 const CATCH_UP_BATCH: usize = 50_000;
 
-/// Rows kept in memory during catch-up and rebuild.
-const REBUILD_CACHE_ROWS: usize = 4_000_000;
+/// Bytes of rows kept in memory during catch-up and rebuild.
+const REBUILD_CACHE_BYTES: usize = 1024 * 1024 * 1024;
 
 /// The names of the projections' keyspaces, in the order of `Projections::all`.
 pub const KEYSPACES: &[&str] = &[
@@ -193,9 +193,9 @@ impl Projections {
             .unwrap_or_else(Ulid::nil);
         // Rebuilding everything from scratch: all rows live in the cache, none is read from fjall.
         let mut tx = if from.is_nil() {
-            Tx::complete(REBUILD_CACHE_ROWS)
+            Tx::complete(REBUILD_CACHE_BYTES)
         } else {
-            Tx::with_cache(REBUILD_CACHE_ROWS)
+            Tx::with_cache(REBUILD_CACHE_BYTES)
         };
         let mut in_batch = 0usize;
         let mut last = None;

@@ -401,8 +401,8 @@ fn ms(recorded_at: u64) -> i64 {
     i64::try_from(recorded_at).unwrap_or(i64::MAX)
 }
 
-pub fn read_counter(value: Option<Vec<u8>>) -> u64 {
+pub fn read_counter(value: Option<impl AsRef<[u8]>>) -> u64 {
     value
-        .and_then(|v| v.as_slice().try_into().ok())
+        .and_then(|v| v.as_ref().try_into().ok())
         .map_or(0, u64::from_be_bytes)
 }

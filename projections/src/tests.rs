@@ -281,6 +281,7 @@ fn event_of(op: &Op) -> (String, Event) {
                 digest: "22".repeat(32),
                 aggregate_signature: "33".repeat(96),
                 signers: vec!["0xop0".into()],
+                quorum: None,
             }
             .into(),
         ),

@@ -163,10 +163,7 @@ impl Views {
         task_id: &str,
         execution_id: &str,
     ) -> events::Result<Option<ExecutionRow>> {
-        json(
-            &self.executions,
-            &executions::history_key(task_id, execution_id),
-        )
+        executions::read(&self.executions, task_id, execution_id)
     }
 
     /// Active tasks whose `expired_at` is at or before `now_ms`, soonest first.

@@ -7,6 +7,13 @@
 //! recorded inputs, and checks that every signer was a registered operator assigned to the task
 //! at that point, and that the aggregate signature verifies over the digest with the signers'
 //! keys. Each `TriggerReported`'s own signature is checked the same way.
+//!
+//! Since `TriggerAttested` v2 the event also records the quorum it met (each signer's weight,
+//! the assigned weight, the share in force): each signer's weight must be the one it registered
+//! with, the assigned weight at least what the log's registrations and assignments give at that
+//! point (an aggregator that understated it to fake a quorum is caught), and the signed weight
+//! must reach the share. A v1 attestation recorded no quorum: its signatures are checked, and it
+//! is counted apart.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -20,6 +27,8 @@ pub struct Report {
     pub registrations: u64,
     pub reports: u64,
     pub attestations: u64,
+    /// v1 attestations, which did not record the quorum they met.
+    pub without_quorum: u64,
 }
 
 /// The first event that does not check out, and why.
@@ -37,6 +46,7 @@ impl std::fmt::Display for Failure {
 
 struct Operator {
     registration: attest::Registration,
+    weight: u64,
     active: bool,
 }
 
@@ -112,7 +122,62 @@ impl Audit {
         Ok(())
     }
 
-    fn attested(&mut self, a: &TriggerAttested) -> Result<(), String> {
+    /// The quorum a v2 attestation recorded, against the log's registrations and assignments.
+    fn quorum(&self, a: &TriggerAttested, stored_version: u16) -> Result<(), String> {
+        let Some(q) = &a.quorum else {
+            return if stored_version >= 2 {
+                Err("a v2 attestation without the quorum it met".into())
+            } else {
+                Ok(())
+            };
+        };
+        if q.weights.len() != a.signers.len() {
+            return Err(format!(
+                "{} weights recorded for {} signers",
+                q.weights.len(),
+                a.signers.len()
+            ));
+        }
+        for (signer, weight) in a.signers.iter().zip(&q.weights) {
+            let registered = self.operators.get(signer).map_or(0, |o| o.weight);
+            if registered != *weight {
+                return Err(format!(
+                    "{signer} is counted with weight {weight}, and registered with {registered}"
+                ));
+            }
+        }
+        let assigned: u64 = self
+            .assigned
+            .get(&a.task_id)
+            .into_iter()
+            .flatten()
+            .filter_map(|op| self.operators.get(op))
+            .filter(|o| o.active)
+            .map(|o| o.weight)
+            .sum();
+        if q.assigned_weight < assigned {
+            return Err(format!(
+                "the attestation counts {} of assigned weight, the log's assignments give {assigned}: the quorum was measured against too little",
+                q.assigned_weight
+            ));
+        }
+        if !q.reached() {
+            return Err(format!(
+                "no quorum: the signers hold {} of {} assigned weight, below the {}/{} in force",
+                q.signed_weight(),
+                q.assigned_weight,
+                q.numerator,
+                q.denominator
+            ));
+        }
+        Ok(())
+    }
+
+    fn attested(&mut self, a: &TriggerAttested, stored_version: u16) -> Result<(), String> {
+        self.quorum(a, stored_version)?;
+        if a.quorum.is_none() {
+            self.report.without_quorum += 1;
+        }
         let output = a.output.clone().unwrap_or(serde_json::Value::Null);
         let output_hash = attest::output_hash(&output).map_err(|e| e.to_string())?;
         if hex::encode(output_hash) != a.output_hash.trim_start_matches("0x") {
@@ -165,6 +230,7 @@ impl Audit {
                     r.address.clone(),
                     Operator {
                         registration,
+                        weight: r.weight,
                         active: true,
                     },
                 );
@@ -187,7 +253,7 @@ impl Audit {
                 }
             }
             Event::TriggerReported(r) => self.reported(r)?,
-            Event::TriggerAttested(a) => self.attested(a)?,
+            Event::TriggerAttested(a) => self.attested(a, envelope.stored_version)?,
             _ => {}
         }
         Ok(())

@@ -1,9 +1,12 @@
 //! `replay`: what an auditor runs on a copy of an aggregator's data directory (or on one the
 //! aggregator is not running on: fjall locks the directory).
 //!
-//! - `verify`: the log's integrity (ULID order, hash chain, decoding, gapless streams), then
-//!   every operator attestation and report against the registrations the log holds
-//!   (`attestations`);
+//! - `verify [--checkpoint FILE]`: the log's integrity (ULID order, hash chain, decoding,
+//!   gapless streams), then every operator attestation (and the quorum it met) and report
+//!   against the registrations the log holds (`attestations`); with a checkpoint kept, that the
+//!   log is not shorter than it and its first events hash to its root (`transparency`);
+//! - `prove --execution ID`, `check BUNDLE --log-key KEY [--operators FILE] [--quorum K]`,
+//!   `consistency OLD NEW`: proof bundles and checkpoints (`transparency`, on `tlog`);
 //! - `rebuild --into DIR`: a complete store rebuilt from the log alone (events copied, indexes
 //!   and projections recomputed);
 //! - `diff`: rebuild into a temporary directory and compare every derived keyspace with the live
@@ -16,6 +19,7 @@
 //! end-to-end tests run them in-process exactly as the binary does.
 
 pub mod attestations;
+pub mod transparency;
 
 use std::collections::BTreeMap;
 use std::io::Write;
@@ -27,6 +31,7 @@ use events::fjall::Database;
 use events::{LogKeyspaces, Ulid};
 use indicatif::{ProgressBar, ProgressStyle};
 use projections::Projections;
+use tlog::TileStore;
 
 #[derive(Debug, Parser)]
 #[command(name = "replay", version, about = "Audit an aggregator's event log")]
@@ -44,8 +49,48 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Cmd {
     /// Check ULID order, the hash chain, decoding and stream sequences, then every operator
-    /// attestation's aggregate signature and every report's signature; name the first bad event.
-    Verify,
+    /// attestation's aggregate signature, quorum and every report's signature; name the first
+    /// bad event. With --checkpoint, also that the log is neither shorter than nor
+    /// inconsistent with a checkpoint you kept.
+    Verify {
+        /// A checkpoint (signed note) kept from the aggregator's /checkpoint.
+        #[arg(long)]
+        checkpoint: Option<PathBuf>,
+        /// The log's verifier key (text or file, `aggregator log-key`): checks the checkpoint's
+        /// signature too.
+        #[arg(long)]
+        log_key: Option<String>,
+    },
+    /// Write the proof bundle of an execution (JSON) to stdout: its events, their inclusion
+    /// proofs, the checkpoint they lead to, the operators' attestation.
+    Prove {
+        #[arg(long)]
+        execution: String,
+    },
+    /// Check a proof bundle with nothing but the log's key and, for the operators' word, a
+    /// file of operators you trust (the `operators.members` form). No data directory needed.
+    Check {
+        bundle: PathBuf,
+        /// The log's verifier key (text or file).
+        #[arg(long)]
+        log_key: String,
+        /// Operators (YAML or JSON: address, bls_public_key, proof_of_possession,
+        /// ecdsa_binding, weight).
+        #[arg(long)]
+        operators: Option<PathBuf>,
+        /// The least total weight of cosigners required (default: two thirds of the file's).
+        #[arg(long)]
+        quorum: Option<u64>,
+    },
+    /// Check that checkpoint OLD is a prefix of checkpoint NEW, with a consistency proof from
+    /// this data directory's tree.
+    Consistency {
+        old: PathBuf,
+        new: PathBuf,
+        /// The log's verifier key (text or file): checks both signatures too.
+        #[arg(long)]
+        log_key: Option<String>,
+    },
     /// Rebuild a complete store (events, indexes, projections) from the log into an empty DIR.
     Rebuild {
         #[arg(long)]
@@ -82,7 +127,39 @@ pub fn run(cli: &Cli, out: &mut dyn Write) -> Result<bool> {
         .threads
         .unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get()));
     match &cli.command {
-        Cmd::Verify => verify(&cli.data, threads, out),
+        Cmd::Verify {
+            checkpoint,
+            log_key,
+        } => {
+            let clean = verify(&cli.data, threads, out)?;
+            let Some(checkpoint) = checkpoint else {
+                return Ok(clean);
+            };
+            let (db, log) = open(&cli.data)?;
+            let store = TileStore::open(&db)?;
+            let kept = transparency::against_checkpoint(
+                &log,
+                Some(&store),
+                checkpoint,
+                log_key.as_deref(),
+                out,
+            )?;
+            Ok(clean && kept)
+        }
+        Cmd::Prove { execution } => {
+            let (db, log) = open(&cli.data)?;
+            transparency::prove(&log, &TileStore::open(&db)?, execution, out)
+        }
+        Cmd::Check {
+            bundle,
+            log_key,
+            operators,
+            quorum,
+        } => transparency::check(bundle, log_key, operators.as_deref(), *quorum, out),
+        Cmd::Consistency { old, new, log_key } => {
+            let (db, _) = open(&cli.data)?;
+            transparency::consistency(&TileStore::open(&db)?, old, new, log_key.as_deref(), out)
+        }
         Cmd::Rebuild { into } => {
             let (_db, log) = open(&cli.data)?;
             rebuild(&log, into, out)?;
@@ -148,8 +225,11 @@ fn verify(data: &Path, threads: usize, out: &mut dyn Write) -> Result<bool> {
                 Ok(checked) => {
                     writeln!(
                         out,
-                        "ok: {} operator attestations and {} reports verified against {} registrations",
-                        checked.attestations, checked.reports, checked.registrations
+                        "ok: {} operator attestations and {} reports verified against {} registrations; each attestation's quorum checked ({} v1 ones recorded none)",
+                        checked.attestations,
+                        checked.reports,
+                        checked.registrations,
+                        checked.without_quorum
                     )?;
                     Ok(true)
                 }

@@ -19,6 +19,8 @@ pub struct ValueBounds {
     pub max_bytes: usize,
     /// Bytes of a step's log or error text.
     pub max_text_bytes: usize,
+    /// Bytes of all the steps of one execution together.
+    pub max_execution_bytes: usize,
 }
 
 impl ValueBounds {
@@ -28,6 +30,15 @@ impl ValueBounds {
             max_depth: limits.max_value_depth,
             max_bytes: limits.max_output_bytes,
             max_text_bytes: limits.max_text_bytes,
+            max_execution_bytes: limits.max_execution_bytes,
+        }
+    }
+
+    /// The bounds of what a caller or an operator sends as a firing's data and input.
+    pub fn values(limits: &LimitsConfig) -> Self {
+        Self {
+            max_bytes: limits.max_values_bytes,
+            ..Self::output(limits)
         }
     }
 
@@ -122,6 +133,7 @@ mod tests {
         max_depth: 64,
         max_bytes: 1024,
         max_text_bytes: 32,
+        max_execution_bytes: 4096,
     };
 
     #[test]

@@ -1,9 +1,14 @@
 //! Secrets: names, scopes and the create / update / delete rules. Values arrive in clear and leave
 //! this layer only as ciphertext (`crate::secrets`).
 //!
-//! Scopes: a user secret (no workflow) or a workflow secret (one of the owner's tasks). A workflow
-//! secret overrides a user secret of the same name in that task's runs. Organisation scope is
+//! Scopes: a user secret (no workflow) or a workflow secret. As in the original, a workflow
+//! secret takes any well-formed workflow id (no task lookup: the owner is part of its key, so a
+//! user only ever reaches their own), and `CreateSecret` is an upsert. Organisation scope is
 //! refused: there are no organisations here.
+//!
+//! `DeleteSecret` without a workflow deletes the user secret of that name, else the one workflow
+//! secret of that name (as the original since its #772); when several workflows have one, it
+//! deletes nothing and names them.
 
 use events::Event;
 use events::event::{SecretCreated, SecretDeleted, SecretScope, SecretUpdated};
@@ -41,10 +46,21 @@ pub fn scope(
             limits.max_name_bytes
         )));
     }
+    let workflow_id = workflow_id.trim();
+    if workflow_id.len() > limits.max_name_bytes
+        || !workflow_id
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+    {
+        return Err(DomainError::invalid(format!(
+            "the workflow id {workflow_id:?} must be letters, digits, '_' or '-', at most {} bytes",
+            limits.max_name_bytes
+        )));
+    }
     Ok(SecretScope {
         owner: owner.to_owned(),
         org_id: String::new(),
-        workflow_id: workflow_id.trim().to_owned(),
+        workflow_id: workflow_id.to_owned(),
         name: name.to_owned(),
     })
 }
@@ -66,7 +82,8 @@ pub fn check_value(value: &str, limits: &LimitsConfig) -> DomainResult<()> {
     Ok(())
 }
 
-/// `CreateSecret`, with `ciphertext` already sealed.
+/// `CreateSecret`, with `ciphertext` already sealed: an upsert, as the original's (an existing
+/// secret of that scope gets the new value).
 pub fn create(
     existing: Option<&SecretRow>,
     count: u64,
@@ -75,13 +92,7 @@ pub fn create(
     ciphertext: String,
 ) -> DomainResult<Event> {
     if existing.is_some() {
-        return Err(DomainError::AlreadyExists(
-            format!(
-                "a secret named {:?} already exists in this scope: use UpdateSecret",
-                scope.name
-            ),
-            Code::SecretAlreadyExists,
-        ));
+        return Ok(SecretUpdated { scope, ciphertext }.into());
     }
     if count >= limit {
         return Err(DomainError::QuotaExceeded(format!(
@@ -123,6 +134,34 @@ pub fn delete(existing: Option<&SecretRow>, scope: SecretScope) -> DomainResult<
     Ok(SecretDeleted { scope }.into())
 }
 
+/// Which secret a `DeleteSecret` without a workflow means, among the owner's secrets of that
+/// name (`candidates`): the user secret if there is one, else the only workflow secret.
+pub fn delete_target<'r>(
+    name: &str,
+    candidates: &'r [SecretRow],
+) -> DomainResult<Option<&'r SecretRow>> {
+    if let Some(user) = candidates.iter().find(|r| r.scope.workflow_id.is_empty()) {
+        return Ok(Some(user));
+    }
+    match candidates {
+        [] => Ok(None),
+        [one] => Ok(Some(one)),
+        several => {
+            let ids: Vec<&str> = several
+                .iter()
+                .map(|r| r.scope.workflow_id.as_str())
+                .collect();
+            Err(DomainError::FailedPrecondition(
+                format!(
+                    "several workflows have a secret named {name:?} ({}): give the workflow_id of the one to delete",
+                    ids.join(", ")
+                ),
+                Code::InvalidRequest,
+            ))
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -140,6 +179,44 @@ mod tests {
         assert!(scope("0xo", "bad name", "", "", &limits).is_err());
         let s = scope("0xo", "api_key", "01TASK", "", &limits).unwrap();
         assert_eq!(s.workflow_id, "01TASK");
+        assert!(scope("0xo", "api_key", "a/b", "", &limits).is_err());
+    }
+
+    fn row(workflow: &str) -> SecretRow {
+        SecretRow {
+            scope: SecretScope {
+                owner: "0xo".into(),
+                org_id: String::new(),
+                workflow_id: workflow.into(),
+                name: "k".into(),
+            },
+            ciphertext: String::new(),
+            description: String::new(),
+            created_at: 0,
+            updated_at: 0,
+            created_by: String::new(),
+        }
+    }
+
+    #[test]
+    fn given_secrets_of_a_name_when_deleted_without_workflow_then_the_originals_choice() {
+        assert!(delete_target("k", &[]).unwrap().is_none());
+        let user_and_wf = [row("W1"), row("")];
+        assert_eq!(
+            delete_target("k", &user_and_wf)
+                .unwrap()
+                .unwrap()
+                .scope
+                .workflow_id,
+            ""
+        );
+        let one = [row("W1")];
+        assert_eq!(
+            delete_target("k", &one).unwrap().unwrap().scope.workflow_id,
+            "W1"
+        );
+        let err = delete_target("k", &[row("W1"), row("W2")]).unwrap_err();
+        assert!(err.to_string().contains("W1, W2"), "{err}");
     }
 
     #[test]
@@ -149,6 +226,11 @@ mod tests {
         assert!(matches!(
             create(None, 0, 10, s.clone(), "ab".into()).unwrap(),
             Event::SecretCreated(_)
+        ));
+        // An upsert, as the original: the existing secret is updated, whatever the quota.
+        assert!(matches!(
+            create(Some(&row("")), 10, 10, s.clone(), "cd".into()).unwrap(),
+            Event::SecretUpdated(_)
         ));
         assert!(matches!(
             create(None, 10, 10, s.clone(), "ab".into()),

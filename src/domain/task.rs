@@ -155,6 +155,18 @@ impl Sizes<'_> {
         Ok(())
     }
 
+    /// A repeated field: every list of a definition is bounded (`limits.max_list_items`), so
+    /// that no definition makes validation, or an operator's every tick, walk without end.
+    fn list(&self, field: &str, len: usize) -> DomainResult<()> {
+        if len > self.limits.max_list_items {
+            return Err(DomainError::invalid(format!(
+                "{field} has {len} entries, more than the limit of {}",
+                self.limits.max_list_items
+            )));
+        }
+        Ok(())
+    }
+
     fn values(&self, field: &str, value: &impl serde::Serialize) -> DomainResult<()> {
         let encoded = serde_json::to_vec(value).unwrap_or_default();
         // Nested values go into the task's event: bounded like every value a user controls.
@@ -177,6 +189,20 @@ impl Sizes<'_> {
             )));
         }
         Ok(())
+    }
+}
+
+/// Drops repeated cron schedules and fixed-time epochs (keeping the first of each): a schedule
+/// listed twice fires once, and operators evaluate each once per tick.
+pub fn normalize(definition: &mut TaskDefinition) {
+    fn dedupe<T: Eq + std::hash::Hash + Clone>(items: &mut Vec<T>) {
+        let mut seen = HashSet::with_capacity(items.len());
+        items.retain(|item| seen.insert(item.clone()));
+    }
+    match &mut definition.trigger.config {
+        Some(TriggerConfig::Cron(cron)) => dedupe(&mut cron.schedules),
+        Some(TriggerConfig::FixedTime(fixed)) => dedupe(&mut fixed.epochs),
+        _ => {}
     }
 }
 
@@ -280,9 +306,7 @@ fn validate_trigger(trigger: &Trigger, sizes: &Sizes<'_>, now_ms: i64) -> Domain
                     "a fixed-time trigger needs at least one epoch",
                 ));
             }
-            if fixed.epochs.len() > sizes.limits.max_nodes * 10 {
-                return Err(invalid_trigger("too many epochs"));
-            }
+            sizes.list("the fixed-time trigger's epochs", fixed.epochs.len())?;
             if let Some(past) = fixed.epochs.iter().find(|e| **e <= now_ms) {
                 return Err(invalid_trigger(format!(
                     "the fixed-time epoch {past} (ms) is not in the future"
@@ -295,6 +319,7 @@ fn validate_trigger(trigger: &Trigger, sizes: &Sizes<'_>, now_ms: i64) -> Domain
                     "a cron trigger needs at least one schedule",
                 ));
             }
+            sizes.list("the cron trigger's schedules", cron.schedules.len())?;
             for schedule in &cron.schedules {
                 sizes.name("a cron schedule", schedule)?;
                 schedule
@@ -321,7 +346,21 @@ fn validate_event(event: &EventTriggerConfig, sizes: &Sizes<'_>) -> DomainResult
     if event.queries.is_empty() {
         return Err(invalid_trigger("an event trigger needs at least one query"));
     }
+    sizes.list("the event trigger's queries", event.queries.len())?;
     for (q, query) in event.queries.iter().enumerate() {
+        sizes.list(
+            &format!("event query {q}'s addresses"),
+            query.addresses.len(),
+        )?;
+        sizes.list(
+            &format!("event query {q}'s conditions"),
+            query.conditions.len(),
+        )?;
+        sizes.list(&format!("event query {q}'s ABI"), query.contract_abi.len())?;
+        sizes.list(
+            &format!("event query {q}'s method calls"),
+            query.method_calls.len(),
+        )?;
         if query.addresses.is_empty() && query.topics.iter().all(|t| t.is_empty()) {
             return Err(invalid_trigger(format!(
                 "event query {q} has neither addresses nor topics: it would match every log"
@@ -599,6 +638,7 @@ fn validate_eth_transfer(id: &str, c: &EthTransferConfig) -> DomainResult<()> {
 }
 
 fn validate_method_calls(id: &str, calls: &[MethodCall], sizes: &Sizes<'_>) -> DomainResult<()> {
+    sizes.list(&format!("node {id:?}'s method calls"), calls.len())?;
     if calls.is_empty() {
         return Err(invalid_node(format!("node {id:?} has no method_calls")));
     }
@@ -626,6 +666,7 @@ fn validate_contract_read(id: &str, c: &ContractReadConfig, sizes: &Sizes<'_>) -
         &c.contract_address,
         invalid_node,
     )?;
+    sizes.list("a contract ABI", c.contract_abi.len())?;
     sizes.values("a contract ABI", &c.contract_abi)?;
     validate_method_calls(id, &c.method_calls, sizes)
 }
@@ -640,6 +681,7 @@ fn validate_contract_write(
         &c.contract_address,
         invalid_node,
     )?;
+    sizes.list("a contract ABI", c.contract_abi.len())?;
     sizes.values("a contract ABI", &c.contract_abi)?;
     sizes.text("call data", &c.call_data)?;
     if c.method_calls.is_empty() && c.call_data.trim().is_empty() {
@@ -710,7 +752,11 @@ fn validate_code(id: &str, c: &CustomCodeConfig, sizes: &Sizes<'_>) -> DomainRes
         )));
     }
     if c.source.trim().is_empty() {
-        return Err(invalid_node(format!("node {id:?} has no source")));
+        // The original's MISSING_REQUIRED_FIELD (3006).
+        return Err(DomainError::Invalid(
+            format!("missing required field: source (node {id:?} has no code)"),
+            Code::MissingRequiredField,
+        ));
     }
     sizes.text("code", &c.source)
 }

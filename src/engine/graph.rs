@@ -5,6 +5,9 @@
 //! incoming edges is live: an edge from the trigger, from a node that succeeded, or from the
 //! condition a branch took (`<branch id>.<condition id>`). A node with no live edge once all its
 //! sources are decided is skipped, with the reason.
+//!
+//! As in the original, a node that failed still leads on: its successors run (and see no output
+//! of it). Only a branch decides which way a run goes.
 
 use std::collections::{BTreeMap, HashMap};
 
@@ -14,8 +17,12 @@ use events::task::{NodeConfig, TaskDefinition};
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Source {
     Trigger,
+    /// A node's completion, whether it succeeded or failed.
     Node(usize),
-    Condition { branch: usize, condition: String },
+    Condition {
+        branch: usize,
+        condition: String,
+    },
 }
 
 /// The nodes in the order they run, with their incoming edges.
@@ -132,8 +139,7 @@ impl Plan {
             match edge {
                 Source::Trigger => return Ok(()),
                 Source::Node(j) => match fates.get(*j).cloned().flatten() {
-                    Some(Fate::Succeeded { .. }) => return Ok(()),
-                    Some(Fate::Failed) => reasons.push(format!("{} failed", name(*j))),
+                    Some(Fate::Succeeded { .. } | Fate::Failed) => return Ok(()),
                     _ => reasons.push(format!("{} did not run", name(*j))),
                 },
                 Source::Condition { branch, condition } => {
@@ -239,17 +245,17 @@ mod tests {
     }
 
     #[test]
-    fn nodes_after_a_failure_are_not_reached() {
+    fn given_a_failed_node_when_its_successor_comes_then_it_runs_as_in_the_original() {
         let mut d = events::samples::definition();
-        d.nodes = vec![code("a"), code("b")];
-        d.edges = vec![edge("trigger1", "a"), edge("a", "b")];
+        d.nodes = vec![code("a"), code("b"), code("c")];
+        d.edges = vec![edge("trigger1", "a"), edge("a", "b"), edge("b", "c")];
         let plan = Plan::new(&d).unwrap();
-        let names = vec!["a".to_owned(), "b".to_owned()];
-        let fates = vec![Some(Fate::Failed), None];
-        assert!(
-            plan.reached(1, &fates, &names)
-                .unwrap_err()
-                .contains("a failed")
-        );
+        let names = vec!["a".to_owned(), "b".to_owned(), "c".to_owned()];
+        let fates = vec![Some(Fate::Failed), None, None];
+        assert!(plan.reached(1, &fates, &names).is_ok());
+        // What a skipped node leads to is not reached.
+        let fates = vec![Some(Fate::Failed), Some(Fate::Skipped), None];
+        let why = plan.reached(2, &fates, &names).unwrap_err();
+        assert!(why.contains("b did not run"), "{why}");
     }
 }

@@ -7,6 +7,7 @@
 //! - `run`: one execution and the step protocol; `graph`: the order and reachability of nodes;
 //! - `template`: `{{ expression }}` in node configs; `vars`: the variables a run sees;
 //! - `nodes/`: one module per node type; `sandbox`: JavaScript; `http`: guarded outbound HTTP;
+//! - `redact`: the run's secrets cut out of everything it records;
 //! - `preview`: `RunTrigger`, `RunNodeWithInputs`, `SimulateTask` (nothing persisted but the
 //!   user operations of a write sent on request); `fees`: `EstimateFees`.
 //!
@@ -23,6 +24,7 @@ pub mod graph;
 pub mod http;
 pub mod nodes;
 pub mod preview;
+pub mod redact;
 pub mod run;
 pub mod sandbox;
 pub mod template;
@@ -34,7 +36,7 @@ use std::time::Duration;
 
 use events::execution::Firing;
 use events::{Command, Expected};
-use projections::executions::{ExecutionRow, RunStatus};
+use projections::executions::ExecutionRow;
 use tokio::sync::{Notify, Semaphore};
 
 use crate::chain::Chain;
@@ -55,6 +57,8 @@ pub struct Tools {
     pub bounds: ValueBounds,
     /// The users' wallets' side (`wallet::submit::Wallets`): `None` without a chain.
     pub writes: Option<nodes::write::Writes>,
+    /// What a firing's data and input may hold (`limits.max_values_bytes`).
+    pub firing_bounds: ValueBounds,
 }
 
 /// A firing to accept: the task, who reports it, what fired.
@@ -140,7 +144,7 @@ impl Engine {
     pub async fn start(
         store: Store,
         config: EngineConfig,
-        bounds: ValueBounds,
+        limits: &crate::config::LimitsConfig,
         sealer: SecretBox,
         chain: Option<Chain>,
         writes: Option<nodes::write::Writes>,
@@ -172,7 +176,8 @@ impl Engine {
                     http,
                     chain,
                     config,
-                    bounds,
+                    bounds: ValueBounds::output(limits),
+                    firing_bounds: ValueBounds::values(limits),
                     writes,
                 },
                 sealer,
@@ -297,7 +302,7 @@ impl Engine {
 
     /// The firing's data and the caller's input go into the execution's first event: bounded.
     fn check_firing(&self, firing: &Firing) -> Result<(), String> {
-        let bounds = &self.inner.tools.bounds;
+        let bounds = &self.inner.tools.firing_bounds;
         if let Some(output) = &firing.output {
             bounds.check("the trigger data", output)?;
         }
@@ -459,6 +464,7 @@ impl Engine {
         metrics::counter!("executions_finished_total", "outcome" => match ended.outcome {
             events::execution::ExecutionOutcome::Success => "success",
             events::execution::ExecutionOutcome::Failed => "failed",
+            events::execution::ExecutionOutcome::PartialSuccess => "partial_success",
         })
         .increment(1);
         Ok(())
@@ -552,7 +558,7 @@ impl Engine {
             };
             let notified = notify.notified();
             if let Some(row) = self.inner.store.views.execution(task_id, execution_id)?
-                && matches!(row.status, RunStatus::Success | RunStatus::Failed)
+                && row.status.finished()
             {
                 return Ok(row);
             }

@@ -63,20 +63,46 @@ impl Engine {
             sandbox: &self.inner.tools.sandbox,
         };
         let rendered = templates.node(config).await.map_err(NodeError::new)?;
-        if nodes::is_write(&rendered) {
-            return self.preview_write(owner, node, &rendered, &globals).await;
-        }
         let limit = self.inner.tools.config.node_limit;
-        match tokio::time::timeout(limit, nodes::run(&self.inner.tools, &rendered, &globals)).await
-        {
-            Ok(result) => result.map(|run| nodes::write::WriteRun {
-                run,
-                ..Default::default()
-            }),
-            Err(_) => Err(NodeError::new(format!(
-                "the node ran longer than its {} s limit",
-                limit.as_secs()
-            ))),
+        let result = if nodes::is_write(&rendered) {
+            self.preview_write(owner, node, &rendered, &globals).await
+        } else {
+            match tokio::time::timeout(limit, nodes::run(&self.inner.tools, &rendered, &globals))
+                .await
+            {
+                Ok(result) => result.map(|run| nodes::write::WriteRun {
+                    run,
+                    ..Default::default()
+                }),
+                Err(_) => Err(NodeError::new(format!(
+                    "the node ran longer than its {} s limit",
+                    limit.as_secs()
+                ))),
+            }
+        };
+        // The answer goes back to the caller: the owner's secrets stay masked there too.
+        let redactor = super::redact::Redactor::from_vars(&globals);
+        match result {
+            Ok(mut write) => {
+                redactor.value(&mut write.run.output);
+                write
+                    .run
+                    .log
+                    .iter_mut()
+                    .for_each(|line| redactor.text(line));
+                if let Some(metadata) = &mut write.metadata {
+                    redactor.value(metadata);
+                }
+                Ok(write)
+            }
+            Err(mut e) => {
+                redactor.text(&mut e.message);
+                if let Some(output) = &mut e.output {
+                    redactor.value(output);
+                }
+                e.log.iter_mut().for_each(|line| redactor.text(line));
+                Err(e)
+            }
         }
     }
 

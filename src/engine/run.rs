@@ -1,6 +1,12 @@
 //! One execution: the trigger as step 0, then the nodes in the plan's order, each recorded as a
 //! step (ran, failed, or skipped with the reason).
 //!
+//! As in the original, a failed node does not stop the run (its successors run too), and the
+//! execution ends `PartialSuccess` when some steps failed or a branch left nodes untaken,
+//! `Success` when every node ran and succeeded, `Failed` when the graph itself could not run.
+//! Skipped nodes are recorded (in the log, `replay timeline`, and `Execution.skipped` on the
+//! wire), but they are not steps of the execution.
+//!
 //! The step protocol, against crashes:
 //! - a node with side effects gets a `StepStarted` that is durable before it runs, and its result
 //!   is made durable right after;
@@ -24,6 +30,7 @@ use events::{Command, Event, Expected};
 use super::Tools;
 use super::graph::{Fate, Plan};
 use super::nodes::{self, output_kind, side_effect_free};
+use super::redact::Redactor;
 use super::template::Templates;
 use crate::clock::now_ms_i64;
 use crate::store::Store;
@@ -131,10 +138,48 @@ fn node_config_json(config: &events::task::NodeConfig) -> Option<Value> {
     }
 }
 
+/// The bytes a step takes in its event (and in the execution's answer).
+fn encoded_len(step: &Step) -> usize {
+    serde_json::to_vec(step).map_or(usize::MAX, |v| v.len())
+}
+
+/// A step's `inputs`, named as the original names them: `x.data` and `x.input` for a node's or
+/// the trigger's variable (and `x.headers`, `x.pathParams` where present), `apContext.configVars`
+/// for the secrets, the bare name for any other variable; the node's own variable left out.
+fn input_keys(vars: &Map<String, Value>, own: &str) -> Vec<String> {
+    let mut keys = Vec::with_capacity(vars.len() * 2);
+    for (name, value) in vars {
+        if name == own {
+            continue;
+        }
+        if name == "apContext" {
+            keys.push("apContext.configVars".to_owned());
+            continue;
+        }
+        match value {
+            Value::Object(fields)
+                if ["data", "input", "headers", "pathParams"]
+                    .iter()
+                    .any(|f| fields.contains_key(*f)) =>
+            {
+                for field in ["data", "input", "headers", "pathParams"] {
+                    if fields.contains_key(field) {
+                        keys.push(format!("{name}.{field}"));
+                    }
+                }
+            }
+            _ => keys.push(name.clone()),
+        }
+    }
+    keys
+}
+
 fn fate_of(step: &Step) -> Fate {
     if step.skipped {
         Fate::Skipped
     } else if step.success {
+        // A branch names the condition it took `<branch id>.<condition id>`, as the original.
+        let prefix = format!("{}.", step.id);
         let taken = step
             .output
             .as_ref()
@@ -142,7 +187,7 @@ fn fate_of(step: &Step) -> Fate {
             .and_then(|o| o.data.as_ref())
             .and_then(|d| d.get("conditionId"))
             .and_then(Value::as_str)
-            .map(str::to_owned);
+            .map(|c| c.strip_prefix(&prefix).unwrap_or(c).to_owned());
         Fate::Succeeded { taken }
     } else {
         Fate::Failed
@@ -237,6 +282,7 @@ impl Walk<'_> {
                         recorder,
                         steps,
                         Some(format!("the task's graph cannot run: {e}")),
+                        ExecutionOutcome::Failed,
                     )
                     .await;
             }
@@ -247,9 +293,16 @@ impl Walk<'_> {
                 self.definition.nodes.len(),
                 self.tools.config.max_steps
             );
-            return self.finish(recorder, steps, Some(why)).await;
+            return self
+                .finish(recorder, steps, Some(why), ExecutionOutcome::Failed)
+                .await;
         }
+        // Built once: every step this run records has the run's secrets masked.
+        let redactor = Redactor::from_vars(&self.vars);
         let mut fates: Vec<Option<Fate>> = vec![None; self.definition.nodes.len()];
+        let mut recorded_bytes: usize = steps.iter().map(encoded_len).sum();
+        // Once a step did not fit the execution's budget, nothing more runs.
+        let mut over_budget = false;
         for &i in &plan.order {
             let Some(node) = self.definition.nodes.get(i) else {
                 continue;
@@ -264,14 +317,22 @@ impl Walk<'_> {
                         .as_ref()
                         .and_then(|o| o.data.clone())
                         .unwrap_or(Value::Null);
-                    self.vars.insert(
-                        node.name.clone(),
-                        json!({ "data": data, "input": step.config }),
-                    );
+                    // The step recorded its config as written: `input` is rendered again.
+                    let templates = Templates {
+                        vars: &self.vars,
+                        sandbox: &self.tools.sandbox,
+                    };
+                    let input = match templates.node(config).await {
+                        Ok(rendered) => node_config_json(&rendered),
+                        Err(_) => step.config.clone(),
+                    };
+                    self.vars
+                        .insert(node.name.clone(), json!({ "data": data, "input": input }));
                 }
                 if let Some(slot) = fates.get_mut(i) {
                     *slot = Some(fate);
                 }
+                recorded_bytes += encoded_len(step);
                 steps.push(step.clone());
                 continue;
             }
@@ -280,14 +341,21 @@ impl Walk<'_> {
                 id: node.id.clone(),
                 step_type: NodeKind::wire_name(kind).to_owned(),
                 name: node.name.clone(),
-                inputs: self.vars.keys().cloned().collect(),
+                inputs: input_keys(&self.vars, &node.name),
                 start_at: start,
                 ..Step::default()
             };
-            let fate = if started_at.elapsed() > limit {
+            let budget = self.tools.bounds.max_execution_bytes;
+            let mut fate = if started_at.elapsed() > limit {
                 step.error = format!(
                     "not run: the execution ran longer than its {} s limit",
                     limit.as_secs()
+                );
+                step.error_code = crate::pb::ErrorCode::ExecutionEngineError as i32;
+                Fate::Failed
+            } else if over_budget || recorded_bytes >= budget {
+                step.error = format!(
+                    "not run: the execution's recorded steps reached its limit of {budget} bytes"
                 );
                 step.error_code = crate::pb::ErrorCode::ExecutionEngineError as i32;
                 Fate::Failed
@@ -308,8 +376,24 @@ impl Walk<'_> {
                 self.run_node(recorder, node, config, &mut step).await?
             };
             step.end_at = now_ms_i64();
+            redactor.step(&mut step);
             self.tools.bounds.truncate(&mut step.log);
             self.tools.bounds.truncate(&mut step.error);
+            // The whole execution is one GetExecution answer: its steps share one budget.
+            let size = encoded_len(&step);
+            if recorded_bytes + size > budget {
+                step.output = None;
+                step.config = None;
+                step.success = false;
+                step.error = format!(
+                    "the step's record ({size} bytes) would take the execution past its limit of {budget} bytes"
+                );
+                step.error_code = crate::pb::ErrorCode::ExecutionEngineError as i32;
+                self.vars.remove(&node.name);
+                fate = Fate::Failed;
+                over_budget = true;
+            }
+            recorded_bytes += encoded_len(&step);
             let effects = !side_effect_free(config);
             self.recorded(recorder, &mut steps, step);
             if effects {
@@ -334,7 +418,14 @@ impl Walk<'_> {
                 failed.join(", ")
             )
         });
-        self.finish(recorder, steps, error).await
+        let untaken = fates.iter().any(|f| matches!(f, Some(Fate::Skipped)));
+        // The trigger step always succeeded, so failed nodes make a partial success.
+        let outcome = if error.is_some() || untaken {
+            ExecutionOutcome::PartialSuccess
+        } else {
+            ExecutionOutcome::Success
+        };
+        self.finish(recorder, steps, error, outcome).await
     }
 
     /// Renders the node's templates and runs it (within the node limit), filling the step.
@@ -357,14 +448,16 @@ impl Walk<'_> {
                 return Ok(Fate::Failed);
             }
         };
-        step.config = node_config_json(&rendered);
-        if let Some(why) = step.config.as_ref().and_then(|c| {
+        // Recorded as written (templates and all): a secret a template puts into a header or
+        // a URL never reaches the step. The rendered config is the node's `input` variable.
+        step.config = node_config_json(config);
+        let input = node_config_json(&rendered);
+        if let Some(why) = input.as_ref().and_then(|c| {
             self.tools
                 .bounds
                 .check("the node's rendered config", c)
                 .err()
         }) {
-            step.config = None;
             step.error = why;
             step.error_code = crate::pb::ErrorCode::ExecutionEngineError as i32;
             return Ok(Fate::Failed);
@@ -409,7 +502,11 @@ impl Walk<'_> {
             }),
         });
         Ok(match result {
-            Ok(run) => {
+            Ok(mut run) => {
+                if let Some(taken) = &run.taken {
+                    // The original names the path `<branch id>.<condition id>`.
+                    run.output = json!({ "conditionId": format!("{}.{taken}", node.id) });
+                }
                 step.success = true;
                 step.log = run.log.join("\n");
                 step.output = Some(StepOutput {
@@ -418,7 +515,7 @@ impl Walk<'_> {
                 });
                 self.vars.insert(
                     node.name.clone(),
-                    json!({ "data": run.output, "input": step.config }),
+                    json!({ "data": run.output, "input": input }),
                 );
                 Fate::Succeeded { taken: run.taken }
             }
@@ -449,12 +546,8 @@ impl Walk<'_> {
         recorder: &mut Recorder<'_>,
         steps: Vec<Step>,
         error: Option<String>,
+        outcome: ExecutionOutcome,
     ) -> Result<Ended, events::Error> {
-        let outcome = if error.is_some() {
-            ExecutionOutcome::Failed
-        } else {
-            ExecutionOutcome::Success
-        };
         let error = error.unwrap_or_default();
         recorder.push(
             ExecutionFinished {
@@ -585,4 +678,35 @@ pub fn resume_state(
     }
     resume.ops = ops.into_steps();
     (queued, resume, finished)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn inputs_are_named_as_the_original_names_them() {
+        let vars: Map<String, Value> = serde_json::from_value(json!({
+            "manualTrigger": {"data": {"n": 1}, "input": {}},
+            "code1": {"data": 42, "input": {"source": "x"}},
+            "apContext": {"configVars": {}},
+            "settings": {"name": "t"},
+            "limit": 5,
+            "me": {"data": 1, "input": {}},
+        }))
+        .unwrap();
+        let keys = input_keys(&vars, "me");
+        for key in [
+            "manualTrigger.data",
+            "manualTrigger.input",
+            "code1.data",
+            "code1.input",
+            "apContext.configVars",
+            "settings",
+            "limit",
+        ] {
+            assert!(keys.contains(&key.to_owned()), "{key} in {keys:?}");
+        }
+        assert!(!keys.iter().any(|k| k.starts_with("me")), "{keys:?}");
+    }
 }

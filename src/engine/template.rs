@@ -6,8 +6,9 @@
 //! the value as text (objects and arrays as JSON). A failing template fails its step with a message
 //! that names the template and the field.
 //!
-//! Fields that are code (custom code, branch conditions, filter expressions) are not templates:
-//! they are evaluated as JavaScript with the same variables.
+//! As the original reads them: `a.items.0.x` indexes the array (`a.items[0].x`), and `null` (or a
+//! missing value) renders as `undefined` in text. Custom code sources, branch conditions and
+//! filter expressions take templates too (their nodes render them).
 
 use serde_json::{Map, Value};
 
@@ -79,6 +80,18 @@ fn path(expr: &str) -> Option<(String, Vec<Step>)> {
     let mut steps = Vec::new();
     while let Some((_, c)) = chars.next() {
         match c {
+            // `.0`: an index, as the original reads it.
+            '.' if chars.peek().is_some_and(|(_, d)| d.is_ascii_digit()) => {
+                let mut digits = String::new();
+                while let Some(&(_, d)) = chars.peek() {
+                    if !d.is_ascii_digit() {
+                        break;
+                    }
+                    digits.push(d);
+                    chars.next();
+                }
+                steps.push(Step::Index(digits.parse().ok()?));
+            }
             '.' => steps.push(Step::Key(ident(&mut chars)?)),
             '[' => {
                 let mut inner = String::new();
@@ -120,13 +133,80 @@ fn lookup<'v>(vars: &'v Map<String, Value>, root: &str, steps: &[Step]) -> Optio
     Some(value)
 }
 
-/// A value as text in a string field: strings as they are, null as nothing, the rest as JSON.
+/// A value as text in a string field: strings as they are, null as `undefined` (as the original
+/// renders it), the rest as JSON.
 pub fn as_text(value: &Value) -> String {
     match value {
         Value::String(s) => s.clone(),
-        Value::Null => String::new(),
+        Value::Null => "undefined".to_owned(),
         other => other.to_string(),
     }
+}
+
+/// `a.items.0.x` as JavaScript reads it: `a.items[0].x`. Only after a name, `]` or `)`, so that
+/// numbers (`1.5`) are left alone; text in quotes is left alone too.
+fn dot_index(expr: &str) -> String {
+    let mut out = String::with_capacity(expr.len() + 4);
+    let chars: Vec<char> = expr.chars().collect();
+    let mut quote: Option<char> = None;
+    // Whether the token just before is a name (not a number), a `]` or a `)`.
+    let mut after_name = false;
+    let mut in_number = false;
+    let mut i = 0;
+    while let Some(&c) = chars.get(i) {
+        if let Some(q) = quote {
+            out.push(c);
+            if c == '\\' {
+                if let Some(&next) = chars.get(i + 1) {
+                    out.push(next);
+                    i += 1;
+                }
+            } else if c == q {
+                quote = None;
+            }
+            i += 1;
+            continue;
+        }
+        if c == '.' && after_name && chars.get(i + 1).is_some_and(char::is_ascii_digit) {
+            let mut j = i + 1;
+            let mut digits = String::new();
+            while let Some(&d) = chars.get(j).filter(|d| d.is_ascii_digit()) {
+                digits.push(d);
+                j += 1;
+            }
+            out.push('[');
+            out.push_str(&digits);
+            out.push(']');
+            i = j;
+            after_name = true;
+            continue;
+        }
+        match c {
+            '\'' | '"' | '`' => {
+                quote = Some(c);
+                after_name = false;
+                in_number = false;
+            }
+            c if c.is_ascii_digit() && !after_name => in_number = true,
+            c if c.is_alphanumeric() || c == '_' || c == '$' => {
+                if !in_number {
+                    after_name = true;
+                }
+            }
+            ']' | ')' => {
+                after_name = true;
+                in_number = false;
+            }
+            '.' if in_number => {}
+            _ => {
+                after_name = false;
+                in_number = false;
+            }
+        }
+        out.push(c);
+        i += 1;
+    }
+    out
 }
 
 impl Templates<'_> {
@@ -144,7 +224,7 @@ impl Templates<'_> {
             .sandbox
             .run(Script {
                 kind: ScriptKind::Expression,
-                source: expr.to_owned(),
+                source: dot_index(expr),
                 globals: self.vars.clone(),
                 time_limit: None,
             })
@@ -322,8 +402,23 @@ mod tests {
         assert_eq!(lookup(&vars, &root, &steps), Some(&Value::from("v")));
         let (root, steps) = path("apContext.configVars[\"api-key\"]").unwrap();
         assert_eq!(lookup(&vars, &root, &steps), Some(&Value::from("s")));
+        let (root, steps) = path("t.data.list.1.k").unwrap();
+        assert_eq!(
+            lookup(&vars, &root, &steps),
+            Some(&Value::from("v")),
+            "the original's dot-index"
+        );
         assert!(path("a + b").is_none());
         assert!(path("f(x)").is_none());
         assert_eq!(as_text(&serde_json::json!({"a": 1})), "{\"a\":1}");
+        assert_eq!(as_text(&Value::Null), "undefined");
+    }
+
+    #[test]
+    fn dot_indexes_become_brackets_and_numbers_stay() {
+        assert_eq!(dot_index("a.items.0.x > 1.5"), "a.items[0].x > 1.5");
+        assert_eq!(dot_index("f(x).2 + 'a.0'"), "f(x)[2] + 'a.0'");
+        assert_eq!(dot_index("x1.10"), "x1[10]");
+        assert_eq!(dot_index("0.5 * n"), "0.5 * n");
     }
 }

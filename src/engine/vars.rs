@@ -4,9 +4,11 @@
 //!   `owner`, `runner`, `startAt` and `expiredAt` (values the user set win);
 //! - `<trigger name>`: `{ data: the trigger's output, input: TriggerTask's trigger_input }`;
 //! - `<node name>`: `{ data: its output, input: its config }`, for every step before;
-//! - `context`: `{ taskId, executionId, index, executionCount, lastRanAt }`;
+//! - `context`: `{ taskId, executionId, index, status, executionCount, lastRanAt, completedAt }`;
+//! - `date`: `{ now, now_iso }` (milliseconds and ISO text, at the start of the run) and
+//!   `aa_sender` (the runner wallet), as the original offers them;
 //! - `apContext.configVars.<name>`: the owner's secrets, decrypted in memory for this run only. A
-//!   workflow-scoped secret overrides a user-scoped one of the same name.
+//!   user secret wins over a workflow secret of the same name, as in the original.
 
 use serde_json::{Map, Value, json};
 
@@ -55,10 +57,21 @@ pub fn base(
             "taskId": task.id,
             "executionId": execution_id,
             "index": index,
+            "status": task.status.name(),
             "executionCount": task.execution_count,
             "lastRanAt": task.last_ran_at,
+            "completedAt": task.completed_at,
         }),
     );
+    let now = crate::clock::now_ms();
+    let iso = humantime::format_rfc3339_millis(
+        std::time::UNIX_EPOCH + std::time::Duration::from_millis(now),
+    )
+    .to_string();
+    vars.entry("date")
+        .or_insert_with(|| json!({ "now": now, "now_iso": iso }));
+    vars.entry("aa_sender")
+        .or_insert_with(|| Value::from(checksum(&task.wallet)));
     vars
 }
 
@@ -95,8 +108,9 @@ pub fn secrets(
             scoped.insert(row.scope.name, Value::String(text));
         }
     }
-    user.extend(scoped);
-    Ok(user)
+    // The original loads workflow secrets first and user secrets over them (its #104).
+    scoped.extend(user);
+    Ok(scoped)
 }
 
 /// Adds `apContext.configVars`.

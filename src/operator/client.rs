@@ -151,6 +151,31 @@ impl Client {
         Ok(self.node.notify_triggers(request).await?.into_inner())
     }
 
+    /// Cosigns a checkpoint (`signature`), or asks for the consistency proof from the
+    /// checkpoint of `signed_size` leaves (no signature).
+    pub async fn cosign(
+        &mut self,
+        size: u64,
+        root: &str,
+        signature: Option<Vec<u8>>,
+        signed_size: u64,
+    ) -> anyhow::Result<pb::CosignCheckpointResp> {
+        let request = self.signed(
+            "CosignCheckpoint",
+            pb::CosignCheckpointReq {
+                size,
+                root: root.to_owned(),
+                bls_signature: signature.unwrap_or_default(),
+                signed_size,
+            },
+        )?;
+        Ok(self.node.cosign_checkpoint(request).await?.into_inner())
+    }
+
+    pub fn bls(&self) -> &blst::min_pk::SecretKey {
+        &self.bls
+    }
+
     pub async fn overload(
         &mut self,
         alert: pb::EventOverloadAlert,

@@ -45,6 +45,18 @@ pub struct OperatorConfig {
     /// How often the chain is polled when there is no WebSocket endpoint.
     #[serde(default = "default_poll", with = "duration_text")]
     pub poll_every: Duration,
+    /// The last checkpoint of the aggregator's log this operator cosigned (and the log key it
+    /// pinned): it never signs two roots for one size, nor a checkpoint inconsistent with it.
+    #[serde(default = "default_state_file")]
+    pub state_file: PathBuf,
+    /// The aggregator's log verifier key (`aggregator log-key`). Unset: the key the aggregator
+    /// names with its first checkpoint is pinned in `state_file` and held to from then on.
+    #[serde(default)]
+    pub log_key: Option<String>,
+}
+
+fn default_state_file() -> PathBuf {
+    PathBuf::from("./operator-state/cosigned.json")
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

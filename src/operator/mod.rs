@@ -1,12 +1,15 @@
 //! The operator process: connects to the aggregator (and reconnects with backoff), receives the
 //! tasks assigned to it, watches their triggers on the chain and the clock (`watch`), and reports
 //! each firing signed with its BLS and ECDSA keys (`client`). It serves its own `/metrics` and
-//! `/up`, and stops cleanly on SIGINT / SIGTERM.
+//! `/up`, and stops cleanly on SIGINT / SIGTERM. It cosigns the aggregator's log checkpoints that
+//! are consistent with the last one it cosigned (`cosign`).
 //!
-//! Layout: `config` (YAML), `client` (signed calls), `watch` (the firing rules).
+//! Layout: `config` (YAML), `client` (signed calls), `watch` (the firing rules), `cosign` (the
+//! checkpoint cosigning rule and its state file).
 
 pub mod client;
 pub mod config;
+pub mod cosign;
 pub mod watch;
 
 use std::sync::Arc;
@@ -158,6 +161,15 @@ async fn handle(
     client: &mut Client,
     message: pb::SyncMessagesResp,
 ) {
+    if message.op == pb::MessageOp::CosignCheckpoint as i32 {
+        if let Some(checkpoint) = &message.checkpoint {
+            cosign::checkpoint(config, client, checkpoint).await;
+        }
+        if let Err(e) = client.ack(&message.id).await {
+            tracing::warn!(error = %e, "acknowledging a checkpoint failed; it will come again");
+        }
+        return;
+    }
     let Some(metadata) = &message.task_metadata else {
         return;
     };

@@ -13,7 +13,7 @@
 use std::collections::BTreeMap;
 
 use alloy::primitives::Address;
-use events::event::{ReportsDisagreed, TriggerAttested, TriggerReported};
+use events::event::{QuorumMet, ReportsDisagreed, TriggerAttested, TriggerReported};
 use events::execution::{Firing, FiringSource};
 use events::task::TriggerKind;
 use events::{Command, Event};
@@ -114,7 +114,7 @@ pub async fn notify(
     let (kind, output) = convert::reported_output(req)?;
     if let Some(output) = &output {
         // Reports are recorded as events before any quorum: bound what an operator sends.
-        crate::domain::bounds::ValueBounds::output(&app.config.limits)
+        crate::domain::bounds::ValueBounds::values(&app.config.limits)
             .check("the trigger output", output)
             .map_err(|why| Status::from(crate::domain::DomainError::invalid(why)))?;
     }
@@ -273,6 +273,12 @@ pub async fn notify(
                         .unzip();
                     let aggregate =
                         attest::aggregate(&signatures).map_err(|e| Status::internal(e.0))?;
+                    let quorum = QuorumMet {
+                        weights: who.iter().map(|w| weight_of(w)).collect(),
+                        assigned_weight: total,
+                        numerator,
+                        denominator,
+                    };
                     // The winning digest's output: the report that carried it (this one, or an
                     // earlier).
                     let winning_output = if *winning_digest == hex::encode(digest) {
@@ -304,6 +310,7 @@ pub async fn notify(
                             digest: winning_digest.clone(),
                             aggregate_signature: hex::encode(aggregate),
                             signers: who,
+                            quorum: Some(quorum),
                         }
                         .into(),
                     );

@@ -610,6 +610,7 @@ impl Pool {
                             task_id: task.clone(),
                             ..Default::default()
                         }),
+                        checkpoint: None,
                     };
                     tell(connection, task, op, message);
                 }
@@ -659,7 +660,48 @@ impl Pool {
                 trigger: Some(crate::pb::convert::trigger_to_pb(&definition.trigger)),
                 start_at: row.start_at,
             }),
+            checkpoint: None,
         })
+    }
+
+    /// Tells every connected operator of a new checkpoint to cosign (sent again until
+    /// acknowledged, replaced by the next checkpoint).
+    pub fn push_checkpoint(&self, checkpoint: &crate::transparency::ToCosign) {
+        let message = pb::SyncMessagesResp {
+            id: String::new(),
+            op: pb::MessageOp::CosignCheckpoint as i32,
+            task_metadata: None,
+            checkpoint: Some(pb::CheckpointToCosign {
+                note: String::from_utf8_lossy(&checkpoint.note).into_owned(),
+                previous_size: checkpoint.previous,
+                consistency_proof: checkpoint.proof.iter().map(|h| h.0.to_vec()).collect(),
+                log_key: checkpoint.log_key.clone(),
+            }),
+        };
+        let mut members = self.members.lock().unwrap_or_else(|p| p.into_inner());
+        for member in members.values_mut() {
+            if let Some(connection) = member.connection.as_mut() {
+                tell(
+                    connection,
+                    CHECKPOINT_SLOT,
+                    pb::MessageOp::CosignCheckpoint,
+                    message.clone(),
+                );
+            }
+        }
+    }
+
+    /// The operators' weights and the weight a cosignature quorum needs (the quorum share of
+    /// the whole set).
+    pub fn cosign_quorum(&self) -> (BTreeMap<Address, u64>, u64) {
+        let weights = self.weights();
+        let total = weights.values().sum();
+        let required = crate::transparency::required_weight(
+            total,
+            self.config.quorum_numerator,
+            self.config.quorum_denominator,
+        );
+        (weights, required)
     }
 
     /// The assigned operators of a task and their total weight.
@@ -689,6 +731,9 @@ impl Pool {
             .and_then(|m| m.gone_since.map(|g| g.elapsed()))
     }
 }
+
+/// Where a connection's latest checkpoint message is kept among its tasks' (no task id has a NUL).
+const CHECKPOINT_SLOT: &str = "\0checkpoint";
 
 /// Records and sends one message to a connection.
 fn tell(

@@ -35,8 +35,27 @@ pub fn wire_code(code: domain::Code) -> ErrorCode {
     }
 }
 
+/// The longest `grpc-message` we send. Messages quote what the caller sent (a bad address, a
+/// field name): a 200 KB value echoed back made a client hang on the header.
+pub const MAX_MESSAGE_BYTES: usize = 1024;
+
+/// `message` cut to `MAX_MESSAGE_BYTES` at a character boundary, saying so.
+pub fn bounded(mut message: String) -> String {
+    if message.len() <= MAX_MESSAGE_BYTES {
+        return message;
+    }
+    const MORE: &str = " … (cut)";
+    let mut end = MAX_MESSAGE_BYTES - MORE.len();
+    while !message.is_char_boundary(end) {
+        end -= 1;
+    }
+    message.truncate(end);
+    message.push_str(MORE);
+    message
+}
+
 fn with_code(code: Code, message: String, error_code: ErrorCode) -> Status {
-    let mut status = Status::new(code, message);
+    let mut status = Status::new(code, bounded(message));
     if let Ok(value) = error_code.as_str_name().parse() {
         status.metadata_mut().insert("x-error-code", value);
     }
@@ -162,4 +181,19 @@ pub fn read_only() -> Status {
         "this API key is read-only: it cannot change anything".into(),
         ErrorCode::Forbidden,
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_echoed_value_is_cut_in_the_message() {
+        let huge = format!("wallet {:?} is not an address", "é".repeat(100_000));
+        let status = Status::from(DomainError::invalid(huge));
+        assert!(status.message().len() <= MAX_MESSAGE_BYTES);
+        assert!(status.message().ends_with("(cut)"));
+        let short = Status::from(DomainError::invalid("fine"));
+        assert_eq!(short.message(), "fine");
+    }
 }

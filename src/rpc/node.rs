@@ -182,4 +182,88 @@ impl pb::node_server::Node for NodeApi {
             .await
             .map(Response::new)
     }
+
+    async fn cosign_checkpoint(
+        &self,
+        request: Request<pb::CosignCheckpointReq>,
+    ) -> Result<Response<pb::CosignCheckpointResp>, Status> {
+        let operator = self.operator("CosignCheckpoint", &request, "")?;
+        let key = self
+            .pool()
+            .public_key(operator)
+            .ok_or_else(|| Status::permission_denied("not a registered operator"))?;
+        let (weights, required) = self.pool().cosign_quorum();
+        let req = request.into_inner();
+        let app = self.app.clone();
+        let answer = tokio::task::spawn_blocking(move || {
+            let transparency = &app.transparency;
+            let stored = transparency
+                .store()
+                .checkpoint(req.size)
+                .map_err(cosign_error)?
+                .ok_or_else(|| {
+                    Status::not_found(format!("no checkpoint of {} leaves was issued", req.size))
+                })?;
+            let (_, _, root) = tlog::checkpoint::read_unverified(&stored).map_err(cosign_error)?;
+            if root.to_string() != req.root {
+                return Err(Status::failed_precondition(format!(
+                    "the checkpoint of {} leaves has root {root}, not {}",
+                    req.size, req.root
+                )));
+            }
+            if req.bls_signature.is_empty() {
+                if req.signed_size > req.size {
+                    return Err(Status::invalid_argument(format!(
+                        "signed_size {} is past the checkpoint's {} leaves",
+                        req.signed_size, req.size
+                    )));
+                }
+                let proof = transparency
+                    .consistency(req.signed_size, req.size)
+                    .map_err(cosign_error)?;
+                return Ok(pb::CosignCheckpointResp {
+                    accepted: false,
+                    message: format!(
+                        "the consistency proof from {} to {} leaves",
+                        req.signed_size, req.size
+                    ),
+                    consistency_proof: proof.iter().map(|h| h.0.to_vec()).collect(),
+                });
+            }
+            let outcome = transparency
+                .cosign(req.size, operator, &key, &req.bls_signature, &weights, required)
+                .map_err(cosign_error)?;
+            Ok(pb::CosignCheckpointResp {
+                accepted: true,
+                message: match outcome {
+                    tlog::issue::Cosigned::Kept { weight, required } => {
+                        format!("kept: the cosigners hold weight {weight} of the {required} needed")
+                    }
+                    tlog::issue::Cosigned::Aggregated { signers, weight } => format!(
+                        "the checkpoint carries the cosignature of {signers} operators (weight {weight})"
+                    ),
+                },
+                consistency_proof: Vec::new(),
+            })
+        })
+        .await
+        .map_err(|e| Status::internal(format!("the cosigning task failed: {e}")))??;
+        metrics::counter!("operator_cosignatures_total", "accepted" => answer.accepted.to_string())
+            .increment(1);
+        Ok(Response::new(answer))
+    }
+}
+
+/// A bad cosignature is the caller's fault; storage failures are ours (logged, not sent).
+fn cosign_error(e: tlog::Error) -> Status {
+    match e {
+        tlog::Error::Cosignature(m) => {
+            Status::invalid_argument(format!("the cosignature does not verify: {m}"))
+        }
+        tlog::Error::Proof(m) => Status::invalid_argument(m),
+        other => {
+            tracing::error!(error = %other, "cosigning a checkpoint");
+            Status::internal("the checkpoint store failed")
+        }
+    }
 }

@@ -3,6 +3,9 @@
 //! last_ping, version, metrics_port, block_number, event_count}]}`), for the dashboards and
 //! scripts written against it.
 //!
+//! The transparency log's endpoints (`/checkpoint`, `/tile/...`, `/log-key`,
+//! `/proof/execution/<id>`) are `transparency::http`'s.
+//!
 //! Gauges that describe the store (tasks by status, projection lag, size on disk) are computed
 //! when `/metrics` is scraped, from the projections.
 
@@ -23,6 +26,7 @@ pub fn router(app: SharedApp) -> Router {
         .route("/metrics", get(metrics))
         .route("/operators", get(operators))
         .route("/operator", get(operator_list))
+        .merge(crate::transparency::http::routes())
         .with_state(app)
 }
 

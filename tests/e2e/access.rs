@@ -28,16 +28,24 @@ async fn a_second_user_reaches_nothing_of_the_first() -> anyhow::Result<()> {
     let id = || pb::IdReq { id: task.clone() };
 
     not_found(c.get_task(bob.req(id())).await, "GetTask");
-    not_found(
-        c.set_task_enabled(bob.req(pb::SetTaskEnabledReq {
+    // As the original, these two answer an unknown task in-band.
+    let disabled = c
+        .set_task_enabled(bob.req(pb::SetTaskEnabledReq {
             id: task.clone(),
             enabled: false,
         }))
-        .await,
-        "SetTaskEnabled",
+        .await?
+        .into_inner();
+    assert_eq!(
+        (disabled.success, disabled.status.as_str()),
+        (false, "not_found")
     );
     not_found(c.cancel_task(bob.req(id())).await, "CancelTask");
-    not_found(c.delete_task(bob.req(id())).await, "DeleteTask");
+    let deleted = c.delete_task(bob.req(id())).await?.into_inner();
+    assert_eq!(
+        (deleted.success, deleted.status.as_str()),
+        (false, "not_found")
+    );
     not_found(
         c.list_executions(bob.req(pb::ListExecutionsReq {
             task_ids: vec![task.clone()],
@@ -80,17 +88,24 @@ async fn a_second_user_reaches_nothing_of_the_first() -> anyhow::Result<()> {
         .await,
         "TriggerTask",
     );
-    // Secrets: Bob cannot attach to Alice's workflow, and his scope does not hold hers.
-    not_found(
-        c.create_secret(bob.req(pb::CreateOrUpdateSecretReq {
-            name: "x".into(),
-            secret: "y".into(),
+    // Secrets: as in the original, a workflow id is not looked up, but the owner is part of the
+    // key: what Bob stores under Alice's workflow id is his own, and her runs never see it.
+    c.create_secret(bob.req(pb::CreateOrUpdateSecretReq {
+        name: "x".into(),
+        secret: "y".into(),
+        workflow_id: task.clone(),
+        org_id: String::new(),
+    }))
+    .await?;
+    let alices = c
+        .list_secrets(alice.req(pb::ListSecretsReq {
             workflow_id: task.clone(),
-            org_id: String::new(),
+            limit: 50,
+            ..Default::default()
         }))
-        .await,
-        "CreateSecret on another's workflow",
-    );
+        .await?
+        .into_inner();
+    assert!(alices.items.iter().all(|s| s.name != "x"), "{alices:?}");
     not_found(
         c.delete_secret(bob.req(pb::DeleteSecretReq {
             name: "alice_key".into(),
@@ -100,14 +115,17 @@ async fn a_second_user_reaches_nothing_of_the_first() -> anyhow::Result<()> {
         .await,
         "DeleteSecret",
     );
-    not_found(
-        c.list_secrets(bob.req(pb::ListSecretsReq {
+    let bobs_view = c
+        .list_secrets(bob.req(pb::ListSecretsReq {
             workflow_id: task.clone(),
             limit: 5,
             ..Default::default()
         }))
-        .await,
-        "ListSecrets of another's workflow",
+        .await?
+        .into_inner();
+    assert!(
+        bobs_view.items.iter().all(|s| s.name != "alice_key"),
+        "{bobs_view:?}"
     );
     let bobs = c
         .list_secrets(bob.req(pb::ListSecretsReq {
@@ -116,7 +134,10 @@ async fn a_second_user_reaches_nothing_of_the_first() -> anyhow::Result<()> {
         }))
         .await?
         .into_inner();
-    assert!(bobs.items.is_empty());
+    assert!(
+        bobs.items.iter().all(|s| s.name == "x"),
+        "only what Bob stored himself: {bobs:?}"
+    );
 
     // Lists and counts over Alice's wallet show Bob nothing.
     let list = c

@@ -378,7 +378,7 @@ async fn task_lifecycle_over_grpc() -> anyhow::Result<()> {
         .into_inner();
     assert_eq!(
         (resp.status.as_str(), resp.previous_status.as_str()),
-        ("disabled", "enabled")
+        ("disabled", "Enabled")
     );
     assert_eq!(
         status(id.clone()).await?.status,
@@ -407,33 +407,34 @@ async fn task_lifecycle_over_grpc() -> anyhow::Result<()> {
         "cancelled shows as Disabled on the wire"
     );
     assert!(task.cancelled_at > 0);
-    let err = client
+    // Answered in-band, as the original answers a task that can no longer change.
+    let refused = client
         .set_task_enabled(user.req(pb::SetTaskEnabledReq {
             id: id.clone(),
             enabled: true,
         }))
-        .await
-        .unwrap_err();
-    assert_eq!(err.code(), Code::FailedPrecondition);
-    assert!(err.message().contains("cancelled"), "{err:?}");
-    assert_eq!(
-        err.metadata().get("x-error-code").unwrap(),
-        "TASK_ALREADY_CANCELLED"
-    );
+        .await?
+        .into_inner();
+    assert_eq!((refused.success, refused.status.as_str()), (false, "error"));
+    assert!(refused.message.contains("cancelled"), "{refused:?}");
 
     let deleted = client
         .delete_task(user.req(pb::IdReq { id: id.clone() }))
         .await?
         .into_inner();
-    assert_eq!(deleted.previous_status, "cancelled");
+    assert_eq!(
+        deleted.previous_status, "Disabled",
+        "the contract's name of it"
+    );
     let err = status(id.clone()).await.unwrap_err();
     assert_eq!(err.code(), Code::NotFound);
     assert!(err.message().contains("task not found"));
-    let err = client
+    // Deleting it again is answered in-band, as the original does.
+    let again = client
         .delete_task(user.req(pb::IdReq { id }))
-        .await
-        .unwrap_err();
-    assert_eq!(err.code(), Code::NotFound);
+        .await?
+        .into_inner();
+    assert_eq!((again.success, again.status.as_str()), (false, "not_found"));
 
     let count = client
         .get_workflow_count(user.req(pb::GetWorkflowCountReq::default()))
@@ -624,11 +625,12 @@ async fn secrets_are_managed_and_never_returned() -> anyhow::Result<()> {
         .await?
         .into_inner();
     assert_eq!(created.scope, "workflow");
-    let err = client
+    // An upsert, as in the original.
+    let again = client
         .create_secret(user.req(secret("api_key", "v2", "")))
-        .await
-        .unwrap_err();
-    assert_eq!(err.code(), Code::AlreadyExists);
+        .await?
+        .into_inner();
+    assert_eq!((again.success, again.status.as_str()), (true, "updated"));
     let err = client
         .create_secret(user.req(pb::CreateOrUpdateSecretReq {
             org_id: "org".into(),

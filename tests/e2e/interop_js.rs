@@ -74,7 +74,12 @@ async fn the_official_client_works_against_this_server() -> anyhow::Result<()> {
             aggregator::auth::Role::Admin,
             std::time::Duration::from_secs(3600),
         )?;
-    let stdout = run_interop(&server, "auth,wallets,tasks,secrets", Some(&admin_key)).await?;
+    let stdout = run_interop(
+        &server,
+        "auth,wallets,tasks,secrets,executions,original",
+        Some(&admin_key),
+    )
+    .await?;
     let summary = stdout.lines().last().unwrap_or_default();
     let summary: serde_json::Value = serde_json::from_str(summary)?;
     anyhow::ensure!(

@@ -31,6 +31,7 @@ mod restart;
 mod secrets_at_rest;
 mod service;
 mod support;
+mod transparency;
 mod wallet_derivation;
 mod wallet_ops;
 mod web;

@@ -82,7 +82,7 @@ pub struct Network {
     pub server: TestServer,
     pub keys: Vec<Keys>,
     pub operators: Vec<Option<OperatorProcess>>,
-    dir: tempfile::TempDir,
+    pub dir: tempfile::TempDir,
 }
 
 impl Network {
@@ -149,6 +149,8 @@ impl Network {
             metrics_listen: "127.0.0.1:0".parse()?,
             ping_every: Duration::from_secs(1),
             poll_every: Duration::from_millis(100),
+            state_file: self.dir.path().join(format!("operator-{i}-cosigned.json")),
+            log_key: None,
         };
         let path = self.dir.path().join(format!("operator-{i}.yaml"));
         std::fs::write(&path, serde_norway::to_string(&config)?)?;

@@ -29,15 +29,22 @@ fn all_capabilities() -> pb::sync_messages_req::Capabilities {
     }
 }
 
-/// The next pushed message, within `within`.
+/// The next pushed message about tasks, within `within` (checkpoints to cosign, pushed as the
+/// log grows, are skipped).
 async fn next(
     stream: &mut tonic::Streaming<pb::SyncMessagesResp>,
     within: Duration,
 ) -> Option<pb::SyncMessagesResp> {
-    tokio::time::timeout(within, stream.message())
-        .await
-        .ok()
-        .and_then(|m| m.ok().flatten())
+    let deadline = tokio::time::Instant::now() + within;
+    loop {
+        let message = tokio::time::timeout_at(deadline, stream.message())
+            .await
+            .ok()
+            .and_then(|m| m.ok().flatten())?;
+        if message.op != pb::MessageOp::CosignCheckpoint as i32 {
+            return Some(message);
+        }
+    }
 }
 
 /// The next message for `task`, skipping others; acknowledged if `ack`.

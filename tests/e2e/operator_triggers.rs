@@ -616,3 +616,114 @@ async fn the_operator_set_comes_from_the_registry_contract() -> anyhow::Result<(
     assert!(!attested.signers.contains(&gone_text));
     Ok(())
 }
+
+/// Operators cosign the log's checkpoints on anvil: the aggregate line appears on
+/// `/checkpoint`, each operator keeps the checkpoint it cosigned in its state file, and the proof
+/// bundle of an operator-fired execution verifies against the auditor's own operator set
+/// (cosignature quorum and the trigger's attestation).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn operators_cosign_checkpoints_and_a_bundle_of_their_firing_verifies() -> anyhow::Result<()>
+{
+    let mut net = Network::new(3, |config| {
+        config.event_log.checkpoint_interval = Duration::from_millis(200);
+    })
+    .await?;
+    for i in 0..3 {
+        net.start_operator(i, Heads::Subscription).await?;
+    }
+    let (mut c, user, wallet) = net.user().await?;
+    let id = c
+        .create_task(user.req(watched_task("cosigned", &wallet, block_trigger(2))))
+        .await?
+        .into_inner()
+        .id;
+    net.wait_watched(&id, 3).await?;
+    net.mine(3).await?;
+    let runs = net.wait_runs(&id, 1).await?;
+    let execution = runs[0].row.id.clone();
+
+    let http = net.server.http_url();
+    let origin = net.server.running().app.transparency.verifier_key.clone();
+    let origin = origin.split('+').next().unwrap_or_default().to_owned();
+    let client = reqwest::Client::new();
+    let mut bundle = String::new();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    while tokio::time::Instant::now() < deadline {
+        let response = client
+            .get(format!("{http}/proof/execution/{execution}"))
+            .header("authkey", &user.token)
+            .send()
+            .await?;
+        if response.status().as_u16() == 200 {
+            let body = response.text().await?;
+            let value: serde_json::Value = serde_json::from_str(&body)?;
+            let note = value["checkpoint"].as_str().unwrap_or_default();
+            if note.contains(&format!("\u{2014} {origin}/operators ")) {
+                bundle = body;
+                break;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    anyhow::ensure!(
+        !bundle.is_empty(),
+        "no cosigned checkpoint covered the execution"
+    );
+    let checkpoint = reqwest::get(format!("{http}/checkpoint"))
+        .await?
+        .text()
+        .await?;
+    assert!(checkpoint.contains("/operators "), "{checkpoint}");
+
+    let key = reqwest::get(format!("{http}/log-key"))
+        .await?
+        .text()
+        .await?;
+    let members = net.server.config.operators.members.clone();
+    let dir = tempfile::tempdir()?;
+    let members_file = dir.path().join("operators.yaml");
+    std::fs::write(&members_file, serde_norway::to_string(&members)?)?;
+    let bundle_file = dir.path().join("bundle.json");
+    std::fs::write(&bundle_file, &bundle)?;
+    let (passed, report) = crate::support::replay(
+        dir.path(),
+        &[
+            "check",
+            &bundle_file.to_string_lossy(),
+            "--log-key",
+            key.trim(),
+            "--operators",
+            &members_file.to_string_lossy(),
+        ],
+    )?;
+    assert!(passed, "{report}");
+    assert!(
+        report.contains("cosigned by") && report.contains("trigger attested by"),
+        "{report}"
+    );
+    // Without one of the operators the auditor trusts, the cosignature cannot be checked.
+    std::fs::write(&members_file, serde_norway::to_string(&members[..1])?)?;
+    let (passed, report) = crate::support::replay(
+        dir.path(),
+        &[
+            "check",
+            &bundle_file.to_string_lossy(),
+            "--log-key",
+            key.trim(),
+            "--operators",
+            &members_file.to_string_lossy(),
+        ],
+    )?;
+    assert!(
+        !passed && report.contains("not in the operator set given"),
+        "{report}"
+    );
+
+    for i in 0..3 {
+        let state = net.dir.path().join(format!("operator-{i}-cosigned.json"));
+        let state: tlog::cosign::Cosigned = serde_json::from_slice(&std::fs::read(&state)?)?;
+        assert!(state.size > 0, "operator {i} cosigned nothing");
+        assert_eq!(state.log_key, key.trim());
+    }
+    Ok(())
+}

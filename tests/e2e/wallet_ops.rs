@@ -765,7 +765,14 @@ async fn recovery_sends_the_identical_op_or_nothing() -> anyhow::Result<()> {
     let Event::UserOpSent(sent) = crashing.inner.events[1].clone() else {
         anyhow::bail!("not sent")
     };
-    let sent_before = bundler_nonce().await?;
+    // The count once that bundle is mined (read now, the node may not have mined it yet).
+    let sent_tx = setup
+        .node
+        .provider
+        .get_transaction_by_hash(sent.tx_hash.parse()?)
+        .await?
+        .context("the sent bundle is unknown to the node")?;
+    let sent_before = alloy::consensus::Transaction::nonce(&sent_tx) + 1;
     for tx in [Some(sent.tx_hash.parse()?), None] {
         let mut journal = MemoryJournal::default();
         let outcome = restarted.recover(&submitted, tx, &mut journal).await?;

@@ -45,6 +45,25 @@ impl Web {
     }
 }
 
+/// Everything the request carried back: headers, query string and body (as an API that echoes
+/// its input does, which is how a secret used in a request reaches a node's output).
+async fn echo_request(
+    headers: HeaderMap,
+    axum::extract::RawQuery(query): axum::extract::RawQuery,
+    body: String,
+) -> Json<Value> {
+    let headers: serde_json::Map<String, Value> = headers
+        .iter()
+        .map(|(k, v)| {
+            (
+                k.as_str().to_owned(),
+                Value::String(String::from_utf8_lossy(v.as_bytes()).into_owned()),
+            )
+        })
+        .collect();
+    Json(json!({ "headers": headers, "query": query, "body": body }))
+}
+
 async fn echo_json(headers: HeaderMap, body: String) -> Json<Value> {
     let parsed: Value = serde_json::from_str(&body).unwrap_or(Value::String(body));
     let content_type = headers
@@ -80,6 +99,7 @@ pub async fn start(redirect_to: Option<String>) -> anyhow::Result<Web> {
             get(|| async { Json(json!({ "price": 42.5, "tags": ["a", "b"], "ok": true })) }),
         )
         .route("/echo", post(echo_json))
+        .route("/echo-request", any(echo_request))
         .route(
             "/deep/{levels}",
             get(|Path(levels): Path<usize>| async move {

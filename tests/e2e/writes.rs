@@ -265,7 +265,8 @@ async fn a_reverting_write_is_a_failed_step_with_its_reason() -> anyhow::Result<
         .into_inner()
         .id;
     let run = run_blocking(&mut c, &w.user, &id).await?;
-    assert_eq!(run.status, pb::ExecutionStatus::Failed as i32);
+    // The trigger succeeded and the one node failed: a partial success, as the original.
+    assert_eq!(run.status, pb::ExecutionStatus::PartialSuccess as i32);
     let overdraw = step(&run, "overdraw");
     assert!(!overdraw.success);
     assert!(
@@ -404,7 +405,7 @@ async fn run_node_with_inputs_simulates_writes_and_sends_on_request() -> anyhow:
     };
     assert_eq!(
         context(&simulated),
-        json!({"chainId": 31337, "isSimulated": true, "provider": "eth_call"})
+        json!({"chainId": "31337", "isSimulated": true, "provider": "eth_call"})
     );
     // A method the ABI lacks: error code 3000.
     let unknown = run(
@@ -430,7 +431,7 @@ async fn run_node_with_inputs_simulates_writes_and_sends_on_request() -> anyhow:
     assert_eq!(w.balance(to).await?, U256::from(2));
     assert_eq!(
         context(&sent),
-        json!({"chainId": 31337, "isSimulated": false, "provider": "self_bundler"})
+        json!({"chainId": "31337", "isSimulated": false, "provider": "self_bundler"})
     );
 
     // An ETH transfer's simulation answers locally; a bad destination says so.
@@ -440,17 +441,18 @@ async fn run_node_with_inputs_simulates_writes_and_sends_on_request() -> anyhow:
     )
     .await?;
     assert!(eth.success, "{eth:?}");
-    // (Refused before it runs, as CreateTask refuses it, with the original's words.)
+    // Refused before it runs, as CreateTask refuses it, with the original's words (in-band).
     let bad = run(
         transfer_node("e", "invalid_address", "1"),
         settings(Some(&wallet)),
     )
-    .await
-    .unwrap_err();
+    .await?;
+    assert!(!bad.success);
     assert!(
-        bad.to_string().contains("invalid destination address"),
-        "{bad}"
+        bad.error.starts_with("invalid destination address"),
+        "{bad:?}"
     );
+    assert_eq!(bad.error_code, pb::ErrorCode::InvalidNodeConfig as i32);
     Ok(())
 }
 

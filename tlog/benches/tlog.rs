@@ -9,6 +9,10 @@
 //!     loading the tree from its tiles, against rehashing the whole log (what start-up would cost
 //!     without persisted tiles).
 //!
+//! (e) durable appends (fsync'd group commits, the aggregator's projections) with the tree and a
+//!     checkpoint signed every second, against the same without them, 1 and 16 writers (target:
+//!     at most 10 % slower).
+//!
 //! `cargo bench -p tlog`; `BENCH_SECONDS` sets each rate measurement's length (default 2).
 
 #![allow(clippy::unwrap_used, reason = "benchmark")]
@@ -204,6 +208,19 @@ fn main() {
     drop(store);
     drop(db);
 
+    // (e) appends with the tree and checkpoints on, and off.
+    for writers in [1usize, 16] {
+        let off = append_rate(false, writers, seconds);
+        let on = append_rate(true, writers, seconds);
+        rows.push(Row {
+            what: format!("durable appends, {writers} writer(s), tree + checkpoints"),
+            ours: on,
+            baseline: off,
+            unit: "commands/s",
+            baseline_is: "the same without the tree (target >= 0.90x)",
+        });
+    }
+
     // (d) start-up on a large log.
     let (ours, baseline) = startup(events_n);
     rows.push(Row {
@@ -300,4 +317,81 @@ fn startup(n: u64) -> (f64, f64) {
     let rehash_ms = started.elapsed().as_secs_f64() * 1e3;
     assert_eq!(root, rebuilt_root);
     (load_ms, rehash_ms)
+}
+
+/// Commands per second through the log's writer with the aggregator's projections, fsync'd;
+/// with `tree`, the Merkle tree in the writer and a checkpoint signed every second.
+fn append_rate(tree: bool, writers: usize, d: Duration) -> f64 {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+    let dir = tempfile::tempdir().unwrap();
+    let db = events::open_database(dir.path()).unwrap();
+    let mut projections = projections::Projections::open(&db).unwrap();
+    let keyspaces = events::LogKeyspaces::open(&db).unwrap();
+    projections.catch_up(&keyspaces, &|_| {}).unwrap();
+    let store = TileStore::open(&db).unwrap();
+    let projector: Box<dyn Projector> = if tree {
+        let appender = tlog::follow::catch_up(&db, &keyspaces, &store, &|_| {}).unwrap();
+        Box::new(tlog::follow::WithTree::new(projections, appender, &store))
+    } else {
+        Box::new(projections)
+    };
+    let log = Log::open(&db, LogOptions::default(), projector).unwrap();
+    let stop = Arc::new(AtomicBool::new(false));
+    let count = Arc::new(AtomicU64::new(0));
+    let issuer = tree.then(|| {
+        let issuer = tlog::issue::Issuer::new(
+            db.clone(),
+            store.clone(),
+            tlog::LogKey::generate("bench.test/log").unwrap(),
+        );
+        let stop = stop.clone();
+        std::thread::spawn(move || {
+            while !stop.load(Ordering::Relaxed) {
+                std::thread::sleep(Duration::from_secs(1));
+                issuer.issue().unwrap();
+            }
+        })
+    });
+    let started = Instant::now();
+    let threads: Vec<_> = (0..writers)
+        .map(|w| {
+            let log = log.clone();
+            let stop = stop.clone();
+            let count = count.clone();
+            std::thread::spawn(move || {
+                let mut i = 0u64;
+                while !stop.load(Ordering::Relaxed) {
+                    let task_id = format!("01BENCH{w:04}{i:015}");
+                    let event = events::event::TaskCreated {
+                        task_id: task_id.clone(),
+                        owner: events::samples::OWNER.into(),
+                        wallet: events::samples::WALLET.into(),
+                        definition: events::samples::definition(),
+                    };
+                    log.append_blocking(
+                        Command::new(events::samples::OWNER, 1_764_000_000_000).append(
+                            events::stream::task(&task_id),
+                            Expected::NoStream,
+                            [event.into()],
+                        ),
+                    )
+                    .unwrap();
+                    count.fetch_add(1, Ordering::Relaxed);
+                    i += 1;
+                }
+            })
+        })
+        .collect();
+    std::thread::sleep(d);
+    stop.store(true, Ordering::Relaxed);
+    for t in threads {
+        t.join().unwrap();
+    }
+    let rate = count.load(Ordering::Relaxed) as f64 / started.elapsed().as_secs_f64();
+    if let Some(issuer) = issuer {
+        issuer.join().unwrap();
+    }
+    log.shutdown();
+    rate
 }

@@ -67,6 +67,8 @@ pub struct ProvenEvent {
 pub enum Status {
     Success,
     Failed,
+    /// Some steps failed, or a branch left nodes untaken (the original's PARTIAL_SUCCESS).
+    PartialSuccess,
     /// Not finished when the bundle was made.
     Running,
 }
@@ -163,6 +165,7 @@ pub fn summarize(events: &[Envelope]) -> Result<Summary> {
                 summary.status = match f.outcome {
                     ExecutionOutcome::Success => Status::Success,
                     ExecutionOutcome::Failed => Status::Failed,
+                    ExecutionOutcome::PartialSuccess => Status::PartialSuccess,
                 };
                 summary.error = f.error.clone();
             }
@@ -235,18 +238,85 @@ pub fn build(
     checkpoint_note: &[u8],
     checkpoint_size: u64,
 ) -> Result<Bundle> {
-    let collected = collect(log, execution_id)?;
-    let envelopes: Vec<Envelope> = collected.iter().map(|(_, e)| e.clone()).collect();
+    let collected = indexed(log, store, execution_id)?;
+    assemble(
+        store,
+        execution_id,
+        collected,
+        checkpoint_note,
+        checkpoint_size,
+    )
+}
+
+/// Makes the bundle of `execution_id` against the newest stored checkpoint that covers it,
+/// preferring one the operators cosigned.
+pub fn prove(log: &LogKeyspaces, store: &TileStore, execution_id: &str) -> Result<Bundle> {
+    let collected = indexed(log, store, execution_id)?;
+    let needed = collected.iter().map(|(i, _, _)| i + 1).max().unwrap_or(0);
+    let (size, note) = choose_checkpoint(store, needed)?.ok_or_else(|| {
+        Error::Bundle(format!(
+            "execution {execution_id} is not covered by a checkpoint yet (it needs {needed} leaves); try again after the next one"
+        ))
+    })?;
+    assemble(store, execution_id, collected, &note, size)
+}
+
+/// The newest stored checkpoint of at least `min_size` leaves that carries the operators' line,
+/// or else the newest of at least that size.
+pub fn choose_checkpoint(store: &TileStore, min_size: u64) -> Result<Option<(u64, Vec<u8>)>> {
+    let mut fallback = None;
+    for item in store.checkpoints_newest_first() {
+        let (size, note) = item?;
+        if size < min_size {
+            break;
+        }
+        if cosigned(&note) {
+            return Ok(Some((size, note)));
+        }
+        if fallback.is_none() {
+            fallback = Some((size, note));
+        }
+    }
+    Ok(fallback)
+}
+
+/// Whether a stored note carries an operators' line (checked by whoever relies on it).
+fn cosigned(note: &[u8]) -> bool {
+    let text = String::from_utf8_lossy(note);
+    let origin = text.lines().next().unwrap_or_default();
+    let line = format!("\n\u{2014} {} ", crate::cosign::key_name(origin));
+    text.contains(&line)
+}
+
+type Indexed = Vec<(u64, String, Envelope)>;
+
+fn indexed(log: &LogKeyspaces, store: &TileStore, execution_id: &str) -> Result<Indexed> {
+    collect(log, execution_id)?
+        .into_iter()
+        .map(|(body, envelope)| {
+            let index = store.leaf_index(log, envelope.id)?.ok_or_else(|| {
+                Error::Bundle(format!(
+                    "event {} is not in the Merkle tree yet; try again after the next checkpoint",
+                    envelope.id
+                ))
+            })?;
+            Ok((index, body, envelope))
+        })
+        .collect()
+}
+
+fn assemble(
+    store: &TileStore,
+    execution_id: &str,
+    collected: Indexed,
+    checkpoint_note: &[u8],
+    checkpoint_size: u64,
+) -> Result<Bundle> {
+    let envelopes: Vec<Envelope> = collected.iter().map(|(_, _, e)| e.clone()).collect();
     let summary = summarize(&envelopes)?;
     let task_id = queued(&envelopes)?.task_id.clone();
     let mut proven = Vec::with_capacity(collected.len());
-    for (body, envelope) in collected {
-        let index = store.leaf_index(log, envelope.id)?.ok_or_else(|| {
-            Error::Bundle(format!(
-                "event {} is not in the Merkle tree yet; try again after the next checkpoint",
-                envelope.id
-            ))
-        })?;
+    for (index, body, envelope) in collected {
         if index >= checkpoint_size {
             return Err(Error::Bundle(format!(
                 "event {} (leaf {index}) is newer than the latest checkpoint ({checkpoint_size} leaves); try again after the next one",

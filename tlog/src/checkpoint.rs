@@ -244,6 +244,19 @@ pub fn with_cosignature(note: &[u8], origin: &str, cosignature: &Cosignature) ->
     Ok(parsed.to_bytes())
 }
 
+/// The origin, size and root of a checkpoint note, no signature checked (for an auditor who
+/// kept a checkpoint and has no key at hand: said so wherever it is used).
+pub fn read_unverified(note: &[u8]) -> Result<(String, u64, Hash)> {
+    let text = note_text(note)?;
+    let checkpoint = Checkpoint::from_bytes(&text)
+        .map_err(|_| Error::Checkpoint("the note is not a checkpoint".into()))?;
+    Ok((
+        checkpoint.origin().to_owned(),
+        checkpoint.size(),
+        *checkpoint.hash(),
+    ))
+}
+
 /// The text of a checkpoint note without checking any signature (an operator reads the text it
 /// is asked to cosign, then checks it against its pinned log key).
 pub fn note_text(note: &[u8]) -> Result<Vec<u8>> {

@@ -1,12 +1,17 @@
-//! Following the log: bringing the tree up to the log's head, from wherever its head is.
+//! Following the log: the tree derived in log order, like a projection.
 //!
-//! On start-up this appends only the events the tree does not hold yet (none, normally: the
-//! writer keeps the tree in step); on a data directory that predates the tree it builds the
-//! whole tree once. A tree whose last event the log no longer holds means the log lost events
-//! (a cut journal): that is reported, never papered over.
+//! - `WithTree` wraps the log's projector: the log's writer hands it each event of a command that
+//!   staged whole (`Projector::staged`, with the stored bytes), and the changed tiles, position
+//!   marks and head join the group's batch with the events (`Projector::checkpoint`). So the
+//!   tree on disk always matches the events on disk, and every replica that replays the log
+//!   derives the same tree.
+//! - `catch_up` brings the stored tree up to the log's head before the writer starts: none to do
+//!   normally; on a data directory that predates the tree, the whole tree once. A tree whose last
+//!   event the log no longer holds means the log lost events (a cut journal): that is reported,
+//!   never papered over.
 
-use events::fjall::Database;
-use events::{LogKeyspaces, Ulid};
+use events::fjall::{Database, Keyspace};
+use events::{Envelope, LogKeyspaces, Projector, Tx, Ulid};
 
 use crate::error::{Error, Result};
 use crate::store::TileStore;
@@ -65,9 +70,61 @@ pub fn push_stored(appender: &mut Appender, id: Ulid, value: &[u8]) -> Result<()
 fn commit(db: &Database, store: &TileStore, appender: &mut Appender) -> Result<()> {
     let mut batch = db.batch();
     let keyspace = store.keyspace();
-    appender.drain(|key, value| batch.insert(keyspace, key, value));
+    let mut removed = Vec::new();
+    appender.drain(
+        |key, value| batch.insert(keyspace, key, value),
+        |key| removed.push(key),
+    );
+    for key in removed {
+        batch.remove(keyspace, key);
+    }
     if !batch.is_empty() {
         batch.commit()?;
     }
     Ok(())
+}
+
+/// The log's projector with the tree alongside.
+pub struct WithTree<P> {
+    inner: P,
+    appender: Appender,
+    keyspace: Keyspace,
+}
+
+impl<P: Projector> WithTree<P> {
+    /// `appender` must be at the log's head (see `catch_up`).
+    pub fn new(inner: P, appender: Appender, store: &TileStore) -> Self {
+        Self {
+            inner,
+            appender,
+            keyspace: store.keyspace().clone(),
+        }
+    }
+}
+
+impl<P: Projector> Projector for WithTree<P> {
+    fn apply(&mut self, envelope: &Envelope, tx: &mut Tx) -> events::Result<()> {
+        self.inner.apply(envelope, tx)
+    }
+
+    fn checkpoint(&mut self, last: Ulid, tx: &mut Tx) -> events::Result<()> {
+        self.inner.checkpoint(last, tx)?;
+        let mut removed = Vec::new();
+        let keyspace = &self.keyspace;
+        self.appender.drain(
+            |key, value| tx.insert(keyspace, key, value),
+            |key| removed.push(key),
+        );
+        for key in removed {
+            tx.remove(keyspace, key);
+        }
+        Ok(())
+    }
+
+    fn staged(&mut self, id: Ulid, stored: &[u8]) {
+        self.inner.staged(id, stored);
+        if let Ok((_, body)) = events::split_stored(stored) {
+            self.appender.push(id, body);
+        }
+    }
 }

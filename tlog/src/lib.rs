@@ -20,6 +20,7 @@
 //!   operator follows before it cosigns;
 //! - `issue`: signing checkpoints as the tree grows, and gathering the operators' signatures
 //!   into the note's operators' line once they hold a quorum;
+//! - `audit`: a log checked against a checkpoint an auditor kept (cut, or rewritten, and where);
 //! - `bundle`: the proof bundle of one execution, made from a data directory and checked offline.
 //!
 //! The formats come from `tlog_tiles` and `signed_note` (Cloudflare's ports of Go's
@@ -29,6 +30,7 @@
 //! checked before the crate's parser sees them since it panics on some malformed paths; and the
 //! tile storage with its incremental writer (the crate reads tiles, it does not keep them).
 
+pub mod audit;
 pub mod bundle;
 pub mod checkpoint;
 pub mod cosign;

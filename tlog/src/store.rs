@@ -3,7 +3,10 @@
 //! Keys:
 //! - `t` ‖ level (1 byte) ‖ index (8 bytes BE) → the tile's hashes: 32 bytes each, 1 to 256 of
 //!   them. A partial tile is rewritten as it grows and only ever grows, so the widest version
-//!   serves every narrower request (a prefix);
+//!   serves every narrower request (a prefix). Level 0's partial tile is the exception: it would
+//!   be rewritten (up to 8 KiB) by every commit, so its leaves are kept one by one instead;
+//! - `l` ‖ leaf index (8 BE) → the leaf hash, for the leaves of the partial level-0 tile only
+//!   (removed when their tile is full and written whole);
 //! - `h` → the head: tree size (8 BE) ‖ ULID of the last event in the tree (16), written in the
 //!   same batch as the tiles, so that they always agree;
 //! - `i` ‖ ULID (16) → index (8 BE) of the level-0 tile that event starts (one key per 256
@@ -26,6 +29,7 @@ use crate::tiles::TileId;
 pub const KEYSPACE: &str = "tlog";
 pub const HEAD_KEY: &[u8] = b"h";
 const TILE: u8 = b't';
+const LEAF: u8 = b'l';
 const MARK: u8 = b'i';
 const CHECKPOINT: u8 = b'c';
 
@@ -69,6 +73,13 @@ pub fn tile_key(id: TileId) -> [u8; 10] {
     key[0] = TILE;
     key[1] = id.level;
     key[2..].copy_from_slice(&id.index.to_be_bytes());
+    key
+}
+
+pub fn leaf_key(index: u64) -> [u8; 9] {
+    let mut key = [0u8; 9];
+    key[0] = LEAF;
+    key[1..].copy_from_slice(&index.to_be_bytes());
     key
 }
 
@@ -197,7 +208,23 @@ impl TileStore {
 
 impl TileSource for TileStore {
     fn tile(&self, id: TileId) -> Result<Option<Vec<u8>>> {
-        Ok(self.keyspace.get(tile_key(id))?.map(|v| v.to_vec()))
+        if let Some(tile) = self.keyspace.get(tile_key(id))? {
+            return Ok(Some(tile.to_vec()));
+        }
+        if id.level != 0 {
+            return Ok(None);
+        }
+        // The partial level-0 tile, from its leaves.
+        let first = id.index.saturating_mul(256);
+        let mut hashes = Vec::new();
+        for guard in self
+            .keyspace
+            .range(leaf_key(first)..=leaf_key(first.saturating_add(255)))
+        {
+            let (_, value) = guard.into_inner()?;
+            hashes.extend_from_slice(&value);
+        }
+        Ok((!hashes.is_empty()).then_some(hashes))
     }
 }
 

@@ -123,6 +123,12 @@ impl Tree {
         out
     }
 
+    /// The tiles that filled since the last call, without the partial ones (a reader that only
+    /// needs the root drops them).
+    pub fn take_completed(&mut self) -> Vec<(TileId, Vec<u8>)> {
+        std::mem::take(&mut self.completed)
+    }
+
     /// The root hash (RFC 6962 `MTH`) of the whole tree.
     pub fn root(&self) -> Result<Hash> {
         // tree_hash asks only for hashes on the right edge, all in the partial tiles.
@@ -165,6 +171,8 @@ pub struct Appender {
     tree: Tree,
     last: Option<Ulid>,
     marks: Vec<(Ulid, u64)>,
+    /// Leaves appended since the last drain: (index, hash).
+    leaves: Vec<(u64, Hash)>,
 }
 
 impl Appender {
@@ -176,6 +184,7 @@ impl Appender {
                 tree: Tree::load(store, head.size)?,
                 last: Some(head.last),
                 marks: Vec::new(),
+                leaves: Vec::new(),
             }),
         }
     }
@@ -185,6 +194,7 @@ impl Appender {
             tree: Tree::new(),
             last: None,
             marks: Vec::new(),
+            leaves: Vec::new(),
         }
     }
 
@@ -203,22 +213,44 @@ impl Appender {
         if size.is_multiple_of(u64::from(FULL_WIDTH)) {
             self.marks.push((id, size / u64::from(FULL_WIDTH)));
         }
-        self.tree.push(crate::leaf_hash(body));
+        let leaf = crate::leaf_hash(body);
+        self.tree.push(leaf);
+        self.leaves.push((size, leaf));
         self.last = Some(id);
     }
 
-    /// Hands out the key/value writes (keyspace `tlog`) for everything appended since the last
-    /// call: changed tiles, position marks and the head. Nothing when nothing was appended.
-    pub fn drain(&mut self, mut put: impl FnMut(Vec<u8>, Vec<u8>)) {
+    /// Hands out the writes (keyspace `tlog`) for everything appended since the last call:
+    /// changed tiles, the new leaves of the partial level-0 tile (and the removal of a full
+    /// tile's single leaves), position marks and the head. Nothing when nothing was appended.
+    pub fn drain(
+        &mut self,
+        mut put: impl FnMut(Vec<u8>, Vec<u8>),
+        mut remove: impl FnMut(Vec<u8>),
+    ) {
         let Some(last) = self.last else {
             return;
         };
         let tiles = self.tree.take_tiles();
-        if tiles.is_empty() && self.marks.is_empty() {
+        if tiles.is_empty() && self.marks.is_empty() && self.leaves.is_empty() {
             return;
         }
+        let mut filled = std::collections::HashSet::new();
         for (id, data) in tiles {
+            if id.level == 0 && data.len() < FULL_BYTES {
+                continue; // kept leaf by leaf, below
+            }
+            if id.level == 0 {
+                filled.insert(id.index);
+                for i in 0..u64::from(FULL_WIDTH) {
+                    remove(store::leaf_key(id.index * u64::from(FULL_WIDTH) + i).to_vec());
+                }
+            }
             put(store::tile_key(id).to_vec(), data);
+        }
+        for (index, leaf) in self.leaves.drain(..) {
+            if !filled.contains(&(index / u64::from(FULL_WIDTH))) {
+                put(store::leaf_key(index).to_vec(), leaf.0.to_vec());
+            }
         }
         for (id, tile) in self.marks.drain(..) {
             put(store::mark_key(id).to_vec(), tile.to_be_bytes().to_vec());

@@ -1,5 +1,6 @@
 //! GraphQL query: a POST of `{query, variables}` through the guarded client. The output is the
-//! response's JSON; `errors` in it fail the step, keeping the output.
+//! response's `data`, unwrapped as the original gives it (`{{gql.data.pairs}}`); `errors` in the
+//! response fail the step, keeping the whole response as the output.
 
 use serde_json::{Map, Value, json};
 
@@ -41,7 +42,11 @@ pub async fn run(tools: &Tools, config: &GraphqlQueryConfig) -> NodeResult {
         .await
         .map_err(|e| NodeError::new(e.to_string()))?;
     let output = body_value(&response);
-    let log = vec![format!("POST {} → {}", config.url, response.status)];
+    let log = vec![format!(
+        "POST {} → {}",
+        super::rest_api::without_query(&config.url),
+        response.status
+    )];
     let first_error = output
         .get("errors")
         .and_then(Value::as_array)
@@ -62,8 +67,14 @@ pub async fn run(tools: &Tools, config: &GraphqlQueryConfig) -> NodeResult {
             log,
         });
     }
+    let data = match output {
+        Value::Object(mut body) if body.contains_key("data") => {
+            body.remove("data").unwrap_or(Value::Null)
+        }
+        other => other,
+    };
     Ok(NodeRun {
-        output,
+        output: data,
         log,
         taken: None,
     })

@@ -62,8 +62,10 @@ pub async fn run(tools: &Tools, config: &LoopConfig, vars: &Map<String, Value>) 
             items.len()
         )));
     }
+    // In seconds, as the contract says and the original reads it (the official client's default
+    // is 30).
     let per_iteration = if config.iteration_timeout > 0 {
-        Duration::from_millis(u64::from(config.iteration_timeout))
+        Duration::from_secs(u64::from(config.iteration_timeout))
     } else {
         tools.config.node_limit
     };

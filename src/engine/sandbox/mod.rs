@@ -139,6 +139,9 @@ pub enum ScriptKind {
     Body,
     /// A single expression, run as `(<expression>)`.
     Expression,
+    /// A classic script, run as it is: its result is the value of the last expression statement
+    /// it ran (`1 + 2;` gives 3), as the original runs custom code without a `return`.
+    Program,
 }
 
 /// A finished run.

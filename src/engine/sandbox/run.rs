@@ -349,6 +349,11 @@ impl Wrapper {
                 suffix: "\n})()",
                 last_line,
             },
+            ScriptKind::Program => Self {
+                prefix: "",
+                suffix: "\n",
+                last_line,
+            },
             ScriptKind::Expression => Self {
                 prefix: "(",
                 suffix: "\n)",

@@ -12,6 +12,7 @@ pub fn execution_status(status: RunStatus) -> pb::ExecutionStatus {
         RunStatus::Pending | RunStatus::Running => pb::ExecutionStatus::Pending,
         RunStatus::Success => pb::ExecutionStatus::Success,
         RunStatus::Failed => pb::ExecutionStatus::Failed,
+        RunStatus::PartialSuccess => pb::ExecutionStatus::PartialSuccess,
     }
 }
 
@@ -30,7 +31,8 @@ pub fn execution_to_pb(row: &ExecutionRow) -> pb::Execution {
         execution_fee: None,
         cogs: cogs(&row.steps),
         value_fee: None,
-        steps: row.steps.iter().map(step_to_pb).collect(),
+        steps: ran_steps_to_pb(&row.steps),
+        skipped: skipped_to_pb(&row.steps),
     }
 }
 
@@ -48,6 +50,28 @@ pub fn cogs(steps: &[Step]) -> Vec<pb::NodeCogs> {
                 unit: "WEI".into(),
             }),
             gas_units: s.gas_used.clone(),
+        })
+        .collect()
+}
+
+/// The steps of the nodes that ran, as the original lists them (a skipped node is no step).
+pub fn ran_steps_to_pb(steps: &[Step]) -> Vec<pb::execution::Step> {
+    steps
+        .iter()
+        .filter(|s| !s.skipped)
+        .map(step_to_pb)
+        .collect()
+}
+
+/// The nodes that did not run, and why (our addition to `Execution`).
+pub fn skipped_to_pb(steps: &[Step]) -> Vec<pb::execution::SkippedNode> {
+    steps
+        .iter()
+        .filter(|s| s.skipped)
+        .map(|s| pb::execution::SkippedNode {
+            node_id: s.id.clone(),
+            name: s.name.clone(),
+            reason: s.log.clone(),
         })
         .collect()
 }
@@ -94,7 +118,6 @@ pub fn step_to_pb(s: &Step) -> pb::execution::Step {
         total_gas_cost: s.total_gas_cost.clone(),
         start_at: s.start_at,
         end_at: s.end_at,
-        skipped: s.skipped,
         output_data: s.output.as_ref().map(output_to_pb),
     }
 }

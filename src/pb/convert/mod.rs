@@ -21,7 +21,9 @@ mod task;
 mod trigger;
 mod value;
 
-pub use execution::{execution_status, execution_to_pb, output_to_pb, step_to_pb};
+pub use execution::{
+    execution_status, execution_to_pb, output_to_pb, ran_steps_to_pb, skipped_to_pb, step_to_pb,
+};
 pub use method_call::{WireMethodCall, method_calls_from_pb, method_calls_to_pb};
 pub use node::{edge_from_pb, edge_to_pb, node_from_pb, node_to_pb};
 pub use task::{definition_from_create, task_status, task_to_pb};

@@ -2,7 +2,7 @@
 //! first (execution ids are ULIDs); see `rpc::paging` for the cursors.
 
 use events::execution::{Firing, FiringSource};
-use projections::executions::{self as views_exec, DAY_MS, DayStats, ExecutionRow, RunStatus};
+use projections::executions::{self as views_exec, DAY_MS, DayStats, ExecutionRow};
 use sha2::{Digest, Sha256};
 use tonic::{Request, Status};
 
@@ -63,8 +63,12 @@ pub async fn list_executions(
     }
     runs.sort_unstable_by(|a, b| b.0.cmp(&a.0));
     let ids: Vec<String> = runs.iter().map(|(id, _)| id.clone()).collect();
-    let (range, page_info) = paging::select(&ids, Order::Descending, &page);
+    let (range, mut page_info) = paging::select(&ids, Order::Descending, &page);
     let mut items = Vec::with_capacity(range.len());
+    // Each execution fits one message; a page of them is cut short where it would not, and
+    // says there is more.
+    let budget = app.config.grpc.max_message_bytes.saturating_sub(64 * 1024);
+    let mut size = 0usize;
     for (id, task_id) in runs.get(range).unwrap_or_default() {
         if let Some(row) = app
             .store
@@ -72,7 +76,15 @@ pub async fn list_executions(
             .execution(task_id, id)
             .map_err(error::storage)?
         {
-            items.push(convert::execution_to_pb(&row));
+            let item = convert::execution_to_pb(&row);
+            let item_size = prost::Message::encoded_len(&item) + 8;
+            if !items.is_empty() && size + item_size > budget {
+                page_info.has_next_page = true;
+                break;
+            }
+            size += item_size;
+            page_info.end_cursor.clone_from(id);
+            items.push(item);
         }
     }
     Ok(pb::ListExecutionsResp {
@@ -190,7 +202,7 @@ pub fn fire_status(e: FireError) -> Status {
 
 /// The response for a run, finished or not.
 pub fn trigger_response(task_id: &str, row: &ExecutionRow) -> pb::TriggerTaskResp {
-    let finished = matches!(row.status, RunStatus::Success | RunStatus::Failed);
+    let finished = row.status.finished();
     pb::TriggerTaskResp {
         execution_id: row.id.clone(),
         status: convert::execution_status(row.status) as i32,
@@ -198,7 +210,7 @@ pub fn trigger_response(task_id: &str, row: &ExecutionRow) -> pb::TriggerTaskRes
         start_at: (row.start_at > 0).then_some(row.start_at),
         end_at: finished.then_some(row.end_at),
         error: (!row.error.is_empty()).then(|| row.error.clone()),
-        steps: row.steps.iter().map(convert::step_to_pb).collect(),
+        steps: convert::ran_steps_to_pb(&row.steps),
     }
 }
 

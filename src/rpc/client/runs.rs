@@ -111,7 +111,7 @@ fn write_context(
         "self_bundler"
     };
     Some(convert::value_from_json(&serde_json::json!({
-        "chainId": app.config.chain_id,
+        "chainId": app.config.chain_id.to_string(),
         "isSimulated": simulated,
         "provider": provider,
     })))
@@ -133,7 +133,22 @@ pub async fn run_node_with_inputs(
     if node.id.is_empty() {
         node.id = "node".into();
     }
-    task::validate_lone_node(&node, &app.config.limits)?;
+    // As the original, where the chain is read and that nothing was simulated.
+    let context = convert::value_from_json(&serde_json::json!({
+        "isSimulated": false,
+        "provider": "chain_rpc",
+        "chainId": app.config.chain_id.to_string(),
+    }));
+    // A node that does not validate is answered in-band, with its error code, as the original.
+    if let Err(e) = task::validate_lone_node(&node, &app.config.limits) {
+        return Ok(pb::RunNodeWithInputsResp {
+            success: false,
+            error: e.to_string(),
+            error_code: domain_code(&e) as i32,
+            execution_context: Some(context),
+            ..Default::default()
+        });
+    }
     let kind = node
         .config
         .as_ref()
@@ -148,7 +163,7 @@ pub async fn run_node_with_inputs(
                     kind,
                     Some(convert::value_from_json(&write.run.output)),
                 )),
-                execution_context: write_context(app, &write),
+                execution_context: write_context(app, &write).or(Some(context)),
                 metadata: match &write.metadata {
                     Some(metadata) => Some(convert::value_from_json(metadata)),
                     None => (!write.run.log.is_empty()).then(|| {
@@ -159,6 +174,7 @@ pub async fn run_node_with_inputs(
             },
             Err(e) => pb::RunNodeWithInputsResp {
                 success: false,
+                execution_context: Some(context),
                 error: e.message,
                 error_code: e.code as i32,
                 output_data: e
@@ -168,6 +184,19 @@ pub async fn run_node_with_inputs(
             },
         },
     )
+}
+
+/// The contract's error code of a refusal.
+fn domain_code(e: &crate::domain::DomainError) -> pb::ErrorCode {
+    use crate::domain::DomainError as D;
+    match e {
+        D::Invalid(_, code)
+        | D::NotFound(_, code)
+        | D::FailedPrecondition(_, code)
+        | D::AlreadyExists(_, code) => error::wire_code(*code),
+        D::PermissionDenied(_) => pb::ErrorCode::Forbidden,
+        D::QuotaExceeded(_) => pb::ErrorCode::QuotaExceeded,
+    }
 }
 
 pub async fn simulate_task(
@@ -203,10 +232,13 @@ pub async fn simulate_task(
         status: match ended.outcome {
             events::execution::ExecutionOutcome::Success => pb::ExecutionStatus::Success,
             events::execution::ExecutionOutcome::Failed => pb::ExecutionStatus::Failed,
+            events::execution::ExecutionOutcome::PartialSuccess => {
+                pb::ExecutionStatus::PartialSuccess
+            }
         } as i32,
         error: ended.error,
         index: 0,
-        steps: ended.steps.iter().map(convert::step_to_pb).collect(),
+        steps: convert::ran_steps_to_pb(&ended.steps),
         ..Default::default()
     })
 }

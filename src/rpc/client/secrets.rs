@@ -28,7 +28,7 @@ fn scope_name(scope: &SecretScope) -> &'static str {
     }
 }
 
-/// The scope a request names, its workflow checked to be the caller's task.
+/// The scope a request names (a workflow id is not looked up: the owner is part of the key).
 fn scope(
     app: &App,
     caller: &Caller,
@@ -36,17 +36,13 @@ fn scope(
     workflow_id: &str,
     org_id: &str,
 ) -> Result<SecretScope, Status> {
-    let scope = rules::scope(
+    Ok(rules::scope(
         &caller.owner,
         name.trim(),
         workflow_id,
         org_id,
         &app.config.limits,
-    )?;
-    if !scope.workflow_id.is_empty() {
-        app.owned_task(&caller.owner, &scope.workflow_id)?;
-    }
-    Ok(scope)
+    )?)
 }
 
 fn stream_of(scope: &SecretScope) -> String {
@@ -111,6 +107,12 @@ pub async fn create_secret(
         .map_err(|e| Status::internal(e.to_string()))?;
     let count = owners_secrets(app, &caller.owner)?.len() as u64;
     let limit = app.config.limits.secrets_per_owner;
+    let existed = app
+        .store
+        .views
+        .secret(&scope)
+        .map_err(error::storage)?
+        .is_some();
     change(app, &caller, &scope, |existing| {
         Ok(rules::create(
             existing,
@@ -123,8 +125,13 @@ pub async fn create_secret(
     .await?;
     Ok(pb::CreateSecretResp {
         success: true,
-        status: "created".into(),
-        message: "secret created".into(),
+        status: if existed { "updated" } else { "created" }.into(),
+        message: if existed {
+            "secret updated"
+        } else {
+            "secret created"
+        }
+        .into(),
         created_at: now_ms_i64(),
         secret_name: scope.name.clone(),
         scope: scope_name(&scope).into(),
@@ -163,7 +170,16 @@ pub async fn delete_secret(
 ) -> Result<pb::DeleteSecretResp, Status> {
     let caller = calls::writer(app, &request)?;
     let req = request.into_inner();
-    let scope = scope(app, &caller, &req.name, &req.workflow_id, &req.org_id)?;
+    let mut scope = scope(app, &caller, &req.name, &req.workflow_id, &req.org_id)?;
+    if scope.workflow_id.is_empty() {
+        let named: Vec<SecretRow> = owners_secrets(app, &caller.owner)?
+            .into_iter()
+            .filter(|r| r.scope.name == scope.name && r.scope.org_id.is_empty())
+            .collect();
+        if let Some(target) = rules::delete_target(&scope.name, &named)? {
+            scope = target.scope.clone();
+        }
+    }
     change(app, &caller, &scope, |existing| {
         Ok(rules::delete(existing, scope.clone())?)
     })
@@ -186,9 +202,6 @@ pub async fn list_secrets(
     let req = request.into_inner();
     let page = paging::request(&req.before, &req.after, req.limit, false)?;
     let workflow = req.workflow_id.trim();
-    if !workflow.is_empty() {
-        app.owned_task(&caller.owner, workflow)?;
-    }
     let rows: Vec<SecretRow> = owners_secrets(app, &caller.owner)?
         .into_iter()
         .filter(|r| {

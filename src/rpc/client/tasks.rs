@@ -7,7 +7,7 @@ use events::event::TaskCreated;
 use events::{Command, Expected};
 use projections::tasks::TaskRow;
 use sha2::{Digest, Sha256};
-use tonic::{Request, Status};
+use tonic::{Code, Request, Status};
 
 use crate::address::lower;
 use crate::app::App;
@@ -37,7 +37,14 @@ pub async fn create_task(
         &req.smart_wallet_address,
     )?;
     definition.name = identity.name;
-    task::validate(&definition, &app.config.limits, now)?;
+    task::normalize(&mut definition);
+    // Parsing schedules and ABIs is CPU work: off the async workers, which serve everyone.
+    let limits = app.config.limits.clone();
+    let definition = tokio::task::spawn_blocking(move || {
+        task::validate(&definition, &limits, now).map(|()| definition)
+    })
+    .await
+    .map_err(|e| error::storage(events::Error::Corrupt(format!("validation stopped: {e}"))))??;
 
     let owner: Address = caller
         .owner
@@ -223,10 +230,25 @@ pub async fn set_task_enabled(
     let caller = calls::writer(app, &request)?;
     let req = request.into_inner();
     let id = req.id.trim();
-    let (before, changed) = change_task(app, &caller.owner, id, |row| {
+    // As the original: an unknown task, or one that can no longer change, is answered in-band.
+    let (before, changed) = match change_task(app, &caller.owner, id, |row| {
         Ok(task::set_enabled(row, req.enabled)?.into_iter().collect())
     })
-    .await?;
+    .await
+    {
+        Ok(done) => done,
+        Err(e) if matches!(e.code(), Code::NotFound | Code::FailedPrecondition) => {
+            return Ok(pb::SetTaskEnabledResp {
+                success: false,
+                status: in_band_status(&e).into(),
+                message: e.message().to_owned(),
+                id: id.to_owned(),
+                previous_status: String::new(),
+                updated_at: now_ms_i64(),
+            });
+        }
+        Err(e) => return Err(e),
+    };
     let status = if req.enabled { "enabled" } else { "disabled" };
     Ok(pb::SetTaskEnabledResp {
         success: true,
@@ -237,9 +259,30 @@ pub async fn set_task_enabled(
             format!("task was already {status}")
         },
         id: id.to_owned(),
-        previous_status: before.status.name().into(),
+        previous_status: status_enum_name(before.status).into(),
         updated_at: now_ms_i64(),
     })
+}
+
+/// The in-band `status` word the original answers for a refusal.
+fn in_band_status(e: &Status) -> &'static str {
+    if e.code() == Code::NotFound {
+        "not_found"
+    } else {
+        "error"
+    }
+}
+
+/// A task status as the contract's `TaskStatus` enum names it (`Enabled`, `Disabled`...), which is
+/// how the original words `previous_status`.
+fn status_enum_name(status: projections::tasks::Status) -> &'static str {
+    use projections::tasks::Status as S;
+    match status {
+        S::Active => "Enabled",
+        S::Disabled | S::Cancelled => "Disabled",
+        S::Completed => "Completed",
+        S::Failed => "Failed",
+    }
 }
 
 pub async fn cancel_task(
@@ -268,15 +311,29 @@ pub async fn delete_task(
     let caller = calls::writer(app, &request)?;
     let id = request.into_inner().id;
     let id = id.trim();
-    let (before, _) =
-        change_task(app, &caller.owner, id, |row| Ok(vec![task::delete(row)])).await?;
+    let before = match change_task(app, &caller.owner, id, |row| Ok(vec![task::delete(row)])).await
+    {
+        Ok((before, _)) => before,
+        // As the original: an unknown task is answered in-band, not as a gRPC error.
+        Err(e) if e.code() == Code::NotFound => {
+            return Ok(pb::DeleteTaskResp {
+                success: false,
+                status: "not_found".into(),
+                message: e.message().to_owned(),
+                deleted_at: 0,
+                id: id.to_owned(),
+                previous_status: String::new(),
+            });
+        }
+        Err(e) => return Err(e),
+    };
     Ok(pb::DeleteTaskResp {
         success: true,
         status: "deleted".into(),
         message: "task deleted".into(),
         deleted_at: now_ms_i64(),
         id: id.to_owned(),
-        previous_status: before.status.name().into(),
+        previous_status: status_enum_name(before.status).into(),
     })
 }
 

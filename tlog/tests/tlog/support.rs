@@ -170,6 +170,12 @@ impl World {
                 digest: hex::encode(digest),
                 aggregate_signature: hex::encode(attest::aggregate(&signatures).expect("agg")),
                 signers: operators[..2].iter().map(Operator::address).collect(),
+                quorum: Some(events::event::QuorumMet {
+                    weights: vec![1, 1],
+                    assigned_weight: 3,
+                    numerator: 2,
+                    denominator: 3,
+                }),
             }
             .into(),
         );
