@@ -202,8 +202,8 @@ fn snapshot(store: &Store) -> Vec<(Vec<u8>, Vec<u8>)> {
         &ks.events,
         &ks.streams,
         &ks.idempotency,
-        &v.tasks,
-        &v.executions,
+        v.keyspace(projections::tasks::NAME).unwrap(),
+        v.keyspace(projections::executions::NAME).unwrap(),
     ] {
         for g in keyspace.iter() {
             let (k, val) = g.into_inner().unwrap();

@@ -21,11 +21,11 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use aggregator::config::{Config, DurabilityMode, OperatorMember};
-use aggregator::operator::client::{Client, registration};
 use aggregator::pb;
 use aggregator::pb::node_client::NodeClient;
 use alloy::signers::local::PrivateKeySigner;
 use blst::min_pk::{PublicKey, SecretKey, Signature};
+use operator::client::{Client, registration};
 use tonic::transport::Channel;
 
 #[global_allocator]

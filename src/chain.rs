@@ -64,8 +64,13 @@ pub enum ChainError {
         expected: u64,
         actual: u64,
     },
+    /// The node's own answer to the call (a revert, an unknown method): shown as it is.
     #[error("JSON-RPC call failed: {0}")]
     Rpc(String),
+    /// The node could not be reached, or answered something that is not JSON-RPC. The detail
+    /// is logged (its URL redacted), not carried: it reaches clients in responses and steps.
+    #[error("the chain node did not answer; retry later")]
+    Unreachable,
 }
 
 impl Chain {
@@ -101,7 +106,7 @@ impl Chain {
             .getNonce(sender, U192::ZERO)
             .call()
             .await
-            .map_err(|e| rpc_failure(&self.url, &e))
+            .map_err(|e| contract_error(&self.url, e))
     }
 
     /// `eth_call` of `data` on `to` at the latest block.
@@ -110,7 +115,7 @@ impl Chain {
         self.provider
             .call(tx)
             .await
-            .map_err(|e| rpc_failure(&self.url, &e))
+            .map_err(|e| rpc_error(&self.url, e))
     }
 
     /// The native balance of an address, in wei.
@@ -118,7 +123,7 @@ impl Chain {
         self.provider
             .get_balance(address)
             .await
-            .map_err(|e| rpc_failure(&self.url, &e))
+            .map_err(|e| rpc_error(&self.url, e))
     }
 
     pub async fn token_balance(&self, token: Address, owner: Address) -> Result<U256, ChainError> {
@@ -126,13 +131,13 @@ impl Chain {
             .balanceOf(owner)
             .call()
             .await
-            .map_err(|e| rpc_failure(&self.url, &e))
+            .map_err(|e| contract_error(&self.url, e))
     }
 
     /// `name()`, `symbol()`, `decimals()` of an ERC-20.
     pub async fn token_metadata(&self, token: Address) -> Result<TokenMetadata, ChainError> {
         let erc20 = IERC20::new(token, &self.provider);
-        let rpc = |e: alloy::contract::Error| rpc_failure(&self.url, &e);
+        let rpc = |e| contract_error(&self.url, e);
         Ok(TokenMetadata {
             address: token,
             name: erc20.name().call().await.map_err(rpc)?,
@@ -147,9 +152,28 @@ impl Chain {
             .provider
             .get_block_by_number(alloy::eips::BlockNumberOrTag::Latest)
             .await
-            .map_err(|e| rpc_failure(&self.url, &e))?
+            .map_err(|e| rpc_error(&self.url, e))?
             .ok_or_else(|| ChainError::Rpc("the node has no latest block".into()))?;
         Ok((block.header.number, block.header.hash))
+    }
+
+    /// The latest block's number.
+    pub async fn block_number(&self) -> Result<u64, ChainError> {
+        self.provider
+            .get_block_number()
+            .await
+            .map_err(|e| rpc_error(&self.url, e))
+    }
+
+    /// The logs matching `filter`.
+    pub async fn logs(
+        &self,
+        filter: &alloy::rpc::types::Filter,
+    ) -> Result<Vec<alloy::rpc::types::Log>, ChainError> {
+        self.provider
+            .get_logs(filter)
+            .await
+            .map_err(|e| rpc_error(&self.url, e))
     }
 
     /// A factory's own `getAddress(owner, salt)`.
@@ -163,7 +187,27 @@ impl Chain {
             .getAddress(owner, salt)
             .call()
             .await
-            .map_err(|e| rpc_failure(&self.url, &e))
+            .map_err(|e| contract_error(&self.url, e))
+    }
+}
+
+/// A failed JSON-RPC call as it may be shown to a client: only the node's own error answer
+/// passes; anything else is logged, redacted, and replaced (see `ChainError::Unreachable`).
+fn rpc_error(url: &str, e: alloy::transports::TransportError) -> ChainError {
+    match e {
+        alloy::transports::RpcError::ErrorResp(payload) => ChainError::Rpc(payload.to_string()),
+        other => {
+            tracing::warn!(error = %rpc_failure(url, &other), "chain request failed");
+            ChainError::Unreachable
+        }
+    }
+}
+
+/// `rpc_error` for a contract call, whose ABI errors are ours to show.
+fn contract_error(url: &str, e: alloy::contract::Error) -> ChainError {
+    match e {
+        alloy::contract::Error::TransportError(e) => rpc_error(url, e),
+        other => ChainError::Rpc(other.to_string()),
     }
 }
 
@@ -192,6 +236,8 @@ pub fn redact_url(url: &str) -> String {
 
 #[cfg(test)]
 mod tests {
+    use alloy::transports::{RpcError, TransportErrorKind};
+
     use super::*;
 
     #[test]
@@ -210,5 +256,22 @@ mod tests {
             &"error sending request for url (https://node.example/v2/SECRET)",
         );
         assert!(!failure.to_string().contains("SECRET"), "{failure}");
+    }
+
+    #[test]
+    fn a_transport_error_never_carries_the_node_url() {
+        let url = "https://mainnet.example.io/v3/SECRETKEY";
+        let transport = TransportErrorKind::custom_str(
+            "error sending request for url (https://mainnet.example.io/v3/SECRETKEY)",
+        );
+        let shown = rpc_error(url, transport).to_string();
+        assert!(!shown.contains("SECRETKEY"), "{shown}");
+        assert!(!shown.contains("https://"), "{shown}");
+
+        let answered: alloy::transports::TransportError = RpcError::ErrorResp(
+            serde_json::from_str(r#"{"code": 3, "message": "execution reverted: not owner"}"#)
+                .unwrap(),
+        );
+        assert!(rpc_error(url, answered).to_string().contains("not owner"));
     }
 }

@@ -11,6 +11,8 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use crate::ip::Cidr;
+pub use protocol::process::duration_text;
+pub use protocol::registration::OperatorMember;
 
 /// The documented defaults, embedded.
 pub const EXAMPLE_YAML: &str = include_str!("../config/aggregator.example.yaml");
@@ -476,24 +478,6 @@ impl Default for OperatorsConfig {
     }
 }
 
-/// One operator: its ECDSA address, its BLS12-381 public key and the proofs binding them (hex).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct OperatorMember {
-    pub address: String,
-    pub bls_public_key: String,
-    /// The BLS key's signature of itself.
-    pub proof_of_possession: String,
-    /// The ECDSA key's EIP-191 signature of the binding text.
-    pub ecdsa_binding: String,
-    #[serde(default = "one")]
-    pub weight: u64,
-}
-
-fn one() -> u64 {
-    1
-}
-
 /// The original's fee structure, as `EstimateFees` answers it (`domain::fees`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -796,28 +780,6 @@ impl LimitsConfig {
             }
         }
         Ok(())
-    }
-}
-
-/// Durations as text (`120s`, `7d`, `1h 30m`), in both directions: the one form of every
-/// duration in a configuration file (the operator's too).
-pub mod duration_text {
-    use std::time::Duration;
-
-    use serde::{Deserialize, Deserializer, Serializer};
-
-    pub fn text(value: &Duration) -> String {
-        humantime::format_duration(*value).to_string()
-    }
-
-    pub fn serialize<S: Serializer>(value: &Duration, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str(&text(value))
-    }
-
-    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
-        let text = String::deserialize(d)?;
-        humantime::parse_duration(&text)
-            .map_err(|e| serde::de::Error::custom(format!("invalid duration {text:?}: {e}")))
     }
 }
 

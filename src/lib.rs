@@ -31,7 +31,6 @@ pub mod engine;
 pub mod go_config;
 pub mod ip;
 pub mod limits;
-pub mod operator;
 pub mod operators;
 pub mod pb;
 pub mod rpc;

@@ -1,12 +1,25 @@
 //! Stream ids: one stream per aggregate. Each execution is a stream of its own, so concurrent runs
-//! of one task never conflict.
+//! of one task never conflict. The ids are built and parsed here only.
+
+const TASK: &str = "task:";
+const EXECUTION: &str = "exec:";
 
 pub fn task(task_id: &str) -> String {
-    format!("task:{task_id}")
+    format!("{TASK}{task_id}")
+}
+
+/// The task a `task` stream id names; `None` for any other stream.
+pub fn task_id_of(stream: &str) -> Option<&str> {
+    stream.strip_prefix(TASK)
 }
 
 pub fn execution(execution_id: &str) -> String {
-    format!("exec:{execution_id}")
+    format!("{EXECUTION}{execution_id}")
+}
+
+/// The execution an `execution` stream id names; `None` for any other stream.
+pub fn execution_id_of(stream: &str) -> Option<&str> {
+    stream.strip_prefix(EXECUTION)
 }
 
 pub fn wallet(owner: &str, address: &str) -> String {
@@ -60,4 +73,19 @@ pub fn withdrawal(withdrawal_id: &str) -> String {
 /// The user operations a `RunNodeWithInputs` of a write sent (it is no execution).
 pub fn preview(id: &str) -> String {
     format!("preview:{id}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_ids_it_builds_parse_back_and_no_other() {
+        assert_eq!(task_id_of(&task("01J")), Some("01J"));
+        assert_eq!(execution_id_of(&execution("01K")), Some("01K"));
+        assert_eq!(task_id_of(&execution("01K")), None);
+        assert_eq!(execution_id_of(&task("01J")), None);
+        assert_eq!(task_id_of(&assignment("01J")), None);
+        assert_eq!(task_id_of(&firing("01J", "01J:5")), None);
+    }
 }

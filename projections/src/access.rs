@@ -7,6 +7,9 @@ use events::{Envelope, Tx, fjall::Keyspace};
 
 use crate::Projection;
 
+/// The keyspace, and the projection's name in `projection_meta`.
+pub const NAME: &str = "access";
+
 pub fn revoked_key(jti: &str) -> Vec<u8> {
     format!("revoked:{jti}").into_bytes()
 }
@@ -24,7 +27,7 @@ impl Access {
 
 impl Projection for Access {
     fn name(&self) -> &'static str {
-        "access"
+        NAME
     }
 
     fn schema_version(&self) -> u32 {

@@ -14,6 +14,9 @@ use events::{Envelope, Tx, fjall::Keyspace};
 
 use crate::{Projection, Views};
 
+/// The keyspace, and the projection's name in `projection_meta`.
+pub const NAME: &str = "activity";
+
 pub const COUNT_KEY: &[u8] = b"n";
 pub const EXECUTION_PREFIX: &[u8] = b"e:";
 
@@ -48,7 +51,7 @@ impl Activity {
 
 impl Projection for Activity {
     fn name(&self) -> &'static str {
-        "activity"
+        NAME
     }
 
     fn schema_version(&self) -> u32 {

@@ -20,6 +20,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::{Projection, get_json, put_json};
 
+/// The keyspace, and the projection's name in `projection_meta`.
+pub const NAME: &str = "executions";
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum RunStatus {
@@ -192,7 +195,7 @@ impl Executions {
 
 impl Projection for Executions {
     fn name(&self) -> &'static str {
-        "executions"
+        NAME
     }
 
     fn schema_version(&self) -> u32 {

@@ -7,7 +7,8 @@
 //!   module each, with their key layouts and read functions;
 //! - `Projections`: the set, hooked into the log's writer so that the events, the rows they change
 //!   and the checkpoint commit in one batch; catch-up on start-up and rebuild from the log;
-//! - `Views`: the read handle the RPC layer uses.
+//! - `Views`: the read handle the RPC layer and the engine use; it owns the key layouts (callers
+//!   ask for rows and lists by meaning, never scan keys), and opens its keyspaces by name.
 //!
 //! Checkpoints and schema versions live in the `projection_meta` keyspace: a projection whose
 //! schema version changed is cleared and rebuilt on start-up (the migration mechanism).
@@ -54,13 +55,13 @@ const REBUILD_CACHE_BYTES: usize = 1024 * 1024 * 1024;
 
 /// The names of the projections' keyspaces, in the order of `Projections::all`.
 pub const KEYSPACES: &[&str] = &[
-    "tasks",
-    "executions",
-    "wallets",
-    "secrets",
-    "access",
-    "operators",
-    "activity",
+    tasks::NAME,
+    executions::NAME,
+    wallets::NAME,
+    secrets::NAME,
+    access::NAME,
+    operators::NAME,
+    activity::NAME,
 ];
 
 /// Events in the log after the projections' oldest checkpoint (0 when they are up to date, which
@@ -93,8 +94,8 @@ pub fn lag(db: &Database, log: &LogKeyspaces) -> events::Result<u64> {
 /// Every projection of the system, applied together.
 pub struct Projections {
     db: Database,
-    /// The log's events keyspace (the views read definitions from it).
-    events: Keyspace,
+    /// The read handle (its keyspaces are the projections').
+    views: Views,
     meta: Keyspace,
     all: Vec<Box<dyn Projection>>,
     /// Last applied event per projection (same order as `all`).
@@ -111,35 +112,32 @@ pub struct CatchUp {
 }
 
 impl Projections {
-    /// Opens the projections' keyspaces in `db`.
+    /// Opens the projections' keyspaces in `db`, by name.
     pub fn open(db: &Database) -> events::Result<Self> {
-        let open = |name: &str| db.keyspace(name, KeyspaceCreateOptions::default);
+        let views = Views::open(db)?;
         let all: Vec<Box<dyn Projection>> = vec![
-            Box::new(tasks::Tasks::new(open("tasks")?)),
-            Box::new(executions::Executions::new(open("executions")?)),
-            Box::new(wallets::Wallets::new(open("wallets")?)),
-            Box::new(secrets::Secrets::new(open("secrets")?)),
-            Box::new(access::Access::new(open("access")?)),
-            Box::new(operators::Operators::new(open("operators")?)),
-            Box::new(activity::Activity::new(open("activity")?)),
+            Box::new(tasks::Tasks::new(views.tasks.clone())),
+            Box::new(executions::Executions::new(views.executions.clone())),
+            Box::new(wallets::Wallets::new(views.wallets.clone())),
+            Box::new(secrets::Secrets::new(views.secrets.clone())),
+            Box::new(access::Access::new(views.access.clone())),
+            Box::new(operators::Operators::new(views.operators.clone())),
+            Box::new(activity::Activity::new(views.activity.clone())),
         ];
-        let meta = open("projection_meta")?;
-        let events = open("events")?;
+        let meta = db.keyspace("projection_meta", KeyspaceCreateOptions::default)?;
         let checkpoints = vec![Ulid::nil(); all.len()];
         Ok(Self {
             db: db.clone(),
-            events,
+            views,
             meta,
             all,
             checkpoints,
         })
     }
 
+    /// The read handle on these projections.
     pub fn views(&self) -> Views {
-        Views::from_keyspaces(
-            self.all.iter().map(|p| p.keyspace().clone()).collect(),
-            self.events.clone(),
-        )
+        self.views.clone()
     }
 
     pub fn keyspace(&self, name: &str) -> Option<&Keyspace> {

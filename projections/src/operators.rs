@@ -14,6 +14,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::{Projection, get_json, put_json};
 
+/// The keyspace, and the projection's name in `projection_meta`.
+pub const NAME: &str = "operators";
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct OperatorRow {
     pub address: String,
@@ -44,6 +47,8 @@ pub const OPERATOR_PREFIX: &[u8] = b"op:";
 pub fn assignment_key(task_id: &str, operator: &str) -> Vec<u8> {
     format!("a:{task_id}:{operator}").into_bytes()
 }
+
+pub const ASSIGNMENT_PREFIX: &[u8] = b"a:";
 
 pub fn assignment_prefix(task_id: &str) -> Vec<u8> {
     format!("a:{task_id}:").into_bytes()
@@ -76,7 +81,7 @@ impl Operators {
 
 impl Projection for Operators {
     fn name(&self) -> &'static str {
-        "operators"
+        NAME
     }
 
     fn schema_version(&self) -> u32 {

@@ -8,6 +8,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::{Projection, get_json, put_json};
 
+/// The keyspace, and the projection's name in `projection_meta`.
+pub const NAME: &str = "secrets";
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SecretRow {
     pub scope: SecretScope,
@@ -43,7 +46,7 @@ impl Secrets {
 
 impl Projection for Secrets {
     fn name(&self) -> &'static str {
-        "secrets"
+        NAME
     }
 
     fn schema_version(&self) -> u32 {

@@ -21,6 +21,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::{Projection, get_json, put_json};
 
+/// The keyspace, and the projection's name in `projection_meta`.
+pub const NAME: &str = "tasks";
+
 /// A task's own status: the events of its stream decide it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum Status {
@@ -126,6 +129,11 @@ pub fn definition_key(task_id: &str) -> Vec<u8> {
 
 pub fn user_key(owner: &str, wallet: &str, task_id: &str) -> Vec<u8> {
     format!("u:{owner}:{wallet}:{task_id}").into_bytes()
+}
+
+/// Every `user_key` of an owner.
+pub fn owner_prefix(owner: &str) -> Vec<u8> {
+    format!("u:{owner}:").into_bytes()
 }
 
 pub fn owner_count_key(owner: &str) -> Vec<u8> {
@@ -274,7 +282,7 @@ impl Tasks {
 
 impl Projection for Tasks {
     fn name(&self) -> &'static str {
-        "tasks"
+        NAME
     }
 
     fn schema_version(&self) -> u32 {

@@ -396,3 +396,21 @@ fn every_projection_is_exercised() {
     ];
     check(ops).unwrap();
 }
+
+/// The names agree: every projection is opened by its own name, `KEYSPACES` lists them in the
+/// order they apply, and `Views` reads the same keyspaces.
+#[test]
+fn projections_views_and_keyspaces_name_the_same_keyspaces() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = events::open_database(dir.path()).unwrap();
+    let projections = Projections::open(&db).unwrap();
+    let names: Vec<&str> = projections.all.iter().map(|p| p.name()).collect();
+    assert_eq!(names, KEYSPACES);
+    let views = projections.views();
+    for projection in &projections.all {
+        assert_eq!(
+            views.keyspace(projection.name()).map(|k| k.name()),
+            Some(projection.keyspace().name()),
+        );
+    }
+}

@@ -1,26 +1,29 @@
 //! `Views`: read-only access to the projections for the RPC layer and the engine. Reads see only
 //! committed batches, so a row and the counters it changed are always seen together.
 
-use events::fjall::Keyspace;
+use events::fjall::{Database, Keyspace, KeyspaceCreateOptions};
 use serde::Deserialize;
 
-use crate::executions::{self, ExecutionRow, TriggerRow};
+use crate::executions::{self, DayStats, ExecutionRow, TriggerRow};
 use crate::secrets::{self, SecretRow};
 use crate::tasks::{self, Status, TaskRow};
 use crate::wallets::{self, WalletRow};
+use crate::{access, activity, operators};
 use events::task::TaskDefinition;
 
+/// The read handle. Callers ask for rows and lists by what they mean; the key layouts stay in
+/// the view modules (`tasks`, `executions`, ...) and here.
 #[derive(Clone)]
 pub struct Views {
-    pub tasks: Keyspace,
-    pub executions: Keyspace,
-    pub wallets: Keyspace,
-    pub secrets: Keyspace,
-    pub access: Keyspace,
-    pub operators: Keyspace,
-    pub activity: Keyspace,
+    pub(crate) tasks: Keyspace,
+    pub(crate) executions: Keyspace,
+    pub(crate) wallets: Keyspace,
+    pub(crate) secrets: Keyspace,
+    pub(crate) access: Keyspace,
+    pub(crate) operators: Keyspace,
+    pub(crate) activity: Keyspace,
     /// The log's events, for what projections point to rather than copy.
-    pub events: Keyspace,
+    pub(crate) events: Keyspace,
 }
 
 fn json<T: for<'de> Deserialize<'de>>(
@@ -29,47 +32,49 @@ fn json<T: for<'de> Deserialize<'de>>(
 ) -> events::Result<Option<T>> {
     keyspace
         .get(key)?
-        .map(|v| {
-            serde_json::from_slice(&v).map_err(|e| events::Error::Projection {
-                projection: String::from_utf8_lossy(keyspace.name().as_bytes()).into_owned(),
-                message: format!("corrupt row at {}: {e}", String::from_utf8_lossy(key)),
-            })
-        })
+        .map(|v| decode(keyspace, key, &v))
         .transpose()
 }
 
+fn decode<T: for<'de> Deserialize<'de>>(
+    keyspace: &Keyspace,
+    key: &[u8],
+    value: &[u8],
+) -> events::Result<T> {
+    serde_json::from_slice(value).map_err(|e| events::Error::Projection {
+        projection: String::from_utf8_lossy(keyspace.name().as_bytes()).into_owned(),
+        message: format!("corrupt row at {}: {e}", String::from_utf8_lossy(key)),
+    })
+}
+
 impl Views {
-    pub(crate) fn from_keyspaces(mut keyspaces: Vec<Keyspace>, events: Keyspace) -> Self {
-        // Same order as `Projections::open`.
-        let activity = keyspaces.pop();
-        let operators = keyspaces.pop();
-        let access = keyspaces.pop();
-        let secrets = keyspaces.pop();
-        let wallets = keyspaces.pop();
-        let executions = keyspaces.pop();
-        let tasks = keyspaces.pop();
-        match (
-            tasks, executions, wallets, secrets, access, operators, activity,
-        ) {
-            (
-                Some(tasks),
-                Some(executions),
-                Some(wallets),
-                Some(secrets),
-                Some(access),
-                Some(operators),
-                Some(activity),
-            ) => Self {
-                tasks,
-                executions,
-                wallets,
-                secrets,
-                access,
-                operators,
-                activity,
-                events,
-            },
-            _ => unreachable!("Projections::open opens seven keyspaces"),
+    /// Opens the views' keyspaces by name (the projections' names, and the log's `events`).
+    pub(crate) fn open(db: &Database) -> events::Result<Self> {
+        let open = |name: &str| db.keyspace(name, KeyspaceCreateOptions::default);
+        Ok(Self {
+            tasks: open(tasks::NAME)?,
+            executions: open(executions::NAME)?,
+            wallets: open(wallets::NAME)?,
+            secrets: open(secrets::NAME)?,
+            access: open(access::NAME)?,
+            operators: open(operators::NAME)?,
+            activity: open(activity::NAME)?,
+            events: open("events")?,
+        })
+    }
+
+    /// A view's keyspace by its name (`tasks::NAME`, ...), for tools that copy or compare raw
+    /// rows (the benchmarks' baselines); everything else reads through the methods below.
+    pub fn keyspace(&self, name: &str) -> Option<&Keyspace> {
+        match name {
+            tasks::NAME => Some(&self.tasks),
+            executions::NAME => Some(&self.executions),
+            wallets::NAME => Some(&self.wallets),
+            secrets::NAME => Some(&self.secrets),
+            access::NAME => Some(&self.access),
+            operators::NAME => Some(&self.operators),
+            activity::NAME => Some(&self.activity),
+            _ => None,
         }
     }
 
@@ -107,12 +112,26 @@ impl Views {
 
     /// Task ids of one wallet, in creation order.
     pub fn wallet_task_ids(&self, owner: &str, wallet: &str) -> events::Result<Vec<String>> {
-        let prefix = format!("u:{owner}:{wallet}:");
+        let prefix = tasks::user_key(owner, wallet, "");
         let mut ids = Vec::new();
-        for guard in self.tasks.prefix(prefix.as_bytes()) {
+        for guard in self.tasks.prefix(&prefix) {
             let key = guard.key()?;
             if let Some(id) = key.get(prefix.len()..) {
                 ids.push(String::from_utf8_lossy(id).into_owned());
+            }
+        }
+        Ok(ids)
+    }
+
+    /// Ids of every task of an owner, by wallet, then in creation order.
+    pub fn owner_task_ids(&self, owner: &str) -> events::Result<Vec<String>> {
+        let prefix = tasks::owner_prefix(owner);
+        let mut ids = Vec::new();
+        for guard in self.tasks.prefix(&prefix) {
+            let key = guard.key()?;
+            let rest = String::from_utf8_lossy(key.get(prefix.len()..).unwrap_or_default());
+            if let Some((_, id)) = rest.rsplit_once(':') {
+                ids.push(id.to_owned());
             }
         }
         Ok(ids)
@@ -147,9 +166,9 @@ impl Views {
 
     /// Ids of the tasks whose row is under `letter` (`a i c f l x`).
     pub fn task_ids_with_letter(&self, letter: char) -> events::Result<Vec<String>> {
-        let prefix = format!("t:{letter}:");
+        let prefix = tasks::row_key(letter, "");
         let mut ids = Vec::new();
-        for guard in self.tasks.prefix(prefix.as_bytes()) {
+        for guard in self.tasks.prefix(&prefix) {
             let key = guard.key()?;
             if let Some(id) = key.get(prefix.len()..) {
                 ids.push(String::from_utf8_lossy(id).into_owned());
@@ -199,6 +218,28 @@ impl Views {
         Ok(ids)
     }
 
+    /// A task's finished runs summed over the UTC days from `first_day` (days since the epoch)
+    /// on.
+    pub fn day_stats(&self, task_id: &str, first_day: u64) -> events::Result<DayStats> {
+        let prefix = executions::day_prefix(task_id);
+        let mut sum = DayStats::default();
+        for guard in self
+            .executions
+            .range(executions::day_key(task_id, first_day)..)
+        {
+            let (key, value) = guard.into_inner()?;
+            if !key.starts_with(&prefix) {
+                break;
+            }
+            let day: DayStats = decode(&self.executions, &key, &value)?;
+            sum.total += day.total;
+            sum.succeeded += day.succeeded;
+            sum.failed += day.failed;
+            sum.total_ms += day.total_ms;
+        }
+        Ok(sum)
+    }
+
     pub fn trigger(&self, task_id: &str, execution_id: &str) -> events::Result<Option<TriggerRow>> {
         json(
             &self.executions,
@@ -241,10 +282,20 @@ impl Views {
         json(&self.secrets, &secrets::secret_key(scope))
     }
 
+    /// Every secret of an owner (user- and workflow-scoped), by workflow then name.
+    pub fn owner_secrets(&self, owner: &str) -> events::Result<Vec<SecretRow>> {
+        let mut rows = Vec::new();
+        for guard in self.secrets.prefix(secrets::owner_prefix(owner)) {
+            let (key, value) = guard.into_inner()?;
+            rows.push(decode(&self.secrets, &key, &value)?);
+        }
+        Ok(rows)
+    }
+
     /// Registered operators (active or not).
-    pub fn operators(&self) -> events::Result<Vec<crate::operators::OperatorRow>> {
+    pub fn operators(&self) -> events::Result<Vec<operators::OperatorRow>> {
         let mut out = Vec::new();
-        for guard in self.operators.prefix(crate::operators::OPERATOR_PREFIX) {
+        for guard in self.operators.prefix(operators::OPERATOR_PREFIX) {
             let (key, _) = guard.into_inner()?;
             if let Some(row) = json(&self.operators, &key)? {
                 out.push(row);
@@ -255,7 +306,7 @@ impl Views {
 
     /// The operators a task is assigned to.
     pub fn assigned(&self, task_id: &str) -> events::Result<Vec<String>> {
-        let prefix = crate::operators::assignment_prefix(task_id);
+        let prefix = operators::assignment_prefix(task_id);
         let mut out = Vec::new();
         for guard in self.operators.prefix(&prefix) {
             let key = guard.key()?;
@@ -280,9 +331,13 @@ impl Views {
     /// Every assignment: (task id, operator).
     pub fn assignments(&self) -> events::Result<Vec<(String, String)>> {
         let mut out = Vec::new();
-        for guard in self.operators.prefix(b"a:") {
+        for guard in self.operators.prefix(operators::ASSIGNMENT_PREFIX) {
             let key = guard.key()?;
-            let text = String::from_utf8_lossy(key.get(2..).unwrap_or_default()).into_owned();
+            let text = String::from_utf8_lossy(
+                key.get(operators::ASSIGNMENT_PREFIX.len()..)
+                    .unwrap_or_default(),
+            )
+            .into_owned();
             if let Some((task, operator)) = text.rsplit_once(':') {
                 out.push((task.to_owned(), operator.to_owned()));
             }
@@ -291,11 +346,9 @@ impl Views {
     }
 
     /// Firings attested by operators that the engine has not queued yet.
-    pub fn pending_attestations(
-        &self,
-    ) -> events::Result<Vec<crate::operators::PendingAttestation>> {
+    pub fn pending_attestations(&self) -> events::Result<Vec<operators::PendingAttestation>> {
         let mut out = Vec::new();
-        for guard in self.operators.prefix(crate::operators::PENDING_PREFIX) {
+        for guard in self.operators.prefix(operators::PENDING_PREFIX) {
             let (key, _) = guard.into_inner()?;
             if let Some(row) = json(&self.operators, &key)? {
                 out.push(row);
@@ -305,6 +358,6 @@ impl Views {
     }
 
     pub fn is_revoked(&self, jti: &str) -> events::Result<bool> {
-        Ok(self.access.get(crate::access::revoked_key(jti))?.is_some())
+        Ok(self.access.get(access::revoked_key(jti))?.is_some())
     }
 }

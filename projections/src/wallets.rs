@@ -8,6 +8,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::{Projection, get_json, put_json};
 
+/// The keyspace, and the projection's name in `projection_meta`.
+pub const NAME: &str = "wallets";
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct WalletRow {
     pub owner: String,
@@ -55,7 +58,7 @@ impl Wallets {
 
 impl Projection for Wallets {
     fn name(&self) -> &'static str {
-        "wallets"
+        NAME
     }
 
     fn schema_version(&self) -> u32 {

@@ -160,33 +160,10 @@ pub fn expiry(row: &TaskRow, now_ms: i64) -> Option<Event> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::domain::testing::given;
     use events::event::{TaskCreated, TaskDisabled};
     use events::execution::FiringSource;
     use events::task::TriggerKind;
-    use events::{Envelope, Ulid};
-
-    fn given(events: Vec<Event>) -> TaskRow {
-        let mut row: Option<TaskRow> = None;
-        for (i, event) in events.into_iter().enumerate() {
-            let env = Envelope {
-                id: Ulid::nil(),
-                stream: "task:t".into(),
-                seq: i as u64 + 1,
-                recorded_at: 1_000,
-                actor: "0xo".into(),
-                idempotency: None,
-                stored_version: 1,
-                event,
-                hash: [0; 32],
-            };
-            match (&env.event, row.as_mut()) {
-                (Event::TaskCreated(c), None) => row = Some(TaskRow::created(&env, c)),
-                (_, Some(r)) => r.apply(&env),
-                _ => panic!("create first"),
-            }
-        }
-        row.unwrap()
-    }
 
     fn created(start_at: i64, expired_at: i64, max_execution: i64) -> Event {
         let mut definition = events::samples::definition();

@@ -5,22 +5,34 @@
 //! Layout:
 //! - `bounds`: how deep and large a value a user controls may be before it enters an event;
 //! - `fees`: the original's fee structure (execution fee, COGS, value-fee tiers);
-//! - `schedule`: the cron / `@every` grammar shared by validation and the operators' watchers;
+//! - `schedule`: the cron / `@every` grammar shared by validation and the operators' watchers
+//!   (in the `protocol` crate, which the operator process shares);
 //! - `task`: task definitions (validation) and the task lifecycle (enable, disable, cancel, delete);
 //! - `firing`: whether a task may run now, and the events that queue a run;
 //! - `wallets`: registering and hiding smart wallets;
-//! - `secrets`: secret names and scopes.
+//! - `secrets`: secret names and scopes;
+//! - `triggers`: which logs an event query matches (the operators' rule, and the overload check's;
+//!   in `protocol` too);
+//! - `attestation`: the operators' reports of one firing folded, and the quorum that attests it;
+//! - `assignment`: which operators watch which task (rendezvous hashing, the grace period);
+//! - `overload`: when an event trigger that matched too much is disabled.
 //!
 //! `DomainError` says what is wrong in words a client can act on; `rpc::error` maps each variant
 //! to its gRPC status, once.
 
+pub mod assignment;
+pub mod attestation;
 pub mod bounds;
 pub mod fees;
 pub mod firing;
-pub mod schedule;
+pub mod overload;
 pub mod secrets;
 pub mod task;
+#[cfg(test)]
+mod testing;
 pub mod wallets;
+
+pub use protocol::{schedule, triggers};
 
 /// The contract's `ErrorCode`s the domain produces (the RPC layer maps them to the wire enum).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -76,3 +88,10 @@ impl DomainError {
 }
 
 pub type DomainResult<T> = Result<T, DomainError>;
+
+/// A wire value the domain cannot hold is a bad request.
+impl From<protocol::convert::ConvertError> for DomainError {
+    fn from(e: protocol::convert::ConvertError) -> Self {
+        Self::invalid(e.0)
+    }
+}

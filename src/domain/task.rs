@@ -13,7 +13,7 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 
 use alloy::primitives::Address;
 use events::Event;
-use events::event::{TaskCancelled, TaskDeleted, TaskDisabled, TaskEnabled};
+use events::event::{TaskCancelled, TaskCreated, TaskDeleted, TaskDisabled, TaskEnabled};
 use events::task::*;
 use projections::tasks::{Status, TaskRow};
 use serde_json::Value;
@@ -845,6 +845,53 @@ fn validate_loop(id: &str, c: &LoopConfig, sizes: &Sizes<'_>) -> DomainResult<()
 
 // ---- Lifecycle ----
 
+/// What the store says about a new task's owner, read before `create` decides.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct OwnerState {
+    /// The runner is one of the owner's smart wallets (the salt-0 one, or a registered one).
+    pub owns_runner: bool,
+    /// The tasks the owner has (deleted ones are gone).
+    pub owned: u64,
+}
+
+/// `CreateTask`: a definition valid at `now_ms`, named and run by `identity`; the runner must be
+/// one of the owner's wallets, and the owner within `limits.tasks_per_owner`. The event that
+/// creates task `task_id`.
+pub fn create(
+    mut definition: TaskDefinition,
+    identity: Identity,
+    task_id: String,
+    owner: &str,
+    state: OwnerState,
+    limits: &LimitsConfig,
+    now_ms: i64,
+) -> DomainResult<TaskCreated> {
+    definition.name = identity.name;
+    normalize(&mut definition);
+    validate(&definition, limits, now_ms)?;
+    if !state.owns_runner {
+        return Err(DomainError::Invalid(
+            format!(
+                "the runner {} is not one of your smart wallets: use your salt-0 wallet or register one with GetWallet",
+                identity.runner
+            ),
+            Code::InvalidAddress,
+        ));
+    }
+    if state.owned >= limits.tasks_per_owner {
+        return Err(DomainError::QuotaExceeded(format!(
+            "an owner may have at most {} tasks; delete some first",
+            limits.tasks_per_owner
+        )));
+    }
+    Ok(TaskCreated {
+        task_id,
+        owner: owner.to_owned(),
+        wallet: format!("{:#x}", identity.runner),
+        definition,
+    })
+}
+
 /// Only the owner sees a task; to anyone else it does not exist.
 pub fn owned<'a>(row: Option<&'a TaskRow>, owner: &str) -> DomainResult<&'a TaskRow> {
     row.filter(|r| r.owner == owner)
@@ -903,34 +950,10 @@ pub fn delete(row: &TaskRow) -> Event {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::domain::testing::given;
     use events::event::TaskCreated;
-    use events::{Envelope, Ulid};
 
     // ---- given / when / then over the lifecycle, with no storage ----
-
-    /// Folds events into the task's state exactly as the projection does.
-    fn given(events: Vec<Event>) -> TaskRow {
-        let mut row: Option<TaskRow> = None;
-        for (i, event) in events.into_iter().enumerate() {
-            let env = Envelope {
-                id: Ulid::nil(),
-                stream: "task:t".into(),
-                seq: i as u64 + 1,
-                recorded_at: 1_000 + i as u64,
-                actor: "0xowner".into(),
-                idempotency: None,
-                stored_version: 1,
-                event,
-                hash: [0; 32],
-            };
-            match (&env.event, row.as_mut()) {
-                (Event::TaskCreated(c), None) => row = Some(TaskRow::created(&env, c)),
-                (_, Some(r)) => r.apply(&env),
-                _ => panic!("the first event must create the task"),
-            }
-        }
-        row.unwrap()
-    }
 
     fn created() -> Event {
         TaskCreated {
@@ -1043,6 +1066,79 @@ mod tests {
                 task_id: "t".into()
             }
             .into()
+        );
+    }
+
+    // ---- CreateTask: the definition, the runner, the quota ----
+
+    fn create_with(state: OwnerState) -> DomainResult<TaskCreated> {
+        let definition = valid();
+        let who = identity(&definition.input_variables, "", "").unwrap();
+        let mut limits = limits();
+        limits.tasks_per_owner = 2;
+        create(
+            definition,
+            who,
+            "t1".into(),
+            "0xowner",
+            state,
+            &limits,
+            1_000,
+        )
+    }
+
+    #[test]
+    fn a_valid_definition_of_an_owned_runner_within_the_quota_is_created() {
+        let created = create_with(OwnerState {
+            owns_runner: true,
+            owned: 1,
+        })
+        .unwrap();
+        assert_eq!(created.task_id, "t1");
+        assert_eq!(created.owner, "0xowner");
+        assert_eq!(created.definition.name, "sample task");
+        assert_eq!(created.wallet, events::samples::WALLET);
+    }
+
+    #[test]
+    fn a_runner_that_is_not_the_owners_is_refused() {
+        let refused = create_with(OwnerState {
+            owns_runner: false,
+            owned: 0,
+        })
+        .unwrap_err();
+        assert!(
+            matches!(&refused, DomainError::Invalid(m, Code::InvalidAddress) if m.contains("not one of your smart wallets")),
+            "{refused:?}"
+        );
+    }
+
+    #[test]
+    fn a_full_quota_refuses_the_next_task() {
+        let refused = create_with(OwnerState {
+            owns_runner: true,
+            owned: 2,
+        })
+        .unwrap_err();
+        assert!(
+            matches!(refused, DomainError::QuotaExceeded(_)),
+            "{refused:?}"
+        );
+    }
+
+    #[test]
+    fn an_invalid_definition_is_refused_before_the_owner_is_looked_at() {
+        let mut definition = valid();
+        definition.nodes.clear();
+        let who = identity(&definition.input_variables, "", "").unwrap();
+        let state = OwnerState {
+            owns_runner: false,
+            owned: u64::MAX,
+        };
+        let refused = create(definition, who, "t1".into(), "0xo", state, &limits(), 1_000);
+        assert!(
+            matches!(refused, Err(DomainError::Invalid(_, Code::InvalidWorkflow))),
+            "{refused:?}"
         );
     }
 

@@ -646,7 +646,7 @@ fn recording_refused(e: &events::Error) -> bool {
 /// The execution a firing command opened (the stream `exec:<id>` among its events).
 fn execution_of(refs: &[events::EventRef]) -> String {
     refs.iter()
-        .find_map(|r| r.stream.strip_prefix("exec:"))
+        .find_map(|r| events::stream::execution_id_of(&r.stream))
         .unwrap_or_default()
         .to_owned()
 }

@@ -4,9 +4,7 @@
 
 use std::collections::BTreeMap;
 
-use alloy::primitives::{Address, B256};
-use alloy::providers::Provider;
-use alloy::rpc::types::Filter;
+use alloy::primitives::Address;
 use serde_json::{Map, Value, json};
 
 use events::execution::{Firing, FiringSource};
@@ -235,39 +233,13 @@ impl Engine {
                     self.inner.tools.chain.as_ref().ok_or(
                         "an event trigger reads the chain: no ethereum.rpc_url is configured",
                     )?;
-                let latest = chain
-                    .provider
-                    .get_block_number()
-                    .await
-                    .map_err(|e| e.to_string())?;
+                let latest = chain.block_number().await.map_err(|e| e.to_string())?;
                 let mut found = Value::Null;
                 for query in &c.queries {
-                    let addresses: Vec<Address> = query
-                        .addresses
-                        .iter()
-                        .filter_map(|a| a.parse().ok())
-                        .collect();
-                    let mut filter = Filter::new()
+                    let filter = crate::domain::triggers::filter_of(query)
                         .from_block(latest.saturating_sub(EVENT_LOOKBACK))
                         .to_block(latest);
-                    if !addresses.is_empty() {
-                        filter = filter.address(addresses);
-                    }
-                    for (i, topic) in query.topics.iter().enumerate().take(4) {
-                        if let Ok(t) = topic.parse::<B256>() {
-                            filter = match i {
-                                0 => filter.event_signature(t),
-                                1 => filter.topic1(t),
-                                2 => filter.topic2(t),
-                                _ => filter.topic3(t),
-                            };
-                        }
-                    }
-                    let logs = chain
-                        .provider
-                        .get_logs(&filter)
-                        .await
-                        .map_err(|e| e.to_string())?;
+                    let logs = chain.logs(&filter).await.map_err(|e| e.to_string())?;
                     if let Some(log) = logs.last() {
                         found = json!({
                             "blockNumber": log.block_number,

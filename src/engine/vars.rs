@@ -14,7 +14,7 @@ use serde_json::{Map, Value, json};
 
 use events::execution::Firing;
 use events::task::TaskDefinition;
-use projections::secrets::{SecretRow, owner_prefix};
+
 use projections::tasks::TaskRow;
 
 use crate::address::checksum;
@@ -84,9 +84,11 @@ pub fn secrets(
 ) -> Result<Map<String, Value>, String> {
     let mut user = Map::new();
     let mut scoped = Map::new();
-    for guard in store.views.secrets.prefix(owner_prefix(owner)) {
-        let (_, value) = guard.into_inner().map_err(|e| e.to_string())?;
-        let row: SecretRow = serde_json::from_slice(&value).map_err(|e| e.to_string())?;
+    for row in store
+        .views
+        .owner_secrets(owner)
+        .map_err(|e| e.to_string())?
+    {
         let visible =
             row.scope.workflow_id.is_empty() || Some(row.scope.workflow_id.as_str()) == workflow;
         if !visible {

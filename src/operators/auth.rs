@@ -15,7 +15,9 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use alloy::primitives::Address;
-use tonic::{Request, Status};
+use tonic::Request;
+
+use super::OperatorError;
 
 use attest::{HEADER_ADDRESS, HEADER_NONCE, HEADER_SIGNATURE, HEADER_TIMESTAMP};
 
@@ -34,19 +36,19 @@ impl std::fmt::Debug for RequestAuth {
     }
 }
 
-fn refuse(reason: &'static str, status: Status) -> Status {
+fn refuse(reason: &'static str, error: OperatorError) -> OperatorError {
     metrics::counter!("operator_requests_refused_total", "reason" => reason).increment(1);
-    status
+    error
 }
 
-fn header<'r, T>(request: &'r Request<T>, name: &str) -> Result<&'r str, Status> {
+fn header<'r, T>(request: &'r Request<T>, name: &str) -> Result<&'r str, OperatorError> {
     request
         .metadata()
         .get(name)
         .ok_or_else(|| {
             refuse(
                 "unsigned",
-                Status::unauthenticated(format!(
+                OperatorError::Unauthenticated(format!(
                     "operator requests are signed: the {name} metadata is missing"
                 )),
             )
@@ -55,7 +57,7 @@ fn header<'r, T>(request: &'r Request<T>, name: &str) -> Result<&'r str, Status>
         .map_err(|_| {
             refuse(
                 "malformed",
-                Status::unauthenticated(format!("the {name} metadata is not text")),
+                OperatorError::Unauthenticated(format!("the {name} metadata is not text")),
             )
         })
 }
@@ -77,24 +79,26 @@ impl RequestAuth {
         method: &str,
         request: &Request<T>,
         known: impl Fn(Address) -> bool,
-    ) -> Result<Address, Status> {
+    ) -> Result<Address, OperatorError> {
         let address: Address = header(request, HEADER_ADDRESS)?.parse().map_err(|_| {
             refuse(
                 "malformed",
-                Status::unauthenticated("x-operator-address is not an address"),
+                OperatorError::Unauthenticated("x-operator-address is not an address".into()),
             )
         })?;
         let timestamp: u64 = header(request, HEADER_TIMESTAMP)?.parse().map_err(|_| {
             refuse(
                 "malformed",
-                Status::unauthenticated("x-operator-timestamp is not milliseconds"),
+                OperatorError::Unauthenticated("x-operator-timestamp is not milliseconds".into()),
             )
         })?;
         let nonce = header(request, HEADER_NONCE)?;
         if nonce.len() < 16 || nonce.len() > 128 || !nonce.bytes().all(|b| b.is_ascii_hexdigit()) {
             return Err(refuse(
                 "malformed",
-                Status::unauthenticated("x-operator-nonce must be 16 to 128 hex digits"),
+                OperatorError::Unauthenticated(
+                    "x-operator-nonce must be 16 to 128 hex digits".into(),
+                ),
             ));
         }
         let signature = header(request, HEADER_SIGNATURE)?;
@@ -103,7 +107,7 @@ impl RequestAuth {
         if timestamp.abs_diff(now) > window {
             return Err(refuse(
                 "stale",
-                Status::unauthenticated(format!(
+                OperatorError::Unauthenticated(format!(
                     "the request was signed {} ms away from the aggregator's clock; the window is {window} ms",
                     timestamp.abs_diff(now)
                 )),
@@ -112,8 +116,8 @@ impl RequestAuth {
         if timestamp < self.started {
             return Err(refuse(
                 "stale",
-                Status::unauthenticated(
-                    "the request was signed before the aggregator started; sign it again",
+                OperatorError::Unauthenticated(
+                    "the request was signed before the aggregator started; sign it again".into(),
                 ),
             ));
         }
@@ -125,19 +129,19 @@ impl RequestAuth {
             &request.get_ref().encode_to_vec(),
         );
         let signer = attest::request_signer(&text, signature)
-            .map_err(|e| refuse("bad_signature", Status::unauthenticated(e.0)))?;
+            .map_err(|e| refuse("bad_signature", OperatorError::Unauthenticated(e.0)))?;
         if signer != address {
             return Err(refuse(
                 "bad_signature",
-                Status::unauthenticated(
-                    "the request's signature does not match x-operator-address",
+                OperatorError::Unauthenticated(
+                    "the request's signature does not match x-operator-address".into(),
                 ),
             ));
         }
         if !known(address) {
             return Err(refuse(
                 "unknown_operator",
-                Status::permission_denied(format!("{address:#x} is not a registered operator")),
+                OperatorError::NotMember(format!("{address:#x} is not a registered operator")),
             ));
         }
         let mut seen = self.seen.lock().unwrap_or_else(|p| p.into_inner());
@@ -150,7 +154,9 @@ impl RequestAuth {
         {
             return Err(refuse(
                 "replayed",
-                Status::unauthenticated("this request was already received (replayed nonce)"),
+                OperatorError::Unauthenticated(
+                    "this request was already received (replayed nonce)".into(),
+                ),
             ));
         }
         Ok(address)

@@ -7,15 +7,18 @@
 //!   hashing, recorded as events), pushed messages and their acknowledgements;
 //! - `attestations`: signed reports of firings, aggregated until a quorum agrees, then fired;
 //! - `verifier`: the reports' BLS signatures, checked in batches;
-//! - `overload`: event triggers that match too much.
+//! - `overload`: event triggers that match too much;
+//! - `error`: why a request is refused (`OperatorError`, mapped to statuses by `rpc::error`).
 //!
 //! The cryptography itself is in the `attest` crate, shared with the operator and `replay`.
 
 pub mod attestations;
 pub mod auth;
+pub mod error;
 pub mod overload;
 pub mod pool;
 pub mod registry;
 pub mod verifier;
 
+pub use error::{OperatorError, OperatorResult};
 pub use pool::Pool;

@@ -5,23 +5,18 @@
 //! disable a user's task. The reports are events (`TriggerOverloadReported`); the operators learn
 //! of the disable through their streams.
 
-use std::collections::BTreeSet;
-
 use alloy::primitives::Address;
-use alloy::providers::Provider;
-use events::event::{TaskDisabled, TriggerOverloadReported};
+use events::event::TriggerOverloadReported;
 use events::task::TriggerConfig;
-use events::{Command, Event, Expected};
-use tonic::Status;
+use events::{Command, Expected};
 
 use super::pool::Pool;
+use super::{OperatorError, OperatorResult};
 use crate::app::App;
-use crate::operator::watch;
-use crate::pb;
-use crate::rpc::error;
-
-/// The cap of an event query that sets none (the operator's default too).
-pub const DEFAULT_EVENTS_PER_BLOCK: u32 = 100;
+use crate::domain::attestation::Quorum;
+use crate::domain::overload::Overload;
+use crate::domain::triggers::{self, DEFAULT_EVENTS_PER_BLOCK};
+use crate::domain::{self, DomainError};
 
 /// Whether the aggregator's own reading of `block` confirms the overload: some query of the task
 /// matches (filters and conditions, as the operators apply them) more logs than its cap. `None`
@@ -37,14 +32,13 @@ async fn confirmed_on_chain(app: &App, task_id: &str, block: u64) -> anyhow::Res
         return Ok(None);
     };
     for query in &config.queries {
-        let filter = watch::filter_of(query).from_block(block).to_block(block);
-        let abi = watch::abi_event(query);
+        let filter = triggers::filter_of(query).from_block(block).to_block(block);
+        let abi = triggers::abi_event(query);
         let hits = chain
-            .provider
-            .get_logs(&filter)
+            .logs(&filter)
             .await?
             .iter()
-            .filter(|log| watch::conditions_hold(query, abi.as_ref(), log))
+            .filter(|log| triggers::conditions_hold(query, abi.as_ref(), log))
             .count();
         let cap = query
             .max_events_per_block
@@ -56,57 +50,53 @@ async fn confirmed_on_chain(app: &App, task_id: &str, block: u64) -> anyhow::Res
     Ok(Some(false))
 }
 
+/// `ReportEventOverload` from an authenticated operator: recorded, then the task disabled when
+/// a quorum or the chain confirms it. Returns whether the task is disabled for an overload.
 pub async fn report(
     app: &App,
     pool: &Pool,
     operator: Address,
-    alert: &pb::EventOverloadAlert,
-) -> Result<pb::EventOverloadResponse, Status> {
-    let task_id = alert.task_id.trim();
-    let now = u64::try_from(crate::clock::now_ms_i64()).unwrap_or(0);
-    let Some(row) = app.store.views.task(task_id).map_err(error::storage)? else {
-        return Err(Status::not_found("task not found"));
+    task_id: &str,
+    overload: Overload,
+) -> OperatorResult<bool> {
+    let task_id = task_id.trim();
+    let Some(row) = app.store.views.task(task_id)? else {
+        return Err(DomainError::task_not_found().into());
     };
     let (assigned, total) = pool
         .assignment(task_id)
-        .map_err(|e| Status::internal(e.to_string()))?;
+        .map_err(|e| OperatorError::Internal(e.to_string()))?;
     if !assigned.contains_key(&operator) {
-        return Err(Status::permission_denied(format!(
-            "operator {operator:#x} is not assigned to task {task_id}"
-        )));
+        return Err(OperatorError::NotAssigned {
+            operator,
+            task_id: task_id.to_owned(),
+        });
     }
     let stream = events::stream::overload(task_id);
     let report = TriggerOverloadReported {
         task_id: task_id.to_owned(),
         operator: format!("{operator:#x}"),
-        block_number: alert.block_number,
-        events_detected: alert.events_detected,
-        safety_limit: alert.safety_limit,
-        query_index: alert.query_index.clone(),
+        block_number: overload.block_number,
+        events_detected: overload.events_detected,
+        safety_limit: overload.safety_limit,
+        query_index: overload.query_index.clone(),
     };
     let command = Command::new(format!("{operator:#x}"), events::now_ms()).append(
         stream.clone(),
         Expected::Any,
         [report.into()],
     );
-    app.append(command).await.map_err(error::storage)?;
+    app.append(command).await?;
 
-    // Who reported this block, by weight.
-    let mut reporters = BTreeSet::new();
-    for envelope in app.store.log.read_stream(&stream).map_err(error::storage)? {
-        if let Event::TriggerOverloadReported(r) = &envelope.event
-            && r.block_number == alert.block_number
-            && let Ok(address) = r.operator.parse::<Address>()
-        {
-            reporters.insert(address);
-        }
-    }
-    let weight: u64 = reporters.iter().filter_map(|a| assigned.get(a)).sum();
+    let history = app.store.log.read_stream(&stream)?;
+    let weight = domain::overload::reported_weight(&history, overload.block_number, &assigned);
     let (numerator, denominator) = pool.quorum();
-    let quorum = total > 0
-        && u128::from(weight) * u128::from(denominator)
-            >= u128::from(total) * u128::from(numerator);
-    let confirmed_on_chain = match confirmed_on_chain(app, task_id, alert.block_number).await {
+    let quorum = Quorum {
+        numerator,
+        denominator,
+    }
+    .reached(weight, total);
+    let confirmed_on_chain = match confirmed_on_chain(app, task_id, overload.block_number).await {
         Ok(Some(confirmed)) => confirmed,
         Ok(None) => false,
         Err(e) => {
@@ -114,37 +104,15 @@ pub async fn report(
             false
         }
     };
-    let mut disabled = row.status == projections::tasks::Status::Disabled
-        && row.disabled_reason.starts_with("overload");
-    if (quorum || confirmed_on_chain) && row.status == projections::tasks::Status::Active {
-        let reason = format!(
-            "overload: {} events in block {}, more than the cap of {}",
-            alert.events_detected, alert.block_number, alert.safety_limit
-        );
+    let mut disabled = domain::overload::disabled_by_overload(&row);
+    if let Some(event) = domain::overload::disable(&row, &overload, quorum || confirmed_on_chain) {
         let command = Command::new("system", events::now_ms()).append(
             events::stream::task(task_id),
             Expected::Exactly(row.version),
-            [TaskDisabled {
-                task_id: task_id.to_owned(),
-                reason,
-            }
-            .into()],
+            [event],
         );
-        disabled = app
-            .try_append(command)
-            .await
-            .map_err(error::storage)?
-            .is_some()
-            || disabled;
+        disabled = app.try_append(command).await?.is_some() || disabled;
         pool.nudge();
     }
-    Ok(pb::EventOverloadResponse {
-        task_cancelled: disabled,
-        message: if disabled {
-            "the task is disabled: its trigger matched more events per block than its cap".into()
-        } else {
-            "recorded; a quorum of the assigned operators (or the aggregator's own count) must confirm it".into()
-        },
-        timestamp: now,
-    })
+    Ok(disabled)
 }

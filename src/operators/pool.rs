@@ -4,6 +4,7 @@
 //! operators (`operators.per_task`, default min(3, operators)) among those that can watch its
 //! trigger type and are connected, or gone for less than the grace period, chosen by rendezvous
 //! hashing (highest `sha256(task ‖ operator)`), so operators joining or leaving move few tasks.
+//! The rules are `domain::assignment`; this file keeps the connections and the I/O.
 //! Assignments are events (`OperatorAssigned` / `OperatorUnassigned` on `assign:<task>`), so they
 //! survive a restart.
 //!
@@ -20,38 +21,18 @@ use std::time::{Duration, Instant};
 
 use alloy::primitives::Address;
 use blst::min_pk::PublicKey;
-use events::event::{OperatorAssigned, OperatorUnassigned};
-use events::task::TriggerKind;
 use events::{Command, Expected};
-use projections::tasks::{Status as TaskStatus, TaskRow};
+use projections::tasks::TaskRow;
 use serde::Serialize;
-use sha2::{Digest, Sha256};
 use tokio::sync::{Notify, mpsc, watch};
 use tokio::task::JoinHandle;
 
 use super::verifier::Verifier;
 use crate::config::OperatorsConfig;
+pub use crate::domain::assignment::Capabilities;
+use crate::domain::assignment::{self, Presence, Stop, choose, watched};
 use crate::pb;
 use crate::store::Store;
-
-/// What an operator can watch (from its `SyncMessagesReq`).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
-pub struct Capabilities {
-    pub events: bool,
-    pub blocks: bool,
-    pub time: bool,
-}
-
-impl Capabilities {
-    fn can_watch(self, kind: TriggerKind) -> bool {
-        match kind {
-            TriggerKind::Block => self.blocks,
-            TriggerKind::Event => self.events,
-            TriggerKind::FixedTime | TriggerKind::Cron => self.time,
-            TriggerKind::Manual => false,
-        }
-    }
-}
 
 /// Liveness an operator reports with `Ping`.
 #[derive(Debug, Clone, Default, Serialize)]
@@ -147,42 +128,6 @@ struct Tracking {
     k: usize,
 }
 
-/// Whether operators watch a task: active (or running) with a non-manual trigger.
-fn watched(row: &TaskRow) -> bool {
-    row.status == TaskStatus::Active && row.trigger_kind.is_some_and(|k| k != TriggerKind::Manual)
-}
-
-/// The `k` operators a task goes to: the highest rendezvous hashes among the eligible ones able
-/// to watch its trigger. While nobody is, it keeps what it has (no flapping on a restart before
-/// the operators reconnect).
-fn choose(
-    row: &TaskRow,
-    eligible: &[(Address, Capabilities)],
-    k: usize,
-    had: &BTreeSet<Address>,
-) -> BTreeSet<Address> {
-    let Some(kind) = row.trigger_kind else {
-        return BTreeSet::new();
-    };
-    let mut candidates: Vec<&(Address, Capabilities)> =
-        eligible.iter().filter(|(_, c)| c.can_watch(kind)).collect();
-    candidates.sort_by_key(|(a, _)| std::cmp::Reverse(rendezvous(&row.id, a)));
-    let chosen: BTreeSet<Address> = candidates.iter().take(k).map(|(a, _)| *a).collect();
-    if chosen.is_empty() {
-        had.clone()
-    } else {
-        chosen
-    }
-}
-
-fn rendezvous(task_id: &str, operator: &Address) -> [u8; 32] {
-    Sha256::new()
-        .chain_update(task_id.as_bytes())
-        .chain_update(operator.as_slice())
-        .finalize()
-        .into()
-}
-
 impl Pool {
     /// A pool of the registered operators (from the projection).
     pub fn new(store: Store, config: OperatorsConfig) -> anyhow::Result<Arc<Self>> {
@@ -220,14 +165,7 @@ impl Pool {
                             weight: row.weight,
                             public_key,
                             connection: None,
-                            // Until it connects, a member keeps its assignments for the grace
-                            // period as if it could watch anything: after a restart the first
-                            // operator back must not take every task alone.
-                            capabilities: Capabilities {
-                                events: true,
-                                blocks: true,
-                                time: true,
-                            },
+                            capabilities: Capabilities::ANY,
                             gone_since: Some(Instant::now()),
                             liveness: Liveness::default(),
                         },
@@ -437,7 +375,7 @@ impl Pool {
                 tokio::task::yield_now().await;
             }
             let header = events::decode_header_at(id, &value)?;
-            if let Some(task) = header.stream.strip_prefix("task:") {
+            if let Some(task) = events::stream::task_id_of(&header.stream) {
                 changed.insert(task.to_owned());
             }
             t.cursor = Some(id);
@@ -461,20 +399,21 @@ impl Pool {
     /// The operators that may be given tasks: connected, or gone for less than the grace period.
     fn eligible(&self) -> (Vec<(Address, Capabilities)>, usize) {
         let members = self.members.lock().unwrap_or_else(|p| p.into_inner());
-        let grace = self.config.reassign_grace;
-        let eligible = members
-            .iter()
-            .filter(|(_, m)| {
-                m.connection.is_some() || m.gone_since.is_some_and(|g| g.elapsed() < grace)
-            })
-            .map(|(a, m)| (*a, m.capabilities))
-            .collect();
-        let k = if self.config.per_task == 0 {
-            members.len().min(3)
-        } else {
-            self.config.per_task
-        };
-        (eligible, k)
+        let presence = members.iter().map(|(a, m)| {
+            (
+                a,
+                Presence {
+                    connected: m.connection.is_some(),
+                    gone_since: m.gone_since,
+                    capabilities: m.capabilities,
+                },
+            )
+        });
+        let eligible = assignment::eligible(presence, self.config.reassign_grace, Instant::now());
+        (
+            eligible,
+            assignment::per_task(self.config.per_task, members.len()),
+        )
     }
 
     /// One reconciliation: assignments, then messages. A pass costs what changed since the last
@@ -520,31 +459,7 @@ impl Pool {
             if wanted == had {
                 continue;
             }
-            let reason = if t.tasks.contains_key(task) {
-                "reassigned"
-            } else {
-                "the task stopped"
-            };
-            let mut events: Vec<events::Event> = Vec::new();
-            for operator in wanted.difference(&had) {
-                events.push(
-                    OperatorAssigned {
-                        task_id: task.clone(),
-                        operator: format!("{operator:#x}"),
-                    }
-                    .into(),
-                );
-            }
-            for operator in had.difference(&wanted) {
-                events.push(
-                    OperatorUnassigned {
-                        task_id: task.clone(),
-                        operator: format!("{operator:#x}"),
-                        reason: reason.into(),
-                    }
-                    .into(),
-                );
-            }
+            let events = assignment::changes(task, &had, &wanted, t.tasks.contains_key(task));
             let command = Command::new("system", events::now_ms()).append(
                 events::stream::assignment(task),
                 Expected::Any,
@@ -595,13 +510,10 @@ impl Pool {
                     }
                 } else if !mine && watching {
                     // Stopped, or moved to another operator.
-                    let op = match self.store.views.task(task)? {
-                        None => pb::MessageOp::DeleteTask,
-                        Some(row) => match row.status {
-                            TaskStatus::Completed => pb::MessageOp::CompletedTask,
-                            TaskStatus::Active => pb::MessageOp::DeleteTask,
-                            _ => pb::MessageOp::DisableTask,
-                        },
+                    let op = match assignment::stop(self.store.views.task(task)?.as_ref()) {
+                        Stop::Delete => pb::MessageOp::DeleteTask,
+                        Stop::Complete => pb::MessageOp::CompletedTask,
+                        Stop::Disable => pb::MessageOp::DisableTask,
                     };
                     let message = pb::SyncMessagesResp {
                         id: String::new(),
@@ -616,10 +528,10 @@ impl Pool {
                 }
             }
             // What was not acknowledged in time goes again.
-            let timeout = self.config.ack_timeout;
+            let (timeout, now) = (self.config.ack_timeout, Instant::now());
             for told in connection.told.values_mut() {
-                if !told.acked && told.sent_at.elapsed() > timeout {
-                    told.sent_at = Instant::now();
+                if !told.acked && assignment::due_again(told.sent_at, now, timeout) {
+                    told.sent_at = now;
                     let _ = connection.sender.try_send(Ok(told.message.clone()));
                     metrics::counter!("operator_messages_resent_total").increment(1);
                 }

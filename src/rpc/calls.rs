@@ -1,6 +1,7 @@
 //! Who is calling: the `authkey` header checked into a `Caller` (signature, issuer, chain,
 //! expiry, revocation), and the per-caller rate limits.
 
+use alloy::primitives::Address;
 use tonic::{Request, Status};
 
 use crate::address::lower;
@@ -31,6 +32,14 @@ pub fn caller<T>(app: &App, request: &Request<T>) -> Result<Caller, Status> {
         return Err(error::rate_limited("this caller"));
     }
     Ok(caller)
+}
+
+/// The caller's address (its token's subject, lower-case hex).
+pub fn owner_address(caller: &Caller) -> Result<Address, Status> {
+    caller
+        .owner
+        .parse()
+        .map_err(|e| error::internal("the caller's address does not parse", e))
 }
 
 /// `caller`, for methods that change something: read-only API keys are refused.

@@ -1,12 +1,24 @@
 //! Every failure becomes a gRPC status here, once: the code says what kind of failure, the message
-//! what is wrong, and the contract's `ErrorCode`, where one applies, travels in the `x-error-code`
-//! metadata entry. Internal errors are logged with their detail and answered with a generic message.
+//! what is wrong, and the contract's `ErrorCode` travels in the `x-error-code` metadata entry
+//! (`ERROR_CODE_UNSPECIFIED` where the contract has none for it).
+//!
+//! Internal errors (a corrupt row, a failed seal) and upstream errors (the chain node; its
+//! errors can print the node's URL, which often embeds a provider key) are logged in full and
+//! answered with a fixed message: no internal or upstream text reaches a client.
+//!
+//! `clippy.toml` disallows `tonic::Status`'s constructors everywhere else, so that this stays
+//! the one map: a handler that needs a new kind of failure adds it here.
+
+use std::fmt::Display;
 
 use tonic::{Code, Status};
 
 use crate::app::AppError;
 use crate::auth::AuthError;
+use crate::domain::firing::Refusal;
 use crate::domain::{self, DomainError};
+use crate::engine::FireError;
+use crate::operators::OperatorError;
 use crate::pb::ErrorCode;
 
 /// The contract's error code of a domain code.
@@ -54,8 +66,10 @@ pub fn bounded(mut message: String) -> String {
     message
 }
 
-fn with_code(code: Code, message: String, error_code: ErrorCode) -> Status {
-    let mut status = Status::new(code, bounded(message));
+/// The one place a status is made.
+#[expect(clippy::disallowed_methods, reason = "the one error map")]
+fn with_code(code: Code, message: impl Into<String>, error_code: ErrorCode) -> Status {
+    let mut status = Status::new(code, bounded(message.into()));
     if let Ok(value) = error_code.as_str_name().parse() {
         status.metadata_mut().insert("x-error-code", value);
     }
@@ -90,12 +104,6 @@ impl From<AppError> for Status {
     }
 }
 
-impl From<AppError> for Failure {
-    fn from(e: AppError) -> Self {
-        Self(e.into())
-    }
-}
-
 impl From<AuthError> for Status {
     fn from(e: AuthError) -> Self {
         with_code(
@@ -110,19 +118,13 @@ impl From<AuthError> for Status {
 /// poisoned store is UNAVAILABLE too; anything else is INTERNAL. Details go to the log only.
 pub fn storage(e: events::Error) -> Status {
     match e {
-        events::Error::Conflict { .. } => {
-            Status::unavailable("the resource changed concurrently; retry the call")
-        }
-        events::Error::StreamClosed { .. } => with_code(
-            Code::NotFound,
-            "task not found".into(),
-            ErrorCode::TaskNotFound,
-        ),
+        events::Error::Conflict { .. } => contended("resource"),
+        events::Error::StreamClosed { .. } => DomainError::task_not_found().into(),
         events::Error::Poisoned(reason) => {
             tracing::error!(%reason, "store poisoned");
             with_code(
                 Code::Unavailable,
-                "the store refuses writes after a storage failure; the operator must restart the aggregator".into(),
+                "the store refuses writes after a storage failure; the operator must restart the aggregator",
                 ErrorCode::StorageUnavailable,
             )
         }
@@ -130,41 +132,62 @@ pub fn storage(e: events::Error) -> Status {
             tracing::error!(error = %other, "storage error");
             with_code(
                 Code::Internal,
-                "internal storage error".into(),
+                "internal storage error",
                 ErrorCode::StorageReadError,
             )
         }
     }
 }
 
-/// A handler's failure on its way to a status, for code generic over the error type (the
-/// store's decide-and-append): a store error goes through `storage`, anything else is already
-/// a status.
-#[derive(Debug)]
-pub struct Failure(pub Status);
-
-impl From<events::Error> for Failure {
-    fn from(e: events::Error) -> Self {
-        Self(storage(e))
-    }
+/// A decision overtaken by concurrent commands every time it was made again: the client
+/// retries.
+pub fn contended(what: &str) -> Status {
+    with_code(
+        Code::Unavailable,
+        format!("the {what} changed concurrently; retry the call"),
+        ErrorCode::StorageWriteError,
+    )
 }
 
-impl From<Status> for Failure {
-    fn from(status: Status) -> Self {
-        Self(status)
-    }
+/// Something on our side failed: `detail` is logged, the client reads only `what` (our own
+/// fixed words).
+pub fn internal(what: &'static str, detail: impl Display) -> Status {
+    tracing::error!(what, detail = %detail, "internal error");
+    with_code(
+        Code::Internal,
+        format!("internal error: {what}"),
+        ErrorCode::Unspecified,
+    )
 }
 
-impl From<DomainError> for Failure {
-    fn from(e: DomainError) -> Self {
-        Self(e.into())
-    }
+/// The chain node did not answer `what`: the detail (which can name the node's URL) is logged,
+/// the client is told to retry.
+pub fn upstream(what: &'static str, detail: impl Display) -> Status {
+    tracing::warn!(what, detail = %detail, "chain request failed");
+    with_code(
+        Code::Unavailable,
+        format!("{what} failed: the chain node did not answer; retry later"),
+        ErrorCode::RpcNodeError,
+    )
 }
 
-impl From<Failure> for Status {
-    fn from(failure: Failure) -> Self {
-        failure.0
-    }
+/// What this deployment cannot do (a chain connection it lacks).
+pub fn unconfigured(message: impl Into<String>) -> Status {
+    with_code(Code::FailedPrecondition, message, ErrorCode::Unspecified)
+}
+
+/// A simulation that could not run (its trigger could not be read, its secrets opened...).
+pub fn simulation(message: String) -> Status {
+    with_code(
+        Code::FailedPrecondition,
+        message,
+        ErrorCode::SimulationError,
+    )
+}
+
+/// A method of the contract this aggregator does not serve yet.
+pub fn unimplemented(message: &'static str) -> Status {
+    with_code(Code::Unimplemented, message, ErrorCode::Unspecified)
 }
 
 pub fn rate_limited(what: &str) -> Status {
@@ -178,9 +201,109 @@ pub fn rate_limited(what: &str) -> Status {
 pub fn read_only() -> Status {
     with_code(
         Code::PermissionDenied,
-        "this API key is read-only: it cannot change anything".into(),
+        "this API key is read-only: it cannot change anything",
         ErrorCode::Forbidden,
     )
+}
+
+/// A firing the rules refused: FAILED_PRECONDITION with the refusal's sentence (NOT_FOUND for a
+/// task that is not there).
+pub fn refused(refusal: Refusal) -> Status {
+    let error_code = match refusal {
+        Refusal::NotFound => return DomainError::task_not_found().into(),
+        Refusal::Cancelled => wire_code(domain::Code::TaskAlreadyCancelled),
+        Refusal::Expired | Refusal::Exhausted => ErrorCode::TaskAlreadyCompleted,
+        Refusal::Disabled | Refusal::NotStarted | Refusal::Failed => ErrorCode::Unspecified,
+    };
+    with_code(Code::FailedPrecondition, refusal.message(), error_code)
+}
+
+impl From<FireError> for Status {
+    fn from(e: FireError) -> Self {
+        match e {
+            FireError::Refused(refusal) => refused(refusal),
+            FireError::Storage(e) => storage(e),
+            FireError::Invalid(why) => DomainError::invalid(why).into(),
+            FireError::Contended => contended("task"),
+        }
+    }
+}
+
+impl From<OperatorError> for Status {
+    fn from(e: OperatorError) -> Self {
+        let message = e.to_string();
+        match e {
+            OperatorError::Refused(e) => e.into(),
+            OperatorError::Malformed(_) => {
+                with_code(Code::InvalidArgument, message, ErrorCode::InvalidRequest)
+            }
+            OperatorError::Unauthenticated(_) | OperatorError::BadSignature(_) => {
+                with_code(Code::Unauthenticated, message, ErrorCode::InvalidSignature)
+            }
+            OperatorError::NotMember(_) | OperatorError::NotAssigned { .. } => {
+                with_code(Code::PermissionDenied, message, ErrorCode::Forbidden)
+            }
+            OperatorError::Contended => with_code(
+                Code::Unavailable,
+                "reports of this firing keep arriving concurrently; report again",
+                ErrorCode::StorageWriteError,
+            ),
+            OperatorError::Storage(e) => storage(e),
+            OperatorError::Internal(detail) => internal("the operators' service", detail),
+        }
+    }
+}
+
+/// Why a cosignature request is refused.
+#[derive(Debug)]
+pub enum CosignRefusal {
+    /// The caller is not in the operator set.
+    NotMember,
+    /// No checkpoint of this many leaves was issued.
+    NoCheckpoint(u64),
+    /// The caller names another root, or a size past the checkpoint.
+    Mismatch(String),
+    /// The checkpoint store's answer: a bad cosignature or proof is the caller's fault; anything
+    /// else is ours (logged, not sent).
+    Store(tlog::Error),
+    /// The cosigning task stopped.
+    Stopped(String),
+}
+
+impl From<tlog::Error> for CosignRefusal {
+    fn from(e: tlog::Error) -> Self {
+        Self::Store(e)
+    }
+}
+
+impl From<CosignRefusal> for Status {
+    fn from(refusal: CosignRefusal) -> Self {
+        match refusal {
+            CosignRefusal::NotMember => with_code(
+                Code::PermissionDenied,
+                "not a registered operator",
+                ErrorCode::Forbidden,
+            ),
+            CosignRefusal::NoCheckpoint(size) => with_code(
+                Code::NotFound,
+                format!("no checkpoint of {size} leaves was issued"),
+                ErrorCode::InvalidRequest,
+            ),
+            CosignRefusal::Mismatch(message) => {
+                with_code(Code::FailedPrecondition, message, ErrorCode::InvalidRequest)
+            }
+            CosignRefusal::Store(tlog::Error::Cosignature(m)) => with_code(
+                Code::InvalidArgument,
+                format!("the cosignature does not verify: {m}"),
+                ErrorCode::InvalidSignature,
+            ),
+            CosignRefusal::Store(tlog::Error::Proof(m)) => {
+                with_code(Code::InvalidArgument, m, ErrorCode::InvalidRequest)
+            }
+            CosignRefusal::Store(other) => internal("the checkpoint store failed", other),
+            CosignRefusal::Stopped(detail) => internal("the cosigning task failed", detail),
+        }
+    }
 }
 
 #[cfg(test)]
@@ -195,5 +318,57 @@ mod tests {
         assert!(status.message().ends_with("(cut)"));
         let short = Status::from(DomainError::invalid("fine"));
         assert_eq!(short.message(), "fine");
+    }
+
+    const DETAIL: &str = "error sending request for url (https://mainnet.example.io/v3/SECRETKEY)";
+
+    fn error_code(status: &Status) -> Option<&str> {
+        status
+            .metadata()
+            .get("x-error-code")
+            .and_then(|v| v.to_str().ok())
+    }
+
+    #[test]
+    fn internal_and_upstream_detail_is_logged_not_sent() {
+        for status in [
+            internal("sealing the secret failed", DETAIL),
+            upstream("reading the EntryPoint nonce", DETAIL),
+            OperatorError::Internal(DETAIL.into()).into(),
+            storage(events::Error::Corrupt(DETAIL.into())),
+        ] {
+            assert!(!status.message().contains("SECRETKEY"), "{status:?}");
+            assert!(!status.message().contains("https://"), "{status:?}");
+        }
+        let status = upstream("reading the EntryPoint nonce", DETAIL);
+        assert_eq!(status.code(), Code::Unavailable);
+        assert_eq!(error_code(&status), Some("RPC_NODE_ERROR"));
+    }
+
+    #[test]
+    fn every_status_of_the_map_carries_its_error_code() {
+        let statuses: Vec<Status> = vec![
+            DomainError::task_not_found().into(),
+            AuthError("expired".into()).into(),
+            storage(events::Error::Conflict {
+                stream: "task:x".into(),
+                expected: events::Expected::Exactly(1),
+                actual: 2,
+            }),
+            contended("task"),
+            unconfigured("configure ethereum.rpc_url"),
+            unimplemented("not yet"),
+            rate_limited("this caller"),
+            read_only(),
+            refused(Refusal::Disabled),
+            refused(Refusal::Cancelled),
+            FireError::Contended.into(),
+            OperatorError::Contended.into(),
+            OperatorError::Malformed("x".into()).into(),
+            simulation("no chain".into()),
+        ];
+        for status in statuses {
+            assert!(error_code(&status).is_some(), "{status:?}");
+        }
     }
 }

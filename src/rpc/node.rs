@@ -9,11 +9,16 @@ use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status};
 
 use crate::app::SharedApp;
+use crate::clock::now_ms_i64;
+use crate::domain::overload::Overload;
+use crate::operators::attestations::{Outcome, Reported};
 use crate::operators::auth::RequestAuth;
 use crate::operators::pool::{Capabilities, Liveness};
-use crate::operators::{Pool, attestations, overload};
+use crate::operators::{OperatorError, Pool, attestations, overload};
 use crate::pb;
+use crate::pb::convert;
 use crate::pb::google::protobuf::BoolValue;
+use crate::rpc::error::CosignRefusal;
 
 #[derive(Clone)]
 pub struct NodeApi {
@@ -57,9 +62,10 @@ impl NodeApi {
             })?;
         let claimed = claimed.trim();
         if !claimed.is_empty() && claimed.parse::<Address>().ok() != Some(operator) {
-            return Err(Status::permission_denied(format!(
+            return Err(OperatorError::NotMember(format!(
                 "the request names operator {claimed} but is signed by {operator:#x}"
-            )));
+            ))
+            .into());
         }
         Ok(operator)
     }
@@ -74,6 +80,27 @@ fn now() -> (u64, prost_types::Timestamp) {
             nanos: i32::try_from((ms % 1000) * 1_000_000).unwrap_or(0),
         },
     )
+}
+
+/// The reply to a report.
+fn notified(outcome: &Outcome) -> pb::NotifyTriggersResp {
+    let task = outcome.task.as_ref();
+    pb::NotifyTriggersResp {
+        updated_at: Some(prost_types::Timestamp {
+            seconds: now_ms_i64() / 1000,
+            nanos: 0,
+        }),
+        remaining_executions: task.map_or(0, |r| {
+            if r.max_execution == 0 {
+                -1
+            } else {
+                r.max_execution - r.execution_count
+            }
+        }),
+        task_still_enabled: task.is_some_and(|r| r.status == projections::tasks::Status::Active),
+        status: outcome.status.into(),
+        message: outcome.message.clone(),
+    }
 }
 
 #[tonic::async_trait]
@@ -167,9 +194,17 @@ impl pb::node_server::Node for NodeApi {
     ) -> Result<Response<pb::NotifyTriggersResp>, Status> {
         let claimed = request.get_ref().address.clone();
         let operator = self.operator("NotifyTriggers", &request, &claimed)?;
-        attestations::notify(&self.app, self.pool(), operator, request.get_ref())
-            .await
-            .map(Response::new)
+        let req = request.into_inner();
+        let (kind, output) = convert::reported_output(&req)?;
+        let reported = Reported {
+            task_id: req.task_id,
+            trigger_request_id: req.trigger_request_id,
+            kind,
+            output,
+            bls_signature: req.bls_signature,
+        };
+        let outcome = attestations::notify(&self.app, self.pool(), operator, reported).await?;
+        Ok(Response::new(notified(&outcome)))
     }
 
     async fn report_event_overload(
@@ -178,9 +213,25 @@ impl pb::node_server::Node for NodeApi {
     ) -> Result<Response<pb::EventOverloadResponse>, Status> {
         let claimed = request.get_ref().operator_address.clone();
         let operator = self.operator("ReportEventOverload", &request, &claimed)?;
-        overload::report(&self.app, self.pool(), operator, request.get_ref())
-            .await
-            .map(Response::new)
+        let alert = request.into_inner();
+        let overload = Overload {
+            block_number: alert.block_number,
+            events_detected: alert.events_detected,
+            safety_limit: alert.safety_limit,
+            query_index: alert.query_index,
+        };
+        let disabled =
+            overload::report(&self.app, self.pool(), operator, &alert.task_id, overload).await?;
+        Ok(Response::new(pb::EventOverloadResponse {
+            task_cancelled: disabled,
+            message: if disabled {
+                "the task is disabled: its trigger matched more events per block than its cap"
+                    .into()
+            } else {
+                "recorded; a quorum of the assigned operators (or the aggregator's own count) must confirm it".into()
+            },
+            timestamp: u64::try_from(now_ms_i64()).unwrap_or(0),
+        }))
     }
 
     async fn cosign_checkpoint(
@@ -191,7 +242,7 @@ impl pb::node_server::Node for NodeApi {
         let key = self
             .pool()
             .public_key(operator)
-            .ok_or_else(|| Status::permission_denied("not a registered operator"))?;
+            .ok_or(CosignRefusal::NotMember)?;
         let (weights, required) = self.pool().cosign_quorum();
         let req = request.into_inner();
         let app = self.app.clone();
@@ -199,28 +250,23 @@ impl pb::node_server::Node for NodeApi {
             let transparency = &app.transparency;
             let stored = transparency
                 .store()
-                .checkpoint(req.size)
-                .map_err(cosign_error)?
-                .ok_or_else(|| {
-                    Status::not_found(format!("no checkpoint of {} leaves was issued", req.size))
-                })?;
-            let (_, _, root) = tlog::checkpoint::read_unverified(&stored).map_err(cosign_error)?;
+                .checkpoint(req.size)?
+                .ok_or(CosignRefusal::NoCheckpoint(req.size))?;
+            let (_, _, root) = tlog::checkpoint::read_unverified(&stored)?;
             if root.to_string() != req.root {
-                return Err(Status::failed_precondition(format!(
+                return Err(CosignRefusal::Mismatch(format!(
                     "the checkpoint of {} leaves has root {root}, not {}",
                     req.size, req.root
                 )));
             }
             if req.bls_signature.is_empty() {
                 if req.signed_size > req.size {
-                    return Err(Status::invalid_argument(format!(
+                    return Err(CosignRefusal::Mismatch(format!(
                         "signed_size {} is past the checkpoint's {} leaves",
                         req.signed_size, req.size
                     )));
                 }
-                let proof = transparency
-                    .consistency(req.signed_size, req.size)
-                    .map_err(cosign_error)?;
+                let proof = transparency.consistency(req.signed_size, req.size)?;
                 return Ok(pb::CosignCheckpointResp {
                     accepted: false,
                     message: format!(
@@ -230,9 +276,14 @@ impl pb::node_server::Node for NodeApi {
                     consistency_proof: proof.iter().map(|h| h.0.to_vec()).collect(),
                 });
             }
-            let outcome = transparency
-                .cosign(req.size, operator, &key, &req.bls_signature, &weights, required)
-                .map_err(cosign_error)?;
+            let outcome = transparency.cosign(
+                req.size,
+                operator,
+                &key,
+                &req.bls_signature,
+                &weights,
+                required,
+            )?;
             Ok(pb::CosignCheckpointResp {
                 accepted: true,
                 message: match outcome {
@@ -247,23 +298,9 @@ impl pb::node_server::Node for NodeApi {
             })
         })
         .await
-        .map_err(|e| Status::internal(format!("the cosigning task failed: {e}")))??;
+        .map_err(|e| CosignRefusal::Stopped(e.to_string()))??;
         metrics::counter!("operator_cosignatures_total", "accepted" => answer.accepted.to_string())
             .increment(1);
         Ok(Response::new(answer))
-    }
-}
-
-/// A bad cosignature is the caller's fault; storage failures are ours (logged, not sent).
-fn cosign_error(e: tlog::Error) -> Status {
-    match e {
-        tlog::Error::Cosignature(m) => {
-            Status::invalid_argument(format!("the cosignature does not verify: {m}"))
-        }
-        tlog::Error::Proof(m) => Status::invalid_argument(m),
-        other => {
-            tracing::error!(error = %other, "cosigning a checkpoint");
-            Status::internal("the checkpoint store failed")
-        }
     }
 }

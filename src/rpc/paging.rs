@@ -13,6 +13,7 @@
 
 use tonic::Status;
 
+use crate::domain::DomainError;
 use crate::pb;
 
 pub const DEFAULT_LIMIT: usize = 10;
@@ -40,7 +41,7 @@ pub fn request(
 ) -> Result<PageRequest, Status> {
     let check = |c: &str| {
         if ulid_cursors && ulid::Ulid::from_string(c).is_err() {
-            Err(Status::invalid_argument(format!(
+            Err(DomainError::invalid(format!(
                 "invalid cursor {c:?}: pass a page_info cursor back unchanged"
             )))
         } else {
@@ -51,10 +52,10 @@ pub fn request(
         (true, true) => Cursor::First,
         (true, false) => Cursor::After(check(after)?),
         (false, true) => Cursor::Before(check(before)?),
-        (false, false) => return Err(Status::invalid_argument("set before or after, not both")),
+        (false, false) => return Err(DomainError::invalid("set before or after, not both").into()),
     };
     if limit < 0 {
-        return Err(Status::invalid_argument("limit must not be negative"));
+        return Err(DomainError::invalid("limit must not be negative").into());
     }
     let limit = match usize::try_from(limit).unwrap_or(MAX_LIMIT) {
         0 => DEFAULT_LIMIT,

@@ -680,3 +680,91 @@ async fn secrets_never_leave_a_run_in_clear() -> anyhow::Result<()> {
     }
     Ok(())
 }
+
+/// Sends bytes as they are, to see what the server makes of a message that is not protobuf.
+#[derive(Debug, Clone, Default)]
+struct RawCodec;
+
+impl tonic::codec::Codec for RawCodec {
+    type Encode = Vec<u8>;
+    type Decode = Vec<u8>;
+    type Encoder = RawCodec;
+    type Decoder = RawCodec;
+    fn encoder(&mut self) -> Self::Encoder {
+        RawCodec
+    }
+    fn decoder(&mut self) -> Self::Decoder {
+        RawCodec
+    }
+}
+
+impl tonic::codec::Encoder for RawCodec {
+    type Item = Vec<u8>;
+    type Error = tonic::Status;
+    fn encode(
+        &mut self,
+        item: Vec<u8>,
+        buf: &mut tonic::codec::EncodeBuf<'_>,
+    ) -> Result<(), tonic::Status> {
+        prost::bytes::BufMut::put_slice(buf, &item);
+        Ok(())
+    }
+}
+
+impl tonic::codec::Decoder for RawCodec {
+    type Item = Vec<u8>;
+    type Error = tonic::Status;
+    fn decode(
+        &mut self,
+        buf: &mut tonic::codec::DecodeBuf<'_>,
+    ) -> Result<Option<Vec<u8>>, tonic::Status> {
+        let bytes = prost::bytes::Buf::copy_to_bytes(buf, prost::bytes::Buf::remaining(buf));
+        Ok(Some(bytes.to_vec()))
+    }
+}
+
+/// A request that is not protobuf is the caller's mistake (INVALID_ARGUMENT, with its error
+/// code), not the server's (INTERNAL); the server goes on serving.
+#[tokio::test]
+async fn a_malformed_message_is_an_invalid_argument() -> anyhow::Result<()> {
+    let server = TestServer::start().await?;
+    let user = User::sign_in(&mut server.client().await?).await?;
+    let channel = Channel::from_shared(server.grpc_url())?.connect().await?;
+    for (method, bytes) in [
+        // field 1 (the id) says 127 bytes follow; none do
+        ("/aggregator.Aggregator/GetTask", vec![0x0a, 0x7f]),
+        // a varint that never ends
+        ("/aggregator.Aggregator/ListTasks", vec![0x08; 12]),
+        ("/aggregator.Node/Ping", vec![0x0a, 0x7f]),
+    ] {
+        let mut grpc = tonic::client::Grpc::new(channel.clone());
+        grpc.ready().await?;
+        let status = grpc
+            .unary(
+                user.req(bytes),
+                tonic::codegen::http::uri::PathAndQuery::from_static(method),
+                RawCodec,
+            )
+            .await
+            .expect_err("bytes that are not a message are refused");
+        assert_eq!(
+            status.code(),
+            tonic::Code::InvalidArgument,
+            "{method}: {status:?}"
+        );
+        assert!(
+            status
+                .message()
+                .starts_with("the message is not valid protobuf"),
+            "{status:?}"
+        );
+        assert_eq!(
+            status
+                .metadata()
+                .get("x-error-code")
+                .and_then(|v| v.to_str().ok()),
+            Some("INVALID_REQUEST")
+        );
+    }
+    others_still_write(&server).await
+}

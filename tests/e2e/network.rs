@@ -8,18 +8,61 @@ use std::process::Stdio;
 use std::time::Duration;
 
 use aggregator::config::{Config, OperatorMember};
-use aggregator::operator::client::{Client, registration};
-use aggregator::operator::config::{CapabilitiesConfig, Ethereum, OperatorConfig};
 use aggregator::pb;
 use alloy::primitives::Address;
 use alloy::providers::Provider;
 use alloy::signers::local::PrivateKeySigner;
 use anyhow::Context;
 use events::Envelope;
+use operator::client::{Client, registration};
+use operator::config::{CapabilitiesConfig, Ethereum, OperatorConfig};
 use tokio::process::{Child, Command};
 
 use crate::anvil::{CHAIN_ID, Chain};
 use crate::support::{TestServer, User, random_u64};
+
+/// The `operator` binary of this build. It is another package's, so Cargo does not build it for
+/// this test target (`CARGO_BIN_EXE_*` names this package's binaries only): the first call
+/// builds it with the Cargo, the profile and the target directory that built this test, which
+/// is a no-op when it is fresh (as after `cargo test --workspace`) and keeps it from being stale
+/// after `cargo test --test e2e`. `OPERATOR_BIN` names another binary instead.
+fn operator_binary() -> anyhow::Result<PathBuf> {
+    static BUILT: std::sync::OnceLock<Result<PathBuf, String>> = std::sync::OnceLock::new();
+    BUILT
+        .get_or_init(|| {
+            if let Some(path) = std::env::var_os("OPERATOR_BIN") {
+                return Ok(PathBuf::from(path));
+            }
+            // <target>/<profile>/deps/e2e-<hash>
+            let exe = std::env::current_exe().map_err(|e| e.to_string())?;
+            let profile_dir = exe
+                .parent()
+                .and_then(|deps| deps.parent())
+                .ok_or("the test binary is not in a Cargo target directory")?;
+            let target = profile_dir
+                .parent()
+                .ok_or("the test binary is not in a Cargo target directory")?;
+            let profile = match profile_dir.file_name().and_then(|n| n.to_str()) {
+                Some("debug") => "dev",
+                Some(other) => other,
+                None => "dev",
+            };
+            let status = std::process::Command::new(env!("CARGO"))
+                .args(["build", "--quiet", "-p", "operator", "--bin", "operator"])
+                .args(["--profile", profile])
+                .arg("--target-dir")
+                .arg(target)
+                .current_dir(env!("CARGO_MANIFEST_DIR"))
+                .status()
+                .map_err(|e| format!("running cargo to build the operator: {e}"))?;
+            if !status.success() {
+                return Err(format!("building the operator binary failed: {status}"));
+            }
+            Ok(profile_dir.join(format!("operator{}", std::env::consts::EXE_SUFFIX)))
+        })
+        .clone()
+        .map_err(anyhow::Error::msg)
+}
 
 /// An operator's keys.
 #[derive(Clone)]
@@ -159,7 +202,7 @@ impl Network {
             .create(true)
             .append(true)
             .open(&log)?;
-        let child = Command::new(env!("CARGO_BIN_EXE_operator"))
+        let child = Command::new(operator_binary()?)
             .args(["run", "--config"])
             .arg(&path)
             .env("RUST_LOG", "info")

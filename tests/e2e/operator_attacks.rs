@@ -3,11 +3,11 @@
 //! for tasks an operator does not watch; and what honest operators that disagree, or report an
 //! overload alone, can and cannot do.
 
-use aggregator::operator::client::Client;
 use aggregator::pb;
 use aggregator::pb::node_client::NodeClient;
 use events::Event;
 use events::task::TriggerKind;
+use operator::client::Client;
 use tonic::Code;
 
 use crate::network::{Keys, Network, block_trigger, trigger, watched_task};

@@ -5,12 +5,12 @@
 
 use std::time::Duration;
 
-use aggregator::operator::client::Client;
 use aggregator::pb;
 use aggregator::pb::convert::value_from_json;
 use alloy::primitives::{Address, U256};
 use alloy::providers::Provider;
 use alloy::sol_types::SolValue;
+use operator::client::Client;
 
 use crate::network::{Network, block_trigger, trigger, watched_task};
 

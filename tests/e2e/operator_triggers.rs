@@ -247,7 +247,7 @@ async fn cron_and_fixed_time_triggers_fire_on_time() -> anyhow::Result<()> {
     slots.sort_unstable();
     let distinct: BTreeSet<i64> = slots.iter().copied().collect();
     assert_eq!(distinct.len(), slots.len(), "a slot ran twice: {slots:?}");
-    let anchor = aggregator::operator::watch::created_ms(&cron);
+    let anchor = operator::watch::created_ms(&cron);
     for (slot, run) in slots.iter().zip(&runs) {
         assert_eq!(
             (slot - anchor) % 2_000,

@@ -4,8 +4,8 @@
 use events::execution::{OutputKind, Step, StepOutput};
 use projections::executions::{ExecutionRow, RunStatus};
 
-use super::value::value_from_json;
 use crate::pb;
+use protocol::convert::value_from_json;
 
 pub fn execution_status(status: RunStatus) -> pb::ExecutionStatus {
     match status {

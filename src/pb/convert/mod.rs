@@ -1,9 +1,8 @@
 //! Conversions between the wire types (prost) and the domain's, beside the generated types, one
 //! file per concept with both directions side by side:
 //!
-//! - `value`: `google.protobuf.Value` ⇄ JSON;
-//! - `method_call`: the three prost `MethodCall`s ⇄ `MethodCall`, one mapping;
-//! - `trigger`: triggers, and the trigger outputs of reports and `TriggerTask`;
+//! - values, `MethodCall`s, triggers and trigger outputs: `protocol::convert` (the operator
+//!   process needs them too), re-exported here with their refusals as `DomainError`s;
 //! - `node`: nodes (every config, the loop's runners) and edges;
 //! - `task`: the definition a `CreateTaskReq` submits, a task as the API answers it;
 //! - `execution`: executions, steps and their outputs.
@@ -15,22 +14,58 @@
 //! node whose oneof member carries no `config` message comes back with an empty one.
 
 mod execution;
-mod method_call;
 mod node;
 mod task;
-mod trigger;
-mod value;
+
+use std::collections::{BTreeMap, HashMap};
+
+use events::task::{Trigger, TriggerKind};
+use serde_json::Value as Json;
 
 pub use execution::{
     execution_status, execution_to_pb, output_to_pb, ran_steps_to_pb, skipped_to_pb, step_to_pb,
 };
-pub use method_call::{WireMethodCall, method_calls_from_pb, method_calls_to_pb};
 pub use node::{edge_from_pb, edge_to_pb, node_from_pb, node_to_pb};
-pub use task::{definition_from_create, task_status, task_to_pb};
-pub use trigger::{
-    report_output, reported_output, requested_firing, trigger_from_pb, trigger_to_pb,
+pub use protocol::convert::{
+    WireMethodCall, method_calls_from_pb, method_calls_to_pb, report_output, trigger_to_pb,
+    value_from_json, values_from_json_map,
 };
-pub use value::{json_from_value, json_map_from_values, value_from_json, values_from_json_map};
+pub use task::{definition_from_create, task_status, task_to_pb};
+
+use crate::domain::DomainError;
+use crate::pb;
+
+/// `protocol::convert::json_from_value`, refusing with a `DomainError`.
+pub fn json_from_value(value: &prost_types::Value) -> Result<Json, DomainError> {
+    Ok(protocol::convert::json_from_value(value)?)
+}
+
+/// `protocol::convert::json_map_from_values`, refusing with a `DomainError`.
+pub fn json_map_from_values(
+    values: &HashMap<String, prost_types::Value>,
+) -> Result<BTreeMap<String, Json>, DomainError> {
+    Ok(protocol::convert::json_map_from_values(values)?)
+}
+
+/// `protocol::convert::trigger_from_pb`, refusing with a `DomainError`.
+pub fn trigger_from_pb(trigger: &pb::TaskTrigger) -> Result<Trigger, DomainError> {
+    Ok(protocol::convert::trigger_from_pb(trigger)?)
+}
+
+/// `protocol::convert::reported_output`, refusing with a `DomainError`.
+pub fn reported_output(
+    req: &pb::NotifyTriggersReq,
+) -> Result<(TriggerKind, Option<Json>), DomainError> {
+    Ok(protocol::convert::reported_output(req)?)
+}
+
+/// `protocol::convert::requested_firing`, refusing with a `DomainError`.
+pub fn requested_firing(
+    req: &pb::TriggerTaskReq,
+    task_kind: Option<TriggerKind>,
+) -> Result<(TriggerKind, Option<Json>), DomainError> {
+    Ok(protocol::convert::requested_firing(req, task_kind)?)
+}
 
 #[cfg(test)]
 mod tests;

@@ -3,10 +3,10 @@
 
 use events::task::*;
 
-use super::method_call::{method_calls_from_pb, method_calls_to_pb};
-use super::value::{json_list, opt_json, sorted, unsorted, value_from_json};
 use crate::domain::DomainError;
 use crate::pb;
+use protocol::convert::{json_list, opt_json, sorted, unsorted, value_from_json};
+use protocol::convert::{method_calls_from_pb, method_calls_to_pb};
 
 fn eth_transfer_from(n: &pb::EthTransferNode) -> EthTransferConfig {
     let c = n.config.clone().unwrap_or_default();

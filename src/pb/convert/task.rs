@@ -5,8 +5,8 @@ use events::task::TaskDefinition;
 use projections::tasks::{Status, TaskRow};
 
 use super::node::{edge_from_pb, edge_to_pb, node_from_pb, node_to_pb};
-use super::trigger::{trigger_from_pb, trigger_to_pb};
-use super::value::{json_map_from_values, values_from_json_map};
+use super::{json_map_from_values, values_from_json_map};
+use super::{trigger_from_pb, trigger_to_pb};
 use crate::address::checksum;
 use crate::domain::{Code, DomainError};
 use crate::pb;

@@ -6,8 +6,7 @@ use projections::executions::{self as views_exec, DAY_MS, DayStats, ExecutionRow
 use sha2::{Digest, Sha256};
 use tonic::{Request, Status};
 
-use crate::domain::firing::Refusal;
-use crate::engine::{FireError, FireRequest};
+use crate::engine::FireRequest;
 
 use crate::app::App;
 use crate::clock::now_ms;
@@ -21,15 +20,11 @@ use crate::rpc::{calls, error};
 /// task is "not found", as for every other method.
 fn tasks_of(app: &App, owner: &str, requested: &[String]) -> Result<Vec<String>, Status> {
     if requested.is_empty() {
-        let prefix = format!("u:{owner}:");
-        let mut ids = Vec::new();
-        for guard in app.store.views.tasks.prefix(prefix.as_bytes()) {
-            let key = guard.key().map_err(|e| error::storage(e.into()))?;
-            if let Some((_, id)) = String::from_utf8_lossy(&key).rsplit_once(':') {
-                ids.push(id.to_owned());
-            }
-        }
-        return Ok(ids);
+        return app
+            .store
+            .views
+            .owner_task_ids(owner)
+            .map_err(error::storage);
     }
     requested
         .iter()
@@ -151,7 +146,7 @@ pub async fn get_execution_stats(
     let caller = calls::caller(app, &request)?;
     let req = request.into_inner();
     let days = match req.days {
-        d if d < 0 => return Err(Status::invalid_argument("days must not be negative")),
+        d if d < 0 => return Err(DomainError::invalid("days must not be negative").into()),
         0 => 7,
         d => u64::try_from(d).unwrap_or(u64::MAX).min(3650),
     };
@@ -159,20 +154,15 @@ pub async fn get_execution_stats(
     let first_day = today.saturating_sub(days - 1);
     let mut sum = DayStats::default();
     for task_id in tasks_of(app, &caller.owner, &req.workflow_ids)? {
-        let prefix = views_exec::day_prefix(&task_id);
-        let from = views_exec::day_key(&task_id, first_day);
-        for guard in app.store.views.executions.range(from..) {
-            let (key, value) = guard.into_inner().map_err(|e| error::storage(e.into()))?;
-            if !key.starts_with(&prefix) {
-                break;
-            }
-            let day: DayStats = serde_json::from_slice(&value)
-                .map_err(|e| Status::internal(format!("corrupt stats row: {e}")))?;
-            sum.total += day.total;
-            sum.succeeded += day.succeeded;
-            sum.failed += day.failed;
-            sum.total_ms += day.total_ms;
-        }
+        let day = app
+            .store
+            .views
+            .day_stats(&task_id, first_day)
+            .map_err(error::storage)?;
+        sum.total += day.total;
+        sum.succeeded += day.succeeded;
+        sum.failed += day.failed;
+        sum.total_ms += day.total_ms;
     }
     let count = |n: u64| i64::try_from(n).unwrap_or(i64::MAX);
     Ok(pb::GetExecutionStatsResp {
@@ -185,19 +175,6 @@ pub async fn get_execution_stats(
             sum.total_ms as f64 / sum.total as f64
         },
     })
-}
-
-/// A refused or failed firing, as clients see it.
-pub fn fire_status(e: FireError) -> Status {
-    match e {
-        FireError::Refused(Refusal::NotFound) => DomainError::task_not_found().into(),
-        FireError::Refused(refusal) => Status::failed_precondition(refusal.message()),
-        FireError::Storage(e) => error::storage(e),
-        FireError::Invalid(why) => DomainError::invalid(why).into(),
-        FireError::Contended => {
-            Status::unavailable("the task changed concurrently; retry the call")
-        }
-    }
 }
 
 /// The response for a run, finished or not.
@@ -229,7 +206,7 @@ pub async fn trigger_task(
         .get("idempotency-key")
         .map(|v| v.to_str().map(str::to_owned))
         .transpose()
-        .map_err(|_| Status::invalid_argument("the idempotency-key header is not text"))?;
+        .map_err(|_| DomainError::invalid("the idempotency-key header is not text"))?;
     let req = request.into_inner();
     let task = app.owned_task(&caller.owner, req.task_id.trim())?;
     let (kind, output) = convert::requested_firing(&req, task.trigger_kind)?;
@@ -237,9 +214,7 @@ pub async fn trigger_task(
     let (dedup_key, window_ms) = match header.filter(|h| !h.trim().is_empty()) {
         Some(key) => {
             if key.len() > app.config.limits.max_name_bytes {
-                return Err(Status::invalid_argument(
-                    "the idempotency-key header is too long",
-                ));
+                return Err(DomainError::invalid("the idempotency-key header is too long").into());
             }
             (
                 format!("client:{}:{}:{}", caller.owner, task.id, key.trim()),
@@ -270,8 +245,7 @@ pub async fn trigger_task(
             },
             window_ms,
         })
-        .await
-        .map_err(fire_status)?;
+        .await?;
     let execution_id = fired.execution_id().to_owned();
     let row = if req.is_blocking {
         app.engine
@@ -286,7 +260,12 @@ pub async fn trigger_task(
             .map_err(error::storage)?
         {
             Some(row) => row,
-            None => return Err(Status::internal("the queued execution is missing")),
+            None => {
+                return Err(error::internal(
+                    "the queued execution is missing",
+                    &execution_id,
+                ));
+            }
         }
     };
     Ok(trigger_response(&task.id, &row))

@@ -8,7 +8,7 @@ use tonic::{Request, Status};
 use crate::app::App;
 use crate::auth::Caller;
 use crate::clock::now_ms_i64;
-use crate::domain::task;
+use crate::domain::{Code, DomainError, task};
 use crate::pb;
 use crate::pb::convert;
 use crate::rpc::{calls, error};
@@ -43,10 +43,12 @@ pub async fn run_trigger(
     let caller = calls::writer(app, &request)?;
     may_run(app, &caller)?;
     let req = request.into_inner();
-    let trigger = req
-        .trigger
-        .as_ref()
-        .ok_or_else(|| Status::invalid_argument("the request has no trigger"))?;
+    let trigger = req.trigger.as_ref().ok_or_else(|| {
+        DomainError::Invalid(
+            "the request has no trigger".into(),
+            Code::MissingRequiredField,
+        )
+    })?;
     let trigger = convert::trigger_from_pb(trigger)?;
     let mut lenient = trigger.clone();
     if lenient.name.is_empty() {
@@ -125,10 +127,9 @@ pub async fn run_node_with_inputs(
     let caller = calls::writer(app, &request)?;
     may_run(app, &caller)?;
     let req = request.into_inner();
-    let node = req
-        .node
-        .as_ref()
-        .ok_or_else(|| Status::invalid_argument("the request has no node"))?;
+    let node = req.node.as_ref().ok_or_else(|| {
+        DomainError::Invalid("the request has no node".into(), Code::MissingRequiredField)
+    })?;
     let mut node = convert::node_from_pb(node)?;
     if node.id.is_empty() {
         node.id = "node".into();
@@ -149,11 +150,12 @@ pub async fn run_node_with_inputs(
             ..Default::default()
         });
     }
-    let kind = node
-        .config
-        .as_ref()
-        .map(|c| c.kind())
-        .ok_or_else(|| Status::invalid_argument("the node has no configuration"))?;
+    let kind = node.config.as_ref().map(|c| c.kind()).ok_or_else(|| {
+        DomainError::Invalid(
+            "the node has no configuration".into(),
+            Code::MissingRequiredField,
+        )
+    })?;
     let input = convert::json_map_from_values(&req.input_variables)?;
     Ok(
         match app.engine.run_node_full(&caller.owner, &node, &input).await {
@@ -224,7 +226,7 @@ pub async fn simulate_task(
         .engine
         .simulate(&caller.owner, &definition)
         .await
-        .map_err(Status::failed_precondition)?;
+        .map_err(error::simulation)?;
     Ok(pb::Execution {
         id: "simulation".into(),
         start_at: started,
@@ -253,7 +255,7 @@ pub async fn get_token_metadata(
         .token_directory
         .lookup(app.chain.as_ref(), address)
         .await
-        .map_err(Status::unavailable)?;
+        .map_err(|e| error::upstream("reading the token's metadata", e))?;
     Ok(match found {
         Some((metadata, source)) => pb::GetTokenMetadataResp {
             token: Some(pb::TokenMetadata {

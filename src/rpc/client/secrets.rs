@@ -7,16 +7,18 @@
 
 use events::Command;
 use events::event::SecretScope;
-use projections::secrets::{SecretRow, owner_prefix};
+use projections::secrets::SecretRow;
 use tonic::{Request, Status};
 
 use crate::app::App;
+use crate::app::AppError;
 use crate::auth::Caller;
 use crate::clock::{now_ms, now_ms_i64};
+use crate::domain::DomainResult;
 use crate::domain::secrets as rules;
 use crate::pb;
 use crate::rpc::calls;
-use crate::rpc::error::{self, Failure};
+use crate::rpc::error;
 use crate::rpc::paging::{self, Order};
 use crate::store::{Decision, Settled};
 
@@ -50,15 +52,7 @@ fn stream_of(scope: &SecretScope) -> String {
 }
 
 fn owners_secrets(app: &App, owner: &str) -> Result<Vec<SecretRow>, Status> {
-    let mut rows = Vec::new();
-    for guard in app.store.views.secrets.prefix(owner_prefix(owner)) {
-        let (_, value) = guard.into_inner().map_err(|e| error::storage(e.into()))?;
-        rows.push(
-            serde_json::from_slice(&value)
-                .map_err(|e| Status::internal(format!("corrupt secret row: {e}")))?,
-        );
-    }
-    Ok(rows)
+    app.store.views.owner_secrets(owner).map_err(error::storage)
 }
 
 /// Decides on the current row and appends against the stream's version
@@ -67,13 +61,13 @@ async fn change(
     app: &App,
     caller: &Caller,
     scope: &SecretScope,
-    decide: impl Fn(Option<&SecretRow>) -> Result<events::Event, Status>,
+    decide: impl Fn(Option<&SecretRow>) -> DomainResult<events::Event>,
 ) -> Result<(), Status> {
     let stream = stream_of(scope);
     let settled = app
         .store
         .decide_and_append(
-            |store| Ok::<_, Failure>(store.at_version(&stream, |views| views.secret(scope))?),
+            |store| Ok::<_, AppError>(store.at_version(&stream, |views| views.secret(scope))?),
             |loaded| {
                 let event = decide(loaded.state.as_ref())?;
                 let command = Command::new(caller.owner.clone(), now_ms()).append(
@@ -87,9 +81,7 @@ async fn change(
         .await?;
     match settled {
         Settled::Unchanged(()) | Settled::Appended((), _) => Ok(()),
-        Settled::Contended => Err(Status::unavailable(
-            "the secret changed concurrently; retry the call",
-        )),
+        Settled::Contended => Err(error::contended("secret")),
     }
 }
 
@@ -104,7 +96,7 @@ pub async fn create_secret(
     let ciphertext = app
         .secret_box
         .seal(&stream_of(&scope), req.secret.as_bytes())
-        .map_err(|e| Status::internal(e.to_string()))?;
+        .map_err(|e| error::internal("sealing the secret failed", e))?;
     let count = owners_secrets(app, &caller.owner)?.len() as u64;
     let limit = app.config.limits.secrets_per_owner;
     let existed = app
@@ -114,13 +106,7 @@ pub async fn create_secret(
         .map_err(error::storage)?
         .is_some();
     change(app, &caller, &scope, |existing| {
-        Ok(rules::create(
-            existing,
-            count,
-            limit,
-            scope.clone(),
-            ciphertext.clone(),
-        )?)
+        rules::create(existing, count, limit, scope.clone(), ciphertext.clone())
     })
     .await?;
     Ok(pb::CreateSecretResp {
@@ -149,9 +135,9 @@ pub async fn update_secret(
     let ciphertext = app
         .secret_box
         .seal(&stream_of(&scope), req.secret.as_bytes())
-        .map_err(|e| Status::internal(e.to_string()))?;
+        .map_err(|e| error::internal("sealing the secret failed", e))?;
     change(app, &caller, &scope, |existing| {
-        Ok(rules::update(existing, scope.clone(), ciphertext.clone())?)
+        rules::update(existing, scope.clone(), ciphertext.clone())
     })
     .await?;
     Ok(pb::UpdateSecretResp {
@@ -181,7 +167,7 @@ pub async fn delete_secret(
         }
     }
     change(app, &caller, &scope, |existing| {
-        Ok(rules::delete(existing, scope.clone())?)
+        rules::delete(existing, scope.clone())
     })
     .await?;
     Ok(pb::DeleteSecretResp {

@@ -12,6 +12,7 @@ use crate::app::{App, VERSION};
 use crate::auth::signin::{self, Policy, SignIn};
 use crate::auth::{AuthError, Role};
 use crate::clock::now_ms;
+use crate::domain::DomainError;
 use crate::pb;
 use crate::rpc::{calls, error};
 
@@ -65,9 +66,10 @@ pub async fn get_key(app: &App, request: Request<pb::GetKeyReq>) -> Result<pb::K
             return Err(AuthError("this API key has been revoked".into()).into());
         }
         if key.role == Role::ReadOnly && key.subject != signin.wallet {
-            return Err(Status::permission_denied(
-                "a read-only API key signs in only as its own subject",
-            ));
+            return Err(DomainError::PermissionDenied(
+                "a read-only API key signs in only as its own subject".into(),
+            )
+            .into());
         }
         let key_expiry = UNIX_EPOCH + Duration::from_secs(key.expires_at);
         (key.role, Some(jti), signin.expire_at.min(key_expiry))
@@ -103,22 +105,22 @@ pub async fn revoke_api_key(
 ) -> Result<pb::RevokeApiKeyResp, Status> {
     let caller = calls::writer(app, &request)?;
     if !caller.is_admin() {
-        return Err(Status::permission_denied(
-            "revoking API keys needs an admin API key",
-        ));
+        return Err(DomainError::PermissionDenied(
+            "revoking API keys needs an admin API key".into(),
+        )
+        .into());
     }
     let pb::RevokeApiKeyReq { key, jti } = request.into_inner();
-    let jti = match (key.trim(), jti.trim()) {
-        ("", "") => return Err(Status::invalid_argument("give the API key or its jti")),
-        (key, "") => app.tokens.verify(key)?.api_key_id.ok_or_else(|| {
-            Status::invalid_argument("that token is a session token, not an API key")
-        })?,
-        (_, jti) => jti.to_owned(),
-    };
+    let jti =
+        match (key.trim(), jti.trim()) {
+            ("", "") => return Err(DomainError::invalid("give the API key or its jti").into()),
+            (key, "") => app.tokens.verify(key)?.api_key_id.ok_or_else(|| {
+                DomainError::invalid("that token is a session token, not an API key")
+            })?,
+            (_, jti) => jti.to_owned(),
+        };
     if !crate::auth::token::is_key_id(&jti) {
-        return Err(Status::invalid_argument(format!(
-            "{jti:?} is not an API key id"
-        )));
+        return Err(DomainError::invalid(format!("{jti:?} is not an API key id")).into());
     }
     let revoked_at = i64::try_from(now_ms()).unwrap_or(i64::MAX);
     if !app.store.views.is_revoked(&jti).map_err(error::storage)? {

@@ -2,15 +2,13 @@
 
 use std::collections::BTreeSet;
 
-use alloy::primitives::Address;
-use events::event::TaskCreated;
 use events::{Command, Expected};
 use projections::tasks::TaskRow;
 use sha2::{Digest, Sha256};
 use tonic::{Code, Request, Status};
 
 use crate::address::lower;
-use crate::app::App;
+use crate::app::{App, AppError};
 use crate::clock::{now_ms, now_ms_i64};
 use crate::domain::{DomainError, task};
 use crate::pb;
@@ -30,75 +28,52 @@ pub async fn create_task(
     let req = request.into_inner();
     let now = now_ms_i64();
 
-    let mut definition = convert::definition_from_create(&req)?;
+    let definition = convert::definition_from_create(&req)?;
     let identity = task::identity(
         &definition.input_variables,
         &req.name,
         &req.smart_wallet_address,
     )?;
-    definition.name = identity.name;
-    task::normalize(&mut definition);
+    let state = task::OwnerState {
+        owns_runner: app
+            .is_owners_wallet(calls::owner_address(&caller)?, identity.runner)
+            .map_err(error::storage)?,
+        owned: owned_task_count(app, &caller.owner)?,
+    };
     // Parsing schedules and ABIs is CPU work: off the async workers, which serve everyone.
-    let limits = app.config.limits.clone();
-    let definition = tokio::task::spawn_blocking(move || {
-        task::validate(&definition, &limits, now).map(|()| definition)
+    let (limits, owner, task_id) = (
+        app.config.limits.clone(),
+        caller.owner.clone(),
+        crate::clock::new_id(),
+    );
+    let created = tokio::task::spawn_blocking(move || {
+        task::create(definition, identity, task_id, &owner, state, &limits, now)
     })
     .await
     .map_err(|e| error::storage(events::Error::Corrupt(format!("validation stopped: {e}"))))??;
-
-    let owner: Address = caller
-        .owner
-        .parse()
-        .map_err(|_| Status::internal("the caller's address does not parse"))?;
-    if !app
-        .is_owners_wallet(owner, identity.runner)
-        .map_err(error::storage)?
-    {
-        return Err(DomainError::Invalid(
-            format!(
-                "the runner {} is not one of your smart wallets: use your salt-0 wallet or register one with GetWallet",
-                identity.runner
-            ),
-            crate::domain::Code::InvalidAddress,
-        )
-        .into());
-    }
-    let owned = owned_task_count(app, &caller.owner)?;
-    if owned >= app.config.limits.tasks_per_owner {
-        return Err(DomainError::QuotaExceeded(format!(
-            "an owner may have at most {} tasks; delete some first",
-            app.config.limits.tasks_per_owner
-        ))
-        .into());
-    }
 
     let digest = Sha256::new()
         .chain_update(caller.owner.as_bytes())
         .chain_update(prost::Message::encode_to_vec(&req))
         .finalize();
-    let task_id = crate::clock::new_id();
     let window =
         u64::try_from(app.config.idempotency.create_window.as_millis()).unwrap_or(u64::MAX);
     let command = Command::new(caller.owner.clone(), now_ms())
         .idempotent(format!("create:{}", hex::encode(digest)), Some(window))
         .append(
-            events::stream::task(&task_id),
+            events::stream::task(&created.task_id),
             Expected::NoStream,
-            [TaskCreated {
-                task_id,
-                owner: caller.owner.clone(),
-                wallet: lower(identity.runner),
-                definition,
-            }
-            .into()],
+            [created.into()],
         );
     let committed = app.append(command).await.map_err(error::storage)?;
     let stream = committed
         .events
         .first()
         .map(|e| e.stream.clone())
-        .ok_or_else(|| Status::internal("the create committed no event"))?;
-    let id = stream.strip_prefix("task:").unwrap_or(&stream).to_owned();
+        .ok_or_else(|| error::internal("the create committed no event", &req.name))?;
+    let id = events::stream::task_id_of(&stream)
+        .unwrap_or(&stream)
+        .to_owned();
     Ok(pb::CreateTaskResp { id })
 }
 
@@ -132,14 +107,12 @@ pub async fn get_task(app: &App, request: Request<pb::IdReq>) -> Result<pb::Task
 fn task_ids(app: &App, owner: &str, wallets: &[String]) -> Result<Vec<String>, Status> {
     let mut ids = BTreeSet::new();
     if wallets.is_empty() {
-        let prefix = format!("u:{owner}:");
-        for guard in app.store.views.tasks.prefix(prefix.as_bytes()) {
-            let key = guard.key().map_err(|e| error::storage(e.into()))?;
-            let key = String::from_utf8_lossy(&key);
-            if let Some((_, id)) = key.rsplit_once(':') {
-                ids.insert(id.to_owned());
-            }
-        }
+        ids.extend(
+            app.store
+                .views
+                .owner_task_ids(owner)
+                .map_err(error::storage)?,
+        );
     } else {
         for wallet in wallets {
             let wallet = crate::address::parse_address("smart_wallet_address", wallet)?;
@@ -195,7 +168,7 @@ async fn change_task(
             |_| {
                 // The row carries the version of the stream it folds.
                 let row = app.owned_task(owner, id)?;
-                Ok::<_, error::Failure>(Loaded {
+                Ok::<_, AppError>(Loaded {
                     version: row.version,
                     state: row,
                 })
@@ -217,9 +190,7 @@ async fn change_task(
     match settled {
         Settled::Unchanged(row) => Ok((row, false)),
         Settled::Appended(row, _) => Ok((row, true)),
-        Settled::Contended => Err(Status::unavailable(
-            "the task changed concurrently; retry the call",
-        )),
+        Settled::Contended => Err(error::contended("task")),
     }
 }
 

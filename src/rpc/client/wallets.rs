@@ -9,14 +9,14 @@ use projections::wallets::WalletRow;
 use tonic::{Request, Status};
 
 use crate::address::lower;
-use crate::app::App;
+use crate::app::{App, AppError};
 use crate::auth::Caller;
 use crate::clock::now_ms;
 use crate::domain::wallets::{self, WalletRequest};
 use crate::domain::{Code, DomainError};
 use crate::pb;
 use crate::rpc::calls;
-use crate::rpc::error::{self, Failure};
+use crate::rpc::error;
 use crate::store::{Decision, Loaded, Settled, Store};
 use crate::wallet::{parse_factory, parse_salt};
 
@@ -28,10 +28,7 @@ struct Named {
 }
 
 async fn resolve(app: &App, caller: &Caller, salt: &str, factory: &str) -> Result<Named, Status> {
-    let owner: Address = caller
-        .owner
-        .parse()
-        .map_err(|_| Status::internal("the caller's address does not parse"))?;
+    let owner = calls::owner_address(caller)?;
     let salt = parse_salt(salt.trim()).map_err(|e| DomainError::invalid(e.to_string()))?;
     let factory = parse_factory(factory.trim())
         .map_err(|e| DomainError::Invalid(e.to_string(), Code::InvalidAddress))?
@@ -41,7 +38,7 @@ async fn resolve(app: &App, caller: &Caller, salt: &str, factory: &str) -> Resul
     } else {
         // Another factory's implementation is unknown offline: ask the factory itself.
         let chain = app.chain.as_ref().ok_or_else(|| {
-            Status::failed_precondition(format!(
+            error::unconfigured(format!(
                 "wallets of factory {factory} need a chain connection (ethereum.rpc_url); without one only the default factory {} is served",
                 app.wallets.factory
             ))
@@ -49,9 +46,7 @@ async fn resolve(app: &App, caller: &Caller, salt: &str, factory: &str) -> Resul
         chain
             .factory_address(factory, owner, salt)
             .await
-            .map_err(|e| {
-                Status::unavailable(format!("reading the factory's getAddress failed: {e}"))
-            })?
+            .map_err(|e| error::upstream("reading the factory's getAddress", e))?
     };
     Ok(Named {
         address,
@@ -212,7 +207,7 @@ pub async fn set_wallet(
         .store
         .decide_and_append(
             |store| {
-                Ok::<_, Failure>(load_wallet(
+                Ok::<_, AppError>(load_wallet(
                     store,
                     &wallet_request.owner,
                     &wallet_request.address,
@@ -232,9 +227,7 @@ pub async fn set_wallet(
     let row = match settled {
         Settled::Unchanged(row) | Settled::Appended(row, _) => row,
         Settled::Contended => {
-            return Err(Status::unavailable(
-                "the wallet changed concurrently; retry the call",
-            ));
+            return Err(error::contended("wallet"));
         }
     };
     response(
@@ -262,10 +255,7 @@ pub async fn list_wallets(
     } else {
         Some(parse_salt(req.salt.trim()).map_err(|e| DomainError::invalid(e.to_string()))?)
     };
-    let owner: Address = caller
-        .owner
-        .parse()
-        .map_err(|_| Status::internal("the caller's address does not parse"))?;
+    let owner = calls::owner_address(&caller)?;
     let default = lower(app.default_wallet(owner));
     let mut rows = registered(app, &caller.owner)?;
     if !rows.iter().any(|r| r.address == default) {
@@ -304,27 +294,23 @@ pub async fn get_nonce(
     let caller = calls::caller(app, &request)?;
     let owner_text = request.into_inner().owner;
     let owner = if owner_text.trim().is_empty() {
-        caller
-            .owner
-            .parse()
-            .map_err(|_| Status::internal("the caller's address does not parse"))?
+        calls::owner_address(&caller)?
     } else {
         crate::address::parse_address("owner", &owner_text)?
     };
     if lower(owner) != caller.owner {
-        return Err(Status::permission_denied(
-            "GetNonce answers for the caller's own wallet only",
-        ));
+        return Err(DomainError::PermissionDenied(
+            "GetNonce answers for the caller's own wallet only".into(),
+        )
+        .into());
     }
     let chain = app.chain.as_ref().ok_or_else(|| {
-        Status::failed_precondition(
-            "GetNonce reads the EntryPoint on chain: configure ethereum.rpc_url",
-        )
+        error::unconfigured("GetNonce reads the EntryPoint on chain: configure ethereum.rpc_url")
     })?;
     let nonce = chain
         .entry_point_nonce(app.wallets.entry_point, app.default_wallet(owner))
         .await
-        .map_err(|e| Status::unavailable(format!("reading the EntryPoint nonce failed: {e}")))?;
+        .map_err(|e| error::upstream("reading the EntryPoint nonce", e))?;
     Ok(pb::NonceResp {
         nonce: nonce.to_string(),
     })
@@ -386,7 +372,7 @@ pub async fn withdraw_funds(
         )
         .map_err(error::storage)?
         .ok_or_else(|| {
-            Status::failed_precondition(
+            error::unconfigured(
                 "WithdrawFunds sends a user operation from the wallet: configure ethereum.rpc_url",
             )
         })?;
@@ -407,10 +393,7 @@ pub async fn withdraw_funds(
                 return Err(DomainError::invalid(e.to_string()).into());
             }
             Err(WithdrawFailure::Chain(detail)) => {
-                tracing::warn!(%detail, "a withdrawal could not read the chain");
-                return Err(Status::unavailable(
-                    "WithdrawFunds failed: the chain node did not answer; retry later",
-                ));
+                return Err(error::upstream("WithdrawFunds", detail));
             }
             Err(WithdrawFailure::Store(e)) => return Err(error::storage(e)),
         };

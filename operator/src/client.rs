@@ -6,8 +6,9 @@ use alloy::signers::local::PrivateKeySigner;
 use blst::min_pk::SecretKey;
 use tonic::transport::Channel;
 
-use crate::pb;
-use crate::pb::node_client::NodeClient;
+use protocol::pb;
+use protocol::pb::node_client::NodeClient;
+use protocol::registration::OperatorMember;
 
 /// A connection to the aggregator's `Node` service with the operator's keys.
 #[derive(Clone)]
@@ -137,7 +138,7 @@ impl Client {
     ) -> anyhow::Result<pb::NotifyTriggersResp> {
         let hash = attest::output_hash(&output)?;
         let digest = attest::firing_digest(self.chain_id, task_id, trigger_request_id, &hash);
-        let trigger_output = crate::pb::convert::report_output(kind, &output);
+        let trigger_output = protocol::convert::report_output(kind, &output);
         let message = pb::NotifyTriggersReq {
             address: format!("{:#x}", self.ecdsa.address()),
             signature: String::new(),
@@ -191,12 +192,12 @@ pub fn registration(
     bls: &SecretKey,
     chain_id: u64,
     weight: u64,
-) -> anyhow::Result<crate::config::OperatorMember> {
+) -> anyhow::Result<OperatorMember> {
     let public_key = bls.sk_to_pk().to_bytes().to_vec();
     let binding = ecdsa.sign_message_sync(
         attest::binding_message(ecdsa.address(), &public_key, chain_id).as_bytes(),
     )?;
-    Ok(crate::config::OperatorMember {
+    Ok(OperatorMember {
         address: format!("{:#x}", ecdsa.address()),
         bls_public_key: format!("0x{}", hex::encode(&public_key)),
         proof_of_possession: format!("0x{}", hex::encode(attest::proof_of_possession(bls))),

@@ -7,12 +7,12 @@ use events::task::{
 };
 use serde_json::Value as Json;
 
+use super::ConvertError;
 use super::method_call::{method_calls_from_pb, method_calls_to_pb};
 use super::value::{json_list, opt_json, sorted, unsorted, value_from_json};
-use crate::domain::DomainError;
 use crate::pb;
 
-pub fn trigger_from_pb(t: &pb::TaskTrigger) -> Result<Trigger, DomainError> {
+pub fn trigger_from_pb(t: &pb::TaskTrigger) -> Result<Trigger, ConvertError> {
     use pb::task_trigger::TriggerType as T;
     let config = match &t.trigger_type {
         None => None,
@@ -59,7 +59,7 @@ pub fn trigger_from_pb(t: &pb::TaskTrigger) -> Result<Trigger, DomainError> {
                             method_calls: method_calls_from_pb(&q.method_calls),
                         })
                     })
-                    .collect::<Result<_, DomainError>>()?,
+                    .collect::<Result<_, ConvertError>>()?,
                 cooldown_seconds: c.cooldown_seconds,
             }))
         }
@@ -136,7 +136,7 @@ pub fn trigger_to_pb(t: &Trigger) -> pb::TaskTrigger {
 /// The trigger kind and output an operator's report carries.
 pub fn reported_output(
     req: &pb::NotifyTriggersReq,
-) -> Result<(TriggerKind, Option<Json>), DomainError> {
+) -> Result<(TriggerKind, Option<Json>), ConvertError> {
     use pb::notify_triggers_req::TriggerOutput as O;
     Ok(match &req.trigger_output {
         Some(O::BlockTrigger(o)) => (TriggerKind::Block, opt_json(&o.data)?),
@@ -144,7 +144,7 @@ pub fn reported_output(
         Some(O::CronTrigger(o)) => (TriggerKind::Cron, opt_json(&o.data)?),
         Some(O::EventTrigger(o)) => (TriggerKind::Event, opt_json(&o.data)?),
         Some(O::ManualTrigger(o)) => (TriggerKind::Manual, opt_json(&o.data)?),
-        None => return Err(DomainError::invalid("the report has no trigger output")),
+        None => return Err(ConvertError("the report has no trigger output".into())),
     })
 }
 
@@ -167,7 +167,7 @@ pub fn report_output(kind: TriggerKind, output: &Json) -> pb::notify_triggers_re
 pub fn requested_firing(
     req: &pb::TriggerTaskReq,
     task_kind: Option<TriggerKind>,
-) -> Result<(TriggerKind, Option<Json>), DomainError> {
+) -> Result<(TriggerKind, Option<Json>), ConvertError> {
     use pb::trigger_task_req::TriggerOutput as O;
     Ok(match &req.trigger_output {
         Some(O::ManualTrigger(o)) => (TriggerKind::Manual, opt_json(&o.data)?),
@@ -179,7 +179,7 @@ pub fn requested_firing(
             let kind = TriggerKind::from_wire_number(req.trigger_type)
                 .or(task_kind)
                 .ok_or_else(|| {
-                    DomainError::invalid("set trigger_type or one of the trigger outputs")
+                    ConvertError("set trigger_type or one of the trigger outputs".into())
                 })?;
             (kind, None)
         }

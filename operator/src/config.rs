@@ -4,6 +4,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use protocol::process::duration_text;
 use serde::{Deserialize, Serialize};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -95,7 +96,7 @@ fn default_cooldown() -> Duration {
 }
 
 fn default_cap() -> u32 {
-    crate::operators::overload::DEFAULT_EVENTS_PER_BLOCK
+    protocol::triggers::DEFAULT_EVENTS_PER_BLOCK
 }
 
 fn default_metrics() -> SocketAddr {
@@ -108,22 +109,6 @@ fn default_ping() -> Duration {
 
 fn default_poll() -> Duration {
     Duration::from_millis(500)
-}
-
-mod duration_text {
-    use std::time::Duration;
-
-    use serde::{Deserialize, Deserializer, Serializer};
-
-    pub fn serialize<S: Serializer>(value: &Duration, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str(&humantime::format_duration(*value).to_string())
-    }
-
-    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
-        let text = String::deserialize(d)?;
-        humantime::parse_duration(&text)
-            .map_err(|e| serde::de::Error::custom(format!("invalid duration {text:?}: {e}")))
-    }
 }
 
 fn key_text(inline: &Option<String>, file: &Option<PathBuf>, what: &str) -> anyhow::Result<String> {

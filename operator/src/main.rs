@@ -8,7 +8,7 @@ use alloy::signers::local::PrivateKeySigner;
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 
-use aggregator::operator::config::OperatorConfig;
+use operator::config::OperatorConfig;
 
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
@@ -47,23 +47,23 @@ fn main() -> anyhow::Result<()> {
     match Cli::parse().command {
         Cmd::Run { config } => {
             let config = OperatorConfig::from_file(&config)?;
-            aggregator::telemetry::init_logging(&aggregator::config::LogConfig::default());
+            protocol::process::init_logging("info", false);
             let runtime = tokio::runtime::Builder::new_multi_thread()
                 .enable_all()
                 .build()?;
             runtime.block_on(async move {
                 let (stop, stopped) = tokio::sync::watch::channel(false);
                 tokio::spawn(async move {
-                    aggregator::server::shutdown_signal().await;
+                    protocol::process::shutdown_signal().await;
                     tracing::info!("shutting down");
                     let _ = stop.send(true);
                 });
-                aggregator::operator::run(config, stopped).await
+                operator::run(config, stopped).await
             })
         }
         Cmd::Register { config, weight } => {
             let config = OperatorConfig::from_file(&config)?;
-            let member = aggregator::operator::client::registration(
+            let member = operator::client::registration(
                 &config.ecdsa()?,
                 &config.bls()?,
                 config.chain_id,

@@ -2,8 +2,9 @@
 //! encoded descriptor set for server reflection and the contract test.
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
-    println!("cargo:rerun-if-changed=proto");
-    let descriptors = protox::compile(["proto/avs.proto", "proto/node.proto"], ["proto"])?;
+    // The contract lives at the workspace's root (`proto/`), where clients and readers look for it.
+    println!("cargo:rerun-if-changed=../proto");
+    let descriptors = protox::compile(["../proto/avs.proto", "../proto/node.proto"], ["../proto"])?;
     let out = std::path::PathBuf::from(std::env::var("OUT_DIR")?);
     std::fs::write(
         out.join("descriptors.bin"),
@@ -13,6 +14,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     // tonic's codegen cannot name: the wrappers are generated, the rest stays in `prost_types`.
     tonic_prost_build::configure()
         .compile_well_known_types(true)
+        // A request that is not protobuf is the caller's fault, not an INTERNAL error.
+        .codec_path("crate::codec::WireCodec")
         .extern_path(".google.protobuf.Struct", "::prost_types::Struct")
         .extern_path(".google.protobuf.Value", "::prost_types::Value")
         .extern_path(".google.protobuf.ListValue", "::prost_types::ListValue")

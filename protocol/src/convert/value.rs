@@ -6,10 +6,10 @@ use std::collections::{BTreeMap, HashMap};
 use prost_types::value::Kind;
 use serde_json::Value as Json;
 
-use crate::domain::DomainError;
+use super::ConvertError;
 
 /// A `Value` as JSON; NaN and infinities have no JSON form and are refused.
-pub fn json_from_value(value: &prost_types::Value) -> Result<Json, DomainError> {
+pub fn json_from_value(value: &prost_types::Value) -> Result<Json, ConvertError> {
     Ok(match &value.kind {
         None | Some(Kind::NullValue(_)) => Json::Null,
         Some(Kind::BoolValue(b)) => Json::Bool(*b),
@@ -25,14 +25,14 @@ pub fn json_from_value(value: &prost_types::Value) -> Result<Json, DomainError> 
             s.fields
                 .iter()
                 .map(|(k, v)| Ok((k.clone(), json_from_value(v)?)))
-                .collect::<Result<_, DomainError>>()?,
+                .collect::<Result<_, ConvertError>>()?,
         ),
     })
 }
 
 /// Integral numbers become JSON integers (so templates and code see `5`, not `5.0`); the wire form
 /// is a double either way, so nothing is lost.
-fn number(n: f64) -> Result<Json, DomainError> {
+fn number(n: f64) -> Result<Json, ConvertError> {
     const EXACT: f64 = 9_007_199_254_740_992.0; // 2^53
     if n.fract() == 0.0 && n.abs() < EXACT {
         #[expect(clippy::cast_possible_truncation, reason = "integral and below 2^53")]
@@ -40,9 +40,10 @@ fn number(n: f64) -> Result<Json, DomainError> {
     }
     serde_json::Number::from_f64(n)
         .map(Json::Number)
-        .ok_or_else(|| DomainError::invalid(format!("the number {n} has no JSON form")))
+        .ok_or_else(|| ConvertError(format!("the number {n} has no JSON form")))
 }
 
+/// JSON as a `Value` (numbers become doubles, as on the wire).
 pub fn value_from_json(json: &Json) -> prost_types::Value {
     let kind = match json {
         Json::Null => Kind::NullValue(0),
@@ -62,34 +63,40 @@ pub fn value_from_json(json: &Json) -> prost_types::Value {
     prost_types::Value { kind: Some(kind) }
 }
 
+/// A map of `Value`s (trigger inputs, input variables) as JSON.
 pub fn json_map_from_values(
     values: &HashMap<String, prost_types::Value>,
-) -> Result<BTreeMap<String, Json>, DomainError> {
+) -> Result<BTreeMap<String, Json>, ConvertError> {
     values
         .iter()
         .map(|(k, v)| Ok((k.clone(), json_from_value(v)?)))
         .collect()
 }
 
+/// `json_map_from_values` the other way.
 pub fn values_from_json_map(map: &BTreeMap<String, Json>) -> HashMap<String, prost_types::Value> {
     map.iter()
         .map(|(k, v)| (k.clone(), value_from_json(v)))
         .collect()
 }
 
-pub(super) fn opt_json(value: &Option<prost_types::Value>) -> Result<Option<Json>, DomainError> {
+/// An optional `Value` as JSON.
+pub fn opt_json(value: &Option<prost_types::Value>) -> Result<Option<Json>, ConvertError> {
     value.as_ref().map(json_from_value).transpose()
 }
 
-pub(super) fn json_list(values: &[prost_types::Value]) -> Result<Vec<Json>, DomainError> {
+/// A list of `Value`s (an ABI) as JSON.
+pub fn json_list(values: &[prost_types::Value]) -> Result<Vec<Json>, ConvertError> {
     values.iter().map(json_from_value).collect()
 }
 
-pub(super) fn sorted(map: &HashMap<String, String>) -> BTreeMap<String, String> {
+/// A wire map in the domain's order.
+pub fn sorted(map: &HashMap<String, String>) -> BTreeMap<String, String> {
     map.iter().map(|(k, v)| (k.clone(), v.clone())).collect()
 }
 
-pub(super) fn unsorted(map: &BTreeMap<String, String>) -> HashMap<String, String> {
+/// `sorted` the other way.
+pub fn unsorted(map: &BTreeMap<String, String>) -> HashMap<String, String> {
     map.iter().map(|(k, v)| (k.clone(), v.clone())).collect()
 }
 

@@ -24,11 +24,16 @@ use client::Client;
 use config::OperatorConfig;
 use watch::{Report, Watches};
 
-use crate::pb;
+use protocol::pb;
+
+/// Milliseconds since the epoch, as the rules and the wire count time.
+fn now_ms_i64() -> i64 {
+    i64::try_from(events::now_ms()).unwrap_or(i64::MAX)
+}
 
 /// Runs the operator until `stop` turns true.
 pub async fn run(config: OperatorConfig, mut stop: signal::Receiver<bool>) -> anyhow::Result<()> {
-    crate::telemetry::metrics();
+    protocol::process::metrics();
     let ecdsa = config.ecdsa()?;
     let bls = config.bls()?;
     let address = ecdsa.address();
@@ -47,7 +52,7 @@ pub async fn run(config: OperatorConfig, mut stop: signal::Receiver<bool>) -> an
         .route("/up", axum::routing::get(|| async { "ok\n" }))
         .route(
             "/metrics",
-            axum::routing::get(|| async { crate::telemetry::metrics().render() }),
+            axum::routing::get(|| async { protocol::process::metrics().render() }),
         );
     let mut metrics_stop = stop.clone();
     tokio::spawn(async move {
@@ -182,7 +187,7 @@ async fn handle(
             match watches.monitor(
                 metadata,
                 head,
-                crate::clock::now_ms_i64(),
+                now_ms_i64(),
                 cooldown,
                 config.max_events_per_block,
             ) {
@@ -272,7 +277,7 @@ async fn time_loop(
             _ = tick.tick() => {}
             _ = stop.wait_for(|s| *s) => return,
         }
-        for report in watches.tick(crate::clock::now_ms_i64()) {
+        for report in watches.tick(now_ms_i64()) {
             let _ = reports.send(report);
         }
     }

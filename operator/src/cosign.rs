@@ -15,7 +15,7 @@ use tlog::cosign::{Cosigned, Refusal};
 
 use super::client::Client;
 use super::config::OperatorConfig;
-use crate::pb;
+use protocol::pb;
 
 /// Checks, records and cosigns one pushed checkpoint; refusals are logged, never signed.
 pub async fn checkpoint(
