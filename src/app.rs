@@ -33,6 +33,8 @@ pub struct App {
     pub wallets: WalletFactory,
     pub chain: Option<Chain>,
     pub limiter: Limiter,
+    /// One owner's creations that count against a quota, decided one after the other.
+    pub owner_slots: crate::quota::OwnerSlots,
     pub engine: crate::engine::Engine,
     pub pool: std::sync::Arc<crate::operators::Pool>,
     pub token_directory: crate::tokens::TokenDirectory,

@@ -10,7 +10,7 @@
 //! - `store`: the event log and the projections, opened together;
 //! - `auth`: sign-in, tokens, API keys; `secrets`: encryption at rest; `wallet`: smart-wallet
 //!   addresses and their user operations (ERC-4337); `chain`: the Ethereum connection; `limits`:
-//!   rate limits;
+//!   rate limits; `quota`: one owner's quota-counted creations decided one after the other;
 //! - `transparency`: the event log as a transparency log: the log key, checkpoints issued and
 //!   cosigned by the operators, the HTTP endpoints of checkpoints, tiles and proof bundles;
 //! - `operators`: the aggregator's side of the operators (registry, assignment, attestations);
@@ -33,6 +33,7 @@ pub mod ip;
 pub mod limits;
 pub mod operators;
 pub mod pb;
+pub mod quota;
 pub mod rpc;
 pub mod secrets;
 pub mod server;

@@ -100,6 +100,7 @@ pub async fn open(config: Config) -> anyhow::Result<SharedApp> {
         token_directory,
         pool,
         limiter: Limiter::new(&config.limits),
+        owner_slots: crate::quota::OwnerSlots::default(),
         wallets,
         chain,
         store,

@@ -134,6 +134,15 @@ pub fn delete(existing: Option<&SecretRow>, scope: SecretScope) -> DomainResult<
     Ok(SecretDeleted { scope }.into())
 }
 
+/// The secrets of a deleted task's workflow, among its owner's: nothing can read them once the
+/// task is gone, and no call could delete them afterwards, so they go with it.
+pub fn of_deleted_task(task_id: &str, owners: Vec<SecretRow>) -> Vec<SecretRow> {
+    owners
+        .into_iter()
+        .filter(|r| r.scope.workflow_id == task_id && r.scope.org_id.is_empty())
+        .collect()
+}
+
 /// Which secret a `DeleteSecret` without a workflow means, among the owner's secrets of that
 /// name (`candidates`): the user secret if there is one, else the only workflow secret.
 pub fn delete_target<'r>(

@@ -47,7 +47,7 @@ fn scope(
     )?)
 }
 
-fn stream_of(scope: &SecretScope) -> String {
+pub(crate) fn stream_of(scope: &SecretScope) -> String {
     events::stream::secret(&scope.org_id, &scope.owner, &scope.workflow_id, &scope.name)
 }
 
@@ -97,6 +97,8 @@ pub async fn create_secret(
         .secret_box
         .seal(&stream_of(&scope), req.secret.as_bytes())
         .map_err(|e| error::internal("sealing the secret failed", e))?;
+    // Counted and appended under the owner's slot: concurrent creations see each other.
+    let _slot = app.owner_slots.hold(&caller.owner).await;
     let count = owners_secrets(app, &caller.owner)?.len() as u64;
     let limit = app.config.limits.secrets_per_owner;
     let existed = app

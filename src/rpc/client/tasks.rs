@@ -10,7 +10,7 @@ use tonic::{Code, Request, Status};
 use crate::address::lower;
 use crate::app::{App, AppError};
 use crate::clock::{now_ms, now_ms_i64};
-use crate::domain::{DomainError, task};
+use crate::domain::{DomainError, secrets, task};
 use crate::pb;
 use crate::pb::convert;
 use crate::rpc::paging::{self, Order};
@@ -34,6 +34,8 @@ pub async fn create_task(
         &req.name,
         &req.smart_wallet_address,
     )?;
+    // Counted and appended under the owner's slot: concurrent creations see each other.
+    let _slot = app.owner_slots.hold(&caller.owner).await;
     let state = task::OwnerState {
         owns_runner: app
             .is_owners_wallet(calls::owner_address(&caller)?, identity.runner)
@@ -282,9 +284,8 @@ pub async fn delete_task(
     let caller = calls::writer(app, &request)?;
     let id = request.into_inner().id;
     let id = id.trim();
-    let before = match change_task(app, &caller.owner, id, |row| Ok(vec![task::delete(row)])).await
-    {
-        Ok((before, _)) => before,
+    let before = match delete_with_secrets(app, &caller.owner, id).await {
+        Ok(before) => before,
         // As the original: an unknown task is answered in-band, not as a gRPC error.
         Err(e) if e.code() == Code::NotFound => {
             return Ok(pb::DeleteTaskResp {
@@ -306,6 +307,46 @@ pub async fn delete_task(
         id: id.to_owned(),
         previous_status: status_enum_name(before.status).into(),
     })
+}
+
+/// Deletes the task and, in the same command, its workflow's secrets (`SecretDeleted` each,
+/// against each secret stream's version).
+async fn delete_with_secrets(app: &App, owner: &str, id: &str) -> Result<TaskRow, Status> {
+    let settled = app
+        .store
+        .decide_and_append(
+            |store| {
+                let row = app.owned_task(owner, id)?;
+                let mut secrets = Vec::new();
+                for secret in secrets::of_deleted_task(id, store.views.owner_secrets(owner)?) {
+                    let stream = super::secrets::stream_of(&secret.scope);
+                    secrets.push((store.log.stream_version(&stream)?, stream, secret));
+                }
+                Ok::<_, AppError>(Loaded {
+                    version: row.version,
+                    state: (row, secrets),
+                })
+            },
+            |loaded| {
+                let expected = loaded.expected();
+                let (row, secrets) = loaded.state;
+                let mut command = Command::new(owner.to_owned(), now_ms()).append(
+                    events::stream::task(id),
+                    expected,
+                    [task::delete(&row)],
+                );
+                for (version, stream, secret) in secrets {
+                    let deleted = secrets::delete(Some(&secret), secret.scope.clone())?;
+                    command = command.append(stream, Expected::Exactly(version), [deleted]);
+                }
+                Ok(Decision::Append(command, row))
+            },
+        )
+        .await?;
+    match settled {
+        Settled::Unchanged(row) | Settled::Appended(row, _) => Ok(row),
+        Settled::Contended => Err(error::contended("task")),
+    }
 }
 
 /// Tasks in the given wallets (all the caller's when none is given).

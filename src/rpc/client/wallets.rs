@@ -115,6 +115,12 @@ pub async fn get_wallet(
         salt: named.salt.to_string(),
         factory: lower(named.factory),
     };
+    // A first registration is counted and appended under the owner's slot: concurrent ones see
+    // each other.
+    let _slot = match &existing {
+        None => Some(app.owner_slots.hold(&caller.owner).await),
+        Some(_) => None,
+    };
     let count = registered(app, &caller.owner)?.len();
     if let Some(event) = wallets::register(
         existing.as_ref(),
@@ -203,6 +209,8 @@ pub async fn set_wallet(
     };
     let is_default = named.salt.is_zero() && named.factory == app.wallets.factory;
     let limit = app.config.wallet.max_per_owner;
+    // Counted and appended under the owner's slot: concurrent registrations see each other.
+    let _slot = app.owner_slots.hold(&caller.owner).await;
     let settled = app
         .store
         .decide_and_append(
