@@ -39,6 +39,7 @@ pub struct Config {
     pub idempotency: IdempotencyConfig,
     pub engine: EngineConfig,
     pub operators: OperatorsConfig,
+    pub fees: FeesConfig,
     pub event_log: EventLogConfig,
     pub log: LogConfig,
 }
@@ -59,6 +60,7 @@ impl Default for Config {
             idempotency: IdempotencyConfig::default(),
             engine: EngineConfig::default(),
             operators: OperatorsConfig::default(),
+            fees: FeesConfig::default(),
             event_log: EventLogConfig::default(),
             log: LogConfig::default(),
         }
@@ -155,23 +157,40 @@ pub struct EthereumConfig {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct WalletConfig {
-    /// The ERC-4337 v0.6 `SimpleAccountFactory` whose `getAddress` smart wallets follow.
+    /// The ERC-4337 v0.6 factory whose `getAddress` smart wallets follow.
     pub factory: String,
+    /// `simple_account`: a stock `SimpleAccountFactory` (only owners sign: the aggregator cannot
+    /// act for its wallets); `controlled_account`: a `ControlledAccountFactory`, whose wallets
+    /// also accept the controller key (`aggregator chain deploy` sets it up).
+    pub factory_kind: crate::wallet::FactoryKind,
     /// The factory's `accountImplementation()`.
     pub account_implementation: String,
     /// The EntryPoint the accounts use (nonces are read from it).
     pub entry_point: String,
     /// Smart wallets one owner may register with `GetWallet`.
     pub max_per_owner: u32,
+    /// An external ERC-4337 bundler's JSON-RPC URL; none: the aggregator bundles itself
+    /// (`handleOps` from the account of `bundler.key`).
+    pub bundler_url: Option<String>,
+    /// A v0.6 VerifyingPaymaster whose signer is the controller: when set, it sponsors every
+    /// user operation (the wallets pay only the values they send).
+    pub paymaster: Option<String>,
+    /// How long a write waits for its user operation's receipt before answering "pending".
+    #[serde(with = "duration_text")]
+    pub receipt_timeout: Duration,
 }
 
 impl Default for WalletConfig {
     fn default() -> Self {
         Self {
             factory: "0x9406Cc6185a346906296840746125a0E44976454".into(),
+            factory_kind: crate::wallet::FactoryKind::SimpleAccount,
             account_implementation: "0x8ABB13360b87Be5EEb1B98647A016adD927a136c".into(),
             entry_point: "0x5FF137D4b0FDCD49DcA30c7CF57E578a026d2789".into(),
             max_per_owner: 5,
+            bundler_url: None,
+            paymaster: None,
+            receipt_timeout: Duration::from_secs(120),
         }
     }
 }
@@ -473,6 +492,36 @@ impl Default for OperatorsConfig {
     }
 }
 
+/// The original's fee structure, as `EstimateFees` answers it (`domain::fees`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct FeesConfig {
+    /// Flat platform fee per execution, in USD.
+    pub execution_fee_usd: f64,
+    /// Value-fee percentages by tier (of the value a workflow moves).
+    pub tier1_percentage: f64,
+    pub tier2_percentage: f64,
+    pub tier3_percentage: f64,
+    /// The chain's currency.
+    pub native_token_symbol: String,
+    /// The price source: the native token's price in USD. None: fee estimates answer
+    /// `success: false`, saying so (gas costs are still listed).
+    pub native_token_price_usd: Option<f64>,
+}
+
+impl Default for FeesConfig {
+    fn default() -> Self {
+        Self {
+            execution_fee_usd: 0.02,
+            tier1_percentage: 0.03,
+            tier2_percentage: 0.09,
+            tier3_percentage: 0.18,
+            native_token_symbol: "ETH".into(),
+            native_token_price_usd: None,
+        }
+    }
+}
+
 /// The event log as a transparency log: its checkpoints (see `transparency`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -735,6 +784,16 @@ impl Config {
             if value.parse::<alloy::primitives::Address>().is_err() {
                 return invalid(format!("{name} {value:?} is not an address"));
             }
+        }
+        if let Some(paymaster) = &self.wallet.paymaster
+            && paymaster.parse::<alloy::primitives::Address>().is_err()
+        {
+            return invalid(format!("wallet.paymaster {paymaster:?} is not an address"));
+        }
+        if let Some(url) = &self.wallet.bundler_url
+            && url.parse::<reqwest::Url>().is_err()
+        {
+            return invalid("wallet.bundler_url is not a URL".into());
         }
         if self.operators.quorum_numerator == 0
             || self.operators.quorum_denominator == 0

@@ -2,7 +2,7 @@
 //! `aggregator config from-go aggregator.yaml`.
 //!
 //! What has a counterpart is carried over (RPC URLs, listen addresses, the data path, the
-//! wallet factory, EntryPoint and per-owner cap, the log level); what has none is listed, each
+//! wallet factory, EntryPoint, per-owner cap, bundler and paymaster, the log level); what has none is listed, each
 //! key with the reason, as comments at the top of the output, so that nothing is dropped
 //! silently. Keys the original itself ignores are reported as such. The original's
 //! `jwt_secret` can be carried into the keys directory ([`import_jwt_secret`]), so that session
@@ -45,6 +45,10 @@ struct GoSmartWallet {
     factory_address: Option<String>,
     entrypoint_address: Option<String>,
     max_wallets_per_owner: Option<i64>,
+    bundler_url: Option<String>,
+    paymaster_address: Option<String>,
+    controller_private_key: Option<String>,
+    whitelist_addresses: Option<Value>,
     #[serde(flatten)]
     other: BTreeMap<String, Value>,
 }
@@ -167,6 +171,41 @@ pub fn convert(text: &str, base: Config, chain_id_given: bool) -> Result<Convert
         };
         config.wallet.max_per_owner = u32::try_from(max).unwrap_or(u32::MAX);
     }
+    if let Some(bundler) = non_empty(wallet.bundler_url) {
+        notes.push(
+            "smart_wallet.bundler_url: became wallet.bundler_url (user operations go to that bundler; without it the aggregator bundles them itself)"
+                .into(),
+        );
+        config.wallet.bundler_url = Some(bundler);
+    }
+    if let Some(paymaster) = non_empty(wallet.paymaster_address) {
+        check_address("smart_wallet.paymaster_address", &paymaster)?;
+        notes.push(
+            "smart_wallet.paymaster_address: became wallet.paymaster; it sponsors every user operation, and its verifying signer must be the controller key of keys_dir"
+                .into(),
+        );
+        config.wallet.paymaster = Some(paymaster);
+    }
+    if non_empty(wallet.controller_private_key).is_some() {
+        notes.push(format!(
+            "smart_wallet.controller_private_key: not carried into the config (keys live in keys_dir, never in a config file); to act for the original's wallets with it, write it as hex to {} before `aggregator chain deploy`, and set wallet.factory_kind: controlled_account only for a ControlledAccountFactory whose controller it is",
+            config
+                .keys_dir
+                .join(crate::wallet::keys::CONTROLLER_KEY_FILE)
+                .display()
+        ));
+    } else {
+        notes.push(
+            "smart_wallet.controller_private_key: absent; `aggregator chain deploy` (or the first start) creates controller.key in keys_dir"
+                .into(),
+        );
+    }
+    if wallet.whitelist_addresses.is_some() {
+        notes.push(
+            "smart_wallet.whitelist_addresses: not carried: with wallet.paymaster set every user operation is sponsored, without it none is (no per-address list)"
+                .into(),
+        );
+    }
     let jwt_secret = non_empty(go.jwt_secret);
     for (key, _) in wallet.other {
         notes.push(format!(
@@ -190,12 +229,6 @@ fn why_not(key: &str) -> &'static str {
         "ecdsa_private_key" => {
             "not carried: the aggregator signs nothing on chain as the AVS; operators sign their own reports"
         }
-        "smart_wallet.bundler_url"
-        | "smart_wallet.controller_private_key"
-        | "smart_wallet.paymaster_address"
-        | "smart_wallet.whitelist_addresses" => {
-            "not carried: ERC-4337 user operations (contract writes, transfers) are not sent yet"
-        }
         "approved_operators" => {
             "not carried: operators are identified by an ECDSA and a BLS key (`operator register` prints their operators.members entry)"
         }
@@ -209,7 +242,9 @@ fn why_not(key: &str) -> &'static str {
             "not carried: no Tenderly simulation"
         }
         "moralis_api_key" => "not carried: balances are read on chain, without USD prices",
-        "fee_rates" => "not carried: no fees are charged",
+        "fee_rates" => {
+            "not carried: EstimateFees prices with our fees: section (set it by hand); no fees are charged"
+        }
         "notifications" => "not carried: no AI summaries",
         "sentry_dsn" | "server_name" => "not carried: errors go to the logs (log.format: json)",
         "socket_path" => "not carried: no admin REPL; use `replay` on a copy of the data",
@@ -287,7 +322,10 @@ smart_wallet:
   bundler_url: https://bundler.example
   factory_address: 0xB99BC2E399e06CddCF5E725c0ea341E8f0322834
   entrypoint_address: 0x5FF137D4b0FDCD49DcA30c7CF57E578a026d2789
-  controller_private_key:
+  controller_private_key: "0000000000000000000000000000000000000000000000000000000000000002"
+  paymaster_address: 0xB985af5f96EF2722DC99aEBA573520903B86505e
+  whitelist_addresses:
+    - 0x0000000000000000000000000000000000000001
   max_wallets_per_owner: 2500
 macros:
   secrets:
@@ -313,6 +351,14 @@ macros:
         );
         assert_eq!(c.wallet.max_per_owner, 2000, "the original's hard cap");
         assert_eq!(
+            c.wallet.bundler_url.as_deref(),
+            Some("https://bundler.example")
+        );
+        assert_eq!(
+            c.wallet.paymaster.as_deref(),
+            Some("0xB985af5f96EF2722DC99aEBA573520903B86505e")
+        );
+        assert_eq!(
             converted.jwt_secret.as_deref(),
             Some("a-test-secret-of-the-original")
         );
@@ -321,15 +367,17 @@ macros:
             "chain_id",
             "ecdsa_private_key",
             "smart_wallet.bundler_url",
-            "smart_wallet.controller_private_key",
+            "smart_wallet.controller_private_key: not carried into the config",
+            "smart_wallet.whitelist_addresses",
             "macros",
             "avs_registry_coordinator_address",
             "etherscan_url: ignored",
         ] {
             assert!(notes.contains(key), "{key} missing from\n{notes}");
         }
-        // The output is our configuration, unknown keys refused and all.
+        // The output is our configuration, unknown keys refused and all; no key in it.
         let yaml = converted.to_yaml().unwrap();
+        assert!(!yaml.contains("0000000000000000000000000000000000000000000000000000000000000002"));
         let back = Config::from_yaml(&yaml, "converted").unwrap();
         assert_eq!(&back, c);
     }
@@ -369,6 +417,13 @@ macros:
         )
         .unwrap_err();
         assert!(err.to_string().contains("factory_address"), "{err}");
+        let err = convert(
+            "smart_wallet:\n  paymaster_address: nope\n",
+            Config::default(),
+            true,
+        )
+        .unwrap_err();
+        assert!(err.to_string().contains("paymaster_address"), "{err}");
         assert!(convert("- a list\n", Config::default(), true).is_err());
     }
 

@@ -15,15 +15,18 @@
 //! - `store`: the event log and the projections, opened together, and the one decide-and-append;
 //! - `auth`: sign-in, session tokens, API keys; `secret_box`: the secrets' encryption at rest;
 //!   `token_metadata`: ERC-20 names, symbols and decimals (`GetTokenMetadata`); `wallet`:
-//!   smart-wallet addresses; `chain`: the Ethereum connection; `limits`: rate limits; `quota`:
-//!   one owner's quota-counted creations decided one after the other;
+//!   smart-wallet addresses and their user operations (ERC-4337); `chain`: the Ethereum
+//!   connection; `limits`: rate limits; `quota`: one owner's quota-counted creations decided one
+//!   after the other;
 //! - `engine`: the task engine (triggers fired, workflows walked, the JavaScript sandbox);
 //! - `transparency`: the event log as a transparency log: the log key, checkpoints issued and
 //!   cosigned by the operators, the HTTP endpoints of checkpoints, tiles and proof bundles;
 //! - `operators`: the aggregator's side of the operators (registry, assignment, attestations);
 //!   the operator process itself is the `operator` crate, which shares only `protocol` with it;
 //! - `pb`: the generated wire types, and `pb::convert`, the wire ⇄ domain conversions;
-//! - `ip`: the IP addresses outbound HTTP refuses.
+//! - `ip`: the IP addresses outbound HTTP refuses;
+//! - `withdrawals`: `WithdrawFunds` (a user operation from the caller's wallet, on a stream of
+//!   its own), and settling those a restart left open.
 
 pub mod address;
 pub mod app;
@@ -47,3 +50,4 @@ pub mod telemetry;
 pub mod token_metadata;
 pub mod transparency;
 pub mod wallet;
+pub mod withdrawals;

@@ -1,5 +1,6 @@
 //! `aggregator`: runs the service (the default), mints an API key offline, prints the effective
-//! configuration or converts the original's.
+//! configuration or converts the original's, or prepares a chain for the users' smart wallets
+//! (`chain deploy`).
 
 use std::time::Duration;
 
@@ -51,6 +52,32 @@ enum Cmd {
     Config {
         #[command(subcommand)]
         action: Option<ConfigCmd>,
+    },
+    /// Prepare a chain for the users' smart wallets.
+    #[command(subcommand)]
+    Chain(ChainCmd),
+}
+
+#[derive(Debug, Subcommand)]
+enum ChainCmd {
+    /// Deploy what is missing (EntryPoint v0.6, the ControlledAccountFactory of this
+    /// aggregator's controller key, optionally a paymaster), create the controller and
+    /// self-bundler keys in the keys directory when absent, fund the self-bundler's account, and
+    /// print a complete config (YAML) for that chain on stdout. Running it again deploys nothing.
+    Deploy {
+        /// JSON-RPC URL of the chain.
+        #[arg(long)]
+        rpc_url: String,
+        /// A file holding the hex private key of the account that pays for it all.
+        #[arg(long)]
+        key_file: std::path::PathBuf,
+        /// Also deploy a VerifyingPaymaster signed by the controller and keep this much ETH
+        /// (wei) deposited for it.
+        #[arg(long)]
+        paymaster_deposit: Option<alloy::primitives::U256>,
+        /// Keep the self-bundler's account at this much ETH (wei) at least.
+        #[arg(long, default_value = "1000000000000000000")]
+        bundler_funding: alloy::primitives::U256,
     },
 }
 
@@ -155,6 +182,40 @@ fn main() -> anyhow::Result<()> {
                 );
             }
             print!("{}", converted.to_yaml()?);
+            Ok(())
+        }
+        Cmd::Chain(ChainCmd::Deploy {
+            rpc_url,
+            key_file,
+            paymaster_deposit,
+            bundler_funding,
+        }) => {
+            let options = aggregator::wallet::deploy::DeployOptions {
+                rpc_url: rpc_url.clone(),
+                deployer: aggregator::wallet::keys::read_hex_key(&key_file)?,
+                keys_dir: config.keys_dir.clone(),
+                paymaster_deposit,
+                bundler_funding,
+            };
+            let runtime = tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()?;
+            let deployment = runtime.block_on(aggregator::wallet::deploy::deploy(&options))?;
+            for action in &deployment.actions {
+                eprintln!("{action}");
+            }
+            if deployment.actions.is_empty() {
+                eprintln!("everything was deployed already");
+            }
+            eprintln!(
+                "controller {}, self-bundler account {} (keys in {})",
+                deployment.controller,
+                deployment.bundler,
+                config.keys_dir.display()
+            );
+            let mut printed = deployment.config(&rpc_url);
+            printed.keys_dir.clone_from(&config.keys_dir);
+            print!("{}", serde_norway::to_string(&printed)?);
             Ok(())
         }
     }

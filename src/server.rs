@@ -82,11 +82,14 @@ pub async fn open(config: Config) -> anyhow::Result<SharedApp> {
         head = %store.log.head().ok().flatten().map_or_else(|| "none".to_owned(), |(id, _)| id.to_string()),
         "store open"
     );
-    let wallets = WalletFactory::new(
-        config.wallet.factory.parse()?,
-        config.wallet.account_implementation.parse()?,
-        config.wallet.entry_point.parse()?,
-    );
+    let wallets = WalletFactory::from_config(&config.wallet)?;
+    let writes = match &chain {
+        Some(chain) => Some(crate::engine::nodes::write::Writes {
+            wallets: Arc::new(crate::wallet::open(&config, chain.clone())?),
+            default_factory: wallets.clone(),
+        }),
+        None => None,
+    };
     let secret_box = SecretBox::new(&keys.secrets_key);
     let token_directory = Arc::new(crate::token_metadata::TokenDirectory::load(
         config.chain_id,
@@ -100,6 +103,7 @@ pub async fn open(config: Config) -> anyhow::Result<SharedApp> {
         chain.clone(),
         config.chain_id,
         token_directory.clone(),
+        writes.clone(),
     )
     .await?;
     let members = crate::operators::registry::load(&config, chain.as_ref()).await?;
@@ -136,6 +140,16 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
         .with_context(|| format!("binding the HTTP listener on {}", config.http.listen))?;
     let app = open(config).await?;
     app.limiter.spawn_pruner();
+    if let Some(writes) = app.engine.tools().writes.clone() {
+        let app = app.clone();
+        tokio::spawn(async move {
+            match crate::withdrawals::resume(&app.store, &writes.wallets).await {
+                Ok(0) => {}
+                Ok(n) => tracing::info!(count = n, "withdrawals left open by a restart settled"),
+                Err(e) => tracing::warn!(error = %e, "open withdrawals could not be read"),
+            }
+        });
+    }
     {
         let app = app.clone();
         tokio::spawn(async move {

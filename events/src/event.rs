@@ -8,6 +8,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::execution::{ExecutionOutcome, Firing, Step};
 use crate::task::{TaskDefinition, TriggerKind};
+use crate::user_op::{OpPurpose, OpReceipt, SenderKind, UserOpRecord};
 
 /// Generates the `Event` enum from the payload types, with the type name and schema version of
 /// each, the payload serializer and the typed decoder.
@@ -123,6 +124,12 @@ events! {
     SecretUpdated = 1,
     SecretDeleted = 1,
     ApiKeyRevoked = 1,
+    UserOpSubmitted = 1,
+    UserOpSent = 1,
+    UserOpRejected = 1,
+    UserOpLanded = 1,
+    UserOpPending = 1,
+    WithdrawalRequested = 1,
 }
 
 /// Serializes an event's payload alone, as it is stored (without the type tag).
@@ -464,4 +471,80 @@ pub struct SecretDeleted {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ApiKeyRevoked {
     pub jti: String,
+}
+
+// ---- User operations (on the stream of what they are for: `exec:<id>` for a step,
+// `withdrawal:<id>` for a withdrawal) ----
+
+/// Durable before the operation is handed to a sender: after a crash, the restarted aggregator
+/// reads the chain for this exact operation and may send it again, byte for byte (the
+/// EntryPoint nonce makes that at-most-once), but never builds a new one for the same purpose
+/// while this one may still land.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct UserOpSubmitted {
+    pub purpose: OpPurpose,
+    /// The smart wallet (the operation's sender), lower-case hex.
+    pub wallet: String,
+    pub chain_id: u64,
+    pub entry_point: String,
+    pub sender: SenderKind,
+    pub user_op: UserOpRecord,
+    pub user_op_hash: String,
+    /// The nonce's key (upper 192 bits), hex, and its sequence (lower 64 bits).
+    pub nonce_key: String,
+    pub nonce_sequence: u64,
+    /// The chain's head when the operation was built: where a search of the logs starts.
+    pub from_block: u64,
+    /// 1 for the first operation of this purpose; a rebuilt one (AA25, dropped) counts up.
+    pub attempt: u32,
+}
+
+/// The sender took the operation (the self-bundler's `handleOps` transaction, when it has one).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct UserOpSent {
+    pub user_op_hash: String,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub tx_hash: String,
+}
+
+/// The sender refused the operation, or it can no longer land (its nonce was used by another):
+/// nothing of it is on chain.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct UserOpRejected {
+    pub user_op_hash: String,
+    /// The ERC-4337 code when there is one (`AA25`, ...), else empty.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub code: String,
+    pub reason: String,
+}
+
+/// The operation is on chain.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct UserOpLanded {
+    pub user_op_hash: String,
+    pub receipt: OpReceipt,
+}
+
+/// No receipt within the wait: the operation may still land. Reported as pending, not as a
+/// failure; the next look at the chain (a restart, a later read) settles it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct UserOpPending {
+    pub user_op_hash: String,
+    pub waited_ms: u64,
+}
+
+// ---- Withdrawals (stream `withdrawal:<id>`) ----
+
+/// `WithdrawFunds` accepted after local validation; its user operation follows on the stream.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct WithdrawalRequested {
+    pub withdrawal_id: String,
+    pub owner: String,
+    pub wallet: String,
+    pub recipient: String,
+    /// Empty for ETH, else the ERC-20 contract, lower-case hex.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub token: String,
+    /// Decimal base units (resolved from "max" before it is recorded).
+    pub amount: String,
 }

@@ -2,7 +2,8 @@
 //!
 //! Layout:
 //! - `event`: the domain events (past-tense variants) with their type names and schema versions;
-//! - `task`, `execution`: the domain data events carry (a task's definition, a run's steps);
+//! - `task`, `execution`, `user_op`: the domain data events carry (a task's definition, a run's
+//!   steps, a signed user operation and its receipt);
 //! - `envelope`: the metadata around each event, its exact stored bytes and the hash chain;
 //! - `upcast`: rewriting older payload versions before typed decoding;
 //! - `command`: what callers append (events per stream, expected versions, idempotency key);
@@ -38,6 +39,7 @@ pub mod task;
 mod timeline;
 mod tx;
 pub mod upcast;
+pub mod user_op;
 mod verify;
 mod writer;
 

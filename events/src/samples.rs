@@ -7,6 +7,7 @@ use serde_json::json;
 use crate::event::*;
 use crate::execution::{ExecutionOutcome, Firing, FiringSource, OutputKind, Step, StepOutput};
 use crate::task::*;
+use crate::user_op::{OpPurpose, OpReceipt, SenderKind, UserOpRecord};
 
 pub const OWNER: &str = "0x70997970c51812dc3a010c7d01b50e0d17dc79c8";
 pub const WALLET: &str = "0x5fbdb2315678afecb367f032d93f642f64180aa3";
@@ -262,5 +263,81 @@ pub fn all() -> Vec<Event> {
             jti: "01JG2H00000000000000000JTI".into(),
         }
         .into(),
+        UserOpSubmitted {
+            purpose: OpPurpose::Step {
+                step_id: "node1".into(),
+                iteration: None,
+            },
+            wallet: WALLET.into(),
+            chain_id: 31337,
+            entry_point: "0x5ff137d4b0fdcd49dca30c7cf57e578a026d2789".into(),
+            sender: SenderKind::SelfBundler,
+            user_op: user_op(),
+            user_op_hash: USER_OP_HASH.into(),
+            nonce_key: "0x3f0c2d0d9e5a4b7c1e2f3a4b5c6d7e8f9a0b1c2d3e4f5a6b".into(),
+            nonce_sequence: 0,
+            from_block: 12345,
+            attempt: 1,
+        }
+        .into(),
+        UserOpSent {
+            user_op_hash: USER_OP_HASH.into(),
+            tx_hash: TX_HASH.into(),
+        }
+        .into(),
+        UserOpRejected {
+            user_op_hash: USER_OP_HASH.into(),
+            code: "AA25".into(),
+            reason: "AA25 invalid account nonce".into(),
+        }
+        .into(),
+        UserOpLanded {
+            user_op_hash: USER_OP_HASH.into(),
+            receipt: OpReceipt {
+                success: true,
+                tx_hash: TX_HASH.into(),
+                block_number: 12346,
+                actual_gas_cost: "104000000000000".into(),
+                actual_gas_used: "104000".into(),
+                gas_price: "1000000000".into(),
+                revert_reason: String::new(),
+                paymaster: String::new(),
+            },
+        }
+        .into(),
+        UserOpPending {
+            user_op_hash: USER_OP_HASH.into(),
+            waited_ms: 120_000,
+        }
+        .into(),
+        WithdrawalRequested {
+            withdrawal_id: "01JG2J0000000000000000WDRW".into(),
+            owner: OWNER.into(),
+            wallet: WALLET.into(),
+            recipient: OWNER.into(),
+            token: String::new(),
+            amount: "1000000000000000000".into(),
+        }
+        .into(),
     ]
+}
+
+pub const USER_OP_HASH: &str = "0x8a1f0d7c3b5e2a4f6c8d0e1f2a3b4c5d6e7f8091a2b3c4d5e6f708192a3b4c5d";
+pub const TX_HASH: &str = "0x1b2c3d4e5f60718293a4b5c6d7e8f90112233445566778899aabbccddeeff001";
+
+/// A signed user operation that deploys its wallet and sends 1 ETH.
+pub fn user_op() -> UserOpRecord {
+    UserOpRecord {
+        sender: WALLET.into(),
+        nonce: "0x3f0c2d0d9e5a4b7c1e2f3a4b5c6d7e8f9a0b1c2d3e4f5a6b0000000000000000".into(),
+        init_code: "0xce3645016820f1df66941429f7adb0f54cdcfd4c5fbfb9cf00000000000000000000000070997970c51812dc3a010c7d01b50e0d17dc79c80000000000000000000000000000000000000000000000000000000000000000".into(),
+        call_data: "0xb61d27f600000000000000000000000070997970c51812dc3a010c7d01b50e0d17dc79c80000000000000000000000000000000000000000000000000de0b6b3a764000000000000000000000000000000000000000000000000000000000000000000600000000000000000000000000000000000000000000000000000000000000000".into(),
+        call_gas_limit: "0x9c40".into(),
+        verification_gas_limit: "0x493e0".into(),
+        pre_verification_gas: "0xc350".into(),
+        max_fee_per_gas: "0x77359400".into(),
+        max_priority_fee_per_gas: "0x3b9aca00".into(),
+        paymaster_and_data: "0x".into(),
+        signature: format!("0x{}1b", "ab".repeat(64)),
+    }
 }

@@ -65,6 +65,16 @@ pub fn api_key(jti: &str) -> String {
     format!("apikey:{jti}")
 }
 
+/// A `WithdrawFunds` request and its user operation.
+pub fn withdrawal(withdrawal_id: &str) -> String {
+    format!("withdrawal:{withdrawal_id}")
+}
+
+/// The user operations a `RunNodeWithInputs` of a write sent (it is no execution).
+pub fn preview(id: &str) -> String {
+    format!("preview:{id}")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -100,7 +100,7 @@ fn error(path: &Path, message: impl std::fmt::Display) -> KeyFileError {
     }
 }
 
-fn create_private_dir(dir: &Path) -> Result<(), KeyFileError> {
+pub(crate) fn create_private_dir(dir: &Path) -> Result<(), KeyFileError> {
     std::fs::create_dir_all(dir).map_err(|e| error(dir, e))?;
     #[cfg(unix)]
     {
@@ -121,14 +121,14 @@ fn read_any(path: &Path) -> Result<Vec<u8>, KeyFileError> {
     Ok(bytes)
 }
 
-fn read_key(path: &Path) -> Result<Key, KeyFileError> {
+pub(crate) fn read_key(path: &Path) -> Result<Key, KeyFileError> {
     let bytes: [u8; 32] = read_any(path)?
         .try_into()
         .map_err(|b: Vec<u8>| error(path, format!("holds {} bytes, expected 32", b.len())))?;
     Ok(Key(bytes))
 }
 
-fn load_or_create_key<T>(
+pub(crate) fn load_or_create_key<T>(
     path: &Path,
     read: fn(&Path) -> Result<T, KeyFileError>,
 ) -> Result<T, KeyFileError> {

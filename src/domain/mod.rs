@@ -4,6 +4,7 @@
 //!
 //! Layout:
 //! - `bounds`: how deep and large a value a user controls may be before it enters an event;
+//! - `fees`: the original's fee structure (execution fee, COGS, value-fee tiers);
 //! - `schedule`: the cron / `@every` grammar shared by validation and the operators' watchers
 //!   (in the `protocol` crate, which the operator process shares);
 //! - `task`: task definitions (validation) and the task lifecycle (enable, disable, cancel, delete);
@@ -26,6 +27,7 @@ pub mod assignment;
 pub mod attestation;
 pub mod bounds;
 pub mod event_query;
+pub mod fees;
 pub mod firing;
 pub mod overload;
 pub mod secrets;
@@ -55,6 +57,7 @@ pub enum Code {
     TaskAlreadyCancelled,
     SecretAlreadyExists,
     QuotaExceeded,
+    InsufficientBalance,
 }
 
 /// Why a command is refused.

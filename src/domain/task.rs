@@ -670,15 +670,17 @@ fn validate_node(node: &Node, sizes: &Sizes<'_>) -> DomainResult<()> {
     }
 }
 
+/// The original's words: "invalid destination address", "invalid amount".
 fn validate_eth_transfer(id: &str, c: &EthTransferConfig) -> DomainResult<()> {
-    address_or_template(
-        &format!("node {id:?}: destination"),
-        &c.destination,
-        invalid_node,
-    )?;
+    if !is_template(&c.destination) && c.destination.parse::<Address>().is_err() {
+        return Err(invalid_node(format!(
+            "invalid destination address: node {id:?}: {:?} is not an address",
+            c.destination
+        )));
+    }
     if !is_template(&c.amount) && c.amount.parse::<alloy::primitives::U256>().is_err() {
         return Err(invalid_node(format!(
-            "node {id:?}: amount {:?} is not a non-negative integer (wei)",
+            "invalid amount: node {id:?}: {:?} is not a non-negative integer (wei)",
             c.amount
         )));
     }
@@ -1391,6 +1393,13 @@ mod tests {
             destination: "0xnope".into(),
             amount: "1000".into(),
         }));
-        assert!(check(&d).is_err());
+        let refused = check(&d).unwrap_err().to_string();
+        assert!(refused.contains("invalid destination address"), "{refused}");
+        d.nodes[0].config = Some(NodeConfig::EthTransfer(EthTransferConfig {
+            destination: "{{ settings.recipient }}".into(),
+            amount: "-1".into(),
+        }));
+        let refused = check(&d).unwrap_err().to_string();
+        assert!(refused.contains("invalid amount"), "{refused}");
     }
 }

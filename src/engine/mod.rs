@@ -10,9 +10,9 @@
 //!   trigger (event logs decoded and enriched);
 //! - `nodes/`: one module per node type; `sandbox`: JavaScript (one QuickJS runtime per worker
 //!   thread, in `sandbox/runtime.rs`); `http`: guarded outbound HTTP;
-//! - `redact`: the run's secrets cut out of everything it records;
 //! - `owners`: one owner's share of the engine (running at once, queued at most);
-//! - `preview`: `RunTrigger`, `RunNodeWithInputs`, `SimulateTask` (nothing persisted).
+//! - `preview`: `RunTrigger`, `RunNodeWithInputs`, `SimulateTask` (nothing persisted but the
+//!   user operations of a write sent on request); `fees`: `EstimateFees`.
 //!
 //! The queue is the log: an execution queued and not finished is pending (`q:` rows of the
 //! executions projection). The engine learns of new ones from `fire` and, on start, from the
@@ -22,6 +22,7 @@
 //! not stop it, and a retried blocking `TriggerTask` waits for the first run and returns its
 //! final result.
 
+pub mod fees;
 pub mod graph;
 pub mod http;
 pub mod nodes;
@@ -59,6 +60,8 @@ pub struct Tools {
     pub config: EngineConfig,
     /// What a node's output and rendered config may hold (`limits`): past it, a failed step.
     pub bounds: ValueBounds,
+    /// The users' wallets' side (`wallet::submit::Wallets`): `None` without a chain.
+    pub writes: Option<nodes::write::Writes>,
     /// What a firing's data and input may hold (`limits.max_values_bytes`).
     pub firing_bounds: ValueBounds,
     /// The chain the aggregator serves (`chain_id`), for what steps report of it.
@@ -155,6 +158,10 @@ struct Inner {
 
 impl Engine {
     /// Builds the engine and resumes the pending executions.
+    #[expect(
+        clippy::too_many_arguments,
+        reason = "the engine's collaborators, each built once in server::open"
+    )]
     pub async fn start(
         store: Store,
         config: EngineConfig,
@@ -163,6 +170,7 @@ impl Engine {
         chain: Option<Chain>,
         chain_id: u64,
         tokens: Arc<crate::token_metadata::TokenDirectory>,
+        writes: Option<nodes::write::Writes>,
     ) -> anyhow::Result<Self> {
         let threads = if config.js_threads == 0 {
             std::thread::available_parallelism().map_or(2, |n| n.get())
@@ -197,6 +205,7 @@ impl Engine {
                     firing_bounds: ValueBounds::values(limits),
                     chain_id,
                     tokens,
+                    writes,
                 },
                 sealer,
                 lanes: std::sync::Mutex::new(HashMap::new()),
@@ -491,6 +500,8 @@ impl Engine {
             trigger_data,
             vars,
             refused: Default::default(),
+            writes: self.write_env(&row.owner, &row.wallet, nodes::write::WriteMode::Run)?,
+            ops: HashMap::new(),
         };
         let ended = match walk
             .run(
@@ -543,6 +554,49 @@ impl Engine {
         finish_without_running(&mut recorder, resume.started, task_id, execution_id, error).await?;
         metrics::counter!("executions_finished_total", "outcome" => "failed").increment(1);
         Ok(())
+    }
+
+    /// What the write nodes of `owner`'s runs from `wallet` need: `None` without a chain, or
+    /// when the wallet is not registered (its salt and factory are unknown; the writes fail
+    /// saying so).
+    pub fn write_env(
+        &self,
+        owner: &str,
+        wallet: &str,
+        mode: nodes::write::WriteMode,
+    ) -> Result<Option<nodes::write::WriteEnv>, events::Error> {
+        let Some(writes) = &self.inner.tools.writes else {
+            return Ok(None);
+        };
+        let (Ok(owner_address), Ok(wallet_address)) =
+            (owner.parse::<alloy::primitives::Address>(), wallet.parse())
+        else {
+            return Ok(None);
+        };
+        let Some(row) = self
+            .inner
+            .store
+            .views
+            .wallet(&owner.to_lowercase(), &wallet.to_lowercase())?
+        else {
+            return Ok(None);
+        };
+        let (Ok(salt), Ok(factory)) = (
+            crate::wallet::parse_salt(&row.salt),
+            row.factory.parse::<alloy::primitives::Address>(),
+        ) else {
+            return Ok(None);
+        };
+        Ok(Some(nodes::write::WriteEnv {
+            wallets: writes.wallets.clone(),
+            target: nodes::write::WriteTarget {
+                owner: owner_address,
+                wallet: wallet_address,
+                salt,
+                factory: writes.factory(factory),
+            },
+            mode,
+        }))
     }
 
     /// Waits until the execution has finished and returns its row.

@@ -4,21 +4,23 @@
 
 use std::collections::BTreeMap;
 
-use alloy::primitives::B256;
+use alloy::primitives::{Address, B256};
 use serde_json::{Map, Value, json};
 
 use events::execution::{ExecutionOutcome, Firing, FiringSource, Step};
 use events::task::{EventQuery, Node, TaskDefinition, Trigger, TriggerConfig, TriggerKind};
 use projections::tasks::{Status, TaskRow};
 
+use super::nodes::write::WriteMode;
 use super::nodes::{self, NodeError, NodeRun};
 use super::run::{Ended, Recorder, Resume, Walk};
 use super::template::Templates;
 use super::{Engine, trigger_data, vars};
-use crate::clock::now_ms_i64;
+use crate::clock::{new_id, now_ms_i64};
 use crate::domain::trigger_output;
 use crate::domain::triggers::{abi_event, filter_of};
 use crate::pb::ErrorCode;
+use crate::wallet::submit::MemoryJournal;
 
 /// Blocks an event trigger's preview searches back for a matching log.
 const EVENT_LOOKBACK: u64 = 1000;
@@ -31,6 +33,21 @@ impl Engine {
         node: &Node,
         input_variables: &BTreeMap<String, Value>,
     ) -> Result<NodeRun, NodeError> {
+        self.run_node_full(owner, node, input_variables)
+            .await
+            .map(|write| write.run)
+    }
+
+    /// `run_node` with the metadata and gas a write produces. A write node needs
+    /// `settings.runner`, one of the owner's wallets (the original's words); it is simulated
+    /// unless it says `is_simulated: false`, and then its user operations are journaled on a
+    /// stream of their own (`preview:<id>`).
+    pub async fn run_node_full(
+        &self,
+        owner: &str,
+        node: &Node,
+        input_variables: &BTreeMap<String, Value>,
+    ) -> Result<nodes::write::WriteRun, NodeError> {
         let config = node
             .config
             .as_ref()
@@ -48,23 +65,36 @@ impl Engine {
         };
         let rendered = templates.node(config).await.map_err(NodeError::new)?;
         let limit = self.inner.tools.config.node_limit;
-        let result =
+        let result = if nodes::is_write(&rendered) {
+            self.preview_write(owner, node, &rendered, &globals).await
+        } else {
             match tokio::time::timeout(limit, nodes::run(&self.inner.tools, &rendered, &globals))
                 .await
             {
-                Ok(result) => result,
+                Ok(result) => result.map(|run| nodes::write::WriteRun {
+                    run,
+                    ..Default::default()
+                }),
                 Err(_) => Err(NodeError::new(format!(
                     "the node ran longer than its {} s limit",
                     limit.as_secs()
                 ))),
-            };
+            }
+        };
         // The answer goes back to the caller: the owner's secrets stay masked there too.
         let redactor = super::redact::Redactor::from_vars(&globals);
         match result {
-            Ok(mut run) => {
-                redactor.value(&mut run.output);
-                run.log.iter_mut().for_each(|line| redactor.text(line));
-                Ok(run)
+            Ok(mut write) => {
+                redactor.value(&mut write.run.output);
+                write
+                    .run
+                    .log
+                    .iter_mut()
+                    .for_each(|line| redactor.text(line));
+                if let Some(metadata) = &mut write.metadata {
+                    redactor.value(metadata);
+                }
+                Ok(write)
             }
             Err(mut e) => {
                 redactor.text(&mut e.message);
@@ -75,6 +105,97 @@ impl Engine {
                 Err(e)
             }
         }
+    }
+
+    async fn preview_write(
+        &self,
+        owner: &str,
+        node: &Node,
+        rendered: &events::task::NodeConfig,
+        vars: &Map<String, Value>,
+    ) -> Result<nodes::write::WriteRun, NodeError> {
+        use crate::pb::ErrorCode;
+        let what = match rendered {
+            events::task::NodeConfig::EthTransfer(_) => "ethTransfer",
+            events::task::NodeConfig::Loop(_) => "loop",
+            _ => "contractWrite",
+        };
+        let settings = vars
+            .get("settings")
+            .and_then(Value::as_object)
+            .ok_or_else(|| {
+                NodeError::new(format!("settings is required for {what}"))
+                    .with_code(ErrorCode::InvalidRequest)
+            })?;
+        let runner = settings
+            .get("runner")
+            .and_then(Value::as_str)
+            .filter(|r| !r.is_empty())
+            .ok_or_else(|| {
+                NodeError::new(format!("settings.runner is required for {what}"))
+                    .with_code(ErrorCode::InvalidRequest)
+            })?;
+        // The original reads `chain_id` (snake_case); a different chain is refused.
+        if let Some(chain_id) = settings.get("chain_id") {
+            let given = chain_id
+                .as_u64()
+                .or_else(|| chain_id.as_str().and_then(|s| s.parse().ok()));
+            let ours = self.inner.tools.chain.as_ref().map(|c| c.chain_id);
+            if let (Some(given), Some(ours)) = (given, ours)
+                && given != ours
+            {
+                return Err(NodeError::new(format!(
+                    "settings.chain_id {given} is not this aggregator's chain ({ours})"
+                ))
+                .with_code(ErrorCode::InvalidRequest));
+            }
+        }
+        if runner.parse::<Address>().is_err() {
+            return Err(
+                NodeError::new(format!("settings.runner {runner:?} is not an address"))
+                    .with_code(ErrorCode::InvalidAddress),
+            );
+        }
+        let Some(env) = self
+            .write_env(owner, runner, WriteMode::Preview)
+            .map_err(|e| NodeError::new(e.to_string()).with_code(ErrorCode::StorageReadError))?
+        else {
+            return Err(if self.inner.tools.writes.is_none() {
+                NodeError::new(
+                    "ETH transfers and contract writes are user operations from a smart wallet: the aggregator needs ethereum.rpc_url for them",
+                )
+                .with_code(ErrorCode::SmartWalletRpcError)
+            } else {
+                NodeError::new(format!(
+                    "settings.runner {runner} is not a smart wallet of the signed-in owner (GetWallet registers it)"
+                ))
+                .with_code(ErrorCode::SmartWalletNotFound)
+            });
+        };
+        if nodes::simulated(rendered, &env) {
+            return nodes::run_write::<MemoryJournal>(
+                &self.inner.tools,
+                &env,
+                rendered,
+                vars,
+                None,
+            )
+            .await;
+        }
+        let id = new_id();
+        let mut recorder = Recorder::Log {
+            store: &self.inner.store,
+            stream: events::stream::preview(&id),
+            actor: owner.to_owned(),
+            version: 0,
+            buffer: Vec::new(),
+        };
+        let mut journal = super::run::RecorderJournal {
+            recorder: &mut recorder,
+        };
+        let mut ctx =
+            nodes::write::WriteCtx::new(&env, &id, &node.id, &mut journal, Default::default());
+        nodes::run_write(&self.inner.tools, &env, rendered, vars, Some(&mut ctx)).await
     }
 
     /// What a trigger would output now: a manual trigger's data, the current time for time
@@ -231,6 +352,7 @@ impl Engine {
         };
         let secrets = vars::secrets(&self.inner.store, &self.inner.sealer, owner, None)
             .map_err(events::Error::Corrupt)?;
+        let writes = self.write_env(owner, &row.wallet, WriteMode::Simulation)?;
         let walk = Walk {
             tools: &self.inner.tools,
             definition,
@@ -243,6 +365,8 @@ impl Engine {
                 secrets,
             ),
             refused,
+            writes,
+            ops: std::collections::HashMap::new(),
         };
         walk.run(
             Resume::default(),

@@ -34,6 +34,7 @@ use super::redact::Redactor;
 use super::template::Templates;
 use crate::clock::now_ms_i64;
 use crate::store::Store;
+use crate::wallet::submit::{Journal, JournalError, MemoryJournal};
 
 /// Where a run's events go.
 pub enum Recorder<'a> {
@@ -91,6 +92,8 @@ pub struct Resume {
     pub recorded: HashMap<String, Step>,
     /// Steps with a `StepStarted` and no result.
     pub interrupted: HashSet<String>,
+    /// The user operations each write step journaled (see `nodes::write`).
+    pub ops: HashMap<String, nodes::write::PriorOps>,
 }
 
 /// How a run ended.
@@ -114,6 +117,9 @@ pub struct Walk<'a> {
     /// Nodes refused before the run (a simulation's invalid configs), by id: the error and its
     /// code. They are failed steps that do not run; their successors still run.
     pub refused: std::collections::BTreeMap<String, (String, i32)>,
+    /// The task's wallet and the wallets' side, for the write nodes (`None`: no chain).
+    pub writes: Option<nodes::write::WriteEnv>,
+    pub ops: HashMap<String, nodes::write::PriorOps>,
 }
 
 /// A step's `execution_context`, as the original fills it: whether it was simulated (nothing
@@ -271,10 +277,11 @@ impl Walk<'_> {
     /// recorded ([`Walk::step`]), and the end ([`Walk::outcome`], [`Walk::finish`]).
     pub async fn run(
         mut self,
-        resume: Resume,
+        mut resume: Resume,
         recorder: &mut Recorder<'_>,
         limit: Duration,
     ) -> Result<Ended, events::Error> {
+        self.ops = std::mem::take(&mut resume.ops);
         let started_at = Instant::now();
         let mut steps = self.begin(&resume, recorder);
         let plan = match self.plan() {
@@ -315,7 +322,10 @@ impl Walk<'_> {
                     Gate::OverBudget
                 } else if let Err(why) = plan.reached(i, &fates, &names) {
                     Gate::Unreached(why)
-                } else if resume.interrupted.contains(&node.id) && !side_effect_free(config) {
+                } else if resume.interrupted.contains(&node.id)
+                    && !side_effect_free(config)
+                    && !nodes::is_write(config)
+                {
                     Gate::Interrupted
                 } else {
                     Gate::Run
@@ -451,6 +461,8 @@ impl Walk<'_> {
                 Fate::Skipped
             }
             Gate::Interrupted => {
+                // (A write settles what it sent from its journal instead: `nodes::write`; it is
+                // never gated as interrupted.)
                 step.error = "interrupted: the aggregator stopped while this step ran; it may have had effects, so it is not run again".into();
                 step.error_code = crate::pb::ErrorCode::ExecutionEngineError as i32;
                 Fate::Failed
@@ -570,6 +582,9 @@ impl Walk<'_> {
             );
             recorder.flush().await?;
         }
+        if nodes::is_write(&rendered) {
+            return self.run_write(recorder, node, &rendered, step).await;
+        }
         let limit = self.tools.config.node_limit;
         let result = match tokio::time::timeout(
             limit,
@@ -661,6 +676,91 @@ impl Walk<'_> {
     }
 }
 
+/// A run's journal of user operations: the recorder, each event durable before `record`
+/// returns.
+pub struct RecorderJournal<'r, 'a> {
+    pub recorder: &'r mut Recorder<'a>,
+}
+
+impl Journal for RecorderJournal<'_, '_> {
+    async fn record(&mut self, event: Event) -> Result<(), JournalError> {
+        self.recorder.push(event);
+        self.recorder
+            .flush()
+            .await
+            .map_err(|e| JournalError(e.to_string()))
+    }
+}
+
+impl Walk<'_> {
+    /// Runs a write node: no time limit of its own (a user operation's wait is bounded by
+    /// `wallet.receipt_timeout`, and cutting it short would leave an operation unaccounted for).
+    async fn run_write(
+        &mut self,
+        recorder: &mut Recorder<'_>,
+        node: &events::task::Node,
+        rendered: &events::task::NodeConfig,
+        step: &mut Step,
+    ) -> Result<Fate, events::Error> {
+        let kind = rendered.kind();
+        let Some(env) = self.writes.clone() else {
+            step.error = "ETH transfers and contract writes are user operations from the task's smart wallet: the aggregator needs ethereum.rpc_url for them".into();
+            step.error_code = crate::pb::ErrorCode::SmartWalletRpcError as i32;
+            return Ok(Fate::Failed);
+        };
+        let result = if nodes::simulated(rendered, &env) {
+            nodes::run_write::<MemoryJournal>(self.tools, &env, rendered, &self.vars, None).await
+        } else {
+            let prior = self.ops.remove(&node.id).unwrap_or_default();
+            let mut journal = RecorderJournal { recorder };
+            let mut ctx =
+                nodes::write::WriteCtx::new(&env, self.execution_id, &node.id, &mut journal, prior);
+            nodes::run_write(self.tools, &env, rendered, &self.vars, Some(&mut ctx)).await
+        };
+        let bounds = self.tools.bounds;
+        Ok(match result {
+            Ok(write) => {
+                if let Some(gas) = write.gas {
+                    step.gas_used = gas.used.to_string();
+                    step.gas_price = gas.price.to_string();
+                    step.total_gas_cost = gas.cost.to_string();
+                }
+                if let Err(why) = bounds.check("the node's output", &write.run.output) {
+                    step.error = why;
+                    step.error_code = crate::pb::ErrorCode::ExecutionEngineError as i32;
+                    step.log = write.run.log.join("\n");
+                    return Ok(Fate::Failed);
+                }
+                step.success = true;
+                step.log = write.run.log.join("\n");
+                step.metadata = write.metadata;
+                step.output = Some(StepOutput {
+                    kind: output_kind(kind),
+                    data: Some(write.run.output.clone()),
+                });
+                self.vars.insert(
+                    node.name.clone(),
+                    json!({ "data": write.run.output, "input": step.config }),
+                );
+                Fate::Succeeded { taken: None }
+            }
+            Err(e) => {
+                step.error = e.message;
+                step.error_code = e.code as i32;
+                step.log = e.log.join("\n");
+                step.output = e
+                    .output
+                    .filter(|data| bounds.check("the node's output", data).is_ok())
+                    .map(|data| StepOutput {
+                        kind: output_kind(kind),
+                        data: Some(data),
+                    });
+                Fate::Failed
+            }
+        })
+    }
+}
+
 /// Reads what an execution's stream holds: the firing, and what earlier attempts recorded.
 pub fn resume_state(
     events: &[events::Envelope],
@@ -668,7 +768,9 @@ pub fn resume_state(
     let mut queued = None;
     let mut resume = Resume::default();
     let mut finished = false;
+    let mut ops = nodes::write::PriorFold::default();
     for envelope in events {
+        ops.apply(&envelope.event);
         match &envelope.event {
             Event::ExecutionQueued(q) => queued = Some(q.clone()),
             Event::ExecutionStarted(_) => resume.started = true,
@@ -683,6 +785,7 @@ pub fn resume_state(
             _ => {}
         }
     }
+    resume.ops = ops.into_steps();
     (queued, resume, finished)
 }
 

@@ -43,6 +43,7 @@ pub fn wire_code(code: domain::Code) -> ErrorCode {
         C::TaskAlreadyCancelled => ErrorCode::TaskAlreadyCancelled,
         C::SecretAlreadyExists => ErrorCode::SecretAlreadyExists,
         C::QuotaExceeded => ErrorCode::QuotaExceeded,
+        C::InsufficientBalance => ErrorCode::InsufficientBalance,
     }
 }
 

@@ -11,8 +11,35 @@
 //! OpenZeppelin's proxy gives a different metadata hash, and so different addresses. It is
 //! decoded at compile time, so a damaged file fails the build rather than a request.
 //!
+//! Our own wallet, `ControlledAccount` (accepts the owner's or the aggregator's controller key),
+//! comes from `ControlledAccountFactory`, derived the same way with the proxy creation code cut
+//! out of that factory's committed artifact (`contracts`).
+//!
 //! Also here: parsing the salt and the factory address of the wallet requests, with the error
 //! texts of the official client.
+//!
+//! Layout of the ERC-4337 side (user operations from the users' wallets):
+//! - `contracts`: interfaces and embedded artifacts; `user_op`: building, hashing, signing;
+//! - `keys`: the controller and self-bundler keys in the keys directory;
+//! - `nonce`: nonce keys per step and the reservation book; `gas`: estimates and fees;
+//! - `paymaster`: sponsorship by the VerifyingPaymaster; `receipt`: outcomes from the logs;
+//! - `sender`: the `UserOpSender` trait, with `self_bundler` and `bundler` (an external one);
+//! - `submit`: the submission protocol (journal, send, retry, recover); `deploy`: `chain deploy`;
+//! - `withdraw`: what `WithdrawFunds` asks for, and its calls.
+
+pub mod bundler;
+pub mod contracts;
+pub mod deploy;
+pub mod gas;
+pub mod keys;
+pub mod nonce;
+pub mod paymaster;
+pub mod receipt;
+pub mod self_bundler;
+pub mod sender;
+pub mod submit;
+pub mod user_op;
+pub mod withdraw;
 
 use std::str::FromStr;
 
@@ -42,6 +69,15 @@ static PROXY_CODE_ABSORBED: LazyLock<Keccak256> = LazyLock::new(|| {
     hasher
 });
 
+/// The same for the proxies of a `ControlledAccountFactory` (the code its artifact embeds);
+/// `None` when the artifact does not hold one, which `WalletFactory::controlled` refuses first.
+static CONTROLLED_PROXY_CODE_ABSORBED: LazyLock<Option<Keccak256>> = LazyLock::new(|| {
+    let code = contracts::controlled_proxy_creation_code().ok()?;
+    let mut hasher = Keccak256::new();
+    hasher.update(code);
+    Some(hasher)
+});
+
 /// The canonical `SimpleAccountFactory` v0.6 (CREATE2 deployer, salt 0).
 pub const CANONICAL_FACTORY_V06: Address = address!("0x9406Cc6185a346906296840746125a0E44976454");
 /// The canonical EntryPoint v0.6.
@@ -63,9 +99,86 @@ pub enum WalletError {
     InvalidFactory(String),
 }
 
-/// A v0.6 `SimpleAccountFactory`: what it takes to derive its accounts' addresses.
+/// Which kind of v0.6 factory: they differ in the proxy code they hash, and in who may sign for
+/// their accounts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FactoryKind {
+    /// The stock `SimpleAccountFactory`: only the owner signs; the controller cannot act.
+    SimpleAccount,
+    /// `ControlledAccountFactory`: the owner or the factory's controller signs.
+    ControlledAccount,
+}
+
+/// The wallets' side from the config: the controller and self-bundler keys of the keys
+/// directory (created when absent), the sender (`wallet.bundler_url`, or the self-bundler), the
+/// paymaster when configured.
+pub fn open(
+    config: &crate::config::Config,
+    chain: crate::chain::Chain,
+) -> anyhow::Result<submit::Wallets> {
+    use std::sync::Arc;
+    let keys = keys::WalletKeys::load_or_create(&config.keys_dir)?;
+    let entry_point: Address = config.wallet.entry_point.parse()?;
+    let sender: Arc<dyn sender::UserOpSender> = match &config.wallet.bundler_url {
+        Some(url) => Arc::new(bundler::BundlerClient::new(
+            url.clone(),
+            entry_point,
+            chain.clone(),
+        )?),
+        None => Arc::new(self_bundler::SelfBundler::new(
+            chain.clone(),
+            entry_point,
+            keys.bundler.clone(),
+        )),
+    };
+    let paymaster = match &config.wallet.paymaster {
+        Some(address) => Some(paymaster::Paymaster::new(
+            address.parse()?,
+            keys.controller.clone(),
+            chain.clone(),
+        )),
+        None => None,
+    };
+    tracing::info!(
+        controller = %keys.controller.address(),
+        bundler = %config.wallet.bundler_url.as_deref().map_or_else(
+            || format!("self ({})", keys.bundler.address()),
+            crate::chain::redact_url,
+        ),
+        "smart-wallet writes enabled"
+    );
+    Ok(submit::Wallets::new(
+        chain,
+        entry_point,
+        sender,
+        keys.controller,
+        paymaster,
+        config.wallet.receipt_timeout,
+    ))
+}
+
+/// Why the `wallet:` config does not describe a usable factory.
+#[derive(Debug, Clone, thiserror::Error)]
+#[non_exhaustive]
+pub enum WalletConfigError {
+    #[error("{0} {1:?} is not an address")]
+    Address(&'static str, String),
+    #[error(
+        "wallet.account_implementation is {configured}, but a ControlledAccountFactory at          wallet.factory has its implementation at {derived}"
+    )]
+    Implementation {
+        configured: Address,
+        derived: Address,
+    },
+    #[error(transparent)]
+    Artifact(#[from] contracts::ArtifactError),
+}
+
+/// A v0.6 account factory: what it takes to derive its accounts' addresses.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct WalletFactory {
+    pub kind: FactoryKind,
     pub factory: Address,
     /// The `SimpleAccount` implementation the factory's proxies point to.
     pub account_implementation: Address,
@@ -84,9 +197,10 @@ impl WalletFactory {
         )
     }
 
-    /// A v0.6 factory from configuration. The proxy code is the same for every v0.6 factory.
+    /// A stock v0.6 factory from configuration. The proxy code is the same for every one.
     pub fn new(factory: Address, account_implementation: Address, entry_point: Address) -> Self {
         Self {
+            kind: FactoryKind::SimpleAccount,
             factory,
             account_implementation,
             entry_point,
@@ -100,17 +214,98 @@ impl WalletFactory {
         Self::new(factory, factory.create(1), entry_point)
     }
 
+    /// The configured default factory.
+    pub fn from_config(config: &crate::config::WalletConfig) -> Result<Self, WalletConfigError> {
+        let address = |name: &'static str, text: &str| {
+            text.parse::<Address>()
+                .map_err(|_| WalletConfigError::Address(name, text.to_owned()))
+        };
+        let factory = address("wallet.factory", &config.factory)?;
+        let entry_point = address("wallet.entry_point", &config.entry_point)?;
+        let implementation = address(
+            "wallet.account_implementation",
+            &config.account_implementation,
+        )?;
+        match config.factory_kind {
+            FactoryKind::SimpleAccount => Ok(Self::new(factory, implementation, entry_point)),
+            FactoryKind::ControlledAccount => {
+                let controlled = Self::controlled(factory, entry_point)?;
+                if controlled.account_implementation != implementation {
+                    return Err(WalletConfigError::Implementation {
+                        configured: implementation,
+                        derived: controlled.account_implementation,
+                    });
+                }
+                Ok(controlled)
+            }
+        }
+    }
+
+    /// A `ControlledAccountFactory` at `factory`: its implementation is its constructor's first
+    /// creation, and its proxy code the one embedded in the committed artifact.
+    pub fn controlled(
+        factory: Address,
+        entry_point: Address,
+    ) -> Result<Self, contracts::ArtifactError> {
+        // The proxy code must be there: its hash state is what `address` starts from.
+        contracts::controlled_proxy_creation_code()?;
+        Ok(Self {
+            kind: FactoryKind::ControlledAccount,
+            factory,
+            account_implementation: factory.create(1),
+            entry_point,
+        })
+    }
+
+    /// Where `aggregator chain deploy` puts the `ControlledAccountFactory` of `controller`
+    /// (CREATE2 deployer, salt 0): one factory per (EntryPoint, controller).
+    pub fn controlled_factory_address(
+        entry_point: Address,
+        controller: Address,
+    ) -> Result<Address, contracts::ArtifactError> {
+        Ok(contracts::create2_address(&controlled_factory_init_code(
+            entry_point,
+            controller,
+        )?))
+    }
+
+    /// The factory's part of a user operation's `initCode`: `factory ‖ createAccount(owner, salt)`.
+    pub fn init_code(&self, owner: Address, salt: U256) -> Bytes {
+        let call = contracts::IControlledAccountFactory::createAccountCall { owner, salt };
+        [self.factory.as_slice(), &call.abi_encode()]
+            .concat()
+            .into()
+    }
+
     /// The counterfactual address of `owner`'s account number `salt`: what the factory's
     /// `getAddress(owner, salt)` returns, and where `createAccount(owner, salt)` deploys.
     pub fn address(&self, owner: Address, salt: U256) -> Address {
         let initialize = initializeCall { anOwner: owner }.abi_encode();
         let constructor_args =
             (self.account_implementation, Bytes::from(initialize)).abi_encode_params();
-        let mut init_code_hash = PROXY_CODE_ABSORBED.clone();
+        let absorbed = match self.kind {
+            FactoryKind::SimpleAccount => Some(&*PROXY_CODE_ABSORBED),
+            FactoryKind::ControlledAccount => CONTROLLED_PROXY_CODE_ABSORBED.as_ref(),
+        };
+        // (`controlled` refused a factory without its proxy code, so `absorbed` is there.)
+        let mut init_code_hash = absorbed.cloned().unwrap_or_default();
         init_code_hash.update(&constructor_args);
         self.factory
             .create2(B256::from(salt), init_code_hash.finalize())
     }
+}
+
+/// Creation code and constructor arguments of the `ControlledAccountFactory` of `controller`.
+pub fn controlled_factory_init_code(
+    entry_point: Address,
+    controller: Address,
+) -> Result<Vec<u8>, contracts::ArtifactError> {
+    let code = &contracts::controlled_factory()?.bytecode;
+    Ok([
+        code.as_ref(),
+        &(entry_point, controller).abi_encode_params(),
+    ]
+    .concat())
 }
 
 /// Parses a wallet request's salt: a decimal integer, `0` to `2^256 - 1`. Empty means 0, the
@@ -188,6 +383,46 @@ mod tests {
                 v.owner,
                 v.salt
             );
+        }
+        Ok(())
+    }
+
+    #[derive(serde::Deserialize)]
+    #[serde(rename_all = "camelCase")]
+    struct ControlledVectors {
+        factory: Address,
+        entry_point: Address,
+        controller: Address,
+        account_implementation: Address,
+        vectors: Vec<Vector>,
+    }
+
+    #[test]
+    fn every_controlled_fixture_vector_matches() -> TestResult {
+        let fixture: ControlledVectors = serde_json::from_str(include_str!(
+            "../../tests/fixtures/contracts/controlled-wallet-vectors.json"
+        ))?;
+        assert_eq!(
+            WalletFactory::controlled_factory_address(fixture.entry_point, fixture.controller)?,
+            fixture.factory
+        );
+        let factory = WalletFactory::controlled(fixture.factory, fixture.entry_point)?;
+        assert_eq!(factory.kind, FactoryKind::ControlledAccount);
+        assert_eq!(
+            factory.account_implementation,
+            fixture.account_implementation
+        );
+        assert_eq!(fixture.vectors.len(), 9);
+        for v in &fixture.vectors {
+            let salt = parse_salt(&v.salt)?;
+            assert_eq!(factory.address(v.owner, salt), v.address, "{}", v.salt);
+            // The stock derivation gives other addresses for the same factory and owner.
+            let stock = WalletFactory::new(
+                factory.factory,
+                factory.account_implementation,
+                factory.entry_point,
+            );
+            assert_ne!(stock.address(v.owner, salt), v.address);
         }
         Ok(())
     }

@@ -254,8 +254,7 @@ async fn branches_skip_what_they_do_not_take_and_filters_and_loops_work() -> any
 }
 
 #[tokio::test]
-async fn eth_transfers_are_not_supported_yet_but_tasks_with_them_are_created() -> anyhow::Result<()>
-{
+async fn without_a_chain_eth_transfers_fail_saying_what_they_need() -> anyhow::Result<()> {
     let server = server_allowing_loopback().await?;
     let mut c = server.client().await?;
     let user = User::sign_in(&mut c).await?;
@@ -279,6 +278,10 @@ async fn eth_transfers_are_not_supported_yet_but_tasks_with_them_are_created() -
     // The trigger step succeeded: a partial success, as the original reports it.
     assert_eq!(run.status, pb::ExecutionStatus::PartialSuccess as i32);
     let step = run.steps.iter().find(|s| s.name == "send").unwrap();
-    assert!(step.error.contains("not supported yet"), "{}", step.error);
+    assert!(
+        step.error.contains("needs ethereum.rpc_url"),
+        "{}",
+        step.error
+    );
     Ok(())
 }

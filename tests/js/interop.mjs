@@ -6,9 +6,14 @@
 // Environment:
 //   AGGREGATOR_ENDPOINT  host:port of the aggregator (required; plaintext gRPC)
 //   CHAIN_ID             the server's chain id (default 31337)
-//   FLOWS                comma-separated subset of auth,wallets,tasks,secrets,executions,original
-//                        (default: all but executions and original; original is the behaviour
-//                        the official client's own tests expect from the original server)
+//   FLOWS                comma-separated subset of auth,wallets,tasks,secrets,executions,original,
+//                        onchain (default: all but executions, original and onchain; original is
+//                        the behaviour the official client's own tests expect from the original
+//                        server)
+//   ONCHAIN_KEY          for the onchain flow: the hex private key of its user, whose salt-0
+//                        wallet the caller has funded with ETH and ONCHAIN_TOKEN
+//   ONCHAIN_TOKEN        an ERC-20 (with transfer) the wallet holds at least 100 of
+//   ONCHAIN_RECIPIENT    where the flow's writes and withdrawals send (its balances start at 0)
 //   API_KEY              optional: an API key (JWT minted by the server's admin command);
 //                        if set, the API-key sign-in path is checked too
 //   CALL_TIMEOUT_MS      per-call timeout given to the sdk (default 10000)
@@ -31,7 +36,7 @@ import { ethers } from "ethers";
 // Configuration
 // ---------------------------------------------------------------------------
 
-const ALL_FLOWS = ["auth", "wallets", "tasks", "secrets", "executions", "original"];
+const ALL_FLOWS = ["auth", "wallets", "tasks", "secrets", "executions", "original", "onchain"];
 const DEFAULT_FLOWS = ["auth", "wallets", "tasks", "secrets"];
 
 const ENDPOINT = (process.env.AGGREGATOR_ENDPOINT || "").trim();
@@ -1246,6 +1251,147 @@ async function flowOriginal() {
 }
 
 // ---------------------------------------------------------------------------
+// Flow: onchain (needs a server on a chain with the wallet contracts, and a funded wallet)
+// ---------------------------------------------------------------------------
+
+const TOKEN_ABI = [
+  {
+    type: "function",
+    name: "transfer",
+    stateMutability: "nonpayable",
+    inputs: [
+      { name: "to", type: "address" },
+      { name: "amount", type: "uint256" },
+    ],
+    outputs: [{ name: "", type: "bool" }],
+  },
+];
+
+function tokenTransferProps(token, recipient, amount, isSimulated) {
+  const data = {
+    contractAddress: token,
+    contractAbi: TOKEN_ABI,
+    methodCalls: [{ methodName: "transfer", methodParams: [recipient, String(amount)] }],
+  };
+  if (isSimulated !== undefined) data.isSimulated = isSimulated;
+  return { id: ulid(), name: "pay_token", type: "contractWrite", data };
+}
+
+async function signInWith(label, privateKey) {
+  const wallet = new ethers.Wallet(privateKey);
+  const client = newClient();
+  clients.push(client);
+  const { message } = await client.getSignatureFormat(wallet.address);
+  const signature = await wallet.signMessage(message);
+  const { authKey } = await client.authWithSignature({ message, signature });
+  client.setAuthKey(authKey);
+  return { label, wallet, address: wallet.address, client, authKey, message };
+}
+
+async function flowOnchain() {
+  const key = (process.env.ONCHAIN_KEY || "").trim();
+  const token = (process.env.ONCHAIN_TOKEN || "").trim();
+  const recipient = (process.env.ONCHAIN_RECIPIENT || "").trim();
+  if (!key || !ADDRESS_RE.test(token) || !ADDRESS_RE.test(recipient)) {
+    fail("onchain.config", "ONCHAIN_KEY, ONCHAIN_TOKEN and ONCHAIN_RECIPIENT are required");
+    return;
+  }
+  const u = await check("onchain.signin", () => signInWith("onchain", key));
+  if (!u) return;
+  const runner = await check("onchain.wallet", async () => {
+    const w = await u.client.getWallet({ salt: "0" });
+    assert.match(w.address || "", ADDRESS_RE, "wallet address");
+    return w.address;
+  });
+  if (!runner) return;
+  const settings = { settings: { runner, chain_id: CHAIN_ID, name: "interop-onchain" } };
+
+  await check("onchain.run-node-simulated", async () => {
+    const res = await u.client.runNodeWithInputs({
+      node: tokenTransferProps(token, recipient, 1),
+      inputVariables: settings,
+    });
+    assert.equal(res.success, true, `success (error: ${res.error})`);
+    assert.equal(res.executionContext?.isSimulated, true, `executionContext ${safeJson(res.executionContext)}`);
+  });
+
+  await check("onchain.run-node-sent", async () => {
+    const res = await u.client.runNodeWithInputs(
+      { node: tokenTransferProps(token, recipient, 2, false), inputVariables: settings },
+      { timeout: { timeout: BLOCKING_TIMEOUT_MS, retries: 0 } },
+    );
+    assert.equal(res.success, true, `success (error: ${res.error})`);
+    assert.equal(res.executionContext?.isSimulated, false, `executionContext ${safeJson(res.executionContext)}`);
+  });
+
+  await check("onchain.workflow-contract-write", async () => {
+    const write = tokenTransferProps(token, recipient, 5);
+    const { workflow } = buildWorkflow(u.client, {
+      name: `interop-onchain-${randomBytes(3).toString("hex")}`,
+      runner,
+      trigger: triggerProps("manual", runner),
+      nodes: [write],
+      maxExecution: 10,
+    });
+    const id = await u.client.submitWorkflow(workflow);
+    const res = await u.client.triggerWorkflow(
+      { id, triggerData: { type: TriggerType.Manual, data: { n: 1 } }, isBlocking: true },
+      { timeout: { timeout: BLOCKING_TIMEOUT_MS, retries: 0 } },
+    );
+    assert.equal(res.status, "success", `status (error: ${res.error})`);
+    const ex = await u.client.getExecution(id, res.executionId);
+    const step = findNodeStep(ex.steps, write.id);
+    assert.ok(step, "a step for the write");
+    assert.equal(step.success, true, `step success (error: ${step.error})`);
+    assert.ok(Number(step.gasUsed) > 0, `gasUsed ${step.gasUsed}`);
+  });
+
+  await check("onchain.withdraw-eth", async () => {
+    const res = await u.client.withdrawFunds(
+      { recipientAddress: recipient, amount: "4321", token: "ETH", smartWalletAddress: runner },
+      { timeout: { timeout: BLOCKING_TIMEOUT_MS, retries: 0 } },
+    );
+    assert.equal(res.success, true, `success (${res.message})`);
+    assert.equal(res.status, "confirmed", "status");
+    assert.match(res.userOpHash || "", /^0x[0-9a-f]{64}$/, "userOpHash");
+    assert.equal(res.amount, "4321", "amount");
+  });
+
+  await check("onchain.withdraw-token", async () => {
+    const res = await u.client.withdrawFunds(
+      { recipientAddress: recipient, amount: "7", token, smartWalletAddress: runner },
+      { timeout: { timeout: BLOCKING_TIMEOUT_MS, retries: 0 } },
+    );
+    assert.equal(res.status, "confirmed", `status (${res.message})`);
+  });
+
+  await check("onchain.withdraw-invalid-amount", async () => {
+    await expectError(
+      () => u.client.withdrawFunds({ recipientAddress: recipient, amount: "-1", token: "ETH", smartWalletAddress: runner }),
+      { includes: ["invalid amount: must be a positive integer"] },
+    );
+  });
+
+  await check("onchain.estimate-fees", async () => {
+    const now = Date.now();
+    const write = tokenTransferProps(token, recipient, 1);
+    const res = await u.client.estimateFees({
+      trigger: triggerProps("manual", runner),
+      nodes: [write],
+      runner,
+      createdAt: now,
+      expireAt: now + 3600 * 1000,
+    });
+    assert.equal(res.chainId, String(CHAIN_ID), `chainId (error: ${res.error})`);
+    assert.equal(res.cogs.length, 1, `cogs ${safeJson(res.cogs)}`);
+    assert.equal(res.cogs[0].nodeId, write.id, "cogs node");
+    assert.ok(BigInt(res.cogs[0].gasUnits) > 21000n, `gasUnits ${res.cogs[0].gasUnits}`);
+    assert.ok(Array.isArray(res.discounts) && Array.isArray(res.warnings), "arrays");
+    assert.equal(res.executionFee?.unit, "USD", "executionFee");
+  });
+}
+
+// ---------------------------------------------------------------------------
 // Main
 // ---------------------------------------------------------------------------
 
@@ -1273,6 +1419,7 @@ async function main() {
   if (FLOWS.includes("secrets")) await flowSecrets();
   if (FLOWS.includes("executions")) await flowExecutions();
   if (FLOWS.includes("original")) await flowOriginal();
+  if (FLOWS.includes("onchain")) await flowOnchain();
 }
 
 main()

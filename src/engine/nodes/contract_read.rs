@@ -47,7 +47,7 @@ pub fn parse_abi(entries: &[Value]) -> Result<JsonAbi, NodeError> {
         .map_err(|e| NodeError::new(format!("the contract ABI does not parse: {e}")))
 }
 
-fn find<'a>(
+pub(super) fn find<'a>(
     abi: &'a JsonAbi,
     call: &MethodCall,
     data: Option<&[u8]>,
@@ -76,7 +76,7 @@ fn find<'a>(
 }
 
 /// The call data of one method call.
-fn encode(function: &Function, call: &MethodCall) -> Result<Vec<u8>, NodeError> {
+pub(super) fn encode(function: &Function, call: &MethodCall) -> Result<Vec<u8>, NodeError> {
     let mut values = Vec::with_capacity(call.method_params.len());
     for (param, text) in function.inputs.iter().zip(&call.method_params) {
         let ty = param.resolve().map_err(|e| {

@@ -29,11 +29,29 @@ pub fn execution_to_pb(row: &ExecutionRow) -> pb::Execution {
         error: row.error.clone(),
         index: row.index,
         execution_fee: None,
-        cogs: Vec::new(),
+        cogs: cogs(&row.steps),
         value_fee: None,
         steps: ran_steps_to_pb(&row.steps),
         skipped: skipped_to_pb(&row.steps),
     }
+}
+
+/// What the run's on-chain steps cost, one entry per step that paid gas (the original's
+/// `buildCOGSFromSteps`): wei, with the gas units.
+pub fn cogs(steps: &[Step]) -> Vec<pb::NodeCogs> {
+    steps
+        .iter()
+        .filter(|s| !s.total_gas_cost.is_empty() && s.total_gas_cost != "0")
+        .map(|s| pb::NodeCogs {
+            node_id: s.id.clone(),
+            cost_type: "gas".into(),
+            fee: Some(pb::Fee {
+                amount: s.total_gas_cost.clone(),
+                unit: "WEI".into(),
+            }),
+            gas_units: s.gas_used.clone(),
+        })
+        .collect()
 }
 
 /// The steps of the nodes that ran, as the original lists them (a skipped node is no step).

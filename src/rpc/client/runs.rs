@@ -128,6 +128,31 @@ fn node_output(
     }
 }
 
+/// The `executionContext` of a write run by `RunNodeWithInputs`: the chain, whether it was
+/// simulated, and by what.
+fn write_context(
+    app: &App,
+    write: &crate::engine::nodes::write::WriteRun,
+) -> Option<prost_types::Value> {
+    let metadata = write.metadata.as_ref()?;
+    let simulated = metadata
+        .get("simulated")
+        .and_then(serde_json::Value::as_bool)
+        == Some(true);
+    let provider = if simulated {
+        "eth_call"
+    } else if app.config.wallet.bundler_url.is_some() {
+        "bundler"
+    } else {
+        "self_bundler"
+    };
+    Some(convert::value_from_json(&serde_json::json!({
+        "chainId": app.config.chain_id.to_string(),
+        "isSimulated": simulated,
+        "provider": provider,
+    })))
+}
+
 pub async fn run_node_with_inputs(
     app: &App,
     request: Request<pb::RunNodeWithInputsReq>,
@@ -166,23 +191,24 @@ pub async fn run_node_with_inputs(
         // Its scripts count to the caller's share of the sandbox.
         match sandbox::as_owner(
             &caller.owner,
-            app.engine.run_node(&caller.owner, &node, &input),
+            app.engine.run_node_full(&caller.owner, &node, &input),
         )
         .await
         {
-            Ok(run) => pb::RunNodeWithInputsResp {
+            Ok(write) => pb::RunNodeWithInputsResp {
                 success: true,
-                execution_context: Some(context),
                 output_data: Some(node_output(
                     kind,
-                    Some(convert::value_from_json(&run.output)),
+                    Some(convert::value_from_json(&write.run.output)),
                 )),
-                // The node's own metadata where it has one (a contract read's per-call
-                // results, as the original answers them), else its log.
-                metadata: match &run.metadata {
-                    Some(m) => Some(convert::value_from_json(m)),
-                    None => (!run.log.is_empty())
-                        .then(|| convert::value_from_json(&serde_json::json!({ "log": run.log }))),
+                execution_context: write_context(app, &write).or(Some(context)),
+                // The node's own metadata where it has one (a write's, a contract read's
+                // per-call results, as the original answers them), else its log.
+                metadata: match write.metadata.as_ref().or(write.run.metadata.as_ref()) {
+                    Some(metadata) => Some(convert::value_from_json(metadata)),
+                    None => (!write.run.log.is_empty()).then(|| {
+                        convert::value_from_json(&serde_json::json!({ "log": write.run.log }))
+                    }),
                 },
                 ..Default::default()
             },
@@ -328,8 +354,87 @@ pub async fn estimate_fees(
     app: &App,
     request: Request<pb::EstimateFeesReq>,
 ) -> Result<pb::EstimateFeesResp, Status> {
-    calls::caller(app, &request)?;
-    Err(error::unimplemented(
-        "EstimateFees prices ERC-4337 user operations: it comes with on-chain execution, not yet available",
-    ))
+    let caller = calls::caller(app, &request)?;
+    let req = request.into_inner();
+    let create = pb::CreateTaskReq {
+        trigger: req.trigger,
+        nodes: req.nodes,
+        edges: req.edges,
+        input_variables: req.input_variables,
+        ..Default::default()
+    };
+    let definition = convert::definition_from_create(&create)?;
+    let fees = &app.config.fees;
+    let estimate = match app
+        .engine
+        .estimate_fees(&caller.owner, &definition, req.runner.trim(), fees)
+        .await
+    {
+        Ok(estimate) => estimate,
+        Err(e) => {
+            let code = match e {
+                crate::engine::fees::FeeError::Store(e) => return Err(error::storage(e)),
+                crate::engine::fees::FeeError::Chain(detail) => {
+                    tracing::warn!(%detail, "a fee estimate could not read the chain");
+                    return Ok(pb::EstimateFeesResp {
+                        success: false,
+                        error: "reading the chain failed; retry later".into(),
+                        error_code: pb::ErrorCode::RpcNodeError as i32,
+                        ..Default::default()
+                    });
+                }
+                crate::engine::fees::FeeError::NoChain => pb::ErrorCode::RpcNodeError,
+                _ => pb::ErrorCode::SmartWalletNotFound,
+            };
+            return Ok(pb::EstimateFeesResp {
+                success: false,
+                error: format!("Failed to resolve runner address: {e}"),
+                error_code: code as i32,
+                ..Default::default()
+            });
+        }
+    };
+    let fee = |amount: String, unit: &str| pb::Fee {
+        amount,
+        unit: unit.into(),
+    };
+    Ok(pb::EstimateFeesResp {
+        success: estimate.success,
+        error: estimate.error,
+        error_code: if estimate.success {
+            pb::ErrorCode::Unspecified
+        } else {
+            pb::ErrorCode::InvalidRequest
+        } as i32,
+        chain_id: estimate.chain_id.to_string(),
+        native_token: Some(pb::NativeToken {
+            symbol: estimate.native_symbol,
+            decimals: 18,
+        }),
+        execution_fee: Some(fee(estimate.execution_fee_usd, "USD")),
+        cogs: estimate
+            .cogs
+            .into_iter()
+            .map(|c| pb::NodeCogs {
+                node_id: c.node_id,
+                cost_type: c.cost_type.into(),
+                fee: Some(fee(c.wei.to_string(), "WEI")),
+                gas_units: c.gas_units.to_string(),
+            })
+            .collect(),
+        value_fee: Some(pb::ValueFee {
+            fee: Some(fee(estimate.value_fee.percentage, "PERCENTAGE")),
+            tier: match estimate.value_fee.tier {
+                crate::domain::fees::Tier::Unspecified => pb::ExecutionTier::Unspecified,
+                crate::domain::fees::Tier::One => pb::ExecutionTier::ExecutionTier1,
+            } as i32,
+            value_base: estimate.value_fee.value_base.into(),
+            classification_method: "rule_based".into(),
+            confidence: 1.0,
+            reason: estimate.value_fee.reason.into(),
+        }),
+        discounts: Vec::new(),
+        pricing_model: estimate.pricing_model.into(),
+        warnings: estimate.warnings,
+    })
 }

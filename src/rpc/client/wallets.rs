@@ -324,14 +324,99 @@ pub async fn get_nonce(
     })
 }
 
+/// ETH or an ERC-20 out of one of the caller's wallets (`withdrawals`): the request checked
+/// with the original's words, then one user operation, answered `confirmed`, `pending` or
+/// `failed` with its userOpHash.
 pub async fn withdraw_funds(
     app: &App,
     request: Request<pb::WithdrawFundsReq>,
 ) -> Result<pb::WithdrawFundsResp, Status> {
-    calls::writer(app, &request)?;
-    Err(error::unimplemented(
-        "WithdrawFunds sends an ERC-4337 user operation: it comes with on-chain execution, not yet available",
-    ))
+    use crate::wallet::withdraw::{self, WithdrawError};
+    use crate::withdrawals::WithdrawFailure;
+    let caller = calls::writer(app, &request)?;
+    let req = request.into_inner();
+    let withdrawal = withdraw::parse(
+        req.recipient_address.trim(),
+        req.amount.trim(),
+        req.token.trim(),
+    )
+    .map_err(|e| DomainError::invalid(e.to_string()))?;
+    let wallet_text = req.smart_wallet_address.trim();
+    if wallet_text.is_empty() {
+        return Err(DomainError::invalid(
+            "smart wallet address is required - must be obtained from getWallet() call first",
+        )
+        .into());
+    }
+    let wallet: Address = wallet_text.parse().map_err(|_| {
+        DomainError::Invalid(
+            "invalid smart wallet address format".into(),
+            Code::InvalidAddress,
+        )
+    })?;
+    if app
+        .store
+        .views
+        .wallet(&caller.owner, &lower(wallet))
+        .map_err(error::storage)?
+        .is_none()
+    {
+        return Err(DomainError::Invalid(
+            format!(
+                "invalid smart wallet address: smart wallet address {} not found for owner {}",
+                wallet.to_checksum(None),
+                caller.owner
+            ),
+            Code::WalletNotFound,
+        )
+        .into());
+    }
+    let env = app
+        .engine
+        .write_env(
+            &caller.owner,
+            &lower(wallet),
+            crate::engine::nodes::write::WriteMode::Run,
+        )
+        .map_err(error::storage)?
+        .ok_or_else(|| {
+            error::unconfigured(
+                "WithdrawFunds sends a user operation from the wallet: configure ethereum.rpc_url",
+            )
+        })?;
+    let now = now_ms();
+    let withdrawn =
+        match crate::withdrawals::withdraw(&app.store, &env.wallets, &env.target, withdrawal, now)
+            .await
+        {
+            Ok(withdrawn) => withdrawn,
+            Err(WithdrawFailure::Refused(e @ WithdrawError::InsufficientBalance { .. })) => {
+                return Err(DomainError::FailedPrecondition(
+                    e.to_string(),
+                    Code::InsufficientBalance,
+                )
+                .into());
+            }
+            Err(WithdrawFailure::Refused(e)) => {
+                return Err(DomainError::invalid(e.to_string()).into());
+            }
+            Err(WithdrawFailure::Chain(detail)) => {
+                return Err(error::upstream("WithdrawFunds", detail));
+            }
+            Err(WithdrawFailure::Store(e)) => return Err(error::storage(e)),
+        };
+    Ok(pb::WithdrawFundsResp {
+        success: withdrawn.status != "failed",
+        status: withdrawn.status.into(),
+        message: withdrawn.message,
+        user_op_hash: withdrawn.user_op_hash,
+        transaction_hash: withdrawn.transaction_hash,
+        submitted_at: i64::try_from(now / 1000).unwrap_or(i64::MAX),
+        smart_wallet_address: wallet.to_checksum(None),
+        recipient_address: req.recipient_address,
+        amount: withdrawn.amount.to_string(),
+        token: req.token,
+    })
 }
 
 #[cfg(test)]
