@@ -63,6 +63,7 @@ async fn serve_metrics(
     mut stop: signal::Receiver<bool>,
 ) -> anyhow::Result<()> {
     let metrics_listener = tokio::net::TcpListener::bind(config.metrics_listen).await?;
+    describe_metrics();
     let metrics_app = axum::Router::new()
         .route("/up", axum::routing::get(|| async { "ok\n" }))
         .route(
@@ -77,6 +78,28 @@ async fn serve_metrics(
             .await;
     });
     Ok(())
+}
+
+/// What each of the operator's metrics means, on its `/metrics` (`# HELP` lines).
+fn describe_metrics() {
+    // The recorder must exist before the descriptions are given to it.
+    let _ = protocol::process::metrics();
+    metrics::describe_gauge!(
+        "operator_tasks_watched",
+        "Tasks this operator watches the triggers of."
+    );
+    metrics::describe_counter!(
+        "operator_reports_total",
+        "Firings reported to the aggregator, by the aggregator's answer (status)."
+    );
+    metrics::describe_gauge!(
+        "operator_block_number",
+        "The latest block this operator has followed."
+    );
+    metrics::describe_counter!(
+        "operator_cosign_refusals_total",
+        "Log checkpoints this operator refused to cosign (inconsistent with the last one it cosigned, or unverifiable)."
+    );
 }
 
 /// The loops that run beside the task stream: reports sent in order, the clock's ticks, the
