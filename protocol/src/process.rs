@@ -33,6 +33,7 @@ const OWN_CRATES: &[&str] = &[
     "events",
     "projections",
     "attest",
+    "cluster",
     "replay",
     "tlog",
 ];
