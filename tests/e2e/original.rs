@@ -251,7 +251,8 @@ async fn secrets_upsert_and_delete_without_a_workflow_as_in_the_original() -> an
         .unwrap_err();
     assert_eq!(err.code(), tonic::Code::InvalidArgument);
     assert!(
-        err.message().starts_with("secret name cannot start with ap_"),
+        err.message()
+            .starts_with("secret name cannot start with ap_"),
         "{err:?}"
     );
     let listed = c
