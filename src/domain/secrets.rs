@@ -1,6 +1,8 @@
 //! Secrets: names, scopes and the create / update / delete rules. Values arrive in clear and leave
 //! this layer only as ciphertext (`crate::secret_box`).
 //!
+//! Names: `ap_` (in any case) is reserved for the system's own secrets, as in the original.
+//!
 //! Scopes: a user secret (no workflow) or a workflow secret. As in the original, a workflow
 //! secret takes any well-formed workflow id (no task lookup: the owner is part of its key, so a
 //! user only ever reaches their own), and `CreateSecret` is an upsert. Organisation scope is
@@ -63,6 +65,23 @@ pub fn scope(
         workflow_id: workflow_id.to_owned(),
         name: name.to_owned(),
     })
+}
+
+/// The prefix the original keeps for its own secrets (`ap_notify_bot_token`, …), in any case.
+pub const RESERVED_PREFIX: &str = "ap_";
+
+/// `CreateSecret` refuses a name in the reserved prefix, as the original, with its words first.
+/// Only creation: a secret saved before the rule can still be updated or deleted.
+pub fn check_new_name(name: &str) -> DomainResult<()> {
+    let reserved = name
+        .get(..RESERVED_PREFIX.len())
+        .is_some_and(|head| head.eq_ignore_ascii_case(RESERVED_PREFIX));
+    if reserved {
+        return Err(DomainError::invalid(format!(
+            "secret name cannot start with ap_: {name:?} is in the prefix reserved (in any case) for the system's own secrets"
+        )));
+    }
+    Ok(())
 }
 
 pub fn check_value(value: &str, limits: &LimitsConfig) -> DomainResult<()> {
@@ -189,6 +208,20 @@ mod tests {
         let s = scope("0xo", "api_key", "01TASK", "", &limits).unwrap();
         assert_eq!(s.workflow_id, "01TASK");
         assert!(scope("0xo", "api_key", "a/b", "", &limits).is_err());
+    }
+
+    #[test]
+    fn given_a_name_in_the_reserved_prefix_when_created_then_refused_in_the_originals_words() {
+        for name in ["ap_token", "AP_token", "Ap_x", "ap_"] {
+            let err = check_new_name(name).unwrap_err().to_string();
+            assert!(
+                err.starts_with("secret name cannot start with ap_"),
+                "{name}: {err}"
+            );
+        }
+        for name in ["api_key", "map_key", "ap", "a", "apx_", "é"] {
+            assert!(check_new_name(name).is_ok(), "{name}");
+        }
     }
 
     fn row(workflow: &str) -> SecretRow {

@@ -125,7 +125,7 @@ async fn the_official_client_writes_and_withdraws_on_chain() -> anyhow::Result<(
             .lines()
             .filter(|l| l.starts_with("ok onchain."))
             .count()
-            == 9,
+            == 11,
         "{stdout}"
     );
     // Sent: 2 by the node run, 5 by the workflow, 7 withdrawn; the simulation sent nothing.

@@ -244,5 +244,21 @@ async fn secrets_upsert_and_delete_without_a_workflow_as_in_the_original() -> an
         err.message().contains(&workflow) && err.message().contains(&other),
         "{err:?}"
     );
+    // The `ap_` prefix is the system's own, in any case: refused, nothing stored.
+    let err = c
+        .create_secret(user.req(secret("AP_token", "x", "")))
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), tonic::Code::InvalidArgument);
+    assert!(
+        err.message()
+            .starts_with("secret name cannot start with ap_"),
+        "{err:?}"
+    );
+    let listed = c
+        .list_secrets(user.req(pb::ListSecretsReq::default()))
+        .await?
+        .into_inner();
+    assert!(listed.items.iter().all(|s| s.name != "AP_token"));
     Ok(())
 }

@@ -406,7 +406,7 @@ async fn run_node_with_inputs_simulates_writes_and_sends_on_request() -> anyhow:
     };
     assert_eq!(
         context(&simulated),
-        json!({"chainId": "31337", "isSimulated": true, "provider": "eth_call"})
+        json!({"chainId": 31337, "isSimulated": true, "provider": "eth_call"})
     );
     // A method the ABI lacks: error code 3000.
     let unknown = run(
@@ -432,7 +432,7 @@ async fn run_node_with_inputs_simulates_writes_and_sends_on_request() -> anyhow:
     assert_eq!(w.balance(to).await?, U256::from(2));
     assert_eq!(
         context(&sent),
-        json!({"chainId": "31337", "isSimulated": false, "provider": "self_bundler"})
+        json!({"chainId": 31337, "isSimulated": false, "provider": "self_bundler"})
     );
 
     // An ETH transfer's simulation answers locally; a bad destination says so.

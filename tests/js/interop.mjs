@@ -1239,6 +1239,102 @@ async function flowOriginal() {
     assert.equal(res.token?.decimals, 18, "decimals");
   });
 
+  // What the official client reads of RunTrigger, per kind of trigger (no chain here: block
+  // triggers are checked in the onchain flow).
+  await check("original.run-trigger-manual", async () => {
+    const data = { n: 7, who: "interop" };
+    const res = await need(u, "a signed-in user").client.runTrigger({
+      trigger: { id: ulid(), name: "manualTrigger", type: TriggerType.Manual, data: { data, lang: Lang.JSON } },
+    });
+    assert.equal(res.success, true, `success (error: ${res.error})`);
+    assert.deepEqual(res.data, data, `data ${safeJson(res.data)}`);
+    assert.equal(typeof res.executionContext?.chainId, "number", `executionContext ${safeJson(res.executionContext)}`);
+    assert.equal(res.executionContext.chainId, CHAIN_ID, "chainId");
+  });
+
+  for (const kind of ["cron", "fixedTime"]) {
+    await check(`original.run-trigger-${kind}`, async () => {
+      const before = Date.now();
+      const res = await need(u, "a signed-in user").client.runTrigger({ trigger: triggerProps(kind) });
+      assert.equal(res.success, true, `success (error: ${res.error})`);
+      assert.equal(typeof res.data?.timestamp, "number", `data ${safeJson(res.data)}`);
+      assert.ok(res.data.timestamp >= before - 1000, `timestamp ${res.data.timestamp} is now, in ms`);
+      assert.match(res.data.timestampIso, ISO_MS_RE, "timestampIso");
+      assert.equal(new Date(res.data.timestampIso).getTime(), res.data.timestamp, "the same instant");
+    });
+  }
+
+  await check("original.run-trigger-invalid-in-band", async () => {
+    const trigger = { id: ulid(), name: "cronTrigger", type: TriggerType.Cron, data: { schedules: ["not a schedule"] } };
+    const res = await need(u, "a signed-in user").client.runTrigger({ trigger });
+    assert.equal(res.success, false, "success");
+    assert.ok(res.error.length > 0, "error");
+    assert.equal(typeof res.errorCode, "number", `errorCode (error: ${res.error})`);
+    assert.equal(res.data, null, `data ${safeJson(res.data)}`);
+  });
+
+  await check("original.simulate-invalid-node-in-band", async () => {
+    const runner = (await getWalletOf(need(u, "a signed-in user"), "0")).address;
+    const empty = codeNodeProps("");
+    const { props } = buildWorkflow(u.client, {
+      name: `interop-sim-${tag}`,
+      runner,
+      trigger: triggerProps("manual", runner),
+      nodes: [empty],
+    });
+    const res = await u.client.simulateWorkflow({
+      trigger: props.trigger,
+      nodes: props.nodes,
+      edges: props.edges,
+      inputVariables: props.inputVariables,
+    });
+    assert.match(res.id, ULID_RE, `a real execution id: ${res.id}`);
+    // The original counts the trigger step among the steps: one failed node of two steps is a
+    // partial success, not a failure.
+    assert.equal(res.status, "partialSuccess", `status (error: ${res.error})`);
+    const step = findNodeStep(res.steps, empty.id);
+    assert.ok(step, `a step for the refused node: ${safeJson(res.steps)}`);
+    assert.equal(step.success, false, "step success");
+    assert.equal(step.errorCode, 3006, `step errorCode (error: ${step.error})`);
+  });
+
+  await check("original.step-execution-context", async () => {
+    const runner = (await getWalletOf(need(u, "a signed-in user"), "0")).address;
+    const code = codeNodeProps("return 1;");
+    const { props } = buildWorkflow(u.client, {
+      name: `interop-ctx-${tag}`,
+      runner,
+      trigger: triggerProps("manual", runner),
+      nodes: [code],
+    });
+    const res = await u.client.simulateWorkflow({
+      trigger: props.trigger,
+      nodes: props.nodes,
+      edges: props.edges,
+      inputVariables: props.inputVariables,
+    });
+    const step = findNodeStep(res.steps, code.id);
+    assert.ok(step, `a step for the node: ${safeJson(res.steps)}`);
+    const ctx = step.executionContext;
+    assert.equal(typeof ctx?.chainId, "number", `executionContext ${safeJson(ctx)}`);
+    assert.equal(ctx.chainId, CHAIN_ID, "chainId");
+    const ran = await runNode(u, NodeType.CustomCode, { lang: Lang.JavaScript, source: "return 1;" });
+    assert.equal(typeof ran.executionContext?.chainId, "number", `runNode executionContext ${safeJson(ran.executionContext)}`);
+  });
+
+  // The original's words lead our errors, where clients match on them.
+  await check("original.error-words", async () => {
+    const c = need(u, "a signed-in user").client;
+    await expectError(() => c.createSecret(`ap_interop_${tag}`, "x"), {
+      codes: [3],
+      includes: ["secret name cannot start with ap_"],
+    });
+    await expectError(() => c.getWorkflows([ethers.Wallet.createRandom().address], { limit: 1 }), {
+      codes: [3],
+      includes: ["invalid smart account address"],
+    });
+  });
+
   await check("original.secret-upsert-and-delete-without-workflow", async () => {
     const c = need(u, "a signed-in user").client;
     const name = `interop_orig_${tag}`;
@@ -1305,6 +1401,50 @@ async function flowOnchain() {
   });
   if (!runner) return;
   const settings = { settings: { runner, chain_id: CHAIN_ID, name: "interop-onchain" } };
+
+  // Before any write: the wallet holds what the test minted.
+  await check("onchain.contract-read", async () => {
+    const res = await u.client.runNodeWithInputs({
+      node: {
+        id: ulid(),
+        name: "read_token",
+        type: "contractRead",
+        data: {
+          contractAddress: token,
+          contractAbi: [
+            {
+              type: "function",
+              name: "balanceOf",
+              stateMutability: "view",
+              inputs: [{ name: "owner", type: "address" }],
+              outputs: [{ name: "", type: "uint256" }],
+            },
+          ],
+          methodCalls: [{ methodName: "balanceOf", methodParams: [runner] }],
+        },
+      },
+      inputVariables: settings,
+    });
+    assert.equal(res.success, true, `success (error: ${res.error})`);
+    assert.deepEqual(res.data, { balanceOf: "100" }, `data ${safeJson(res.data)}`);
+    assert.ok(Array.isArray(res.metadata) && res.metadata.length === 1, `metadata ${safeJson(res.metadata)}`);
+    assert.equal(res.metadata[0].methodName, "balanceOf", "metadata methodName");
+    assert.equal(res.metadata[0].success, true, "metadata success");
+    assert.equal(typeof res.executionContext?.chainId, "number", `executionContext ${safeJson(res.executionContext)}`);
+  });
+
+  await check("onchain.run-trigger-block", async () => {
+    const res = await u.client.runTrigger({ trigger: triggerProps("block") });
+    assert.equal(res.success, true, `success (error: ${res.error})`);
+    const b = res.data || {};
+    assert.equal(typeof b.blockNumber, "number", `data ${safeJson(b)}`);
+    assert.match(b.blockHash, /^0x[0-9a-f]{64}$/, "blockHash");
+    assert.match(b.parentHash, /^0x[0-9a-f]{64}$/, "parentHash");
+    assert.equal(typeof b.timestamp, "number", "timestamp");
+    assert.equal(typeof b.gasLimit, "number", "gasLimit");
+    assert.equal(typeof b.gasUsed, "number", "gasUsed");
+    assert.ok(b.difficulty !== undefined, "difficulty");
+  });
 
   await check("onchain.run-node-simulated", async () => {
     const res = await u.client.runNodeWithInputs({

@@ -147,7 +147,7 @@ fn write_context(
         "self_bundler"
     };
     Some(convert::value_from_json(&serde_json::json!({
-        "chainId": app.config.chain_id.to_string(),
+        "chainId": app.config.chain_id,
         "isSimulated": simulated,
         "provider": provider,
     })))

@@ -91,6 +91,7 @@ pub async fn create_secret(
 ) -> Result<pb::CreateSecretResp, Status> {
     let caller = calls::writer(app, &request)?;
     let req = request.into_inner();
+    rules::check_new_name(&req.name)?;
     let scope = scope(app, &caller, &req.name, &req.workflow_id, &req.org_id)?;
     rules::check_value(&req.secret, &app.config.limits)?;
     let ciphertext = app
