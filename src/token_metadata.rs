@@ -110,6 +110,13 @@ impl TokenDirectory {
         self.whitelist.len()
     }
 
+    /// The known tokens, in address order.
+    pub fn known_tokens(&self) -> Vec<TokenMetadata> {
+        let mut tokens: Vec<TokenMetadata> = self.whitelist.values().cloned().collect();
+        tokens.sort_by_key(|t| t.address);
+        tokens
+    }
+
     /// The token's metadata; `Ok(None)` when it is not known and the chain does not answer as an
     /// ERC-20 (or there is no chain).
     pub async fn lookup(

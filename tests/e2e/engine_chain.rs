@@ -33,6 +33,26 @@ async fn contract_read_balance_and_token_metadata() -> anyhow::Result<()> {
     let dir = tempfile::tempdir()?;
     let mut config = TestServer::config(dir.path());
     config.ethereum.rpc_url = Some(chain.anvil.endpoint());
+    // The tokens a balance node naming none discovers: a second token the holder holds, and an
+    // address with no code (it does not answer, and is left out).
+    let args = ("Known Token".to_owned(), "KT".to_owned(), U256::from(18)).abi_encode_params();
+    let known_token = chain.deploy("TestToken", &args).await?;
+    ITestToken::new(known_token, &chain.provider)
+        .mint(holder, U256::from(7u64))
+        .send()
+        .await?
+        .get_receipt()
+        .await?;
+    let known = dir.path().join("tokens.json");
+    std::fs::write(
+        &known,
+        serde_json::json!([
+            {"address": known_token.to_checksum(None), "name": "Known Token", "symbol": "KT", "decimals": 18},
+            {"address": "0x000000000000000000000000000000000000dEaD", "name": "Dead", "symbol": "DEAD", "decimals": 18},
+        ])
+        .to_string(),
+    )?;
+    config.engine.token_whitelist = Some(known);
     let server = TestServer::start_with(dir, config).await?;
     let mut c = server.client().await?;
     let user = User::sign_in(&mut c).await?;
@@ -84,8 +104,25 @@ async fn contract_read_balance_and_token_metadata() -> anyhow::Result<()> {
             }),
         })),
     };
+    let discovered = pb::TaskNode {
+        id: "discovered".into(),
+        name: "discovered".into(),
+        r#type: pb::NodeType::Balance as i32,
+        task_type: Some(pb::task_node::TaskType::Balance(pb::BalanceNode {
+            config: Some(pb::balance_node::Config {
+                address: holder.to_checksum(None),
+                chain: "anvil".into(),
+                ..Default::default()
+            }),
+        })),
+    };
     let id = c
-        .create_task(user.req(task_of("chain", &wallet, vec![read, balance], None)))
+        .create_task(user.req(task_of(
+            "chain",
+            &wallet,
+            vec![read, balance, discovered],
+            None,
+        )))
         .await?
         .into_inner()
         .id;
@@ -130,6 +167,18 @@ async fn contract_read_balance_and_token_metadata() -> anyhow::Result<()> {
         .find(|b| b["symbol"] == "ETH")
         .unwrap();
     assert_eq!(native["balanceFormatted"], "10000", "anvil's dev account");
+    let discovered = step_output(run.steps.iter().find(|s| s.name == "discovered").unwrap());
+    let symbols: Vec<&str> = discovered
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|b| b["symbol"].as_str())
+        .collect();
+    assert_eq!(
+        symbols,
+        ["ETH", "KT"],
+        "no token named: every known token held, the silent one left out"
+    );
     assert_eq!(
         native["tokenAddress"], "0xEeeeeEeeeEeEeeEeEeEeeEEEeeeeEeeeeeeeEEeE",
         "the original's native sentinel"

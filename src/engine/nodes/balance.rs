@@ -3,7 +3,10 @@
 //! balanceFormatted}]`, the native one first with the original's sentinel `tokenAddress`
 //! `0xEeeeeEeeeEeEeeEeEeEeeEEEeeeeEeeeeeeeEEeE`. Zero balances are left out unless
 //! `include_zero_balances`, except those of the tokens the node names (as the original: a token
-//! asked for is answered). USD values need a price service this network does not run: none.
+//! asked for is answered). A node that names no token gets the wallet's balances of every token
+//! the aggregator knows on its chain (`engine.token_whitelist` or the built-in list), where the
+//! original asks an indexer for all of them. USD values need a price service this network does
+//! not run: none.
 
 use alloy::primitives::Address;
 use serde_json::{Value, json};
@@ -70,20 +73,38 @@ pub async fn run(tools: &Tools, config: &BalanceConfig) -> NodeResult {
             .token_balance(token, address)
             .await
             .map_err(|e| NodeError::new(format!("token {token}: {e}")))?;
-        balances.push(json!({
-            "tokenAddress": token.to_checksum(None),
-            "name": metadata.name,
-            "symbol": metadata.symbol,
-            "decimals": metadata.decimals,
-            "balance": balance.to_string(),
-            "balanceFormatted": format_units(&balance.to_string(), metadata.decimals),
-        }));
+        balances.push(token_entry(&metadata, balance));
     }
-    let log = vec![format!("{} balance(s) of {address}", balances.len())];
+    let mut log = Vec::new();
+    if config.token_addresses.is_empty() {
+        // Discovered, not asked for: a zero balance is left out (unless include_zero_balances),
+        // and a token that does not answer is only logged.
+        for known in tools.tokens.known_tokens() {
+            match chain.token_balance(known.address, address).await {
+                Ok(balance) if config.include_zero_balances || !balance.is_zero() => {
+                    balances.push(token_entry(&known, balance));
+                }
+                Ok(_) => {}
+                Err(e) => log.push(format!("token {}: {e}", known.address)),
+            }
+        }
+    }
+    log.insert(0, format!("{} balance(s) of {address}", balances.len()));
     Ok(NodeRun {
         output: Value::Array(balances),
         metadata: None,
         log,
         taken: None,
+    })
+}
+
+fn token_entry(metadata: &crate::chain::TokenMetadata, balance: alloy::primitives::U256) -> Value {
+    json!({
+        "tokenAddress": metadata.address.to_checksum(None),
+        "name": metadata.name,
+        "symbol": metadata.symbol,
+        "decimals": metadata.decimals,
+        "balance": balance.to_string(),
+        "balanceFormatted": format_units(&balance.to_string(), metadata.decimals),
     })
 }
