@@ -198,7 +198,7 @@ pub enum SandboxError {
     Internal(String),
     /// The script's owner spent their budget of worker time for this window; it did not run.
     #[error(
-        "your scripts used their {budget:?} of JavaScript time for this {window:?}; this one did not run (the budget renews within {window:?})"
+        "your scripts used their {budget:?} of JavaScript time per {window:?}; this one did not run (the budget renews within {window:?} of its first use)"
     )]
     OverBudget { budget: Duration, window: Duration },
     /// The pool has shut down.
