@@ -907,34 +907,45 @@ fn busy_code(ms: u64) -> String {
     format!("const end = Date.now() + {ms}; while (Date.now() < end) {{}} return 1;")
 }
 
+/// A server with `tweak` applied to its engine config, and a signed-in user with their wallet.
+async fn server_and_user(
+    tweak: impl FnOnce(&mut aggregator::config::EngineConfig),
+) -> anyhow::Result<(TestServer, AggregatorClient<Channel>, User, String)> {
+    let dir = tempfile::tempdir()?;
+    let mut config = TestServer::config(dir.path());
+    tweak(&mut config.engine);
+    let server = TestServer::start_with(dir, config).await?;
+    let mut c = server.client().await?;
+    let user = User::sign_in(&mut c).await?;
+    let wallet = user.wallet(&mut c).await?;
+    Ok((server, c, user, wallet))
+}
+
+/// Creates `user`'s task of one custom-code node running `source`; returns its id.
+async fn code_task(
+    c: &mut AggregatorClient<Channel>,
+    user: &User,
+    wallet: &str,
+    name: &str,
+    source: &str,
+) -> anyhow::Result<String> {
+    let task = task_of(name, wallet, vec![code_node("code", source)], None);
+    Ok(c.create_task(user.req(task)).await?.into_inner().id)
+}
+
 /// One user's busy scripts do not hold the JavaScript workers while another user's trivial run
 /// waits: the workers serve owners in turn (the review saw a trivial run wait ~9.7 s).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_users_busy_scripts_do_not_hold_the_workers_for_another() -> anyhow::Result<()> {
-    let dir = tempfile::tempdir()?;
-    let mut config = TestServer::config(dir.path());
-    config.engine.js_threads = 1;
-    let server = TestServer::start_with(dir, config).await?;
-    let mut c = server.client().await?;
-    let (busy, other) = (User::sign_in(&mut c).await?, User::sign_in(&mut c).await?);
-    let (busy_wallet, other_wallet) = (busy.wallet(&mut c).await?, other.wallet(&mut c).await?);
+    let (_server, mut c, busy, busy_wallet) = server_and_user(|e| e.js_threads = 1).await?;
+    let other = User::sign_in(&mut c).await?;
+    let other_wallet = other.wallet(&mut c).await?;
     let mut busy_tasks = Vec::new();
     for i in 0..6 {
-        let task = task_of(
-            &format!("busy {i}"),
-            &busy_wallet,
-            vec![code_node("spin", &busy_code(400))],
-            None,
-        );
-        busy_tasks.push(c.create_task(busy.req(task)).await?.into_inner().id);
+        let name = format!("busy {i}");
+        busy_tasks.push(code_task(&mut c, &busy, &busy_wallet, &name, &busy_code(400)).await?);
     }
-    let trivial = task_of(
-        "trivial",
-        &other_wallet,
-        vec![code_node("ok", "return 1;")],
-        None,
-    );
-    let trivial = c.create_task(other.req(trivial)).await?.into_inner().id;
+    let trivial = code_task(&mut c, &other, &other_wallet, "trivial", "return 1;").await?;
 
     let finished = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
     let mut runs = Vec::new();
@@ -972,20 +983,9 @@ async fn one_users_busy_scripts_do_not_hold_the_workers_for_another() -> anyhow:
 #[tokio::test]
 async fn an_owner_past_their_javascript_budget_is_stopped_and_others_are_not() -> anyhow::Result<()>
 {
-    let dir = tempfile::tempdir()?;
-    let mut config = TestServer::config(dir.path());
-    config.engine.js_owner_budget = Duration::from_millis(500);
-    let server = TestServer::start_with(dir, config).await?;
-    let mut c = server.client().await?;
-    let (busy, other) = (User::sign_in(&mut c).await?, User::sign_in(&mut c).await?);
-    let (busy_wallet, other_wallet) = (busy.wallet(&mut c).await?, other.wallet(&mut c).await?);
-    let spin = task_of(
-        "spin",
-        &busy_wallet,
-        vec![code_node("spin", &busy_code(300))],
-        None,
-    );
-    let spin = c.create_task(busy.req(spin)).await?.into_inner().id;
+    let (server, mut c, busy, busy_wallet) =
+        server_and_user(|e| e.js_owner_budget = Duration::from_millis(500)).await?;
+    let spin = code_task(&mut c, &busy, &busy_wallet, "spin", &busy_code(300)).await?;
     let mut statuses = Vec::new();
     let mut last = None;
     for _ in 0..3 {
@@ -1003,36 +1003,15 @@ async fn an_owner_past_their_javascript_budget_is_stopped_and_others_are_not() -
             .any(|s| s.error.contains("JavaScript time")),
         "{last:?}"
     );
-    let fine = task_of(
-        "fine",
-        &other_wallet,
-        vec![code_node("ok", "return 1;")],
-        None,
-    );
-    let fine = c.create_task(other.req(fine)).await?.into_inner().id;
-    let run = run_blocking(&mut c, &other, &fine).await?;
-    assert_eq!(run.status, success, "{run:?}");
-    Ok(())
+    others_still_write(&server).await
 }
 
 /// One owner's queued and running executions are bounded: a firing beyond the bound is refused
 /// with RESOURCE_EXHAUSTED before anything is recorded; another owner still fires.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_owners_queued_executions_are_bounded() -> anyhow::Result<()> {
-    let dir = tempfile::tempdir()?;
-    let mut config = TestServer::config(dir.path());
-    config.engine.owner_pending = 2;
-    let server = TestServer::start_with(dir, config).await?;
-    let mut c = server.client().await?;
-    let (busy, other) = (User::sign_in(&mut c).await?, User::sign_in(&mut c).await?);
-    let (busy_wallet, other_wallet) = (busy.wallet(&mut c).await?, other.wallet(&mut c).await?);
-    let slow = task_of(
-        "slow",
-        &busy_wallet,
-        vec![code_node("spin", &busy_code(1500))],
-        None,
-    );
-    let slow = c.create_task(busy.req(slow)).await?.into_inner().id;
+    let (server, mut c, busy, busy_wallet) = server_and_user(|e| e.owner_pending = 2).await?;
+    let slow = code_task(&mut c, &busy, &busy_wallet, "slow", &busy_code(1500)).await?;
     let fire = |task_id: &str| pb::TriggerTaskReq {
         task_id: task_id.into(),
         trigger_type: pb::TriggerType::Manual as i32,
@@ -1061,14 +1040,5 @@ async fn an_owners_queued_executions_are_bounded() -> anyhow::Result<()> {
         refused.message().contains("queued or running"),
         "{refused:?}"
     );
-    let fine = task_of(
-        "fine",
-        &other_wallet,
-        vec![code_node("ok", "return 1;")],
-        None,
-    );
-    let fine = c.create_task(other.req(fine)).await?.into_inner().id;
-    let run = run_blocking(&mut c, &other, &fine).await?;
-    assert_eq!(run.status, pb::ExecutionStatus::Success as i32, "{run:?}");
-    Ok(())
+    others_still_write(&server).await
 }

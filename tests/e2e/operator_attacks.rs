@@ -61,6 +61,36 @@ async fn setup(n: usize, per_task: usize) -> anyhow::Result<(Network, String, Op
     Ok((net, id, clients, (c, user)))
 }
 
+/// An event trigger on ERC-20 transfers of one contract, at most two per block.
+fn transfers_capped_at_two() -> pb::TaskTrigger {
+    let query = pb::event_trigger::Query {
+        addresses: vec!["0x5FbDB2315678afecb367f032d93F642f64180aa3".into()],
+        topics: vec!["0xddf252ad1be2c89b69c2b068fc378daa952ba7f163c4a11628f55a4df523b3ef".into()],
+        max_events_per_block: Some(2),
+        ..Default::default()
+    };
+    trigger(pb::task_trigger::TriggerType::Event(pb::EventTrigger {
+        config: Some(pb::event_trigger::Config {
+            queries: vec![query],
+            cooldown_seconds: Some(0),
+        }),
+    }))
+}
+
+/// `client`'s report of 50 events in `block` for that trigger's cap of two.
+fn flood(client: &Client, task_id: &str, block: u64) -> pb::EventOverloadAlert {
+    pb::EventOverloadAlert {
+        task_id: task_id.into(),
+        operator_address: format!("{:#x}", client.address()),
+        block_number: block,
+        events_detected: 50,
+        safety_limit: 2,
+        query_index: "0".into(),
+        timestamp: events::now_ms(),
+        details: "a flood".into(),
+    }
+}
+
 fn nothing_ran(net: &Network, task_id: &str) {
     assert!(net.executions(task_id).unwrap().is_empty());
     assert_eq!(
@@ -356,18 +386,7 @@ async fn reports_for_a_stopped_task_get_the_reason() -> anyhow::Result<()> {
 async fn one_operator_alone_cannot_disable_a_task_by_overload() -> anyhow::Result<()> {
     let net = Network::new(3, |_| {}).await?;
     let (mut c, user, wallet) = net.user().await?;
-    let query = pb::event_trigger::Query {
-        addresses: vec!["0x5FbDB2315678afecb367f032d93F642f64180aa3".into()],
-        topics: vec!["0xddf252ad1be2c89b69c2b068fc378daa952ba7f163c4a11628f55a4df523b3ef".into()],
-        max_events_per_block: Some(2),
-        ..Default::default()
-    };
-    let event = trigger(pb::task_trigger::TriggerType::Event(pb::EventTrigger {
-        config: Some(pb::event_trigger::Config {
-            queries: vec![query],
-            cooldown_seconds: Some(0),
-        }),
-    }));
+    let event = transfers_capped_at_two();
     let id = c
         .create_task(user.req(watched_task("noisy", &wallet, event)))
         .await?
@@ -384,16 +403,7 @@ async fn one_operator_alone_cannot_disable_a_task_by_overload() -> anyhow::Resul
     })
     .await?;
     let block = net.head().await?;
-    let alert = |client: &Client| pb::EventOverloadAlert {
-        task_id: id.clone(),
-        operator_address: format!("{:#x}", client.address()),
-        block_number: block,
-        events_detected: 50,
-        safety_limit: 2,
-        query_index: "0".into(),
-        timestamp: events::now_ms(),
-        details: "a flood".into(),
-    };
+    let alert = |client: &Client| flood(client, &id, block);
     // The block has no such logs: the aggregator's own count does not confirm it.
     let message = alert(&clients[0].0);
     let resp = clients[0].0.overload(message).await?;
@@ -485,18 +495,7 @@ async fn overload_reports_must_fit_the_task_and_one_operator_never_suffices() ->
 {
     let net = Network::new(2, |c| c.operators.per_task = 1).await?;
     let (mut c, user, wallet) = net.user().await?;
-    let query = pb::event_trigger::Query {
-        addresses: vec!["0x5FbDB2315678afecb367f032d93F642f64180aa3".into()],
-        topics: vec!["0xddf252ad1be2c89b69c2b068fc378daa952ba7f163c4a11628f55a4df523b3ef".into()],
-        max_events_per_block: Some(2),
-        ..Default::default()
-    };
-    let event = trigger(pb::task_trigger::TriggerType::Event(pb::EventTrigger {
-        config: Some(pb::event_trigger::Config {
-            queries: vec![query],
-            cooldown_seconds: Some(0),
-        }),
-    }));
+    let event = transfers_capped_at_two();
     let noisy = c
         .create_task(user.req(watched_task("noisy", &wallet, event)))
         .await?
@@ -528,16 +527,7 @@ async fn overload_reports_must_fit_the_task_and_one_operator_never_suffices() ->
     };
     let (of_noisy, of_blocks) = (watcher(&assigned.0), watcher(&assigned.1));
     let block = net.head().await?;
-    let alert = |client: &Client, task_id: &str| pb::EventOverloadAlert {
-        task_id: task_id.into(),
-        operator_address: format!("{:#x}", client.address()),
-        block_number: block,
-        events_detected: 50,
-        safety_limit: 2,
-        query_index: "0".into(),
-        timestamp: events::now_ms(),
-        details: "a flood".into(),
-    };
+    let alert = |client: &Client, task_id: &str| flood(client, task_id, block);
 
     let message = alert(&clients[of_blocks].0, &blocks);
     let e = clients[of_blocks].0.overload(message).await.unwrap_err();
