@@ -46,6 +46,9 @@ pub struct App {
     pub transparency: std::sync::Arc<crate::transparency::Transparency>,
     /// When this process opened its state (ms since the epoch).
     pub started_ms: u64,
+    /// On a replicated log (`event_log.backend: jetstream`): this process's replica (the
+    /// writer's lease, forwarding, catching up before reads). `None` on fjall.
+    pub replica: Option<std::sync::Arc<cluster::Replica>>,
 }
 
 pub type SharedApp = Arc<App>;
@@ -70,6 +73,26 @@ pub enum AppError {
 }
 
 impl App {
+    /// Whether this process writes the log: always on fjall; on a replicated log, while its
+    /// replica holds the writer's lease. Timers that append and the ERC-4337 sender run only then.
+    pub fn leads(&self) -> bool {
+        self.replica.as_ref().is_none_or(|r| r.leading())
+    }
+
+    /// Before a read on a replica with `event_log.reads: linearizable`: waits until the local
+    /// database holds the stream as of now, so the read sees every command acknowledged before
+    /// it arrived, on whichever replica. Nothing to wait for on fjall or with `reads: local`.
+    pub async fn caught_up(&self) -> Result<(), cluster::Error> {
+        match &self.replica {
+            Some(replica)
+                if self.config.event_log.reads == crate::config::ReadConsistency::Linearizable =>
+            {
+                replica.caught_up().await.map(|_| ())
+            }
+            _ => Ok(()),
+        }
+    }
+
     /// Appends a command, counting the events in the metrics.
     pub async fn append(&self, command: Command) -> events::Result<Committed> {
         self.store.append(command).await

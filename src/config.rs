@@ -541,7 +541,27 @@ pub struct EventLogConfig {
     pub stream: String,
     /// Copies of the stream the NATS cluster keeps (`jetstream`; 1 against a single server).
     pub replicas: usize,
+    /// What a read RPC on a replica sees (`jetstream`): `linearizable` (every command
+    /// acknowledged before the read arrived, on any replica) or `local` (what this replica holds).
+    pub reads: ReadConsistency,
+    /// How long the writer's lease holds without being renewed (`jetstream`): a writer that
+    /// dies is replaced after about this long.
+    #[serde(with = "duration_text")]
+    pub lease_ttl: Duration,
 }
+
+/// What a read on a replica of a replicated log sees.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ReadConsistency {
+    /// The replica first catches up with the stream's last sequence as of the read's arrival.
+    Linearizable,
+    /// The replica answers from what it holds (it may be behind the writer by a moment).
+    Local,
+}
+
+/// The default lease of the log's writer.
+pub const DEFAULT_LEASE_TTL: Duration = Duration::from_secs(3);
 
 /// The default stream name of a replicated log.
 pub const DEFAULT_LOG_STREAM: &str = "aggregator";
@@ -557,6 +577,8 @@ impl Default for EventLogConfig {
             nats_urls: Vec::new(),
             stream: DEFAULT_LOG_STREAM.into(),
             replicas: DEFAULT_LOG_REPLICAS,
+            reads: ReadConsistency::Linearizable,
+            lease_ttl: DEFAULT_LEASE_TTL,
         }
     }
 }
@@ -606,6 +628,12 @@ impl EventLogConfig {
             return invalid(format!(
                 "event_log.replicas {} must be 1 to 5 (JetStream's limit)",
                 self.replicas
+            ));
+        }
+        if !(Duration::from_secs(1)..=Duration::from_secs(60)).contains(&self.lease_ttl) {
+            return invalid(format!(
+                "event_log.lease_ttl {:?} must be 1s to 60s",
+                self.lease_ttl
             ));
         }
         Ok(())

@@ -47,14 +47,6 @@ impl std::fmt::Debug for Running {
 /// Builds the shared state: keys, chain, store.
 pub async fn open(config: Config) -> anyhow::Result<SharedApp> {
     let started_ms = events::now_ms();
-    if config.event_log.backend == crate::config::LogBackend::Jetstream {
-        // The stream backend exists in the `cluster` crate, but the aggregator's replicas (the
-        // writer's lease, forwarding, linearizable reads) do not yet: starting would run a
-        // replica that other replicas' writes could not reach safely.
-        anyhow::bail!(
-            "event_log.backend jetstream is not supported by this aggregator yet (the replicated log's writer lease and command forwarding are not built); use event_log.backend fjall"
-        );
-    }
     let keys = Keys::load_or_create(&config.keys_dir)?;
     let chain = match &config.ethereum.rpc_url {
         Some(url) => {
@@ -69,8 +61,7 @@ pub async fn open(config: Config) -> anyhow::Result<SharedApp> {
         max_event_bytes: config.limits.max_event_bytes,
         ..events::LogOptions::default()
     };
-    let (store, catch_up) = Store::open_with(&config.data_dir, log_options)
-        .with_context(|| format!("opening the store in {}", config.data_dir.display()))?;
+    let (store, catch_up, replica) = open_store(&config, log_options).await?;
     if !catch_up.rebuilt.is_empty() || catch_up.applied > 0 {
         tracing::info!(rebuilt = ?catch_up.rebuilt, applied = catch_up.applied, "projections brought up to date");
     }
@@ -95,6 +86,11 @@ pub async fn open(config: Config) -> anyhow::Result<SharedApp> {
         config.chain_id,
         config.engine.token_whitelist.as_deref(),
     )?);
+    let leads = match &replica {
+        Some(replica) => replica.leadership(),
+        // One process writes the log for good: a receiver that never changes.
+        None => tokio::sync::watch::channel(true).1,
+    };
     let engine = crate::engine::Engine::start(
         store.clone(),
         config.engine.clone(),
@@ -104,6 +100,7 @@ pub async fn open(config: Config) -> anyhow::Result<SharedApp> {
         config.chain_id,
         token_directory.clone(),
         writes.clone(),
+        leads,
     )
     .await?;
     let members = crate::operators::registry::load(&config, chain.as_ref()).await?;
@@ -125,7 +122,56 @@ pub async fn open(config: Config) -> anyhow::Result<SharedApp> {
         config,
         repeats: crate::rpc::repeats::CallRepeats::default(),
         started_ms,
+        replica,
     }))
+}
+
+/// The store on the configured backend: fjall alone, or a replica of the JetStream stream (its
+/// local database brought up to the stream's head, the writer's lease campaigning, commands
+/// forwarded to the writer).
+async fn open_store(
+    config: &Config,
+    log_options: events::LogOptions,
+) -> anyhow::Result<(Store, projections::CatchUp, Option<Arc<cluster::Replica>>)> {
+    let opening = || format!("opening the store in {}", config.data_dir.display());
+    let settings = &config.event_log;
+    if settings.backend == crate::config::LogBackend::Fjall {
+        let (store, catch_up) =
+            Store::open_with(&config.data_dir, log_options).with_context(opening)?;
+        return Ok((store, catch_up, None));
+    }
+    let replicated = cluster::Replicated::connect(&cluster::StreamSettings {
+        urls: settings.nats_urls.clone(),
+        stream: settings.stream.clone(),
+        replicas: settings.replicas,
+    })
+    .await?;
+    // Checks of what every replica must share (the keys' fingerprints) and the cluster-wide
+    // stores (the operators' nonces) plug in here, on `replicated`.
+    let db = Store::database_in(&config.data_dir).with_context(opening)?;
+    let backend = Arc::new(
+        cluster::JetStream::open(&db, replicated, tokio::runtime::Handle::current())
+            .await
+            .with_context(opening)?,
+    );
+    let (store, catch_up) =
+        Store::open_in(db, log_options, backend.clone()).with_context(opening)?;
+    let me = events::Ulid::generate().to_string();
+    let replica = cluster::Replica::start(
+        store.log.clone(),
+        backend,
+        me.clone(),
+        settings.lease_ttl,
+        settings.replicas,
+    )
+    .await?;
+    tracing::info!(
+        replica = %me,
+        stream = %settings.stream,
+        position = events::Backend::position(replica.backend().as_ref()),
+        "a replica of the replicated log"
+    );
+    Ok((store, catch_up, Some(Arc::new(replica))))
 }
 
 /// Starts everything and returns once both listeners are bound.
@@ -141,22 +187,37 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
     let app = open(config).await?;
     app.limiter.spawn_pruner();
     if let Some(writes) = app.engine.tools().writes.clone() {
-        let app = app.clone();
-        tokio::spawn(async move {
-            match crate::withdrawals::resume(&app.store, &writes.wallets).await {
-                Ok(0) => {}
-                Ok(n) => tracing::info!(count = n, "withdrawals left open by a restart settled"),
-                Err(e) => tracing::warn!(error = %e, "open withdrawals could not be read"),
+        on_becoming_writer(&app, move |app| {
+            let writes = writes.clone();
+            async move {
+                match crate::withdrawals::resume(&app.store, &writes.wallets).await {
+                    Ok(0) => {}
+                    Ok(n) => {
+                        tracing::info!(count = n, "withdrawals left open by a restart settled")
+                    }
+                    Err(e) => tracing::warn!(error = %e, "open withdrawals could not be read"),
+                }
             }
         });
     }
-    {
-        let app = app.clone();
-        tokio::spawn(async move {
-            if let Err(e) = crate::operators::attestations::refire_pending(&app).await {
-                tracing::warn!(error = %e, "attested firings could not be handed to the engine again");
-            }
-        });
+    on_becoming_writer(&app, |app| async move {
+        if let Err(e) = crate::operators::attestations::refire_pending(&app).await {
+            tracing::warn!(error = %e, "attested firings could not be handed to the engine again");
+        }
+    });
+    match app.replica.as_ref().map(|r| r.leadership()) {
+        None => metrics::gauge!("log_writer").set(1.0),
+        Some(mut leads) => {
+            tokio::spawn(async move {
+                loop {
+                    let leading = *leads.borrow_and_update();
+                    metrics::gauge!("log_writer").set(if leading { 1.0 } else { 0.0 });
+                    if leads.changed().await.is_err() {
+                        return;
+                    }
+                }
+            });
+        }
     }
     let grpc = grpc_listener.local_addr()?;
     let http = http_listener.local_addr()?;
@@ -220,6 +281,11 @@ impl Running {
         for server in self.servers {
             server.await??;
         }
+        // The lease is given up before the engine stops: another replica writes at once, and
+        // the runs that finish meanwhile record through it.
+        if let Some(replica) = &self.app.replica {
+            replica.stop().await;
+        }
         // Runs still going after the grace period stay pending and resume at the next start.
         self.app
             .engine
@@ -242,12 +308,43 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
 
 pub use protocol::process::shutdown_signal;
 
+/// Runs `duty` once now (fjall), or each time this replica becomes the log's writer: what a
+/// previous process or writer left unfinished is taken up by the one that writes now.
+fn on_becoming_writer<F, Fut>(app: &SharedApp, duty: F)
+where
+    F: Fn(SharedApp) -> Fut + Send + 'static,
+    Fut: std::future::Future<Output = ()> + Send,
+{
+    let app = app.clone();
+    let Some(mut leads) = app.replica.as_ref().map(|r| r.leadership()) else {
+        tokio::spawn(async move { duty(app).await });
+        return;
+    };
+    tokio::spawn(async move {
+        loop {
+            if leads.wait_for(|l| *l).await.is_err() {
+                return;
+            }
+            duty(app.clone()).await;
+            if leads.wait_for(|l| !*l).await.is_err() {
+                return;
+            }
+        }
+    });
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[tokio::test]
-    async fn a_jetstream_log_is_refused_at_start_up_until_replicas_are_built() {
+    async fn a_jetstream_log_whose_servers_cannot_be_reached_stops_start_up_naming_them() {
+        // A port nobody listens on (bound, then freed).
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
         let dir = tempfile::tempdir().unwrap();
         let mut config = Config {
             data_dir: dir.path().join("data"),
@@ -255,13 +352,13 @@ mod tests {
             ..Config::default()
         };
         config.event_log.backend = crate::config::LogBackend::Jetstream;
-        config.event_log.nats_urls = vec!["nats://127.0.0.1:4222".into()];
-        let err = open(config).await.unwrap_err().to_string();
+        config.event_log.nats_urls = vec![format!("nats://127.0.0.1:{port}")];
+        let err = format!("{:#}", open(config).await.unwrap_err());
         assert!(
-            err.contains("event_log.backend jetstream is not supported"),
+            err.contains("connecting to NATS") && err.contains(&port.to_string()),
             "{err}"
         );
-        // Nothing was created: no half-opened store or keys are left behind.
-        assert!(!dir.path().join("data").exists() && !dir.path().join("keys").exists());
+        // No data directory was made for a log that is not there.
+        assert!(!dir.path().join("data").exists());
     }
 }

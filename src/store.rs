@@ -40,8 +40,26 @@ impl Store {
     /// `open` with every option of the log (the aggregator sets the largest event from
     /// `limits.max_event_bytes`).
     pub fn open_with(dir: &Path, options: LogOptions) -> events::Result<(Self, CatchUp)> {
+        Self::open_in(
+            Self::database_in(dir)?,
+            options,
+            std::sync::Arc::new(events::Local),
+        )
+    }
+
+    /// The database in `dir` (created private), for `open_in`.
+    pub fn database_in(dir: &Path) -> events::Result<events::fjall::Database> {
         private_dir(dir).map_err(|e| events::Error::Storage(e.into()))?;
-        let db = events::open_database(dir)?;
+        events::open_database(dir)
+    }
+
+    /// `open_with` on a database already open, committing through `backend` (a replica of a
+    /// replicated log: `cluster::JetStream`).
+    pub fn open_in(
+        db: events::fjall::Database,
+        options: LogOptions,
+        backend: std::sync::Arc<dyn events::Backend>,
+    ) -> events::Result<(Self, CatchUp)> {
         let mut projections = Projections::open(&db)?;
         let keyspaces = LogKeyspaces::open(&db)?;
         let catch_up = projections.catch_up(&keyspaces, &|_| {})?;
@@ -52,7 +70,7 @@ impl Store {
         let appender =
             tlog::follow::catch_up(&db, &keyspaces, &tiles, &|_| {}).map_err(tree_error)?;
         let projector = tlog::follow::WithTree::new(projections, appender, &tiles);
-        let log = Log::open(&db, options, Box::new(projector))?;
+        let log = Log::open_on(&db, options, Box::new(projector), backend)?;
         Ok((
             Self {
                 log,

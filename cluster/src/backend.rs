@@ -11,7 +11,7 @@
 //! commands in messages already acknowledged are durable and reach the local database again by
 //! following the stream; the others are refused with `Error::NotWriter`.
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use events::fjall::{Database, Keyspace, KeyspaceCreateOptions, OwnedWriteBatch};
 use events::{Backend, Landed, LogKeyspaces, Records};
@@ -32,6 +32,15 @@ pub struct JetStream {
     runtime: tokio::runtime::Handle,
     keyspace: Keyspace,
     position: AtomicU64,
+    /// The position, for those waiting until the local database holds a given one.
+    reached: tokio::sync::watch::Sender<u64>,
+    /// Whether this replica takes commands (holds the writer's lease, see `lease`). A backend
+    /// opened alone leads; a `Replica` starts it following.
+    leading: AtomicBool,
+    /// The same, for those who act on each change (the engine, the timers).
+    leadership: tokio::sync::watch::Sender<bool>,
+    /// Counts deposed commits: the lease's campaign steps down when it moves.
+    deposed: tokio::sync::watch::Sender<u64>,
 }
 
 impl std::fmt::Debug for JetStream {
@@ -93,7 +102,45 @@ impl JetStream {
             runtime,
             keyspace,
             position: AtomicU64::new(position),
+            reached: tokio::sync::watch::Sender::new(position),
+            leading: AtomicBool::new(true),
+            leadership: tokio::sync::watch::Sender::new(true),
+            deposed: tokio::sync::watch::Sender::new(0),
         })
+    }
+
+    /// Whether this replica takes commands now (`Backend::leading`).
+    pub fn set_leading(&self, leading: bool) {
+        self.leading.store(leading, Ordering::Release);
+        self.leadership
+            .send_if_modified(|l| std::mem::replace(l, leading) != leading);
+    }
+
+    /// Follows whether this replica leads.
+    pub fn leadership(&self) -> tokio::sync::watch::Receiver<bool> {
+        self.leadership.subscribe()
+    }
+
+    /// Moves each time a commit is deposed (the stream refused a publish, or did not answer).
+    pub fn deposed(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.deposed.subscribe()
+    }
+
+    /// Waits until the local database holds the stream through `position` (someone must be
+    /// following it, see `follow`).
+    pub async fn reached(&self, position: u64) {
+        let mut at = self.reached.subscribe();
+        let _ = at.wait_for(|p| *p >= position).await;
+    }
+
+    /// The replicated log this backend publishes to.
+    pub fn replicated(&self) -> &Replicated {
+        &self.replicated
+    }
+
+    fn advance(&self, position: u64) {
+        self.position.store(position, Ordering::Release);
+        self.reached.send_replace(position);
     }
 
     fn record(&self, batch: &mut OwnedWriteBatch, position: u64) {
@@ -133,21 +180,26 @@ impl Backend for JetStream {
                     durable = message.through;
                 }
                 Err(Refused::Moved(reason) | Refused::Unreachable(reason)) => {
+                    self.deposed.send_modify(|n| *n += 1);
                     return Ok(Landed::Deposed { durable, reason });
                 }
             }
         }
         self.record(&mut batch, position);
         batch.commit()?;
-        self.position.store(position, Ordering::Release);
+        self.advance(position);
         Ok(Landed::Durable)
     }
 
     fn commit_followed(&self, mut batch: OwnedWriteBatch, through: u64) -> events::Result<()> {
         self.record(&mut batch, through);
         batch.commit()?;
-        self.position.store(through, Ordering::Release);
+        self.advance(through);
         Ok(())
+    }
+
+    fn leading(&self) -> bool {
+        self.leading.load(Ordering::Acquire)
     }
 
     fn position(&self) -> u64 {

@@ -12,15 +12,25 @@
 //!   (the message's first ULID), then commits the local batch with the new position;
 //! - `follow`: reads the stream from the local position on and hands each message to the writer
 //!   (`Log::follow`); `catch_up` waits until the local database holds the stream's head;
+//! - `lease`: the writer's lease in a KV bucket: one replica takes commands at a time, a dead
+//!   one's lease lapses and another takes it;
+//! - `forward`: a replica that does not write sends each command to the one that does
+//!   (request/reply), retried safely while the writer changes;
+//! - `replica`: `Replica`, one aggregator process put together (follow, lease, forwarding);
 //! - `error`: this layer's failures.
 
 mod backend;
 mod error;
 mod follow;
+pub mod forward;
+pub mod lease;
 pub mod message;
+mod replica;
 mod stream;
 
 pub use backend::JetStream;
 pub use error::{Error, Result};
 pub use follow::{catch_up, follow};
+pub use lease::Writer;
+pub use replica::Replica;
 pub use stream::{Refused, Replicated, StreamSettings};

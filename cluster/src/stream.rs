@@ -127,6 +127,16 @@ impl Replicated {
         &self.stream
     }
 
+    /// The JetStream context (for the lease's bucket, and what else the cluster keeps in it).
+    pub fn context(&self) -> &jetstream::Context {
+        &self.js
+    }
+
+    /// The NATS connection (for forwarding commands to the writer).
+    pub fn client(&self) -> async_nats::Client {
+        self.js.client()
+    }
+
     /// The largest message the server takes (payload and headers).
     pub fn max_payload(&self) -> usize {
         self.max_payload

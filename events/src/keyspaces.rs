@@ -112,6 +112,15 @@ impl LogKeyspaces {
         self.refs_of(&record).map(Some)
     }
 
+    /// The events the command with idempotency key `key` appended, whether or not the key still
+    /// holds (its window passed, or its stream closed since): whether that command is in the log.
+    pub fn recorded(&self, key: &str) -> Result<Option<Vec<EventRef>>> {
+        let Some(record) = self.idempotency.get(key.as_bytes())? else {
+            return Ok(None);
+        };
+        self.refs_of(&IdempotencyRecord::decode(&record)?).map(Some)
+    }
+
     /// Whether the stream's last event closes it.
     pub fn stream_closed(&self, stream: &str) -> Result<bool> {
         let Some(guard) = self.streams.prefix(stream_prefix(stream)).next_back() else {

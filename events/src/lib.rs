@@ -17,6 +17,7 @@
 //!   keyspace comparison;
 //! - `stream`: the stream id of each kind of aggregate; `timeline`: every event of a task and of
 //!   what it started, in log order;
+//! - `wire`: a command and its outcome as bytes, for a replica that forwards to the writer;
 //! - `bounds`: the depth and size every stored event and row keeps to, so that readers read it.
 
 mod backend;
@@ -41,6 +42,7 @@ mod tx;
 pub mod upcast;
 pub mod user_op;
 mod verify;
+pub mod wire;
 mod writer;
 
 #[cfg(test)]

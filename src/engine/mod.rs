@@ -16,7 +16,10 @@
 //!
 //! The queue is the log: an execution queued and not finished is pending (`q:` rows of the
 //! executions projection). The engine learns of new ones from `fire` and, on start, from the
-//! projection.
+//! projection. On a replicated log, executions run on the log's writer only: the others' engines
+//! only fire, and the writer schedules whatever is pending and not running on it (fired through
+//! another replica, or left by the writer before it), whenever it becomes the writer and every
+//! `RESUME_EVERY` after (`spawn_writer_duty`).
 //!
 //! A run belongs to the engine, not to the RPC that asked for it: a client that gives up does
 //! not stop it, and a retried blocking `TriggerTask` waits for the first run and returns its
@@ -154,7 +157,17 @@ struct Inner {
     stopping: tokio::sync::watch::Sender<bool>,
     /// The expiry sweep, awaited at shutdown (it holds the store).
     sweep: std::sync::Mutex<Option<tokio::task::JoinHandle<()>>>,
+    /// Whether this process writes the log (always, on fjall; on a replicated log, while it
+    /// holds the writer's lease): executions run and the expiry sweep appends only then.
+    leads: tokio::sync::watch::Receiver<bool>,
+    /// The executions scheduled here and not finished: each is scheduled once, whether `fire`
+    /// or the writer's resumption (`spawn_writer_duty`) sees it first.
+    scheduled: std::sync::Mutex<std::collections::HashSet<String>>,
 }
+
+/// How often a writer on a replicated log looks for executions queued and not yet running here
+/// (fired on another replica, or left by the previous writer).
+const RESUME_EVERY: Duration = Duration::from_millis(250);
 
 impl Engine {
     /// Builds the engine and resumes the pending executions.
@@ -171,6 +184,7 @@ impl Engine {
         chain_id: u64,
         tokens: Arc<crate::token_metadata::TokenDirectory>,
         writes: Option<nodes::write::Writes>,
+        leads: tokio::sync::watch::Receiver<bool>,
     ) -> anyhow::Result<Self> {
         let threads = if config.js_threads == 0 {
             std::thread::available_parallelism().map_or(2, |n| n.get())
@@ -213,8 +227,16 @@ impl Engine {
                 running: tokio::sync::Mutex::new(tokio::task::JoinSet::new()),
                 stopping: tokio::sync::watch::Sender::new(false),
                 sweep: std::sync::Mutex::new(None),
+                leads,
+                scheduled: std::sync::Mutex::new(std::collections::HashSet::new()),
             }),
         };
+        engine.spawn_expiry_sweep();
+        if engine.inner.leads.has_changed().is_ok() {
+            // A replicated log: the writer resumes what is pending, whenever it becomes one.
+            engine.spawn_writer_duty();
+            return Ok(engine);
+        }
         let pending = engine.inner.store.views.pending_executions()?;
         if !pending.is_empty() {
             tracing::info!(count = pending.len(), "resuming pending executions");
@@ -229,8 +251,65 @@ impl Engine {
                 .unwrap_or_default();
             engine.schedule(task_id, execution_id, owner).await;
         }
-        engine.spawn_expiry_sweep();
         Ok(engine)
+    }
+
+    /// On a replicated log: while this process writes the log, schedules every execution queued
+    /// and not scheduled here (fired through another replica, or left unfinished by the writer
+    /// before), now and every `RESUME_EVERY`.
+    fn spawn_writer_duty(&self) {
+        let engine = self.clone();
+        let mut leads = self.inner.leads.clone();
+        let mut stopping = self.inner.stopping.subscribe();
+        tokio::spawn(async move {
+            loop {
+                if *leads.borrow_and_update()
+                    && let Err(e) = engine.resume_pending().await
+                {
+                    tracing::warn!(error = %e, "pending executions could not be read");
+                }
+                tokio::select! {
+                    () = tokio::time::sleep(RESUME_EVERY) => {}
+                    changed = leads.changed() => if changed.is_err() { return },
+                    _ = stopping.wait_for(|s| *s) => return,
+                }
+            }
+        });
+    }
+
+    /// Schedules the pending executions not scheduled here yet.
+    async fn resume_pending(&self) -> Result<(), events::Error> {
+        let claimed = {
+            // Held across the read: a run that finishes removes itself from `scheduled` only
+            // after its end is in the projection, so what this read lists is not finished.
+            let mut scheduled = self
+                .inner
+                .scheduled
+                .lock()
+                .unwrap_or_else(|p| p.into_inner());
+            let pending = self.inner.store.views.pending_executions()?;
+            pending
+                .into_iter()
+                .filter(|(execution_id, _)| scheduled.insert(execution_id.clone()))
+                .collect::<Vec<_>>()
+        };
+        if !claimed.is_empty() {
+            tracing::info!(
+                count = claimed.len(),
+                "resuming pending executions on the writer"
+            );
+        }
+        for (execution_id, task_id) in claimed {
+            let owner = self
+                .inner
+                .store
+                .views
+                .task(&task_id)?
+                .map(|row| row.owner)
+                .unwrap_or_default();
+            self.enqueue(task_id, execution_id, owner).await;
+        }
+        Ok(())
     }
 
     pub fn tools(&self) -> &Tools {
@@ -350,12 +429,30 @@ impl Engine {
         Ok(())
     }
 
-    /// Queues a run. With runs serial per task, each task has a lane: a queue drained in order by
-    /// one worker at a time; otherwise each run goes on its own. Either way a run waits for a
-    /// free slot of the engine's concurrency. Never waits itself: `fire` answers at once.
+    /// Queues a run, once, on the log's writer (see `enqueue`); elsewhere the writer resumes
+    /// it. Never waits itself: `fire` answers at once.
     async fn schedule(&self, task_id: String, execution_id: String, owner: String) {
+        if *self.inner.stopping.borrow() || !*self.inner.leads.borrow() {
+            return; // resumed at the next start, or by the log's writer
+        }
+        let fresh = self
+            .inner
+            .scheduled
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(execution_id.clone());
+        if fresh {
+            self.enqueue(task_id, execution_id, owner).await;
+        }
+    }
+
+    /// Queues a run claimed in `scheduled`. With runs serial per task, each task has a lane: a
+    /// queue drained in order by one worker at a time; otherwise each run goes on its own.
+    /// Either way a run waits for a free slot of the engine's concurrency.
+    async fn enqueue(&self, task_id: String, execution_id: String, owner: String) {
         if *self.inner.stopping.borrow() {
-            return; // resumed at the next start
+            self.unschedule(&execution_id);
+            return;
         }
         self.inner.owners.queued(&owner);
         if !self.inner.tools.config.serial_per_task {
@@ -407,6 +504,7 @@ impl Engine {
     async fn run_one(&self, task_id: &str, execution_id: &str, owner: &str) {
         let slot = self.inner.owners.slot(owner).await;
         let Ok(permit) = self.inner.permits.acquire().await else {
+            self.unschedule(execution_id);
             return;
         };
         let run = sandbox::as_owner(owner, self.execute(task_id, execution_id));
@@ -416,7 +514,16 @@ impl Engine {
         drop(permit);
         drop(slot);
         self.inner.owners.finished(owner);
+        self.unschedule(execution_id);
         self.notify_finished(execution_id);
+    }
+
+    fn unschedule(&self, execution_id: &str) {
+        self.inner
+            .scheduled
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(execution_id);
     }
 
     fn notify_finished(&self, execution_id: &str) {
@@ -637,6 +744,9 @@ impl Engine {
                 tokio::select! {
                     _ = tick.tick() => {}
                     _ = stopping.wait_for(|s| *s) => return,
+                }
+                if !*engine.inner.leads.borrow() {
+                    continue; // the log's writer sweeps
                 }
                 if let Err(e) = engine.sweep_expired().await {
                     tracing::warn!(error = %e, "expiry sweep failed");

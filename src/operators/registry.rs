@@ -125,8 +125,12 @@ pub fn spawn_refresh(app: SharedApp, mut stop: watch::Receiver<bool>) -> Option<
                 _ = stop.wait_for(|s| *s) => return,
             }
             let refreshed = async {
-                let members = load(&app.config, app.chain.as_ref()).await?;
-                record(&app.store, &members).await?;
+                // The log's writer records the registry's changes; every replica's pool
+                // takes the recorded set.
+                if app.leads() {
+                    let members = load(&app.config, app.chain.as_ref()).await?;
+                    record(&app.store, &members).await?;
+                }
                 app.pool.refresh_members()?;
                 app.pool.nudge();
                 anyhow::Ok(())

@@ -161,6 +161,17 @@ pub fn storage(e: events::Error) -> Status {
     }
 }
 
+/// A replica of a replicated log could not catch up with the stream before a call
+/// (`event_log.reads: linearizable`): answering would show older state. The client retries.
+pub fn behind(e: &cluster::Error) -> Status {
+    tracing::warn!(error = %e, "this replica could not catch up with the replicated log");
+    with_code(
+        Code::Unavailable,
+        "this replica cannot reach the replicated event log to answer with current state; retry the call",
+        ErrorCode::StorageUnavailable,
+    )
+}
+
 /// A decision overtaken by concurrent commands every time it was made again: the client
 /// retries.
 pub fn contended(what: &str) -> Status {

@@ -7,7 +7,8 @@
 //! Layout: `client/` (one file per area of the client API), `node` (the operators' service),
 //! `error` (every failure → status, once; `clippy.toml` keeps it the only place that makes a
 //! `tonic::Status`), `paging` (cursor pagination), `calls` (who is calling, and the rate
-//! limits), `listener` (the connections taken: bounded, TCP_NODELAY), `repeats` (a retried
+//! limits), `listener` (the connections taken: bounded, TCP_NODELAY), `reads` (a replica catches up
+//! with the replicated log before a call), `repeats` (a retried
 //! call whose answer was lost gets the first's answer).
 
 pub mod calls;
@@ -16,6 +17,7 @@ pub mod error;
 pub mod listener;
 pub mod node;
 pub mod paging;
+pub mod reads;
 pub mod repeats;
 
 use std::future::Future;
@@ -66,6 +68,7 @@ pub async fn serve(
     }
     server
         .layer(crate::telemetry::GrpcMetricsLayer)
+        .layer(reads::CaughtUpLayer::new(app.clone()))
         .add_service(health_service)
         .add_service(reflection)
         .add_service(client)

@@ -63,6 +63,10 @@ fn describe_and_register() {
         "Bytes the store takes on disk"
     );
     describe_gauge!(
+        "log_writer",
+        "1 while this process writes the event log (always on fjall; on a replicated log, while it holds the writer's lease)"
+    );
+    describe_gauge!(
         "store_poisoned",
         "1 when the store refuses writes after a failed commit or fsync (until reopened)"
     );

@@ -116,7 +116,8 @@ pub fn required_weight(total: u64, numerator: u64, denominator: u64) -> u64 {
     u64::try_from(needed.div_ceil(u128::from(denominator))).unwrap_or(u64::MAX)
 }
 
-/// Every `interval`, signs the tree when it grew and hands the checkpoint to the operators.
+/// Every `interval`, signs the tree when it grew and hands the checkpoint to the operators (on
+/// a replicated log, the writer does).
 pub fn spawn(app: SharedApp, mut stopped: watch::Receiver<bool>) -> JoinHandle<()> {
     tokio::spawn(async move {
         let mut tick = tokio::time::interval(app.transparency.interval);
@@ -125,6 +126,9 @@ pub fn spawn(app: SharedApp, mut stopped: watch::Receiver<bool>) -> JoinHandle<(
             tokio::select! {
                 _ = tick.tick() => {}
                 _ = stopped.wait_for(|s| *s) => return,
+            }
+            if !app.leads() {
+                continue; // the log's writer issues them
             }
             let issuing = app.clone();
             match tokio::task::spawn_blocking(move || issuing.transparency.issue()).await {

@@ -9,6 +9,7 @@ mod api_keys;
 mod bundler_alto;
 mod chain_deploy;
 mod client_api;
+mod cluster;
 mod console;
 mod contract_fixtures;
 mod core_crash;

@@ -1,0 +1,505 @@
+//! Aggregator replicas on a replicated log: a 3-node NATS JetStream cluster (`nats-server`
+//! processes, routes on loopback) and 3 aggregator processes with `event_log.backend: jetstream`,
+//! each with its own data directory and a copy of the same keys.
+//!
+//! - Writes through each replica in turn land once, a replica answers its caller's read of its
+//!   own write at once, and a read on any other replica sees it too (`reads: linearizable`).
+//! - Under a write load through every replica: SIGKILL the writer replica, then one NATS node,
+//!   then start both again. Every acknowledged command is in the log once, a new writer takes
+//!   over (the fail-over time is printed), every replica lists the same tasks, and each replica's
+//!   data directory verifies and its projections equal a rebuild (`replay verify`, `replay diff`).
+//! - A fourth replica started on an empty data directory catches up (its rate is printed).
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use aggregator::pb;
+use aggregator::pb::aggregator_client::AggregatorClient;
+use tonic::transport::Channel;
+
+use crate::engine_crash::free_port;
+use crate::support::{User, replay, simple_task};
+
+const STREAM: &str = "aggregator";
+
+/// The `nats-server` binary: on the PATH, or where Debian puts it.
+fn nats_binary() -> &'static str {
+    if Path::new("/usr/sbin/nats-server").exists() {
+        "/usr/sbin/nats-server"
+    } else {
+        "nats-server"
+    }
+}
+
+struct NatsNode {
+    config: PathBuf,
+    url: String,
+    child: Option<Child>,
+}
+
+impl NatsNode {
+    fn start(&mut self) -> anyhow::Result<()> {
+        let log = std::fs::File::create(self.config.with_extension("log"))?;
+        self.child = Some(
+            Command::new(nats_binary())
+                .arg("-c")
+                .arg(&self.config)
+                .stdout(Stdio::null())
+                .stderr(log)
+                .spawn()?,
+        );
+        Ok(())
+    }
+
+    fn kill(&mut self) -> anyhow::Result<()> {
+        if let Some(mut child) = self.child.take() {
+            child.kill()?;
+            child.wait()?;
+        }
+        Ok(())
+    }
+}
+
+impl Drop for NatsNode {
+    fn drop(&mut self) {
+        let _ = self.kill();
+    }
+}
+
+/// Three JetStream nodes routed to each other on loopback, each with its own store.
+fn nats_cluster(dir: &Path) -> anyhow::Result<Vec<NatsNode>> {
+    let clients: Vec<u16> = (0..3).map(|_| free_port()).collect::<Result<_, _>>()?;
+    let routes: Vec<u16> = (0..3).map(|_| free_port()).collect::<Result<_, _>>()?;
+    let route_list = routes
+        .iter()
+        .map(|p| format!("nats-route://127.0.0.1:{p}"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let mut nodes = Vec::new();
+    for i in 0..3 {
+        let config = dir.join(format!("nats{i}.conf"));
+        std::fs::write(
+            &config,
+            format!(
+                "server_name: n{i}\nlisten: 127.0.0.1:{client}\njetstream {{\n  store_dir: {store:?}\n}}\ncluster {{\n  name: aggregators\n  listen: 127.0.0.1:{route}\n  routes: [{route_list}]\n}}\n",
+                client = clients[i],
+                route = routes[i],
+                store = dir.join(format!("nats{i}")).display().to_string(),
+            ),
+        )?;
+        let mut node = NatsNode {
+            config,
+            url: format!("nats://127.0.0.1:{}", clients[i]),
+            child: None,
+        };
+        node.start()?;
+        nodes.push(node);
+    }
+    Ok(nodes)
+}
+
+/// Waits until the cluster elected its JetStream leader and takes a stream of 3 replicas.
+async fn cluster_ready(urls: &[String]) -> anyhow::Result<()> {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let connected = ::cluster::Replicated::connect(&::cluster::StreamSettings {
+            urls: urls.to_vec(),
+            stream: STREAM.into(),
+            replicas: 3,
+        })
+        .await;
+        match connected {
+            Ok(_) => return Ok(()),
+            Err(e) if Instant::now() < deadline => {
+                let _ = e;
+                tokio::time::sleep(Duration::from_millis(250)).await;
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
+}
+
+struct Replica {
+    config: PathBuf,
+    data: PathBuf,
+    grpc: String,
+    http: String,
+    child: Option<Child>,
+}
+
+impl Replica {
+    fn new(dir: &Path, i: usize, urls: &[String]) -> anyhow::Result<Self> {
+        let data = dir.join(format!("data{i}"));
+        let keys = dir.join(format!("keys{i}"));
+        let grpc = format!("127.0.0.1:{}", free_port()?);
+        let http = format!("127.0.0.1:{}", free_port()?);
+        let config = dir.join(format!("aggregator{i}.yaml"));
+        std::fs::write(
+            &config,
+            format!(
+                "data_dir: {data}\nkeys_dir: {keys}\ngrpc:\n  listen: {grpc}\nhttp:\n  listen: {http}\nevent_log:\n  backend: jetstream\n  nats_urls: [{urls}]\n  stream: {STREAM}\n  replicas: 3\n  lease_ttl: 2s\n",
+                data = data.display(),
+                keys = keys.display(),
+                urls = urls.join(", "),
+            ),
+        )?;
+        Ok(Self {
+            config,
+            data,
+            grpc,
+            http,
+            child: None,
+        })
+    }
+
+    fn start(&mut self) -> anyhow::Result<()> {
+        let log = std::fs::File::create(self.config.with_extension("log"))?;
+        self.child = Some(
+            Command::new(env!("CARGO_BIN_EXE_aggregator"))
+                .args(["--config", self.config.to_str().unwrap()])
+                .stdout(Stdio::null())
+                .stderr(log)
+                .spawn()?,
+        );
+        Ok(())
+    }
+
+    fn kill(&mut self) -> anyhow::Result<()> {
+        if let Some(mut child) = self.child.take() {
+            child.kill()?; // SIGKILL
+            child.wait()?;
+        }
+        Ok(())
+    }
+
+    /// A graceful stop (SIGTERM), so that its data directory can be opened here.
+    fn stop(&mut self) -> anyhow::Result<()> {
+        if let Some(mut child) = self.child.take() {
+            Command::new("kill")
+                .args(["-TERM", &child.id().to_string()])
+                .status()?;
+            child.wait()?;
+        }
+        Ok(())
+    }
+
+    async fn client(&self) -> anyhow::Result<AggregatorClient<Channel>> {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            match AggregatorClient::connect(format!("http://{}", self.grpc)).await {
+                Ok(client) => return Ok(client),
+                Err(_) if Instant::now() < deadline => {
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+    }
+
+    /// Whether it writes the log now (its `log_writer` gauge).
+    async fn writes(&self) -> bool {
+        let Ok(response) = reqwest::get(format!("http://{}/metrics", self.http)).await else {
+            return false;
+        };
+        let text = response.text().await.unwrap_or_default();
+        text.lines().any(|line| line.trim() == "log_writer 1")
+    }
+
+    fn log_tail(&self) -> String {
+        let text = std::fs::read_to_string(self.config.with_extension("log")).unwrap_or_default();
+        let lines: Vec<&str> = text.lines().collect();
+        lines[lines.len().saturating_sub(20)..].join("\n")
+    }
+}
+
+impl Drop for Replica {
+    fn drop(&mut self) {
+        let _ = self.kill();
+    }
+}
+
+/// Every task name of the user's wallet a replica lists, with how often.
+async fn names(
+    client: &mut AggregatorClient<Channel>,
+    user: &User,
+    wallet: &str,
+) -> anyhow::Result<BTreeMap<String, usize>> {
+    let mut seen = BTreeMap::new();
+    let mut after = String::new();
+    loop {
+        let page = client
+            .list_tasks(user.req(pb::ListTasksReq {
+                smart_wallet_address: vec![wallet.to_owned()],
+                after: after.clone(),
+                limit: 100,
+                ..Default::default()
+            }))
+            .await?
+            .into_inner();
+        for task in &page.items {
+            *seen.entry(task.name.clone()).or_insert(0) += 1;
+        }
+        let info = page.page_info.unwrap_or_default();
+        if !info.has_next_page {
+            return Ok(seen);
+        }
+        after = info.end_cursor;
+    }
+}
+
+async fn writer_of(replicas: &[Replica]) -> Option<usize> {
+    for (i, r) in replicas.iter().enumerate() {
+        if r.child.is_some() && r.writes().await {
+            return Some(i);
+        }
+    }
+    None
+}
+
+/// What the write load saw acknowledged.
+#[derive(Default)]
+struct Acknowledged {
+    names: BTreeSet<String>,
+    /// When each write was acknowledged, for the fail-over time.
+    at: Vec<Instant>,
+}
+
+/// Creates tasks through the replicas in turn (each retried with its idempotency key on the
+/// next replica until acknowledged, as a client behind a load balancer does) until `stop`.
+async fn load(
+    worker: usize,
+    grpcs: Vec<String>,
+    user: Arc<User>,
+    wallet: String,
+    acknowledged: Arc<Mutex<Acknowledged>>,
+    stop: tokio::sync::watch::Receiver<bool>,
+) -> anyhow::Result<()> {
+    let mut next = worker;
+    let mut i = 0;
+    while !*stop.borrow() {
+        let name = format!("load-{worker}-{i}");
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let grpc = &grpcs[next % grpcs.len()];
+            next += 1;
+            let attempt = async {
+                let mut client = AggregatorClient::connect(format!("http://{grpc}")).await?;
+                let mut request = user.req(simple_task(&name, &wallet));
+                request
+                    .metadata_mut()
+                    .insert("idempotency-key", name.parse()?);
+                anyhow::Ok(client.create_task(request).await?.into_inner().id)
+            };
+            match tokio::time::timeout(Duration::from_secs(10), attempt).await {
+                Ok(Ok(_)) => break,
+                Ok(Err(e)) if Instant::now() > deadline => {
+                    anyhow::bail!("{name} was never acknowledged: {e}")
+                }
+                _ => tokio::time::sleep(Duration::from_millis(50)).await,
+            }
+        }
+        let mut acked = acknowledged.lock().unwrap();
+        acked.names.insert(name);
+        acked.at.push(Instant::now());
+        drop(acked);
+        i += 1;
+    }
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replicas_on_a_nats_cluster_serve_the_same_log_and_survive_losing_the_writer()
+-> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let mut nodes = nats_cluster(dir.path())?;
+    let urls: Vec<String> = nodes.iter().map(|n| n.url.clone()).collect();
+    cluster_ready(&urls).await?;
+
+    // The first replica makes the keys; the others get a copy of them.
+    let mut replicas: Vec<Replica> = (0..3)
+        .map(|i| Replica::new(dir.path(), i, &urls))
+        .collect::<Result<_, _>>()?;
+    replicas[0].start()?;
+    let mut first = replicas[0].client().await?;
+    let user = User::sign_in(&mut first).await?;
+    let wallet = user.wallet(&mut first).await?;
+    for i in 1..3 {
+        let keys = dir.path().join(format!("keys{i}"));
+        std::fs::create_dir_all(&keys)?;
+        for entry in std::fs::read_dir(dir.path().join("keys0"))? {
+            let entry = entry?;
+            std::fs::copy(entry.path(), keys.join(entry.file_name()))?;
+        }
+        replicas[i].start()?;
+    }
+    let mut clients = Vec::new();
+    for r in &replicas {
+        clients.push(r.client().await?);
+    }
+
+    // Writes through each replica in turn: its caller reads it there at once, and so does a
+    // caller of the next replica.
+    for round in 0..2 {
+        for i in 0..3 {
+            let name = format!("turn-{round}-{i}");
+            let id = clients[i]
+                .create_task(user.req(simple_task(&name, &wallet)))
+                .await
+                .map_err(|e| anyhow::anyhow!("{e}: {}", replicas[i].log_tail()))?
+                .into_inner()
+                .id;
+            for j in [i, (i + 1) % 3] {
+                let task = clients[j]
+                    .get_task(user.req(pb::IdReq { id: id.clone() }))
+                    .await?
+                    .into_inner();
+                assert_eq!(task.name, name, "replica {j} reads what replica {i} wrote");
+            }
+        }
+    }
+    // Every replica lists the same six tasks.
+    for (j, client) in clients.iter_mut().enumerate() {
+        let listed = names(client, &user, &wallet).await?;
+        assert_eq!(listed.len(), 6, "replica {j}: {listed:?}");
+        assert!(listed.values().all(|&n| n == 1), "replica {j}: {listed:?}");
+    }
+
+    // A write load through every replica.
+    let user = Arc::new(user);
+    let acknowledged = Arc::new(Mutex::new(Acknowledged::default()));
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let grpcs: Vec<String> = replicas.iter().map(|r| r.grpc.clone()).collect();
+    let workers: Vec<_> = (0..3)
+        .map(|w| {
+            tokio::spawn(load(
+                w,
+                grpcs.clone(),
+                user.clone(),
+                wallet.clone(),
+                acknowledged.clone(),
+                stopped.clone(),
+            ))
+        })
+        .collect();
+    let acked = || acknowledged.lock().unwrap().names.len();
+    let wait_for_acks = |n: usize| async move {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while acked() < n {
+            anyhow::ensure!(Instant::now() < deadline, "the load stalled at {}", acked());
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        anyhow::Ok(())
+    };
+    wait_for_acks(30).await?;
+
+    // SIGKILL the writer replica.
+    let writer = writer_of(&replicas)
+        .await
+        .ok_or_else(|| anyhow::anyhow!("no replica says it writes the log"))?;
+    let before = acked();
+    let killed_at = Instant::now();
+    replicas[writer].kill()?;
+    let new_writer = loop {
+        if let Some(w) = writer_of(&replicas).await {
+            break w;
+        }
+        anyhow::ensure!(
+            killed_at.elapsed() < Duration::from_secs(30),
+            "no replica took the writer's lease"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    let took_over = killed_at.elapsed();
+    wait_for_acks(before + 10).await?;
+    let first_write_after = {
+        let acked = acknowledged.lock().unwrap();
+        acked
+            .at
+            .iter()
+            .filter(|at| **at > killed_at)
+            .min()
+            .map(|at| at.duration_since(killed_at))
+    };
+    assert_ne!(new_writer, writer);
+
+    // Then one NATS node; the load goes on with the two left.
+    let node = (killed_at.elapsed().as_millis() % 3) as usize;
+    nodes[node].kill()?;
+    let before = acked();
+    wait_for_acks(before + 10).await?;
+
+    // Both start again.
+    nodes[node].start()?;
+    replicas[writer].start()?;
+    clients[writer] = replicas[writer].client().await?;
+    let before = acked();
+    wait_for_acks(before + 10).await?;
+    stop.send_replace(true);
+    for worker in workers {
+        worker.await??;
+    }
+
+    // Every acknowledged command is in the log once, on every replica.
+    let acknowledged = std::mem::take(&mut *acknowledged.lock().unwrap());
+    let mut expected: BTreeSet<String> = acknowledged.names.clone();
+    for round in 0..2 {
+        for i in 0..3 {
+            expected.insert(format!("turn-{round}-{i}"));
+        }
+    }
+    for (j, client) in clients.iter_mut().enumerate() {
+        let listed = names(client, &user, &wallet).await?;
+        let twice: Vec<_> = listed.iter().filter(|(_, n)| **n > 1).collect();
+        assert!(twice.is_empty(), "replica {j} lists twice: {twice:?}");
+        let listed: BTreeSet<String> = listed.into_keys().collect();
+        let lost: Vec<_> = expected.difference(&listed).collect();
+        assert!(lost.is_empty(), "replica {j} lost acknowledged {lost:?}");
+        let extra: Vec<_> = listed.difference(&expected).collect();
+        assert!(
+            extra.is_empty(),
+            "replica {j} lists unacknowledged {extra:?}"
+        );
+    }
+
+    // A fourth replica, empty, catches up.
+    let keys = dir.path().join("keys3");
+    std::fs::create_dir_all(&keys)?;
+    for entry in std::fs::read_dir(dir.path().join("keys0"))? {
+        let entry = entry?;
+        std::fs::copy(entry.path(), keys.join(entry.file_name()))?;
+    }
+    let mut fourth = Replica::new(dir.path(), 3, &urls)?;
+    let joined = Instant::now();
+    fourth.start()?;
+    let mut client = fourth.client().await?;
+    let listed = names(&mut client, &user, &wallet).await?;
+    let caught_up = joined.elapsed();
+    assert_eq!(listed.len(), expected.len());
+
+    // Each replica's data directory verifies, and its projections equal a rebuild.
+    replicas.push(fourth);
+    let mut events = 0;
+    for r in &mut replicas {
+        r.stop()?;
+        let (ok, out) = replay(&r.data, &["verify"])?;
+        assert!(ok, "{}: {out}", r.data.display());
+        let (ok, out) = replay(&r.data, &["diff"])?;
+        assert!(ok, "{}: {out}", r.data.display());
+        events = events_in(&r.data)?;
+    }
+    eprintln!(
+        "cluster: {} acknowledged writes under load; writer replica {writer} SIGKILLed: replica {new_writer} took the lease after {took_over:?}, first write acknowledged {first_write_after:?} after the kill; NATS node {node} SIGKILLed and restarted; a fourth replica caught up with {events} events in {caught_up:?} ({:.0} events/s, start-up included)",
+        acknowledged.names.len(),
+        events as f64 / caught_up.as_secs_f64()
+    );
+    Ok(())
+}
+
+fn events_in(data: &Path) -> anyhow::Result<u64> {
+    let db = events::open_database(data)?;
+    let log = events::LogKeyspaces::open(&db)?;
+    Ok(log.scan(None).count() as u64)
+}
