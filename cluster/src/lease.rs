@@ -16,6 +16,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use async_nats::jetstream::kv::{self, Operation, UpdateErrorKind};
+use async_nats::jetstream::stream;
 use events::Log;
 use tokio::sync::watch;
 
@@ -81,21 +82,25 @@ impl Lease {
             stream: format!("KV_{name}"),
             message: e.to_string(),
         };
-        let kv = match js.get_key_value(&name).await {
-            Ok(kv) => kv,
-            Err(_) => js
-                .create_key_value(kv::Config {
-                    bucket: name.clone(),
-                    description: "the aggregator's writer lease".into(),
-                    history: 1,
-                    max_age: ttl,
-                    num_replicas: replicas,
-                    storage: async_nats::jetstream::stream::StorageType::File,
-                    ..kv::Config::default()
-                })
-                .await
-                .map_err(|e| failed(&e))?,
-        };
+        // The bucket's stream is made here, as a KV bucket's is: `create_key_value` asks for
+        // the account's limits in a form nats-server 2.9 does not answer.
+        js.get_or_create_stream(stream::Config {
+            name: format!("KV_{name}"),
+            description: Some("the aggregator's writer lease".into()),
+            subjects: vec![format!("$KV.{name}.>")],
+            max_messages_per_subject: 1,
+            max_age: ttl,
+            storage: stream::StorageType::File,
+            num_replicas: replicas,
+            allow_rollup: true,
+            deny_delete: true,
+            allow_direct: true,
+            discard: stream::DiscardPolicy::New,
+            ..stream::Config::default()
+        })
+        .await
+        .map_err(|e| failed(&e))?;
+        let kv = js.get_key_value(&name).await.map_err(|e| failed(&e))?;
         backend.set_leading(false);
         Ok(Self {
             kv,

@@ -313,7 +313,12 @@ async fn load(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn replicas_on_a_nats_cluster_serve_the_same_log_and_survive_losing_the_writer()
 -> anyhow::Result<()> {
-    let dir = tempfile::tempdir()?;
+    let mut dir = tempfile::tempdir()?;
+    // Set to keep the processes' logs and data directories for a look after a failure.
+    if std::env::var_os("CLUSTER_TEST_KEEP").is_some() {
+        eprintln!("cluster test in {}", dir.path().display());
+        dir.disable_cleanup(true);
+    }
     let mut nodes = nats_cluster(dir.path())?;
     let urls: Vec<String> = nodes.iter().map(|n| n.url.clone()).collect();
     cluster_ready(&urls).await?;
@@ -324,7 +329,9 @@ async fn replicas_on_a_nats_cluster_serve_the_same_log_and_survive_losing_the_wr
         .collect::<Result<_, _>>()?;
     replicas[0].start()?;
     let mut first = replicas[0].client().await?;
-    let user = User::sign_in(&mut first).await?;
+    let user = User::sign_in(&mut first)
+        .await
+        .map_err(|e| anyhow::anyhow!("{e}: {}", replicas[0].log_tail()))?;
     let wallet = user.wallet(&mut first).await?;
     for i in 1..3 {
         let keys = dir.path().join(format!("keys{i}"));
