@@ -76,7 +76,25 @@ impl Forwarder {
             .payload(encode_command(command)?.into())
             .timeout(Some(ATTEMPT));
         let subject = subject(self.backend.replicated().name(), &holder);
-        let reply = match self.client.send_request(subject, request).await {
+        // An attempt in flight to a writer that dies would wait out `ATTEMPT`: once another
+        // replica holds the lease, it is sent again at once (its key makes that safe).
+        let mut writers = self.lease.watch();
+        let replaced = async {
+            let _ = writers
+                .wait_for(|w| {
+                    !matches!(w, Writer::Other(id) if *id == holder) && *w != Writer::None
+                })
+                .await;
+        };
+        let sent = tokio::select! {
+            sent = self.client.send_request(subject, request) => sent,
+            () = replaced => {
+                return Err(Error::Unavailable(format!(
+                    "replica {holder} stopped holding the writer's lease before it answered"
+                )));
+            }
+        };
+        let reply = match sent {
             Ok(reply) => reply,
             Err(e) if e.kind() == RequestErrorKind::NoResponders => {
                 return Err(Error::NotWriter(format!(
