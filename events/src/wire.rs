@@ -323,17 +323,20 @@ mod tests {
             decode_reply(&encode_reply(&stopped, 1)).unwrap().0,
             Err(Error::NotWriter(_))
         ));
-        let ok = Ok(Committed {
+        let committed = Committed {
             events: vec![EventRef {
                 id: Ulid(5),
                 stream: "task:1".into(),
                 seq: 1,
             }],
             deduplicated: true,
-        });
+        };
         assert_eq!(
-            decode_reply(&encode_reply(&ok, 3)).unwrap().0.unwrap(),
-            ok.unwrap()
+            decode_reply(&encode_reply(&Ok(committed.clone()), 3))
+                .unwrap()
+                .0
+                .unwrap(),
+            committed
         );
     }
 

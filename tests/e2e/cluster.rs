@@ -333,14 +333,9 @@ async fn replicas_on_a_nats_cluster_serve_the_same_log_and_survive_losing_the_wr
         .await
         .map_err(|e| anyhow::anyhow!("{e}: {}", replicas[0].log_tail()))?;
     let wallet = user.wallet(&mut first).await?;
-    for i in 1..3 {
-        let keys = dir.path().join(format!("keys{i}"));
-        std::fs::create_dir_all(&keys)?;
-        for entry in std::fs::read_dir(dir.path().join("keys0"))? {
-            let entry = entry?;
-            std::fs::copy(entry.path(), keys.join(entry.file_name()))?;
-        }
-        replicas[i].start()?;
+    for (i, replica) in replicas.iter_mut().enumerate().skip(1) {
+        copy_keys(dir.path(), i)?;
+        replica.start()?;
     }
     let mut clients = Vec::new();
     for r in &replicas {
@@ -472,12 +467,7 @@ async fn replicas_on_a_nats_cluster_serve_the_same_log_and_survive_losing_the_wr
     }
 
     // A fourth replica, empty, catches up.
-    let keys = dir.path().join("keys3");
-    std::fs::create_dir_all(&keys)?;
-    for entry in std::fs::read_dir(dir.path().join("keys0"))? {
-        let entry = entry?;
-        std::fs::copy(entry.path(), keys.join(entry.file_name()))?;
-    }
+    copy_keys(dir.path(), 3)?;
     let mut fourth = Replica::new(dir.path(), 3, &urls)?;
     let joined = Instant::now();
     fourth.start()?;
@@ -502,6 +492,17 @@ async fn replicas_on_a_nats_cluster_serve_the_same_log_and_survive_losing_the_wr
         acknowledged.names.len(),
         events as f64 / caught_up.as_secs_f64()
     );
+    Ok(())
+}
+
+/// The first replica's keys, copied for replica `i` (every replica uses the same keys).
+fn copy_keys(dir: &Path, i: usize) -> anyhow::Result<()> {
+    let keys = dir.join(format!("keys{i}"));
+    std::fs::create_dir_all(&keys)?;
+    for entry in std::fs::read_dir(dir.join("keys0"))? {
+        let entry = entry?;
+        std::fs::copy(entry.path(), keys.join(entry.file_name()))?;
+    }
     Ok(())
 }
 
