@@ -148,13 +148,13 @@ impl Replicated {
             stream: self.stream.clone(),
             message: e.to_string(),
         };
-        let mut stream = self
+        // One request: getting the stream answers its info, state included.
+        let stream = self
             .js
             .get_stream(&self.stream)
             .await
             .map_err(|e| failed(&e))?;
-        let info = stream.info().await.map_err(|e| failed(&e))?;
-        Ok(info.state.last_sequence)
+        Ok(stream.cached_info().state.last_sequence)
     }
 
     pub(crate) async fn stream(&self) -> Result<stream::Stream> {
