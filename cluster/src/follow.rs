@@ -15,6 +15,8 @@ use crate::stream::Replicated;
 /// Messages handed to the writer between two waits for it to apply them: the writer's queue
 /// stays bounded while a replica catches up.
 const IN_FLIGHT: u64 = 256;
+/// How long the consumer may be quiet before the stream's head is asked whether it is behind.
+const IDLE: Duration = Duration::from_secs(2);
 /// The pause before reading again after the stream could not be read.
 const RETRY: Duration = Duration::from_millis(500);
 
@@ -52,7 +54,21 @@ async fn follow_from(log: &Log, replicated: &Replicated, next: &mut u64) -> Resu
         .map_err(|e| failed(&e))?;
     let mut messages = consumer.messages().await.map_err(|e| failed(&e))?;
     let mut handed = 0u64;
-    while let Some(message) = messages.next().await {
+    loop {
+        let message = match tokio::time::timeout(IDLE, messages.next()).await {
+            Ok(Some(message)) => message,
+            Ok(None) => break,
+            Err(_) => {
+                // Quiet: either nothing was appended, or the consumer was lost with the NATS
+                // node that held it (it can take its heartbeats a while to notice). Behind the
+                // stream's head, it is made again.
+                if replicated.head().await? >= *next {
+                    tracing::info!(next, "the stream's consumer stalled; reading again");
+                    break;
+                }
+                continue;
+            }
+        };
         let message = message.map_err(|e| failed(&e))?;
         let sequence = message.info().map_err(|e| failed(&e))?.stream_sequence;
         if sequence < *next {

@@ -488,7 +488,7 @@ async fn replicas_on_a_nats_cluster_serve_the_same_log_and_survive_losing_the_wr
         events = events_in(&r.data)?;
     }
     eprintln!(
-        "cluster: {} acknowledged writes under load; writer replica {writer} SIGKILLed: replica {new_writer} took the lease after {took_over:?}, first write acknowledged {first_write_after:?} after the kill; NATS node {node} SIGKILLed and restarted; a fourth replica caught up with {events} events in {caught_up:?} ({:.0} events/s, start-up included)",
+        "cluster: {} acknowledged writes under load; writer replica {writer} SIGKILLed: replica {new_writer} took the lease after {took_over:?}, first write acknowledged after the kill at {first_write_after:?}; NATS node {node} SIGKILLed and restarted; a fourth replica caught up with {events} events in {caught_up:?} ({:.0} events/s, start-up included)",
         acknowledged.names.len(),
         events as f64 / caught_up.as_secs_f64()
     );
