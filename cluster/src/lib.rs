@@ -12,15 +12,22 @@
 //!   (the message's first ULID), then commits the local batch with the new position;
 //! - `follow`: reads the stream from the local position on and hands each message to the writer
 //!   (`Log::follow`); `catch_up` waits until the local database holds the stream's head;
+//! - `fingerprints`: the keys every replica shares, recorded by fingerprint beside the stream;
+//!   a replica whose keys differ refuses to start;
+//! - `nonces`: the operators' request nonces in a KV bucket, so that a request replayed to
+//!   another replica is refused;
 //! - `error`: this layer's failures.
 
 mod backend;
 mod error;
+pub mod fingerprints;
 mod follow;
 pub mod message;
+mod nonces;
 mod stream;
 
 pub use backend::JetStream;
 pub use error::{Error, Result};
 pub use follow::{catch_up, follow};
+pub use nonces::KvNonces;
 pub use stream::{Refused, Replicated, StreamSettings};

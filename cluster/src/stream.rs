@@ -127,6 +127,11 @@ impl Replicated {
         &self.stream
     }
 
+    /// The JetStream context, for the buckets kept beside the stream (`fingerprints`, `nonces`).
+    pub fn jetstream(&self) -> &jetstream::Context {
+        &self.js
+    }
+
     /// The largest message the server takes (payload and headers).
     pub fn max_payload(&self) -> usize {
         self.max_payload
