@@ -93,6 +93,8 @@ pub struct Pool {
     pub verifier: Verifier,
     /// Refused requests, by reason and by the operator they name.
     pub refusals: Arc<super::refusals::Refusals>,
+    /// The nonces of the operators' signed requests (`auth`).
+    pub nonces: Arc<dyn super::auth::NonceStore>,
 }
 
 impl std::fmt::Debug for Pool {
@@ -131,8 +133,22 @@ struct Tracking {
 }
 
 impl Pool {
-    /// A pool of the registered operators (from the projection).
+    /// A pool of the registered operators (from the projection), remembering their requests'
+    /// nonces in this process.
     pub fn new(store: Store, config: OperatorsConfig) -> anyhow::Result<Arc<Self>> {
+        Self::with_nonces(
+            store,
+            config,
+            Arc::new(super::auth::MemoryNonces::default()),
+        )
+    }
+
+    /// `new`, remembering the nonces in `nonces` (a replicated log's replicas share theirs).
+    pub fn with_nonces(
+        store: Store,
+        config: OperatorsConfig,
+        nonces: Arc<dyn super::auth::NonceStore>,
+    ) -> anyhow::Result<Arc<Self>> {
         let pool = Arc::new(Self {
             store,
             config,
@@ -142,6 +158,7 @@ impl Pool {
             tracking: tokio::sync::Mutex::new(Tracking::default()),
             verifier: Verifier::start()?,
             refusals: Arc::default(),
+            nonces,
         });
         pool.refresh_members()?;
         Ok(pool)
