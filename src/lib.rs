@@ -39,6 +39,7 @@ pub mod engine;
 pub mod go_config;
 pub mod ip;
 pub mod limits;
+pub mod log_transfer;
 pub mod operators;
 pub mod pb;
 pub mod quota;

@@ -16,6 +16,8 @@
 //!   a replica whose keys differ refuses to start;
 //! - `nonces`: the operators' request nonces in a KV bucket, so that a request replayed to
 //!   another replica is refused;
+//! - `transfer`: the stream's events read in order, copied into a local database, and a local
+//!   log imported into an empty stream (the tools: `aggregator log export|import`, `replay --nats`);
 //! - `error`: this layer's failures.
 
 mod backend;
@@ -25,6 +27,7 @@ mod follow;
 pub mod message;
 mod nonces;
 mod stream;
+pub mod transfer;
 
 pub use backend::JetStream;
 pub use error::{Error, Result};
