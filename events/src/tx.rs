@@ -19,13 +19,14 @@
 //! While the writer stages one command, its writes can be undone as a whole (`savepoint`,
 //! `rollback`): a command rejected half-way leaves no row behind.
 //!
-//! A rebuild from scratch uses the bulk mode (`Tx::bulk`): drained groups do not go through
-//! fjall's write path (journal, memtable, flush, compaction, each row rewritten at every event
-//! that changes it) but gather in memory (`pending`, read before the cache), and only the last
-//! version of each row is written, sorted, through fjall's ingestion of sorted data, which
-//! writes tables directly: when `pending` outgrows its bound (`spill`) and at the end
-//! (`finish_bulk`). Ingested rows are newer than anything in the keyspace, so a spill over
-//! earlier ones is correct; a delete is ingested as a tombstone.
+//! A rebuild from scratch uses the bulk mode (`Tx::bulk`): rows do not go through fjall's write
+//! path (journal, memtable, flush, compaction, each row rewritten at every event that changes
+//! it) but gather in memory (`pending`, read before the cache; staged straight into it outside
+//! a savepoint, so no row is moved from map to map at each drain), and only the last version of
+//! each row is written, sorted, through fjall's ingestion of sorted data, which writes tables
+//! directly: when `pending` outgrows its bound (`spill`) and at the end (`finish_bulk`).
+//! Ingested rows are newer than anything in the keyspace, so a spill over earlier ones is
+//! correct; a delete is ingested as a tombstone.
 //!
 //! Rows are `fjall::Slice`s (reference-counted): a read, the cache and the batch share one copy
 //! instead of cloning the bytes at each hand-off. The maps hash with foldhash (fast, and seeded
@@ -107,6 +108,22 @@ type Rows<V> = Map<u64, Map<Slice, V>>;
 /// A write staged by the current command, with what it replaced (by keyspace id and key).
 type Undo = (u64, Slice, Option<Write>);
 
+/// Writes rows into an empty or older keyspace by sorted ingestion: the last version of each,
+/// deletes as tombstones.
+fn ingest(keyspace: &Keyspace, rows: Map<Slice, Write>) -> Result<()> {
+    let mut sorted: Vec<(Slice, Write)> = rows.into_iter().collect();
+    sorted.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+    let mut ingestion = keyspace.start_ingestion()?;
+    for (key, write) in sorted {
+        match write {
+            Write::Put(value) => ingestion.write(key, value.bytes()?)?,
+            Write::Delete => ingestion.write_tombstone(key)?,
+        }
+    }
+    ingestion.finish()?;
+    Ok(())
+}
+
 /// Staged projection writes, the previous group's, and cached rows, by keyspace and key.
 pub struct Tx {
     writes: Rows<Write>,
@@ -145,8 +162,12 @@ fn lookup<'a, V>(rows: &'a Rows<V>, id: u64, key: &[u8]) -> Option<&'a V> {
 
 /// What a cached row costs: its key, its value, and the map's own entry.
 fn footprint(key: &[u8], value: Option<&Value>) -> usize {
+    footprint_of(key.len(), value)
+}
+
+fn footprint_of(key_len: usize, value: Option<&Value>) -> usize {
     const ENTRY: usize = 64;
-    key.len() + value.map_or(0, |v| v.len()) + ENTRY
+    key_len + value.map_or(0, Value::len) + ENTRY
 }
 
 impl Tx {
@@ -203,21 +224,24 @@ impl Tx {
         let Some(pending) = self.pending.as_mut() else {
             return Ok(());
         };
-        for (id, rows) in pending.drain() {
-            let Some(keyspace) = self.keyspaces.get(&id) else {
-                continue;
-            };
-            let mut sorted: Vec<(Slice, Write)> = rows.into_iter().collect();
-            sorted.sort_unstable_by(|a, b| a.0.cmp(&b.0));
-            let mut ingestion = keyspace.start_ingestion()?;
-            for (key, write) in sorted {
-                match write {
-                    Write::Put(value) => ingestion.write(key, value.bytes()?)?,
-                    Write::Delete => ingestion.write_tombstone(key)?,
-                }
-            }
-            ingestion.finish()?;
-        }
+        let jobs: Vec<(Keyspace, Map<Slice, Write>)> = pending
+            .drain()
+            .filter_map(|(id, rows)| Some((self.keyspaces.get(&id)?.clone(), rows)))
+            .collect();
+        // One thread per keyspace: sorting one overlaps ingesting another.
+        std::thread::scope(|scope| {
+            let handles: Vec<_> = jobs
+                .into_iter()
+                .map(|(keyspace, rows)| scope.spawn(move || ingest(&keyspace, rows)))
+                .collect();
+            handles.into_iter().try_for_each(|handle| {
+                handle.join().unwrap_or_else(|_| {
+                    Err(crate::Error::Corrupt(
+                        "a thread ingesting rebuilt rows panicked".into(),
+                    ))
+                })
+            })
+        })?;
         self.pending_bytes = 0;
         // Rows are in fjall now: a miss is no longer an absent row.
         self.complete = false;
@@ -311,6 +335,13 @@ impl Tx {
     fn stage(&mut self, keyspace: &Keyspace, key: Slice, write: Write) {
         let id = keyspace.id();
         self.keyspaces.entry(id).or_insert_with(|| keyspace.clone());
+        if self.undo.is_none() && self.pending.is_some() {
+            // Bulk mode: straight into the gathered rows, which are read after the staged
+            // writes (empty here) and the landing group (empty in bulk mode): no second map to
+            // move every row into at the drain.
+            self.gather(id, key, write);
+            return;
+        }
         let rows = self.writes.entry(id).or_default();
         match &mut self.undo {
             Some(undo) => {
@@ -321,6 +352,30 @@ impl Tx {
                 rows.insert(key, write);
             }
         }
+    }
+
+    /// Bulk mode: adds a row to `pending`, dropping a cached copy (`pending` is read first, but
+    /// a cached copy would be stale once `pending` is ingested and emptied).
+    fn gather(&mut self, id: u64, key: Slice, write: Write) {
+        let Some(pending) = self.pending.as_mut() else {
+            return;
+        };
+        if let Some(cached) = self.cache.get_mut(&id)
+            && let Some(old) = cached.remove(&key)
+        {
+            self.cached_bytes = self
+                .cached_bytes
+                .saturating_sub(footprint(&key, old.as_ref()));
+        }
+        let cost = footprint(&key, write.put());
+        let rows = pending.entry(id).or_default();
+        let key_len = key.len();
+        if let Some(old) = rows.insert(key, write) {
+            self.pending_bytes = self
+                .pending_bytes
+                .saturating_sub(footprint_of(key_len, old.put()));
+        }
+        self.pending_bytes += cost;
     }
 
     /// Starts staging one command: its writes can be undone as a whole (`rollback`) until
@@ -386,25 +441,10 @@ impl Tx {
     /// encoded; `batch` is then incomplete and must not be committed.
     pub fn drain_into(&mut self, batch: &mut OwnedWriteBatch) -> Result<()> {
         let writes = std::mem::take(&mut self.writes);
-        if let Some(pending) = self.pending.as_mut() {
+        if self.pending.is_some() {
             for (id, rows) in writes {
-                let into = pending.entry(id).or_default();
                 for (key, write) in rows {
-                    // `pending` is read first; a cached copy would be stale after a spill.
-                    if let Some(cached) = self.cache.get_mut(&id)
-                        && let Some(old) = cached.remove(&key)
-                    {
-                        self.cached_bytes = self
-                            .cached_bytes
-                            .saturating_sub(footprint(&key, old.as_ref()));
-                    }
-                    let cost = footprint(&key, write.put());
-                    if let Some(old) = into.insert(key.clone(), write) {
-                        self.pending_bytes = self
-                            .pending_bytes
-                            .saturating_sub(footprint(&key, old.put()));
-                    }
-                    self.pending_bytes += cost;
+                    self.gather(id, key, write);
                 }
             }
             return Ok(());
