@@ -1,12 +1,22 @@
 //! One QuickJS runtime a worker owns ([`Runtime`]), and one run on it in a fresh context.
 //!
-//! A run: check the script (global names, NUL characters); arm the deadline; create a context
-//! with the ECMAScript built-ins and `console`; define the globals from one `JSON.parse` of their
-//! values; evaluate the wrapped source; run the queued promise jobs; unwrap a settled promise;
-//! `JSON.stringify` the result (BigInts as strings) and parse that with serde_json; drop the
-//! context. Then, after the worker has replied, [`Runtime::recycle`] collects the garbage and says
-//! whether the runtime is still fit for the next run, and [`Runtime::dispose`] frees one that is
-//! not (if that is safe).
+//! A run: check the script (global names, NUL characters); arm the deadline; take the context
+//! prepared for it (a new one with the ECMAScript built-ins, never used) and give it `console`
+//! and `require`; define the globals from one `JSON.parse` of their values; evaluate the wrapped
+//! source; run the queued promise jobs; unwrap a settled promise; `JSON.stringify` the result
+//! (BigInts as strings) and parse that with serde_json; drop the context. Then, after the worker
+//! has replied, [`Runtime::recycle`] collects the garbage once enough of it has piled up, says
+//! whether the runtime is still fit for the next run, and prepares the next run's context;
+//! [`Runtime::dispose`] frees a runtime that is not fit (if that is safe).
+//!
+//! Why contexts are prepared rather than kept: a context's built-ins are the script's to change
+//! (`Object.prototype.x = 1`, `Array.prototype.map = ...` are legal JavaScript, and a script may
+//! rely on them within its run), and QuickJS can neither snapshot nor reset them; a context
+//! reused across runs would carry one run's changes into the next, another owner's. So every run
+//! still gets a context no script has touched; only the moment it is made moves, from the
+//! caller's clock to the worker's idle time after the previous reply. Collections move the same
+//! way: each one walks every live object of the runtime (the resident built-ins included), so
+//! the garbage of a few small runs is collected at once ([`COLLECT_AT`]) rather than after each.
 //!
 //! Pitfalls of rquickjs 0.14 (QuickJS-ng 0.16) this module works around:
 //! - a dropped context is not freed until the cycle collector runs (its built-ins reference one
@@ -60,8 +70,18 @@ type Intrinsics = (
     intrinsic::Promise,
 );
 
-/// QuickJS's initial automatic-GC threshold, restored after every run.
-const GC_THRESHOLD: usize = 256 * 1024;
+/// The least headroom QuickJS's automatic collector gets above the heap as a run starts (its
+/// own rule is half the heap): set after every run, so that neither a big run's threshold (which
+/// may lie above the memory limit) nor a tiny one (a collection during the next run's set-up)
+/// carries over.
+const GC_HEADROOM: usize = 256 * 1024;
+
+/// Garbage the runs on a runtime may leave (their contexts, mostly: about 100 KiB each for a
+/// trivial script) before it is collected between runs; at most an eighth of the memory limit.
+/// A run so starts with at most this much of its predecessors' garbage on the heap, which
+/// QuickJS's own collector frees as soon as the run's allocations need the room: the memory limit
+/// stays a limit per run, short of this.
+const COLLECT_AT: usize = 1024 * 1024;
 
 /// Heap a runtime may keep after a run and a collection, beyond what it held when new, before it
 /// is replaced (atoms and shapes that stay interned, a leak we do not know of); at most a quarter
@@ -128,6 +148,9 @@ pub(super) struct Runtime {
     resident_objects: i64,
     /// Set when QuickJS failed to create a context: its heap may be corrupt.
     poisoned: Cell<bool>,
+    /// The next run's context: created after the previous run, never used by a script (see the
+    /// module docs). `None` if creating it failed (the run then tries again, and reports it).
+    prepared: RefCell<Option<Context>>,
     time_limit: Duration,
     memory_limit: usize,
     max_output_bytes: usize,
@@ -150,6 +173,7 @@ impl Runtime {
             baseline: 0,
             resident_objects: 0,
             poisoned: Cell::new(false),
+            prepared: RefCell::new(None),
             time_limit: config.time_limit,
             memory_limit,
             max_output_bytes: config.max_output_bytes,
@@ -162,20 +186,43 @@ impl Runtime {
             runtime.dispose();
             return Err(e);
         }
-        runtime.recycle();
+        runtime.collect();
         let usage = runtime.rt.memory_usage();
         runtime.baseline = usize::try_from(usage.malloc_size).unwrap_or(usize::MAX);
         runtime.resident_objects = usage.obj_count;
+        runtime.prepare();
         Ok(runtime)
+    }
+
+    /// Collects all garbage now.
+    fn collect(&self) {
+        self.rt.run_gc();
+    }
+
+    /// Creates the next run's context, unless there is one; a failure poisons the runtime.
+    fn prepare(&self) {
+        let mut prepared = self.prepared.borrow_mut();
+        if prepared.is_none() && !self.poisoned.get() {
+            match Context::custom::<Intrinsics>(&self.rt) {
+                Ok(context) => *prepared = Some(context),
+                Err(_) => self.poisoned.set(true),
+            }
+        }
+        drop(prepared);
+        // QuickJS's own collector starts once the run allocated half the heap (as QuickJS sets
+        // it after a collection), and at least `GC_HEADROOM`.
+        let heap = self.heap();
+        self.rt
+            .set_gc_threshold(heap.saturating_add((heap / 2).max(GC_HEADROOM)));
     }
 
     fn heap(&self) -> usize {
         usize::try_from(self.rt.memory_usage().malloc_size).unwrap_or(usize::MAX)
     }
 
-    /// Runs `script` in a fresh context. Never panics on the script's account. The context is
-    /// gone when this returns, but its garbage is not: call [`Runtime::recycle`] before the next
-    /// run (after replying, so that the caller does not wait for the collection).
+    /// Runs `script` in a fresh context (the prepared one). Never panics on the script's account.
+    /// The context is gone when this returns, but its garbage is not: call [`Runtime::recycle`]
+    /// before the next run (after replying, so that the caller does not wait for it).
     pub(super) fn run(&self, script: &Script) -> Result<Outcome> {
         let started = Instant::now();
         let limit = script
@@ -186,8 +233,17 @@ impl Runtime {
         let source = wrapper.wrap(&script.source);
         let logs = Rc::new(RefCell::new(Logs::new(self.max_log_bytes)));
 
+        if self.poisoned.get() {
+            return Err(self.error(Failure::NoContext, limit));
+        }
         self.watchdog.arm(started.checked_add(limit));
-        let ran = match Context::custom::<Intrinsics>(&self.rt) {
+        // Taken, never put back: a context serves one run.
+        let fresh = self.prepared.borrow_mut().take();
+        let context = match fresh {
+            Some(context) => Ok(context),
+            None => Context::custom::<Intrinsics>(&self.rt),
+        };
+        let ran = match context {
             Ok(context) => {
                 context.with(|ctx| self.in_context(&ctx, script, &source, wrapper, &logs))
             }
@@ -209,24 +265,30 @@ impl Runtime {
         })
     }
 
-    /// Collects the last run's garbage and says why this runtime should be replaced, if it should:
-    /// the run left promise jobs queued (the deadline cut them short), or the heap kept more than
-    /// a little after the collection.
+    /// Readies the runtime for the next run, or says why it should be replaced: the run left
+    /// promise jobs queued (the deadline cut them short), or the heap kept more than a little
+    /// after a collection. The garbage is collected once it passes [`COLLECT_AT`] (a big run's
+    /// at once), then the next run's context is prepared.
     pub(super) fn recycle(&self) -> Option<&'static str> {
         if self.poisoned.get() {
             return Some("QuickJS could not create a context");
         }
-        let jobs_left = self.rt.is_job_pending();
-        self.rt.run_gc();
-        self.rt.set_gc_threshold(GC_THRESHOLD);
-        let slack = RETIRE_SLACK.min(self.memory_limit / 4);
-        if jobs_left {
-            Some("promise jobs were left queued")
-        } else if self.heap() > self.baseline.saturating_add(slack) {
-            Some("the heap kept garbage after the run")
-        } else {
-            None
+        if self.rt.is_job_pending() {
+            return Some("promise jobs were left queued");
         }
+        let collect_at = COLLECT_AT.min(self.memory_limit / 8);
+        if self.heap() > self.baseline.saturating_add(collect_at) {
+            self.collect();
+            let slack = RETIRE_SLACK.min(self.memory_limit / 4);
+            if self.heap() > self.baseline.saturating_add(slack) {
+                return Some("the heap kept garbage after the run");
+            }
+        }
+        self.prepare();
+        if self.poisoned.get() {
+            return Some("QuickJS could not create a context");
+        }
+        None
     }
 
     /// Frees the runtime if that is safe, and leaks it otherwise; says which.
@@ -236,6 +298,8 @@ impl Runtime {
     /// aborts the whole process; so does collecting a heap that failed to create a context. Such a
     /// runtime is leaked instead, loudly: its memory is lost, the aggregator is not.
     pub(super) fn dispose(self) -> bool {
+        // The prepared context is garbage like any other.
+        drop(self.prepared.borrow_mut().take());
         let safe = !self.poisoned.get() && {
             self.rt.run_gc();
             let usage = self.rt.memory_usage();
