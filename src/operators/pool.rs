@@ -130,14 +130,16 @@ struct Tracking {
     loaded: bool,
     /// The last event read.
     cursor: Option<events::Ulid>,
-    /// The tasks operators watch or are assigned to (a task that is neither is not kept).
-    tasks: HashMap<Box<str>, Tracked>,
+    /// The tasks operators watch or are assigned to (a task that is neither is not kept). A
+    /// B-tree: built in bulk from the sorted scans, without hashing a million keys, and walked
+    /// in order.
+    tasks: BTreeMap<Box<str>, Tracked>,
     /// The eligible operators and `k` of the last pass.
     eligible: Vec<(Address, Capabilities)>,
     k: usize,
 }
 
-/// What the pool keeps of one task: about 150 bytes with its key, where its row took ~700.
+/// What the pool keeps of one task: about 130 bytes with its key, where its row took ~700.
 #[derive(Debug, Clone, Default)]
 struct Tracked {
     /// Set while operators watch the task.
@@ -147,6 +149,13 @@ struct Tracked {
 }
 
 impl Tracked {
+    fn watching(watch: Watch) -> Self {
+        Self {
+            watch: Some(watch),
+            assigned: Box::default(),
+        }
+    }
+
     fn had(&self) -> BTreeSet<Address> {
         self.assigned.iter().copied().collect()
     }
@@ -423,29 +432,65 @@ impl Pool {
     /// Every task operators watch (active, or running, with a non-manual trigger), and every
     /// assignment: read once, at the first pass, in one prefix scan each.
     fn load(&self, t: &mut Tracking) -> anyhow::Result<()> {
-        let mut tasks: HashMap<Box<str>, Tracked> = HashMap::new();
+        // Each scan comes in key order, so task-id order: the two lists are merged and joined
+        // rather than hashed (a stable sort of sorted runs is a linear merge).
+        let mut watched: Vec<(Box<str>, Watch)> = Vec::new();
         for letter in [TaskStatus::Active.letter(), projections::tasks::EXECUTING] {
             self.store
                 .views
                 .for_each_task_with_letter(letter, |row: WatchFields| {
                     if let Some(watch) = row.watch() {
-                        tasks.entry(row.id.into_boxed_str()).or_default().watch = Some(watch);
+                        watched.push((row.id.into_boxed_str(), watch));
                     }
                 })?;
         }
-        let mut assigned: HashMap<Box<str>, Vec<Address>> = HashMap::new();
+        watched.sort_by(|a, b| a.0.cmp(&b.0));
+        let mut tasks: Vec<(Box<str>, Tracked, Vec<Address>)> = Vec::with_capacity(watched.len());
+        let mut pending = watched.into_iter().peekable();
         self.store.views.for_each_assignment(|task, operator| {
-            if let Ok(address) = operator.parse::<Address>() {
-                assigned.entry(task.into()).or_default().push(address);
+            let Ok(address) = operator.parse::<Address>() else {
+                return;
+            };
+            while let Some((id, watch)) = pending.next_if(|(id, _)| &**id < task) {
+                tasks.push((id, Tracked::watching(watch), Vec::new()));
             }
+            if let Some(last) = tasks.last_mut().filter(|last| &*last.0 == task) {
+                last.2.push(address);
+                return;
+            }
+            let watch = pending
+                .next_if(|(id, _)| &**id == task)
+                .map(|(_, watch)| watch);
+            tasks.push((
+                task.into(),
+                Tracked {
+                    watch,
+                    assigned: Box::default(),
+                },
+                vec![address],
+            ));
         })?;
-        for (task, mut operators) in assigned {
-            operators.sort_unstable();
-            operators.dedup();
-            tasks.entry(task).or_default().assigned = operators.into_boxed_slice();
-        }
-        tasks.shrink_to_fit();
-        t.tasks = tasks;
+        tasks.extend(pending.map(|(id, watch)| (id, Tracked::watching(watch), Vec::new())));
+        // (Sorted already, unless ids of different lengths order differently inside the
+        // assignments' keys: then this sort puts them right, and equal ids are merged below.)
+        tasks.sort_by(|a, b| a.0.cmp(&b.0));
+        tasks.dedup_by(|later, kept| {
+            let same = later.0 == kept.0;
+            if same {
+                kept.1.watch = kept.1.watch.or(later.1.watch);
+                kept.2.append(&mut later.2);
+            }
+            same
+        });
+        t.tasks = tasks
+            .into_iter()
+            .map(|(id, mut tracked, mut operators)| {
+                operators.sort_unstable();
+                operators.dedup();
+                tracked.assigned = operators.into_boxed_slice();
+                (id, tracked)
+            })
+            .collect();
         Ok(())
     }
 

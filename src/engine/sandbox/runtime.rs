@@ -15,8 +15,10 @@
 //! reused across runs would carry one run's changes into the next, another owner's. So every run
 //! still gets a context no script has touched; only the moment it is made moves, from the
 //! caller's clock to the worker's idle time after the previous reply. Collections move the same
-//! way: each one walks every live object of the runtime (the resident built-ins included), so
-//! the garbage of a few small runs is collected at once ([`COLLECT_AT`]) rather than after each.
+//! way: each one, and each measure of the heap, walks every live object of the runtime (the
+//! resident built-ins included), so the garbage of a few short runs is collected at once
+//! ([`RUNS_PER_COLLECTION`]) rather than after each; a run that took longer (and so may have
+//! left much garbage) is collected after at once.
 //!
 //! Pitfalls of rquickjs 0.14 (QuickJS-ng 0.16) this module works around:
 //! - a dropped context is not freed until the cycle collector runs (its built-ins reference one
@@ -70,18 +72,25 @@ type Intrinsics = (
     intrinsic::Promise,
 );
 
-/// The least headroom QuickJS's automatic collector gets above the heap as a run starts (its
-/// own rule is half the heap): set after every run, so that neither a big run's threshold (which
-/// may lie above the memory limit) nor a tiny one (a collection during the next run's set-up)
-/// carries over.
-const GC_HEADROOM: usize = 256 * 1024;
+/// The least headroom QuickJS's automatic collector gets above the collected heap (its own rule
+/// is half the heap), at most a quarter of the memory limit: set after every collection, so that
+/// neither a big run's threshold (which may lie above the memory limit) nor a tiny one (a
+/// collection during the next contexts' set-up) carries over. Room for the prepared contexts of
+/// a few short runs and what they allocate.
+const GC_HEADROOM: usize = 1024 * 1024;
 
-/// Garbage the runs on a runtime may leave (their contexts, mostly: about 100 KiB each for a
-/// trivial script) before it is collected between runs; at most an eighth of the memory limit.
-/// A run so starts with at most this much of its predecessors' garbage on the heap, which
-/// QuickJS's own collector frees as soon as the run's allocations need the room: the memory limit
-/// stays a limit per run, short of this.
-const COLLECT_AT: usize = 1024 * 1024;
+/// Short runs whose garbage (their contexts, mostly: about 100 KiB each for a trivial script) is
+/// collected at once. A run so starts with the garbage of at most this many short predecessors
+/// on the heap, which QuickJS's own collector frees as soon as the heap passes its threshold
+/// (`GC_HEADROOM` above the collected heap): the memory limit stays a limit per run, short of
+/// that headroom. With a memory limit below [`BATCH_FLOOR`], every run is collected after.
+const RUNS_PER_COLLECTION: u32 = 4;
+
+/// A run at least this long is collected after at once: it may have left much garbage.
+const SHORT_RUN: Duration = Duration::from_millis(1);
+
+/// The smallest memory limit at which short runs are collected in batches.
+const BATCH_FLOOR: usize = 16 * 1024 * 1024;
 
 /// Heap a runtime may keep after a run and a collection, beyond what it held when new, before it
 /// is replaced (atoms and shapes that stay interned, a leak we do not know of); at most a quarter
@@ -151,6 +160,9 @@ pub(super) struct Runtime {
     /// The next run's context: created after the previous run, never used by a script (see the
     /// module docs). `None` if creating it failed (the run then tries again, and reports it).
     prepared: RefCell<Option<Context>>,
+    /// Runs since the last collection, and whether the last one was not short.
+    uncollected: Cell<u32>,
+    long_run: Cell<bool>,
     time_limit: Duration,
     memory_limit: usize,
     max_output_bytes: usize,
@@ -174,6 +186,8 @@ impl Runtime {
             resident_objects: 0,
             poisoned: Cell::new(false),
             prepared: RefCell::new(None),
+            uncollected: Cell::new(0),
+            long_run: Cell::new(false),
             time_limit: config.time_limit,
             memory_limit,
             max_output_bytes: config.max_output_bytes,
@@ -186,17 +200,23 @@ impl Runtime {
             runtime.dispose();
             return Err(e);
         }
-        runtime.collect();
+        let heap = runtime.collect();
         let usage = runtime.rt.memory_usage();
-        runtime.baseline = usize::try_from(usage.malloc_size).unwrap_or(usize::MAX);
+        runtime.baseline = heap;
         runtime.resident_objects = usage.obj_count;
         runtime.prepare();
         Ok(runtime)
     }
 
-    /// Collects all garbage now.
-    fn collect(&self) {
+    /// Collects all garbage now and returns the heap left; QuickJS's own collector then starts
+    /// once the heap grew by half (as QuickJS sets it after a collection), or `GC_HEADROOM`.
+    fn collect(&self) -> usize {
         self.rt.run_gc();
+        self.uncollected.set(0);
+        let heap = self.heap();
+        let headroom = (heap / 2).max(GC_HEADROOM).min(self.memory_limit / 4);
+        self.rt.set_gc_threshold(heap.saturating_add(headroom));
+        heap
     }
 
     /// Creates the next run's context, unless there is one; a failure poisons the runtime.
@@ -208,12 +228,6 @@ impl Runtime {
                 Err(_) => self.poisoned.set(true),
             }
         }
-        drop(prepared);
-        // QuickJS's own collector starts once the run allocated half the heap (as QuickJS sets
-        // it after a collection), and at least `GC_HEADROOM`.
-        let heap = self.heap();
-        self.rt
-            .set_gc_threshold(heap.saturating_add((heap / 2).max(GC_HEADROOM)));
     }
 
     fn heap(&self) -> usize {
@@ -253,6 +267,7 @@ impl Runtime {
             }
         };
         self.watchdog.disarm();
+        self.long_run.set(started.elapsed() >= SHORT_RUN);
         if self.watchdog.tripped() {
             return Err(SandboxError::TimedOut { limit });
         }
@@ -267,8 +282,8 @@ impl Runtime {
 
     /// Readies the runtime for the next run, or says why it should be replaced: the run left
     /// promise jobs queued (the deadline cut them short), or the heap kept more than a little
-    /// after a collection. The garbage is collected once it passes [`COLLECT_AT`] (a big run's
-    /// at once), then the next run's context is prepared.
+    /// after a collection. The garbage is collected after a run that was not short, or after
+    /// [`RUNS_PER_COLLECTION`] short ones; then the next run's context is prepared.
     pub(super) fn recycle(&self) -> Option<&'static str> {
         if self.poisoned.get() {
             return Some("QuickJS could not create a context");
@@ -276,11 +291,12 @@ impl Runtime {
         if self.rt.is_job_pending() {
             return Some("promise jobs were left queued");
         }
-        let collect_at = COLLECT_AT.min(self.memory_limit / 8);
-        if self.heap() > self.baseline.saturating_add(collect_at) {
-            self.collect();
+        let runs = self.uncollected.get().saturating_add(1);
+        self.uncollected.set(runs);
+        if runs >= RUNS_PER_COLLECTION || self.long_run.get() || self.memory_limit < BATCH_FLOOR {
+            let heap = self.collect();
             let slack = RETIRE_SLACK.min(self.memory_limit / 4);
-            if self.heap() > self.baseline.saturating_add(slack) {
+            if heap > self.baseline.saturating_add(slack) {
                 return Some("the heap kept garbage after the run");
             }
         }
