@@ -2,7 +2,8 @@
 //! `aggregator config from-go aggregator.yaml`.
 //!
 //! What has a counterpart is carried over (RPC URLs, listen addresses, the data path, the
-//! wallet factory, EntryPoint, per-owner cap, bundler and paymaster, the log level); what has none is listed, each
+//! wallet factory, EntryPoint, per-owner cap, bundler and paymaster, the log level, the fee
+//! rates of `fee_rates` into `fees`); what has none is listed, each
 //! key with the reason, as comments at the top of the output, so that nothing is dropped
 //! silently. Keys the original itself ignores are reported as such. The original's
 //! `jwt_secret` can be carried into the keys directory ([`import_jwt_secret`]), so that session
@@ -33,6 +34,29 @@ struct GoConfig {
     db_path: Option<String>,
     jwt_secret: Option<String>,
     smart_wallet: Option<GoSmartWallet>,
+    fee_rates: Option<GoFeeRates>,
+    #[serde(flatten)]
+    other: BTreeMap<String, Value>,
+}
+
+/// `fee_rates` (`ConfigRaw.FeeRates`): absent fields keep the original's defaults, which are
+/// ours too.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+struct GoFeeRates {
+    execution_fee_usd: Option<f64>,
+    credit_limit_usd: Option<f64>,
+    tiers: GoFeeTiers,
+    #[serde(flatten)]
+    other: BTreeMap<String, Value>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+struct GoFeeTiers {
+    tier_1: Option<f64>,
+    tier_2: Option<f64>,
+    tier_3: Option<f64>,
     #[serde(flatten)]
     other: BTreeMap<String, Value>,
 }
@@ -206,6 +230,9 @@ pub fn convert(text: &str, base: Config, chain_id_given: bool) -> Result<Convert
                 .into(),
         );
     }
+    if let Some(rates) = go.fee_rates {
+        convert_fee_rates(rates, &mut config.fees, &mut notes)?;
+    }
     let jwt_secret = non_empty(go.jwt_secret);
     for (key, _) in wallet.other {
         notes.push(format!(
@@ -221,6 +248,68 @@ pub fn convert(text: &str, base: Config, chain_id_given: bool) -> Result<Convert
         jwt_secret,
         notes,
     })
+}
+
+/// `fee_rates` into `fees`: the execution fee and the value-fee tiers, which `EstimateFees`
+/// answers with. The credit limit has no counterpart (no fee ledger: nothing is charged).
+fn convert_fee_rates(
+    rates: GoFeeRates,
+    fees: &mut crate::config::FeesConfig,
+    notes: &mut Vec<String>,
+) -> Result<(), GoConfigError> {
+    let rate = |key: &str, value: Option<f64>| -> Result<Option<f64>, GoConfigError> {
+        match value {
+            Some(v) if !v.is_finite() || v < 0.0 => Err(GoConfigError::Invalid(format!(
+                "fee_rates.{key} {v} is not a non-negative number"
+            ))),
+            other => Ok(other),
+        }
+    };
+    if let Some(fee) = rate("execution_fee_usd", rates.execution_fee_usd)? {
+        fees.execution_fee_usd = fee;
+    }
+    for (key, value, field) in [
+        (
+            "tiers.tier_1",
+            rates.tiers.tier_1,
+            &mut fees.tier1_percentage,
+        ),
+        (
+            "tiers.tier_2",
+            rates.tiers.tier_2,
+            &mut fees.tier2_percentage,
+        ),
+        (
+            "tiers.tier_3",
+            rates.tiers.tier_3,
+            &mut fees.tier3_percentage,
+        ),
+    ] {
+        if let Some(percent) = rate(key, value)? {
+            *field = percent;
+        }
+    }
+    notes.push(
+        "fee_rates: became fees (execution_fee_usd, tier1..3_percentage); set fees.native_token_price_usd by hand, or EstimateFees answers success: false (no price service)"
+            .into(),
+    );
+    if rates.credit_limit_usd.is_some() {
+        notes.push(
+            "fee_rates.credit_limit_usd: not carried: no fee ledger, no fees are charged, so no execution is blocked for an unpaid balance"
+                .into(),
+        );
+    }
+    for key in rates.other.keys() {
+        notes.push(format!(
+            "fee_rates.{key}: ignored, as the original ignores it"
+        ));
+    }
+    for key in rates.tiers.other.keys() {
+        notes.push(format!(
+            "fee_rates.tiers.{key}: ignored, as the original ignores it"
+        ));
+    }
+    Ok(())
 }
 
 /// Why a key of the original is not carried over.
@@ -242,9 +331,6 @@ fn why_not(key: &str) -> &'static str {
             "not carried: no Tenderly simulation"
         }
         "moralis_api_key" => "not carried: balances are read on chain, without USD prices",
-        "fee_rates" => {
-            "not carried: EstimateFees prices with our fees: section (set it by hand); no fees are charged"
-        }
         "notifications" => "not carried: no AI summaries",
         "sentry_dsn" | "server_name" => "not carried: errors go to the logs (log.format: json)",
         "socket_path" => "not carried: no admin REPL; use `replay` on a copy of the data",
@@ -330,6 +416,12 @@ smart_wallet:
 macros:
   secrets:
     ap_notify_bot_token: "x"
+fee_rates:
+  execution_fee_usd: 0.05
+  credit_limit_usd: 20
+  tiers:
+    tier_1: 0.04
+    tier_3: 0.25
 "#;
 
     #[test]
@@ -362,6 +454,11 @@ macros:
             converted.jwt_secret.as_deref(),
             Some("a-test-secret-of-the-original")
         );
+        // fee_rates: given rates carried, the absent tier at the original's default (ours).
+        assert_eq!(c.fees.execution_fee_usd, 0.05);
+        assert_eq!(c.fees.tier1_percentage, 0.04);
+        assert_eq!(c.fees.tier2_percentage, 0.09);
+        assert_eq!(c.fees.tier3_percentage, 0.25);
         let notes = converted.notes.join("\n");
         for key in [
             "chain_id",
@@ -372,6 +469,8 @@ macros:
             "macros",
             "avs_registry_coordinator_address",
             "etherscan_url: ignored",
+            "fee_rates: became fees",
+            "fee_rates.credit_limit_usd: not carried",
         ] {
             assert!(notes.contains(key), "{key} missing from\n{notes}");
         }
@@ -424,6 +523,20 @@ macros:
         )
         .unwrap_err();
         assert!(err.to_string().contains("paymaster_address"), "{err}");
+        let err = convert(
+            "fee_rates:\n  tiers:\n    tier_2: -1\n",
+            Config::default(),
+            true,
+        )
+        .unwrap_err();
+        assert!(err.to_string().contains("fee_rates.tiers.tier_2"), "{err}");
+        let err = convert(
+            "fee_rates:\n  execution_fee_usd: lots\n",
+            Config::default(),
+            true,
+        )
+        .unwrap_err();
+        assert!(err.to_string().contains("fee_rates"), "{err}");
         assert!(convert("- a list\n", Config::default(), true).is_err());
     }
 

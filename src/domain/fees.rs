@@ -62,6 +62,9 @@ pub struct FeeEstimate {
     pub pricing_model: &'static str,
 }
 
+/// The COGS entry of the runner wallet's creation, as the original names it.
+pub const WALLET_CREATION_NODE: &str = "_wallet_creation";
+
 /// Conservative gas of a node the chain could not estimate (the original's fallbacks).
 pub const FALLBACK_CONTRACT_WRITE_GAS: u64 = 150_000;
 pub const FALLBACK_ETH_TRANSFER_GAS: u64 = 50_000;

@@ -4,10 +4,18 @@
 //!
 //! A node whose config cannot be resolved yet (templates that name earlier nodes' outputs) or
 //! whose call would revert now gets the original's conservative fallback, with a warning
-//! saying why. A wallet not deployed yet adds its creation, as the original lists it.
+//! saying why.
+//!
+//! A runner wallet without code yet gets its creation as a COGS entry of its own, as the
+//! original lists it (`_wallet_creation`, cost type `wallet_creation`): `eth_estimateGas` of the
+//! factory's `createAccount` with a fifth more, or the original's fallback of 500 000 gas. Each
+//! node's operation is estimated as it would be sent then, `initCode` included, so that
+//! creation is taken out of each node's gas (a run deploys the wallet once, not per node).
 
+use alloy::network::TransactionBuilder;
 use alloy::primitives::{Address, U256};
 use alloy::providers::Provider;
+use alloy::rpc::types::TransactionRequest;
 use serde_json::{Map, Value};
 
 use events::task::{LoopRunner, NodeConfig, TaskDefinition};
@@ -64,6 +72,37 @@ fn calls_of(config: &NodeConfig) -> Result<Vec<Call>, String> {
             _ => Ok(Vec::new()),
         },
         other => one(other),
+    }
+}
+
+/// The original's conservative gas of a wallet's creation when the factory cannot estimate it.
+pub const FALLBACK_WALLET_CREATION_GAS: u64 = 500_000;
+
+/// The gas of deploying the runner wallet: the factory's `createAccount` as `eth_estimateGas`
+/// measures it with a fifth more (the original's margin), or the fallback with why.
+async fn creation_gas(
+    chain: &crate::chain::Chain,
+    target: &super::nodes::write::WriteTarget,
+) -> NodeGas {
+    let init_code = target.factory.init_code(target.owner, target.salt);
+    let call = TransactionRequest::default()
+        .with_to(target.factory.factory)
+        .with_input(init_code.slice(20..));
+    let (gas_units, fallback) = match chain.provider.estimate_gas(call).await {
+        Ok(gas) => (U256::from(gas) + U256::from(gas / 5), None),
+        Err(e) => (
+            U256::from(FALLBACK_WALLET_CREATION_GAS),
+            Some(format!(
+                "the factory {} could not estimate createAccount: {e}",
+                target.factory.factory
+            )),
+        ),
+    };
+    NodeGas {
+        node_id: fees::WALLET_CREATION_NODE.into(),
+        cost_type: "wallet_creation",
+        gas_units,
+        fallback,
     }
 }
 
@@ -130,6 +169,23 @@ impl Engine {
             sandbox: &self.inner.tools.sandbox,
         };
         let wallet = env.target.wallet;
+        let has_writes = definition
+            .nodes
+            .iter()
+            .any(|n| n.config.as_ref().is_some_and(super::nodes::is_write));
+        // Only a run that writes deploys the wallet.
+        let creation = if has_writes
+            && !env
+                .wallets
+                .deployed(wallet)
+                .await
+                .map_err(|e| FeeError::Chain(e.reason))?
+        {
+            Some(creation_gas(chain, &env.target).await)
+        } else {
+            None
+        };
+        let creation_units = creation.as_ref().map_or(U256::ZERO, |c| c.gas_units);
         let mut gas = Vec::new();
         let mut on_chain = false;
         for node in &definition.nodes {
@@ -191,22 +247,20 @@ impl Engine {
                 None => NodeGas {
                     node_id: node.id.clone(),
                     cost_type: "gas",
-                    gas_units: units,
+                    gas_units: units.saturating_sub(creation_units),
                     fallback: None,
                 },
                 Some(why) => fallback(why),
             });
         }
+        if let Some(creation) = creation {
+            gas.push(creation);
+        }
         let mut estimate = fees::estimate(rates, chain.chain_id, gas_price, &gas, on_chain);
-        if on_chain
-            && !env
-                .wallets
-                .deployed(wallet)
-                .await
-                .map_err(|e| FeeError::Chain(e.reason))?
-        {
+        if creation_units > U256::ZERO {
             estimate.warnings.push(format!(
-                "the wallet {wallet} is not deployed yet: the first write deploys it, and the estimates of writes include its creation"
+                "the wallet {wallet} is not deployed yet: the first write deploys it ({} below)",
+                fees::WALLET_CREATION_NODE
             ));
         }
         Ok(estimate)

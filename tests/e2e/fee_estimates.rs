@@ -66,22 +66,30 @@ async fn fees_are_the_gas_of_the_on_chain_nodes_at_the_chains_price() -> anyhow:
         ("0.020000", "USD")
     );
 
-    // One COGS entry per on-chain node, none for the code node: gas × the chain's price.
+    // One COGS entry per on-chain node, none for the code node, and the wallet's creation as
+    // an entry of its own (it has no code yet): gas × the chain's price.
     let gas_price = U256::from(chain.get_gas_price().await?);
     let nodes: Vec<&str> = resp.cogs.iter().map(|c| c.node_id.as_str()).collect();
-    assert_eq!(nodes, ["pay", "token"]);
+    assert_eq!(nodes, ["pay", "token", "_wallet_creation"]);
     for cogs in &resp.cogs {
         let units: U256 = cogs.gas_units.parse()?;
         // Estimated (an operation costs more than a plain transfer), not the fallbacks.
         assert!(units > U256::from(21_000), "{cogs:?}");
         assert!(
-            units != U256::from(50_000) && units != U256::from(150_000),
+            ![50_000u64, 150_000, 500_000].contains(&units.to::<u64>()),
             "{cogs:?}"
         );
         let fee = cogs.fee.as_ref().unwrap();
         assert_eq!(fee.unit, "WEI");
         assert_eq!(fee.amount.parse::<U256>()?, units * gas_price, "{cogs:?}");
     }
+    let creation = &resp.cogs[2];
+    assert_eq!(creation.cost_type, "wallet_creation");
+    assert!(resp.cogs[..2].iter().all(|c| c.cost_type == "gas"));
+    let undeployed_gas: Vec<U256> = resp.cogs[..2]
+        .iter()
+        .map(|c| c.gas_units.parse())
+        .collect::<Result<_, _>>()?;
     let value = resp.value_fee.as_ref().unwrap();
     assert_eq!(value.tier, pb::ExecutionTier::ExecutionTier1 as i32);
     assert_eq!(value.fee.as_ref().unwrap().amount, "0.03");
@@ -95,6 +103,34 @@ async fn fees_are_the_gas_of_the_on_chain_nodes_at_the_chains_price() -> anyhow:
     // Nothing was sent.
     assert!(chain.get_code_at(w.wallet).await?.is_empty());
     assert_eq!(w.balance(w.wallet).await?, U256::from(1000));
+
+    // Once the wallet is deployed (anyone may call createAccount), no creation entry, and the
+    // nodes' gas is of the same order as before (the creation was taken out of it).
+    w.setup
+        .create_account(w.user.signer.address(), U256::ZERO)
+        .await?;
+    assert!(!chain.get_code_at(w.wallet).await?.is_empty());
+    let deployed = c
+        .estimate_fees(w.user.req(request(on_chain_nodes(&w), &wallet)))
+        .await?
+        .into_inner();
+    assert!(deployed.success, "{deployed:?}");
+    let nodes: Vec<&str> = deployed.cogs.iter().map(|c| c.node_id.as_str()).collect();
+    assert_eq!(nodes, ["pay", "token"]);
+    assert!(
+        !deployed.warnings.iter().any(|w| w.contains("not deployed")),
+        "{:?}",
+        deployed.warnings
+    );
+    let creation_units: U256 = creation.gas_units.parse()?;
+    for (cogs, before) in deployed.cogs.iter().zip(&undeployed_gas) {
+        let after: U256 = cogs.gas_units.parse()?;
+        // Without the subtraction `before` would exceed `after` by the whole creation.
+        assert!(
+            before.abs_diff(after) < creation_units / U256::from(2),
+            "{cogs:?}: {before} undeployed, creation {creation_units}"
+        );
+    }
 
     // A node whose config needs a run (a template of an earlier node's output): the fallback,
     // with a warning saying why.
@@ -141,7 +177,7 @@ async fn without_a_price_source_or_with_a_strangers_runner_the_answer_says_why()
         .into_inner();
     assert!(!resp.success);
     assert!(resp.error.contains("no price source"), "{}", resp.error);
-    assert_eq!(resp.cogs.len(), 2, "{resp:?}");
+    assert_eq!(resp.cogs.len(), 3, "two nodes and the creation: {resp:?}");
     assert!(resp.discounts.is_empty());
     assert!(
         resp.warnings.iter().any(|w| w.contains("no price source")),

@@ -141,6 +141,21 @@ impl Setup {
         Ok(())
     }
 
+    /// Deploys `owner`'s wallet number `salt` from an anvil account (anyone may create it).
+    pub async fn create_account(&self, owner: Address, salt: U256) -> anyhow::Result<()> {
+        let receipt = aggregator::wallet::contracts::IControlledAccountFactory::new(
+            self.factory.factory,
+            &self.node.provider,
+        )
+        .createAccount(owner, salt)
+        .send()
+        .await?
+        .get_receipt()
+        .await?;
+        ensure!(receipt.status());
+        Ok(())
+    }
+
     pub fn request(&self, owner: Address, wallet: Address, calls: Vec<Call>) -> OpRequest {
         let id = format!("exec{}", random_u64());
         OpRequest {

@@ -242,6 +242,16 @@ async fn a_task_transfers_eth_and_writes_to_a_token() -> anyhow::Result<()> {
         execution.cogs[0].fee.as_ref().map(|f| f.amount.clone()),
         Some(pay.total_gas_cost.clone())
     );
+    // And the original's other two fees of a finished run, from `fees:` (E7; nothing is
+    // charged): the flat execution fee, the value fee of a workflow that acts on chain.
+    let fee = execution.execution_fee.as_ref().unwrap();
+    assert_eq!(
+        (fee.amount.as_str(), fee.unit.as_str()),
+        ("0.020000", "USD")
+    );
+    let value = execution.value_fee.as_ref().unwrap();
+    assert_eq!(value.tier, pb::ExecutionTier::ExecutionTier1 as i32);
+    assert_eq!(value.fee.as_ref().unwrap().amount, "0.03");
     Ok(())
 }
 

@@ -1,5 +1,5 @@
 //! Executions: a run's row as `GetExecution` / `ListExecutions` answer it, its steps and their
-//! outputs.
+//! outputs, and its fees in the original's structure (execution fee, COGS, value fee).
 
 use events::execution::{OutputKind, Step, StepOutput};
 use projections::executions::{ExecutionRow, RunStatus};
@@ -16,7 +16,10 @@ pub fn execution_status(status: RunStatus) -> pb::ExecutionStatus {
     }
 }
 
-pub fn execution_to_pb(row: &ExecutionRow) -> pb::Execution {
+/// `rates`: the configured `fees:`, which a finished run's execution and value fees are priced
+/// with (as the original sets them when the run ends; nothing is charged).
+pub fn execution_to_pb(row: &ExecutionRow, rates: &crate::config::FeesConfig) -> pb::Execution {
+    let finished = !matches!(row.status, RunStatus::Pending | RunStatus::Running);
     pb::Execution {
         id: row.id.clone(),
         start_at: if row.start_at == 0 {
@@ -28,11 +31,46 @@ pub fn execution_to_pb(row: &ExecutionRow) -> pb::Execution {
         status: execution_status(row.status) as i32,
         error: row.error.clone(),
         index: row.index,
-        execution_fee: None,
+        execution_fee: finished.then(|| pb::Fee {
+            amount: format!("{:.6}", rates.execution_fee_usd),
+            unit: "USD".into(),
+        }),
         cogs: cogs(&row.steps),
-        value_fee: None,
+        value_fee: finished.then(|| {
+            value_fee_to_pb(&crate::domain::fees::value_fee(
+                rates,
+                row.steps.iter().any(on_chain_step),
+            ))
+        }),
         steps: ran_steps_to_pb(&row.steps),
         skipped: skipped_to_pb(&row.steps),
+    }
+}
+
+/// A step of a node that may act on chain (the original's `buildValueFee` over the steps).
+fn on_chain_step(step: &Step) -> bool {
+    !step.skipped
+        && matches!(
+            step.step_type.as_str(),
+            "NODE_TYPE_CONTRACT_WRITE" | "NODE_TYPE_ETH_TRANSFER" | "NODE_TYPE_LOOP"
+        )
+}
+
+/// The value fee as `EstimateFees` and executions carry it.
+pub fn value_fee_to_pb(value: &crate::domain::fees::ValueFee) -> pb::ValueFee {
+    pb::ValueFee {
+        fee: Some(pb::Fee {
+            amount: value.percentage.clone(),
+            unit: "PERCENTAGE".into(),
+        }),
+        tier: match value.tier {
+            crate::domain::fees::Tier::Unspecified => pb::ExecutionTier::Unspecified,
+            crate::domain::fees::Tier::One => pb::ExecutionTier::ExecutionTier1,
+        } as i32,
+        value_base: value.value_base.into(),
+        classification_method: "rule_based".into(),
+        confidence: 1.0,
+        reason: value.reason.into(),
     }
 }
 
@@ -119,5 +157,69 @@ pub fn step_to_pb(s: &Step) -> pb::execution::Step {
         start_at: s.start_at,
         end_at: s.end_at,
         output_data: s.output.as_ref().map(output_to_pb),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row(status: RunStatus, steps: Vec<Step>) -> ExecutionRow {
+        ExecutionRow {
+            id: "e".into(),
+            task_id: "t".into(),
+            owner: "o".into(),
+            index: 0,
+            status,
+            queued_at: 1,
+            start_at: 1,
+            end_at: 2,
+            error: String::new(),
+            steps,
+        }
+    }
+
+    fn step(step_type: &str, skipped: bool) -> Step {
+        Step {
+            id: step_type.to_lowercase(),
+            step_type: step_type.into(),
+            skipped,
+            ..Step::default()
+        }
+    }
+
+    #[test]
+    fn given_a_finished_run_then_it_carries_the_execution_and_value_fees() {
+        let rates = crate::config::FeesConfig::default();
+        let writes = row(
+            RunStatus::Success,
+            vec![
+                step("NODE_TYPE_CUSTOM_CODE", false),
+                step("NODE_TYPE_ETH_TRANSFER", false),
+            ],
+        );
+        let pb = execution_to_pb(&writes, &rates);
+        assert_eq!(pb.execution_fee.map(|f| f.amount), Some("0.020000".into()));
+        let value = pb.value_fee.unwrap();
+        assert_eq!(value.tier, pb::ExecutionTier::ExecutionTier1 as i32);
+        assert_eq!(value.fee.map(|f| f.amount), Some("0.03".into()));
+    }
+
+    #[test]
+    fn given_no_step_on_chain_or_a_run_not_finished_then_no_value_fee_or_none_at_all() {
+        let rates = crate::config::FeesConfig::default();
+        // A write a branch skipped does not count.
+        let off_chain = row(
+            RunStatus::Failed,
+            vec![
+                step("NODE_TYPE_REST_API", false),
+                step("NODE_TYPE_CONTRACT_WRITE", true),
+            ],
+        );
+        let value = execution_to_pb(&off_chain, &rates).value_fee.unwrap();
+        assert_eq!(value.tier, pb::ExecutionTier::Unspecified as i32);
+        assert_eq!(value.fee.map(|f| f.amount), Some("0".into()));
+        let running = execution_to_pb(&row(RunStatus::Running, Vec::new()), &rates);
+        assert!(running.execution_fee.is_none() && running.value_fee.is_none());
     }
 }

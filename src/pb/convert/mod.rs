@@ -24,6 +24,7 @@ use serde_json::Value as Json;
 
 pub use execution::{
     execution_status, execution_to_pb, output_to_pb, ran_steps_to_pb, skipped_to_pb, step_to_pb,
+    value_fee_to_pb,
 };
 pub use node::{edge_from_pb, edge_to_pb, node_from_pb, node_to_pb};
 pub use protocol::convert::{

@@ -70,7 +70,7 @@ pub async fn list_executions(
             .execution(task_id, id)
             .map_err(error::storage)?
         {
-            let item = convert::execution_to_pb(&row);
+            let item = convert::execution_to_pb(&row, &app.config.fees);
             let item_size = prost::Message::encoded_len(&item) + 8;
             if !items.is_empty() && size + item_size > budget {
                 page_info.has_next_page = true;
@@ -106,7 +106,7 @@ pub async fn get_execution(
 ) -> Result<pb::Execution, Status> {
     let caller = calls::caller(app, &request)?;
     let row = execution(app, &caller.owner, request.get_ref())?;
-    Ok(convert::execution_to_pb(&row))
+    Ok(convert::execution_to_pb(&row, &app.config.fees))
 }
 
 pub async fn get_execution_status(

@@ -422,17 +422,7 @@ pub async fn estimate_fees(
                 gas_units: c.gas_units.to_string(),
             })
             .collect(),
-        value_fee: Some(pb::ValueFee {
-            fee: Some(fee(estimate.value_fee.percentage, "PERCENTAGE")),
-            tier: match estimate.value_fee.tier {
-                crate::domain::fees::Tier::Unspecified => pb::ExecutionTier::Unspecified,
-                crate::domain::fees::Tier::One => pb::ExecutionTier::ExecutionTier1,
-            } as i32,
-            value_base: estimate.value_fee.value_base.into(),
-            classification_method: "rule_based".into(),
-            confidence: 1.0,
-            reason: estimate.value_fee.reason.into(),
-        }),
+        value_fee: Some(convert::value_fee_to_pb(&estimate.value_fee)),
         discounts: Vec::new(),
         pricing_model: estimate.pricing_model.into(),
         warnings: estimate.warnings,
