@@ -26,11 +26,15 @@
 //! - `pb`: the generated wire types, and `pb::convert`, the wire ⇄ domain conversions;
 //! - `ip`: the IP addresses outbound HTTP refuses;
 //! - `withdrawals`: `WithdrawFunds` (a user operation from the caller's wallet, on a stream of
-//!   its own), and settling those a restart left open.
+//!   its own), and settling those a restart left open;
+//! - `backup`: `aggregator backup DIR`, a consistent copy of a running single-node store;
+//!   `log_transfer`: `aggregator log export|import`, the log between a stream and a data
+//!   directory.
 
 pub mod address;
 pub mod app;
 pub mod auth;
+pub mod backup;
 pub mod chain;
 pub mod clock;
 pub mod config;
@@ -39,6 +43,7 @@ pub mod engine;
 pub mod go_config;
 pub mod ip;
 pub mod limits;
+pub mod log_transfer;
 pub mod operators;
 pub mod pb;
 pub mod quota;

@@ -56,6 +56,27 @@ enum Cmd {
     /// Prepare a chain for the users' smart wallets.
     #[command(subcommand)]
     Chain(ChainCmd),
+    /// Move the event log between a replicated stream (event_log.nats_urls, event_log.stream)
+    /// and a data directory.
+    #[command(subcommand)]
+    Log(LogCmd),
+    /// Take a consistent copy of the running single-node aggregator's store (the one this
+    /// config names: its HTTP listener and keys directory) into DIR (new or empty), verified.
+    /// Back up the keys directory on its own: the copy holds no key.
+    Backup { dir: std::path::PathBuf },
+}
+
+#[derive(Debug, Subcommand)]
+enum LogCmd {
+    /// Write a local copy of the stream into DIR (new or empty): a complete data directory,
+    /// verified, that `replay` reads and a single-node aggregator runs on.
+    Export { dir: std::path::PathBuf },
+    /// Load the log of a data directory no aggregator runs on into the stream, which must be
+    /// empty: the log is verified first, then published in order.
+    Import {
+        #[arg(long)]
+        from: std::path::PathBuf,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -182,6 +203,43 @@ fn main() -> anyhow::Result<()> {
                 );
             }
             print!("{}", converted.to_yaml()?);
+            Ok(())
+        }
+        Cmd::Backup { dir } => {
+            let runtime = tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()?;
+            let taken = runtime.block_on(aggregator::backup::take(&config, &dir))?;
+            eprintln!(
+                "backed up {} events ({} entries in {} keyspaces) into {}; the log verifies",
+                taken.events,
+                taken.entries,
+                taken.keyspaces,
+                dir.display()
+            );
+            Ok(())
+        }
+        Cmd::Log(LogCmd::Export { dir }) => {
+            let exported = aggregator::log_transfer::export(&config, &dir)?;
+            eprintln!(
+                "exported {} events (stream {} up to message {}) into {}; they verify",
+                exported.events,
+                config.event_log.stream,
+                exported.position,
+                dir.display()
+            );
+            Ok(())
+        }
+        Cmd::Log(LogCmd::Import { from }) => {
+            let imported = aggregator::log_transfer::import(&config, &from)?;
+            eprintln!(
+                "imported {} events of {} into stream {} ({} messages; it ends at {})",
+                imported.events,
+                from.display(),
+                config.event_log.stream,
+                imported.messages,
+                imported.position
+            );
             Ok(())
         }
         Cmd::Chain(ChainCmd::Deploy {

@@ -13,6 +13,9 @@ pub enum Error {
     /// a stream that was recreated behind it).
     #[error("the local database in the data directory: {0}")]
     Local(String),
+    /// This replica's keys directory differs from the other replicas' (`fingerprints`).
+    #[error("the keys directory: {0}")]
+    Keys(String),
     #[error("the event log: {0}")]
     Log(#[from] events::Error),
 }

@@ -76,7 +76,7 @@ impl Lease {
         replicas: usize,
     ) -> Result<Self> {
         let replicated = backend.replicated();
-        let js = replicated.context();
+        let js = replicated.jetstream();
         let name = bucket(replicated.name());
         let failed = |e: &dyn std::fmt::Display| Error::Stream {
             stream: format!("KV_{name}"),

@@ -17,20 +17,30 @@
 //! - `forward`: a replica that does not write sends each command to the one that does
 //!   (request/reply), retried safely while the writer changes;
 //! - `replica`: `Replica`, one aggregator process put together (follow, lease, forwarding);
+//! - `fingerprints`: the keys every replica shares, recorded by fingerprint beside the stream;
+//!   a replica whose keys differ refuses to start;
+//! - `nonces`: the operators' request nonces in a KV bucket, so that a request replayed to
+//!   another replica is refused;
+//! - `transfer`: the stream's events read in order, copied into a local database, and a local
+//!   log imported into an empty stream (the tools: `aggregator log export|import`, `replay --nats`);
 //! - `error`: this layer's failures.
 
 mod backend;
 mod error;
+pub mod fingerprints;
 mod follow;
 pub mod forward;
 pub mod lease;
 pub mod message;
 mod replica;
+mod nonces;
 mod stream;
+pub mod transfer;
 
 pub use backend::JetStream;
 pub use error::{Error, Result};
 pub use follow::{catch_up, follow};
 pub use lease::Writer;
 pub use replica::Replica;
+pub use nonces::KvNonces;
 pub use stream::{Refused, Replicated, StreamSettings};

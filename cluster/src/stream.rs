@@ -123,12 +123,62 @@ impl Replicated {
         Ok(replicated)
     }
 
+    /// Connects to a stream that must exist already, creating nothing (what an auditor's tool
+    /// reading the log does).
+    pub async fn attach(settings: &StreamSettings) -> Result<Self> {
+        let urls = settings.urls.join(",");
+        let connect_failed = |message: String| Error::Connect {
+            urls: urls.clone(),
+            message,
+        };
+        let addrs = settings
+            .urls
+            .iter()
+            .map(|u| u.parse::<async_nats::ServerAddr>())
+            .collect::<std::result::Result<Vec<_>, _>>()
+            .map_err(|e| connect_failed(e.to_string()))?;
+        let client = async_nats::ConnectOptions::new()
+            .name("aggregator-tools")
+            .connect(addrs)
+            .await
+            .map_err(|e| connect_failed(e.to_string()))?;
+        let max_payload = client.server_info().max_payload;
+        let js = jetstream::new(client);
+        let subject = format!("{}.log", settings.stream);
+        let mut stream = js
+            .get_stream(&settings.stream)
+            .await
+            .map_err(|e| Error::Stream {
+                stream: settings.stream.clone(),
+                message: format!("cannot be read: {e}"),
+            })?;
+        let info = stream.info().await.map_err(|e| Error::Stream {
+            stream: settings.stream.clone(),
+            message: e.to_string(),
+        })?;
+        if info.config.subjects != [subject.clone()] {
+            return Err(Error::Stream {
+                stream: settings.stream.clone(),
+                message: format!(
+                    "has subjects {:?}, not [{subject:?}]: it is not an aggregator's log",
+                    info.config.subjects
+                ),
+            });
+        }
+        Ok(Self {
+            js,
+            stream: settings.stream.clone(),
+            subject,
+            max_payload,
+        })
+    }
+
     pub fn name(&self) -> &str {
         &self.stream
     }
 
-    /// The JetStream context (for the lease's bucket, and what else the cluster keeps in it).
-    pub fn context(&self) -> &jetstream::Context {
+    /// The JetStream context, for the buckets kept beside the stream (`fingerprints`, `nonces`).
+    pub fn jetstream(&self) -> &jetstream::Context {
         &self.js
     }
 

@@ -63,7 +63,7 @@ pub use keys::{decode_at, decode_header_at};
 pub use keyspaces::LogKeyspaces;
 pub use log::{Log, open_database};
 pub use options::{DEFAULT_MAX_EVENT_BYTES, Durability, LogOptions, Projector};
-pub use tx::Tx;
+pub use tx::{Tx, TypedRow};
 pub use verify::{VerifyFailure, VerifyReport, verify, verify_with};
 
 pub use fjall;

@@ -19,19 +19,29 @@
 //! While the writer stages one command, its writes can be undone as a whole (`savepoint`,
 //! `rollback`): a command rejected half-way leaves no row behind.
 //!
-//! A rebuild from scratch uses the bulk mode (`Tx::bulk`): drained groups do not go through
-//! fjall's write path (journal, memtable, flush, compaction, each row rewritten at every event
-//! that changes it) but gather in memory (`pending`, read before the cache), and only the last
-//! version of each row is written, sorted, through fjall's ingestion of sorted data, which
-//! writes tables directly: when `pending` outgrows its bound (`spill`) and at the end
-//! (`finish_bulk`). Ingested rows are newer than anything in the keyspace, so a spill over
-//! earlier ones is correct; a delete is ingested as a tombstone.
+//! A rebuild from scratch uses the bulk mode (`Tx::bulk`): rows do not go through fjall's write
+//! path (journal, memtable, flush, compaction, each row rewritten at every event that changes
+//! it) but gather in memory (`pending`, read before the cache; staged straight into it outside
+//! a savepoint, so no row is moved from map to map at each drain), and only the last version of
+//! each row is written, sorted, through fjall's ingestion of sorted data, which writes tables
+//! directly: when `pending` outgrows its bound (`spill`) and at the end (`finish_bulk`).
+//! Ingested rows are newer than anything in the keyspace, so a spill over earlier ones is
+//! correct; a delete is ingested as a tombstone.
 //!
 //! Rows are `fjall::Slice`s (reference-counted): a read, the cache and the batch share one copy
 //! instead of cloning the bytes at each hand-off. The maps hash with foldhash (fast, and seeded
 //! per process, so keys chosen by users cannot be made to collide).
+//!
+//! Typed rows (`TypedRow`, `put_row` / `get_row`): a row rewritten by many events (a task's row
+//! at every event of its executions) is kept decoded in the staged writes, the landing group, the
+//! bulk rows and the cache, and encoded only when it is written to fjall (each group's batch; in
+//! bulk mode once, when it is ingested): the next event reads it back without parsing it. The
+//! bytes written are the row's encoding, as if it had been put as bytes; a plain `get` of a typed
+//! row encodes it.
 
+use std::any::Any;
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use fjall::{Keyspace, OwnedWriteBatch, Slice};
 
@@ -39,21 +49,53 @@ use crate::error::Result;
 
 type Map<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
 
-#[derive(Debug, Clone)]
+/// A projection row kept decoded between the events that change it, encoded when written.
+pub trait TypedRow: Any + Send + Sync {
+    /// The row's stored bytes.
+    fn encode(&self) -> Result<Vec<u8>>;
+    /// About how many bytes the row holds in memory (for the cache's and bulk mode's bounds).
+    fn footprint(&self) -> usize;
+    fn as_any(&self) -> &dyn Any;
+}
+
+/// A row's value: its bytes, or the decoded row they are the encoding of.
+#[derive(Clone)]
+enum Value {
+    Bytes(Slice),
+    Row(Arc<dyn TypedRow>),
+}
+
+impl Value {
+    fn bytes(&self) -> Result<Slice> {
+        match self {
+            Self::Bytes(b) => Ok(b.clone()),
+            Self::Row(r) => Ok(Slice::from(r.encode()?)),
+        }
+    }
+
+    fn len(&self) -> usize {
+        match self {
+            Self::Bytes(b) => b.len(),
+            Self::Row(r) => r.footprint(),
+        }
+    }
+}
+
+#[derive(Clone)]
 enum Write {
-    Put(Slice),
+    Put(Value),
     Delete,
 }
 
 impl Write {
-    fn put(&self) -> Option<&Slice> {
+    fn put(&self) -> Option<&Value> {
         match self {
             Self::Put(v) => Some(v),
             Self::Delete => None,
         }
     }
 
-    fn value(&self) -> Option<Slice> {
+    fn value(&self) -> Option<Value> {
         match self {
             Self::Put(v) => Some(v.clone()),
             Self::Delete => None,
@@ -66,6 +108,22 @@ type Rows<V> = Map<u64, Map<Slice, V>>;
 /// A write staged by the current command, with what it replaced (by keyspace id and key).
 type Undo = (u64, Slice, Option<Write>);
 
+/// Writes rows into an empty or older keyspace by sorted ingestion: the last version of each,
+/// deletes as tombstones.
+fn ingest(keyspace: &Keyspace, rows: Map<Slice, Write>) -> Result<()> {
+    let mut sorted: Vec<(Slice, Write)> = rows.into_iter().collect();
+    sorted.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+    let mut ingestion = keyspace.start_ingestion()?;
+    for (key, write) in sorted {
+        match write {
+            Write::Put(value) => ingestion.write(key, value.bytes()?)?,
+            Write::Delete => ingestion.write_tombstone(key)?,
+        }
+    }
+    ingestion.finish()?;
+    Ok(())
+}
+
 /// Staged projection writes, the previous group's, and cached rows, by keyspace and key.
 pub struct Tx {
     writes: Rows<Write>,
@@ -76,7 +134,7 @@ pub struct Tx {
     /// is rejected (`rollback`).
     undo: Option<Vec<Undo>>,
     landing: Rows<Write>,
-    cache: Rows<Option<Slice>>,
+    cache: Rows<Option<Value>>,
     cached_bytes: usize,
     cache_limit: usize,
     complete: bool,
@@ -103,9 +161,13 @@ fn lookup<'a, V>(rows: &'a Rows<V>, id: u64, key: &[u8]) -> Option<&'a V> {
 }
 
 /// What a cached row costs: its key, its value, and the map's own entry.
-fn footprint(key: &[u8], value: Option<&Slice>) -> usize {
+fn footprint(key: &[u8], value: Option<&Value>) -> usize {
+    footprint_of(key.len(), value)
+}
+
+fn footprint_of(key_len: usize, value: Option<&Value>) -> usize {
     const ENTRY: usize = 64;
-    key.len() + value.map_or(0, |v| v.len()) + ENTRY
+    key_len + value.map_or(0, Value::len) + ENTRY
 }
 
 impl Tx {
@@ -162,21 +224,24 @@ impl Tx {
         let Some(pending) = self.pending.as_mut() else {
             return Ok(());
         };
-        for (id, rows) in pending.drain() {
-            let Some(keyspace) = self.keyspaces.get(&id) else {
-                continue;
-            };
-            let mut sorted: Vec<(Slice, Write)> = rows.into_iter().collect();
-            sorted.sort_unstable_by(|a, b| a.0.cmp(&b.0));
-            let mut ingestion = keyspace.start_ingestion()?;
-            for (key, write) in sorted {
-                match write {
-                    Write::Put(value) => ingestion.write(key, value)?,
-                    Write::Delete => ingestion.write_tombstone(key)?,
-                }
-            }
-            ingestion.finish()?;
-        }
+        let jobs: Vec<(Keyspace, Map<Slice, Write>)> = pending
+            .drain()
+            .filter_map(|(id, rows)| Some((self.keyspaces.get(&id)?.clone(), rows)))
+            .collect();
+        // One thread per keyspace: sorting one overlaps ingesting another.
+        std::thread::scope(|scope| {
+            let handles: Vec<_> = jobs
+                .into_iter()
+                .map(|(keyspace, rows)| scope.spawn(move || ingest(&keyspace, rows)))
+                .collect();
+            handles.into_iter().try_for_each(|handle| {
+                handle.join().unwrap_or_else(|_| {
+                    Err(crate::Error::Corrupt(
+                        "a thread ingesting rebuilt rows panicked".into(),
+                    ))
+                })
+            })
+        })?;
         self.pending_bytes = 0;
         // Rows are in fjall now: a miss is no longer an absent row.
         self.complete = false;
@@ -197,6 +262,30 @@ impl Tx {
 
     /// The row as the staged writes leave it.
     pub fn get(&mut self, keyspace: &Keyspace, key: &[u8]) -> Result<Option<Slice>> {
+        self.value(keyspace, key)?
+            .map(|value| value.bytes())
+            .transpose()
+    }
+
+    /// The row as the staged writes leave it, decoded: a typed row of type `T` is cloned, bytes
+    /// (a row read from fjall, or put as bytes) are decoded with `decode`.
+    pub fn get_row<T: TypedRow + Clone>(
+        &mut self,
+        keyspace: &Keyspace,
+        key: &[u8],
+        decode: impl FnOnce(&[u8]) -> Result<T>,
+    ) -> Result<Option<T>> {
+        match self.value(keyspace, key)? {
+            None => Ok(None),
+            Some(Value::Row(row)) => match row.as_any().downcast_ref::<T>() {
+                Some(row) => Ok(Some(row.clone())),
+                None => decode(&row.encode()?).map(Some),
+            },
+            Some(Value::Bytes(bytes)) => decode(&bytes).map(Some),
+        }
+    }
+
+    fn value(&mut self, keyspace: &Keyspace, key: &[u8]) -> Result<Option<Value>> {
         let id = keyspace.id();
         if let Some(write) = lookup(&self.writes, id, key)
             .or_else(|| lookup(&self.landing, id, key))
@@ -210,7 +299,7 @@ impl Tx {
         if self.complete {
             return Ok(None);
         }
-        let value = keyspace.get(key)?;
+        let value = keyspace.get(key)?.map(Value::Bytes);
         self.cache_row(id, Slice::from(key), value.clone());
         Ok(value)
     }
@@ -224,7 +313,18 @@ impl Tx {
         self.stage(
             keyspace,
             Slice::from(key.into()),
-            Write::Put(Slice::from(value.into())),
+            Write::Put(Value::Bytes(Slice::from(value.into()))),
+        );
+    }
+
+    /// Stages a typed row, kept decoded until it is written (encoded then, with
+    /// `TypedRow::encode`). A row whose encoding could be refused (too deep for readers, say)
+    /// must be checked by the caller before it is put: encoding happens at the batch.
+    pub fn put_row<T: TypedRow>(&mut self, keyspace: &Keyspace, key: impl Into<Vec<u8>>, row: T) {
+        self.stage(
+            keyspace,
+            Slice::from(key.into()),
+            Write::Put(Value::Row(Arc::new(row))),
         );
     }
 
@@ -235,6 +335,13 @@ impl Tx {
     fn stage(&mut self, keyspace: &Keyspace, key: Slice, write: Write) {
         let id = keyspace.id();
         self.keyspaces.entry(id).or_insert_with(|| keyspace.clone());
+        if self.undo.is_none() && self.pending.is_some() {
+            // Bulk mode: straight into the gathered rows, which are read after the staged
+            // writes (empty here) and the landing group (empty in bulk mode): no second map to
+            // move every row into at the drain.
+            self.gather(id, key, write);
+            return;
+        }
         let rows = self.writes.entry(id).or_default();
         match &mut self.undo {
             Some(undo) => {
@@ -245,6 +352,30 @@ impl Tx {
                 rows.insert(key, write);
             }
         }
+    }
+
+    /// Bulk mode: adds a row to `pending`, dropping a cached copy (`pending` is read first, but
+    /// a cached copy would be stale once `pending` is ingested and emptied).
+    fn gather(&mut self, id: u64, key: Slice, write: Write) {
+        let Some(pending) = self.pending.as_mut() else {
+            return;
+        };
+        if let Some(cached) = self.cache.get_mut(&id)
+            && let Some(old) = cached.remove(&key)
+        {
+            self.cached_bytes = self
+                .cached_bytes
+                .saturating_sub(footprint(&key, old.as_ref()));
+        }
+        let cost = footprint(&key, write.put());
+        let rows = pending.entry(id).or_default();
+        let key_len = key.len();
+        if let Some(old) = rows.insert(key, write) {
+            self.pending_bytes = self
+                .pending_bytes
+                .saturating_sub(footprint_of(key_len, old.put()));
+        }
+        self.pending_bytes += cost;
     }
 
     /// Starts staging one command: its writes can be undone as a whole (`rollback`) until
@@ -276,7 +407,7 @@ impl Tx {
         }
     }
 
-    fn cache_row(&mut self, id: u64, key: Slice, value: Option<Slice>) {
+    fn cache_row(&mut self, id: u64, key: Slice, value: Option<Value>) {
         if self.cache_limit == 0 {
             return;
         }
@@ -304,33 +435,19 @@ impl Tx {
         self.writes.values().all(HashMap::is_empty)
     }
 
-    /// Moves the staged writes into `batch`; they become the landing group, and refresh the rows
-    /// the cache holds (all of them, when it is complete). In bulk mode they join `pending`
-    /// instead, and `batch` gets none.
-    pub fn drain_into(&mut self, batch: &mut OwnedWriteBatch) {
+    /// Moves the staged writes into `batch` (typed rows encoded); they become the landing group,
+    /// and refresh the rows the cache holds (all of them, when it is complete). In bulk mode they
+    /// join `pending` instead, and `batch` gets none. Fails only when a typed row cannot be
+    /// encoded; `batch` is then incomplete and must not be committed.
+    pub fn drain_into(&mut self, batch: &mut OwnedWriteBatch) -> Result<()> {
         let writes = std::mem::take(&mut self.writes);
-        if let Some(pending) = self.pending.as_mut() {
+        if self.pending.is_some() {
             for (id, rows) in writes {
-                let into = pending.entry(id).or_default();
                 for (key, write) in rows {
-                    // `pending` is read first; a cached copy would be stale after a spill.
-                    if let Some(cached) = self.cache.get_mut(&id)
-                        && let Some(old) = cached.remove(&key)
-                    {
-                        self.cached_bytes = self
-                            .cached_bytes
-                            .saturating_sub(footprint(&key, old.as_ref()));
-                    }
-                    let cost = footprint(&key, write.put());
-                    if let Some(old) = into.insert(key.clone(), write) {
-                        self.pending_bytes = self
-                            .pending_bytes
-                            .saturating_sub(footprint(&key, old.put()));
-                    }
-                    self.pending_bytes += cost;
+                    self.gather(id, key, write);
                 }
             }
-            return;
+            return Ok(());
         }
         for (id, rows) in &writes {
             let Some(keyspace) = self.keyspaces.get(id).cloned() else {
@@ -338,7 +455,7 @@ impl Tx {
             };
             for (key, write) in rows {
                 match write {
-                    Write::Put(value) => batch.insert(&keyspace, key.clone(), value.clone()),
+                    Write::Put(value) => batch.insert(&keyspace, key.clone(), value.bytes()?),
                     Write::Delete => batch.remove(&keyspace, key.clone()),
                 }
                 let cached = lookup(&self.cache, *id, key).is_some();
@@ -348,6 +465,7 @@ impl Tx {
             }
         }
         self.landing = writes;
+        Ok(())
     }
 
     /// Forgets everything (after a failed commit).
@@ -392,11 +510,11 @@ mod tests {
         // rewritten and one deleted after it had been ingested.
         tx.insert(&ks, b"b".to_vec(), b"1".to_vec());
         tx.insert(&ks, b"a".to_vec(), b"1".to_vec());
-        tx.drain_into(&mut db.batch());
+        tx.drain_into(&mut db.batch()).unwrap();
         assert_eq!(tx.get(&ks, b"a").unwrap().as_deref(), Some(&b"1"[..]));
         assert_eq!(tx.get(&ks, b"zz").unwrap(), None);
         tx.insert(&ks, b"a".to_vec(), b"2".to_vec());
-        tx.drain_into(&mut db.batch());
+        tx.drain_into(&mut db.batch()).unwrap();
         assert!(ks.is_empty().unwrap(), "nothing is written before a spill");
         assert!(tx.pending_bytes() > 0);
         tx.spill().unwrap();
@@ -411,7 +529,7 @@ mod tests {
         assert_eq!(tx.get(&ks, b"b").unwrap().as_deref(), Some(&b"1"[..]));
         tx.remove(&ks, b"b".to_vec());
         tx.insert(&ks, b"c".to_vec(), b"3".to_vec());
-        tx.drain_into(&mut db.batch());
+        tx.drain_into(&mut db.batch()).unwrap();
         assert_eq!(tx.get(&ks, b"b").unwrap(), None);
         tx.finish_bulk().unwrap();
         // Then the keyspace holds the last version of each row, and the delete took.
@@ -425,8 +543,94 @@ mod tests {
         // And later groups go through batches again.
         tx.insert(&ks, b"d".to_vec(), b"4".to_vec());
         let mut batch = db.batch();
-        tx.drain_into(&mut batch);
+        tx.drain_into(&mut batch).unwrap();
         batch.commit().unwrap();
         assert_eq!(ks.get(b"d").unwrap().as_deref(), Some(&b"4"[..]));
+    }
+
+    #[derive(Debug, Clone, PartialEq)]
+    struct Counter(u64);
+
+    impl TypedRow for Counter {
+        fn encode(&self) -> Result<Vec<u8>> {
+            Ok(self.0.to_string().into_bytes())
+        }
+        fn footprint(&self) -> usize {
+            8
+        }
+        fn as_any(&self) -> &dyn Any {
+            self
+        }
+    }
+
+    fn decode(bytes: &[u8]) -> Result<Counter> {
+        let text = std::str::from_utf8(bytes).map_err(|e| crate::Error::Corrupt(e.to_string()))?;
+        text.parse()
+            .map(Counter)
+            .map_err(|e: std::num::ParseIntError| crate::Error::Corrupt(e.to_string()))
+    }
+
+    #[test]
+    fn a_typed_row_is_written_as_its_encoding_and_read_back_decoded() {
+        for bulk in [false, true] {
+            // Given a keyspace with a row stored as bytes.
+            let dir = tempfile::tempdir().unwrap();
+            let db = crate::open_database(dir.path()).unwrap();
+            let ks = db
+                .keyspace("rows", fjall::KeyspaceCreateOptions::default)
+                .unwrap();
+            ks.insert(b"a", b"41").unwrap();
+            let mut tx = if bulk {
+                Tx::bulk(1 << 20)
+            } else {
+                Tx::with_cache(1 << 20)
+            };
+            // When it is read as a typed row, changed and put back over two groups.
+            let read = |tx: &mut Tx| tx.get_row(&ks, b"a", decode).unwrap();
+            let a = if bulk {
+                Counter(41)
+            } else {
+                read(&mut tx).unwrap()
+            };
+            assert_eq!(a, Counter(41));
+            tx.put_row(&ks, b"a".to_vec(), Counter(a.0 + 1));
+            // Then a plain read sees its encoding, a typed read the row.
+            assert_eq!(tx.get(&ks, b"a").unwrap().as_deref(), Some(&b"42"[..]));
+            let mut batch = db.batch();
+            tx.drain_into(&mut batch).unwrap();
+            batch.commit().unwrap();
+            let a = read(&mut tx).unwrap();
+            assert_eq!(a, Counter(42));
+            tx.put_row(&ks, b"a".to_vec(), Counter(a.0 + 1));
+            tx.put_row(&ks, b"b".to_vec(), Counter(7));
+            let mut batch = db.batch();
+            tx.drain_into(&mut batch).unwrap();
+            batch.commit().unwrap();
+            tx.finish_bulk().unwrap();
+            // And fjall holds the encodings of the last versions.
+            assert_eq!(
+                rows(&ks),
+                vec![
+                    (b"a".to_vec(), b"43".to_vec()),
+                    (b"b".to_vec(), b"7".to_vec())
+                ],
+                "bulk: {bulk}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_rolled_back_command_leaves_the_typed_row_it_replaced() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = crate::open_database(dir.path()).unwrap();
+        let ks = db
+            .keyspace("rows", fjall::KeyspaceCreateOptions::default)
+            .unwrap();
+        let mut tx = Tx::with_cache(1 << 20);
+        tx.put_row(&ks, b"a".to_vec(), Counter(1));
+        tx.savepoint();
+        tx.put_row(&ks, b"a".to_vec(), Counter(2));
+        tx.rollback();
+        assert_eq!(tx.get_row(&ks, b"a", decode).unwrap(), Some(Counter(1)));
     }
 }

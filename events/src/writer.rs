@@ -382,7 +382,7 @@ impl Writer {
             Some(last) => self
                 .projector
                 .checkpoint(last, &mut tx)
-                .map(|()| tx.drain_into(&mut batch)),
+                .and_then(|()| tx.drain_into(&mut batch)),
             None => Ok(()), // only rejections and deduplications: nothing to write
         };
         self.tx = tx;

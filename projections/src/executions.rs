@@ -18,7 +18,7 @@ use events::execution::{ExecutionOutcome, Firing, Step};
 use events::{Envelope, Tx, fjall::Keyspace};
 use serde::{Deserialize, Serialize};
 
-use crate::{Projection, get_json, put_json};
+use crate::{JsonRow, Projection, get_row, put_json, put_row};
 
 /// The keyspace, and the projection's name in `projection_meta`.
 pub const NAME: &str = "executions";
@@ -57,7 +57,7 @@ pub struct ExecutionRow {
 
 /// What the `history:` key holds: the row without its steps, and the order of their ids.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-struct Head {
+pub(crate) struct Head {
     id: String,
     task_id: String,
     owner: String,
@@ -68,6 +68,31 @@ struct Head {
     end_at: i64,
     error: String,
     steps: Vec<String>,
+}
+
+impl JsonRow for Head {
+    const PROJECTION: &'static str = NAME;
+
+    fn footprint(&self) -> usize {
+        std::mem::size_of::<Self>()
+            + self.id.len()
+            + self.task_id.len()
+            + self.owner.len()
+            + self.error.len()
+            + self
+                .steps
+                .iter()
+                .map(|s| s.len() + std::mem::size_of::<String>())
+                .sum::<usize>()
+    }
+}
+
+impl JsonRow for DayStats {
+    const PROJECTION: &'static str = NAME;
+
+    fn footprint(&self) -> usize {
+        std::mem::size_of::<Self>()
+    }
 }
 
 impl Head {
@@ -166,6 +191,12 @@ pub fn day_prefix(task_id: &str) -> Vec<u8> {
 
 pub const DAY_MS: u64 = 86_400_000;
 
+/// When an updated run started and ended (what the day's counters need of it).
+struct Span {
+    start_at: i64,
+    end_at: i64,
+}
+
 #[derive(Clone)]
 pub struct Executions {
     keyspace: Keyspace,
@@ -182,14 +213,18 @@ impl Executions {
         task_id: &str,
         execution_id: &str,
         change: impl FnOnce(&mut Head),
-    ) -> events::Result<Option<Head>> {
+    ) -> events::Result<Option<Span>> {
         let key = history_key(task_id, execution_id);
-        let Some(mut row) = get_json::<Head>(tx, &self.keyspace, &key, self.name())? else {
+        let Some(mut row) = get_row::<Head>(tx, &self.keyspace, &key)? else {
             return Ok(None);
         };
         change(&mut row);
-        put_json(tx, &self.keyspace, key, &row, self.name())?;
-        Ok(Some(row))
+        let span = Span {
+            start_at: row.start_at,
+            end_at: row.end_at,
+        };
+        put_row(tx, &self.keyspace, key, row);
+        Ok(Some(span))
     }
 }
 
@@ -222,13 +257,12 @@ impl Projection for Executions {
                     error: String::new(),
                     steps: Vec::new(),
                 };
-                put_json(
+                put_row(
                     tx,
                     &self.keyspace,
                     history_key(&e.task_id, &e.execution_id),
-                    &row,
-                    self.name(),
-                )?;
+                    row,
+                );
                 let trigger = TriggerRow {
                     execution_id: e.execution_id.clone(),
                     task_id: e.task_id.clone(),
@@ -289,8 +323,7 @@ impl Projection for Executions {
                 tx.remove(&self.keyspace, queue_key(&e.execution_id));
                 if let Some(row) = row {
                     let key = day_key(&e.task_id, env.recorded_at / DAY_MS);
-                    let mut day: DayStats =
-                        get_json(tx, &self.keyspace, &key, self.name())?.unwrap_or_default();
+                    let mut day: DayStats = get_row(tx, &self.keyspace, &key)?.unwrap_or_default();
                     day.total += 1;
                     match e.outcome {
                         ExecutionOutcome::Success => day.succeeded += 1,
@@ -301,7 +334,7 @@ impl Projection for Executions {
                     }
                     day.total_ms +=
                         u64::try_from(row.end_at.saturating_sub(row.start_at)).unwrap_or(0);
-                    put_json(tx, &self.keyspace, key, &day, self.name())?;
+                    put_row(tx, &self.keyspace, key, day);
                 }
                 Ok(())
             }

@@ -217,7 +217,7 @@ impl Projections {
             if in_batch >= CATCH_UP_BATCH {
                 if bulk {
                     // Rows only, no checkpoint: see above.
-                    tx.drain_into(&mut self.db.batch());
+                    tx.drain_into(&mut self.db.batch())?;
                     if tx.pending_bytes() > REBUILD_CACHE_BYTES {
                         tx.spill()?;
                     }
@@ -230,7 +230,7 @@ impl Projections {
             Ok(())
         })?;
         if bulk {
-            tx.drain_into(&mut self.db.batch());
+            tx.drain_into(&mut self.db.batch())?;
             tx.finish_bulk()?;
             // The ingested tables are on disk before the checkpoints that vouch for them.
             self.db.persist(events::fjall::PersistMode::SyncAll)?;
@@ -245,7 +245,7 @@ impl Projections {
                     self.write_meta(&mut tx, projection.as_ref(), checkpoint.max(head))?;
                 }
                 let mut batch = self.db.batch();
-                tx.drain_into(&mut batch);
+                tx.drain_into(&mut batch)?;
                 batch.commit()?;
             }
         }
@@ -257,7 +257,7 @@ impl Projections {
     fn flush(&mut self, tx: &mut Tx, last: Ulid) -> events::Result<()> {
         self.checkpoint(last, tx)?;
         let mut batch = self.db.batch();
-        tx.drain_into(&mut batch);
+        tx.drain_into(&mut batch)?;
         batch.commit()?;
         Ok(())
     }
@@ -352,6 +352,54 @@ pub(crate) fn get_json<T: for<'de> Deserialize<'de>>(
         .map(|bytes| serde_json::from_slice(&bytes).map_err(|e| corrupt(projection, &e)))
         .transpose()
 }
+
+/// Reads a typed row (see `JsonRow`) through the staged writes: decoded once, then kept decoded
+/// in `Tx` between the events that change it.
+pub(crate) fn get_row<T: JsonRow>(
+    tx: &mut Tx,
+    keyspace: &Keyspace,
+    key: &[u8],
+) -> events::Result<Option<T>> {
+    tx.get_row(keyspace, key, |bytes| {
+        serde_json::from_slice(bytes).map_err(|e| corrupt(T::PROJECTION, &e))
+    })
+}
+
+/// Stages a typed row, JSON-encoded when it is written (the same bytes `put_json` writes).
+pub(crate) fn put_row<T: JsonRow>(tx: &mut Tx, keyspace: &Keyspace, key: Vec<u8>, row: T) {
+    tx.put_row(keyspace, key, row);
+}
+
+/// A row kept decoded between events and written as its JSON. Only for rows of a fixed shape
+/// (strings, numbers, enums, lists of strings): their depth is bounded by their type, so the
+/// depth check `put_json` makes cannot refuse them, and their encoding cannot fail.
+pub(crate) trait JsonRow:
+    events::TypedRow + Serialize + for<'de> Deserialize<'de> + Clone
+{
+    /// The projection whose row it is (for error messages).
+    const PROJECTION: &'static str;
+    /// About how many bytes it holds (strings and the struct).
+    fn footprint(&self) -> usize;
+}
+
+/// Every `JsonRow` is a `Tx` typed row.
+macro_rules! json_rows {
+    ($($row:ty),* $(,)?) => {$(
+        impl events::TypedRow for $row {
+            fn encode(&self) -> events::Result<Vec<u8>> {
+                serde_json::to_vec(self).map_err(|e| corrupt(<$row as JsonRow>::PROJECTION, &e))
+            }
+            fn footprint(&self) -> usize {
+                JsonRow::footprint(self)
+            }
+            fn as_any(&self) -> &dyn std::any::Any {
+                self
+            }
+        }
+    )*};
+}
+
+json_rows!(tasks::TaskRow, executions::Head, executions::DayStats);
 
 pub(crate) fn put_json<T: Serialize>(
     tx: &mut Tx,

@@ -19,7 +19,7 @@ use events::task::{TaskDefinition, TriggerKind};
 use events::{Envelope, Tx, fjall::Keyspace};
 use serde::{Deserialize, Serialize};
 
-use crate::{Projection, get_json, put_json};
+use crate::{JsonRow, Projection, get_row, put_row};
 
 /// The keyspace, and the projection's name in `projection_meta`.
 pub const NAME: &str = "tasks";
@@ -104,6 +104,20 @@ pub struct TaskRow {
     pub version: u64,
 }
 
+impl JsonRow for TaskRow {
+    const PROJECTION: &'static str = NAME;
+
+    fn footprint(&self) -> usize {
+        std::mem::size_of::<Self>()
+            + self.id.len()
+            + self.owner.len()
+            + self.wallet.len()
+            + self.name.len()
+            + self.disabled_reason.len()
+            + self.failed_error.len()
+    }
+}
+
 impl TaskRow {
     /// The letter of the `t:` key the row is stored under.
     pub fn letter(&self) -> char {
@@ -171,11 +185,11 @@ impl Tasks {
             return Ok(None);
         };
         let letter = letter.first().copied().map_or('?', char::from);
-        get_json(tx, &self.keyspace, &row_key(letter, task_id), self.name())
+        get_row(tx, &self.keyspace, &row_key(letter, task_id))
     }
 
     /// Writes the row under its (possibly new) letter, removing the old key.
-    fn store(&self, tx: &mut Tx, before: Option<char>, row: &TaskRow) -> events::Result<()> {
+    fn store(&self, tx: &mut Tx, before: Option<char>, row: TaskRow) -> events::Result<()> {
         let letter = row.letter();
         if let Some(old) = before
             && old != letter
@@ -183,17 +197,11 @@ impl Tasks {
             tx.remove(&self.keyspace, row_key(old, &row.id));
             self.add(tx, letter_count_key(old), -1)?;
         }
-        put_json(
-            tx,
-            &self.keyspace,
-            row_key(letter, &row.id),
-            row,
-            self.name(),
-        )?;
         if before != Some(letter) {
             tx.insert(&self.keyspace, locator_key(&row.id), [letter as u8]);
             self.add(tx, letter_count_key(letter), 1)?;
         }
+        put_row(tx, &self.keyspace, row_key(letter, &row.id), row);
         Ok(())
     }
 
@@ -243,12 +251,11 @@ impl Tasks {
             self.count(tx, &row.owner, &row.wallet, before_status, -1)?;
             self.count(tx, &row.owner, &row.wallet, row.status, 1)?;
         }
-        self.store(tx, Some(before_letter), &row)
+        self.store(tx, Some(before_letter), row)
     }
 
     fn create(&self, tx: &mut Tx, env: &Envelope, created: &TaskCreated) -> events::Result<()> {
         let row = TaskRow::created(env, created);
-        self.store(tx, None, &row)?;
         if let Some(key) = expiry_key(&row) {
             tx.insert(&self.keyspace, key, []);
         }
@@ -260,7 +267,8 @@ impl Tasks {
             [],
         );
         self.add(tx, owner_count_key(&row.owner), 1)?;
-        self.count(tx, &row.owner, &row.wallet, Status::Active, 1)
+        self.count(tx, &row.owner, &row.wallet, Status::Active, 1)?;
+        self.store(tx, None, row)
     }
 
     fn delete(&self, tx: &mut Tx, task_id: &str) -> events::Result<()> {

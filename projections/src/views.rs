@@ -165,6 +165,22 @@ impl Views {
     }
 
     /// Ids of the tasks whose row is under `letter` (`a i c f l x`).
+    /// Every task row under one status letter, decoded as `T`, in key order, in one prefix
+    /// scan (no point read per task). `T` is `TaskRow`, or a struct of some of its fields, named
+    /// as there: the others are skipped, not built (what a pass over a million rows can afford).
+    pub fn for_each_task_with_letter<T: for<'de> Deserialize<'de>>(
+        &self,
+        letter: char,
+        mut f: impl FnMut(T),
+    ) -> events::Result<()> {
+        let prefix = tasks::row_key(letter, "");
+        for guard in self.tasks.prefix(&prefix) {
+            let (key, value) = guard.into_inner()?;
+            f(decode(&self.tasks, &key, &value)?);
+        }
+        Ok(())
+    }
+
     pub fn task_ids_with_letter(&self, letter: char) -> events::Result<Vec<String>> {
         let prefix = tasks::row_key(letter, "");
         let mut ids = Vec::new();
@@ -326,6 +342,21 @@ impl Views {
             n += 1;
         }
         Ok(n)
+    }
+
+    /// Every assignment, (task id, operator), handed to `f` in key order without collecting them.
+    pub fn for_each_assignment(&self, mut f: impl FnMut(&str, &str)) -> events::Result<()> {
+        for guard in self.operators.prefix(operators::ASSIGNMENT_PREFIX) {
+            let key = guard.key()?;
+            let text = String::from_utf8_lossy(
+                key.get(operators::ASSIGNMENT_PREFIX.len()..)
+                    .unwrap_or_default(),
+            );
+            if let Some((task, operator)) = text.rsplit_once(':') {
+                f(task, operator);
+            }
+        }
+        Ok(())
     }
 
     /// Every assignment: (task id, operator).

@@ -38,15 +38,32 @@ fn env_u64(name: &str, default: u64) -> u64 {
 fn main() {
     let tasks = env_u64("BENCH_TASKS", 100_000);
     let runs = env_u64("BENCH_RUNS", 2);
-    let dir = tempfile::tempdir().unwrap();
-    let built = Instant::now();
-    build_log(dir.path(), tasks, runs);
-    println!(
-        "log of {tasks} tasks x {runs} firings built in {:.1} s",
-        built.elapsed().as_secs_f64()
-    );
+    // BENCH_LOG=DIR keeps the log in DIR and reuses it when it is there (for profiling, and
+    // for the large sizes, which take minutes to write).
+    let kept = std::env::var_os("BENCH_LOG").map(std::path::PathBuf::from);
+    let temp = tempfile::tempdir().unwrap();
+    let path = kept.clone().unwrap_or_else(|| temp.path().to_path_buf());
+    let marker = path.join("bench-log");
+    let shape = format!("{tasks} tasks x {runs} firings");
+    if let Ok(kept_shape) = std::fs::read_to_string(&marker) {
+        assert_eq!(
+            kept_shape,
+            shape,
+            "the kept log in {} has another shape",
+            path.display()
+        );
+        println!("reusing the log of {shape} in {}", path.display());
+    } else {
+        let built = Instant::now();
+        build_log(&path, tasks, runs);
+        std::fs::write(&marker, &shape).unwrap();
+        println!(
+            "log of {shape} built in {:.1} s",
+            built.elapsed().as_secs_f64()
+        );
+    }
 
-    let db = events::open_database(dir.path()).unwrap();
+    let db = events::open_database(&path).unwrap();
     let log = LogKeyspaces::open(&db).unwrap();
     // A long-lived log is in tables but for its last memtable: flush it, as the reads of a
     // big log see it.

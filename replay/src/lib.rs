@@ -15,6 +15,11 @@
 //! - `export --format jsonl [--from ULID] [--to ULID]`;
 //! - `stats`: events per type, streams, size on disk.
 //!
+//! With `--nats URL --stream NAME`, `verify` and `export` read a replicated log's stream instead
+//! of a data directory: its events are copied, exactly as stored, into a scratch database first
+//! (`cluster::transfer::copy_into`, which checks what a keyspace cannot show: the stream's order),
+//! and the same checks run on that copy.
+//!
 //! Commands write their report to the given writer and return whether the check passed, so the
 //! end-to-end tests run them in-process exactly as the binary does.
 
@@ -42,6 +47,18 @@ pub struct Cli {
     /// Threads for decoding while verifying (default: the number of cores).
     #[arg(long, global = true)]
     pub threads: Option<usize>,
+    /// Read a replicated log from NATS JetStream instead of a data directory (`verify`,
+    /// `export`): the servers' URLs, comma-separated (e.g. nats://127.0.0.1:4222).
+    #[arg(long, global = true, env = "REPLAY_NATS")]
+    pub nats: Option<String>,
+    /// The stream holding the log (with --nats).
+    #[arg(
+        long,
+        global = true,
+        default_value = "aggregator",
+        env = "REPLAY_STREAM"
+    )]
+    pub stream: String,
     #[command(subcommand)]
     pub command: Cmd,
 }
@@ -126,20 +143,39 @@ pub fn run(cli: &Cli, out: &mut dyn Write) -> Result<bool> {
     let threads = cli
         .threads
         .unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get()));
+    let copied = match &cli.nats {
+        None => None,
+        Some(urls) => {
+            if !matches!(cli.command, Cmd::Verify { .. } | Cmd::Export { .. }) {
+                bail!(
+                    "--nats reads the stream for verify and export; for the other commands, copy it into a data directory first (`aggregator log export DIR`)"
+                );
+            }
+            match copy_stream(urls, &cli.stream)? {
+                Ok(copy) => Some(copy),
+                Err(failure) => {
+                    writeln!(out, "FAILED: {failure}")?;
+                    return Ok(false);
+                }
+            }
+        }
+    };
+    let data = copied.as_ref().map_or(cli.data.as_path(), |dir| dir.path());
     match &cli.command {
         Cmd::Verify {
             checkpoint,
             log_key,
         } => {
-            let clean = verify(&cli.data, threads, out)?;
+            let clean = verify(data, threads, out)?;
             let Some(checkpoint) = checkpoint else {
                 return Ok(clean);
             };
-            let (db, log) = open(&cli.data)?;
+            let (db, log) = open(data)?;
             let store = TileStore::open(&db)?;
             let kept = transparency::against_checkpoint(
                 &log,
-                Some(&store),
+                // A stream's copy has no tree: it is computed from the events.
+                copied.is_none().then_some(&store),
                 checkpoint,
                 log_key.as_deref(),
                 out,
@@ -171,8 +207,36 @@ pub fn run(cli: &Cli, out: &mut dyn Write) -> Result<bool> {
             format: _,
             from,
             to,
-        } => export(&cli.data, from.as_deref(), to.as_deref(), out),
+        } => export(data, from.as_deref(), to.as_deref(), out),
         Cmd::Stats => stats(&cli.data, out),
+    }
+}
+
+/// The stream's events copied into a scratch data directory; `Err` inside: the stream is not a
+/// log this tool can copy (out of order, undecodable, a message missing), said in words.
+fn copy_stream(urls: &str, stream: &str) -> Result<std::result::Result<tempfile::TempDir, String>> {
+    let settings = cluster::StreamSettings {
+        urls: urls.split(',').map(|u| u.trim().to_owned()).collect(),
+        stream: stream.to_owned(),
+        replicas: 1,
+    };
+    let scratch = tempfile::tempdir()?;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let copied = runtime.block_on(async {
+        let replicated = cluster::Replicated::attach(&settings).await?;
+        let db = events::open_database(scratch.path())?;
+        let log = LogKeyspaces::open(&db)?;
+        let copied = cluster::transfer::copy_into(&replicated, &log).await?;
+        db.persist(events::fjall::PersistMode::SyncAll)
+            .map_err(events::Error::from)?;
+        Ok::<_, cluster::Error>(copied)
+    });
+    match copied {
+        Ok(_) => Ok(Ok(scratch)),
+        Err(cluster::Error::Log(events::Error::Corrupt(what))) => Ok(Err(what)),
+        Err(e) => Err(e.into()),
     }
 }
 

@@ -54,7 +54,12 @@ impl Capabilities {
 
 /// Whether operators watch a task: active (or running) with a non-manual trigger.
 pub fn watched(row: &TaskRow) -> bool {
-    row.status == TaskStatus::Active && row.trigger_kind.is_some_and(|k| k != TriggerKind::Manual)
+    watches(row.status, row.trigger_kind)
+}
+
+/// [`watched`], from the two fields of the row it looks at.
+pub fn watches(status: TaskStatus, trigger_kind: Option<TriggerKind>) -> bool {
+    status == TaskStatus::Active && trigger_kind.is_some_and(|k| k != TriggerKind::Manual)
 }
 
 /// One registered operator as the pool sees it.
@@ -102,12 +107,23 @@ pub fn choose(
     k: usize,
     had: &BTreeSet<Address>,
 ) -> BTreeSet<Address> {
-    let Some(kind) = row.trigger_kind else {
-        return BTreeSet::new();
-    };
+    match row.trigger_kind {
+        Some(kind) => choose_for(&row.id, kind, eligible, k, had),
+        None => BTreeSet::new(),
+    }
+}
+
+/// [`choose`] for the task `task_id` whose trigger is of `kind`.
+pub fn choose_for(
+    task_id: &str,
+    kind: TriggerKind,
+    eligible: &[(Address, Capabilities)],
+    k: usize,
+    had: &BTreeSet<Address>,
+) -> BTreeSet<Address> {
     let mut candidates: Vec<&(Address, Capabilities)> =
         eligible.iter().filter(|(_, c)| c.can_watch(kind)).collect();
-    candidates.sort_by_key(|(a, _)| std::cmp::Reverse(rendezvous(&row.id, a)));
+    candidates.sort_by_key(|(a, _)| std::cmp::Reverse(rendezvous(task_id, a)));
     let chosen: BTreeSet<Address> = candidates.iter().take(k).map(|(a, _)| *a).collect();
     if chosen.is_empty() {
         had.clone()

@@ -6,15 +6,20 @@
 //! bad signatures (UNAUTHENTICATED); a valid signature by an address that is not a registered
 //! operator (PERMISSION_DENIED). Refusals are counted in `operator_requests_refused_total`.
 //! Nonces are remembered for twice the freshness window: a replay within the window is caught by
-//! the nonce, an older one by its time. The nonces live in memory, so a request signed before
-//! this aggregator started is refused as stale too: a replay across a restart is caught by its
-//! time (an honest operator signs each attempt afresh).
+//! the nonce, an older one by its time. Where they are remembered is a `NonceStore`: in memory
+//! (`MemoryNonces`, one process: the fjall backend), or in a KV bucket every replica of a
+//! replicated log shares (`cluster::KvNonces`), so that a request replayed to another replica
+//! is refused there too. A request signed before this aggregator started is refused as stale
+//! too: a replay across a restart is caught by its time, whatever the store (an honest operator
+//! signs each attempt afresh).
 
 use std::collections::HashMap;
+use std::future::Future;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use alloy::primitives::Address;
+use events::BoxFuture;
 use tonic::Request;
 
 use super::OperatorError;
@@ -23,11 +28,67 @@ use attest::{HEADER_ADDRESS, HEADER_NONCE, HEADER_SIGNATURE, HEADER_TIMESTAMP};
 
 use super::refusals::Refusals;
 
+/// Where the nonces of signed requests are remembered.
+pub trait NonceStore: Send + Sync + 'static {
+    /// Records `nonce` of `operator`, seen at `now` (ms), for `keep_ms`; `Ok(false)` when it was
+    /// recorded already (a replay). `Err`: the store cannot answer (the request is refused).
+    fn first_sight<'a>(
+        &'a self,
+        operator: Address,
+        nonce: &'a str,
+        now: u64,
+        keep_ms: u64,
+    ) -> BoxFuture<'a, Result<bool, String>>;
+}
+
+/// The nonces this process has seen (one aggregator).
+#[derive(Debug, Default)]
+pub struct MemoryNonces {
+    seen: Mutex<HashMap<(Address, String), u64>>,
+}
+
+impl NonceStore for MemoryNonces {
+    fn first_sight<'a>(
+        &'a self,
+        operator: Address,
+        nonce: &'a str,
+        now: u64,
+        keep_ms: u64,
+    ) -> BoxFuture<'a, Result<bool, String>> {
+        let mut seen = self.seen.lock().unwrap_or_else(|p| p.into_inner());
+        if seen.len() > 100_000 {
+            seen.retain(|_, expires| *expires > now);
+        }
+        let first = seen
+            .insert((operator, nonce.to_owned()), now + keep_ms)
+            .is_none();
+        Box::pin(std::future::ready(Ok(first)))
+    }
+}
+
+/// The nonces every replica of a replicated log has seen (the bucket keeps them for twice the
+/// freshness window by itself).
+impl NonceStore for cluster::KvNonces {
+    fn first_sight<'a>(
+        &'a self,
+        operator: Address,
+        nonce: &'a str,
+        _now: u64,
+        _keep_ms: u64,
+    ) -> BoxFuture<'a, Result<bool, String>> {
+        Box::pin(async move {
+            cluster::KvNonces::first_sight(self, &hex::encode(operator), nonce)
+                .await
+                .map_err(|e| e.to_string())
+        })
+    }
+}
+
 pub struct RequestAuth {
     freshness: Duration,
-    /// When this aggregator started (ms): the nonce store knows nothing older.
+    /// When this aggregator started (ms): nothing older is accepted.
     started: u64,
-    seen: Mutex<HashMap<(Address, String), u64>>,
+    nonces: Arc<dyn NonceStore>,
     refusals: Arc<Refusals>,
 }
 
@@ -65,39 +126,80 @@ fn header<'r, T>(request: &'r Request<T>, name: &str) -> Result<&'r str, Refused
 
 impl RequestAuth {
     /// `started`: when the aggregator started (ms); nothing signed earlier is accepted.
-    /// Refusals are counted in `refusals`.
-    pub fn new(freshness: Duration, started: u64, refusals: Arc<Refusals>) -> Self {
+    /// Nonces are remembered in `nonces`; refusals are counted in `refusals`.
+    pub fn new(
+        freshness: Duration,
+        started: u64,
+        nonces: Arc<dyn NonceStore>,
+        refusals: Arc<Refusals>,
+    ) -> Self {
         Self {
             freshness,
             started,
-            seen: Mutex::new(HashMap::new()),
+            nonces,
             refusals,
         }
     }
 
     /// The operator that signed `request` for `method` (e.g. `/aggregator.Node/Ping`), if it is
     /// one of `known`. A refusal is counted, on the operator the request names when it is one.
-    pub fn check<T: prost::Message>(
+    /// The request is read at once; the future only records its nonce (it holds no borrow of
+    /// the request, which a streaming one could not share across threads).
+    pub fn check<T: prost::Message, K: Fn(Address) -> bool>(
         &self,
         method: &str,
         request: &Request<T>,
-        known: impl Fn(Address) -> bool,
-    ) -> Result<Address, OperatorError> {
+        known: K,
+    ) -> impl Future<Output = Result<Address, OperatorError>> + Send + use<'_, T, K> {
         let mut named = None;
-        self.verify(method, request, &known, &mut named)
-            .map_err(|(reason, error)| {
+        let verified = self.verify(method, request, &known, &mut named);
+        async move {
+            let outcome = match verified {
+                Ok((address, nonce, now)) => self.remember(address, &nonce, now).await,
+                Err(refused) => Err(refused),
+            };
+            outcome.map_err(|(reason, error)| {
                 self.refusals.record(named, reason);
                 error
             })
+        }
     }
 
+    /// The nonce's first sight, or the request is a replay.
+    async fn remember(&self, address: Address, nonce: &str, now: u64) -> Result<Address, Refused> {
+        let window = u64::try_from(self.freshness.as_millis()).unwrap_or(u64::MAX);
+        match self
+            .nonces
+            .first_sight(address, nonce, now, window.saturating_mul(2))
+            .await
+        {
+            Ok(true) => Ok(address),
+            Ok(false) => Err((
+                "replayed",
+                OperatorError::Unauthenticated(
+                    "this request was already received (replayed nonce)".into(),
+                ),
+            )),
+            Err(e) => {
+                tracing::warn!(error = %e, "the operators' nonce store cannot be reached");
+                Err((
+                    "nonce_unavailable",
+                    OperatorError::Unavailable(
+                        "the aggregator cannot check the request's nonce now; send it again".into(),
+                    ),
+                ))
+            }
+        }
+    }
+
+    /// Everything but the nonce's first sight: the address, nonce and time checked.
     fn verify<T: prost::Message>(
         &self,
         method: &str,
         request: &Request<T>,
         known: &impl Fn(Address) -> bool,
         named: &mut Option<Address>,
-    ) -> Result<Address, Refused> {
+    ) -> Result<(Address, String, u64), Refused> {
         let address: Address = header(request, HEADER_ADDRESS)?.parse().map_err(|_| {
             (
                 "malformed",
@@ -163,21 +265,6 @@ impl RequestAuth {
                 OperatorError::NotMember(format!("{address:#x} is not a registered operator")),
             ));
         }
-        let mut seen = self.seen.lock().unwrap_or_else(|p| p.into_inner());
-        if seen.len() > 100_000 {
-            seen.retain(|_, expires| *expires > now);
-        }
-        if seen
-            .insert((address, nonce.to_owned()), now + 2 * window)
-            .is_some()
-        {
-            return Err((
-                "replayed",
-                OperatorError::Unauthenticated(
-                    "this request was already received (replayed nonce)".into(),
-                ),
-            ));
-        }
-        Ok(address)
+        Ok((address, nonce.to_owned(), now))
     }
 }

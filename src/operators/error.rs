@@ -30,6 +30,9 @@ pub enum OperatorError {
     /// Reports of one firing keep overtaking each other (UNAVAILABLE: report again).
     #[error("reports of this firing keep arriving concurrently; report again")]
     Contended,
+    /// What the request needs is out of reach for now (UNAVAILABLE: send it again).
+    #[error("{0}")]
+    Unavailable(String),
     #[error(transparent)]
     Storage(#[from] events::Error),
     /// Something on our side failed; the detail is logged, not sent (INTERNAL).

@@ -13,6 +13,14 @@
 //! task assigned to it and `DisableTask` / `DeleteTask` / `CompletedTask` when one stops or moves
 //! away. Every message carries an id the operator `Ack`s; one not acknowledged within
 //! `ack_timeout` is sent again, and a reconnecting operator is told everything again.
+//!
+//! What a pass keeps between passes (`Tracking`) is a compact record per task (`Tracked`: its
+//! trigger's kind and the fields its message carries, and its operators), not the task's row:
+//! with a million active tasks the rows took ~700 MiB. The first pass builds it from one prefix
+//! scan of the task rows (decoding only those fields) and one of the assignments; later passes
+//! read the log since the last one and the rows of the tasks it touched. Every pass does its
+//! reads and its choices on a blocking thread (`off_runtime`); only the appends of the
+//! assignments it decided are awaited on the async runtime.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -21,16 +29,17 @@ use std::time::{Duration, Instant};
 
 use alloy::primitives::Address;
 use blst::min_pk::PublicKey;
+use events::task::TriggerKind;
 use events::{Command, Expected};
-use projections::tasks::TaskRow;
-use serde::Serialize;
+use projections::tasks::{Status as TaskStatus, TaskRow};
+use serde::{Deserialize, Serialize};
 use tokio::sync::{Notify, mpsc, watch};
 use tokio::task::JoinHandle;
 
 use super::verifier::Verifier;
 use crate::config::OperatorsConfig;
 pub use crate::domain::assignment::Capabilities;
-use crate::domain::assignment::{self, Presence, Stop, choose, watched};
+use crate::domain::assignment::{self, Presence, Stop, choose_for, watches};
 use crate::pb;
 use crate::store::Store;
 
@@ -93,6 +102,8 @@ pub struct Pool {
     pub verifier: Verifier,
     /// Refused requests, by reason and by the operator they name.
     pub refusals: Arc<super::refusals::Refusals>,
+    /// The nonces of the operators' signed requests (`auth`).
+    pub nonces: Arc<dyn super::auth::NonceStore>,
 }
 
 impl std::fmt::Debug for Pool {
@@ -121,18 +132,120 @@ struct Tracking {
     loaded: bool,
     /// The last event read.
     cursor: Option<events::Ulid>,
-    /// The watched tasks.
-    tasks: HashMap<String, TaskRow>,
-    /// The assignments, as the log holds them.
-    assigned: HashMap<String, BTreeSet<Address>>,
+    /// The tasks operators watch or are assigned to (a task that is neither is not kept). A
+    /// B-tree: built in bulk from the sorted scans, without hashing a million keys, and walked
+    /// in order.
+    tasks: BTreeMap<Box<str>, Tracked>,
     /// The eligible operators and `k` of the last pass.
     eligible: Vec<(Address, Capabilities)>,
     k: usize,
 }
 
+/// What the pool keeps of one task: about 130 bytes with its key, where its row took ~700.
+#[derive(Debug, Clone, Default)]
+struct Tracked {
+    /// Set while operators watch the task.
+    watch: Option<Watch>,
+    /// Its operators as the log holds them, sorted.
+    assigned: Box<[Address]>,
+}
+
+impl Tracked {
+    fn watching(watch: Watch) -> Self {
+        Self {
+            watch: Some(watch),
+            assigned: Box::default(),
+        }
+    }
+
+    fn had(&self) -> BTreeSet<Address> {
+        self.assigned.iter().copied().collect()
+    }
+}
+
+/// What choosing a watched task's operators and telling them of it needs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Watch {
+    kind: TriggerKind,
+    start_at: i64,
+    expired_at: i64,
+    /// Runs left (`max_execution - execution_count`), -1 for no limit, as the message says.
+    remain: i64,
+}
+
+/// The fields of a task's row the pool reads, named as in `TaskRow` (the rest of the row is
+/// skipped while decoding: `Views::for_each_task_with_letter`).
+#[derive(Debug, Deserialize)]
+struct WatchFields {
+    id: String,
+    status: TaskStatus,
+    trigger_kind: Option<TriggerKind>,
+    start_at: i64,
+    expired_at: i64,
+    max_execution: i64,
+    execution_count: i64,
+}
+
+impl WatchFields {
+    fn of(row: &TaskRow) -> Self {
+        Self {
+            id: row.id.clone(),
+            status: row.status,
+            trigger_kind: row.trigger_kind,
+            start_at: row.start_at,
+            expired_at: row.expired_at,
+            max_execution: row.max_execution,
+            execution_count: row.execution_count,
+        }
+    }
+
+    /// What the pool keeps, if operators watch the task (`domain::assignment::watched`).
+    fn watch(&self) -> Option<Watch> {
+        let kind = self.trigger_kind?;
+        watches(self.status, Some(kind)).then(|| Watch {
+            kind,
+            start_at: self.start_at,
+            expired_at: self.expired_at,
+            remain: if self.max_execution == 0 {
+                -1
+            } else {
+                self.max_execution - self.execution_count
+            },
+        })
+    }
+}
+
+/// The tasks a pass looks at: all of them (the first pass, or when who may watch changed), or
+/// those the events since the last pass touched.
+enum Scope {
+    All,
+    Tasks(BTreeSet<String>),
+}
+
+/// An assignment a pass decided on: the task, its operators from now on, the events saying so.
+struct Move {
+    task: String,
+    wanted: BTreeSet<Address>,
+    events: Vec<events::Event>,
+}
+
 impl Pool {
-    /// A pool of the registered operators (from the projection).
+    /// A pool of the registered operators (from the projection), remembering their requests'
+    /// nonces in this process.
     pub fn new(store: Store, config: OperatorsConfig) -> anyhow::Result<Arc<Self>> {
+        Self::with_nonces(
+            store,
+            config,
+            Arc::new(super::auth::MemoryNonces::default()),
+        )
+    }
+
+    /// `new`, remembering the nonces in `nonces` (a replicated log's replicas share theirs).
+    pub fn with_nonces(
+        store: Store,
+        config: OperatorsConfig,
+        nonces: Arc<dyn super::auth::NonceStore>,
+    ) -> anyhow::Result<Arc<Self>> {
         let pool = Arc::new(Self {
             store,
             config,
@@ -142,6 +255,7 @@ impl Pool {
             tracking: tokio::sync::Mutex::new(Tracking::default()),
             verifier: Verifier::start()?,
             refusals: Arc::default(),
+            nonces,
         });
         pool.refresh_members()?;
         Ok(pool)
@@ -332,39 +446,82 @@ impl Pool {
         }
     }
 
-    /// Every task operators watch (active, or running, with a non-manual trigger): read once,
-    /// at the first pass.
-    fn watched_tasks(&self) -> anyhow::Result<HashMap<String, TaskRow>> {
-        let mut out = HashMap::new();
-        for letter in ['a', 'x'] {
-            for id in self.store.views.task_ids_with_letter(letter)? {
-                if let Some(row) = self.store.views.task(&id)?
-                    && watched(&row)
-                {
-                    out.insert(id, row);
-                }
-            }
+    /// Every task operators watch (active, or running, with a non-manual trigger), and every
+    /// assignment: read once, at the first pass, in one prefix scan each.
+    fn load(&self, t: &mut Tracking) -> anyhow::Result<()> {
+        // Each scan comes in key order, so task-id order: the two lists are merged and joined
+        // rather than hashed (a stable sort of sorted runs is a linear merge).
+        let mut watched: Vec<(Box<str>, Watch)> = Vec::new();
+        for letter in [TaskStatus::Active.letter(), projections::tasks::EXECUTING] {
+            self.store
+                .views
+                .for_each_task_with_letter(letter, |row: WatchFields| {
+                    if let Some(watch) = row.watch() {
+                        watched.push((row.id.into_boxed_str(), watch));
+                    }
+                })?;
         }
-        Ok(out)
+        watched.sort_by(|a, b| a.0.cmp(&b.0));
+        let mut tasks: Vec<(Box<str>, Tracked, Vec<Address>)> = Vec::with_capacity(watched.len());
+        let mut pending = watched.into_iter().peekable();
+        self.store.views.for_each_assignment(|task, operator| {
+            let Ok(address) = operator.parse::<Address>() else {
+                return;
+            };
+            while let Some((id, watch)) = pending.next_if(|(id, _)| &**id < task) {
+                tasks.push((id, Tracked::watching(watch), Vec::new()));
+            }
+            if let Some(last) = tasks.last_mut().filter(|last| &*last.0 == task) {
+                last.2.push(address);
+                return;
+            }
+            let watch = pending
+                .next_if(|(id, _)| &**id == task)
+                .map(|(_, watch)| watch);
+            tasks.push((
+                task.into(),
+                Tracked {
+                    watch,
+                    assigned: Box::default(),
+                },
+                vec![address],
+            ));
+        })?;
+        tasks.extend(pending.map(|(id, watch)| (id, Tracked::watching(watch), Vec::new())));
+        // (Sorted already, unless ids of different lengths order differently inside the
+        // assignments' keys: then this sort puts them right, and equal ids are merged below.)
+        tasks.sort_by(|a, b| a.0.cmp(&b.0));
+        tasks.dedup_by(|later, kept| {
+            let same = later.0 == kept.0;
+            if same {
+                kept.1.watch = kept.1.watch.or(later.1.watch);
+                kept.2.append(&mut later.2);
+            }
+            same
+        });
+        t.tasks = tasks
+            .into_iter()
+            .map(|(id, mut tracked, mut operators)| {
+                operators.sort_unstable();
+                operators.dedup();
+                tracked.assigned = operators.into_boxed_slice();
+                (id, tracked)
+            })
+            .collect();
+        Ok(())
     }
 
     /// The tasks that changed since the last pass (all of them at the first), with the tracked
     /// set brought up to date: the events appended since are read, and the tasks whose
     /// streams they touch are read again. Storage reads and decoding: called off the async
     /// workers (`off_runtime`).
-    fn changed_tasks(&self, t: &mut Tracking) -> anyhow::Result<BTreeSet<String>> {
+    fn changed_tasks(&self, t: &mut Tracking) -> anyhow::Result<Scope> {
         if !t.loaded {
             // Where the log stands before the full read: what lands meanwhile is read again.
             t.cursor = self.store.log.head()?.map(|(id, _)| id);
-            t.tasks = self.watched_tasks()?;
-            t.assigned.clear();
-            for (task, operator) in self.store.views.assignments()? {
-                if let Ok(address) = operator.parse::<Address>() {
-                    t.assigned.entry(task).or_default().insert(address);
-                }
-            }
+            self.load(t)?;
             t.loaded = true;
-            return Ok(t.tasks.keys().chain(t.assigned.keys()).cloned().collect());
+            return Ok(Scope::All);
         }
         let mut changed = BTreeSet::new();
         for item in self.store.log.keyspaces().scan(t.cursor) {
@@ -379,16 +536,50 @@ impl Pool {
             t.cursor = Some(id);
         }
         for task in &changed {
-            match self.store.views.task(task)? {
-                Some(row) if watched(&row) => {
-                    t.tasks.insert(task.clone(), row);
-                }
-                _ => {
-                    t.tasks.remove(task);
-                }
+            let watch = self
+                .store
+                .views
+                .task(task)?
+                .and_then(|row| WatchFields::of(&row).watch());
+            let assigned = t
+                .tasks
+                .remove(task.as_str())
+                .map(|tracked| tracked.assigned)
+                .unwrap_or_default();
+            if watch.is_some() || !assigned.is_empty() {
+                t.tasks
+                    .insert(task.as_str().into(), Tracked { watch, assigned });
             }
         }
-        Ok(changed)
+        Ok(Scope::Tasks(changed))
+    }
+
+    /// The assignments that differ from what the log holds, for the tasks in `scope`.
+    fn decide(t: &Tracking, scope: &Scope) -> Vec<Move> {
+        let decide = |task: &str, tracked: Option<&Tracked>| {
+            let had = tracked.map(Tracked::had).unwrap_or_default();
+            let watch = tracked.and_then(|tracked| tracked.watch);
+            let wanted = match watch {
+                Some(watch) => choose_for(task, watch.kind, &t.eligible, t.k, &had),
+                None => BTreeSet::new(),
+            };
+            (wanted != had).then(|| Move {
+                task: task.to_owned(),
+                events: assignment::changes(task, &had, &wanted, watch.is_some()),
+                wanted,
+            })
+        };
+        match scope {
+            Scope::All => t
+                .tasks
+                .iter()
+                .filter_map(|(task, tracked)| decide(task, Some(tracked)))
+                .collect(),
+            Scope::Tasks(tasks) => tasks
+                .iter()
+                .filter_map(|task| decide(task, t.tasks.get(task.as_str())))
+                .collect(),
+        }
     }
 
     /// The operators that may be given tasks: connected, or gone for less than the grace period.
@@ -457,72 +648,83 @@ impl Pool {
             t.loaded = false;
             return Ok(());
         }
-        let mut changed = self.off_runtime(t, |pool, t| pool.changed_tasks(t)).await?;
         let (eligible, k) = self.eligible();
-        if eligible != t.eligible || k != t.k {
-            // Who may watch changed: every task's choice is made again.
-            changed.extend(t.tasks.keys().cloned());
-            changed.extend(t.assigned.keys().cloned());
-            t.eligible = eligible;
-            t.k = k;
-        }
-        for task in &changed {
-            let had = t.assigned.get(task).cloned().unwrap_or_default();
-            let wanted = match t.tasks.get(task) {
-                Some(row) => choose(row, &t.eligible, t.k, &had),
-                None => BTreeSet::new(),
-            };
-            if wanted == had {
-                continue;
-            }
-            let events = assignment::changes(task, &had, &wanted, t.tasks.contains_key(task));
+        let (scope, moves) = self
+            .off_runtime(t, move |pool, t| {
+                let mut scope = pool.changed_tasks(t)?;
+                if eligible != t.eligible || k != t.k {
+                    // Who may watch changed: every task's choice is made again.
+                    scope = Scope::All;
+                    t.eligible = eligible;
+                    t.k = k;
+                }
+                let moves = Self::decide(t, &scope);
+                Ok((scope, moves))
+            })
+            .await?;
+        for Move {
+            task,
+            wanted,
+            events,
+        } in moves
+        {
             let command = Command::new("system", events::now_ms()).append(
-                events::stream::assignment(task),
+                events::stream::assignment(&task),
                 Expected::Any,
                 events,
             );
             self.store.log.append(command).await?;
-            if wanted.is_empty() {
-                t.assigned.remove(task);
+            let assigned: Box<[Address]> = wanted.into_iter().collect();
+            let watch = t.tasks.get(task.as_str()).and_then(|tracked| tracked.watch);
+            if watch.is_none() && assigned.is_empty() {
+                t.tasks.remove(task.as_str());
             } else {
-                t.assigned.insert(task.clone(), wanted);
+                t.tasks
+                    .insert(task.into_boxed_str(), Tracked { watch, assigned });
             }
         }
-        self.off_runtime(t, move |pool, t| pool.push(t, &changed))
+        self.off_runtime(t, move |pool, t| pool.push(t, &scope))
             .await
     }
 
     /// Sends each connected operator what changed for it (everything, to one that just
     /// connected), and again what it did not acknowledge in time.
-    fn push(&self, t: &Tracking, changed: &BTreeSet<String>) -> anyhow::Result<()> {
+    fn push(&self, t: &Tracking, changed: &Scope) -> anyhow::Result<()> {
         let mut members = self.members.lock().unwrap_or_else(|p| p.into_inner());
         for (address, member) in members.iter_mut() {
             let Some(connection) = member.connection.as_mut() else {
                 continue;
             };
-            let scope: Vec<String> = if connection.synced {
-                changed.iter().cloned().collect()
+            // The tasks to look at: what changed; everything it has or was told, when it has
+            // not been told anything since it connected.
+            let told_before: Vec<String>;
+            let scope: Vec<&str> = if connection.synced {
+                match changed {
+                    Scope::All => t.tasks.keys().map(|task| &**task).collect(),
+                    Scope::Tasks(tasks) => tasks.iter().map(String::as_str).collect(),
+                }
             } else {
                 connection.synced = true;
-                t.assigned
+                told_before = connection.told.keys().cloned().collect();
+                t.tasks
                     .iter()
-                    .filter(|(_, ops)| ops.contains(address))
-                    .map(|(task, _)| task.clone())
-                    .chain(connection.told.keys().cloned())
+                    .filter(|(_, tracked)| tracked.assigned.contains(address))
+                    .map(|(task, _)| &**task)
+                    .chain(told_before.iter().map(String::as_str))
                     .collect()
             };
-            for task in &scope {
-                let mine = t.tasks.contains_key(task)
-                    && t.assigned
-                        .get(task)
-                        .is_some_and(|ops| ops.contains(address));
+            for &task in &scope {
+                let tracked = t.tasks.get(task);
+                let watch = tracked.and_then(|tracked| tracked.watch);
+                let mine = watch.is_some()
+                    && tracked.is_some_and(|tracked| tracked.assigned.contains(address));
                 let watching = connection
                     .told
                     .get(task)
                     .is_some_and(|told| told.op == pb::MessageOp::MonitorTaskTrigger);
                 if mine && !watching {
-                    if let Some(row) = t.tasks.get(task) {
-                        let message = self.monitor_message(row)?;
+                    if let Some(watch) = watch {
+                        let message = self.monitor_message(task, watch)?;
                         tell(connection, task, pb::MessageOp::MonitorTaskTrigger, message);
                     }
                 } else if !mine && watching {
@@ -536,7 +738,7 @@ impl Pool {
                         id: String::new(),
                         op: op as i32,
                         task_metadata: Some(pb::sync_messages_resp::TaskMetadata {
-                            task_id: task.clone(),
+                            task_id: task.to_owned(),
                             ..Default::default()
                         }),
                         checkpoint: None,
@@ -568,26 +770,21 @@ impl Pool {
         Ok(())
     }
 
-    fn monitor_message(&self, row: &TaskRow) -> anyhow::Result<pb::SyncMessagesResp> {
+    fn monitor_message(&self, task: &str, watch: Watch) -> anyhow::Result<pb::SyncMessagesResp> {
         let definition = self
             .store
             .views
-            .task_definition(&row.id)?
-            .ok_or_else(|| anyhow::anyhow!("task {} has no definition", row.id))?;
-        let remain = if row.max_execution == 0 {
-            -1
-        } else {
-            row.max_execution - row.execution_count
-        };
+            .task_definition(task)?
+            .ok_or_else(|| anyhow::anyhow!("task {task} has no definition"))?;
         Ok(pb::SyncMessagesResp {
             id: String::new(),
             op: pb::MessageOp::MonitorTaskTrigger as i32,
             task_metadata: Some(pb::sync_messages_resp::TaskMetadata {
-                task_id: row.id.clone(),
-                remain,
-                expired_at: row.expired_at,
+                task_id: task.to_owned(),
+                remain: watch.remain,
+                expired_at: watch.expired_at,
                 trigger: Some(crate::pb::convert::trigger_to_pb(&definition.trigger)),
-                start_at: row.start_at,
+                start_at: watch.start_at,
             }),
             checkpoint: None,
         })

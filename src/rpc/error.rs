@@ -291,6 +291,9 @@ impl From<OperatorError> for Status {
                 "reports of this firing keep arriving concurrently; report again",
                 ErrorCode::StorageWriteError,
             ),
+            OperatorError::Unavailable(_) => {
+                with_code(Code::Unavailable, message, ErrorCode::StorageUnavailable)
+            }
             OperatorError::Storage(e) => storage(e),
             OperatorError::Internal(detail) => internal("the operators' service", detail),
         }

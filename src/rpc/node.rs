@@ -39,6 +39,7 @@ impl NodeApi {
         let auth = Arc::new(RequestAuth::new(
             app.config.operators.freshness,
             app.started_ms,
+            app.pool.nonces.clone(),
             app.pool.refusals.clone(),
         ));
         Self { app, auth }
@@ -48,27 +49,31 @@ impl NodeApi {
         &self.app.pool
     }
 
-    /// The signing operator, and the request's own address field (if set) must be it.
+    /// The signing operator, and the request's own address field (if set) must be it. The
+    /// request is read at once (see `RequestAuth::check`).
     fn operator<T: prost::Message>(
         &self,
         method: &str,
         request: &Request<T>,
         claimed: &str,
-    ) -> Result<Address, Status> {
+    ) -> impl Future<Output = Result<Address, Status>> + Send + use<'_, T> {
         let pool = self.pool();
-        let operator = self
+        let checked = self
             .auth
             .check(&format!("{SERVICE}{method}"), request, |a| {
                 pool.is_member(a)
-            })?;
-        let claimed = claimed.trim();
-        if !claimed.is_empty() && claimed.parse::<Address>().ok() != Some(operator) {
-            return Err(OperatorError::NotMember(format!(
-                "the request names operator {claimed} but is signed by {operator:#x}"
-            ))
-            .into());
+            });
+        let claimed = claimed.trim().to_owned();
+        async move {
+            let operator = checked.await?;
+            if !claimed.is_empty() && claimed.parse::<Address>().ok() != Some(operator) {
+                return Err(OperatorError::NotMember(format!(
+                    "the request names operator {claimed} but is signed by {operator:#x}"
+                ))
+                .into());
+            }
+            Ok(operator)
         }
-        Ok(operator)
     }
 }
 
@@ -111,7 +116,7 @@ impl pb::node_server::Node for NodeApi {
         request: Request<pb::HealthCheckRequest>,
     ) -> Result<Response<pb::HealthCheckResponse>, Status> {
         let claimed = request.get_ref().operator_address.clone();
-        self.operator("HealthCheck", &request, &claimed)?;
+        self.operator("HealthCheck", &request, &claimed).await?;
         let healthy = self.app.store.log.poisoned().is_none();
         Ok(Response::new(pb::HealthCheckResponse {
             status: if healthy { "OK" } else { "UNAVAILABLE" }.into(),
@@ -129,7 +134,7 @@ impl pb::node_server::Node for NodeApi {
         request: Request<pb::Checkin>,
     ) -> Result<Response<pb::CheckinResp>, Status> {
         let claimed = request.get_ref().address.clone();
-        let operator = self.operator("Ping", &request, &claimed)?;
+        let operator = self.operator("Ping", &request, &claimed).await?;
         let peer = request.remote_addr().map(|a| a.ip().to_string());
         let checkin = request.into_inner();
         let status = checkin.status.unwrap_or_default();
@@ -166,7 +171,7 @@ impl pb::node_server::Node for NodeApi {
         request: Request<pb::SyncMessagesReq>,
     ) -> Result<Response<Self::SyncMessagesStream>, Status> {
         let claimed = request.get_ref().address.clone();
-        let operator = self.operator("SyncMessages", &request, &claimed)?;
+        let operator = self.operator("SyncMessages", &request, &claimed).await?;
         let capabilities = request.get_ref().capabilities.unwrap_or_default();
         let receiver = self.pool().connect(
             operator,
@@ -184,7 +189,7 @@ impl pb::node_server::Node for NodeApi {
         &self,
         request: Request<pb::AckMessageReq>,
     ) -> Result<Response<BoolValue>, Status> {
-        let operator = self.operator("Ack", &request, "")?;
+        let operator = self.operator("Ack", &request, "").await?;
         let value = self.pool().ack(operator, &request.get_ref().id);
         Ok(Response::new(BoolValue { value }))
     }
@@ -194,7 +199,7 @@ impl pb::node_server::Node for NodeApi {
         request: Request<pb::NotifyTriggersReq>,
     ) -> Result<Response<pb::NotifyTriggersResp>, Status> {
         let claimed = request.get_ref().address.clone();
-        let operator = self.operator("NotifyTriggers", &request, &claimed)?;
+        let operator = self.operator("NotifyTriggers", &request, &claimed).await?;
         let req = request.into_inner();
         let (kind, output) = convert::reported_output(&req)?;
         let reported = Reported {
@@ -213,7 +218,9 @@ impl pb::node_server::Node for NodeApi {
         request: Request<pb::EventOverloadAlert>,
     ) -> Result<Response<pb::EventOverloadResponse>, Status> {
         let claimed = request.get_ref().operator_address.clone();
-        let operator = self.operator("ReportEventOverload", &request, &claimed)?;
+        let operator = self
+            .operator("ReportEventOverload", &request, &claimed)
+            .await?;
         let alert = request.into_inner();
         let overload = Overload {
             block_number: alert.block_number,
@@ -239,7 +246,7 @@ impl pb::node_server::Node for NodeApi {
         &self,
         request: Request<pb::CosignCheckpointReq>,
     ) -> Result<Response<pb::CosignCheckpointResp>, Status> {
-        let operator = self.operator("CosignCheckpoint", &request, "")?;
+        let operator = self.operator("CosignCheckpoint", &request, "").await?;
         let key = self
             .pool()
             .public_key(operator)

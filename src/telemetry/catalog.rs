@@ -13,6 +13,7 @@ pub const REFUSAL_REASONS: &[&str] = &[
     "bad_signature",
     "unknown_operator",
     "replayed",
+    "nonce_unavailable",
     "not_assigned",
     "bad_bls_signature",
 ];

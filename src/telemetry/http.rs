@@ -55,6 +55,7 @@ pub fn router(console: Arc<Console>) -> Router {
         .route("/operator", get(operator_list))
         .with_state(state)
         .merge(crate::transparency::http::routes().with_state(console.app.clone()))
+        .merge(crate::backup::routes().with_state(console.app.clone()))
         .merge(console::router(console))
 }
 

@@ -23,6 +23,7 @@ mod fee_estimates;
 mod fixtures;
 mod hardening;
 mod interop_js;
+mod log_tools;
 mod network;
 mod nonce;
 mod operator_attacks;

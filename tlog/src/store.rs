@@ -5,8 +5,9 @@
 //!   them. A partial tile is rewritten as it grows and only ever grows, so the widest version
 //!   serves every narrower request (a prefix). Level 0's partial tile is the exception: it would
 //!   be rewritten (up to 8 KiB) by every commit, so its leaves are kept one by one instead;
-//! - `l` ‖ leaf index (8 BE) → the leaf hash, for the leaves of the partial level-0 tile only
-//!   (removed when their tile is full and written whole);
+//! - `l` ‖ leaf index (8 BE) → a run of leaf hashes from that leaf on (one key per group
+//!   commit), for the leaves of the partial level-0 tile only (removed when their tile is full
+//!   and written whole); the tile's hashes are its runs in key order;
 //! - `h` → the head: tree size (8 BE) ‖ ULID of the last event in the tree (16), written in the
 //!   same batch as the tiles, so that they always agree;
 //! - `i` ‖ ULID (16) → index (8 BE) of the level-0 tile that event starts (one key per 256
@@ -19,7 +20,7 @@
 
 use std::collections::HashMap;
 
-use events::fjall::{Database, Keyspace, KeyspaceCreateOptions, PersistMode};
+use events::fjall::{Database, Keyspace, KeyspaceCreateOptions, PersistMode, Readable};
 use events::{LogKeyspaces, Ulid};
 
 use crate::error::{Error, Result};
@@ -107,6 +108,7 @@ fn u64_value(bytes: &[u8], what: &str) -> Result<u64> {
 /// The `tlog` keyspace.
 #[derive(Clone)]
 pub struct TileStore {
+    db: Database,
     keyspace: Keyspace,
 }
 
@@ -119,6 +121,7 @@ impl std::fmt::Debug for TileStore {
 impl TileStore {
     pub fn open(db: &Database) -> Result<Self> {
         Ok(Self {
+            db: db.clone(),
             keyspace: db.keyspace(KEYSPACE, KeyspaceCreateOptions::default)?,
         })
     }
@@ -175,6 +178,20 @@ impl TileStore {
         Ok(Some(index))
     }
 
+    /// The first leaf index of each stored run of leaves of level-0 tile `index`.
+    pub fn leaf_runs(&self, index: u64) -> Result<Vec<u64>> {
+        let first = index.saturating_mul(256);
+        let mut runs = Vec::new();
+        for guard in self
+            .keyspace
+            .range(leaf_key(first)..=leaf_key(first.saturating_add(255)))
+        {
+            let key = guard.key()?;
+            runs.push(u64_value(key.get(1..).unwrap_or_default(), "a leaf key")?);
+        }
+        Ok(runs)
+    }
+
     /// The stored checkpoint of `size`.
     pub fn checkpoint(&self, size: u64) -> Result<Option<Vec<u8>>> {
         Ok(self.keyspace.get(checkpoint_key(size))?.map(|v| v.to_vec()))
@@ -207,8 +224,12 @@ impl TileStore {
 }
 
 impl TileSource for TileStore {
+    /// Both reads in one snapshot: the commit that fills a level-0 tile writes it whole and
+    /// removes its leaves, and a read of the tile before that commit followed by a read of the
+    /// leaves after it would find neither.
     fn tile(&self, id: TileId) -> Result<Option<Vec<u8>>> {
-        if let Some(tile) = self.keyspace.get(tile_key(id))? {
+        let snapshot = self.db.snapshot();
+        if let Some(tile) = snapshot.get(&self.keyspace, tile_key(id))? {
             return Ok(Some(tile.to_vec()));
         }
         if id.level != 0 {
@@ -217,10 +238,10 @@ impl TileSource for TileStore {
         // The partial level-0 tile, from its leaves.
         let first = id.index.saturating_mul(256);
         let mut hashes = Vec::new();
-        for guard in self
-            .keyspace
-            .range(leaf_key(first)..=leaf_key(first.saturating_add(255)))
-        {
+        for guard in snapshot.range(
+            &self.keyspace,
+            leaf_key(first)..=leaf_key(first.saturating_add(255)),
+        ) {
             let (_, value) = guard.into_inner()?;
             hashes.extend_from_slice(&value);
         }

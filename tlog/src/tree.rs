@@ -166,13 +166,21 @@ impl HashReader for EdgeReader<'_> {
 
 /// The tree as the log's writer drives it: leaves from stored event bodies, the writes that
 /// keep the `tlog` keyspace in step.
+///
+/// The leaves of the partial level-0 tile are stored as runs, one key per drain (a group
+/// commit) holding that drain's leaves, rather than one key per leaf: a group of many events
+/// writes one key, and the tile that fills removes a few keys, not 256. Readers concatenate the
+/// runs in key order (`TileStore::tile`), so a store written leaf by leaf reads the same.
 #[derive(Debug, Clone)]
 pub struct Appender {
     tree: Tree,
     last: Option<Ulid>,
     marks: Vec<(Ulid, u64)>,
-    /// Leaves appended since the last drain: (index, hash).
-    leaves: Vec<(u64, Hash)>,
+    /// The leaf hashes appended since the last drain; the first is leaf `pending_from`.
+    pending: Vec<u8>,
+    pending_from: u64,
+    /// The first leaf index of each run stored for the partial level-0 tile.
+    runs: Vec<u64>,
 }
 
 impl Appender {
@@ -180,12 +188,17 @@ impl Appender {
     pub fn open(store: &TileStore) -> Result<Self> {
         match store.head()? {
             None => Ok(Self::empty()),
-            Some(head) => Ok(Self {
-                tree: Tree::load(store, head.size)?,
-                last: Some(head.last),
-                marks: Vec::new(),
-                leaves: Vec::new(),
-            }),
+            Some(head) => {
+                let partial = head.size / u64::from(FULL_WIDTH);
+                Ok(Self {
+                    tree: Tree::load(store, head.size)?,
+                    last: Some(head.last),
+                    marks: Vec::new(),
+                    pending: Vec::new(),
+                    pending_from: head.size,
+                    runs: store.leaf_runs(partial)?,
+                })
+            }
         }
     }
 
@@ -194,7 +207,9 @@ impl Appender {
             tree: Tree::new(),
             last: None,
             marks: Vec::new(),
-            leaves: Vec::new(),
+            pending: Vec::new(),
+            pending_from: 0,
+            runs: Vec::new(),
         }
     }
 
@@ -215,13 +230,14 @@ impl Appender {
         }
         let leaf = crate::leaf_hash(body);
         self.tree.push(leaf);
-        self.leaves.push((size, leaf));
+        self.pending.extend_from_slice(&leaf.0);
         self.last = Some(id);
     }
 
     /// Hands out the writes (keyspace `tlog`) for everything appended since the last call:
-    /// changed tiles, the new leaves of the partial level-0 tile (and the removal of a full
-    /// tile's single leaves), position marks and the head. Nothing when nothing was appended.
+    /// changed tiles, the new leaves of the partial level-0 tile as one run (and the removal of
+    /// the runs of a tile that filled), position marks and the head. Nothing when nothing was
+    /// appended.
     pub fn drain(
         &mut self,
         mut put: impl FnMut(Vec<u8>, Vec<u8>),
@@ -231,34 +247,46 @@ impl Appender {
             return;
         };
         let tiles = self.tree.take_tiles();
-        if tiles.is_empty() && self.marks.is_empty() && self.leaves.is_empty() {
+        if tiles.is_empty() && self.marks.is_empty() && self.pending.is_empty() {
             return;
         }
-        let mut filled = std::collections::HashSet::new();
+        let width = u64::from(FULL_WIDTH);
+        let size = self.tree.size();
+        let mut filled = false;
         for (id, data) in tiles {
             if id.level == 0 && data.len() < FULL_BYTES {
-                continue; // kept leaf by leaf, below
+                continue; // kept as runs of leaves, below
             }
             if id.level == 0 {
-                filled.insert(id.index);
-                for i in 0..u64::from(FULL_WIDTH) {
-                    remove(store::leaf_key(id.index * u64::from(FULL_WIDTH) + i).to_vec());
-                }
+                filled = true;
             }
             put(store::tile_key(id).to_vec(), data);
         }
-        for (index, leaf) in self.leaves.drain(..) {
-            if !filled.contains(&(index / u64::from(FULL_WIDTH))) {
-                put(store::leaf_key(index).to_vec(), leaf.0.to_vec());
+        if filled {
+            // Every stored run belongs to a tile that is now full and written whole.
+            for first in self.runs.drain(..) {
+                remove(store::leaf_key(first).to_vec());
             }
         }
+        // The new leaves of the partial tile (those of tiles that filled are in the tiles).
+        let partial_from = (size / width) * width;
+        let first = self.pending_from.max(partial_from);
+        if first < size {
+            let skip = usize::try_from(first - self.pending_from).unwrap_or(usize::MAX);
+            if let Some(run) = skip
+                .checked_mul(crate::HASH_SIZE)
+                .and_then(|at| self.pending.get(at..))
+            {
+                put(store::leaf_key(first).to_vec(), run.to_vec());
+                self.runs.push(first);
+            }
+        }
+        self.pending.clear();
+        self.pending_from = size;
         for (id, tile) in self.marks.drain(..) {
             put(store::mark_key(id).to_vec(), tile.to_be_bytes().to_vec());
         }
-        let head = Head {
-            size: self.tree.size(),
-            last,
-        };
+        let head = Head { size, last };
         put(store::HEAD_KEY.to_vec(), head.encode().to_vec());
     }
 }
@@ -319,6 +347,55 @@ mod tests {
         assert_eq!(widths(1), vec![(0, 256), (1, 17)]);
         assert_eq!(widths(2), vec![(0, 1)]);
         assert!(widths(3).is_empty());
+    }
+
+    #[test]
+    fn leaves_stored_in_runs_read_as_the_tiles_and_leave_no_run_behind_a_full_tile() {
+        // Given a tree fed through the Appender in groups of 1 to 300 events, committed to fjall
+        // after each group, and reopened from the store now and then.
+        let dir = tempfile::tempdir().unwrap();
+        let db = events::open_database(dir.path()).unwrap();
+        let store = TileStore::open(&db).unwrap();
+        let mut appender = Appender::empty();
+        let mut reference = Tree::new();
+        let mut n = 0u64;
+        for group in 0..120u64 {
+            let len = [1, 3, 17, 255, 256, 300, 1, 64][(group % 8) as usize];
+            for _ in 0..len {
+                let body = n.to_be_bytes();
+                appender.push(Ulid::from_parts(n, 1), &body);
+                reference.push(crate::leaf_hash(&body));
+                n += 1;
+            }
+            let mut batch = db.batch();
+            let mut removed = Vec::new();
+            appender.drain(
+                |k, v| batch.insert(store.keyspace(), k, v),
+                |k| removed.push(k),
+            );
+            for k in removed {
+                batch.remove(store.keyspace(), k);
+            }
+            batch.commit().unwrap();
+            // Then the stored tiles give the tree's root, and the only runs are the partial
+            // tile's.
+            assert_eq!(
+                crate::proof::root(&store, n).unwrap(),
+                reference.root().unwrap(),
+                "{n} leaves"
+            );
+            let partial = n / 256;
+            let all_runs = store.keyspace().prefix([b'l']).count();
+            assert_eq!(
+                all_runs,
+                store.leaf_runs(partial).unwrap().len(),
+                "{n} leaves"
+            );
+            if group % 7 == 3 {
+                appender = Appender::open(&store).unwrap();
+            }
+        }
+        assert_eq!(appender.tree().root().unwrap(), reference.root().unwrap());
     }
 
     #[test]

@@ -58,7 +58,7 @@ impl Writer {
             if let Some(last) = last {
                 self.projector.checkpoint(last, &mut tx)?;
             }
-            tx.drain_into(&mut batch);
+            tx.drain_into(&mut batch)?;
             Ok(())
         })();
         self.tx = tx;

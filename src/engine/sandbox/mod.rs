@@ -19,22 +19,24 @@
 //!   that `require` defines are the only Rust callbacks a script can reach (the result's
 //!   conversion uses one it cannot).
 //!
-//! Every run gets a fresh context (no state survives from one run, or one user, to the next); the
+//! Every run gets a fresh context (no state survives from one run, or one user, to the next:
+//! not its globals, not its changes to the built-ins' prototypes, not its queued jobs); the
 //! runtime under it (the heap, interned atoms and shapes, the limits) is reused. Creating the
-//! context is most of a run's cost (30 to 40 µs with these built-ins, of about 40 µs for a trivial
-//! script on the worker; collecting it afterwards, off the caller's clock, about 12 µs). Starting
-//! a QuickJS-ng runtime takes under 10 µs, so reuse saves little time, but the memory accounting
-//! and the replacement policy are built on it. A runtime that hit its memory limit, or kept
-//! garbage or queued jobs after a run, is replaced by a new one. `cargo bench --bench sandbox`
-//! measures all this.
+//! context is most of a run's work (30 to 40 µs with these built-ins), so each worker makes the
+//! next run's context after replying to the previous one, off the caller's clock, and collects
+//! the garbage of several small runs at once (a collection walks every live object of the
+//! runtime). Starting a QuickJS-ng runtime takes under 10 µs, so reuse saves little time, but the
+//! memory accounting and the replacement policy are built on it. A runtime that hit its memory
+//! limit, or kept garbage or queued jobs after a run, is replaced by a new one.
+//! `cargo bench --bench sandbox` measures all this.
 //!
 //! Layout:
 //! - this file: the API ([`Sandbox`], [`Script`], [`Outcome`], [`SandboxError`], [`SandboxConfig`]);
 //! - `pool`: the worker threads, each owning one runtime, fed by a queue, so that the async
 //!   API never blocks the tokio runtime;
 //! - `fairness`: owners served in turn, and each owner's budget of worker time per minute;
-//! - `runtime`: one QuickJS runtime (`Runtime`) and one run on it in a fresh context: globals,
-//!   the wrapper, errors, conversion of the result;
+//! - `runtime`: one QuickJS runtime (`Runtime`) and one run on it in a fresh context (prepared
+//!   after the previous run): globals, the wrapper, errors, conversion of the result;
 //! - `js`: the JavaScript value helpers `runtime`, `console` and `modules` share;
 //! - `console`: the captured `console.log`/`info`/`debug`/`warn`/`error`;
 //! - `modules`: `require()` of lodash, dayjs and uuid, and ES `import` rewritten into it.

@@ -1,12 +1,24 @@
 //! One QuickJS runtime a worker owns ([`Runtime`]), and one run on it in a fresh context.
 //!
-//! A run: check the script (global names, NUL characters); arm the deadline; create a context
-//! with the ECMAScript built-ins and `console`; define the globals from one `JSON.parse` of their
-//! values; evaluate the wrapped source; run the queued promise jobs; unwrap a settled promise;
-//! `JSON.stringify` the result (BigInts as strings) and parse that with serde_json; drop the
-//! context. Then, after the worker has replied, [`Runtime::recycle`] collects the garbage and says
-//! whether the runtime is still fit for the next run, and [`Runtime::dispose`] frees one that is
-//! not (if that is safe).
+//! A run: check the script (global names, NUL characters); arm the deadline; take the context
+//! prepared for it (a new one with the ECMAScript built-ins, never used) and give it `console`
+//! and `require`; define the globals from one `JSON.parse` of their values; evaluate the wrapped
+//! source; run the queued promise jobs; unwrap a settled promise; `JSON.stringify` the result
+//! (BigInts as strings) and parse that with serde_json; drop the context. Then, after the worker
+//! has replied, [`Runtime::recycle`] collects the garbage once enough of it has piled up, says
+//! whether the runtime is still fit for the next run, and prepares the next run's context;
+//! [`Runtime::dispose`] frees a runtime that is not fit (if that is safe).
+//!
+//! Why contexts are prepared rather than kept: a context's built-ins are the script's to change
+//! (`Object.prototype.x = 1`, `Array.prototype.map = ...` are legal JavaScript, and a script may
+//! rely on them within its run), and QuickJS can neither snapshot nor reset them; a context
+//! reused across runs would carry one run's changes into the next, another owner's. So every run
+//! still gets a context no script has touched; only the moment it is made moves, from the
+//! caller's clock to the worker's idle time after the previous reply. Collections move the same
+//! way: each one, and each measure of the heap, walks every live object of the runtime (the
+//! resident built-ins included), so the garbage of a few short runs is collected at once
+//! ([`RUNS_PER_COLLECTION`]) rather than after each; a run that took longer (and so may have
+//! left much garbage) is collected after at once.
 //!
 //! Pitfalls of rquickjs 0.14 (QuickJS-ng 0.16) this module works around:
 //! - a dropped context is not freed until the cycle collector runs (its built-ins reference one
@@ -60,8 +72,25 @@ type Intrinsics = (
     intrinsic::Promise,
 );
 
-/// QuickJS's initial automatic-GC threshold, restored after every run.
-const GC_THRESHOLD: usize = 256 * 1024;
+/// The least headroom QuickJS's automatic collector gets above the collected heap (its own rule
+/// is half the heap), at most a quarter of the memory limit: set after every collection, so that
+/// neither a big run's threshold (which may lie above the memory limit) nor a tiny one (a
+/// collection during the next contexts' set-up) carries over. Room for the prepared contexts of
+/// a few short runs and what they allocate.
+const GC_HEADROOM: usize = 1024 * 1024;
+
+/// Short runs whose garbage (their contexts, mostly: about 100 KiB each for a trivial script) is
+/// collected at once. A run so starts with the garbage of at most this many short predecessors
+/// on the heap, which QuickJS's own collector frees as soon as the heap passes its threshold
+/// (`GC_HEADROOM` above the collected heap): the memory limit stays a limit per run, short of
+/// that headroom. With a memory limit below [`BATCH_FLOOR`], every run is collected after.
+const RUNS_PER_COLLECTION: u32 = 4;
+
+/// A run at least this long is collected after at once: it may have left much garbage.
+const SHORT_RUN: Duration = Duration::from_millis(1);
+
+/// The smallest memory limit at which short runs are collected in batches.
+const BATCH_FLOOR: usize = 16 * 1024 * 1024;
 
 /// Heap a runtime may keep after a run and a collection, beyond what it held when new, before it
 /// is replaced (atoms and shapes that stay interned, a leak we do not know of); at most a quarter
@@ -128,6 +157,12 @@ pub(super) struct Runtime {
     resident_objects: i64,
     /// Set when QuickJS failed to create a context: its heap may be corrupt.
     poisoned: Cell<bool>,
+    /// The next run's context: created after the previous run, never used by a script (see the
+    /// module docs). `None` if creating it failed (the run then tries again, and reports it).
+    prepared: RefCell<Option<Context>>,
+    /// Runs since the last collection, and whether the last one was not short.
+    uncollected: Cell<u32>,
+    long_run: Cell<bool>,
     time_limit: Duration,
     memory_limit: usize,
     max_output_bytes: usize,
@@ -150,6 +185,9 @@ impl Runtime {
             baseline: 0,
             resident_objects: 0,
             poisoned: Cell::new(false),
+            prepared: RefCell::new(None),
+            uncollected: Cell::new(0),
+            long_run: Cell::new(false),
             time_limit: config.time_limit,
             memory_limit,
             max_output_bytes: config.max_output_bytes,
@@ -162,20 +200,43 @@ impl Runtime {
             runtime.dispose();
             return Err(e);
         }
-        runtime.recycle();
+        let heap = runtime.collect();
         let usage = runtime.rt.memory_usage();
-        runtime.baseline = usize::try_from(usage.malloc_size).unwrap_or(usize::MAX);
+        runtime.baseline = heap;
         runtime.resident_objects = usage.obj_count;
+        runtime.prepare();
         Ok(runtime)
+    }
+
+    /// Collects all garbage now and returns the heap left; QuickJS's own collector then starts
+    /// once the heap grew by half (as QuickJS sets it after a collection), or `GC_HEADROOM`.
+    fn collect(&self) -> usize {
+        self.rt.run_gc();
+        self.uncollected.set(0);
+        let heap = self.heap();
+        let headroom = (heap / 2).max(GC_HEADROOM).min(self.memory_limit / 4);
+        self.rt.set_gc_threshold(heap.saturating_add(headroom));
+        heap
+    }
+
+    /// Creates the next run's context, unless there is one; a failure poisons the runtime.
+    fn prepare(&self) {
+        let mut prepared = self.prepared.borrow_mut();
+        if prepared.is_none() && !self.poisoned.get() {
+            match Context::custom::<Intrinsics>(&self.rt) {
+                Ok(context) => *prepared = Some(context),
+                Err(_) => self.poisoned.set(true),
+            }
+        }
     }
 
     fn heap(&self) -> usize {
         usize::try_from(self.rt.memory_usage().malloc_size).unwrap_or(usize::MAX)
     }
 
-    /// Runs `script` in a fresh context. Never panics on the script's account. The context is
-    /// gone when this returns, but its garbage is not: call [`Runtime::recycle`] before the next
-    /// run (after replying, so that the caller does not wait for the collection).
+    /// Runs `script` in a fresh context (the prepared one). Never panics on the script's account.
+    /// The context is gone when this returns, but its garbage is not: call [`Runtime::recycle`]
+    /// before the next run (after replying, so that the caller does not wait for it).
     pub(super) fn run(&self, script: &Script) -> Result<Outcome> {
         let started = Instant::now();
         let limit = script
@@ -186,8 +247,17 @@ impl Runtime {
         let source = wrapper.wrap(&script.source);
         let logs = Rc::new(RefCell::new(Logs::new(self.max_log_bytes)));
 
+        if self.poisoned.get() {
+            return Err(self.error(Failure::NoContext, limit));
+        }
         self.watchdog.arm(started.checked_add(limit));
-        let ran = match Context::custom::<Intrinsics>(&self.rt) {
+        // Taken, never put back: a context serves one run.
+        let fresh = self.prepared.borrow_mut().take();
+        let context = match fresh {
+            Some(context) => Ok(context),
+            None => Context::custom::<Intrinsics>(&self.rt),
+        };
+        let ran = match context {
             Ok(context) => {
                 context.with(|ctx| self.in_context(&ctx, script, &source, wrapper, &logs))
             }
@@ -197,6 +267,7 @@ impl Runtime {
             }
         };
         self.watchdog.disarm();
+        self.long_run.set(started.elapsed() >= SHORT_RUN);
         if self.watchdog.tripped() {
             return Err(SandboxError::TimedOut { limit });
         }
@@ -209,24 +280,31 @@ impl Runtime {
         })
     }
 
-    /// Collects the last run's garbage and says why this runtime should be replaced, if it should:
-    /// the run left promise jobs queued (the deadline cut them short), or the heap kept more than
-    /// a little after the collection.
+    /// Readies the runtime for the next run, or says why it should be replaced: the run left
+    /// promise jobs queued (the deadline cut them short), or the heap kept more than a little
+    /// after a collection. The garbage is collected after a run that was not short, or after
+    /// [`RUNS_PER_COLLECTION`] short ones; then the next run's context is prepared.
     pub(super) fn recycle(&self) -> Option<&'static str> {
         if self.poisoned.get() {
             return Some("QuickJS could not create a context");
         }
-        let jobs_left = self.rt.is_job_pending();
-        self.rt.run_gc();
-        self.rt.set_gc_threshold(GC_THRESHOLD);
-        let slack = RETIRE_SLACK.min(self.memory_limit / 4);
-        if jobs_left {
-            Some("promise jobs were left queued")
-        } else if self.heap() > self.baseline.saturating_add(slack) {
-            Some("the heap kept garbage after the run")
-        } else {
-            None
+        if self.rt.is_job_pending() {
+            return Some("promise jobs were left queued");
         }
+        let runs = self.uncollected.get().saturating_add(1);
+        self.uncollected.set(runs);
+        if runs >= RUNS_PER_COLLECTION || self.long_run.get() || self.memory_limit < BATCH_FLOOR {
+            let heap = self.collect();
+            let slack = RETIRE_SLACK.min(self.memory_limit / 4);
+            if heap > self.baseline.saturating_add(slack) {
+                return Some("the heap kept garbage after the run");
+            }
+        }
+        self.prepare();
+        if self.poisoned.get() {
+            return Some("QuickJS could not create a context");
+        }
+        None
     }
 
     /// Frees the runtime if that is safe, and leaks it otherwise; says which.
@@ -236,6 +314,8 @@ impl Runtime {
     /// aborts the whole process; so does collecting a heap that failed to create a context. Such a
     /// runtime is leaked instead, loudly: its memory is lost, the aggregator is not.
     pub(super) fn dispose(self) -> bool {
+        // The prepared context is garbage like any other.
+        drop(self.prepared.borrow_mut().take());
         let safe = !self.poisoned.get() && {
             self.rt.run_gc();
             let usage = self.rt.memory_usage();

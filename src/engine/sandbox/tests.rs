@@ -125,6 +125,60 @@ fn globals_are_fresh_for_every_run() {
     );
 }
 
+#[tokio::test]
+async fn nothing_one_owner_s_run_changes_is_seen_by_another_owner_s_next_runs() {
+    // Given one worker (every run on the same runtime, its contexts prepared ahead) and a run of
+    // one owner that changes everything a script can reach: globals, the built-ins' prototypes
+    // and methods, the global object's own prototype, and jobs it leaves for later.
+    let sandbox = pool(1);
+    let tamper = body(
+        "globalThis.leak = 1; implicit = 2; var declared = 3; \
+         Object.prototype.polluted = 'yes'; \
+         Array.prototype.map = function () { return 'hijacked'; }; \
+         JSON.stringify = function () { return '\"hijacked\"'; }; \
+         Function.prototype.call = null; \
+         Object.setPrototypeOf(globalThis, { inherited: 1 }); \
+         Object.freeze(Object.prototype); \
+         Promise.resolve().then(function () { globalThis.later = 1; }); \
+         Promise.prototype.then = function () { globalThis.hooked = 1; }; \
+         return [1, 2].map(function (x) { return x; });",
+    );
+    let tampered = as_owner("0xmallory", sandbox.run(tamper)).await;
+    assert_eq!(tampered.map(|o| o.value), Ok(json!("hijacked")));
+    // When another owner's runs follow on the same worker, several of them (the garbage of
+    // the first is not always collected before the next starts),
+    for _ in 0..5 {
+        let probe = body(
+            "const o = {}; o.mine = 1; \
+             return [typeof leak, typeof implicit, typeof declared, typeof ({}).polluted, \
+                     [1, 2].map(function (x) { return x * 2; }), typeof Function.prototype.call, \
+                     typeof inherited, typeof later, typeof hooked, o.mine, \
+                     typeof setTimeout, typeof setInterval, \
+                     Object.isFrozen(Object.prototype)];",
+        );
+        let seen = as_owner("0xalice", sandbox.run(probe)).await;
+        // then they see none of it: pristine built-ins, no globals, no jobs, and no timers at all.
+        assert_eq!(
+            seen.map(|o| o.value),
+            Ok(json!([
+                "undefined",
+                "undefined",
+                "undefined",
+                "undefined",
+                [2, 4],
+                "function",
+                "undefined",
+                "undefined",
+                "undefined",
+                1,
+                "undefined",
+                "undefined",
+                false
+            ]))
+        );
+    }
+}
+
 #[test]
 fn globals_are_data_and_names_must_be_identifiers() {
     let sandbox = pool(1);
