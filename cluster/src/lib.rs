@@ -32,8 +32,8 @@ mod follow;
 pub mod forward;
 pub mod lease;
 pub mod message;
-mod replica;
 mod nonces;
+mod replica;
 mod stream;
 pub mod transfer;
 
@@ -41,6 +41,6 @@ pub use backend::JetStream;
 pub use error::{Error, Result};
 pub use follow::{catch_up, follow};
 pub use lease::Writer;
-pub use replica::Replica;
 pub use nonces::KvNonces;
+pub use replica::Replica;
 pub use stream::{Refused, Replicated, StreamSettings};
