@@ -105,7 +105,23 @@ pub async fn open(config: Config) -> anyhow::Result<SharedApp> {
     .await?;
     let members = crate::operators::registry::load(&config, chain.as_ref()).await?;
     crate::operators::registry::record(&store, &members).await?;
-    let pool = crate::operators::Pool::new(store.clone(), config.operators.clone())?;
+    let pool = match &replica {
+        None => crate::operators::Pool::new(store.clone(), config.operators.clone())?,
+        // A request replayed to another replica within its freshness window is refused too.
+        Some(replica) => {
+            let nonces = cluster::KvNonces::open(
+                replica.backend().replicated(),
+                config.event_log.replicas,
+                config.operators.freshness,
+            )
+            .await?;
+            crate::operators::Pool::with_nonces(
+                store.clone(),
+                config.operators.clone(),
+                Arc::new(nonces),
+            )?
+        }
+    };
     let transparency = crate::transparency::open(&config, &store)?;
     Ok(Arc::new(App {
         transparency,
@@ -146,8 +162,16 @@ async fn open_store(
         replicas: settings.replicas,
     })
     .await?;
-    // Checks of what every replica must share (the keys' fingerprints) and the cluster-wide
-    // stores (the operators' nonces) plug in here, on `replicated`.
+    // Every replica must hold the same keys: the log key is made now if absent (as
+    // `transparency::open` would), so that a replica never signs with a key of its own, and
+    // a replica whose keys differ from the recorded ones stops here, before it campaigns.
+    crate::transparency::key::load_or_create(
+        &config.keys_dir,
+        config.event_log.origin(config.chain_id),
+    )?;
+    let checked =
+        cluster::fingerprints::check(&replicated, settings.replicas, &config.keys_dir).await?;
+    tracing::info!(recorded = ?checked.recorded, matched = ?checked.matched, "the keys' fingerprints checked against the stream's");
     let db = Store::database_in(&config.data_dir).with_context(opening)?;
     let backend = Arc::new(
         cluster::JetStream::open(&db, replicated, tokio::runtime::Handle::current())
