@@ -212,11 +212,17 @@ async fn bundles_verify_offline_and_a_changed_log_is_caught_against_a_kept_check
     copy_dir(&data, &forged)?;
     let mut changed = None;
     rewrite(&forged, |n, body| {
-        if changed.is_none() && body.contains("\"StepRecorded\"") && body.contains("42") {
-            changed = Some(n);
-            body.replacen("42", "43", 1)
-        } else {
-            body.to_owned()
+        // The number 42 as a JSON token: a ULID or hash may hold the digits "42" too.
+        let at = body
+            .contains("\"StepRecorded\"")
+            .then(|| number_42(body))
+            .flatten();
+        match at {
+            Some(at) if changed.is_none() => {
+                changed = Some(n);
+                format!("{}43{}", &body[..at], &body[at + 2..])
+            }
+            _ => body.to_owned(),
         }
     })?;
     let changed = changed.ok_or_else(|| anyhow::anyhow!("no output to replace"))?;
@@ -242,4 +248,13 @@ async fn bundles_verify_offline_and_a_changed_log_is_caught_against_a_kept_check
     )?;
     anyhow::ensure!(!ok && out.contains("not the event the log holds"), "{out}");
     Ok(())
+}
+
+/// Where `body` holds the number 42 standing alone (not inside a ULID, a hash or a longer number).
+fn number_42(body: &str) -> Option<usize> {
+    let bytes = body.as_bytes();
+    let alone = |i: Option<&u8>| i.is_none_or(|b| !b.is_ascii_alphanumeric() && *b != b'.');
+    body.match_indices("42")
+        .map(|(at, _)| at)
+        .find(|&at| alone(at.checked_sub(1).and_then(|i| bytes.get(i))) && alone(bytes.get(at + 2)))
 }
