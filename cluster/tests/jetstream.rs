@@ -4,64 +4,24 @@
 
 #![allow(clippy::unwrap_used, reason = "tests")]
 
-use std::process::Stdio;
+mod support;
+
 use std::sync::Arc;
 
 use cluster::message::Outgoing;
-use cluster::{JetStream, Replicated, StreamSettings};
+use cluster::{JetStream, Replicated};
 use events::event::TaskCreated;
 use events::task::TaskDefinition;
 use events::{
     Command, Envelope, Error, Event, Expected, Log, LogKeyspaces, LogOptions, Projector, Tx, Ulid,
 };
-use tokio::io::{AsyncBufReadExt, BufReader};
+use support::Server;
 
 /// Smaller than the default 1 MB, so that a group of large commands needs several messages.
 const MAX_PAYLOAD: usize = 64 * 1024;
 
-struct Server {
-    _child: tokio::process::Child,
-    url: String,
-    _dir: tempfile::TempDir,
-}
-
-/// Starts `nats-server` with JetStream on a port it picks (`-1`), read back from its log.
 async fn nats_server() -> Server {
-    let dir = tempfile::tempdir().unwrap();
-    let config = dir.path().join("nats.conf");
-    std::fs::write(
-        &config,
-        format!(
-            "listen: \"127.0.0.1:-1\"\nserver_name: test\nmax_payload: {MAX_PAYLOAD}\njetstream {{\n  store_dir: {:?}\n}}\n",
-            dir.path().join("js").display().to_string()
-        ),
-    )
-    .unwrap();
-    let mut child = tokio::process::Command::new("nats-server")
-        .arg("-c")
-        .arg(&config)
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("nats-server must be installed (apt-get install nats-server; .ci/run does it)");
-    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
-    let mut url = None;
-    while let Some(line) = lines.next_line().await.unwrap() {
-        if let Some(at) = line.split("Listening for client connections on ").nth(1) {
-            url = Some(format!("nats://{}", at.trim()));
-        }
-        if line.contains("Server is ready") {
-            break;
-        }
-    }
-    // Keep draining its log so that it never blocks on a full pipe.
-    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
-    Server {
-        _child: child,
-        url: url.expect("nats-server did not say where it listens"),
-        _dir: dir,
-    }
+    support::nats_server(MAX_PAYLOAD).await
 }
 
 struct NoProjections;
@@ -85,13 +45,7 @@ struct Replica {
 async fn replica(server: &Server) -> Replica {
     let dir = tempfile::tempdir().unwrap();
     let db = events::open_database(dir.path()).unwrap();
-    let replicated = Replicated::connect(&StreamSettings {
-        urls: vec![server.url.clone()],
-        stream: "aggregator".into(),
-        replicas: 1,
-    })
-    .await
-    .unwrap();
+    let replicated = support::connect(server, "aggregator").await;
     let backend = Arc::new(
         JetStream::open(&db, replicated.clone(), tokio::runtime::Handle::current())
             .await
@@ -281,13 +235,7 @@ async fn a_data_directory_with_a_log_of_its_own_is_refused() {
     let log = Log::open(&db, LogOptions::default(), Box::new(NoProjections)).unwrap();
     log.append(create("local", 10)).await.unwrap();
     tokio::task::block_in_place(|| log.shutdown());
-    let replicated = Replicated::connect(&StreamSettings {
-        urls: vec![server.url.clone()],
-        stream: "aggregator".into(),
-        replicas: 1,
-    })
-    .await
-    .unwrap();
+    let replicated = support::connect(&server, "aggregator").await;
     let err = JetStream::open(&db, replicated, tokio::runtime::Handle::current())
         .await
         .unwrap_err()
