@@ -242,13 +242,7 @@ impl Engine {
             tracing::info!(count = pending.len(), "resuming pending executions");
         }
         for (execution_id, task_id) in pending {
-            let owner = engine
-                .inner
-                .store
-                .views
-                .task(&task_id)?
-                .map(|row| row.owner)
-                .unwrap_or_default();
+            let owner = engine.owner_of(&task_id)?;
             engine.schedule(task_id, execution_id, owner).await;
         }
         Ok(engine)
@@ -300,16 +294,22 @@ impl Engine {
             );
         }
         for (execution_id, task_id) in claimed {
-            let owner = self
-                .inner
-                .store
-                .views
-                .task(&task_id)?
-                .map(|row| row.owner)
-                .unwrap_or_default();
+            let owner = self.owner_of(&task_id)?;
             self.enqueue(task_id, execution_id, owner).await;
         }
         Ok(())
+    }
+
+    /// Whose a pending execution's task is (empty for a task gone meanwhile: its run then
+    /// ends on the missing task), for the per-owner queues.
+    fn owner_of(&self, task_id: &str) -> Result<String, events::Error> {
+        Ok(self
+            .inner
+            .store
+            .views
+            .task(task_id)?
+            .map(|row| row.owner)
+            .unwrap_or_default())
     }
 
     pub fn tools(&self) -> &Tools {

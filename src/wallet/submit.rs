@@ -304,9 +304,25 @@ impl Wallets {
         let sequence = self
             .nonces
             .reserve(request.wallet, request.nonce_key, on_chain);
-        let mut op = UserOperation {
+        let mut op = self.draft(
+            request,
+            deployed,
+            nonce::compose(request.nonce_key, sequence),
+        );
+        let result = self.finish(&mut op).await;
+        if result.is_err() {
+            self.nonces
+                .resync(request.wallet, request.nonce_key, on_chain);
+        }
+        result.map(|()| Built { op, sequence })
+    }
+
+    /// `request`'s operation before gas and signature: initCode only while the wallet has no
+    /// code, the paymaster's placeholder, a dummy signature for the estimates.
+    fn draft(&self, request: &OpRequest, deployed: bool, nonce: U256) -> UserOperation {
+        UserOperation {
             sender: request.wallet,
-            nonce: nonce::compose(request.nonce_key, sequence),
+            nonce,
             initCode: if deployed {
                 Bytes::new()
             } else {
@@ -320,24 +336,24 @@ impl Wallets {
                 .unwrap_or_default(),
             signature: user_op::dummy_signature(),
             ..UserOperation::default()
-        };
-        let result = self.finish(&mut op).await;
-        if result.is_err() {
-            self.nonces
-                .resync(request.wallet, request.nonce_key, on_chain);
         }
-        result.map(|()| Built { op, sequence })
     }
 
-    async fn finish(&self, op: &mut UserOperation) -> Result<(), NotSent> {
-        let sign = |op: UserOperation| self.sign_op(op);
+    /// The chain's current fees and the sender's gas limits, set on `op`.
+    async fn price(&self, op: &mut UserOperation) -> Result<(), NotSent> {
         let fees = gas::fees(&self.chain).await.map_err(Self::chain_error)?;
         op.maxFeePerGas = fees.max_fee_per_gas;
         op.maxPriorityFeePerGas = fees.max_priority_fee_per_gas;
+        let sign = |op: UserOperation| self.sign_op(op);
         let limits = self.sender.estimate(op, &sign).await.map_err(not_sent)?;
         op.callGasLimit = limits.call_gas_limit;
         op.verificationGasLimit = limits.verification_gas_limit;
         op.preVerificationGas = limits.pre_verification_gas;
+        Ok(())
+    }
+
+    async fn finish(&self, op: &mut UserOperation) -> Result<(), NotSent> {
+        self.price(op).await?;
         if let Some(paymaster) = &self.paymaster {
             op.paymasterAndData = paymaster.sponsor(op).await.map_err(not_sent)?;
         }
@@ -349,35 +365,13 @@ impl Wallets {
     /// estimates, simulations).
     pub async fn estimate(&self, request: &OpRequest) -> Result<UserOperation, NotSent> {
         let deployed = self.deployed(request.wallet).await?;
-        let mut op = UserOperation {
-            sender: request.wallet,
-            nonce: nonce::compose(
-                request.nonce_key,
-                self.chain_sequence(request.wallet, request.nonce_key)
-                    .await?,
-            ),
-            initCode: if deployed {
-                Bytes::new()
-            } else {
-                request.factory.init_code(request.owner, request.salt)
-            },
-            callData: user_op::call_data(&request.calls),
-            paymasterAndData: self
-                .paymaster
-                .as_ref()
-                .map(Paymaster::placeholder)
-                .unwrap_or_default(),
-            signature: user_op::dummy_signature(),
-            ..UserOperation::default()
-        };
-        let fees = gas::fees(&self.chain).await.map_err(Self::chain_error)?;
-        op.maxFeePerGas = fees.max_fee_per_gas;
-        op.maxPriorityFeePerGas = fees.max_priority_fee_per_gas;
-        let sign = |op: UserOperation| self.sign_op(op);
-        let limits = self.sender.estimate(&op, &sign).await.map_err(not_sent)?;
-        op.callGasLimit = limits.call_gas_limit;
-        op.verificationGasLimit = limits.verification_gas_limit;
-        op.preVerificationGas = limits.pre_verification_gas;
+        let nonce = nonce::compose(
+            request.nonce_key,
+            self.chain_sequence(request.wallet, request.nonce_key)
+                .await?,
+        );
+        let mut op = self.draft(request, deployed, nonce);
+        self.price(&mut op).await?;
         Ok(op)
     }
 
