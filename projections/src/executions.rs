@@ -335,7 +335,10 @@ impl Projection for Executions {
             Event::ExecutionClaimed(e) => {
                 // Only a pending execution has a claim (a renewal that raced the finish does not
                 // bring one back).
-                if tx.get(&self.keyspace, &queue_key(&e.execution_id))?.is_some() {
+                if tx
+                    .get(&self.keyspace, &queue_key(&e.execution_id))?
+                    .is_some()
+                {
                     let claim = ClaimRow {
                         replica: e.replica.clone(),
                         owner: e.owner.clone(),

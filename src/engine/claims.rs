@@ -252,7 +252,10 @@ mod tests {
         };
         assert!(claimable(None, "me", 1_000));
         assert!(!claimable(Some(&claim("other", 1_001)), "me", 1_000));
-        assert!(claimable(Some(&claim("other", 1_000)), "me", 1_000), "lapsed");
+        assert!(
+            claimable(Some(&claim("other", 1_000)), "me", 1_000),
+            "lapsed"
+        );
         assert!(claimable(Some(&claim("me", 5_000)), "me", 1_000), "its own");
     }
 

@@ -557,7 +557,11 @@ impl Engine {
                             cursor.clone(),
                             settings.replica.clone(),
                             settings.ttl,
-                            (task_id.to_owned(), execution_id.to_owned(), owner.to_owned()),
+                            (
+                                task_id.to_owned(),
+                                execution_id.to_owned(),
+                                owner.to_owned(),
+                            ),
                         ))));
                         Some(cursor)
                     }
