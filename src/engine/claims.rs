@@ -272,8 +272,12 @@ mod tests {
         let chosen = choose(&list, &room(&none, true), |_| Some("0xo".into()));
         // Then it takes b's run only: a's second waits for its first.
         assert_eq!(chosen, vec![("e3".into(), "b".into(), "0xo".into())]);
-        // And without the rule it takes both unclaimed ones.
-        let chosen = choose(&list, &room(&none, false), |_| Some("0xo".into()));
+        // And without the rule it takes both unclaimed ones (the owner's concurrency allowing).
+        let wide = Room {
+            owner_concurrency: 3,
+            ..room(&none, false)
+        };
+        let chosen = choose(&list, &wide, |_| Some("0xo".into()));
         assert_eq!(chosen.len(), 2);
     }
 
