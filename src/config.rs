@@ -548,6 +548,11 @@ pub struct EventLogConfig {
     /// dies is replaced after about this long.
     #[serde(with = "duration_text")]
     pub lease_ttl: Duration,
+    /// How long a replica's claim on an execution holds unrenewed (`jetstream`): the claimant
+    /// renews it three times per period while the run goes on, and an execution whose claimant
+    /// died is taken by another replica after about this long.
+    #[serde(with = "duration_text")]
+    pub claim_ttl: Duration,
 }
 
 /// What a read on a replica of a replicated log sees.
@@ -562,6 +567,8 @@ pub enum ReadConsistency {
 
 /// The default lease of the log's writer.
 pub const DEFAULT_LEASE_TTL: Duration = Duration::from_secs(3);
+/// The default lease of a replica's claim on an execution.
+pub const DEFAULT_CLAIM_TTL: Duration = Duration::from_secs(10);
 
 /// The default stream name of a replicated log.
 pub const DEFAULT_LOG_STREAM: &str = "aggregator";
@@ -579,6 +586,7 @@ impl Default for EventLogConfig {
             replicas: DEFAULT_LOG_REPLICAS,
             reads: ReadConsistency::Linearizable,
             lease_ttl: DEFAULT_LEASE_TTL,
+            claim_ttl: DEFAULT_CLAIM_TTL,
         }
     }
 }
@@ -634,6 +642,12 @@ impl EventLogConfig {
             return invalid(format!(
                 "event_log.lease_ttl {:?} must be 1s to 60s",
                 self.lease_ttl
+            ));
+        }
+        if !(Duration::from_secs(1)..=Duration::from_secs(300)).contains(&self.claim_ttl) {
+            return invalid(format!(
+                "event_log.claim_ttl {:?} must be 1s to 5m",
+                self.claim_ttl
             ));
         }
         Ok(())

@@ -101,6 +101,13 @@ pub async fn open(config: Config) -> anyhow::Result<SharedApp> {
         token_directory.clone(),
         writes.clone(),
         leads,
+        replica
+            .as_ref()
+            .map(|replica| crate::engine::claims::ClaimSettings {
+                replica: replica.id().to_owned(),
+                ttl: config.event_log.claim_ttl,
+                wake: replica.backend().positions(),
+            }),
     )
     .await?;
     let members = crate::operators::registry::load(&config, chain.as_ref()).await?;

@@ -133,6 +133,12 @@ impl JetStream {
         let _ = at.wait_for(|p| *p >= position).await;
     }
 
+    /// Follows the position the local database holds: it moves with every commit, this
+    /// replica's own and those it followed (the engine looks for executions to claim then).
+    pub fn positions(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.reached.subscribe()
+    }
+
     /// The replicated log this backend publishes to.
     pub fn replicated(&self) -> &Replicated {
         &self.replicated

@@ -130,6 +130,7 @@ events! {
     UserOpLanded = 1,
     UserOpPending = 1,
     WithdrawalRequested = 1,
+    ExecutionClaimed = 1,
 }
 
 /// Serializes an event's payload alone, as it is stored (without the type tag).
@@ -547,4 +548,23 @@ pub struct WithdrawalRequested {
     pub token: String,
     /// Decimal base units (resolved from "max" before it is recorded).
     pub amount: String,
+}
+
+// ---- Claims on executions (stream `exec:<execution id>`, on a replicated log only) ----
+
+/// A replica of a replicated log took an execution to run, until `lease_until_ms` (ms since the
+/// epoch, by the claimant's clock: the command's `recorded_at` plus the claim's lease). Appended
+/// against the execution stream's version, so of two replicas racing for one execution one
+/// wins; the same replica appends it again to renew its lease while it runs. A claim is granted
+/// over another only once that one's lease has lapsed (judged at the new claim's
+/// `recorded_at`). On a single-node log (fjall) executions are never claimed.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ExecutionClaimed {
+    pub execution_id: String,
+    pub task_id: String,
+    /// The execution's owner: every replica counts an owner's claims (`engine.owner_concurrency`).
+    pub owner: String,
+    /// The claimant: the replica's id (a ULID per process start).
+    pub replica: String,
+    pub lease_until_ms: u64,
 }

@@ -319,6 +319,14 @@ pub fn all() -> Vec<Event> {
             amount: "1000000000000000000".into(),
         }
         .into(),
+        ExecutionClaimed {
+            execution_id: EXECUTION.into(),
+            task_id: TASK.into(),
+            owner: OWNER.into(),
+            replica: "01JG2K00000000000000REPL1A".into(),
+            lease_until_ms: 1_764_000_010_000,
+        }
+        .into(),
     ]
 }
 

@@ -9,6 +9,9 @@
 //! - `trigger:<task id>:<execution id>` → `TriggerRow` (JSON): the firing that started the run;
 //! - `q:<execution id>` → task id: queued and not finished (the engine's queue is the log; this is
 //!   its index);
+//! - `claim:<execution id>` → `ClaimRow` (JSON): the replica that last claimed the pending
+//!   execution and until when (a replicated log's engines, see `ExecutionClaimed`); removed with
+//!   the `q:` row when it finishes;
 //! - `d:<task id>:<day>` → `DayStats` (JSON), day = days since the epoch (UTC) of the finish.
 //!
 //! Execution ids are ULIDs, so the history of a task is in time order.
@@ -181,6 +184,28 @@ pub fn queue_key(execution_id: &str) -> Vec<u8> {
 
 pub const QUEUE_PREFIX: &[u8] = b"q:";
 
+pub fn claim_key(execution_id: &str) -> Vec<u8> {
+    format!("claim:{execution_id}").into_bytes()
+}
+
+pub const CLAIM_PREFIX: &[u8] = b"claim:";
+
+/// Who holds a pending execution's claim, and until when (ms since the epoch, the claimant's
+/// clock as its command recorded it).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ClaimRow {
+    pub replica: String,
+    pub owner: String,
+    pub lease_until_ms: u64,
+}
+
+impl ClaimRow {
+    /// Whether the lease still holds at `now_ms`.
+    pub fn live(&self, now_ms: u64) -> bool {
+        now_ms < self.lease_until_ms
+    }
+}
+
 pub fn day_key(task_id: &str, day: u64) -> Vec<u8> {
     format!("d:{task_id}:{day:08}").into_bytes()
 }
@@ -307,6 +332,28 @@ impl Projection for Executions {
                 }
                 Ok(())
             }
+            Event::ExecutionClaimed(e) => {
+                // Only a pending execution has a claim (a renewal that raced the finish does not
+                // bring one back).
+                if tx
+                    .get(&self.keyspace, &queue_key(&e.execution_id))?
+                    .is_some()
+                {
+                    let claim = ClaimRow {
+                        replica: e.replica.clone(),
+                        owner: e.owner.clone(),
+                        lease_until_ms: e.lease_until_ms,
+                    };
+                    put_json(
+                        tx,
+                        &self.keyspace,
+                        claim_key(&e.execution_id),
+                        &claim,
+                        self.name(),
+                    )?;
+                }
+                Ok(())
+            }
             Event::ExecutionFinished(e) => {
                 let row = self.update(tx, &e.task_id, &e.execution_id, |row| {
                     row.status = match e.outcome {
@@ -321,6 +368,7 @@ impl Projection for Executions {
                     }
                 })?;
                 tx.remove(&self.keyspace, queue_key(&e.execution_id));
+                tx.remove(&self.keyspace, claim_key(&e.execution_id));
                 if let Some(row) = row {
                     let key = day_key(&e.task_id, env.recorded_at / DAY_MS);
                     let mut day: DayStats = get_row(tx, &self.keyspace, &key)?.unwrap_or_default();

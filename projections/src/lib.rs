@@ -28,7 +28,7 @@ use events::fjall::{Database, Keyspace, KeyspaceCreateOptions};
 use events::{Envelope, LogKeyspaces, Projector, Tx, Ulid};
 use serde::{Deserialize, Serialize};
 
-pub use views::Views;
+pub use views::{PendingExecution, Views};
 
 /// One view of the log.
 pub trait Projection: Send + Sync {

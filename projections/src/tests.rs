@@ -34,6 +34,7 @@ enum Op {
     Assign(u8, u8, bool),
     Attest(u8, u8),
     Fired(u8, u8),
+    Claim(u8, u8, u8),
 }
 
 fn op() -> impl Strategy<Value = Op> {
@@ -58,7 +59,8 @@ fn op() -> impl Strategy<Value = Op> {
         1 => (0u8..3).prop_map(Op::Register),
         2 => (t.clone(), 0u8..3, any::<bool>()).prop_map(|(t, o, on)| Op::Assign(t, o, on)),
         1 => (t.clone(), 0u8..4).prop_map(|(t, r)| Op::Attest(t, r)),
-        1 => (t, 0u8..4).prop_map(|(t, r)| Op::Fired(t, r)),
+        1 => (t.clone(), 0u8..4).prop_map(|(t, r)| Op::Fired(t, r)),
+        2 => (t, 0u8..6, 0u8..3).prop_map(|(t, e, r)| Op::Claim(t, e, r)),
     ]
 }
 
@@ -175,6 +177,17 @@ fn event_of(op: &Op) -> (String, Event) {
                 .into(),
             )
         }
+        Op::Claim(t, e, r) => (
+            events::stream::execution(&exec(t, e)),
+            ExecutionClaimed {
+                execution_id: exec(t, e),
+                task_id: task(t),
+                owner: owner(t),
+                replica: format!("replica{r}"),
+                lease_until_ms: 1_764_000_000_000 + u64::from(r) * 1000,
+            }
+            .into(),
+        ),
         Op::Finish(t, e, ok) => (
             events::stream::execution(&exec(t, e)),
             ExecutionFinished {
@@ -385,8 +398,10 @@ fn every_projection_is_exercised() {
         vec![Op::Create(0)],
         vec![Op::Create(1), Op::Disable(1)],
         vec![Op::Trigger(0, 0)],
-        vec![Op::Start(0, 0), Op::Step(0, 0, 1)],
+        vec![Op::Claim(0, 0, 1), Op::Start(0, 0), Op::Step(0, 0, 1)],
+        vec![Op::Claim(0, 0, 2)],
         vec![Op::Finish(0, 0, false)],
+        vec![Op::Claim(0, 0, 1)],
         vec![Op::Wallet(1), Op::Hide(1, true)],
         vec![Op::Secret(2, 0)],
         vec![Op::Secret(2, 1)],
@@ -395,6 +410,46 @@ fn every_projection_is_exercised() {
         vec![Op::Delete(1)],
     ];
     check(ops).unwrap();
+}
+
+#[test]
+fn a_claim_is_seen_while_its_execution_is_pending_and_goes_with_its_finish() {
+    // Given a task with a queued execution.
+    let dir = tempfile::tempdir().unwrap();
+    let db = events::open_database(dir.path()).unwrap();
+    let mut projections = Projections::open(&db).unwrap();
+    let log_ks = events::LogKeyspaces::open(&db).unwrap();
+    projections.catch_up(&log_ks, &|_| {}).unwrap();
+    let views = projections.views();
+    let options = LogOptions {
+        durability: Durability::Relaxed,
+        ..LogOptions::default()
+    };
+    let log = Log::open(&db, options, Box::new(projections)).unwrap();
+    let append = |ops: &[Op]| {
+        for op in ops {
+            let (stream, event) = event_of(op);
+            let command = Command::new("engine", 1).append(stream, Expected::Any, [event]);
+            log.append_blocking(command).unwrap();
+        }
+    };
+    append(&[Op::Create(0), Op::Trigger(0, 0)]);
+    let pending = views.pending_claims().unwrap();
+    assert_eq!(pending.len(), 1);
+    assert_eq!(pending[0].claim, None, "not claimed yet");
+    // When one replica claims it, then another.
+    append(&[Op::Claim(0, 0, 1)]);
+    let claim = views.pending_claim(&exec(0, 0)).unwrap().unwrap().unwrap();
+    assert_eq!(claim.replica, "replica1");
+    assert!(claim.live(claim.lease_until_ms - 1) && !claim.live(claim.lease_until_ms));
+    append(&[Op::Claim(0, 0, 2)]);
+    let pending = views.pending_claims().unwrap();
+    assert_eq!(pending[0].claim.as_ref().unwrap().replica, "replica2");
+    assert_eq!(pending[0].claim.as_ref().unwrap().owner, owner(0));
+    // Then its finish takes the claim with it, and a renewal after the finish brings none back.
+    append(&[Op::Finish(0, 0, true), Op::Claim(0, 0, 2)]);
+    assert!(views.pending_claims().unwrap().is_empty());
+    assert_eq!(views.pending_claim(&exec(0, 0)).unwrap(), None);
 }
 
 /// The names agree: every projection is opened by its own name, `KEYSPACES` lists them in the

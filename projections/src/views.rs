@@ -4,12 +4,20 @@
 use events::fjall::{Database, Keyspace, KeyspaceCreateOptions};
 use serde::Deserialize;
 
-use crate::executions::{self, DayStats, ExecutionRow, TriggerRow};
+use crate::executions::{self, ClaimRow, DayStats, ExecutionRow, TriggerRow};
 use crate::secrets::{self, SecretRow};
 use crate::tasks::{self, Status, TaskRow};
 use crate::wallets::{self, WalletRow};
 use crate::{access, activity, operators};
 use events::task::TaskDefinition;
+
+/// A pending execution as the engines see it (`Views::pending_claims`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PendingExecution {
+    pub execution_id: String,
+    pub task_id: String,
+    pub claim: Option<ClaimRow>,
+}
 
 /// The read handle. Callers ask for rows and lists by what they mean; the key layouts stay in
 /// the view modules (`tasks`, `executions`, ...) and here.
@@ -277,6 +285,45 @@ impl Views {
             ));
         }
         Ok(out)
+    }
+
+    /// Executions queued and not finished, oldest first, each with its claim if one was made
+    /// (on a replicated log): what every replica's engine looks at to take executions.
+    pub fn pending_claims(&self) -> events::Result<Vec<PendingExecution>> {
+        let mut claims = std::collections::HashMap::new();
+        for guard in self.executions.prefix(executions::CLAIM_PREFIX) {
+            let (key, value) = guard.into_inner()?;
+            let id = key
+                .get(executions::CLAIM_PREFIX.len()..)
+                .unwrap_or_default();
+            let claim: ClaimRow = decode(&self.executions, &key, &value)?;
+            claims.insert(String::from_utf8_lossy(id).into_owned(), claim);
+        }
+        Ok(self
+            .pending_executions()?
+            .into_iter()
+            .map(|(execution_id, task_id)| PendingExecution {
+                claim: claims.remove(&execution_id),
+                execution_id,
+                task_id,
+            })
+            .collect())
+    }
+
+    /// One execution's place in the queue: `None` once it finished (or was never queued), else
+    /// its claim if one was made.
+    pub fn pending_claim(&self, execution_id: &str) -> events::Result<Option<Option<ClaimRow>>> {
+        if self
+            .executions
+            .get(executions::queue_key(execution_id))?
+            .is_none()
+        {
+            return Ok(None);
+        }
+        Ok(Some(json(
+            &self.executions,
+            &executions::claim_key(execution_id),
+        )?))
     }
 
     pub fn wallet(&self, owner: &str, address: &str) -> events::Result<Option<WalletRow>> {

@@ -10,21 +10,23 @@
 //!   trigger (event logs decoded and enriched);
 //! - `nodes/`: one module per node type; `sandbox`: JavaScript (one QuickJS runtime per worker
 //!   thread, in `sandbox/runtime.rs`); `http`: guarded outbound HTTP;
-//! - `owners`: one owner's share of the engine (running at once, queued at most);
+//! - `owners`: one owner's share of the engine (running at once, queued at most); `claims`: on a
+//!   replicated log, which replica runs an execution;
 //! - `preview`: `RunTrigger`, `RunNodeWithInputs`, `SimulateTask` (nothing persisted but the
 //!   user operations of a write sent on request); `fees`: `EstimateFees`.
 //!
 //! The queue is the log: an execution queued and not finished is pending (`q:` rows of the
-//! executions projection). The engine learns of new ones from `fire` and, on start, from the
-//! projection. On a replicated log, executions run on the log's writer only: the others' engines
-//! only fire, and the writer schedules whatever is pending and not running on it (fired through
-//! another replica, or left by the writer before it), whenever it becomes the writer and every
-//! `RESUME_EVERY` after (`spawn_writer_duty`).
+//! executions projection). On fjall the engine learns of new ones from `fire` and, on start,
+//! from the projection. On a replicated log every replica's engine runs executions, each claimed
+//! by one replica through the log (`claims`): `fire` only wakes the claimer, which looks at what
+//! is pending whenever the local database moves and every `RESUME_EVERY`
+//! (`spawn_claimer`), claims what it may take, and runs it.
 //!
 //! A run belongs to the engine, not to the RPC that asked for it: a client that gives up does
 //! not stop it, and a retried blocking `TriggerTask` waits for the first run and returns its
 //! final result.
 
+pub mod claims;
 pub mod fees;
 pub mod graph;
 pub mod http;
@@ -158,16 +160,24 @@ struct Inner {
     /// The expiry sweep, awaited at shutdown (it holds the store).
     sweep: std::sync::Mutex<Option<tokio::task::JoinHandle<()>>>,
     /// Whether this process writes the log (always, on fjall; on a replicated log, while it
-    /// holds the writer's lease): executions run and the expiry sweep appends only then.
+    /// holds the writer's lease): the expiry sweep appends only then.
     leads: tokio::sync::watch::Receiver<bool>,
     /// The executions scheduled here and not finished: each is scheduled once, whether `fire`
-    /// or the writer's resumption (`spawn_writer_duty`) sees it first.
+    /// or the claimer (`spawn_claimer`) sees it first.
     scheduled: std::sync::Mutex<std::collections::HashSet<String>>,
+    /// On a replicated log: how this replica claims executions (`None` on fjall: nothing is
+    /// claimed).
+    claims: Option<claims::ClaimSettings>,
+    /// Wakes the claimer (a firing accepted here).
+    claimer: Notify,
 }
 
-/// How often a writer on a replicated log looks for executions queued and not yet running here
-/// (fired on another replica, or left by the previous writer).
+/// How often the claimer on a replicated log looks for executions to take even when nothing
+/// moved (a claim lapses with time, not with an event).
 const RESUME_EVERY: Duration = Duration::from_millis(250);
+/// The least time between two looks of the claimer: under a write load the local database moves
+/// at every commit.
+const CLAIM_GAP: Duration = Duration::from_millis(20);
 
 impl Engine {
     /// Builds the engine and resumes the pending executions.
@@ -185,6 +195,7 @@ impl Engine {
         tokens: Arc<crate::token_metadata::TokenDirectory>,
         writes: Option<nodes::write::Writes>,
         leads: tokio::sync::watch::Receiver<bool>,
+        claims: Option<claims::ClaimSettings>,
     ) -> anyhow::Result<Self> {
         let threads = if config.js_threads == 0 {
             std::thread::available_parallelism().map_or(2, |n| n.get())
@@ -229,12 +240,14 @@ impl Engine {
                 sweep: std::sync::Mutex::new(None),
                 leads,
                 scheduled: std::sync::Mutex::new(std::collections::HashSet::new()),
+                claims,
+                claimer: Notify::new(),
             }),
         };
         engine.spawn_expiry_sweep();
-        if engine.inner.leads.has_changed().is_ok() {
-            // A replicated log: the writer resumes what is pending, whenever it becomes one.
-            engine.spawn_writer_duty();
+        if engine.inner.claims.is_some() {
+            // A replicated log: every replica claims what is pending and runs it.
+            engine.spawn_claimer();
             return Ok(engine);
         }
         let pending = engine.inner.store.views.pending_executions()?;
@@ -248,32 +261,41 @@ impl Engine {
         Ok(engine)
     }
 
-    /// On a replicated log: while this process writes the log, schedules every execution queued
-    /// and not scheduled here (fired through another replica, or left unfinished by the writer
-    /// before), now and every `RESUME_EVERY`.
-    fn spawn_writer_duty(&self) {
+    /// On a replicated log: looks for executions to claim now, whenever the local database
+    /// moves or a firing is accepted here, and every `RESUME_EVERY`.
+    fn spawn_claimer(&self) {
         let engine = self.clone();
-        let mut leads = self.inner.leads.clone();
+        let Some(mut wake) = self.inner.claims.as_ref().map(|c| c.wake.clone()) else {
+            return;
+        };
         let mut stopping = self.inner.stopping.subscribe();
         tokio::spawn(async move {
             loop {
-                if *leads.borrow_and_update()
-                    && let Err(e) = engine.resume_pending().await
-                {
+                if let Err(e) = engine.claim_pending().await {
                     tracing::warn!(error = %e, "pending executions could not be read");
                 }
                 tokio::select! {
                     () = tokio::time::sleep(RESUME_EVERY) => {}
-                    changed = leads.changed() => if changed.is_err() { return },
+                    changed = wake.changed() => if changed.is_err() { return },
+                    () = engine.inner.claimer.notified() => {}
                     _ = stopping.wait_for(|s| *s) => return,
                 }
+                tokio::time::sleep(CLAIM_GAP).await;
             }
         });
     }
 
-    /// Schedules the pending executions not scheduled here yet.
-    async fn resume_pending(&self) -> Result<(), events::Error> {
-        let claimed = {
+    /// Schedules the pending executions this replica takes now (`claims::choose`); each is
+    /// claimed once it has a slot to run in (`run_one`).
+    async fn claim_pending(&self) -> Result<(), events::Error> {
+        let Some(settings) = &self.inner.claims else {
+            return Ok(());
+        };
+        if *self.inner.stopping.borrow() {
+            return Ok(());
+        }
+        let config = &self.inner.tools.config;
+        let chosen = {
             // Held across the read: a run that finishes removes itself from `scheduled` only
             // after its end is in the projection, so what this read lists is not finished.
             let mut scheduled = self
@@ -281,20 +303,22 @@ impl Engine {
                 .scheduled
                 .lock()
                 .unwrap_or_else(|p| p.into_inner());
-            let pending = self.inner.store.views.pending_executions()?;
-            pending
-                .into_iter()
-                .filter(|(execution_id, _)| scheduled.insert(execution_id.clone()))
-                .collect::<Vec<_>>()
+            let pending = self.inner.store.views.pending_claims()?;
+            let room = claims::Room {
+                me: &settings.replica,
+                now_ms: now_ms(),
+                scheduled: &scheduled,
+                serial_per_task: config.serial_per_task,
+                owner_concurrency: config.owner_concurrency.max(1),
+                free: config.concurrency.max(1).saturating_sub(scheduled.len()),
+            };
+            let chosen = claims::choose(&pending, &room, |task_id| self.owner_of(task_id).ok());
+            for (execution_id, _, _) in &chosen {
+                scheduled.insert(execution_id.clone());
+            }
+            chosen
         };
-        if !claimed.is_empty() {
-            tracing::info!(
-                count = claimed.len(),
-                "resuming pending executions on the writer"
-            );
-        }
-        for (execution_id, task_id) in claimed {
-            let owner = self.owner_of(&task_id)?;
+        for (execution_id, task_id, owner) in chosen {
             self.enqueue(task_id, execution_id, owner).await;
         }
         Ok(())
@@ -429,11 +453,15 @@ impl Engine {
         Ok(())
     }
 
-    /// Queues a run, once, on the log's writer (see `enqueue`); elsewhere the writer resumes
-    /// it. Never waits itself: `fire` answers at once.
+    /// Queues a run, once (see `enqueue`); on a replicated log the claimer takes it (here or
+    /// on another replica). Never waits itself: `fire` answers at once.
     async fn schedule(&self, task_id: String, execution_id: String, owner: String) {
-        if *self.inner.stopping.borrow() || !*self.inner.leads.borrow() {
-            return; // resumed at the next start, or by the log's writer
+        if self.inner.claims.is_some() {
+            self.inner.claimer.notify_one();
+            return;
+        }
+        if *self.inner.stopping.borrow() {
+            return; // resumed at the next start
         }
         let fresh = self
             .inner
@@ -504,13 +532,63 @@ impl Engine {
     async fn run_one(&self, task_id: &str, execution_id: &str, owner: &str) {
         let slot = self.inner.owners.slot(owner).await;
         let Ok(permit) = self.inner.permits.acquire().await else {
+            self.inner.owners.finished(owner);
             self.unschedule(execution_id);
             return;
         };
-        let run = sandbox::as_owner(owner, self.execute(task_id, execution_id));
-        if let Err(e) = run.await {
-            tracing::error!(%task_id, %execution_id, error = %e, "execution failed to record; it stays pending");
+        // On a replicated log the run is this replica's once its claim is in the log.
+        let mut renewal = None;
+        let cursor = match &self.inner.claims {
+            None => None,
+            Some(settings) => {
+                let claimed = claims::claim(
+                    &self.inner.store,
+                    &settings.replica,
+                    settings.ttl,
+                    task_id,
+                    execution_id,
+                    owner,
+                )
+                .await;
+                match claimed {
+                    Ok(Some(cursor)) => {
+                        renewal = Some(AbortOnDrop(tokio::spawn(claims::renew(
+                            self.inner.store.clone(),
+                            cursor.clone(),
+                            settings.replica.clone(),
+                            settings.ttl,
+                            (
+                                task_id.to_owned(),
+                                execution_id.to_owned(),
+                                owner.to_owned(),
+                            ),
+                        ))));
+                        Some(cursor)
+                    }
+                    Ok(None) | Err(_) => {
+                        if let Err(e) = claimed {
+                            tracing::warn!(%execution_id, error = %e, "the execution could not be claimed; it is looked at again");
+                        }
+                        drop(permit);
+                        drop(slot);
+                        self.inner.owners.finished(owner);
+                        self.unschedule(execution_id);
+                        return;
+                    }
+                }
+            }
+        };
+        let run = sandbox::as_owner(owner, self.execute(task_id, execution_id, cursor));
+        match run.await {
+            Ok(()) => {}
+            Err(events::Error::Conflict { .. }) if renewal.is_some() => {
+                tracing::warn!(%task_id, %execution_id, "another replica took the execution over (this replica's claim lapsed): this run stops");
+            }
+            Err(e) => {
+                tracing::error!(%task_id, %execution_id, error = %e, "execution failed to record; it stays pending");
+            }
         }
+        drop(renewal);
         drop(permit);
         drop(slot);
         self.inner.owners.finished(owner);
@@ -538,8 +616,14 @@ impl Engine {
         }
     }
 
-    /// Runs (or resumes) one execution from its stream.
-    async fn execute(&self, task_id: &str, execution_id: &str) -> Result<(), events::Error> {
+    /// Runs (or resumes) one execution from its stream (recording on `cursor`, the claim's, on
+    /// a replicated log).
+    async fn execute(
+        &self,
+        task_id: &str,
+        execution_id: &str,
+        cursor: Option<run::SharedCursor>,
+    ) -> Result<(), events::Error> {
         let store = &self.inner.store;
         let stream = events::stream::execution(execution_id);
         let recorded = store.log.read_stream(&stream)?;
@@ -552,13 +636,7 @@ impl Engine {
                 "execution {execution_id} has no ExecutionQueued"
             )));
         };
-        let mut recorder = run::Recorder::Log {
-            store,
-            stream,
-            actor: "engine".into(),
-            version: recorded.len() as u64,
-            buffer: Vec::new(),
-        };
+        let mut recorder = recorder(store, stream, recorded.len(), cursor.clone());
         let definition = store
             .log
             .first_event(&events::stream::task(task_id))?
@@ -622,7 +700,9 @@ impl Engine {
             Err(e) if recording_refused(&e) => {
                 // Resuming would run into the same refusal at every start: the run ends here.
                 tracing::warn!(%task_id, %execution_id, error = %e, "an execution's step could not be recorded; it is finished as failed");
-                return self.finish_unrecordable(task_id, execution_id, &e).await;
+                return self
+                    .finish_unrecordable(task_id, execution_id, &e, cursor)
+                    .await;
             }
             Err(e) => return Err(e),
         };
@@ -642,6 +722,7 @@ impl Engine {
         task_id: &str,
         execution_id: &str,
         cause: &events::Error,
+        cursor: Option<run::SharedCursor>,
     ) -> Result<(), events::Error> {
         let store = &self.inner.store;
         let stream = events::stream::execution(execution_id);
@@ -650,13 +731,7 @@ impl Engine {
         if finished {
             return Ok(());
         }
-        let mut recorder = run::Recorder::Log {
-            store,
-            stream,
-            actor: "engine".into(),
-            version: recorded.len() as u64,
-            buffer: Vec::new(),
-        };
+        let mut recorder = recorder(store, stream, recorded.len(), cursor);
         let error = format!("the execution could not be recorded: {cause}");
         finish_without_running(&mut recorder, resume.started, task_id, execution_id, error).await?;
         metrics::counter!("executions_finished_total", "outcome" => "failed").increment(1);
@@ -828,26 +903,59 @@ async fn finish_without_running(
     execution_id: &str,
     error: String,
 ) -> Result<(), events::Error> {
-    if let run::Recorder::Log { buffer, .. } = recorder {
-        if !started {
-            buffer.push(
-                events::event::ExecutionStarted {
-                    execution_id: execution_id.to_owned(),
-                    task_id: task_id.to_owned(),
-                    started_at: crate::clock::now_ms_i64(),
-                }
-                .into(),
-            );
-        }
-        buffer.push(
-            events::event::ExecutionFinished {
+    if !started {
+        recorder.push(
+            events::event::ExecutionStarted {
                 execution_id: execution_id.to_owned(),
                 task_id: task_id.to_owned(),
-                outcome: events::execution::ExecutionOutcome::Failed,
-                error,
+                started_at: crate::clock::now_ms_i64(),
             }
             .into(),
         );
     }
+    recorder.push(
+        events::event::ExecutionFinished {
+            execution_id: execution_id.to_owned(),
+            task_id: task_id.to_owned(),
+            outcome: events::execution::ExecutionOutcome::Failed,
+            error,
+        }
+        .into(),
+    );
     recorder.flush().await
+}
+
+/// A run's recorder on the execution's stream: against the version its claim shares (a
+/// replicated log), or the one its stream holds (`recorded` events).
+fn recorder(
+    store: &Store,
+    stream: String,
+    recorded: usize,
+    cursor: Option<run::SharedCursor>,
+) -> run::Recorder<'_> {
+    match cursor {
+        Some(cursor) => run::Recorder::Claimed {
+            store,
+            stream,
+            actor: "engine".into(),
+            cursor,
+            buffer: Vec::new(),
+        },
+        None => run::Recorder::Log {
+            store,
+            stream,
+            actor: "engine".into(),
+            version: recorded as u64,
+            buffer: Vec::new(),
+        },
+    }
+}
+
+/// Stops a spawned task (a claim's renewal) when the run it serves ends.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
 }

@@ -46,19 +46,66 @@ pub enum Recorder<'a> {
         version: u64,
         buffer: Vec<Event>,
     },
+    /// To the execution's stream as `Log`, against the version it shares with the renewal of
+    /// the replica's claim on the execution (`super::claims`): on a replicated log.
+    Claimed {
+        store: &'a Store,
+        stream: String,
+        actor: String,
+        cursor: SharedCursor,
+        buffer: Vec<Event>,
+    },
     /// Nowhere: `SimulateTask` and friends only want the steps.
     Memory,
 }
 
+/// An execution stream's version, shared by the run that records on it and the renewal of its
+/// claim (each appends against it, one at a time), and whether the run recorded its end (then
+/// the claim is not renewed again).
+#[derive(Debug)]
+pub struct Cursor {
+    pub version: u64,
+    pub finished: bool,
+}
+
+pub type SharedCursor = std::sync::Arc<tokio::sync::Mutex<Cursor>>;
+
 impl Recorder<'_> {
-    fn push(&mut self, event: Event) {
-        if let Recorder::Log { buffer, .. } = self {
+    pub(super) fn push(&mut self, event: Event) {
+        if let Recorder::Log { buffer, .. } | Recorder::Claimed { buffer, .. } = self {
             buffer.push(event);
         }
     }
 
     /// Makes the buffered events durable.
     pub async fn flush(&mut self) -> Result<(), events::Error> {
+        if let Recorder::Claimed {
+            store,
+            stream,
+            actor,
+            cursor,
+            buffer,
+        } = self
+        {
+            if buffer.is_empty() {
+                return Ok(());
+            }
+            let mut cursor = cursor.lock().await;
+            let events = std::mem::take(buffer);
+            let count = events.len() as u64;
+            let finishes = events
+                .iter()
+                .any(|e| matches!(e, Event::ExecutionFinished(_)));
+            let command = Command::new(actor.clone(), events::now_ms()).append(
+                stream.clone(),
+                Expected::Exactly(cursor.version),
+                events,
+            );
+            store.log.append(command).await?;
+            cursor.version += count;
+            cursor.finished |= finishes;
+            return Ok(());
+        }
         let Recorder::Log {
             store,
             stream,

@@ -11,8 +11,6 @@
 //! - A fourth replica started on an empty data directory catches up (its rate is printed).
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -20,206 +18,10 @@ use aggregator::pb;
 use aggregator::pb::aggregator_client::AggregatorClient;
 use tonic::transport::Channel;
 
-use crate::engine_crash::free_port;
+use crate::cluster_harness::{
+    Replica, cluster_ready, copy_keys, events_in, nats_cluster, writer_of,
+};
 use crate::support::{User, replay, simple_task};
-
-const STREAM: &str = "aggregator";
-
-/// The `nats-server` binary: on the PATH, or where Debian puts it.
-fn nats_binary() -> &'static str {
-    if Path::new("/usr/sbin/nats-server").exists() {
-        "/usr/sbin/nats-server"
-    } else {
-        "nats-server"
-    }
-}
-
-struct NatsNode {
-    config: PathBuf,
-    url: String,
-    child: Option<Child>,
-}
-
-impl NatsNode {
-    fn start(&mut self) -> anyhow::Result<()> {
-        let log = std::fs::File::create(self.config.with_extension("log"))?;
-        self.child = Some(
-            Command::new(nats_binary())
-                .arg("-c")
-                .arg(&self.config)
-                .stdout(Stdio::null())
-                .stderr(log)
-                .spawn()?,
-        );
-        Ok(())
-    }
-
-    fn kill(&mut self) -> anyhow::Result<()> {
-        if let Some(mut child) = self.child.take() {
-            child.kill()?;
-            child.wait()?;
-        }
-        Ok(())
-    }
-}
-
-impl Drop for NatsNode {
-    fn drop(&mut self) {
-        let _ = self.kill();
-    }
-}
-
-/// Three JetStream nodes routed to each other on loopback, each with its own store.
-fn nats_cluster(dir: &Path) -> anyhow::Result<Vec<NatsNode>> {
-    let clients: Vec<u16> = (0..3).map(|_| free_port()).collect::<Result<_, _>>()?;
-    let routes: Vec<u16> = (0..3).map(|_| free_port()).collect::<Result<_, _>>()?;
-    let route_list = routes
-        .iter()
-        .map(|p| format!("nats-route://127.0.0.1:{p}"))
-        .collect::<Vec<_>>()
-        .join(", ");
-    let mut nodes = Vec::new();
-    for i in 0..3 {
-        let config = dir.join(format!("nats{i}.conf"));
-        std::fs::write(
-            &config,
-            format!(
-                "server_name: n{i}\nlisten: 127.0.0.1:{client}\njetstream {{\n  store_dir: {store:?}\n}}\ncluster {{\n  name: aggregators\n  listen: 127.0.0.1:{route}\n  routes: [{route_list}]\n}}\n",
-                client = clients[i],
-                route = routes[i],
-                store = dir.join(format!("nats{i}")).display().to_string(),
-            ),
-        )?;
-        let mut node = NatsNode {
-            config,
-            url: format!("nats://127.0.0.1:{}", clients[i]),
-            child: None,
-        };
-        node.start()?;
-        nodes.push(node);
-    }
-    Ok(nodes)
-}
-
-/// Waits until the cluster elected its JetStream leader and takes a stream of 3 replicas.
-async fn cluster_ready(urls: &[String]) -> anyhow::Result<()> {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        let connected = ::cluster::Replicated::connect(&::cluster::StreamSettings {
-            urls: urls.to_vec(),
-            stream: STREAM.into(),
-            replicas: 3,
-        })
-        .await;
-        match connected {
-            Ok(_) => return Ok(()),
-            Err(e) if Instant::now() < deadline => {
-                let _ = e;
-                tokio::time::sleep(Duration::from_millis(250)).await;
-            }
-            Err(e) => return Err(e.into()),
-        }
-    }
-}
-
-struct Replica {
-    config: PathBuf,
-    data: PathBuf,
-    grpc: String,
-    http: String,
-    child: Option<Child>,
-}
-
-impl Replica {
-    fn new(dir: &Path, i: usize, urls: &[String]) -> anyhow::Result<Self> {
-        let data = dir.join(format!("data{i}"));
-        let keys = dir.join(format!("keys{i}"));
-        let grpc = format!("127.0.0.1:{}", free_port()?);
-        let http = format!("127.0.0.1:{}", free_port()?);
-        let config = dir.join(format!("aggregator{i}.yaml"));
-        std::fs::write(
-            &config,
-            format!(
-                "data_dir: {data}\nkeys_dir: {keys}\ngrpc:\n  listen: {grpc}\nhttp:\n  listen: {http}\nevent_log:\n  backend: jetstream\n  nats_urls: [{urls}]\n  stream: {STREAM}\n  replicas: 3\n  lease_ttl: 2s\n",
-                data = data.display(),
-                keys = keys.display(),
-                urls = urls.join(", "),
-            ),
-        )?;
-        Ok(Self {
-            config,
-            data,
-            grpc,
-            http,
-            child: None,
-        })
-    }
-
-    fn start(&mut self) -> anyhow::Result<()> {
-        let log = std::fs::File::create(self.config.with_extension("log"))?;
-        self.child = Some(
-            Command::new(env!("CARGO_BIN_EXE_aggregator"))
-                .args(["--config", self.config.to_str().unwrap()])
-                .stdout(Stdio::null())
-                .stderr(log)
-                .spawn()?,
-        );
-        Ok(())
-    }
-
-    fn kill(&mut self) -> anyhow::Result<()> {
-        if let Some(mut child) = self.child.take() {
-            child.kill()?; // SIGKILL
-            child.wait()?;
-        }
-        Ok(())
-    }
-
-    /// A graceful stop (SIGTERM), so that its data directory can be opened here.
-    fn stop(&mut self) -> anyhow::Result<()> {
-        if let Some(mut child) = self.child.take() {
-            Command::new("kill")
-                .args(["-TERM", &child.id().to_string()])
-                .status()?;
-            child.wait()?;
-        }
-        Ok(())
-    }
-
-    async fn client(&self) -> anyhow::Result<AggregatorClient<Channel>> {
-        let deadline = Instant::now() + Duration::from_secs(60);
-        loop {
-            match AggregatorClient::connect(format!("http://{}", self.grpc)).await {
-                Ok(client) => return Ok(client),
-                Err(_) if Instant::now() < deadline => {
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                }
-                Err(e) => return Err(e.into()),
-            }
-        }
-    }
-
-    /// Whether it writes the log now (its `log_writer` gauge).
-    async fn writes(&self) -> bool {
-        let Ok(response) = reqwest::get(format!("http://{}/metrics", self.http)).await else {
-            return false;
-        };
-        let text = response.text().await.unwrap_or_default();
-        text.lines().any(|line| line.trim() == "log_writer 1")
-    }
-
-    fn log_tail(&self) -> String {
-        let text = std::fs::read_to_string(self.config.with_extension("log")).unwrap_or_default();
-        let lines: Vec<&str> = text.lines().collect();
-        lines[lines.len().saturating_sub(20)..].join("\n")
-    }
-}
-
-impl Drop for Replica {
-    fn drop(&mut self) {
-        let _ = self.kill();
-    }
-}
 
 /// Every task name of the user's wallet a replica lists, with how often.
 async fn names(
@@ -248,15 +50,6 @@ async fn names(
         }
         after = info.end_cursor;
     }
-}
-
-async fn writer_of(replicas: &[Replica]) -> Option<usize> {
-    for (i, r) in replicas.iter().enumerate() {
-        if r.child.is_some() && r.writes().await {
-            return Some(i);
-        }
-    }
-    None
 }
 
 /// What the write load saw acknowledged.
@@ -493,21 +286,4 @@ async fn replicas_on_a_nats_cluster_serve_the_same_log_and_survive_losing_the_wr
         events as f64 / caught_up.as_secs_f64()
     );
     Ok(())
-}
-
-/// The first replica's keys, copied for replica `i` (every replica uses the same keys).
-fn copy_keys(dir: &Path, i: usize) -> anyhow::Result<()> {
-    let keys = dir.join(format!("keys{i}"));
-    std::fs::create_dir_all(&keys)?;
-    for entry in std::fs::read_dir(dir.join("keys0"))? {
-        let entry = entry?;
-        std::fs::copy(entry.path(), keys.join(entry.file_name()))?;
-    }
-    Ok(())
-}
-
-fn events_in(data: &Path) -> anyhow::Result<u64> {
-    let db = events::open_database(data)?;
-    let log = events::LogKeyspaces::open(&db)?;
-    Ok(log.scan(None).count() as u64)
 }

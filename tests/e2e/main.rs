@@ -10,6 +10,8 @@ mod bundler_alto;
 mod chain_deploy;
 mod client_api;
 mod cluster;
+mod cluster_executions;
+mod cluster_harness;
 mod console;
 mod contract_fixtures;
 mod core_crash;
