@@ -12,7 +12,9 @@
 //!    half a second); its RSS at rest (2 s after that), and its peak (`VmHWM`).
 //!
 //! `cargo bench --bench scale`; `BENCH_TASKS` sets the store's size, `BENCH_RUNS` (default 2)
-//! how many start-ups on the same store are measured. Targets (issue 12): 1 M active tasks in
+//! how many start-ups on the same store are measured; `BENCH_STORE=DIR` keeps the store in DIR
+//! and reuses it when it is there with the same size (writing 1 M tasks takes over a minute;
+//! for profiling a start-up). Targets (issue 12): 1 M active tasks in
 //! at most 1 GiB of RSS, start-up in at most 5 s. CI never runs it (it writes ~1.5 GB).
 
 #![allow(clippy::unwrap_used, reason = "benchmark")]
@@ -41,25 +43,41 @@ const IDLE_WINDOW: Duration = Duration::from_millis(500);
 fn main() {
     let tasks = env("BENCH_TASKS", 1_000_000usize);
     let runs = env("BENCH_RUNS", 2usize);
-    let dir = tempfile::tempdir().unwrap();
-    let config_path = dir.path().join("aggregator.yaml");
+    let temp = tempfile::tempdir().unwrap();
+    let kept = std::env::var_os("BENCH_STORE").map(std::path::PathBuf::from);
+    let dir = kept.clone().unwrap_or_else(|| temp.path().to_path_buf());
+    std::fs::create_dir_all(&dir).unwrap();
+    let marker = dir.join("bench-store");
+    let shape = format!("{tasks} tasks");
+    let reused = match std::fs::read_to_string(&marker) {
+        Ok(kept_shape) => {
+            assert_eq!(kept_shape, shape, "the kept store in {} has another size", dir.display());
+            true
+        }
+        Err(_) => false,
+    };
+    let config_path = dir.join("aggregator.yaml");
     let grpc = free_port();
-    let mut config = common::config(dir.path());
+    let mut config = common::config(&dir);
     config.grpc.listen = format!("127.0.0.1:{grpc}").parse().unwrap();
     config.http.listen = format!("127.0.0.1:{}", free_port()).parse().unwrap();
     config.limits.tasks_per_owner = u64::MAX;
     config.operators.members = vec![operator()];
     std::fs::write(&config_path, serde_norway::to_string(&config).unwrap()).unwrap();
 
-    let loading = Instant::now();
-    common::runtime().block_on(load(config.clone(), tasks));
-    let loaded = loading.elapsed();
+    let written = if reused {
+        "reused".to_owned()
+    } else {
+        let loading = Instant::now();
+        common::runtime().block_on(load(config.clone(), tasks));
+        std::fs::write(&marker, &shape).unwrap();
+        format!("written in {:.1} s", loading.elapsed().as_secs_f64())
+    };
     let data = size_of(&config.data_dir);
 
     println!();
     println!(
-        "{tasks} active tasks (block triggers, each assigned to the one operator), written in {:.1} s; data {:.0} MB",
-        loaded.as_secs_f64(),
+        "{tasks} active tasks (block triggers, each assigned to the one operator), {written}; data {:.0} MB",
         data as f64 / 1e6
     );
     println!();
