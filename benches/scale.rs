@@ -14,8 +14,9 @@
 //! `cargo bench --bench scale`; `BENCH_TASKS` sets the store's size, `BENCH_RUNS` (default 2)
 //! how many start-ups on the same store are measured; `BENCH_STORE=DIR` keeps the store in DIR
 //! and reuses it when it is there with the same size (writing 1 M tasks takes over a minute;
-//! for profiling a start-up). Targets (issue 12): 1 M active tasks in
-//! at most 1 GiB of RSS, start-up in at most 5 s. CI never runs it (it writes ~1.5 GB).
+//! for profiling a start-up); `BENCH_BASELINE=PATH` starts another `aggregator` binary on the
+//! store after each of our runs (a same-run baseline). Targets (issue 12): 1 M active tasks in
+//! at most 1 GiB of RSS, start-up in at most 5 s. CI never runs it (it writes ~2.4 GB).
 
 #![allow(clippy::unwrap_used, reason = "benchmark")]
 
@@ -51,7 +52,12 @@ fn main() {
     let shape = format!("{tasks} tasks");
     let reused = match std::fs::read_to_string(&marker) {
         Ok(kept_shape) => {
-            assert_eq!(kept_shape, shape, "the kept store in {} has another size", dir.display());
+            assert_eq!(
+                kept_shape,
+                shape,
+                "the kept store in {} has another size",
+                dir.display()
+            );
             true
         }
         Err(_) => false,
@@ -85,10 +91,18 @@ fn main() {
         "| run | API answers (s) | idle (s) | CPU until idle (s) | peak RSS while loading (MiB) | RSS at rest (MiB) | VmHWM (MiB) |"
     );
     println!("|---|---:|---:|---:|---:|---:|---:|");
-    for run in 1..=runs {
-        let s = start_up(&config_path, grpc);
+    // BENCH_BASELINE=PATH: an `aggregator` binary of other code (say, the previous commit's),
+    // started on the same store, each of its runs right after ours (ours first: the first start
+    // after writing the store does the compactions the writes left, whoever starts).
+    let ours = Path::new(env!("CARGO_BIN_EXE_aggregator")).to_path_buf();
+    let baseline = std::env::var_os("BENCH_BASELINE").map(std::path::PathBuf::from);
+    let mut binaries = vec![("ours", ours)];
+    binaries.extend(baseline.map(|b| ("baseline", b)));
+    for (run, (label, binary)) in (1..=runs).flat_map(|run| binaries.iter().map(move |b| (run, b)))
+    {
+        let s = start_up(binary, &config_path, grpc);
         println!(
-            "| {run} | {:.2} | {:.2} | {:.2} | {:.0} | {:.0} | {:.0} |",
+            "| {run} {label} | {:.2} | {:.2} | {:.2} | {:.0} | {:.0} | {:.0} |",
             s.answers.as_secs_f64(),
             s.idle.as_secs_f64(),
             s.cpu_until_idle,
@@ -169,9 +183,9 @@ struct StartUp {
 }
 
 /// Runs the aggregator on the store and samples it until it is at rest; then stops it.
-fn start_up(config: &Path, grpc: u16) -> StartUp {
+fn start_up(binary: &Path, config: &Path, grpc: u16) -> StartUp {
     let started = Instant::now();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_aggregator"))
+    let mut child = Command::new(binary)
         .args(["--config", config.to_str().unwrap()])
         .stdout(Stdio::null())
         .stderr(Stdio::null())

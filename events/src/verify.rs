@@ -159,7 +159,8 @@ fn verify_in_slices(
         for _ in 0..workers {
             let results: Sender<Result<Outcome>> = results.clone();
             let (bounds, next, stop, merged) = (&bounds, &next, &stop, &merged);
-            scope.spawn(move || {
+            let worker = std::thread::Builder::new().name("verify".into());
+            let spawned = worker.spawn_scoped(scope, move || {
                 loop {
                     let index = next.fetch_add(1, Ordering::Relaxed);
                     let Some(&range) = bounds.get(index) else {
@@ -180,6 +181,11 @@ fn verify_in_slices(
                     }
                 }
             });
+            if let Err(e) = spawned {
+                stop.store(true, Ordering::Relaxed);
+                merged.1.notify_all();
+                return Err(Error::Storage(fjall::Error::Io(e)));
+            }
         }
         drop(results);
         let outcome = merge(outcomes, bounds.len(), &merged, progress, visit);

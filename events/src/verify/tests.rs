@@ -47,8 +47,12 @@ fn sample_log(dir: &std::path::Path) -> LogKeyspaces {
     let log = Log::open(&db, options, Box::new(NoProjections)).unwrap();
     for t in 0..8 {
         let id = format!("t{t}");
-        log.append_blocking(cmd(&format!("task:{id}"), Expected::NoStream, vec![created(&id)]))
-            .unwrap();
+        log.append_blocking(cmd(
+            &format!("task:{id}"),
+            Expected::NoStream,
+            vec![created(&id)],
+        ))
+        .unwrap();
     }
     for round in 0..4u64 {
         for t in 0..8 {
@@ -156,14 +160,24 @@ fn tamper(ks: &LogKeyspaces, kind: usize, at: usize) {
     let (id, value, body) = body_of(ks, at);
     match kind {
         // A byte of the body changed, the hash left: the chain breaks there.
-        0 => put_body(ks, id, &value[..32], &body.replacen("0xowner", "0xother", 1)),
+        0 => put_body(
+            ks,
+            id,
+            &value[..32],
+            &body.replacen("0xowner", "0xother", 1),
+        ),
         // The same, its own hash recomputed: the chain breaks at the next event.
         1 => {
             let forged = body.replacen("0xowner", "0xother", 1);
             let prev = at.checked_sub(1).map_or(GENESIS_HASH, |i| {
                 events_of(ks)[i].1[..32].try_into().unwrap()
             });
-            put_body(ks, id, &envelope::chain_hash(&prev, forged.as_bytes()), &forged);
+            put_body(
+                ks,
+                id,
+                &envelope::chain_hash(&prev, forged.as_bytes()),
+                &forged,
+            );
         }
         // The sequence number moved on, the rest of the chain rewritten: a gap.
         2 => {
@@ -172,7 +186,11 @@ fn tamper(ks: &LogKeyspaces, kind: usize, at: usize) {
                 ks,
                 id,
                 &value[..32],
-                &body.replacen(&format!("\"seq\":{seq},"), &format!("\"seq\":{},", seq + 5), 1),
+                &body.replacen(
+                    &format!("\"seq\":{seq},"),
+                    &format!("\"seq\":{},", seq + 5),
+                    1,
+                ),
             );
             rechain(ks, at);
         }
@@ -189,7 +207,12 @@ fn tamper(ks: &LogKeyspaces, kind: usize, at: usize) {
         // A body naming another event's ULID, chained.
         5 => {
             let other = Ulid::from(u128::from(id) ^ 1);
-            put_body(ks, id, &value[..32], &body.replacen(&id.to_string(), &other.to_string(), 1));
+            put_body(
+                ks,
+                id,
+                &value[..32],
+                &body.replacen(&id.to_string(), &other.to_string(), 1),
+            );
             rechain(ks, at);
         }
         // A stored value shorter than a hash.
@@ -254,7 +277,10 @@ fn the_wanted_events_are_visited_in_log_order_up_to_the_first_bad_one() {
         .unwrap();
     assert_eq!(seen, all);
     // Break the chain at the second deletion: only the first is visited.
-    let at = events_of(&ks).iter().position(|(id, _)| *id == all[1]).unwrap();
+    let at = events_of(&ks)
+        .iter()
+        .position(|(id, _)| *id == all[1])
+        .unwrap();
     tamper(&ks, 0, at);
     let mut seen = Vec::new();
     let failure = verify_in_slices(&ks, 2, 9, &|_| {}, deleted, |e| seen.push(e.id))
