@@ -12,8 +12,11 @@
 //!    half a second); its RSS at rest (2 s after that), and its peak (`VmHWM`).
 //!
 //! `cargo bench --bench scale`; `BENCH_TASKS` sets the store's size, `BENCH_RUNS` (default 2)
-//! how many start-ups on the same store are measured. Targets (issue 12): 1 M active tasks in
-//! at most 1 GiB of RSS, start-up in at most 5 s. CI never runs it (it writes ~1.5 GB).
+//! how many start-ups on the same store are measured; `BENCH_STORE=DIR` keeps the store in DIR
+//! and reuses it when it is there with the same size (writing 1 M tasks takes over a minute;
+//! for profiling a start-up); `BENCH_BASELINE=PATH` starts another `aggregator` binary on the
+//! store after each of our runs (a same-run baseline). Targets (issue 12): 1 M active tasks in
+//! at most 1 GiB of RSS, start-up in at most 5 s. CI never runs it (it writes ~2.4 GB).
 
 #![allow(clippy::unwrap_used, reason = "benchmark")]
 
@@ -41,25 +44,46 @@ const IDLE_WINDOW: Duration = Duration::from_millis(500);
 fn main() {
     let tasks = env("BENCH_TASKS", 1_000_000usize);
     let runs = env("BENCH_RUNS", 2usize);
-    let dir = tempfile::tempdir().unwrap();
-    let config_path = dir.path().join("aggregator.yaml");
+    let temp = tempfile::tempdir().unwrap();
+    let kept = std::env::var_os("BENCH_STORE").map(std::path::PathBuf::from);
+    let dir = kept.clone().unwrap_or_else(|| temp.path().to_path_buf());
+    std::fs::create_dir_all(&dir).unwrap();
+    let marker = dir.join("bench-store");
+    let shape = format!("{tasks} tasks");
+    let reused = match std::fs::read_to_string(&marker) {
+        Ok(kept_shape) => {
+            assert_eq!(
+                kept_shape,
+                shape,
+                "the kept store in {} has another size",
+                dir.display()
+            );
+            true
+        }
+        Err(_) => false,
+    };
+    let config_path = dir.join("aggregator.yaml");
     let grpc = free_port();
-    let mut config = common::config(dir.path());
+    let mut config = common::config(&dir);
     config.grpc.listen = format!("127.0.0.1:{grpc}").parse().unwrap();
     config.http.listen = format!("127.0.0.1:{}", free_port()).parse().unwrap();
     config.limits.tasks_per_owner = u64::MAX;
     config.operators.members = vec![operator()];
     std::fs::write(&config_path, serde_norway::to_string(&config).unwrap()).unwrap();
 
-    let loading = Instant::now();
-    common::runtime().block_on(load(config.clone(), tasks));
-    let loaded = loading.elapsed();
+    let written = if reused {
+        "reused".to_owned()
+    } else {
+        let loading = Instant::now();
+        common::runtime().block_on(load(config.clone(), tasks));
+        std::fs::write(&marker, &shape).unwrap();
+        format!("written in {:.1} s", loading.elapsed().as_secs_f64())
+    };
     let data = size_of(&config.data_dir);
 
     println!();
     println!(
-        "{tasks} active tasks (block triggers, each assigned to the one operator), written in {:.1} s; data {:.0} MB",
-        loaded.as_secs_f64(),
+        "{tasks} active tasks (block triggers, each assigned to the one operator), {written}; data {:.0} MB",
         data as f64 / 1e6
     );
     println!();
@@ -67,10 +91,18 @@ fn main() {
         "| run | API answers (s) | idle (s) | CPU until idle (s) | peak RSS while loading (MiB) | RSS at rest (MiB) | VmHWM (MiB) |"
     );
     println!("|---|---:|---:|---:|---:|---:|---:|");
-    for run in 1..=runs {
-        let s = start_up(&config_path, grpc);
+    // BENCH_BASELINE=PATH: an `aggregator` binary of other code (say, the previous commit's),
+    // started on the same store, each of its runs right after ours (ours first: the first start
+    // after writing the store does the compactions the writes left, whoever starts).
+    let ours = Path::new(env!("CARGO_BIN_EXE_aggregator")).to_path_buf();
+    let baseline = std::env::var_os("BENCH_BASELINE").map(std::path::PathBuf::from);
+    let mut binaries = vec![("ours", ours)];
+    binaries.extend(baseline.map(|b| ("baseline", b)));
+    for (run, (label, binary)) in (1..=runs).flat_map(|run| binaries.iter().map(move |b| (run, b)))
+    {
+        let s = start_up(binary, &config_path, grpc);
         println!(
-            "| {run} | {:.2} | {:.2} | {:.2} | {:.0} | {:.0} | {:.0} |",
+            "| {run} {label} | {:.2} | {:.2} | {:.2} | {:.0} | {:.0} | {:.0} |",
             s.answers.as_secs_f64(),
             s.idle.as_secs_f64(),
             s.cpu_until_idle,
@@ -151,9 +183,9 @@ struct StartUp {
 }
 
 /// Runs the aggregator on the store and samples it until it is at rest; then stops it.
-fn start_up(config: &Path, grpc: u16) -> StartUp {
+fn start_up(binary: &Path, config: &Path, grpc: u16) -> StartUp {
     let started = Instant::now();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_aggregator"))
+    let mut child = Command::new(binary)
         .args(["--config", config.to_str().unwrap()])
         .stdout(Stdio::null())
         .stderr(Stdio::null())

@@ -86,10 +86,18 @@ impl Store {
         &self.db
     }
 
-    /// Finishes queued commands, stops the writer and flushes everything to disk.
+    /// Finishes queued commands, stops the writer and flushes everything to disk: the journal,
+    /// and the memtables into tables, so that the next start has no journal to replay
+    /// (`events::flush_memtables`; if fjall's worker is busy longer than `CLOSE_FLUSH_PATIENCE`,
+    /// the rest stays in the journal).
     pub fn close(&self) -> events::Result<()> {
         self.log.shutdown();
         self.db.persist(events::fjall::PersistMode::SyncAll)?;
+        if !events::flush_memtables(&self.db, CLOSE_FLUSH_PATIENCE)? {
+            tracing::info!(
+                "closing: fjall is still busy; the unflushed writes stay in its journal"
+            );
+        }
         Ok(())
     }
 
@@ -103,6 +111,9 @@ impl Store {
         self.db.disk_space().unwrap_or(0)
     }
 }
+
+/// How long a close waits for the memtables' flush.
+const CLOSE_FLUSH_PATIENCE: std::time::Duration = std::time::Duration::from_secs(10);
 
 fn tree_error(e: tlog::Error) -> events::Error {
     match e {

@@ -2,22 +2,33 @@
 //! to their keys, the hash chain, every event decoding (with upcasting), stream sequences gapless
 //! from 1, nothing after an event that closes its stream.
 //!
-//! The reading thread checks order and the chain (both sequential); decoding, the costly part,
-//! runs on worker threads fed in round-robin and read back in the same order, so the first bad
-//! event is named exactly whichever thread finds it.
+//! Nothing in these checks needs the log read in one sequence: each stored event carries its
+//! own hash, so an event's link in the chain is checked from the stored hash of the event before
+//! it. The key space between the first and the last event is cut into slices (`slices`), which
+//! worker threads scan, chain, decode and check on their own (`check_slice`), taking the next
+//! unchecked slice as they finish one; the merging thread takes the slices' outcomes back in
+//! log order (`merge`) and checks what joins them: the first event's link to the previous
+//! slice's last hash, and each stream's first event in a slice against where the slices before
+//! left the stream. Every failure carries its position and the stage of the check (order, then
+//! the stored form, the chain, decoding, the stream), so the failure reported is the first bad
+//! event, and for it the first check it fails, whichever thread found it.
 //!
 //! `verify_with` also hands the events a caller picks (by type), decoded and in log order, to a
-//! visitor on the collecting thread: `replay verify` checks the operators' attestations in the
-//! same pass instead of decoding the whole log a second time.
+//! visitor on the merging thread: `replay verify` checks the operators' attestations in the same
+//! pass instead of decoding the whole log a second time.
 
 use std::collections::HashMap;
-use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
+use std::ops::Bound;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::mpsc::{Sender, channel};
+use std::sync::{Condvar, Mutex};
 
 use ulid::Ulid;
 
 use crate::envelope::{self, Envelope, GENESIS_HASH, Hash};
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::event::{Event, closes_stream};
+use crate::keys::ulid_from_key;
 use crate::keyspaces::LogKeyspaces;
 
 /// What a clean log looks like.
@@ -38,27 +49,65 @@ pub struct VerifyFailure {
     pub reason: String,
 }
 
-const CHUNK: usize = 2048;
+/// Events per slice aimed at: enough to make a slice's set-up (an iterator, a map) negligible,
+/// few enough that two threads share a small log evenly.
+const EVENTS_PER_SLICE: usize = 8192;
+/// The most slices a log is cut into.
+const MAX_SLICES: usize = 1 << 16;
+/// Slices checked ahead of the merge, per worker: bounds the memory of outcomes waiting.
+const AHEAD_PER_WORKER: usize = 4;
 
-struct Chunk {
-    first_position: u64,
-    items: Vec<(Ulid, fjall::Slice)>,
+/// The checks of one event, in the order they run: of two failures at one event, the earlier
+/// stage is the one reported.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum Stage {
+    Order,
+    Stored,
+    Chain,
+    Decoding,
+    Stream,
 }
 
-/// What a decoder learned of one event: its ULID, stream, sequence, whether it closes its
-/// stream, and the whole envelope when the visitor wants it.
-struct Seen {
+/// A failure inside a slice, at `offset` events from its start.
+#[derive(Debug, Clone)]
+struct Found {
+    offset: u64,
+    stage: Stage,
     id: Ulid,
-    stream: String,
-    seq: u64,
-    closes: bool,
-    envelope: Option<Envelope>,
+    reason: String,
 }
 
-/// What a decoder learned of each event of a chunk, or where it failed.
-type Decoded = std::result::Result<Vec<Seen>, VerifyFailure>;
+impl Found {
+    fn key(&self) -> (u64, Stage) {
+        (self.offset, self.stage)
+    }
+}
 
-type Streams = HashMap<String, (u64, bool), foldhash::fast::RandomState>;
+/// A stream as one slice sees it: its first event there (checked at the merge against the
+/// slices before) and where the slice leaves it.
+struct Span {
+    first_seq: u64,
+    first_offset: u64,
+    first_id: Ulid,
+    last_seq: u64,
+    closed: bool,
+}
+
+type Map<V> = HashMap<String, V, foldhash::fast::RandomState>;
+
+/// What a worker learned of one slice.
+struct Outcome {
+    index: usize,
+    /// Events checked: all of the slice's, or those before its first failure.
+    count: u64,
+    /// The first event's ULID and stored value: its link is checked at the merge.
+    first: Option<(Ulid, fjall::Slice)>,
+    last: Option<(Ulid, Hash)>,
+    failure: Option<Found>,
+    streams: Map<Span>,
+    /// The wanted events, with their offsets.
+    wanted: Vec<(u64, Envelope)>,
+}
 
 /// Verifies the whole log. `progress` receives the number of events read so far, now and then.
 /// The outer error is a storage failure; the inner one the first bad event.
@@ -80,230 +129,319 @@ pub fn verify_with(
     visit: impl FnMut(Envelope) + Send,
 ) -> Result<std::result::Result<VerifyReport, VerifyFailure>> {
     let workers = threads.max(1);
-    std::thread::scope(|scope| {
-        let mut job_senders: Vec<SyncSender<Chunk>> = Vec::with_capacity(workers);
-        let mut result_receivers: Vec<Receiver<Decoded>> = Vec::with_capacity(workers);
-        for _ in 0..workers {
-            let (job_tx, job_rx) = sync_channel::<Chunk>(4);
-            let (res_tx, res_rx) = sync_channel::<Decoded>(4);
-            scope.spawn(move || decode_worker(job_rx, res_tx, wanted));
-            job_senders.push(job_tx);
-            result_receivers.push(res_rx);
-        }
-        let collector = scope.spawn(move || collect(result_receivers, visit));
+    let target = (keyspaces.events.approximate_len() / EVENTS_PER_SLICE).max(workers * 4);
+    verify_in_slices(keyspaces, workers, target, progress, wanted, visit)
+}
 
-        let read = read_and_chain(keyspaces, &job_senders, progress);
-        drop(job_senders);
-        let collected = collector
-            .join()
-            .unwrap_or_else(|_| Err(failure(0, "-", "a decoder thread panicked")));
-        let (count, head, chain_failure) = read?;
-        Ok(match (chain_failure, collected) {
-            (Some(a), Err(b)) => Err(if b.position < a.position { b } else { a }),
-            (Some(a), Ok(_)) => Err(a),
-            (None, Err(b)) => Err(b),
-            (None, Ok(streams)) => Ok(VerifyReport {
-                events: count,
-                streams,
-                head,
-            }),
-        })
+/// `verify_with` over about `target` slices.
+fn verify_in_slices(
+    keyspaces: &LogKeyspaces,
+    workers: usize,
+    target: usize,
+    progress: &(dyn Fn(u64) + Sync),
+    wanted: fn(&Event) -> bool,
+    visit: impl FnMut(Envelope) + Send,
+) -> Result<std::result::Result<VerifyReport, VerifyFailure>> {
+    let Some(bounds) = slices(keyspaces, target)? else {
+        return Ok(Ok(VerifyReport {
+            events: 0,
+            streams: 0,
+            head: None,
+        }));
+    };
+    let next = AtomicUsize::new(0);
+    let stop = AtomicBool::new(false);
+    // How many slices the merge has taken: a worker waits before running too far ahead of it.
+    let merged = (Mutex::new(0usize), Condvar::new());
+    let ahead = workers * AHEAD_PER_WORKER;
+    std::thread::scope(|scope| {
+        let (results, outcomes) = channel::<Result<Outcome>>();
+        for _ in 0..workers {
+            let results: Sender<Result<Outcome>> = results.clone();
+            let (bounds, next, stop, merged) = (&bounds, &next, &stop, &merged);
+            let worker = std::thread::Builder::new().name("verify".into());
+            let spawned = worker.spawn_scoped(scope, move || {
+                loop {
+                    let index = next.fetch_add(1, Ordering::Relaxed);
+                    let Some(&range) = bounds.get(index) else {
+                        return;
+                    };
+                    let (lock, turned) = merged;
+                    let mut done = lock.lock().unwrap_or_else(|p| p.into_inner());
+                    while index >= *done + ahead && !stop.load(Ordering::Relaxed) {
+                        done = turned.wait(done).unwrap_or_else(|p| p.into_inner());
+                    }
+                    drop(done);
+                    if stop.load(Ordering::Relaxed) {
+                        return;
+                    }
+                    let outcome = check_slice(keyspaces, index, range, wanted);
+                    if results.send(outcome).is_err() {
+                        return;
+                    }
+                }
+            });
+            if let Err(e) = spawned {
+                stop.store(true, Ordering::Relaxed);
+                merged.1.notify_all();
+                return Err(Error::Storage(fjall::Error::Io(e)));
+            }
+        }
+        drop(results);
+        let outcome = merge(outcomes, bounds.len(), &merged, progress, visit);
+        stop.store(true, Ordering::Relaxed);
+        merged.1.notify_all();
+        outcome
     })
 }
 
-type ReadOutcome = (u64, Option<(Ulid, Hash)>, Option<VerifyFailure>);
+/// A slice of the key space: from a key (inclusive) to a key, inclusive for the last slice.
+type Range = ([u8; 16], Bound<[u8; 16]>);
 
-/// Reads the log in order, checks key order and the hash chain, hands chunks to the decoders.
-fn read_and_chain(
+/// The key space from the first event to the last one (as the log is now: events appended
+/// while it is verified are not part of it), cut into about `target` slices of equal width.
+/// ULIDs grow with time, so the slices hold about equally many events unless the log's rate
+/// varied a lot; workers take slices as they go, so uneven ones balance out.
+fn slices(keyspaces: &LogKeyspaces, target: usize) -> Result<Option<Vec<Range>>> {
+    let (Some(first), Some(last)) = (
+        keyspaces.events.first_key_value(),
+        keyspaces.events.last_key_value(),
+    ) else {
+        return Ok(None);
+    };
+    let first = u128::from(ulid_from_key(&first.key().map_err(Error::from)?)?);
+    let last = u128::from(ulid_from_key(&last.key().map_err(Error::from)?)?);
+    let count = target.clamp(1, MAX_SLICES) as u128;
+    let width = (last - first) / count;
+    let count = if width == 0 { 1 } else { count };
+    let mut bounds = Vec::with_capacity(count as usize);
+    for i in 0..count {
+        let from = first + width * i;
+        let to = if i + 1 == count {
+            Bound::Included(last.to_be_bytes())
+        } else {
+            Bound::Excluded((from + width).to_be_bytes())
+        };
+        bounds.push((from.to_be_bytes(), to));
+    }
+    Ok(Some(bounds))
+}
+
+/// Scans one slice and checks what it can alone: order, the chain from its second event on,
+/// decoding, and the streams from their second event in the slice on; stops at the first
+/// failure.
+fn check_slice(
     keyspaces: &LogKeyspaces,
-    workers: &[SyncSender<Chunk>],
-    progress: &(dyn Fn(u64) + Sync),
-) -> Result<ReadOutcome> {
-    let mut prev_hash: Hash = GENESIS_HASH;
-    let mut prev_id: Option<Ulid> = None;
-    let mut position = 0u64;
-    let mut chunk = Chunk {
-        first_position: 0,
-        items: Vec::with_capacity(CHUNK),
+    index: usize,
+    (from, to): Range,
+    wanted: fn(&Event) -> bool,
+) -> Result<Outcome> {
+    let mut outcome = Outcome {
+        index,
+        count: 0,
+        first: None,
+        last: None,
+        failure: None,
+        streams: Map::default(),
+        wanted: Vec::new(),
     };
-    let mut chunk_index = 0usize;
-    let send = |chunk: Chunk, index: &mut usize| {
-        if let Some(worker) = workers.get(*index % workers.len()) {
-            let _ = worker.send(chunk);
-        }
-        *index += 1;
-    };
-    for item in keyspaces.scan(None) {
-        let (id, value) = item?;
-        if let Some(prev) = prev_id
+    for guard in keyspaces.events.range((Bound::Included(from), to)) {
+        let (key, value) = guard.into_inner()?;
+        let id = ulid_from_key(&key)?;
+        let offset = outcome.count;
+        let fail = |stage: Stage, reason: String| Found {
+            offset,
+            stage,
+            id,
+            reason,
+        };
+        if let Some((prev, _)) = outcome.last
             && id <= prev
         {
-            return Ok((
-                position,
-                None,
-                Some(failure(
-                    position,
-                    &id.to_string(),
-                    "ULID not after the previous one",
-                )),
-            ));
+            outcome.failure = Some(fail(Stage::Order, "ULID not after the previous one".into()));
+            break;
         }
-        let (recorded, body) = match envelope::split_stored(&value) {
-            Ok(parts) => parts,
+        let recorded = match envelope::split_stored(&value) {
+            Ok((recorded, _)) if outcome.first.is_none() => {
+                // Its link is checked at the merge, with the previous slice's last hash.
+                outcome.first = Some((id, value.clone()));
+                recorded
+            }
+            Ok((recorded, body)) => {
+                if let Some((_, prev_hash)) = outcome.last
+                    && envelope::chain_hash(&prev_hash, body) != recorded
+                {
+                    outcome.failure = Some(fail(Stage::Chain, CHAIN_BROKEN.into()));
+                    break;
+                }
+                recorded
+            }
             Err(e) => {
-                return Ok((
-                    position,
-                    None,
-                    Some(failure(position, &id.to_string(), &e.to_string())),
-                ));
+                outcome.failure = Some(fail(Stage::Stored, e.to_string()));
+                break;
             }
         };
-        let expected = envelope::chain_hash(&prev_hash, body);
-        if recorded != expected {
-            return Ok((
-                position,
-                None,
-                Some(failure(
-                    position,
-                    &id.to_string(),
-                    "hash chain broken: the stored hash is not sha256(previous hash || body); the event's bytes were changed",
-                )),
-            ));
-        }
-        prev_hash = recorded;
-        prev_id = Some(id);
-        chunk.items.push((id, value));
-        position += 1;
-        if chunk.items.len() == CHUNK {
-            let next = Chunk {
-                first_position: position,
-                items: Vec::with_capacity(CHUNK),
+        let mut env = match envelope::decode(&value) {
+            Ok(env) if env.id != id => {
+                let reason = format!("body names ULID {} under key {id}", env.id);
+                outcome.failure = Some(fail(Stage::Decoding, reason));
+                break;
+            }
+            Ok(env) => env,
+            Err(e) => {
+                outcome.failure = Some(fail(Stage::Decoding, format!("does not decode: {e}")));
+                break;
+            }
+        };
+        let closes = closes_stream(env.event.type_name());
+        let keep = wanted(&env.event);
+        if let Some(span) = outcome.streams.get_mut(&env.stream) {
+            if span.closed {
+                outcome.failure = Some(fail(Stage::Stream, FOLLOWS_CLOSED.into()));
+                break;
+            }
+            if env.seq != span.last_seq + 1 {
+                outcome.failure = Some(fail(Stage::Stream, gap(span.last_seq, env.seq)));
+                break;
+            }
+            span.last_seq = env.seq;
+            span.closed = closes;
+        } else {
+            let stream = if keep {
+                env.stream.clone()
+            } else {
+                std::mem::take(&mut env.stream)
             };
-            send(std::mem::replace(&mut chunk, next), &mut chunk_index);
-            if position.is_multiple_of(CHUNK as u64 * 16) {
-                progress(position);
+            outcome.streams.insert(
+                stream,
+                Span {
+                    first_seq: env.seq,
+                    first_offset: offset,
+                    first_id: id,
+                    last_seq: env.seq,
+                    closed: closes,
+                },
+            );
+        }
+        if keep {
+            outcome.wanted.push((offset, env));
+        }
+        outcome.last = Some((id, recorded));
+        outcome.count += 1;
+    }
+    Ok(outcome)
+}
+
+const CHAIN_BROKEN: &str = "hash chain broken: the stored hash is not sha256(previous hash || body); the event's bytes were changed";
+const FOLLOWS_CLOSED: &str = "an event follows the event that closed its stream";
+
+fn gap(last: u64, found: u64) -> String {
+    format!("stream sequence gap: expected {}, found {found}", last + 1)
+}
+
+/// Takes the slices' outcomes back in log order, checks what joins each to the ones before,
+/// visits the wanted events; stops at the first failure.
+fn merge(
+    outcomes: std::sync::mpsc::Receiver<Result<Outcome>>,
+    slices: usize,
+    merged: &(Mutex<usize>, Condvar),
+    progress: &(dyn Fn(u64) + Sync),
+    mut visit: impl FnMut(Envelope),
+) -> Result<std::result::Result<VerifyReport, VerifyFailure>> {
+    let mut waiting: std::collections::BTreeMap<usize, Outcome> = Default::default();
+    let mut streams: Map<(u64, bool)> = Map::default();
+    let mut position = 0u64;
+    let mut prev: Option<(Ulid, Hash)> = None;
+    for index in 0..slices {
+        let outcome = loop {
+            if let Some(outcome) = waiting.remove(&index) {
+                break outcome;
+            }
+            let Ok(received) = outcomes.recv() else {
+                return Err(Error::Corrupt("a verifying thread stopped".into()));
+            };
+            let received = received?;
+            waiting.insert(received.index, received);
+        };
+        let mut failure = outcome.failure;
+        let mut consider = |found: Found| {
+            if failure.as_ref().is_none_or(|f| found.key() < f.key()) {
+                failure = Some(found);
+            }
+        };
+        // The slice's first event: after the previous slice's last, and chained onto it.
+        if let Some((id, value)) = &outcome.first {
+            let (prev_id, prev_hash) = prev.unwrap_or((Ulid::nil(), GENESIS_HASH));
+            if prev.is_some() && *id <= prev_id {
+                consider(Found {
+                    offset: 0,
+                    stage: Stage::Order,
+                    id: *id,
+                    reason: "ULID not after the previous one".into(),
+                });
+            } else if let Ok((recorded, body)) = envelope::split_stored(value)
+                && envelope::chain_hash(&prev_hash, body) != recorded
+            {
+                consider(Found {
+                    offset: 0,
+                    stage: Stage::Chain,
+                    id: *id,
+                    reason: CHAIN_BROKEN.into(),
+                });
             }
         }
-    }
-    if !chunk.items.is_empty() {
-        send(chunk, &mut chunk_index);
+        // Each stream's first event in the slice, where the slices before left the stream.
+        for (stream, span) in &outcome.streams {
+            let (last_seq, closed) = streams.get(stream).copied().unwrap_or((0, false));
+            let reason = if closed {
+                FOLLOWS_CLOSED.to_owned()
+            } else if span.first_seq != last_seq + 1 {
+                gap(last_seq, span.first_seq)
+            } else {
+                continue;
+            };
+            consider(Found {
+                offset: span.first_offset,
+                stage: Stage::Stream,
+                id: span.first_id,
+                reason,
+            });
+        }
+        let upto = failure.as_ref().map_or(u64::MAX, |f| f.offset);
+        for (offset, envelope) in outcome.wanted {
+            if offset >= upto {
+                break;
+            }
+            visit(envelope);
+        }
+        if let Some(found) = failure {
+            return Ok(Err(VerifyFailure {
+                position: position + found.offset,
+                id: found.id.to_string(),
+                reason: found.reason,
+            }));
+        }
+        for (stream, span) in outcome.streams {
+            streams.insert(stream, (span.last_seq, span.closed));
+        }
+        position += outcome.count;
+        prev = outcome.last.or(prev);
+        {
+            let (lock, turned) = merged;
+            *lock.lock().unwrap_or_else(|p| p.into_inner()) = index + 1;
+            turned.notify_all();
+        }
+        if index % 16 == 15 {
+            progress(position);
+        }
     }
     progress(position);
-    Ok((position, prev_id.map(|id| (id, prev_hash)), None))
+    Ok(Ok(VerifyReport {
+        events: position,
+        streams: streams.len() as u64,
+        head: prev,
+    }))
 }
 
-fn decode_worker(jobs: Receiver<Chunk>, results: SyncSender<Decoded>, wanted: fn(&Event) -> bool) {
-    for chunk in jobs {
-        let mut out = Vec::with_capacity(chunk.items.len());
-        let mut failed = None;
-        for (offset, (id, value)) in chunk.items.iter().enumerate() {
-            let position = chunk.first_position + offset as u64;
-            match envelope::decode(value) {
-                Ok(env) if env.id != *id => {
-                    failed = Some(failure(
-                        position,
-                        &id.to_string(),
-                        &format!("body names ULID {} under key {id}", env.id),
-                    ));
-                    break;
-                }
-                Ok(mut env) => {
-                    let stream = std::mem::take(&mut env.stream);
-                    out.push(Seen {
-                        id: *id,
-                        seq: env.seq,
-                        closes: closes_stream(env.event.type_name()),
-                        envelope: wanted(&env.event).then(|| {
-                            env.stream.clone_from(&stream);
-                            env
-                        }),
-                        stream,
-                    });
-                }
-                Err(e) => {
-                    failed = Some(failure(
-                        position,
-                        &id.to_string(),
-                        &format!("does not decode: {e}"),
-                    ));
-                    break;
-                }
-            }
-        }
-        let sent = match failed {
-            Some(f) => results.send(Err(f)),
-            None => results.send(Ok(out)),
-        };
-        if sent.is_err() {
-            return;
-        }
-    }
-}
-
-/// Reads decoded chunks back in log order, checks stream sequences and visits what was wanted.
-fn collect(
-    results: Vec<Receiver<Decoded>>,
-    mut visit: impl FnMut(Envelope),
-) -> std::result::Result<u64, VerifyFailure> {
-    let mut streams = Streams::default();
-    let mut position = 0u64;
-    let mut index = 0usize;
-    let mut first_failure: Option<VerifyFailure> = None;
-    while let Some(receiver) = results.get(index % results.len().max(1)) {
-        let Ok(decoded) = receiver.recv() else {
-            break;
-        };
-        index += 1;
-        if first_failure.is_some() {
-            continue; // drain, so that the reader never blocks
-        }
-        match decoded {
-            Err(f) => first_failure = Some(f),
-            Ok(items) => {
-                for Seen {
-                    id,
-                    stream,
-                    seq,
-                    closes,
-                    envelope,
-                } in items
-                {
-                    let entry = streams.entry(stream).or_insert((0, false));
-                    if entry.1 {
-                        first_failure = Some(failure(
-                            position,
-                            &id.to_string(),
-                            "an event follows the event that closed its stream",
-                        ));
-                        break;
-                    }
-                    if seq != entry.0 + 1 {
-                        first_failure = Some(failure(
-                            position,
-                            &id.to_string(),
-                            &format!("stream sequence gap: expected {}, found {seq}", entry.0 + 1),
-                        ));
-                        break;
-                    }
-                    *entry = (seq, closes);
-                    position += 1;
-                    if let Some(envelope) = envelope {
-                        visit(envelope);
-                    }
-                }
-            }
-        }
-    }
-    match first_failure {
-        Some(f) => Err(f),
-        None => Ok(streams.len() as u64),
-    }
-}
-
-fn failure(position: u64, id: &str, reason: &str) -> VerifyFailure {
-    VerifyFailure {
-        position,
-        id: id.to_owned(),
-        reason: reason.to_owned(),
-    }
-}
+#[cfg(test)]
+mod tests;

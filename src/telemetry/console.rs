@@ -3,7 +3,8 @@
 //!
 //! Layout:
 //! - this file: the routes, the `Console` state and its worker thread (tails the log into the
-//!   pulse, publishes the public snapshot while someone watches), the event stream;
+//!   pulse once the pulse was first asked for, publishes the public snapshot while someone
+//!   watches), the event stream;
 //! - `snapshot`: the public part, counts only (operators, tasks per status, the pulse, the log's
 //!   head and latest checkpoint, store health);
 //! - `admin`: the admin part (sessions opened with an admin API key, recent executions with
@@ -141,6 +142,10 @@ impl Console {
             match stopped.recv_timeout(wait) {
                 Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {}
                 _ => return,
+            }
+            // Until the pulse is first asked for, there is nothing to keep up to date.
+            if !self.pulse.started() {
+                continue;
             }
             backlog = match self.pulse.catch_up(&self.app.store) {
                 Ok(read) => read >= pulse::EVENTS_PER_PASS,
@@ -368,7 +373,7 @@ const COSIGNED_LOOKBACK: usize = 1000;
 /// wait on a quorum, and how far the operators' cosignatures follow the checkpoints (blocking
 /// reads).
 pub fn record_gauges(console: &Console) {
-    let view = console.pulse.view();
+    let view = console.pulse.view_of(&console.app.store);
     metrics::gauge!("firings_awaiting_quorum").set(view.awaiting_quorum as f64);
     let mut recent = console.checkpoints.recent(snapshot::RECENT_CHECKPOINTS);
     if !recent.is_empty() && recent.iter().all(|c| c.cosigners.is_empty()) {

@@ -167,7 +167,7 @@ pub struct StoreView {
 pub fn build(console: &Console, head: Option<(events::Ulid, events::Hash)>) -> Snapshot {
     let app = &console.app;
     let views = &app.store.views;
-    let pulse = console.pulse.view();
+    let pulse = console.pulse.view_of(&console.app.store);
     let explorer = console.explorer();
     let recent = console.checkpoints.recent(RECENT_CHECKPOINTS);
 
