@@ -1,11 +1,12 @@
 //! Operators on a replicated log: a 3-node NATS JetStream cluster and 3 aggregator processes
-//! (`cluster_harness.rs`), four registered operators (signed clients in this process,
-//! `network::Keys`), each connected to one replica.
+//! (`cluster_harness.rs`), five registered operators (signed clients in this process,
+//! `network::Keys`), four of them each connected to one replica, the fifth never.
 //!
-//! - Each task goes to the two operators a single node would choose among all four
-//!   (`domain::assignment::choose_for`), though no replica but one holds each one's stream:
-//!   the writer decides from the cluster-wide presence, and each operator is told its tasks by
-//!   the replica it is connected to.
+//! - Once the fifth's grace period is over, each task goes to the two operators a single node
+//!   would choose among the four connected (`domain::assignment::choose_for`), though no replica
+//!   but one holds each one's stream: the writer decides from the cluster-wide presence (on its
+//!   own connections alone it would choose among one or two), and each operator is told its
+//!   tasks by the replica it is connected to.
 //! - An operator that moves to another replica is told all its tasks again there, and no
 //!   assignment moves (the log holds no `OperatorUnassigned`, and two `OperatorAssigned` per
 //!   task).
@@ -64,20 +65,38 @@ async fn eventually(what: &str, mut done: impl FnMut() -> bool) -> anyhow::Resul
     Ok(())
 }
 
-/// The operators `/operators` on the replica at `http` says are connected to some replica.
-async fn present(http: &str) -> anyhow::Result<BTreeSet<String>> {
+/// The operators `/operators` on the replica at `http` lists.
+async fn operators(http: &str) -> anyhow::Result<Vec<serde_json::Value>> {
     let body: serde_json::Value = reqwest::get(format!("http://{http}/operators"))
         .await?
         .json()
         .await?;
-    Ok(body["operators"]
-        .as_array()
-        .into_iter()
-        .flatten()
+    Ok(body["operators"].as_array().cloned().unwrap_or_default())
+}
+
+/// The operators the replica at `http` says are connected to some replica.
+async fn present(http: &str) -> anyhow::Result<BTreeSet<String>> {
+    Ok(operators(http)
+        .await?
+        .iter()
         .filter(|o| o["connected"] == true || o["connected_elsewhere"].is_string())
         .filter_map(|o| o["address"].as_str().map(str::to_owned))
         .collect())
 }
+
+/// Whether the replica at `http` says `address` has been gone for at least `grace`.
+async fn gone_for(http: &str, address: &str, grace: Duration) -> anyhow::Result<bool> {
+    Ok(operators(http).await?.iter().any(|o| {
+        o["address"] == address
+            && o["gone_for_seconds"]
+                .as_u64()
+                .is_some_and(|s| s > grace.as_secs())
+    }))
+}
+
+/// How long an operator keeps its tasks once no replica holds its stream: longer than a move
+/// from one replica to another takes.
+const GRACE: Duration = Duration::from_secs(8);
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn operators_on_any_replica_get_the_tasks_one_node_would_give_them() -> anyhow::Result<()> {
@@ -86,17 +105,19 @@ async fn operators_on_any_replica_get_the_tasks_one_node_would_give_them() -> an
     let urls: Vec<String> = nodes.iter().map(|n| n.url.clone()).collect();
     cluster_ready(&urls).await?;
 
-    let keys: Vec<Keys> = (0..4).map(|_| Keys::random()).collect();
+    let mut keys: Vec<Keys> = (0..5).map(|_| Keys::random()).collect();
     let members = serde_norway::to_string(&keys.iter().map(Keys::member).collect::<Vec<_>>())?;
-    let operators = format!(
-        "operators:\n  per_task: 2\n  reconcile_every: 200ms\n  ack_timeout: 2s\n  reassign_grace: 10m\n  members:\n{}",
+    let absent = keys.pop().unwrap();
+    let section = format!(
+        "operators:\n  per_task: 2\n  reconcile_every: 200ms\n  ack_timeout: 2s\n  reassign_grace: {}s\n  members:\n{}",
+        GRACE.as_secs(),
         members
             .lines()
             .map(|l| format!("    {l}\n"))
             .collect::<String>()
     );
     let mut replicas: Vec<Replica> = (0..3)
-        .map(|i| Replica::with_config(dir.path(), i, &urls, &operators))
+        .map(|i| Replica::with_config(dir.path(), i, &urls, &section))
         .collect::<Result<_, _>>()?;
     replicas[0].start()?;
     let mut first = replicas[0].client().await?;
@@ -126,12 +147,16 @@ async fn operators_on_any_replica_get_the_tasks_one_node_would_give_them() -> an
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     };
+    // The writer sees the four, and the fifth's grace (from the writer's start) is over.
     let deadline = Instant::now() + Duration::from_secs(60);
-    while present(&replicas[writer].http).await? != everyone {
+    let absent = format!("{:#x}", absent.address());
+    while present(&replicas[writer].http).await? != everyone
+        || !gone_for(&replicas[writer].http, &absent, GRACE).await?
+    {
         anyhow::ensure!(
             Instant::now() < deadline,
-            "the writer never saw every operator: {:?}",
-            present(&replicas[writer].http).await?
+            "the writer never saw the four, nor the fifth gone: {:?}",
+            operators(&replicas[writer].http).await?
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
