@@ -122,10 +122,22 @@ pub async fn open(config: Config) -> anyhow::Result<SharedApp> {
                 config.operators.freshness,
             )
             .await?;
-            crate::operators::Pool::with_nonces(
+            // The writer assigns tasks among the operators connected to any replica.
+            let presence = cluster::KvPresence::open(
+                replica.backend().replicated(),
+                config.event_log.replicas,
+                replica.id(),
+                config.event_log.lease_ttl,
+            )
+            .await?;
+            crate::operators::Pool::replicated(
                 store.clone(),
                 config.operators.clone(),
-                Arc::new(nonces),
+                crate::operators::pool::Replicated {
+                    nonces: Arc::new(nonces),
+                    presence: Arc::new(presence),
+                    leads: replica.leadership(),
+                },
             )?
         }
     };

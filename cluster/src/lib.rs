@@ -21,6 +21,8 @@
 //!   a replica whose keys differ refuses to start;
 //! - `nonces`: the operators' request nonces in a KV bucket, so that a request replayed to
 //!   another replica is refused;
+//! - `presence`: which operators hold a stream on which replica, in a KV bucket kept alive by
+//!   the replica holding each, so that the writer assigns tasks among all of them;
 //! - `transfer`: the stream's events read in order, copied into a local database, and a local
 //!   log imported into an empty stream (the tools: `aggregator log export|import`, `replay --nats`);
 //! - `error`: this layer's failures.
@@ -33,6 +35,7 @@ pub mod forward;
 pub mod lease;
 pub mod message;
 mod nonces;
+pub mod presence;
 mod replica;
 mod stream;
 pub mod transfer;
@@ -42,5 +45,6 @@ pub use error::{Error, Result};
 pub use follow::{catch_up, follow};
 pub use lease::Writer;
 pub use nonces::KvNonces;
+pub use presence::KvPresence;
 pub use replica::Replica;
 pub use stream::{Refused, Replicated, StreamSettings};

@@ -1,6 +1,7 @@
 //! What replicas share beside the stream, against a real `nats-server`: the keys' fingerprints
 //! (a replica with other keys refuses to start, naming the key) and the operators' request
-//! nonces (a nonce seen by one replica is refused by another).
+//! nonces (a nonce seen by one replica is refused by another), and the operators' presence (a
+//! stream held by one replica is seen by the others until it ends or its replica dies).
 
 #![allow(clippy::unwrap_used, reason = "tests")]
 
@@ -8,7 +9,8 @@ mod support;
 
 use std::time::Duration;
 
-use cluster::KvNonces;
+use cluster::presence::Present;
+use cluster::{KvNonces, KvPresence};
 use support::{connect, nats_server};
 
 fn keys_dir(files: &[(&str, &str)]) -> tempfile::TempDir {
@@ -192,4 +194,64 @@ async fn a_nonce_seen_by_one_replica_is_refused_by_another() {
         stream.info().await.unwrap().config.max_age,
         Duration::from_secs(120)
     );
+}
+
+/// Waits until `done` holds (bounded, so that a failing run ends).
+async fn eventually(what: &str, mut done: impl FnMut() -> bool) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while !done() {
+        assert!(std::time::Instant::now() < deadline, "never: {what}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_operator_held_by_one_replica_is_seen_by_the_others_until_it_leaves_or_lapses() {
+    // Given two replicas' presence on one stream's bucket
+    let server = nats_server(1024 * 1024).await;
+    let ttl = Duration::from_secs(1);
+    let a = KvPresence::open(&connect(&server, "aggregator").await, 1, "ra", ttl)
+        .await
+        .unwrap();
+    let b = KvPresence::open(&connect(&server, "aggregator").await, 1, "rb", ttl)
+        .await
+        .unwrap();
+    let held_by = |p: &KvPresence| {
+        let mut others: Vec<Present> = p.others();
+        others.sort_by(|x, y| (&x.operator, &x.replica).cmp(&(&y.operator, &y.replica)));
+        others
+            .into_iter()
+            .map(|p| (p.operator, p.replica, p.value))
+            .collect::<Vec<_>>()
+    };
+    let entry = |op: &str, replica: &str, value: &str| {
+        (op.to_owned(), replica.to_owned(), value.as_bytes().to_vec())
+    };
+
+    // When the first holds an operator's stream: the second sees it (and is woken), the first
+    // does not count its own
+    a.hold("op1", b"blocks".to_vec());
+    tokio::time::timeout(Duration::from_secs(30), b.changed())
+        .await
+        .expect("the second replica is told");
+    eventually("b sees op1 on ra", || {
+        held_by(&b) == [entry("op1", "ra", "blocks")]
+    })
+    .await;
+    assert!(held_by(&a).is_empty());
+
+    // When the operator moves to the second and the first lets it go: each sees the other's
+    // entry only, and the first's release does not remove the second's
+    b.hold("op1", b"time".to_vec());
+    eventually("a sees op1 on rb", || {
+        held_by(&a) == [entry("op1", "rb", "time")]
+    })
+    .await;
+    a.release("op1");
+    eventually("b no longer sees op1 on ra", || held_by(&b).is_empty()).await;
+    assert_eq!(held_by(&a), [entry("op1", "rb", "time")]);
+
+    // When a replica ends without letting its operators go: they lapse after the ttl
+    drop(b);
+    eventually("op1 on rb lapses", || held_by(&a).is_empty()).await;
 }

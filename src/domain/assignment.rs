@@ -22,11 +22,11 @@ use events::Event;
 use events::event::{OperatorAssigned, OperatorUnassigned};
 use events::task::TriggerKind;
 use projections::tasks::{Status as TaskStatus, TaskRow};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 /// What an operator can watch (from its `SyncMessagesReq`).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Capabilities {
     pub events: bool,
     pub blocks: bool,

@@ -7,8 +7,10 @@
 //! - `auth`: every operator request is signed; freshness and nonces refuse replays;
 //! - `refusals`: refused requests counted by reason and by the operator they name;
 //! - `pool`: connected operators, their `SyncMessages` streams, task assignment (as
-//!   `domain::assignment` chooses, recorded as events), pushed messages and their
-//!   acknowledgements;
+//!   `domain::assignment` chooses, recorded as events, by the log's writer), pushed messages and
+//!   their acknowledgements;
+//! - `presence`: the operators connected to other replicas of a replicated log (none on one
+//!   node), which the writer assigns tasks among too;
 //! - `attestations`: signed reports of firings, folded by `domain::attestation` until a quorum
 //!   agrees, then fired;
 //! - `verifier`: the reports' BLS signatures, checked in batches;
@@ -22,6 +24,7 @@ pub mod auth;
 pub mod error;
 pub mod overload;
 pub mod pool;
+pub mod presence;
 pub mod refusals;
 pub mod registry;
 pub mod verifier;

@@ -8,6 +8,14 @@
 //! Assignments are events (`OperatorAssigned` / `OperatorUnassigned` on `assign:<task>`), so they
 //! survive a restart.
 //!
+//! On a replicated log (several replicas), only the log's writer decides and appends
+//! assignments, from the presence of every operator connected to any replica (its own
+//! connections, and the others' from a `presence::PresenceStore`); an operator is gone, for the
+//! grace period, when no replica holds its stream. Every replica's pool follows the assignments
+//! in its log (the `assign:` streams) and streams the messages to the operators connected to
+//! it, so an operator reconnecting to another replica is told everything again there and keeps
+//! its tasks. A replica that becomes the writer reads every task and assignment again first.
+//!
 //! Messages: each connected operator has a `SyncMessages` stream. A reconciliation (every
 //! `reconcile_every`, and at once when something changes) pushes `MonitorTaskTrigger` for each
 //! task assigned to it and `DisableTask` / `DeleteTask` / `CompletedTask` when one stops or moves
@@ -36,6 +44,7 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::{Notify, mpsc, watch};
 use tokio::task::JoinHandle;
 
+use super::presence::{Elsewhere, InProcess, PresenceStore};
 use super::verifier::Verifier;
 use crate::config::OperatorsConfig;
 pub use crate::domain::assignment::Capabilities;
@@ -86,6 +95,8 @@ struct Member {
     /// Capabilities the operator had when it was last connected.
     capabilities: Capabilities,
     gone_since: Option<Instant>,
+    /// The replica that holds its stream, when another one does (as the presence last said).
+    elsewhere: Option<String>,
     liveness: Liveness,
 }
 
@@ -104,6 +115,20 @@ pub struct Pool {
     pub refusals: Arc<super::refusals::Refusals>,
     /// The nonces of the operators' signed requests (`auth`).
     pub nonces: Arc<dyn super::auth::NonceStore>,
+    /// The operators connected to other replicas.
+    presence: Arc<dyn PresenceStore>,
+    /// Whether this process writes the log, so decides the assignments (always, on one node).
+    leads: watch::Receiver<bool>,
+}
+
+/// What the replicas of a replicated log share for the pool.
+pub struct Replicated {
+    /// The operators' request nonces, seen by every replica.
+    pub nonces: Arc<dyn super::auth::NonceStore>,
+    /// Which operators are connected to which replica.
+    pub presence: Arc<dyn PresenceStore>,
+    /// Whether this replica writes the log.
+    pub leads: watch::Receiver<bool>,
 }
 
 impl std::fmt::Debug for Pool {
@@ -119,6 +144,8 @@ pub struct OperatorView {
     pub weight: u64,
     pub connected: bool,
     pub connected_for_seconds: Option<u64>,
+    /// Connected to another replica of the log (its id), not this one.
+    pub connected_elsewhere: Option<String>,
     pub gone_for_seconds: Option<u64>,
     pub capabilities: Capabilities,
     pub tasks: usize,
@@ -139,6 +166,8 @@ struct Tracking {
     /// The eligible operators and `k` of the last pass.
     eligible: Vec<(Address, Capabilities)>,
     k: usize,
+    /// Whether the last pass decided assignments (this process wrote the log).
+    deciding: bool,
 }
 
 /// What the pool keeps of one task: about 130 bytes with its key, where its row took ~700.
@@ -230,21 +259,31 @@ struct Move {
 }
 
 impl Pool {
-    /// A pool of the registered operators (from the projection), remembering their requests'
-    /// nonces in this process.
+    /// A pool of the registered operators (from the projection) of the one process that writes
+    /// the log, remembering their requests' nonces and their presence in this process.
     pub fn new(store: Store, config: OperatorsConfig) -> anyhow::Result<Arc<Self>> {
-        Self::with_nonces(
+        Self::replicated(
             store,
             config,
-            Arc::new(super::auth::MemoryNonces::default()),
+            Replicated {
+                nonces: Arc::new(super::auth::MemoryNonces::default()),
+                presence: Arc::new(InProcess),
+                // One process writes the log for good: a receiver that never changes.
+                leads: watch::channel(true).1,
+            },
         )
     }
 
-    /// `new`, remembering the nonces in `nonces` (a replicated log's replicas share theirs).
-    pub fn with_nonces(
+    /// `new` on one replica of a replicated log: nonces and presence shared with the others,
+    /// assignments decided while this replica writes the log.
+    pub fn replicated(
         store: Store,
         config: OperatorsConfig,
-        nonces: Arc<dyn super::auth::NonceStore>,
+        Replicated {
+            nonces,
+            presence,
+            leads,
+        }: Replicated,
     ) -> anyhow::Result<Arc<Self>> {
         let pool = Arc::new(Self {
             store,
@@ -256,6 +295,8 @@ impl Pool {
             verifier: Verifier::start()?,
             refusals: Arc::default(),
             nonces,
+            presence,
+            leads,
         });
         pool.refresh_members()?;
         Ok(pool)
@@ -284,6 +325,7 @@ impl Pool {
                             connection: None,
                             capabilities: Capabilities::ANY,
                             gone_since: Some(Instant::now()),
+                            elsewhere: None,
                             liveness: Liveness::default(),
                         },
                     );
@@ -341,6 +383,7 @@ impl Pool {
                 });
                 m.capabilities = capabilities;
                 m.gone_since = None;
+                self.presence.joined(address, capabilities);
             }
         }
         metrics::gauge!("operators_connected").set(self.connected() as f64);
@@ -402,6 +445,7 @@ impl Pool {
                 weight: m.weight,
                 connected: m.connection.is_some(),
                 connected_for_seconds: m.connection.as_ref().map(|c| c.since.elapsed().as_secs()),
+                connected_elsewhere: m.elsewhere.clone(),
                 gone_for_seconds: m.gone_since.map(|g| g.elapsed().as_secs()),
                 capabilities: m.capabilities,
                 tasks: m.connection.as_ref().map_or(0, |c| {
@@ -430,6 +474,8 @@ impl Pool {
                 }
                 tokio::select! {
                     _ = tokio::time::timeout(pool.config.reconcile_every, pool.nudge.notified()) => {}
+                    // An operator came to or left another replica.
+                    () = pool.presence.changed() => {}
                     _ = stop.wait_for(|s| *s) => break,
                 }
             }
@@ -441,8 +487,10 @@ impl Pool {
     pub fn close(&self) {
         self.closed.store(true, Ordering::SeqCst);
         let mut members = self.members.lock().unwrap_or_else(|p| p.into_inner());
-        for member in members.values_mut() {
-            member.connection = None;
+        for (address, member) in members.iter_mut() {
+            if member.connection.take().is_some() {
+                self.presence.left(*address);
+            }
         }
     }
 
@@ -513,9 +561,10 @@ impl Pool {
 
     /// The tasks that changed since the last pass (all of them at the first), with the tracked
     /// set brought up to date: the events appended since are read, and the tasks whose
-    /// streams they touch are read again. Storage reads and decoding: called off the async
-    /// workers (`off_runtime`).
-    fn changed_tasks(&self, t: &mut Tracking) -> anyhow::Result<Scope> {
+    /// streams they touch are read again. With `follow`, the assignments too (another replica
+    /// decides them); otherwise this pool decided them itself and keeps what it decided.
+    /// Storage reads and decoding: called off the async workers (`off_runtime`).
+    fn changed_tasks(&self, t: &mut Tracking, follow: bool) -> anyhow::Result<Scope> {
         if !t.loaded {
             // Where the log stands before the full read: what lands meanwhile is read again.
             t.cursor = self.store.log.head()?.map(|(id, _)| id);
@@ -524,6 +573,8 @@ impl Pool {
             return Ok(Scope::All);
         }
         let mut changed = BTreeSet::new();
+        let mut reassigned = BTreeSet::new();
+        let assignments = events::stream::assignment("");
         for item in self.store.log.keyspaces().scan(t.cursor) {
             let (id, value) = item?;
             if Some(id) == t.cursor {
@@ -532,6 +583,9 @@ impl Pool {
             let header = events::decode_header_at(id, &value)?;
             if let Some(task) = events::stream::task_id_of(&header.stream) {
                 changed.insert(task.to_owned());
+            } else if follow && let Some(task) = header.stream.strip_prefix(&assignments) {
+                changed.insert(task.to_owned());
+                reassigned.insert(task.to_owned());
             }
             t.cursor = Some(id);
         }
@@ -541,17 +595,36 @@ impl Pool {
                 .views
                 .task(task)?
                 .and_then(|row| WatchFields::of(&row).watch());
-            let assigned = t
+            let kept = t
                 .tasks
                 .remove(task.as_str())
                 .map(|tracked| tracked.assigned)
                 .unwrap_or_default();
+            let assigned = if reassigned.contains(task) {
+                self.assigned_in_log(task)?
+            } else {
+                kept
+            };
             if watch.is_some() || !assigned.is_empty() {
                 t.tasks
                     .insert(task.as_str().into(), Tracked { watch, assigned });
             }
         }
         Ok(Scope::Tasks(changed))
+    }
+
+    /// A task's operators as the log's projection holds them, sorted.
+    fn assigned_in_log(&self, task: &str) -> anyhow::Result<Box<[Address]>> {
+        let mut operators: Vec<Address> = self
+            .store
+            .views
+            .assigned(task)?
+            .iter()
+            .filter_map(|operator| operator.parse().ok())
+            .collect();
+        operators.sort_unstable();
+        operators.dedup();
+        Ok(operators.into_boxed_slice())
     }
 
     /// The assignments that differ from what the log holds, for the tasks in `scope`.
@@ -582,14 +655,46 @@ impl Pool {
         }
     }
 
-    /// The operators that may be given tasks: connected, or gone for less than the grace period.
+    /// Takes in which operators other replicas hold: one connected elsewhere is present with
+    /// the capabilities it has there; one no replica holds any more is gone from now on.
+    fn follow_presence(&self) {
+        let elsewhere = self.presence.elsewhere();
+        let mut members = self.members.lock().unwrap_or_else(|p| p.into_inner());
+        let now = Instant::now();
+        for (address, m) in members.iter_mut() {
+            match elsewhere.get(address) {
+                Some(Elsewhere {
+                    replica,
+                    capabilities,
+                }) => {
+                    if m.connection.is_none() {
+                        m.capabilities = *capabilities;
+                    }
+                    m.gone_since = None;
+                    if m.elsewhere.as_ref() != Some(replica) {
+                        m.elsewhere = Some(replica.clone());
+                    }
+                }
+                None if m.elsewhere.is_some() => {
+                    m.elsewhere = None;
+                    if m.connection.is_none() && m.gone_since.is_none() {
+                        m.gone_since = Some(now);
+                    }
+                }
+                None => {}
+            }
+        }
+    }
+
+    /// The operators that may be given tasks: connected (here or to another replica), or gone
+    /// for less than the grace period.
     fn eligible(&self) -> (Vec<(Address, Capabilities)>, usize) {
         let members = self.members.lock().unwrap_or_else(|p| p.into_inner());
         let presence = members.iter().map(|(a, m)| {
             (
                 a,
                 Presence {
-                    connected: m.connection.is_some(),
+                    connected: m.connection.is_some() || m.elsewhere.is_some(),
                     gone_since: m.gone_since,
                     capabilities: m.capabilities,
                 },
@@ -623,19 +728,25 @@ impl Pool {
         outcome
     }
 
-    /// One reconciliation: assignments, then messages. A pass costs what changed since the last
-    /// one (new events, operators becoming eligible or not), not the number of tasks.
+    /// One reconciliation: assignments (decided while this process writes the log), then
+    /// messages. A pass costs what changed since the last one (new events, operators becoming
+    /// eligible or not), not the number of tasks.
     pub async fn reconcile(self: &Arc<Self>) -> anyhow::Result<()> {
         // Streams whose receiver is gone: the operator left.
         {
             let mut members = self.members.lock().unwrap_or_else(|p| p.into_inner());
-            for m in members.values_mut() {
+            for (address, m) in members.iter_mut() {
                 if m.connection.as_ref().is_some_and(|c| c.sender.is_closed()) {
                     m.connection = None;
-                    m.gone_since = Some(Instant::now());
+                    self.presence.left(*address);
+                    if m.elsewhere.is_none() {
+                        m.gone_since = Some(Instant::now());
+                    }
                 }
             }
         }
+        self.follow_presence();
+        let leading = *self.leads.borrow();
         let mut tracking = self.tracking.lock().await;
         let t = &mut *tracking;
         if self
@@ -648,15 +759,26 @@ impl Pool {
             t.loaded = false;
             return Ok(());
         }
-        let (eligible, k) = self.eligible();
+        if leading && !t.deciding && t.loaded {
+            // This replica became the log's writer: what it followed is read again whole, so
+            // that it decides on everything the log holds.
+            t.loaded = false;
+        }
+        let chosen = leading.then(|| self.eligible());
         let (scope, moves) = self
             .off_runtime(t, move |pool, t| {
-                let mut scope = pool.changed_tasks(t)?;
-                if eligible != t.eligible || k != t.k {
+                let mut scope = pool.changed_tasks(t, !leading)?;
+                let Some((eligible, k)) = chosen else {
+                    // Another replica decides; this one streams what the log says.
+                    t.deciding = false;
+                    return Ok((scope, Vec::new()));
+                };
+                if !t.deciding || eligible != t.eligible || k != t.k {
                     // Who may watch changed: every task's choice is made again.
                     scope = Scope::All;
                     t.eligible = eligible;
                     t.k = k;
+                    t.deciding = true;
                 }
                 let moves = Self::decide(t, &scope);
                 Ok((scope, moves))
@@ -668,6 +790,10 @@ impl Pool {
             events,
         } in moves
         {
+            if !*self.leads.borrow() {
+                // Deposed meanwhile: the next writer decides (and this pool follows the log).
+                break;
+            }
             let command = Command::new("system", events::now_ms()).append(
                 events::stream::assignment(&task),
                 Expected::Any,

@@ -21,7 +21,7 @@ alloy::sol! {
     }
 }
 
-fn all_capabilities() -> pb::sync_messages_req::Capabilities {
+pub(crate) fn all_capabilities() -> pb::sync_messages_req::Capabilities {
     pb::sync_messages_req::Capabilities {
         event_monitoring: true,
         block_monitoring: true,
