@@ -12,6 +12,7 @@ mod client_api;
 mod cluster;
 mod cluster_executions;
 mod cluster_harness;
+mod cluster_writer;
 mod console;
 mod contract_fixtures;
 mod core_crash;
