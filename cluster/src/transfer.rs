@@ -388,3 +388,66 @@ async fn publish_chunk(
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use events::IdempotencyMark;
+
+    fn header(id: u128, at: u64, keyed: Option<u32>) -> events::Header {
+        events::Header {
+            id: Ulid(id),
+            stream: "s".into(),
+            seq: 1,
+            recorded_at: at,
+            event_type: "TaskCreated".into(),
+            version: 1,
+            idempotency: keyed.map(|events| IdempotencyMark {
+                key: format!("k{id}"),
+                expires_at: None,
+                events,
+            }),
+        }
+    }
+
+    /// The events of each unit the log's events fall into.
+    fn units_of(headers: &[events::Header]) -> Vec<(Vec<u128>, bool)> {
+        let mut units = Units::default();
+        let mut out = Vec::new();
+        for h in headers {
+            out.extend(units.push(h.id, Slice::from(vec![0u8]), h));
+        }
+        out.extend(units.close());
+        out.into_iter()
+            .map(|u| (u.events.iter().map(|(id, _)| id.0).collect(), u.one_command))
+            .collect()
+    }
+
+    #[test]
+    fn units_end_where_a_command_may_end() {
+        // Given two commands at one time without keys, a keyed command of two events at the
+        // same time, a keyed one of one event, and one at another time
+        let headers = [
+            header(1, 100, None),
+            header(2, 100, None),
+            header(3, 100, Some(2)),
+            header(4, 100, None),
+            header(5, 100, Some(1)),
+            header(6, 100, None),
+            header(7, 101, None),
+        ];
+        // When they are grouped
+        let units = units_of(&headers);
+        // Then a unit ends at a key, after a keyed command's count, and where the time changes
+        assert_eq!(
+            units,
+            vec![
+                (vec![1, 2], false),
+                (vec![3, 4], true),
+                (vec![5], true),
+                (vec![6], false),
+                (vec![7], false),
+            ]
+        );
+    }
+}
