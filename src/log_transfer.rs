@@ -7,7 +7,10 @@
 //!   single-node aggregator runs on, and what the auditors' tools read.
 //! - Import loads a single-node (fjall) log into an empty stream, so that a deployment can grow
 //!   into a cluster: the log is verified whole first (nothing published can be taken back: the
-//!   stream refuses deletes), then published in order, each hash checked to chain as it goes.
+//!   stream refuses deletes), then published in order, whole commands per message, each hash
+//!   checked to chain as it goes. An interrupted import is run again as it was: the stream's
+//!   events are checked to be the log's first ones, byte for byte, and it goes on after them
+//!   (`cluster::transfer::import`).
 //!   Replicas started on empty data directories on that stream then hold the same events.
 
 use std::path::Path;
@@ -89,7 +92,7 @@ pub fn export(config: &Config, dir: &Path) -> anyhow::Result<Exported> {
 }
 
 /// Loads the log of the data directory `from` (no aggregator may run on it) into the stream,
-/// which must be empty.
+/// which must be empty or hold the start of that log (an interrupted import).
 pub fn import(config: &Config, from: &Path) -> anyhow::Result<cluster::transfer::Imported> {
     let settings = settings(config)?;
     if !from.join("keyspaces").exists() {

@@ -72,7 +72,8 @@ enum LogCmd {
     /// verified, that `replay` reads and a single-node aggregator runs on.
     Export { dir: std::path::PathBuf },
     /// Load the log of a data directory no aggregator runs on into the stream, which must be
-    /// empty: the log is verified first, then published in order.
+    /// empty or hold what an interrupted import of the same log published (it goes on from
+    /// there): the log is verified first, then published in order, whole commands per message.
     Import {
         #[arg(long)]
         from: std::path::PathBuf,
@@ -232,8 +233,16 @@ fn main() -> anyhow::Result<()> {
         }
         Cmd::Log(LogCmd::Import { from }) => {
             let imported = aggregator::log_transfer::import(&config, &from)?;
+            let resumed = if imported.resumed > 0 {
+                format!(
+                    ", after the {} events an earlier import published",
+                    imported.resumed
+                )
+            } else {
+                String::new()
+            };
             eprintln!(
-                "imported {} events of {} into stream {} ({} messages; it ends at {})",
+                "imported {} events of {} into stream {} ({} messages{resumed}; it ends at {})",
                 imported.events,
                 from.display(),
                 config.event_log.stream,

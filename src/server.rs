@@ -243,6 +243,10 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
             }
         });
     }
+    if let Some(replica) = &app.replica {
+        // The calls that send user operations, from the replicas that do not write.
+        replica.serve_calls(crate::rpc::client::on_writer::handler(app.clone()));
+    }
     on_becoming_writer(&app, |app| async move {
         if let Err(e) = crate::operators::attestations::refire_pending(&app).await {
             tracing::warn!(error = %e, "attested firings could not be handed to the engine again");

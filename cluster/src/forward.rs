@@ -233,3 +233,183 @@ pub async fn serve(client: Client, log: Log, backend: Arc<JetStream>, me: String
         });
     }
 }
+
+/// The subject on which replica `id` runs calls for the others (`Calls`).
+pub fn calls_subject(stream: &str, id: &str) -> String {
+    format!("{stream}.calls.{id}")
+}
+
+/// The first byte of a call's answer: the handler's answer follows.
+const ANSWERED: u8 = 0;
+/// The first byte of a call's answer: the replica does not write the log (nothing ran).
+const NOT_WRITER: u8 = 1;
+
+/// Whether a call may be sent again when an attempt's outcome is unknown (the writer changed,
+/// or did not answer in time): only when the call itself makes a repeat harmless (it names
+/// what it does, as a withdrawal's id, so that the writer finds an earlier attempt's work).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Repeat {
+    Safe,
+    Once,
+}
+
+/// A call that runs on the writer: the aggregator's own encoding, the answer likewise.
+pub type CallHandler = Arc<dyn Fn(Vec<u8>) -> BoxFuture<'static, Vec<u8>> + Send + Sync>;
+
+/// Calls other than commands that must run on the writer (what sends user operations: one
+/// bundler account's nonce has one owner), handed to it over request/reply on
+/// `<stream>.calls.<id>`. Sent again while no writer takes them, as commands are; one whose
+/// outcome is unknown only when it is `Repeat::Safe`.
+#[derive(Clone)]
+pub struct Calls {
+    client: Client,
+    lease: Arc<Lease>,
+    backend: Arc<JetStream>,
+}
+
+impl std::fmt::Debug for Calls {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Calls").finish_non_exhaustive()
+    }
+}
+
+impl Calls {
+    pub(crate) fn new(client: Client, lease: Arc<Lease>, backend: Arc<JetStream>) -> Self {
+        Self {
+            client,
+            lease,
+            backend,
+        }
+    }
+
+    /// Runs `payload` on the writer: its handler's answer, or `None` when this replica writes
+    /// (then the caller runs it here). `attempt`: how long one attempt may take (the handler's
+    /// own longest wait and some).
+    pub async fn call(
+        &self,
+        payload: Vec<u8>,
+        attempt: Duration,
+        repeat: Repeat,
+    ) -> Result<Option<Vec<u8>>, CallFailed> {
+        let mut deadline = Instant::now() + PATIENCE;
+        let mut pause = Duration::from_millis(50);
+        loop {
+            if events::Backend::leading(self.backend.as_ref()) {
+                return Ok(None);
+            }
+            let why = match self.lease.writer() {
+                Writer::Other(holder) => {
+                    match self.attempt(&holder, payload.clone(), attempt).await {
+                        Attempt::Answered(answer) => return Ok(Some(answer)),
+                        Attempt::NotTaken(why) => why,
+                        Attempt::Unknown(why) if repeat == Repeat::Safe => {
+                            deadline = Instant::now() + PATIENCE;
+                            why
+                        }
+                        Attempt::Unknown(why) => return Err(CallFailed::Unknown(why)),
+                    }
+                }
+                Writer::Me => "this replica is catching up before it writes".into(),
+                Writer::None => "no replica holds the writer's lease now".into(),
+            };
+            if Instant::now() + pause >= deadline {
+                return Err(CallFailed::NoWriter(format!(
+                    "no writer took the call within {PATIENCE:?}: {why}"
+                )));
+            }
+            tracing::debug!(reason = %why, "the call is sent to the writer again");
+            tokio::time::sleep(pause).await;
+            pause = (pause * 2).min(Duration::from_millis(500));
+        }
+    }
+
+    async fn attempt(&self, holder: &str, payload: Vec<u8>, attempt: Duration) -> Attempt {
+        let request = async_nats::Request::new()
+            .payload(payload.into())
+            .timeout(Some(attempt));
+        let subject = calls_subject(self.backend.replicated().name(), holder);
+        let mut writers = self.lease.watch();
+        let replaced = async {
+            let _ = writers
+                .wait_for(|w| !matches!(w, Writer::Other(id) if id == holder) && *w != Writer::None)
+                .await;
+        };
+        let sent = tokio::select! {
+            sent = self.client.send_request(subject, request) => sent,
+            () = replaced => {
+                return Attempt::Unknown(format!(
+                    "replica {holder} stopped holding the writer's lease before it answered"
+                ));
+            }
+        };
+        match sent {
+            Ok(reply) => match reply.payload.split_first() {
+                Some((&ANSWERED, answer)) => Attempt::Answered(answer.to_vec()),
+                Some((&NOT_WRITER, why)) => {
+                    Attempt::NotTaken(String::from_utf8_lossy(why).into_owned())
+                }
+                _ => Attempt::Unknown(format!("replica {holder} answered a damaged reply")),
+            },
+            Err(e) if e.kind() == RequestErrorKind::NoResponders => Attempt::NotTaken(format!(
+                "replica {holder}, which holds the writer's lease, does not answer"
+            )),
+            Err(e) => Attempt::Unknown(format!("calling the writer (replica {holder}): {e}")),
+        }
+    }
+}
+
+/// Why a call got no answer from the writer.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum CallFailed {
+    /// No writer took it: it did not run.
+    #[error("{0}")]
+    NoWriter(String),
+    /// A `Repeat::Once` call whose attempt's outcome is unknown: it may have run.
+    #[error("{0}")]
+    Unknown(String),
+}
+
+enum Attempt {
+    Answered(Vec<u8>),
+    /// Certainly not run: the replica did not take it.
+    NotTaken(String),
+    Unknown(String),
+}
+
+/// Runs the calls other replicas hand to this one (`Calls`) with `handler`, while it writes
+/// the log; answers `NOT_WRITER` otherwise (the sender asks the lease again).
+pub async fn serve_calls(
+    client: Client,
+    backend: Arc<JetStream>,
+    me: String,
+    handler: CallHandler,
+) {
+    let subject = calls_subject(backend.replicated().name(), &me);
+    let mut requests = match client.subscribe(subject.clone()).await {
+        Ok(requests) => requests,
+        Err(e) => {
+            tracing::error!(error = %e, %subject, "cannot take calls for the writer");
+            return;
+        }
+    };
+    while let Some(request) = requests.next().await {
+        let Some(reply) = request.reply.clone() else {
+            continue;
+        };
+        let (client, backend, handler) = (client.clone(), backend.clone(), handler.clone());
+        tokio::spawn(async move {
+            let answer = if events::Backend::leading(backend.as_ref()) {
+                let mut answer = vec![ANSWERED];
+                answer.extend(handler(request.payload.to_vec()).await);
+                answer
+            } else {
+                let mut answer = vec![NOT_WRITER];
+                answer.extend_from_slice(b"this replica does not write the log now");
+                answer
+            };
+            if let Err(e) = client.publish(reply, answer.into()).await {
+                tracing::warn!(error = %e, "answering a call for the writer failed");
+            }
+        });
+    }
+}

@@ -117,6 +117,30 @@ impl Replica {
         &self.backend
     }
 
+    /// Hands calls that must run on the writer to it (`forward::Calls`).
+    pub fn calls(&self) -> crate::forward::Calls {
+        crate::forward::Calls::new(
+            self.backend.replicated().client(),
+            self.lease.clone(),
+            self.backend.clone(),
+        )
+    }
+
+    /// Runs the calls the other replicas hand to this one while it writes, until stopped.
+    pub fn serve_calls(&self, handler: crate::forward::CallHandler) {
+        let serving = tokio::spawn(crate::forward::serve_calls(
+            self.backend.replicated().client(),
+            self.backend.clone(),
+            self.lease.me().to_owned(),
+            handler,
+        ));
+        if let Ok(mut tasks) = self.tasks.lock() {
+            // Before the campaign, which `stop` takes last.
+            let at = tasks.len().saturating_sub(1);
+            tasks.insert(at, serving);
+        }
+    }
+
     /// Waits until this replica holds the stream as of now (its last sequence when asked): a
     /// read answered after it sees every command acknowledged before it arrived, on any replica.
     pub async fn caught_up(&self) -> Result<u64> {

@@ -76,6 +76,44 @@ fn with_code(code: Code, message: impl Into<String>, error_code: ErrorCode) -> S
     status
 }
 
+/// A status as it crosses from the replica that ran a call to the one that took it
+/// (`client::on_writer`), to be answered there unchanged: code, message, `x-error-code`.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct WireStatus {
+    pub code: i32,
+    pub message: String,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub error_code: String,
+}
+
+impl From<&Status> for WireStatus {
+    fn from(status: &Status) -> Self {
+        Self {
+            code: status.code() as i32,
+            message: status.message().to_owned(),
+            error_code: status
+                .metadata()
+                .get("x-error-code")
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or_default()
+                .to_owned(),
+        }
+    }
+}
+
+impl From<WireStatus> for Status {
+    #[expect(clippy::disallowed_methods, reason = "the one error map")]
+    fn from(wire: WireStatus) -> Self {
+        let mut status = Status::new(Code::from_i32(wire.code), bounded(wire.message));
+        if let Ok(value) = wire.error_code.parse()
+            && !wire.error_code.is_empty()
+        {
+            status.metadata_mut().insert("x-error-code", value);
+        }
+        status
+    }
+}
+
 impl From<DomainError> for Status {
     fn from(e: DomainError) -> Self {
         match e {
@@ -170,6 +208,25 @@ pub fn behind(e: &cluster::Error) -> Status {
         "this replica cannot reach the replicated event log to answer with current state; retry the call",
         ErrorCode::StorageUnavailable,
     )
+}
+
+/// A call handed to the writer replica got no answer (`client::on_writer`): UNAVAILABLE; when
+/// the writer may have run it, the message says so (the call is not repeated for the caller).
+pub fn writer_call(failed: cluster::forward::CallFailed) -> Status {
+    use cluster::forward::CallFailed;
+    tracing::warn!(error = %failed, "a call handed to the log's writer got no answer");
+    match failed {
+        CallFailed::NoWriter(_) => with_code(
+            Code::Unavailable,
+            "the event log is changing writers or unreachable; retry the call",
+            ErrorCode::StorageUnavailable,
+        ),
+        CallFailed::Unknown(_) => with_code(
+            Code::Unavailable,
+            "the replica that writes the log changed or did not answer while it ran the call: whether it ran is not known, look before calling again",
+            ErrorCode::StorageUnavailable,
+        ),
+    }
 }
 
 /// A decision overtaken by concurrent commands every time it was made again: the client

@@ -10,6 +10,20 @@
 //! - `http`: `/checkpoint`, `/tile/...` (public) and `/proof/execution/<id>` (the task's owner or
 //!   an admin key).
 //!
+//! On a replicated log (`event_log.backend: jetstream`) every replica issues its own checkpoints,
+//! of its own copy of the tree, with the log key all replicas share. That is sound for auditors:
+//! a replica's tree holds only events the stream acknowledged (the writer commits its local
+//! batch after the stream's acknowledgement, the others apply what they read from the stream),
+//! and every replica derives the same tree from the same events in stream order, so a checkpoint
+//! of size N has the same root on every replica; Ed25519 signatures being deterministic, it is
+//! the same note, byte for byte, whichever replica signed it. Checkpoints of different sizes
+//! from different replicas are consistent with each other (one tree), and each replica refuses
+//! to sign a tree that does not extend its own previous checkpoint (`tlog::issue`). An
+//! operator cosigns the checkpoints of the replica it is connected to (`CosignCheckpoint`).
+//! Recording the writer's checkpoints for the others to serve was the alternative; it would
+//! have a follower serve a checkpoint of a tree it may not hold yet (its tiles and proofs
+//! missing until it catches up).
+//!
 //! All of it reads and writes fjall, so it runs on blocking threads, never on the runtime.
 
 pub mod http;
@@ -116,8 +130,8 @@ pub fn required_weight(total: u64, numerator: u64, denominator: u64) -> u64 {
     u64::try_from(needed.div_ceil(u128::from(denominator))).unwrap_or(u64::MAX)
 }
 
-/// Every `interval`, signs the tree when it grew and hands the checkpoint to the operators (on
-/// a replicated log, the writer does).
+/// Every `interval`, signs the tree when it grew and hands the checkpoint to the operators
+/// connected to this process (on a replicated log, every replica does, see the module doc).
 pub fn spawn(app: SharedApp, mut stopped: watch::Receiver<bool>) -> JoinHandle<()> {
     tokio::spawn(async move {
         let mut tick = tokio::time::interval(app.transparency.interval);
@@ -126,9 +140,6 @@ pub fn spawn(app: SharedApp, mut stopped: watch::Receiver<bool>) -> JoinHandle<(
             tokio::select! {
                 _ = tick.tick() => {}
                 _ = stopped.wait_for(|s| *s) => return,
-            }
-            if !app.leads() {
-                continue; // the log's writer issues them
             }
             let issuing = app.clone();
             match tokio::task::spawn_blocking(move || issuing.transparency.issue()).await {

@@ -112,7 +112,7 @@ pub async fn cluster_ready(urls: &[String]) -> anyhow::Result<()> {
 }
 
 pub struct Replica {
-    config: PathBuf,
+    pub config: PathBuf,
     pub data: PathBuf,
     pub grpc: String,
     pub http: String,

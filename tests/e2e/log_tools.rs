@@ -1,8 +1,9 @@
 //! The tools on a replicated log, against a real `nats-server` on a loopback port it picks: a
-//! single node's log imported into an empty stream (a second import refused), exported back into
-//! a data directory with the same event bytes that `replay verify` and `replay diff` pass,
-//! `replay --nats` reading the stream itself, and a replica started empty on the stream holding
-//! the same events.
+//! single node's log imported into an empty stream, whole commands per message (imported again,
+//! nothing is published), exported back into a data directory with the same event bytes that
+//! `replay verify` and `replay diff` pass, `replay --nats` reading the stream itself, and a
+//! replica started empty on the stream holding the same events. An import killed midway goes on
+//! when run again; a stream holding another log is refused, saying where it differs.
 
 use std::process::Stdio;
 use std::sync::Arc;
@@ -114,17 +115,18 @@ async fn a_single_nodes_log_moves_into_a_stream_and_back() -> anyhow::Result<()>
     let local = events_of(&data)?;
     assert_eq!(imported.events, local.len() as u64);
     assert!(imported.messages > 1, "{imported:?}");
-    // Then a second import is refused, saying the stream is not empty
+    assert_eq!(imported.resumed, 0);
+    // Then each message holds whole commands
+    whole_commands_per_message(&nats.url, "moved").await?;
+    // And importing it again finds it all there, and publishes nothing
     let again = {
         let (config, data) = (config.clone(), data.clone());
         tokio::task::spawn_blocking(move || aggregator::log_transfer::import(&config, &data))
-            .await?
-            .unwrap_err()
+            .await??
     };
-    assert!(
-        format!("{again:#}").contains("only into an empty stream"),
-        "{again:#}"
-    );
+    assert_eq!((again.events, again.messages), (0, 0), "{again:?}");
+    assert_eq!(again.resumed, imported.events);
+    assert_eq!(again.position, imported.position);
 
     // And exported into a new directory, it holds the same event bytes, and verifies
     let copy = tempfile::tempdir()?;
@@ -299,5 +301,249 @@ async fn a_backup_taken_while_writes_run_restores_and_verifies() -> anyhow::Resu
         .send()
         .await?;
     assert_eq!(response.status(), 401);
+    Ok(())
+}
+
+/// Every message of the stream holds whole commands: a message after another starts where a
+/// command starts (an event with its command's key, or another time than the one before), and
+/// a command with a key has all its events in the message of its first.
+async fn whole_commands_per_message(url: &str, stream: &str) -> anyhow::Result<()> {
+    let replicated = cluster::Replicated::attach(&cluster::StreamSettings {
+        urls: vec![url.to_owned()],
+        stream: stream.into(),
+        replicas: 1,
+    })
+    .await?;
+    let mut previous: Option<events::Header> = None;
+    cluster::transfer::read(&replicated, |sequence, stored| {
+        let headers: Vec<events::Header> = stored
+            .iter()
+            .map(|s| events::decode_header(s))
+            .collect::<Result<_, _>>()
+            .map_err(|e| cluster::Error::Local(e.to_string()))?;
+        if let (Some(last), Some(first)) = (&previous, headers.first()) {
+            assert!(
+                first.idempotency.is_some() || first.recorded_at != last.recorded_at,
+                "message {sequence} starts inside the command of event {}",
+                last.id
+            );
+        }
+        for (i, header) in headers.iter().enumerate() {
+            if let Some(mark) = &header.idempotency {
+                assert!(
+                    i + mark.events as usize <= headers.len(),
+                    "message {sequence} holds only part of the command of event {}",
+                    header.id
+                );
+            }
+        }
+        if let Some(last) = headers.last() {
+            previous = Some(last.clone());
+        }
+        Ok(())
+    })
+    .await?;
+    Ok(())
+}
+
+/// A TCP proxy to `to` that passes the client's first `budget` bytes, then swallows the rest
+/// (the client waits for answers that never come); the server's bytes all pass.
+struct CuttingProxy {
+    url: String,
+    spent: tokio::sync::watch::Receiver<bool>,
+    _accepting: tokio::task::JoinHandle<()>,
+}
+
+async fn cutting_proxy(to: &str, budget: usize) -> anyhow::Result<CuttingProxy> {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let to = to.trim_start_matches("nats://").to_owned();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let url = format!("nats://{}", listener.local_addr()?);
+    let left = Arc::new(AtomicUsize::new(budget));
+    let (spent_tx, spent) = tokio::sync::watch::channel(false);
+    let spent_tx = Arc::new(spent_tx);
+    let accepting = tokio::spawn(async move {
+        while let Ok((client, _)) = listener.accept().await {
+            let Ok(server) = tokio::net::TcpStream::connect(&to).await else {
+                return;
+            };
+            let (mut client_read, mut client_write) = client.into_split();
+            let (mut server_read, mut server_write) = server.into_split();
+            tokio::spawn(async move {
+                let _ = tokio::io::copy(&mut server_read, &mut client_write).await;
+            });
+            let (left, spent_tx) = (left.clone(), spent_tx.clone());
+            tokio::spawn(async move {
+                let mut buffer = vec![0u8; 8192];
+                loop {
+                    let Ok(n) = client_read.read(&mut buffer).await else {
+                        return;
+                    };
+                    if n == 0 {
+                        return;
+                    }
+                    let pass = n.min(left.load(Ordering::SeqCst));
+                    left.fetch_sub(pass, Ordering::SeqCst);
+                    if pass > 0 && server_write.write_all(&buffer[..pass]).await.is_err() {
+                        return;
+                    }
+                    if pass < n || left.load(Ordering::SeqCst) == 0 {
+                        spent_tx.send_replace(true);
+                    }
+                }
+            });
+        }
+    });
+    Ok(CuttingProxy {
+        url,
+        spent,
+        _accepting: accepting,
+    })
+}
+
+/// A config file for the `aggregator` binary naming the stream `stream` on `url`.
+fn tool_config(
+    dir: &std::path::Path,
+    name: &str,
+    url: &str,
+    stream: &str,
+) -> anyhow::Result<String> {
+    let path = dir.join(format!("{name}.yaml"));
+    std::fs::write(
+        &path,
+        format!(
+            "data_dir: {data}\nkeys_dir: {keys}\nevent_log:\n  nats_urls: [{url}]\n  stream: {stream}\n  replicas: 1\n",
+            data = dir.join(format!("{name}-data")).display(),
+            keys = dir.join(format!("{name}-keys")).display(),
+        ),
+    )?;
+    Ok(path.to_string_lossy().into_owned())
+}
+
+/// A single node's log of `tasks` tasks (the server stopped); its data directory.
+async fn a_log_of(tasks: usize) -> anyhow::Result<(TestServer, std::path::PathBuf)> {
+    let mut server = TestServer::start().await?;
+    let mut c = server.client().await?;
+    let user = User::sign_in(&mut c).await?;
+    let wallet = user.wallet(&mut c).await?;
+    for i in 0..tasks {
+        c.create_task(user.req(simple_task(&format!("t{i}"), &wallet)))
+            .await?;
+    }
+    server.stop().await?;
+    let data = server.config.data_dir.clone();
+    Ok((server, data))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_import_killed_midway_goes_on_when_run_again_and_another_log_is_refused()
+-> anyhow::Result<()> {
+    // Given a single node's log, and NATS behind a proxy that passes about half of its bytes
+    let (_server, data) = a_log_of(150).await?;
+    let local = events_of(&data)?;
+    let bytes: usize = local.iter().map(|(_, v)| v.len()).sum();
+    let nats = nats_server().await?;
+    let mut proxy = cutting_proxy(&nats.url, 8 * 1024 + bytes / 2).await?;
+    let dir = tempfile::tempdir()?;
+    let through_proxy = tool_config(dir.path(), "cut", &proxy.url, "halfway")?;
+    let direct = tool_config(dir.path(), "direct", &nats.url, "halfway")?;
+    let data_arg = data.to_string_lossy().into_owned();
+
+    // When `aggregator log import` is SIGKILLed once the proxy stopped passing its bytes
+    let mut import = tokio::process::Command::new(env!("CARGO_BIN_EXE_aggregator"))
+        .args([
+            "--config",
+            &through_proxy,
+            "log",
+            "import",
+            "--from",
+            &data_arg,
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()?;
+    tokio::select! {
+        spent = proxy.spent.wait_for(|s| *s) => { spent?; }
+        exited = import.wait() => anyhow::bail!("the import ended before it was cut: {exited:?}"),
+    }
+    let replicated = cluster::Replicated::attach(&cluster::StreamSettings {
+        urls: vec![nats.url.clone()],
+        stream: "halfway".into(),
+        replicas: 1,
+    })
+    .await?;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while replicated.head().await? < 2 {
+        anyhow::ensure!(
+            std::time::Instant::now() < deadline,
+            "nothing of the import reached the stream"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    import.kill().await?;
+    let cut_at = replicated.head().await?;
+
+    // Then run again (straight to NATS), it goes on after what the first run published
+    let again = tokio::process::Command::new(env!("CARGO_BIN_EXE_aggregator"))
+        .args(["--config", &direct, "log", "import", "--from", &data_arg])
+        .output()
+        .await?;
+    let said = String::from_utf8_lossy(&again.stderr).into_owned();
+    assert!(again.status.success(), "{said}");
+    let resumed: u64 = said
+        .split("after the ")
+        .nth(1)
+        .and_then(|rest| rest.split(' ').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("the second run does not say it went on: {said}"));
+    assert!(
+        resumed > 0 && resumed < local.len() as u64,
+        "{resumed} of {}: {said}",
+        local.len()
+    );
+    assert!(replicated.head().await? > cut_at);
+    eprintln!(
+        "log import: killed with {cut_at} messages in the stream; run again, it went on after {resumed} of {} events",
+        local.len()
+    );
+    // And the stream holds the log exactly, each event once, whole commands per message
+    let mut held = Vec::new();
+    cluster::transfer::read(&replicated, |_, stored| {
+        for s in stored {
+            let id = events::decode_header(&s)
+                .map_err(|e| cluster::Error::Local(e.to_string()))?
+                .id;
+            held.push((id, s.to_vec()));
+        }
+        Ok(())
+    })
+    .await?;
+    assert_eq!(held.len(), local.len());
+    assert!(held == local, "the stream does not hold the log as it is");
+    whole_commands_per_message(&nats.url, "halfway").await?;
+
+    // And another log is refused on that stream, saying where it differs; nothing is published
+    let (other_server, other) = a_log_of(2).await?;
+    let head = replicated.head().await?;
+    let mut config = other_server.config.clone();
+    config.event_log.nats_urls = vec![nats.url.clone()];
+    config.event_log.stream = "halfway".into();
+    config.event_log.replicas = 1;
+    let refused =
+        tokio::task::spawn_blocking(move || aggregator::log_transfer::import(&config, &other))
+            .await?
+            .unwrap_err();
+    let refused = format!("{refused:#}");
+    assert!(
+        refused.contains("where the source's event 1 is"),
+        "{refused}"
+    );
+    assert!(
+        refused.contains("something else than the start of this log"),
+        "{refused}"
+    );
+    assert_eq!(replicated.head().await?, head);
     Ok(())
 }

@@ -13,6 +13,7 @@ mod cluster;
 mod cluster_executions;
 mod cluster_harness;
 mod cluster_operators;
+mod cluster_writer;
 mod console;
 mod contract_fixtures;
 mod core_crash;

@@ -8,9 +8,11 @@
 //! - `executions`: `ListExecutions`, `GetExecution`, `GetExecutionStatus`, `GetExecutionCount`,
 //!   `GetExecutionStats`, `TriggerTask`;
 //! - `secrets`: `CreateSecret`, `UpdateSecret`, `DeleteSecret`, `ListSecrets`;
-//! - `runs`: `RunTrigger`, `RunNodeWithInputs`, `SimulateTask`, `GetTokenMetadata`, `EstimateFees`.
+//! - `runs`: `RunTrigger`, `RunNodeWithInputs`, `SimulateTask`, `GetTokenMetadata`, `EstimateFees`;
+//! - `on_writer`: the calls that send user operations, run on the replica that writes the log.
 
 mod executions;
+pub mod on_writer;
 mod runs;
 mod secrets;
 mod signin;

@@ -160,7 +160,16 @@ pub async fn run_node_with_inputs(
     // It runs code and requests with the owner's secrets: a read-only key may not.
     let caller = calls::writer(app, &request)?;
     may_run(app, &caller)?;
-    let req = request.into_inner();
+    super::on_writer::run_node_with_inputs(app, &caller.owner, request.into_inner()).await
+}
+
+/// `RunNodeWithInputs` for `owner` (signed in, not read-only, within its rate of runs); a
+/// write node that sends runs on the process that writes the log (`on_writer`).
+pub async fn run_node_as(
+    app: &App,
+    owner: &str,
+    req: pb::RunNodeWithInputsReq,
+) -> Result<pb::RunNodeWithInputsResp, Status> {
     let node = req.node.as_ref().ok_or_else(|| {
         DomainError::Invalid("the request has no node".into(), Code::MissingRequiredField)
     })?;
@@ -189,12 +198,7 @@ pub async fn run_node_with_inputs(
     let input = convert::json_map_from_values(&req.input_variables)?;
     Ok(
         // Its scripts count to the caller's share of the sandbox.
-        match sandbox::as_owner(
-            &caller.owner,
-            app.engine.run_node_full(&caller.owner, &node, &input),
-        )
-        .await
-        {
+        match sandbox::as_owner(owner, app.engine.run_node_full(owner, &node, &input)).await {
             Ok(write) => pb::RunNodeWithInputsResp {
                 success: true,
                 output_data: Some(node_output(

@@ -327,14 +327,27 @@ pub async fn get_nonce(
 /// ETH or an ERC-20 out of one of the caller's wallets (`withdrawals`): the request checked
 /// with the original's words, then one user operation, answered `confirmed`, `pending` or
 /// `failed` with its userOpHash.
+///
+/// On a replicated log the withdrawal runs on the writer (`on_writer`), named by an id taken
+/// here, so that handing it over again after the writer changed does not withdraw twice.
 pub async fn withdraw_funds(
     app: &App,
     request: Request<pb::WithdrawFundsReq>,
 ) -> Result<pb::WithdrawFundsResp, Status> {
+    let caller = calls::writer(app, &request)?;
+    let withdrawal_id = crate::clock::new_id();
+    super::on_writer::withdraw_funds(app, &caller.owner, request.into_inner(), withdrawal_id).await
+}
+
+/// `WithdrawFunds` for `owner` (signed in, not read-only), on the process that writes the log.
+pub async fn withdraw_funds_as(
+    app: &App,
+    owner: &str,
+    req: pb::WithdrawFundsReq,
+    withdrawal_id: &str,
+) -> Result<pb::WithdrawFundsResp, Status> {
     use crate::wallet::withdraw::{self, WithdrawError};
     use crate::withdrawals::WithdrawFailure;
-    let caller = calls::writer(app, &request)?;
-    let req = request.into_inner();
     let withdrawal = withdraw::parse(
         req.recipient_address.trim(),
         req.amount.trim(),
@@ -357,7 +370,7 @@ pub async fn withdraw_funds(
     if app
         .store
         .views
-        .wallet(&caller.owner, &lower(wallet))
+        .wallet(owner, &lower(wallet))
         .map_err(error::storage)?
         .is_none()
     {
@@ -365,7 +378,7 @@ pub async fn withdraw_funds(
             format!(
                 "invalid smart wallet address: smart wallet address {} not found for owner {}",
                 wallet.to_checksum(None),
-                caller.owner
+                owner
             ),
             Code::WalletNotFound,
         )
@@ -374,7 +387,7 @@ pub async fn withdraw_funds(
     let env = app
         .engine
         .write_env(
-            &caller.owner,
+            owner,
             &lower(wallet),
             crate::engine::nodes::write::WriteMode::Run,
         )
@@ -385,26 +398,30 @@ pub async fn withdraw_funds(
             )
         })?;
     let now = now_ms();
-    let withdrawn =
-        match crate::withdrawals::withdraw(&app.store, &env.wallets, &env.target, withdrawal, now)
-            .await
-        {
-            Ok(withdrawn) => withdrawn,
-            Err(WithdrawFailure::Refused(e @ WithdrawError::InsufficientBalance { .. })) => {
-                return Err(DomainError::FailedPrecondition(
-                    e.to_string(),
-                    Code::InsufficientBalance,
-                )
-                .into());
-            }
-            Err(WithdrawFailure::Refused(e)) => {
-                return Err(DomainError::invalid(e.to_string()).into());
-            }
-            Err(WithdrawFailure::Chain(detail)) => {
-                return Err(error::upstream("WithdrawFunds", detail));
-            }
-            Err(WithdrawFailure::Store(e)) => return Err(error::storage(e)),
-        };
+    let withdrawn = match crate::withdrawals::withdraw(
+        &app.store,
+        &env.wallets,
+        &env.target,
+        withdrawal,
+        now,
+        withdrawal_id,
+    )
+    .await
+    {
+        Ok(withdrawn) => withdrawn,
+        Err(WithdrawFailure::Refused(e @ WithdrawError::InsufficientBalance { .. })) => {
+            return Err(
+                DomainError::FailedPrecondition(e.to_string(), Code::InsufficientBalance).into(),
+            );
+        }
+        Err(WithdrawFailure::Refused(e)) => {
+            return Err(DomainError::invalid(e.to_string()).into());
+        }
+        Err(WithdrawFailure::Chain(detail)) => {
+            return Err(error::upstream("WithdrawFunds", detail));
+        }
+        Err(WithdrawFailure::Store(e)) => return Err(error::storage(e)),
+    };
     Ok(pb::WithdrawFundsResp {
         success: withdrawn.status != "failed",
         status: withdrawn.status.into(),

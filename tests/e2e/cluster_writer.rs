@@ -1,0 +1,201 @@
+//! What only the writer does, on replicas of a replicated log (`cluster_harness`: a
+//! 3-node NATS JetStream cluster and 3 aggregator processes), on anvil with the contracts of
+//! `chain deploy` and the self-bundler's key shared by every replica:
+//!
+//! - a `WithdrawFunds` taken by a replica that does not write is sent by the writer: the
+//!   writer's process logs the operation it sends, the others send nothing, and the bundler's
+//!   account makes one transaction per withdrawal; the caller gets the writer's answer
+//!   (`confirmed`, with its userOpHash) and the funds move once;
+//! - every replica serves `/checkpoint`: once writes stop, each replica's checkpoint is the same
+//!   note, signed with the log key, and every replica's data directory verifies against it
+//!   (`replay verify --checkpoint`).
+
+use std::time::{Duration, Instant};
+
+use aggregator::pb;
+use alloy::primitives::{Address, U256};
+use alloy::providers::Provider;
+
+use crate::cluster_harness::{Replica, cluster_ready, copy_keys, nats_cluster, writer_of};
+use crate::support::{User, replay};
+use crate::wallet_ops::Setup;
+
+const ETH: u128 = 1_000_000_000_000_000_000;
+
+/// The YAML that puts a replica on the chain of `setup`, with a checkpoint every 200 ms (it
+/// continues the `event_log` section the harness writes).
+fn on_chain(setup: &Setup) -> anyhow::Result<String> {
+    let printed = setup.deployment.config(&setup.node.anvil.endpoint());
+    let mut wallet = printed.wallet.clone();
+    wallet.receipt_timeout = Duration::from_secs(30);
+    let sections = serde_norway::to_string(&serde_json::json!({
+        "chain_id": printed.chain_id,
+        "ethereum": printed.ethereum,
+        "wallet": wallet,
+    }))?;
+    Ok(format!("  checkpoint_interval: 200ms\n{sections}"))
+}
+
+async fn get(url: &str) -> anyhow::Result<(u16, String)> {
+    let response = reqwest::get(url).await?;
+    Ok((response.status().as_u16(), response.text().await?))
+}
+
+fn log_of(replica: &Replica) -> String {
+    std::fs::read_to_string(replica.config.with_extension("log")).unwrap_or_default()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_writer_sends_every_user_operation_and_every_replica_serves_the_checkpoint()
+-> anyhow::Result<()> {
+    let mut dir = tempfile::tempdir()?;
+    if std::env::var_os("CLUSTER_TEST_KEEP").is_some() {
+        eprintln!("cluster test in {}", dir.path().display());
+        dir.disable_cleanup(true);
+    }
+    let setup = Setup::start(false).await?;
+    let extra = on_chain(&setup)?;
+    let nodes = nats_cluster(dir.path())?;
+    let urls: Vec<String> = nodes.iter().map(|n| n.url.clone()).collect();
+    cluster_ready(&urls).await?;
+
+    // The chain's keys (controller, self-bundler) in the first replica's keys directory; it
+    // makes the others, and every replica gets a copy of them all.
+    let keys0 = dir.path().join("keys0");
+    std::fs::create_dir_all(&keys0)?;
+    for entry in std::fs::read_dir(setup.keys_dir.path().join("keys"))? {
+        let entry = entry?;
+        std::fs::copy(entry.path(), keys0.join(entry.file_name()))?;
+    }
+    let mut replicas: Vec<Replica> = (0..3)
+        .map(|i| Replica::with_config(dir.path(), i, &urls, &extra))
+        .collect::<Result<_, _>>()?;
+    replicas[0].start()?;
+    let mut first = replicas[0].client().await?;
+    let user = User::sign_in(&mut first)
+        .await
+        .map_err(|e| anyhow::anyhow!("{e}: {}", replicas[0].log_tail()))?;
+    let wallet = user.wallet(&mut first).await?;
+    let wallet_address: Address = wallet.parse()?;
+    setup.send_eth(wallet_address, U256::from(ETH)).await?;
+    for (i, replica) in replicas.iter_mut().enumerate().skip(1) {
+        copy_keys(dir.path(), i)?;
+        replica.start()?;
+    }
+    let mut clients = Vec::new();
+    for r in &replicas {
+        clients.push(r.client().await?);
+    }
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let writer = loop {
+        if let Some(w) = writer_of(&replicas).await {
+            break w;
+        }
+        anyhow::ensure!(Instant::now() < deadline, "no replica writes the log");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    let followers: Vec<usize> = (0..3).filter(|&i| i != writer).collect();
+
+    // A withdrawal through each replica that does not write.
+    let chain = &setup.node.provider;
+    let bundler = setup.keys.bundler.address();
+    let recipient = Address::repeat_byte(0x5a);
+    let mut hashes = Vec::new();
+    for (n, &follower) in followers.iter().enumerate() {
+        let sent_before = chain.get_transaction_count(bundler).await?;
+        let amount = 1000 + n as u64;
+        let resp = clients[follower]
+            .withdraw_funds(user.req(pb::WithdrawFundsReq {
+                recipient_address: recipient.to_checksum(None),
+                amount: amount.to_string(),
+                token: "ETH".into(),
+                smart_wallet_address: wallet.clone(),
+            }))
+            .await
+            .map_err(|e| anyhow::anyhow!("{e}: {}", replicas[follower].log_tail()))?
+            .into_inner();
+        // Then the caller has the writer's answer
+        assert_eq!(resp.status, "confirmed", "{resp:?}");
+        assert!(resp.success);
+        assert_eq!(resp.amount, amount.to_string());
+        assert!(resp.user_op_hash.starts_with("0x") && resp.user_op_hash.len() == 66);
+        // And the bundler's account sent one transaction for it: the operation went out once
+        assert_eq!(
+            chain.get_transaction_count(bundler).await?,
+            sent_before + 1,
+            "withdrawal {n}"
+        );
+        hashes.push(resp.user_op_hash);
+    }
+    assert_eq!(chain.get_balance(recipient).await?, U256::from(1000 + 1001));
+    // And the writer sent both; the replicas that took the calls sent nothing
+    let writer_log = log_of(&replicas[writer]);
+    for hash in &hashes {
+        assert!(
+            writer_log.contains("sending a user operation") && writer_log.contains(hash.as_str()),
+            "the writer's log does not show {hash} sent"
+        );
+    }
+    for &follower in &followers {
+        let log = log_of(&replicas[follower]);
+        assert!(
+            !log.contains("sending a user operation"),
+            "replica {follower}, which does not write, sent a user operation"
+        );
+    }
+    // And every replica reads the withdrawals' wallet as the writer left it
+    for client in &mut clients {
+        let listed = client
+            .list_wallets(user.req(pb::ListWalletReq::default()))
+            .await?
+            .into_inner();
+        assert!(
+            listed
+                .items
+                .iter()
+                .any(|w| w.address.eq_ignore_ascii_case(&wallet)),
+            "{listed:?}"
+        );
+    }
+
+    // Every replica serves the checkpoint of the same tree, once the writes stop.
+    let (status, log_key) = get(&format!("http://{}/log-key", replicas[writer].http)).await?;
+    assert_eq!(status, 200);
+    let log_key = log_key.trim().to_owned();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let note = loop {
+        let mut notes = Vec::new();
+        for r in &replicas {
+            let (status, note) = get(&format!("http://{}/checkpoint", r.http)).await?;
+            notes.push((status, note));
+        }
+        if notes.iter().all(|(status, _)| *status == 200)
+            && notes.iter().all(|(_, note)| *note == notes[0].1)
+        {
+            break notes.swap_remove(0).1;
+        }
+        anyhow::ensure!(
+            Instant::now() < deadline,
+            "the replicas' checkpoints do not meet: {notes:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let size: u64 = note.lines().nth(1).unwrap_or_default().parse()?;
+    assert!(size > 0, "{note}");
+    let kept = dir.path().join("checkpoint.note");
+    std::fs::write(&kept, &note)?;
+    let kept = kept.to_string_lossy().into_owned();
+    for r in &mut replicas {
+        r.stop()?;
+        let (ok, out) = replay(
+            &r.data,
+            &["verify", "--checkpoint", &kept, "--log-key", &log_key],
+        )?;
+        assert!(
+            ok && out.contains("hash to the checkpoint's root"),
+            "{}: {out}",
+            r.data.display()
+        );
+    }
+    Ok(())
+}
