@@ -12,6 +12,8 @@ mod client_api;
 mod cluster;
 mod cluster_executions;
 mod cluster_harness;
+mod cluster_npm;
+mod cluster_support;
 mod console;
 mod contract_fixtures;
 mod core_crash;
