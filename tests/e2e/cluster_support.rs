@@ -253,8 +253,7 @@ impl Replica {
         let deadline = Instant::now() + Duration::from_secs(60);
         loop {
             let attempt = async {
-                let mut client =
-                    AggregatorClient::connect(format!("http://{}", self.grpc)).await?;
+                let mut client = AggregatorClient::connect(format!("http://{}", self.grpc)).await?;
                 client
                     .get_signature_format(aggregator::pb::GetSignatureFormatReq {
                         wallet: "0x70997970C51812dc3A010C7d01b50e0d17dc79C8".into(),
