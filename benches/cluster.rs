@@ -404,6 +404,7 @@ async fn catch_up(events: usize) -> CatchUp {
                 "--data",
                 data.to_str().unwrap(),
                 "rebuild",
+                "--into",
                 into.to_str().unwrap(),
             ])
             .unwrap();
