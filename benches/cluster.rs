@@ -320,10 +320,10 @@ async fn failover(setup: &mut Setup) -> Failover {
     while killed.elapsed() < Duration::from_secs(60)
         && (lease_moved.is_none() || first_write.is_none())
     {
-        if lease_moved.is_none() {
-            if let Some(w) = writer_of(&setup.replicas).await {
-                lease_moved = Some((w, killed.elapsed()));
-            }
+        if lease_moved.is_none()
+            && let Some(w) = writer_of(&setup.replicas).await
+        {
+            lease_moved = Some((w, killed.elapsed()));
         }
         if first_write.is_none() {
             first_write = calls
