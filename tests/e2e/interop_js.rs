@@ -8,11 +8,11 @@ use tokio::process::Command;
 
 use crate::support::{TestServer, npm_ci};
 
-fn js_dir() -> PathBuf {
+pub fn js_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/js")
 }
 
-fn install() -> anyhow::Result<()> {
+pub fn install() -> anyhow::Result<()> {
     static DONE: OnceLock<Result<(), String>> = OnceLock::new();
     DONE.get_or_init(|| {
         let dir = js_dir();

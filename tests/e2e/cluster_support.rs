@@ -1,0 +1,341 @@
+//! The processes of a cluster on loopback, shared by the cluster scenarios (`cluster.rs`,
+//! `cluster_npm.rs`) and the cluster benchmark (`benches/cluster.rs` includes this file by path):
+//!
+//! - [`NatsNode`], [`nats_nodes`]: `nats-server` processes with JetStream, routed to each other
+//!   when there is more than one, each with its own store; [`cluster_ready`] waits for them.
+//! - [`Replica`]: one aggregator process (the crate's binary) with its own config, data and keys
+//!   directories and ports; [`start_replicas`] starts the first, copies its keys to the others
+//!   ([`copy_keys`]) and starts them.
+//! - [`writer_of`]: which replica writes the log (its `log_writer` gauge); [`events_in`]: the
+//!   events a stopped replica's data directory holds.
+//!
+//! It depends on nothing of the test binary (the bench links it too).
+
+#![allow(dead_code, reason = "each includer uses a part")]
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use aggregator::pb::aggregator_client::AggregatorClient;
+use tonic::transport::Channel;
+
+/// The stream the replicas share unless told otherwise.
+pub const STREAM: &str = "aggregator";
+
+/// A port free on loopback now (the process that gets it binds it a moment later), never one
+/// this process handed out before: the system hands a port just released out again, and two
+/// nodes given the same route port cannot form a cluster.
+pub fn free_port() -> anyhow::Result<u16> {
+    static GIVEN: std::sync::Mutex<std::collections::BTreeSet<u16>> =
+        std::sync::Mutex::new(std::collections::BTreeSet::new());
+    for _ in 0..100 {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")?
+            .local_addr()?
+            .port();
+        if GIVEN
+            .lock()
+            .map_err(|_| anyhow::anyhow!("poisoned"))?
+            .insert(port)
+        {
+            return Ok(port);
+        }
+    }
+    anyhow::bail!("no fresh loopback port in 100 tries")
+}
+
+/// The `nats-server` binary: where Debian puts it, or on the PATH.
+pub fn nats_binary() -> &'static str {
+    if Path::new("/usr/sbin/nats-server").exists() {
+        "/usr/sbin/nats-server"
+    } else {
+        "nats-server"
+    }
+}
+
+/// Whether `nats-server` can be run here.
+pub fn nats_installed() -> bool {
+    Command::new(nats_binary())
+        .arg("--version")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+pub struct NatsNode {
+    pub config: PathBuf,
+    pub url: String,
+    pub child: Option<Child>,
+}
+
+impl NatsNode {
+    pub fn start(&mut self) -> anyhow::Result<()> {
+        let log = std::fs::File::create(self.config.with_extension("log"))?;
+        self.child = Some(
+            Command::new(nats_binary())
+                .arg("-c")
+                .arg(&self.config)
+                .stdout(Stdio::null())
+                .stderr(log)
+                .spawn()?,
+        );
+        Ok(())
+    }
+
+    pub fn kill(&mut self) -> anyhow::Result<()> {
+        if let Some(mut child) = self.child.take() {
+            child.kill()?;
+            child.wait()?;
+        }
+        Ok(())
+    }
+}
+
+impl Drop for NatsNode {
+    fn drop(&mut self) {
+        let _ = self.kill();
+    }
+}
+
+/// Three JetStream nodes routed to each other on loopback, each with its own store.
+pub fn nats_cluster(dir: &Path) -> anyhow::Result<Vec<NatsNode>> {
+    nats_nodes(dir, 3)
+}
+
+/// `n` JetStream nodes below `dir`, started; more than one form a cluster (routes on loopback).
+pub fn nats_nodes(dir: &Path, n: usize) -> anyhow::Result<Vec<NatsNode>> {
+    let clients: Vec<u16> = (0..n).map(|_| free_port()).collect::<Result<_, _>>()?;
+    let routes: Vec<u16> = (0..n).map(|_| free_port()).collect::<Result<_, _>>()?;
+    let route_list = routes
+        .iter()
+        .map(|p| format!("nats-route://127.0.0.1:{p}"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let mut nodes = Vec::new();
+    for i in 0..n {
+        let config = dir.join(format!("nats{i}.conf"));
+        let cluster = if n > 1 {
+            format!(
+                "cluster {{\n  name: aggregators\n  listen: 127.0.0.1:{route}\n  routes: [{route_list}]\n}}\n",
+                route = routes[i],
+            )
+        } else {
+            String::new()
+        };
+        std::fs::write(
+            &config,
+            format!(
+                "server_name: n{i}\nlisten: 127.0.0.1:{client}\njetstream {{\n  store_dir: {store:?}\n}}\n{cluster}",
+                client = clients[i],
+                store = dir.join(format!("nats{i}")).display().to_string(),
+            ),
+        )?;
+        let mut node = NatsNode {
+            config,
+            url: format!("nats://127.0.0.1:{}", clients[i]),
+            child: None,
+        };
+        node.start()?;
+        nodes.push(node);
+    }
+    Ok(nodes)
+}
+
+/// Waits until the nodes elected their JetStream leader and take a stream of `replicas` copies
+/// (the stream [`STREAM`], created here when missing, as the first replica would).
+pub async fn cluster_ready(urls: &[String], replicas: usize) -> anyhow::Result<()> {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let connected = ::cluster::Replicated::connect(&::cluster::StreamSettings {
+            urls: urls.to_vec(),
+            stream: STREAM.into(),
+            replicas,
+        })
+        .await;
+        match connected {
+            Ok(_) => return Ok(()),
+            Err(_) if Instant::now() < deadline => {
+                tokio::time::sleep(Duration::from_millis(250)).await;
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
+}
+
+/// The `event_log` section of a replica on `urls` (stream [`STREAM`], `replicas` copies), with
+/// the lease the cluster tests use (a dead writer replaced within about 2 s).
+pub fn jetstream_log(urls: &[String], replicas: usize, lease_ttl: &str) -> String {
+    format!(
+        "event_log:\n  backend: jetstream\n  nats_urls: [{urls}]\n  stream: {STREAM}\n  replicas: {replicas}\n  lease_ttl: {lease_ttl}\n",
+        urls = urls.join(", "),
+    )
+}
+
+pub struct Replica {
+    pub config: PathBuf,
+    pub data: PathBuf,
+    pub keys: PathBuf,
+    pub grpc: String,
+    pub http: String,
+    pub child: Option<Child>,
+}
+
+impl Replica {
+    /// Replica `i` of the 3-node cluster at `urls` (3 copies, `lease_ttl: 2s`).
+    pub fn new(dir: &Path, i: usize, urls: &[String]) -> anyhow::Result<Self> {
+        Self::configured(dir, i, &jetstream_log(urls, 3, "2s"))
+    }
+
+    /// Aggregator `i` below `dir` with `more` appended to its config (its `event_log` section,
+    /// limits, ...); without an `event_log` section it keeps its log in fjall.
+    pub fn configured(dir: &Path, i: usize, more: &str) -> anyhow::Result<Self> {
+        let data = dir.join(format!("data{i}"));
+        let keys = dir.join(format!("keys{i}"));
+        let grpc = format!("127.0.0.1:{}", free_port()?);
+        let http = format!("127.0.0.1:{}", free_port()?);
+        let config = dir.join(format!("aggregator{i}.yaml"));
+        std::fs::write(
+            &config,
+            format!(
+                "data_dir: {data}\nkeys_dir: {keys}\ngrpc:\n  listen: {grpc}\nhttp:\n  listen: {http}\n{more}",
+                data = data.display(),
+                keys = keys.display(),
+            ),
+        )?;
+        Ok(Self {
+            config,
+            data,
+            keys,
+            grpc,
+            http,
+            child: None,
+        })
+    }
+
+    pub fn start(&mut self) -> anyhow::Result<()> {
+        let log = std::fs::File::create(self.config.with_extension("log"))?;
+        self.child = Some(
+            Command::new(env!("CARGO_BIN_EXE_aggregator"))
+                .arg("--config")
+                .arg(&self.config)
+                .stdout(Stdio::null())
+                .stderr(log)
+                .spawn()?,
+        );
+        Ok(())
+    }
+
+    /// SIGKILL.
+    pub fn kill(&mut self) -> anyhow::Result<()> {
+        if let Some(mut child) = self.child.take() {
+            child.kill()?;
+            child.wait()?;
+        }
+        Ok(())
+    }
+
+    /// A graceful stop (SIGTERM), so that its data directory can be opened here.
+    pub fn stop(&mut self) -> anyhow::Result<()> {
+        if let Some(mut child) = self.child.take() {
+            Command::new("kill")
+                .args(["-TERM", &child.id().to_string()])
+                .status()?;
+            child.wait()?;
+        }
+        Ok(())
+    }
+
+    /// A client once it answers a call (within 60 s). A connection alone says little: the
+    /// process binds its port before it has checked its keys and caught up, and the kernel
+    /// accepts connections on a bound port meanwhile.
+    pub async fn client(&self) -> anyhow::Result<AggregatorClient<Channel>> {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let attempt = async {
+                let mut client = AggregatorClient::connect(format!("http://{}", self.grpc)).await?;
+                client
+                    .get_signature_format(aggregator::pb::GetSignatureFormatReq {
+                        wallet: "0x70997970C51812dc3A010C7d01b50e0d17dc79C8".into(),
+                    })
+                    .await?;
+                anyhow::Ok(client)
+            };
+            match tokio::time::timeout(Duration::from_secs(5), attempt).await {
+                Ok(Ok(client)) => return Ok(client),
+                _ if Instant::now() < deadline => {
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+                Ok(Err(e)) => return Err(anyhow::anyhow!("{e}: {}", self.log_tail())),
+                Err(_) => anyhow::bail!("no answer within 60 s: {}", self.log_tail()),
+            }
+        }
+    }
+
+    /// Whether it writes the log now (its `log_writer` gauge).
+    pub async fn writes(&self) -> bool {
+        let Ok(response) = reqwest::get(format!("http://{}/metrics", self.http)).await else {
+            return false;
+        };
+        let text = response.text().await.unwrap_or_default();
+        text.lines().any(|line| line.trim() == "log_writer 1")
+    }
+
+    /// The last lines of its log, for a failure's message.
+    pub fn log_tail(&self) -> String {
+        let text = std::fs::read_to_string(self.config.with_extension("log")).unwrap_or_default();
+        let lines: Vec<&str> = text.lines().collect();
+        lines[lines.len().saturating_sub(20)..].join("\n")
+    }
+}
+
+impl Drop for Replica {
+    fn drop(&mut self) {
+        let _ = self.kill();
+    }
+}
+
+/// Starts the first replica, waits for it to answer (its keys are written by then), gives the
+/// others a copy of its keys and starts them; answers once every one answers.
+pub async fn start_replicas(
+    replicas: &mut [Replica],
+) -> anyhow::Result<Vec<AggregatorClient<Channel>>> {
+    let Some((first, others)) = replicas.split_first_mut() else {
+        return Ok(Vec::new());
+    };
+    first.start()?;
+    let mut clients = vec![first.client().await?];
+    for replica in others.iter_mut() {
+        copy_keys(&first.keys, &replica.keys)?;
+        replica.start()?;
+        clients.push(replica.client().await?);
+    }
+    Ok(clients)
+}
+
+/// The replica writing the log now, among those running.
+pub async fn writer_of(replicas: &[Replica]) -> Option<usize> {
+    for (i, r) in replicas.iter().enumerate() {
+        if r.child.is_some() && r.writes().await {
+            return Some(i);
+        }
+    }
+    None
+}
+
+/// A copy of the keys directory `from` in `to` (every replica uses the same keys).
+pub fn copy_keys(from: &Path, to: &Path) -> anyhow::Result<()> {
+    std::fs::create_dir_all(to)?;
+    for entry in std::fs::read_dir(from)? {
+        let entry = entry?;
+        std::fs::copy(entry.path(), to.join(entry.file_name()))?;
+    }
+    Ok(())
+}
+
+/// How many events the (closed) data directory's log holds.
+pub fn events_in(data: &Path) -> anyhow::Result<u64> {
+    let db = events::open_database(data)?;
+    let log = events::LogKeyspaces::open(&db)?;
+    Ok(log.scan(None).count() as u64)
+}
