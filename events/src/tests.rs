@@ -740,3 +740,83 @@ async fn a_deposed_writer_appends_nothing_and_resumes_from_what_landed() {
     assert_eq!(next.events[0].seq, 2);
     assert!(verify::verify(log.keyspaces(), 1, &|_| {}).unwrap().is_ok());
 }
+
+/// A replicated log that checks the writer lands one group at a time, in order: each commit
+/// takes a moment (as a publish does), and notes whether another was landing meanwhile.
+#[derive(Default)]
+struct OneAtATime {
+    landing: std::sync::atomic::AtomicUsize,
+    overlapped: AtomicBool,
+    firsts: std::sync::Mutex<Vec<Ulid>>,
+}
+
+impl crate::Backend for OneAtATime {
+    fn publishes(&self) -> bool {
+        true
+    }
+    fn commit(
+        &self,
+        batch: crate::fjall::OwnedWriteBatch,
+        commands: &[crate::Records],
+    ) -> crate::Result<crate::Landed> {
+        if self.landing.fetch_add(1, Ordering::SeqCst) != 0 {
+            self.overlapped.store(true, Ordering::SeqCst);
+        }
+        if let Some((id, _)) = commands.iter().flatten().next() {
+            self.firsts.lock().unwrap().push(*id);
+        }
+        std::thread::sleep(std::time::Duration::from_micros(300));
+        batch.commit()?;
+        self.landing.fetch_sub(1, Ordering::SeqCst);
+        Ok(crate::Landed::Durable)
+    }
+}
+
+#[test]
+fn groups_land_one_at_a_time_in_order_while_lone_commands_and_bursts_mix() {
+    // Given a writer whose commits take a moment, so that groups queue behind the one landing
+    let dir = tempfile::tempdir().unwrap();
+    let backend = Arc::new(OneAtATime::default());
+    let db = open_database(dir.path()).unwrap();
+    let options = LogOptions {
+        durability: Durability::Relaxed,
+        ..LogOptions::default()
+    };
+    let log = Log::open_on(&db, options, Box::new(NoProjections), backend.clone()).unwrap();
+    // When bursts of appends from many threads alternate with lone ones
+    let threads: Vec<_> = (0..12)
+        .map(|t| {
+            let log = log.clone();
+            std::thread::spawn(move || {
+                for i in 0..60 {
+                    let task = format!("t{t}-{i}");
+                    log.append_blocking(cmd(
+                        &format!("task:{task}"),
+                        Expected::NoStream,
+                        vec![created(&task)],
+                    ))
+                    .unwrap();
+                    if (i + t) % 7 == 0 {
+                        std::thread::sleep(std::time::Duration::from_micros(700));
+                    }
+                }
+            })
+        })
+        .collect();
+    for t in threads {
+        t.join().unwrap();
+    }
+    // Then no two groups were landing at once, they landed in log order, and the log verifies
+    assert!(
+        !backend.overlapped.load(Ordering::SeqCst),
+        "two groups were committed at once"
+    );
+    let firsts = backend.firsts.lock().unwrap().clone();
+    assert!(
+        firsts.windows(2).all(|w| w[0] < w[1]),
+        "groups landed out of log order"
+    );
+    let ks = log.keyspaces().clone();
+    assert_eq!(events_of(&ks).len(), 12 * 60);
+    assert!(verify(&ks, 2, &|_| {}).unwrap().is_ok());
+}

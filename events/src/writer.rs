@@ -29,7 +29,7 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
 
 use fjall::{Database, OwnedWriteBatch, PersistMode, Slice};
@@ -207,7 +207,11 @@ impl Writer {
             resync: self.resync.clone(),
         };
         let committer_lander = lander.clone();
-        let busy = Arc::new(AtomicBool::new(false));
+        // Flights sent to the committer and not landed yet. A lone command is landed on this
+        // thread only when it is 0: with one still queued behind the one landing, landing here
+        // would commit out of order (two publishes against one expected position, or a later
+        // group durable before an earlier one).
+        let busy = Arc::new(AtomicUsize::new(0));
         let committer_busy = busy.clone();
         let committer = std::thread::Builder::new()
             .name("log-committer".into())
@@ -249,7 +253,7 @@ impl Writer {
                 self.position = self.position.max(self.backend.position());
                 self.trim_caches(&flights);
                 if let Some(flight) = self.stage_followed(followed) {
-                    busy.store(true, Ordering::Release);
+                    busy.fetch_add(1, Ordering::AcqRel);
                     let _ = flights.send(flight);
                 }
             }
@@ -261,10 +265,10 @@ impl Writer {
                     // takes it (once the group in flight has landed) while the next is staged.
                     let lone =
                         matches!(&flight, Flight::Group { pending, .. } if pending.len() == 1);
-                    if lone && !busy.load(Ordering::Acquire) {
+                    if lone && busy.load(Ordering::Acquire) == 0 {
                         lander.land(flight);
                     } else {
-                        busy.store(true, Ordering::Release);
+                        busy.fetch_add(1, Ordering::AcqRel);
                         let _ = flights.send(flight);
                     }
                 }
@@ -701,10 +705,13 @@ impl Writer {
 }
 
 /// The committer thread: lands each flight; after a failure it commits nothing more.
-fn commit_flights(landing: Receiver<Flight>, lander: &Lander, busy: &AtomicBool) {
+fn commit_flights(landing: Receiver<Flight>, lander: &Lander, busy: &AtomicUsize) {
     for flight in landing {
+        let counted = !matches!(flight, Flight::Barrier);
         lander.land(flight);
-        busy.store(false, Ordering::Release);
+        if counted {
+            busy.fetch_sub(1, Ordering::AcqRel);
+        }
     }
 }
 
