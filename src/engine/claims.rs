@@ -68,6 +68,10 @@ pub struct Room<'a> {
     pub owner_concurrency: usize,
     /// How many more this replica may take now.
     pub free: usize,
+    /// Whether this replica may run the task's executions at all: one that does not write
+    /// the log leaves those whose nodes send user operations to the writer, so that the
+    /// bundler account's nonce has one owner.
+    pub takes: &'a dyn Fn(&str) -> bool,
 }
 
 /// The pending executions (oldest first) this replica takes now, as (execution, task, owner);
@@ -98,6 +102,7 @@ pub fn choose(
         }
         if room.scheduled.contains(&p.execution_id)
             || !claimable(p.claim.as_ref(), room.me, room.now_ms)
+            || !(room.takes)(&p.task_id)
         {
             continue;
         }
@@ -240,7 +245,33 @@ mod tests {
             serial_per_task: serial,
             owner_concurrency: 2,
             free: 10,
+            takes: &any_task,
         }
+    }
+
+    fn any_task(_: &str) -> bool {
+        true
+    }
+
+    #[test]
+    fn given_a_task_that_sends_then_only_a_replica_that_may_send_takes_its_runs() {
+        // Given a run of a task that sends user operations and one of a task that does not.
+        let list = vec![pending("e1", "sends", None), pending("e2", "reads", None)];
+        let none = HashSet::new();
+        // When a replica that does not write the log chooses.
+        let follower = Room {
+            takes: &|task: &str| task != "sends",
+            ..room(&none, true)
+        };
+        let chosen = choose(&list, &follower, |_| Some("0xo".into()));
+        // Then it leaves the sending task's run to the writer.
+        let ids: Vec<&str> = chosen.iter().map(|c| c.0.as_str()).collect();
+        assert_eq!(ids, ["e2"]);
+        // And the writer takes both.
+        assert_eq!(
+            choose(&list, &room(&none, true), |_| Some("0xo".into())).len(),
+            2
+        );
     }
 
     #[test]

@@ -304,6 +304,8 @@ impl Engine {
                 .lock()
                 .unwrap_or_else(|p| p.into_inner());
             let pending = self.inner.store.views.pending_claims()?;
+            let leads = *self.inner.leads.borrow();
+            let takes = |task_id: &str| leads || !self.sends_user_ops(task_id);
             let room = claims::Room {
                 me: &settings.replica,
                 now_ms: now_ms(),
@@ -311,6 +313,7 @@ impl Engine {
                 serial_per_task: config.serial_per_task,
                 owner_concurrency: config.owner_concurrency.max(1),
                 free: config.concurrency.max(1).saturating_sub(scheduled.len()),
+                takes: &takes,
             };
             let chosen = claims::choose(&pending, &room, |task_id| self.owner_of(task_id).ok());
             for (execution_id, _, _) in &chosen {
@@ -322,6 +325,18 @@ impl Engine {
             self.enqueue(task_id, execution_id, owner).await;
         }
         Ok(())
+    }
+
+    /// Whether the task's nodes send user operations (a write node, or a loop of them); a task
+    /// gone or unreadable counts as sending, so that only the writer runs it (to its end).
+    fn sends_user_ops(&self, task_id: &str) -> bool {
+        match self.inner.store.views.task_definition(task_id) {
+            Ok(Some(definition)) => definition
+                .nodes
+                .iter()
+                .any(|node| node.config.as_ref().is_some_and(nodes::is_write)),
+            _ => true,
+        }
     }
 
     /// Whose a pending execution's task is (empty for a task gone meanwhile: its run then
