@@ -18,7 +18,7 @@ use aggregator::pb;
 use aggregator::pb::aggregator_client::AggregatorClient;
 use tonic::transport::Channel;
 
-use crate::cluster_harness::{
+use crate::cluster_support::{
     Replica, cluster_ready, copy_keys, events_in, nats_cluster, writer_of,
 };
 use crate::support::{User, replay, simple_task};
@@ -114,7 +114,7 @@ async fn replicas_on_a_nats_cluster_serve_the_same_log_and_survive_losing_the_wr
     }
     let mut nodes = nats_cluster(dir.path())?;
     let urls: Vec<String> = nodes.iter().map(|n| n.url.clone()).collect();
-    cluster_ready(&urls).await?;
+    cluster_ready(&urls, 3).await?;
 
     // The first replica makes the keys; the others get a copy of them.
     let mut replicas: Vec<Replica> = (0..3)
@@ -126,8 +126,9 @@ async fn replicas_on_a_nats_cluster_serve_the_same_log_and_survive_losing_the_wr
         .await
         .map_err(|e| anyhow::anyhow!("{e}: {}", replicas[0].log_tail()))?;
     let wallet = user.wallet(&mut first).await?;
-    for (i, replica) in replicas.iter_mut().enumerate().skip(1) {
-        copy_keys(dir.path(), i)?;
+    let keys0 = replicas[0].keys.clone();
+    for replica in replicas.iter_mut().skip(1) {
+        copy_keys(&keys0, &replica.keys)?;
         replica.start()?;
     }
     let mut clients = Vec::new();
@@ -260,8 +261,8 @@ async fn replicas_on_a_nats_cluster_serve_the_same_log_and_survive_losing_the_wr
     }
 
     // A fourth replica, empty, catches up.
-    copy_keys(dir.path(), 3)?;
     let mut fourth = Replica::new(dir.path(), 3, &urls)?;
+    copy_keys(&replicas[0].keys, &fourth.keys)?;
     let joined = Instant::now();
     fourth.start()?;
     let mut client = fourth.client().await?;

@@ -27,7 +27,7 @@ use axum::routing::post;
 use events::Event;
 use tonic::transport::Channel;
 
-use crate::cluster_harness::{Replica, cluster_ready, copy_keys, nats_cluster, writer_of};
+use crate::cluster_support::{Replica, cluster_ready, copy_keys, nats_cluster, writer_of};
 use crate::support::{User, code_node, edge, replay, rest_node, task_of};
 
 /// How long the server takes to answer a counted call: executions are mid-step when a replica
@@ -236,7 +236,7 @@ async fn replicas_claim_executions_through_the_log_and_take_over_a_killed_ones()
     let (base, side) = side_effects().await?;
     let nodes = nats_cluster(dir.path())?;
     let urls: Vec<String> = nodes.iter().map(|n| n.url.clone()).collect();
-    cluster_ready(&urls).await?;
+    cluster_ready(&urls, 3).await?;
     let extra = |i: usize| {
         format!("engine:\n  http:\n    allow: [127.0.0.0/8]\n    user_agent: replica-{i}\n")
     };
@@ -249,8 +249,9 @@ async fn replicas_claim_executions_through_the_log_and_take_over_a_killed_ones()
         .await
         .map_err(|e| anyhow::anyhow!("{e}: {}", replicas[0].log_tail()))?;
     let wallet = user.wallet(&mut first).await?;
-    for (i, replica) in replicas.iter_mut().enumerate().skip(1) {
-        copy_keys(dir.path(), i)?;
+    let keys0 = replicas[0].keys.clone();
+    for replica in replicas.iter_mut().skip(1) {
+        copy_keys(&keys0, &replica.keys)?;
         replica.start()?;
     }
     let mut clients = Vec::new();

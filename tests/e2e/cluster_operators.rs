@@ -1,5 +1,5 @@
 //! Operators on a replicated log: a 3-node NATS JetStream cluster and 3 aggregator processes
-//! (`cluster_harness.rs`), five registered operators (signed clients in this process,
+//! (`cluster_support.rs`), five registered operators (signed clients in this process,
 //! `network::Keys`), four of them each connected to one replica, the fifth never.
 //!
 //! - Once the fifth's grace period is over, each task goes to the two operators a single node
@@ -23,7 +23,7 @@ use alloy::primitives::Address;
 use events::task::TriggerKind;
 use tokio::task::JoinHandle;
 
-use crate::cluster_harness::{Replica, cluster_ready, copy_keys, nats_cluster, writer_of};
+use crate::cluster_support::{Replica, cluster_ready, copy_keys, nats_cluster, writer_of};
 use crate::network::{Keys, block_trigger, watched_task};
 use crate::operator_pool::all_capabilities;
 use crate::support::User;
@@ -103,7 +103,7 @@ async fn operators_on_any_replica_get_the_tasks_one_node_would_give_them() -> an
     let dir = tempfile::tempdir()?;
     let nodes = nats_cluster(dir.path())?;
     let urls: Vec<String> = nodes.iter().map(|n| n.url.clone()).collect();
-    cluster_ready(&urls).await?;
+    cluster_ready(&urls, 3).await?;
 
     let mut keys: Vec<Keys> = (0..5).map(|_| Keys::random()).collect();
     let members = serde_norway::to_string(&keys.iter().map(Keys::member).collect::<Vec<_>>())?;
@@ -125,8 +125,9 @@ async fn operators_on_any_replica_get_the_tasks_one_node_would_give_them() -> an
         .await
         .map_err(|e| anyhow::anyhow!("{e}: {}", replicas[0].log_tail()))?;
     let wallet = user.wallet(&mut first).await?;
-    for (i, replica) in replicas.iter_mut().enumerate().skip(1) {
-        copy_keys(dir.path(), i)?;
+    let keys0 = replicas[0].keys.clone();
+    for replica in replicas.iter_mut().skip(1) {
+        copy_keys(&keys0, &replica.keys)?;
         replica.start()?;
     }
     let mut clients = Vec::new();

@@ -1,11 +1,13 @@
-//! The processes of a cluster on loopback, shared by the cluster scenarios (`cluster.rs`,
-//! `cluster_npm.rs`) and the cluster benchmark (`benches/cluster.rs` includes this file by path):
+//! The processes of a cluster on loopback, shared by the cluster scenarios (`cluster*.rs`) and
+//! the cluster benchmark (`benches/cluster.rs` includes this file by path), so that a fix to how
+//! they are started or waited for reaches every one of them:
 //!
 //! - [`NatsNode`], [`nats_nodes`]: `nats-server` processes with JetStream, routed to each other
 //!   when there is more than one, each with its own store; [`cluster_ready`] waits for them.
 //! - [`Replica`]: one aggregator process (the crate's binary) with its own config, data and keys
-//!   directories and ports; [`start_replicas`] starts the first, copies its keys to the others
-//!   ([`copy_keys`]) and starts them.
+//!   directories and ports, and what is asked of it (a client once it answers, whether it
+//!   writes, its id, signals); [`start_replicas`] starts the first, copies its keys to the
+//!   others ([`copy_keys`]) and starts them.
 //! - [`writer_of`]: which replica writes the log (its `log_writer` gauge); [`events_in`]: the
 //!   events a stopped replica's data directory holds.
 //!
@@ -172,6 +174,12 @@ pub fn jetstream_log(urls: &[String], replicas: usize, lease_ttl: &str) -> Strin
     )
 }
 
+/// The `event_log` section of a replica of the scenarios' 3-node cluster: 3 copies, and a dead
+/// writer's lease and a dead claimant's claims lapsing within about 2 s.
+pub fn test_cluster_log(urls: &[String]) -> String {
+    format!("{}  claim_ttl: 2s\n", jetstream_log(urls, 3, "2s"))
+}
+
 pub struct Replica {
     pub config: PathBuf,
     pub data: PathBuf,
@@ -182,9 +190,15 @@ pub struct Replica {
 }
 
 impl Replica {
-    /// Replica `i` of the 3-node cluster at `urls` (3 copies, `lease_ttl: 2s`).
+    /// Replica `i` of the 3-node cluster at `urls` ([`test_cluster_log`]).
     pub fn new(dir: &Path, i: usize, urls: &[String]) -> anyhow::Result<Self> {
-        Self::configured(dir, i, &jetstream_log(urls, 3, "2s"))
+        Self::with_config(dir, i, urls, "")
+    }
+
+    /// Replica `i` of the 3-node cluster at `urls` whose config also holds `extra` (top-level
+    /// YAML sections).
+    pub fn with_config(dir: &Path, i: usize, urls: &[String], extra: &str) -> anyhow::Result<Self> {
+        Self::configured(dir, i, &format!("{}{extra}", test_cluster_log(urls)))
     }
 
     /// Aggregator `i` below `dir` with `more` appended to its config (its `event_log` section,
@@ -281,6 +295,41 @@ impl Replica {
         text.lines().any(|line| line.trim() == "log_writer 1")
     }
 
+    /// Sends the process a signal by name (`STOP`, `CONT`).
+    pub fn signal(&self, name: &str) -> anyhow::Result<()> {
+        let child = self
+            .child
+            .as_ref()
+            .ok_or_else(|| anyhow::anyhow!("the replica is not running"))?;
+        let status = Command::new("kill")
+            .args([&format!("-{name}"), &child.id().to_string()])
+            .status()?;
+        anyhow::ensure!(status.success(), "kill -{name} failed");
+        Ok(())
+    }
+
+    /// The replica's id (a ULID per process start), from its start-up log line.
+    pub async fn id(&self) -> anyhow::Result<String> {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let text =
+                std::fs::read_to_string(self.config.with_extension("log")).unwrap_or_default();
+            let plain = strip_ansi(&text);
+            let line = plain
+                .lines()
+                .find(|l| l.contains("a replica of the replicated log"));
+            if let Some(at) = line.and_then(|l| l.find("replica=").map(|at| (l, at))) {
+                let (line, at) = at;
+                let id: String = line[at + "replica=".len()..].chars().take(26).collect();
+                if id.len() == 26 {
+                    return Ok(id);
+                }
+            }
+            anyhow::ensure!(Instant::now() < deadline, "no replica id in its log");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
     /// The last lines of its log, for a failure's message.
     pub fn log_tail(&self) -> String {
         let text = std::fs::read_to_string(self.config.with_extension("log")).unwrap_or_default();
@@ -338,4 +387,22 @@ pub fn events_in(data: &Path) -> anyhow::Result<u64> {
     let db = events::open_database(data)?;
     let log = events::LogKeyspaces::open(&db)?;
     Ok(log.scan(None).count() as u64)
+}
+
+/// The text without terminal colour sequences.
+fn strip_ansi(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut chars = text.chars();
+    while let Some(c) = chars.next() {
+        if c == '\u{1b}' {
+            for c in chars.by_ref() {
+                if c.is_ascii_alphabetic() {
+                    break;
+                }
+            }
+            continue;
+        }
+        out.push(c);
+    }
+    out
 }

@@ -1,4 +1,4 @@
-//! What only the writer does, on replicas of a replicated log (`cluster_harness`: a
+//! What only the writer does, on replicas of a replicated log (`cluster_support`: a
 //! 3-node NATS JetStream cluster and 3 aggregator processes), on anvil with the contracts of
 //! `chain deploy` and the self-bundler's key shared by every replica:
 //!
@@ -16,7 +16,7 @@ use aggregator::pb;
 use alloy::primitives::{Address, U256};
 use alloy::providers::Provider;
 
-use crate::cluster_harness::{Replica, cluster_ready, copy_keys, nats_cluster, writer_of};
+use crate::cluster_support::{Replica, cluster_ready, copy_keys, nats_cluster, writer_of};
 use crate::support::{User, replay};
 use crate::wallet_ops::Setup;
 
@@ -57,7 +57,7 @@ async fn the_writer_sends_every_user_operation_and_every_replica_serves_the_chec
     let extra = on_chain(&setup)?;
     let nodes = nats_cluster(dir.path())?;
     let urls: Vec<String> = nodes.iter().map(|n| n.url.clone()).collect();
-    cluster_ready(&urls).await?;
+    cluster_ready(&urls, 3).await?;
 
     // The chain's keys (controller, self-bundler) in the first replica's keys directory; it
     // makes the others, and every replica gets a copy of them all.
@@ -78,8 +78,9 @@ async fn the_writer_sends_every_user_operation_and_every_replica_serves_the_chec
     let wallet = user.wallet(&mut first).await?;
     let wallet_address: Address = wallet.parse()?;
     setup.send_eth(wallet_address, U256::from(ETH)).await?;
-    for (i, replica) in replicas.iter_mut().enumerate().skip(1) {
-        copy_keys(dir.path(), i)?;
+    let keys0 = replicas[0].keys.clone();
+    for replica in replicas.iter_mut().skip(1) {
+        copy_keys(&keys0, &replica.keys)?;
         replica.start()?;
     }
     let mut clients = Vec::new();

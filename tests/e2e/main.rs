@@ -11,7 +11,6 @@ mod chain_deploy;
 mod client_api;
 mod cluster;
 mod cluster_executions;
-mod cluster_harness;
 mod cluster_npm;
 mod cluster_operators;
 mod cluster_support;
