@@ -19,7 +19,7 @@ use aggregator::pb::aggregator_client::AggregatorClient;
 use tonic::transport::Channel;
 
 use crate::cluster_support::{
-    Replica, cluster_ready, copy_keys, events_in, nats_cluster, writer_of,
+    Replica, cluster_ready, copy_keys, events_in, nats_cluster, start_replicas, writer_of,
 };
 use crate::support::{User, replay, simple_task};
 
@@ -120,21 +120,11 @@ async fn replicas_on_a_nats_cluster_serve_the_same_log_and_survive_losing_the_wr
     let mut replicas: Vec<Replica> = (0..3)
         .map(|i| Replica::new(dir.path(), i, &urls))
         .collect::<Result<_, _>>()?;
-    replicas[0].start()?;
-    let mut first = replicas[0].client().await?;
-    let user = User::sign_in(&mut first)
+    let mut clients = start_replicas(&mut replicas).await?;
+    let user = User::sign_in(&mut clients[0])
         .await
         .map_err(|e| anyhow::anyhow!("{e}: {}", replicas[0].log_tail()))?;
-    let wallet = user.wallet(&mut first).await?;
-    let keys0 = replicas[0].keys.clone();
-    for replica in replicas.iter_mut().skip(1) {
-        copy_keys(&keys0, &replica.keys)?;
-        replica.start()?;
-    }
-    let mut clients = Vec::new();
-    for r in &replicas {
-        clients.push(r.client().await?);
-    }
+    let wallet = user.wallet(&mut clients[0]).await?;
 
     // Writes through each replica in turn: its caller reads it there at once, and so does a
     // caller of the next replica.

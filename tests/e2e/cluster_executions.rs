@@ -27,7 +27,7 @@ use axum::routing::post;
 use events::Event;
 use tonic::transport::Channel;
 
-use crate::cluster_support::{Replica, cluster_ready, copy_keys, nats_cluster, writer_of};
+use crate::cluster_support::{Replica, cluster_ready, nats_cluster, start_replicas, writer_of};
 use crate::support::{User, code_node, edge, replay, rest_node, task_of};
 
 /// How long the server takes to answer a counted call: executions are mid-step when a replica
@@ -243,21 +243,11 @@ async fn replicas_claim_executions_through_the_log_and_take_over_a_killed_ones()
     let mut replicas: Vec<Replica> = (0..3)
         .map(|i| Replica::with_config(dir.path(), i, &urls, &extra(i)))
         .collect::<Result<_, _>>()?;
-    replicas[0].start()?;
-    let mut first = replicas[0].client().await?;
-    let user = User::sign_in(&mut first)
+    let mut clients = start_replicas(&mut replicas).await?;
+    let user = User::sign_in(&mut clients[0])
         .await
         .map_err(|e| anyhow::anyhow!("{e}: {}", replicas[0].log_tail()))?;
-    let wallet = user.wallet(&mut first).await?;
-    let keys0 = replicas[0].keys.clone();
-    for replica in replicas.iter_mut().skip(1) {
-        copy_keys(&keys0, &replica.keys)?;
-        replica.start()?;
-    }
-    let mut clients = Vec::new();
-    for r in &replicas {
-        clients.push(r.client().await?);
-    }
+    let wallet = user.wallet(&mut clients[0]).await?;
     let mut fired: Vec<(String, String)> = Vec::new();
 
     // A claim lapses while its claimant still runs: the replica whose call is held is paused.

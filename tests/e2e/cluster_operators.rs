@@ -23,7 +23,7 @@ use alloy::primitives::Address;
 use events::task::TriggerKind;
 use tokio::task::JoinHandle;
 
-use crate::cluster_support::{Replica, cluster_ready, copy_keys, nats_cluster, writer_of};
+use crate::cluster_support::{Replica, cluster_ready, nats_cluster, start_replicas, writer_of};
 use crate::network::{Keys, block_trigger, watched_task};
 use crate::operator_pool::all_capabilities;
 use crate::support::User;
@@ -119,21 +119,11 @@ async fn operators_on_any_replica_get_the_tasks_one_node_would_give_them() -> an
     let mut replicas: Vec<Replica> = (0..3)
         .map(|i| Replica::with_config(dir.path(), i, &urls, &section))
         .collect::<Result<_, _>>()?;
-    replicas[0].start()?;
-    let mut first = replicas[0].client().await?;
-    let user = User::sign_in(&mut first)
+    let mut clients = start_replicas(&mut replicas).await?;
+    let user = User::sign_in(&mut clients[0])
         .await
         .map_err(|e| anyhow::anyhow!("{e}: {}", replicas[0].log_tail()))?;
-    let wallet = user.wallet(&mut first).await?;
-    let keys0 = replicas[0].keys.clone();
-    for replica in replicas.iter_mut().skip(1) {
-        copy_keys(&keys0, &replica.keys)?;
-        replica.start()?;
-    }
-    let mut clients = Vec::new();
-    for r in &replicas {
-        clients.push(r.client().await?);
-    }
+    let wallet = user.wallet(&mut clients[0]).await?;
 
     // Operator i on replica i % 3: operators 0 and 3 share replica 0.
     let mut on: Vec<usize> = (0..keys.len()).map(|i| i % 3).collect();
