@@ -10,6 +10,7 @@ use std::time::Duration;
 use async_nats::HeaderMap;
 use async_nats::jetstream::{self, context::PublishErrorKind, stream};
 
+use crate::buckets::{ensure_stream, patiently};
 use crate::error::{Error, Result};
 use crate::message::{Outgoing, genesis};
 
@@ -81,8 +82,9 @@ impl Replicated {
             stream: settings.stream.clone(),
             message,
         };
-        let mut created = js
-            .get_or_create_stream(stream::Config {
+        let created = ensure_stream(
+            &js,
+            stream::Config {
                 name: settings.stream.clone(),
                 subjects: vec![subject.clone()],
                 num_replicas: settings.replicas,
@@ -93,10 +95,11 @@ impl Replicated {
                 deny_delete: true,
                 deny_purge: true,
                 ..stream::Config::default()
-            })
-            .await
-            .map_err(|e| failed(e.to_string()))?;
-        let info = created.info().await.map_err(|e| failed(e.to_string()))?;
+            },
+        )
+        .await?;
+        // As created or read just now: asking again can time out while a new stream settles.
+        let info = created.cached_info();
         if info.config.subjects != [subject.clone()] {
             return Err(failed(format!(
                 "exists with subjects {:?}, not [{subject:?}]: it is not an aggregator's log",
@@ -115,10 +118,17 @@ impl Replicated {
                 "Nats-Msg-Id",
                 format!("genesis:{}", settings.stream).as_str(),
             );
-            replicated
-                .send(headers, genesis())
-                .await
-                .map_err(|e| failed(format!("writing its genesis message: {e:?}")))?;
+            // A stream just created by another replica may not take messages on every node
+            // yet ("no stream found for given subject"): the one message id makes retries safe.
+            patiently(|| async {
+                replicated
+                    .send(headers.clone(), genesis())
+                    .await
+                    .map(drop)
+                    .map_err(|e| format!("{e:?}"))
+            })
+            .await
+            .map_err(|e| failed(format!("writing its genesis message: {e}")))?;
         }
         Ok(replicated)
     }
