@@ -1,5 +1,5 @@
 //! What only the writer does, on replicas of a replicated log (`cluster_support`: a
-//! 3-node NATS JetStream cluster and 3 aggregator processes), on anvil with the contracts of
+//! 3-node NATS JetStream cluster and 3 aggregator processes, started by `start_replicas`), on anvil with the contracts of
 //! `chain deploy` and the self-bundler's key shared by every replica:
 //!
 //! - a `WithdrawFunds` taken by a replica that does not write is sent by the writer: the
@@ -16,7 +16,9 @@ use aggregator::pb;
 use alloy::primitives::{Address, U256};
 use alloy::providers::Provider;
 
-use crate::cluster_support::{Replica, cluster_ready, copy_keys, nats_cluster, writer_of};
+use crate::cluster_support::{
+    Replica, cluster_ready, copy_keys, nats_cluster, start_replicas, writer_of,
+};
 use crate::support::{User, replay};
 use crate::wallet_ops::Setup;
 
@@ -59,34 +61,19 @@ async fn the_writer_sends_every_user_operation_and_every_replica_serves_the_chec
     let urls: Vec<String> = nodes.iter().map(|n| n.url.clone()).collect();
     cluster_ready(&urls, 3).await?;
 
-    // The chain's keys (controller, self-bundler) in the first replica's keys directory; it
-    // makes the others, and every replica gets a copy of them all.
-    let keys0 = dir.path().join("keys0");
-    std::fs::create_dir_all(&keys0)?;
-    for entry in std::fs::read_dir(setup.keys_dir.path().join("keys"))? {
-        let entry = entry?;
-        std::fs::copy(entry.path(), keys0.join(entry.file_name()))?;
-    }
+    // The chain's keys (controller, self-bundler) in the first replica's keys directory; the
+    // harness gives every other replica a copy of it once the first has made the rest.
     let mut replicas: Vec<Replica> = (0..3)
         .map(|i| Replica::with_config(dir.path(), i, &urls, &extra))
         .collect::<Result<_, _>>()?;
-    replicas[0].start()?;
-    let mut first = replicas[0].client().await?;
-    let user = User::sign_in(&mut first)
+    copy_keys(&setup.keys_dir.path().join("keys"), &replicas[0].keys)?;
+    let mut clients = start_replicas(&mut replicas).await?;
+    let user = User::sign_in(&mut clients[0])
         .await
         .map_err(|e| anyhow::anyhow!("{e}: {}", replicas[0].log_tail()))?;
-    let wallet = user.wallet(&mut first).await?;
+    let wallet = user.wallet(&mut clients[0]).await?;
     let wallet_address: Address = wallet.parse()?;
     setup.send_eth(wallet_address, U256::from(ETH)).await?;
-    let keys0 = replicas[0].keys.clone();
-    for replica in replicas.iter_mut().skip(1) {
-        copy_keys(&keys0, &replica.keys)?;
-        replica.start()?;
-    }
-    let mut clients = Vec::new();
-    for r in &replicas {
-        clients.push(r.client().await?);
-    }
     let deadline = Instant::now() + Duration::from_secs(30);
     let writer = loop {
         if let Some(w) = writer_of(&replicas).await {
@@ -129,6 +116,7 @@ async fn the_writer_sends_every_user_operation_and_every_replica_serves_the_chec
         hashes.push(resp.user_op_hash);
     }
     assert_eq!(chain.get_balance(recipient).await?, U256::from(1000 + 1001));
+
     // And the writer sent both; the replicas that took the calls sent nothing
     let writer_log = log_of(&replicas[writer]);
     for hash in &hashes {
