@@ -6,6 +6,9 @@
 //!   writer's process logs the operation it sends, the others send nothing, and the bundler's
 //!   account makes one transaction per withdrawal; the caller gets the writer's answer
 //!   (`confirmed`, with its userOpHash) and the funds move once;
+//! - a task with a write node (`ethTransfer`) created and fired through a replica that does not
+//!   write runs on the writer: the execution succeeds, every claim of it in the log is the
+//!   writer's, and the bundler's account makes one transaction for it;
 //! - every replica serves `/checkpoint`: once writes stop, each replica's checkpoint is the same
 //!   note, signed with the log key, and every replica's data directory verifies against it
 //!   (`replay verify --checkpoint`).
@@ -15,11 +18,12 @@ use std::time::{Duration, Instant};
 use aggregator::pb;
 use alloy::primitives::{Address, U256};
 use alloy::providers::Provider;
+use events::Event;
 
 use crate::cluster_support::{
-    Replica, cluster_ready, copy_keys, nats_cluster, start_replicas, writer_of,
+    Replica, cluster_ready, copy_keys, execution_events, nats_cluster, start_replicas, writer_of,
 };
-use crate::support::{User, replay};
+use crate::support::{User, edge, replay, run_blocking, task_of};
 use crate::wallet_ops::Setup;
 
 const ETH: u128 = 1_000_000_000_000_000_000;
@@ -117,6 +121,36 @@ async fn the_writer_sends_every_user_operation_and_every_replica_serves_the_chec
     }
     assert_eq!(chain.get_balance(recipient).await?, U256::from(1000 + 1001));
 
+    // A task with a write node, created and fired through a replica that does not write: its
+    // execution is claimed and run by the writer, which sends its one user operation.
+    let via = followers[0];
+    let paid = Address::repeat_byte(0x6b);
+    let pay = crate::writes::transfer_node("pay", &paid.to_checksum(None), "777");
+    let task_id = clients[via]
+        .create_task(user.req(task_of(
+            "pays",
+            &wallet,
+            vec![pay],
+            Some(vec![edge("trigger1", "pay")]),
+        )))
+        .await?
+        .into_inner()
+        .id;
+    let sent_before = chain.get_transaction_count(bundler).await?;
+    let run = run_blocking(&mut clients[via], &user, &task_id)
+        .await
+        .map_err(|e| anyhow::anyhow!("{e}: {}", replicas[via].log_tail()))?;
+    // Then it succeeded, as the caller of the follower reads it
+    assert_eq!(run.status, pb::ExecutionStatus::Success as i32, "{run:?}");
+    assert_eq!(chain.get_balance(paid).await?, U256::from(777));
+    // And the bundler's account sent exactly one transaction for it
+    assert_eq!(
+        chain.get_transaction_count(bundler).await?,
+        sent_before + 1,
+        "the write node's user operation went out once"
+    );
+    let paid_execution = run.execution_id.clone();
+    let writer_id = replicas[writer].id().await?;
     // And the writer sent both; the replicas that took the calls sent nothing
     let writer_log = log_of(&replicas[writer]);
     for hash in &hashes {
@@ -176,6 +210,24 @@ async fn the_writer_sends_every_user_operation_and_every_replica_serves_the_chec
     let kept = kept.to_string_lossy().into_owned();
     for r in &mut replicas {
         r.stop()?;
+    }
+    // And the writer claimed that execution, and no other replica ever did (every replica's
+    // copy of the log says so)
+    for r in &replicas {
+        let claimants: Vec<String> = execution_events(&r.data, &paid_execution)?
+            .into_iter()
+            .filter_map(|e| match e.event {
+                Event::ExecutionClaimed(c) => Some(c.replica),
+                _ => None,
+            })
+            .collect();
+        assert!(!claimants.is_empty(), "{paid_execution} was never claimed");
+        assert!(
+            claimants.iter().all(|c| *c == writer_id),
+            "{paid_execution} was claimed by {claimants:?}, not only by the writer {writer_id}"
+        );
+    }
+    for r in &mut replicas {
         let (ok, out) = replay(
             &r.data,
             &["verify", "--checkpoint", &kept, "--log-key", &log_key],
