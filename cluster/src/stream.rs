@@ -18,6 +18,58 @@ use crate::message::{Outgoing, genesis};
 const PUBLISH_ATTEMPTS: u32 = 3;
 /// The stream's deduplication window: a publish retried within it is stored once.
 const DUPLICATE_WINDOW: Duration = Duration::from_secs(120);
+/// How long a request about the stream (its creation, its info, its head) is asked again while
+/// the servers answer nothing in time or have no JetStream leader yet: a cluster just started,
+/// a node just killed or a stream busy replicating a large import answer late for a while,
+/// which must not stop a replica's start.
+const PATIENCE: Duration = Duration::from_secs(30);
+/// The pause between two such requests.
+const AGAIN: Duration = Duration::from_millis(500);
+
+/// Whether a request's failure says only that no answer came in time (or no server could
+/// answer yet), so that asking again may succeed.
+trait Transient {
+    fn transient(&self) -> bool;
+}
+
+impl Transient for jetstream::context::CreateStreamError {
+    fn transient(&self) -> bool {
+        use jetstream::context::CreateStreamErrorKind as Kind;
+        matches!(self.kind(), Kind::TimedOut | Kind::JetStreamUnavailable)
+    }
+}
+
+impl Transient for jetstream::context::GetStreamError {
+    fn transient(&self) -> bool {
+        self.kind() == jetstream::context::GetStreamErrorKind::Request
+    }
+}
+
+impl Transient for jetstream::context::RequestError {
+    fn transient(&self) -> bool {
+        use jetstream::context::RequestErrorKind as Kind;
+        matches!(self.kind(), Kind::TimedOut | Kind::NoResponders)
+    }
+}
+
+/// `request` until it succeeds, fails otherwise than transiently, or `PATIENCE` is spent.
+async fn patiently<T, E, F, Fut>(what: &str, mut request: F) -> std::result::Result<T, E>
+where
+    E: Transient + std::fmt::Display,
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = std::result::Result<T, E>>,
+{
+    let until = tokio::time::Instant::now() + PATIENCE;
+    loop {
+        match request().await {
+            Err(e) if e.transient() && tokio::time::Instant::now() + AGAIN < until => {
+                tracing::warn!(error = %e, "{what}: no answer in time; asking again");
+                tokio::time::sleep(AGAIN).await;
+            }
+            answered => return answered,
+        }
+    }
+}
 
 /// Where the replicated log lives (from `event_log` in the aggregator's configuration).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -81,22 +133,26 @@ impl Replicated {
             stream: settings.stream.clone(),
             message,
         };
-        let mut created = js
-            .get_or_create_stream(stream::Config {
-                name: settings.stream.clone(),
-                subjects: vec![subject.clone()],
-                num_replicas: settings.replicas,
-                storage: stream::StorageType::File,
-                retention: stream::RetentionPolicy::Limits,
-                duplicate_window: DUPLICATE_WINDOW,
-                // The log is append-only: nobody removes a message through the stream's API.
-                deny_delete: true,
-                deny_purge: true,
-                ..stream::Config::default()
-            })
+        let config = stream::Config {
+            name: settings.stream.clone(),
+            subjects: vec![subject.clone()],
+            num_replicas: settings.replicas,
+            storage: stream::StorageType::File,
+            retention: stream::RetentionPolicy::Limits,
+            duplicate_window: DUPLICATE_WINDOW,
+            // The log is append-only: nobody removes a message through the stream's API.
+            deny_delete: true,
+            deny_purge: true,
+            ..stream::Config::default()
+        };
+        let created = patiently("creating the stream", || {
+            js.get_or_create_stream(config.clone())
+        })
+        .await
+        .map_err(|e| failed(e.to_string()))?;
+        let info = patiently("the stream's info", || created.get_info())
             .await
             .map_err(|e| failed(e.to_string()))?;
-        let info = created.info().await.map_err(|e| failed(e.to_string()))?;
         if info.config.subjects != [subject.clone()] {
             return Err(failed(format!(
                 "exists with subjects {:?}, not [{subject:?}]: it is not an aggregator's log",
@@ -145,17 +201,18 @@ impl Replicated {
         let max_payload = client.server_info().max_payload;
         let js = jetstream::new(client);
         let subject = format!("{}.log", settings.stream);
-        let mut stream = js
-            .get_stream(&settings.stream)
+        let stream = patiently("the stream", || js.get_stream(&settings.stream))
             .await
             .map_err(|e| Error::Stream {
                 stream: settings.stream.clone(),
                 message: format!("cannot be read: {e}"),
             })?;
-        let info = stream.info().await.map_err(|e| Error::Stream {
-            stream: settings.stream.clone(),
-            message: e.to_string(),
-        })?;
+        let info = patiently("the stream's info", || stream.get_info())
+            .await
+            .map_err(|e| Error::Stream {
+                stream: settings.stream.clone(),
+                message: e.to_string(),
+            })?;
         if info.config.subjects != [subject.clone()] {
             return Err(Error::Stream {
                 stream: settings.stream.clone(),
@@ -199,9 +256,7 @@ impl Replicated {
             message: e.to_string(),
         };
         // One request: getting the stream answers its info, state included.
-        let stream = self
-            .js
-            .get_stream(&self.stream)
+        let stream = patiently("the stream's head", || self.js.get_stream(&self.stream))
             .await
             .map_err(|e| failed(&e))?;
         Ok(stream.cached_info().state.last_sequence)
