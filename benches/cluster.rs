@@ -27,21 +27,25 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use aggregator::pb;
 use aggregator::pb::aggregator_client::AggregatorClient;
-use alloy::signers::SignerSync;
-use alloy::signers::local::PrivateKeySigner;
 use tonic::transport::Channel;
 
 #[path = "../tests/e2e/cluster_support.rs"]
 mod cluster_support;
 mod common;
+#[allow(
+    dead_code,
+    reason = "the bench signs in and builds tasks as the tests do"
+)]
+#[path = "../tests/e2e/support.rs"]
+mod support;
 
 use cluster_support::{
     NatsNode, Replica, cluster_ready, copy_keys, events_in, jetstream_log, nats_nodes,
     start_replicas, writer_of,
 };
 use common::{env, percentile};
+use support::{User, simple_task};
 
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
@@ -70,92 +74,16 @@ fn scratch() -> tempfile::TempDir {
     dir
 }
 
-/// A signed-in user: its token and salt-0 wallet.
-struct User {
-    token: String,
+/// A signed-in user and its salt-0 wallet.
+struct Bencher {
+    user: User,
     wallet: String,
 }
 
-async fn sign_in(client: &mut AggregatorClient<Channel>) -> User {
-    let signer = PrivateKeySigner::random();
-    let message = client
-        .get_signature_format(pb::GetSignatureFormatReq {
-            wallet: signer.address().to_checksum(None),
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .message;
-    let signature = signer.sign_message_sync(message.as_bytes()).unwrap();
-    let token = client
-        .get_key(pb::GetKeyReq {
-            message,
-            signature: format!("0x{}", hex::encode(signature.as_bytes())),
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .key;
-    let wallet = client
-        .get_wallet(authed(
-            &token,
-            pb::GetWalletReq {
-                salt: "0".into(),
-                factory_address: String::new(),
-            },
-        ))
-        .await
-        .unwrap()
-        .into_inner()
-        .address;
-    User { token, wallet }
-}
-
-fn authed<T>(token: &str, message: T) -> tonic::Request<T> {
-    let mut request = tonic::Request::new(message);
-    request
-        .metadata_mut()
-        .insert("authkey", token.parse().unwrap());
-    request
-}
-
-/// A manual-trigger task with one code node, as the official client's simplest workflow.
-fn task_request(wallet: &str, name: &str) -> pb::CreateTaskReq {
-    use aggregator::pb::convert::value_from_json;
-    let settings = serde_json::json!({ "name": name, "runner": wallet });
-    pb::CreateTaskReq {
-        trigger: Some(pb::TaskTrigger {
-            name: "manualTrigger".into(),
-            r#type: pb::TriggerType::Manual as i32,
-            id: "trigger1".into(),
-            trigger_type: Some(pb::task_trigger::TriggerType::Manual(pb::ManualTrigger {
-                config: Some(pb::manual_trigger::Config {
-                    data: Some(value_from_json(&serde_json::json!({"hello": "world"}))),
-                    ..Default::default()
-                }),
-            })),
-        }),
-        nodes: vec![pb::TaskNode {
-            id: "node1".into(),
-            name: "code".into(),
-            r#type: pb::NodeType::CustomCode as i32,
-            task_type: Some(pb::task_node::TaskType::CustomCode(pb::CustomCodeNode {
-                config: Some(pb::custom_code_node::Config {
-                    lang: 1,
-                    source: "return 42;".into(),
-                }),
-            })),
-        }],
-        edges: vec![pb::TaskEdge {
-            id: "e1".into(),
-            source: "trigger1".into(),
-            target: "node1".into(),
-        }],
-        input_variables: [("settings".to_owned(), value_from_json(&settings))]
-            .into_iter()
-            .collect(),
-        ..Default::default()
-    }
+async fn sign_in(client: &mut AggregatorClient<Channel>) -> Bencher {
+    let user = User::sign_in(client).await.unwrap();
+    let wallet = user.wallet(client).await.unwrap();
+    Bencher { user, wallet }
 }
 
 /// The processes of one setup, and a client per (user, replica).
@@ -163,7 +91,7 @@ struct Setup {
     name: &'static str,
     _nodes: Vec<NatsNode>,
     replicas: Vec<Replica>,
-    users: Vec<Arc<User>>,
+    users: Vec<Arc<Bencher>>,
     /// `channels[user][replica]`.
     channels: Vec<Vec<AggregatorClient<Channel>>>,
     _dir: tempfile::TempDir,
@@ -238,7 +166,7 @@ fn load(
                     let replica = turn.fetch_add(1, Ordering::Relaxed) % replicas;
                     let mut client = channels[replica].clone();
                     let name = format!("bench {w}-{i}");
-                    let request = authed(&user.token, task_request(&user.wallet, &name));
+                    let request = user.user.req(simple_task(&name, &user.wallet));
                     let sent = Instant::now();
                     let result =
                         tokio::time::timeout(Duration::from_secs(30), client.create_task(request))

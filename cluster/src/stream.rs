@@ -10,6 +10,7 @@ use std::time::Duration;
 use async_nats::HeaderMap;
 use async_nats::jetstream::{self, context::PublishErrorKind, stream};
 
+use crate::buckets::{ensure_stream, patiently};
 use crate::error::{Error, Result};
 use crate::message::{Outgoing, genesis};
 
@@ -18,6 +19,52 @@ use crate::message::{Outgoing, genesis};
 const PUBLISH_ATTEMPTS: u32 = 3;
 /// The stream's deduplication window: a publish retried within it is stored once.
 const DUPLICATE_WINDOW: Duration = Duration::from_secs(120);
+/// How long a request about the stream at a replica's or a tool's start (its info, its head) is
+/// asked again while the servers answer nothing in time or have no JetStream leader yet: a
+/// cluster just started, a node just killed or a stream busy replicating a large import answer
+/// late for a while, which must not stop the start. (Creating the stream and the buckets:
+/// `buckets`.)
+const PATIENCE: Duration = Duration::from_secs(30);
+/// The pause between two such requests.
+const AGAIN: Duration = Duration::from_millis(500);
+
+/// Whether a request's failure says only that no answer came in time (or no server could
+/// answer yet), so that asking again may succeed.
+trait Transient {
+    fn transient(&self) -> bool;
+}
+
+impl Transient for jetstream::context::GetStreamError {
+    fn transient(&self) -> bool {
+        self.kind() == jetstream::context::GetStreamErrorKind::Request
+    }
+}
+
+impl Transient for jetstream::context::RequestError {
+    fn transient(&self) -> bool {
+        use jetstream::context::RequestErrorKind as Kind;
+        matches!(self.kind(), Kind::TimedOut | Kind::NoResponders)
+    }
+}
+
+/// `request` until it succeeds, fails otherwise than transiently, or `PATIENCE` is spent.
+async fn while_transient<T, E, F, Fut>(what: &str, mut request: F) -> std::result::Result<T, E>
+where
+    E: Transient + std::fmt::Display,
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = std::result::Result<T, E>>,
+{
+    let until = tokio::time::Instant::now() + PATIENCE;
+    loop {
+        match request().await {
+            Err(e) if e.transient() && tokio::time::Instant::now() + AGAIN < until => {
+                tracing::warn!(error = %e, "{what}: no answer in time; asking again");
+                tokio::time::sleep(AGAIN).await;
+            }
+            answered => return answered,
+        }
+    }
+}
 
 /// Where the replicated log lives (from `event_log` in the aggregator's configuration).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -81,8 +128,9 @@ impl Replicated {
             stream: settings.stream.clone(),
             message,
         };
-        let mut created = js
-            .get_or_create_stream(stream::Config {
+        let created = ensure_stream(
+            &js,
+            stream::Config {
                 name: settings.stream.clone(),
                 subjects: vec![subject.clone()],
                 num_replicas: settings.replicas,
@@ -93,10 +141,11 @@ impl Replicated {
                 deny_delete: true,
                 deny_purge: true,
                 ..stream::Config::default()
-            })
-            .await
-            .map_err(|e| failed(e.to_string()))?;
-        let info = created.info().await.map_err(|e| failed(e.to_string()))?;
+            },
+        )
+        .await?;
+        // As created or read just now: asking again can time out while a new stream settles.
+        let info = created.cached_info();
         if info.config.subjects != [subject.clone()] {
             return Err(failed(format!(
                 "exists with subjects {:?}, not [{subject:?}]: it is not an aggregator's log",
@@ -115,10 +164,17 @@ impl Replicated {
                 "Nats-Msg-Id",
                 format!("genesis:{}", settings.stream).as_str(),
             );
-            replicated
-                .send(headers, genesis())
-                .await
-                .map_err(|e| failed(format!("writing its genesis message: {e:?}")))?;
+            // A stream just created by another replica may not take messages on every node
+            // yet ("no stream found for given subject"): the one message id makes retries safe.
+            patiently(|| async {
+                replicated
+                    .send(headers.clone(), genesis())
+                    .await
+                    .map(drop)
+                    .map_err(|e| format!("{e:?}"))
+            })
+            .await
+            .map_err(|e| failed(format!("writing its genesis message: {e}")))?;
         }
         Ok(replicated)
     }
@@ -145,17 +201,18 @@ impl Replicated {
         let max_payload = client.server_info().max_payload;
         let js = jetstream::new(client);
         let subject = format!("{}.log", settings.stream);
-        let mut stream = js
-            .get_stream(&settings.stream)
+        let stream = while_transient("the stream", || js.get_stream(&settings.stream))
             .await
             .map_err(|e| Error::Stream {
                 stream: settings.stream.clone(),
                 message: format!("cannot be read: {e}"),
             })?;
-        let info = stream.info().await.map_err(|e| Error::Stream {
-            stream: settings.stream.clone(),
-            message: e.to_string(),
-        })?;
+        let info = while_transient("the stream's info", || stream.get_info())
+            .await
+            .map_err(|e| Error::Stream {
+                stream: settings.stream.clone(),
+                message: e.to_string(),
+            })?;
         if info.config.subjects != [subject.clone()] {
             return Err(Error::Stream {
                 stream: settings.stream.clone(),
@@ -192,19 +249,31 @@ impl Replicated {
         self.max_payload
     }
 
-    /// The stream's last sequence now.
+    /// The stream's last sequence now (one request: a read waiting on it fails fast).
     pub async fn head(&self) -> Result<u64> {
-        let failed = |e: &dyn std::fmt::Display| Error::Stream {
-            stream: self.stream.clone(),
-            message: e.to_string(),
-        };
-        // One request: getting the stream answers its info, state included.
+        // Getting the stream answers its info, state included.
         let stream = self
             .js
             .get_stream(&self.stream)
             .await
-            .map_err(|e| failed(&e))?;
+            .map_err(|e| self.failed(&e))?;
         Ok(stream.cached_info().state.last_sequence)
+    }
+
+    /// The stream's last sequence, asked again while no answer comes in time (for a start, a
+    /// catch-up, a tool's read: not for a client's read, which answers UNAVAILABLE sooner).
+    pub async fn head_patiently(&self) -> Result<u64> {
+        let stream = while_transient("the stream's head", || self.js.get_stream(&self.stream))
+            .await
+            .map_err(|e| self.failed(&e))?;
+        Ok(stream.cached_info().state.last_sequence)
+    }
+
+    fn failed(&self, e: &dyn std::fmt::Display) -> Error {
+        Error::Stream {
+            stream: self.stream.clone(),
+            message: e.to_string(),
+        }
     }
 
     pub(crate) async fn stream(&self) -> Result<stream::Stream> {
