@@ -11,6 +11,9 @@
 //! - rebuild: `Projections::catch_up` into an empty database against a raw load of the same final
 //!   rows into fjall (write batches of 50 000 rows, and sorted ingestion), in wall time.
 //!
+//! Each part also prints the process's peak RSS during it (Linux: `VmHWM`, reset before the part
+//! through `/proc/self/clear_refs`).
+//!
 //! `cargo bench -p replay --bench log`. The figures for 1 M tasks: `BENCH_TASKS=1000000`.
 
 #![allow(clippy::unwrap_used, reason = "benchmark")]
@@ -85,10 +88,17 @@ fn main() {
     // BENCH_ONLY=rebuild skips the verify part (for profiling one of them).
     let only = std::env::var("BENCH_ONLY").unwrap_or_default();
     if only != "rebuild" {
+        reset_peak_rss();
         verify_rows(&log, count, &mut table);
+        println!("verify part: peak RSS {}", peak_rss());
     }
     if only != "verify" {
+        reset_peak_rss();
         rebuild_rows(&log, count, &mut table);
+        println!(
+            "rebuild part (with the final rows held for the raw loads): peak RSS {}",
+            peak_rss()
+        );
     }
 
     println!();
@@ -99,6 +109,24 @@ fn main() {
     for r in &table {
         println!("{r}");
     }
+}
+
+/// Resets the kernel's peak RSS of this process to its current RSS (Linux 4.0+; a no-op elsewhere).
+fn reset_peak_rss() {
+    let _ = std::fs::write("/proc/self/clear_refs", "5");
+}
+
+/// The peak RSS since the last reset, as `VmHWM` reports it.
+fn peak_rss() -> String {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("VmHWM:"))
+                .and_then(|v| v.trim().strip_suffix("kB"))
+                .and_then(|kb| kb.trim().parse::<u64>().ok())
+        })
+        .map_or_else(|| "unknown".into(), |kb| format!("{} MiB", kb / 1024))
 }
 
 fn verify_rows(log: &LogKeyspaces, count: f64, table: &mut Vec<String>) {
@@ -165,6 +193,7 @@ fn rebuild_rows(log: &LogKeyspaces, count: f64, table: &mut Vec<String>) {
     let start = Instant::now();
     rebuilt.catch_up(log, &|_| {}).unwrap();
     let rebuild = start.elapsed().as_secs_f64();
+    println!("rebuild: peak RSS {}", peak_rss());
 
     let mut rows = Vec::new();
     for name in projections::KEYSPACES {
@@ -182,6 +211,10 @@ fn rebuild_rows(log: &LogKeyspaces, count: f64, table: &mut Vec<String>) {
         .map(|(k, v)| k.len() + v.len())
         .sum();
     println!("{row_count} projection rows, {row_bytes} bytes");
+    // One copy of the rows on disk at a time: at 1 M tasks they are several GB.
+    drop(rebuilt);
+    drop(target);
+    drop(into);
     let batches = raw_load(&rows, false);
     let ingested = raw_load(&rows, true);
     table.push(row(
@@ -246,18 +279,28 @@ fn raw_load(
     start.elapsed().as_secs_f64()
 }
 
-/// Writes the log through the log's writer with the projections hooked in, as the aggregator
-/// does (without fsync per group: the shape matters here, not the append rate).
+/// A projector that keeps nothing: the bench's log is read by the rebuild into a database of its
+/// own, so live projection rows beside the log would only double its size on disk.
+struct NoProjections;
+
+impl events::Projector for NoProjections {
+    fn apply(&mut self, _: &events::Envelope, _: &mut events::Tx) -> events::Result<()> {
+        Ok(())
+    }
+    fn checkpoint(&mut self, _: events::Ulid, _: &mut events::Tx) -> events::Result<()> {
+        Ok(())
+    }
+}
+
+/// Writes the log through the log's writer, as the aggregator does (without fsync per group and
+/// without live projections: the shape of the log matters here, not the append rate).
 fn build_log(dir: &std::path::Path, tasks: u64, runs: u64) {
     let db = events::open_database(dir).unwrap();
-    let mut projections = projections::Projections::open(&db).unwrap();
-    let keyspaces = LogKeyspaces::open(&db).unwrap();
-    projections.catch_up(&keyspaces, &|_| {}).unwrap();
     let options = LogOptions {
         durability: Durability::Relaxed,
         ..LogOptions::default()
     };
-    let log = Log::open(&db, options, Box::new(projections)).unwrap();
+    let log = Log::open(&db, options, Box::new(NoProjections)).unwrap();
     let lanes = 16u64;
     std::thread::scope(|scope| {
         for lane in 0..lanes {
