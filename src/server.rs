@@ -328,16 +328,19 @@ impl Running {
         for server in self.servers {
             server.await??;
         }
-        // The lease is given up before the engine stops: another replica writes at once, and
-        // the runs that finish meanwhile record through it.
-        if let Some(replica) = &self.app.replica {
-            replica.stop().await;
-        }
-        // Runs still going after the grace period stay pending and resume at the next start.
+        // Runs still going after the grace period stay pending and resume at the next start;
+        // on a replicated log they are stopped and their claims released, so that the other
+        // replicas take them at once. The engine stops while this replica still follows and
+        // reaches the writer (itself, or the one it forwards to): a replica that has given the
+        // lease up and stopped following can record nothing.
         self.app
             .engine
             .shutdown(std::time::Duration::from_secs(5))
             .await;
+        // Then the lease is given up: another replica writes at once.
+        if let Some(replica) = &self.app.replica {
+            replica.stop().await;
+        }
         let store = self.app.store.clone();
         tokio::task::spawn_blocking(move || store.close()).await??;
         tracing::info!("aggregator stopped");

@@ -90,7 +90,7 @@ impl JetStream {
                 keyspace.insert(STREAM, replicated.name().as_bytes())?;
             }
         }
-        let head = replicated.head().await?;
+        let head = replicated.head_patiently().await?;
         if position > head {
             return Err(Error::Local(format!(
                 "it holds stream {:?} up to position {position}, but the stream ends at {head}: the stream was recreated; start this replica on an empty data directory",

@@ -14,7 +14,8 @@
 //! offline, as every token signed with that secret already does.)
 //!
 //! Where: a KV bucket beside the stream (`<stream>_keys`, one entry per key file, created with
-//! an atomic create so that concurrent first starts record one value), not a subject of the
+//! an atomic create so that concurrent first starts record one value; the bucket itself is
+//! created race safe, `buckets`), not a subject of the
 //! stream: the stream holds the log's messages and nothing else (every reader decodes each of
 //! its messages as events), and the fingerprints are no event of the domain (recording them in
 //! the log would put them in the transparency log's tree too).
@@ -23,10 +24,11 @@ use std::path::Path;
 
 use std::time::Duration;
 
-use async_nats::jetstream::{kv, stream};
+use async_nats::jetstream::kv;
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
 
+use crate::buckets::{open_bucket, patiently};
 use crate::error::{Error, Result};
 use crate::stream::Replicated;
 
@@ -97,35 +99,20 @@ pub async fn check(replicated: &Replicated, replicas: usize, keys_dir: &Path) ->
         "the fingerprints of the keys every replica shares",
     )
     .await?;
-    let failed = |e: &dyn std::fmt::Display| Error::Stream {
-        stream: bucket(replicated.name()),
-        message: e.to_string(),
-    };
     let mut checked = Checked::default();
     for ((file, what), (_, fingerprint)) in SHARED_KEYS.iter().zip(mine) {
-        let recorded = store.get(*file).await.map_err(|e| failed(&e))?;
-        let recorded = match (recorded, fingerprint) {
-            (None, None) => continue,
-            (None, Some(fingerprint)) => {
-                match store.create(*file, fingerprint.clone().into()).await {
-                    Ok(_) => {
-                        checked.recorded.push(*file);
-                        continue;
-                    }
-                    // Another replica recorded it meanwhile: compare with its.
-                    Err(e) if e.kind() == kv::CreateErrorKind::AlreadyExists => {
-                        let again = store.get(*file).await.map_err(|e| failed(&e))?;
-                        match again {
-                            Some(value) => (value, Some(fingerprint)),
-                            None => return Err(failed(&format!("{file}: recorded and gone"))),
-                        }
-                    }
-                    Err(e) => return Err(failed(&e)),
-                }
-            }
-            (Some(value), fingerprint) => (value, fingerprint),
-        };
-        let (theirs, ours) = recorded;
+        let (theirs, recorded) = patiently(|| settle(&store, file, fingerprint.as_deref()))
+            .await
+            .map_err(|e| Error::Stream {
+                stream: bucket(replicated.name()),
+                message: format!("{file}: {e}"),
+            })?;
+        if recorded {
+            checked.recorded.push(*file);
+            continue;
+        }
+        let Some(theirs) = theirs else { continue };
+        let ours = fingerprint;
         let dir = keys_dir.display();
         let stream = replicated.name();
         match ours {
@@ -134,7 +121,7 @@ pub async fn check(replicated: &Replicated, replicas: usize, keys_dir: &Path) ->
                     "{what} ({file}) is missing from {dir}, and the replicas of stream {stream:?} have one: every replica needs a copy of the same keys directory"
                 )));
             }
-            Some(ours) if ours.as_bytes() != theirs.as_ref() => {
+            Some(ours) if ours.as_bytes() != theirs.as_slice() => {
                 return Err(Error::Keys(format!(
                     "{what} ({file}) in {dir} differs from the one the replicas of stream {stream:?} use (fingerprint {}…, theirs {}…): every replica needs a copy of the same keys directory; copy it from a running replica",
                     &ours[..12],
@@ -147,45 +134,30 @@ pub async fn check(replicated: &Replicated, replicas: usize, keys_dir: &Path) ->
     Ok(checked)
 }
 
-/// Opens a KV bucket beside the stream (values kept one per key), creating it when absent;
-/// `max_age` zero keeps entries for ever.
-pub(crate) async fn open_bucket(
-    replicated: &Replicated,
-    name: &str,
-    replicas: usize,
-    max_age: Duration,
-    description: &str,
-) -> Result<kv::Store> {
-    let js = replicated.jetstream();
-    if let Ok(store) = js.get_key_value(name).await {
-        return Ok(store);
-    }
-    // The stream of a KV bucket, as `create_key_value` makes it; made here because that call
-    // first reads the account's information in a form nats-server 2.9 does not send.
-    let config = stream::Config {
-        name: format!("KV_{name}"),
-        description: Some(description.to_owned()),
-        subjects: vec![format!("$KV.{name}.>")],
-        max_messages_per_subject: 1,
-        max_bytes: -1,
-        max_message_size: -1,
-        max_age,
-        storage: stream::StorageType::File,
-        allow_rollup: true,
-        deny_delete: true,
-        allow_direct: true,
-        num_replicas: replicas,
-        discard: stream::DiscardPolicy::New,
-        ..stream::Config::default()
-    };
-    let created = js.get_or_create_stream(config).await;
-    js.get_key_value(name).await.map_err(|e| Error::Stream {
-        stream: name.to_owned(),
-        message: match created {
-            Err(created) => format!("creating the KV bucket: {created}"),
-            Ok(_) => format!("opening the KV bucket: {e}"),
+/// The recorded fingerprint of `file`, recording `ours` when there is none: (the value
+/// recorded before, whether this call recorded it). One attempt: a create refused because
+/// another replica recorded it meanwhile reads theirs; anything else is the caller's to retry
+/// (a fresh bucket's first requests can time out while the cluster elects its leader).
+async fn settle(
+    store: &kv::Store,
+    file: &str,
+    ours: Option<&str>,
+) -> std::result::Result<(Option<Vec<u8>>, bool), String> {
+    let recorded = store.get(file).await.map_err(|e| e.to_string())?;
+    match (recorded, ours) {
+        (Some(value), _) => Ok((Some(value.to_vec()), false)),
+        (None, None) => Ok((None, false)),
+        (None, Some(ours)) => match store.create(file, ours.to_owned().into()).await {
+            Ok(_) => Ok((None, true)),
+            Err(e) if e.kind() == kv::CreateErrorKind::AlreadyExists => {
+                match store.get(file).await.map_err(|e| e.to_string())? {
+                    Some(value) => Ok((Some(value.to_vec()), false)),
+                    None => Err("recorded and gone".into()),
+                }
+            }
+            Err(e) => Err(e.to_string()),
         },
-    })
+    }
 }
 
 #[cfg(test)]

@@ -93,7 +93,7 @@ async fn follow_from(log: &Log, replicated: &Replicated, next: &mut u64) -> Resu
 /// Waits until the local database holds the stream as of now (its last sequence when asked):
 /// `follow` must be running. Answers that position.
 pub async fn catch_up(log: &Log, replicated: &Replicated) -> Result<u64> {
-    let head = replicated.head().await?;
+    let head = replicated.head_patiently().await?;
     loop {
         let position = log.sync().await?;
         if position >= head {

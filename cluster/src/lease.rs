@@ -16,12 +16,12 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use async_nats::jetstream::kv::{self, Operation, UpdateErrorKind};
-use async_nats::jetstream::stream;
 use events::Log;
 use tokio::sync::watch;
 
 use crate::backend::JetStream;
-use crate::error::{Error, Result};
+use crate::buckets::open_bucket;
+use crate::error::Result;
 use crate::follow::catch_up;
 
 /// The key of the bucket that names the writer.
@@ -75,32 +75,14 @@ impl Lease {
         ttl: Duration,
         replicas: usize,
     ) -> Result<Self> {
-        let replicated = backend.replicated();
-        let js = replicated.jetstream();
-        let name = bucket(replicated.name());
-        let failed = |e: &dyn std::fmt::Display| Error::Stream {
-            stream: format!("KV_{name}"),
-            message: e.to_string(),
-        };
-        // The bucket's stream is made here, as a KV bucket's is: `create_key_value` asks for
-        // the account's limits in a form nats-server 2.9 does not answer.
-        js.get_or_create_stream(stream::Config {
-            name: format!("KV_{name}"),
-            description: Some("the aggregator's writer lease".into()),
-            subjects: vec![format!("$KV.{name}.>")],
-            max_messages_per_subject: 1,
-            max_age: ttl,
-            storage: stream::StorageType::File,
-            num_replicas: replicas,
-            allow_rollup: true,
-            deny_delete: true,
-            allow_direct: true,
-            discard: stream::DiscardPolicy::New,
-            ..stream::Config::default()
-        })
-        .await
-        .map_err(|e| failed(&e))?;
-        let kv = js.get_key_value(&name).await.map_err(|e| failed(&e))?;
+        let kv = open_bucket(
+            backend.replicated(),
+            &bucket(backend.replicated().name()),
+            replicas,
+            ttl,
+            "the aggregator's writer lease",
+        )
+        .await?;
         backend.set_leading(false);
         Ok(Self {
             kv,

@@ -17,6 +17,8 @@
 //! - `forward`: a replica that does not write sends each command to the one that does
 //!   (request/reply), retried safely while the writer changes;
 //! - `replica`: `Replica`, one aggregator process put together (follow, lease, forwarding);
+//! - `buckets`: the streams and KV buckets every replica creates when missing, safe when
+//!   replicas start at the same moment (a failed create falls back to what exists, retried);
 //! - `fingerprints`: the keys every replica shares, recorded by fingerprint beside the stream;
 //!   a replica whose keys differ refuses to start;
 //! - `nonces`: the operators' request nonces in a KV bucket, so that a request replayed to
@@ -28,6 +30,7 @@
 //! - `error`: this layer's failures.
 
 mod backend;
+mod buckets;
 mod error;
 pub mod fingerprints;
 mod follow;

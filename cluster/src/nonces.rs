@@ -11,8 +11,8 @@ use std::time::Duration;
 
 use async_nats::jetstream::kv;
 
+use crate::buckets::{open_bucket, patiently};
 use crate::error::{Error, Result};
-use crate::fingerprints::open_bucket;
 use crate::stream::Replicated;
 
 /// The bucket of a stream's operator nonces.
@@ -53,22 +53,27 @@ impl KvNonces {
             "the operators' request nonces (aggregator.Node), seen by any replica",
         )
         .await?;
-        let failed = |e: &dyn std::fmt::Display| Error::Stream {
-            stream: bucket.clone(),
-            message: e.to_string(),
-        };
         // A bucket made under a shorter freshness window would forget nonces still fresh.
+        // (Retried: a bucket another replica has just made can time out its first requests.)
         let js = replicated.jetstream();
-        let mut stream = js
-            .get_stream(format!("KV_{bucket}"))
-            .await
-            .map_err(|e| failed(&e))?;
-        let mut config = stream.info().await.map_err(|e| failed(&e))?.config.clone();
-        if config.max_age < keep {
-            tracing::info!(bucket, from = ?config.max_age, to = ?keep, "keeping operator nonces longer");
-            config.max_age = keep;
-            js.update_stream(&config).await.map_err(|e| failed(&e))?;
-        }
+        patiently(|| async {
+            let mut stream = js
+                .get_stream(format!("KV_{bucket}"))
+                .await
+                .map_err(|e| e.to_string())?;
+            let mut config = stream.info().await.map_err(|e| e.to_string())?.config.clone();
+            if config.max_age < keep {
+                tracing::info!(bucket, from = ?config.max_age, to = ?keep, "keeping operator nonces longer");
+                config.max_age = keep;
+                js.update_stream(&config).await.map_err(|e| e.to_string())?;
+            }
+            Ok(())
+        })
+        .await
+        .map_err(|message| Error::Stream {
+            stream: bucket.clone(),
+            message,
+        })?;
         Ok(Self { store, bucket })
     }
 

@@ -28,8 +28,8 @@ use futures_util::StreamExt;
 use tokio::sync::{Notify, mpsc};
 use tokio::task::JoinHandle;
 
+use crate::buckets::open_bucket;
 use crate::error::{Error, Result};
-use crate::fingerprints::open_bucket;
 use crate::stream::Replicated;
 
 /// The bucket of a stream's operator presence.

@@ -10,6 +10,7 @@ use std::time::Duration;
 use async_nats::HeaderMap;
 use async_nats::jetstream::{self, context::PublishErrorKind, stream};
 
+use crate::buckets::{ensure_stream, patiently};
 use crate::error::{Error, Result};
 use crate::message::{Outgoing, genesis};
 
@@ -18,10 +19,11 @@ use crate::message::{Outgoing, genesis};
 const PUBLISH_ATTEMPTS: u32 = 3;
 /// The stream's deduplication window: a publish retried within it is stored once.
 const DUPLICATE_WINDOW: Duration = Duration::from_secs(120);
-/// How long a request about the stream (its creation, its info, its head) is asked again while
-/// the servers answer nothing in time or have no JetStream leader yet: a cluster just started,
-/// a node just killed or a stream busy replicating a large import answer late for a while,
-/// which must not stop a replica's start.
+/// How long a request about the stream at a replica's or a tool's start (its info, its head) is
+/// asked again while the servers answer nothing in time or have no JetStream leader yet: a
+/// cluster just started, a node just killed or a stream busy replicating a large import answer
+/// late for a while, which must not stop the start. (Creating the stream and the buckets:
+/// `buckets`.)
 const PATIENCE: Duration = Duration::from_secs(30);
 /// The pause between two such requests.
 const AGAIN: Duration = Duration::from_millis(500);
@@ -30,13 +32,6 @@ const AGAIN: Duration = Duration::from_millis(500);
 /// answer yet), so that asking again may succeed.
 trait Transient {
     fn transient(&self) -> bool;
-}
-
-impl Transient for jetstream::context::CreateStreamError {
-    fn transient(&self) -> bool {
-        use jetstream::context::CreateStreamErrorKind as Kind;
-        matches!(self.kind(), Kind::TimedOut | Kind::JetStreamUnavailable)
-    }
 }
 
 impl Transient for jetstream::context::GetStreamError {
@@ -53,7 +48,7 @@ impl Transient for jetstream::context::RequestError {
 }
 
 /// `request` until it succeeds, fails otherwise than transiently, or `PATIENCE` is spent.
-async fn patiently<T, E, F, Fut>(what: &str, mut request: F) -> std::result::Result<T, E>
+async fn while_transient<T, E, F, Fut>(what: &str, mut request: F) -> std::result::Result<T, E>
 where
     E: Transient + std::fmt::Display,
     F: FnMut() -> Fut,
@@ -133,26 +128,24 @@ impl Replicated {
             stream: settings.stream.clone(),
             message,
         };
-        let config = stream::Config {
-            name: settings.stream.clone(),
-            subjects: vec![subject.clone()],
-            num_replicas: settings.replicas,
-            storage: stream::StorageType::File,
-            retention: stream::RetentionPolicy::Limits,
-            duplicate_window: DUPLICATE_WINDOW,
-            // The log is append-only: nobody removes a message through the stream's API.
-            deny_delete: true,
-            deny_purge: true,
-            ..stream::Config::default()
-        };
-        let created = patiently("creating the stream", || {
-            js.get_or_create_stream(config.clone())
-        })
-        .await
-        .map_err(|e| failed(e.to_string()))?;
-        let info = patiently("the stream's info", || created.get_info())
-            .await
-            .map_err(|e| failed(e.to_string()))?;
+        let created = ensure_stream(
+            &js,
+            stream::Config {
+                name: settings.stream.clone(),
+                subjects: vec![subject.clone()],
+                num_replicas: settings.replicas,
+                storage: stream::StorageType::File,
+                retention: stream::RetentionPolicy::Limits,
+                duplicate_window: DUPLICATE_WINDOW,
+                // The log is append-only: nobody removes a message through the stream's API.
+                deny_delete: true,
+                deny_purge: true,
+                ..stream::Config::default()
+            },
+        )
+        .await?;
+        // As created or read just now: asking again can time out while a new stream settles.
+        let info = created.cached_info();
         if info.config.subjects != [subject.clone()] {
             return Err(failed(format!(
                 "exists with subjects {:?}, not [{subject:?}]: it is not an aggregator's log",
@@ -171,10 +164,17 @@ impl Replicated {
                 "Nats-Msg-Id",
                 format!("genesis:{}", settings.stream).as_str(),
             );
-            replicated
-                .send(headers, genesis())
-                .await
-                .map_err(|e| failed(format!("writing its genesis message: {e:?}")))?;
+            // A stream just created by another replica may not take messages on every node
+            // yet ("no stream found for given subject"): the one message id makes retries safe.
+            patiently(|| async {
+                replicated
+                    .send(headers.clone(), genesis())
+                    .await
+                    .map(drop)
+                    .map_err(|e| format!("{e:?}"))
+            })
+            .await
+            .map_err(|e| failed(format!("writing its genesis message: {e}")))?;
         }
         Ok(replicated)
     }
@@ -201,13 +201,13 @@ impl Replicated {
         let max_payload = client.server_info().max_payload;
         let js = jetstream::new(client);
         let subject = format!("{}.log", settings.stream);
-        let stream = patiently("the stream", || js.get_stream(&settings.stream))
+        let stream = while_transient("the stream", || js.get_stream(&settings.stream))
             .await
             .map_err(|e| Error::Stream {
                 stream: settings.stream.clone(),
                 message: format!("cannot be read: {e}"),
             })?;
-        let info = patiently("the stream's info", || stream.get_info())
+        let info = while_transient("the stream's info", || stream.get_info())
             .await
             .map_err(|e| Error::Stream {
                 stream: settings.stream.clone(),
@@ -249,17 +249,31 @@ impl Replicated {
         self.max_payload
     }
 
-    /// The stream's last sequence now.
+    /// The stream's last sequence now (one request: a read waiting on it fails fast).
     pub async fn head(&self) -> Result<u64> {
-        let failed = |e: &dyn std::fmt::Display| Error::Stream {
+        // Getting the stream answers its info, state included.
+        let stream = self
+            .js
+            .get_stream(&self.stream)
+            .await
+            .map_err(|e| self.failed(&e))?;
+        Ok(stream.cached_info().state.last_sequence)
+    }
+
+    /// The stream's last sequence, asked again while no answer comes in time (for a start, a
+    /// catch-up, a tool's read: not for a client's read, which answers UNAVAILABLE sooner).
+    pub async fn head_patiently(&self) -> Result<u64> {
+        let stream = while_transient("the stream's head", || self.js.get_stream(&self.stream))
+            .await
+            .map_err(|e| self.failed(&e))?;
+        Ok(stream.cached_info().state.last_sequence)
+    }
+
+    fn failed(&self, e: &dyn std::fmt::Display) -> Error {
+        Error::Stream {
             stream: self.stream.clone(),
             message: e.to_string(),
-        };
-        // One request: getting the stream answers its info, state included.
-        let stream = patiently("the stream's head", || self.js.get_stream(&self.stream))
-            .await
-            .map_err(|e| failed(&e))?;
-        Ok(stream.cached_info().state.last_sequence)
+        }
     }
 
     pub(crate) async fn stream(&self) -> Result<stream::Stream> {

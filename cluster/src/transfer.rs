@@ -33,7 +33,7 @@ pub async fn read(
     replicated: &Replicated,
     mut each: impl FnMut(u64, Vec<Slice>) -> Result<()>,
 ) -> Result<u64> {
-    let head = replicated.head().await?;
+    let head = replicated.head_patiently().await?;
     if head == 0 {
         return Ok(0);
     }

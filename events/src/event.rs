@@ -131,6 +131,7 @@ events! {
     UserOpPending = 1,
     WithdrawalRequested = 1,
     ExecutionClaimed = 1,
+    ExecutionReleased = 1,
 }
 
 /// Serializes an event's payload alone, as it is stored (without the type tag).
@@ -567,4 +568,18 @@ pub struct ExecutionClaimed {
     /// The claimant: the replica's id (a ULID per process start).
     pub replica: String,
     pub lease_until_ms: u64,
+}
+
+/// A replica gave its claim on a pending execution up (it is stopping gracefully), so that
+/// another replica takes the execution at once instead of after the claim's lease lapses.
+/// Appended against the execution stream's version, by the latest claimant: a release decided
+/// on a claim another replica has since replaced conflicts and is not recorded. What the
+/// releaser recorded of the run stays: a step it started and did not record is found
+/// interrupted by the next claimant, as after a lapse.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ExecutionReleased {
+    pub execution_id: String,
+    pub task_id: String,
+    /// The releasing replica's id (the claimant named by the claim it gives up).
+    pub replica: String,
 }

@@ -327,6 +327,12 @@ pub fn all() -> Vec<Event> {
             lease_until_ms: 1_764_000_010_000,
         }
         .into(),
+        ExecutionReleased {
+            execution_id: EXECUTION.into(),
+            task_id: TASK.into(),
+            replica: "01JG2K00000000000000REPL1A".into(),
+        }
+        .into(),
     ]
 }
 

@@ -10,8 +10,8 @@
 //! - `q:<execution id>` → task id: queued and not finished (the engine's queue is the log; this is
 //!   its index);
 //! - `claim:<execution id>` → `ClaimRow` (JSON): the replica that last claimed the pending
-//!   execution and until when (a replicated log's engines, see `ExecutionClaimed`); removed with
-//!   the `q:` row when it finishes;
+//!   execution and until when (a replicated log's engines, see `ExecutionClaimed`); removed when
+//!   its claimant releases it (`ExecutionReleased`), and with the `q:` row when it finishes;
 //! - `d:<task id>:<day>` → `DayStats` (JSON), day = days since the epoch (UTC) of the finish.
 //!
 //! Execution ids are ULIDs, so the history of a task is in time order.
@@ -351,6 +351,23 @@ impl Projection for Executions {
                         &claim,
                         self.name(),
                     )?;
+                }
+                Ok(())
+            }
+            Event::ExecutionReleased(e) => {
+                // The claim goes only when it is the releaser's (the engine appends a release
+                // against the version of its own claim, so in the log it always is).
+                let held = match tx.get(&self.keyspace, &claim_key(&e.execution_id))? {
+                    Some(bytes) => {
+                        serde_json::from_slice::<ClaimRow>(&bytes)
+                            .map_err(|err| crate::corrupt(NAME, &err))?
+                            .replica
+                            == e.replica
+                    }
+                    None => false,
+                };
+                if held {
+                    tx.remove(&self.keyspace, claim_key(&e.execution_id));
                 }
                 Ok(())
             }

@@ -35,6 +35,7 @@ enum Op {
     Attest(u8, u8),
     Fired(u8, u8),
     Claim(u8, u8, u8),
+    Release(u8, u8, u8),
 }
 
 fn op() -> impl Strategy<Value = Op> {
@@ -60,7 +61,8 @@ fn op() -> impl Strategy<Value = Op> {
         2 => (t.clone(), 0u8..3, any::<bool>()).prop_map(|(t, o, on)| Op::Assign(t, o, on)),
         1 => (t.clone(), 0u8..4).prop_map(|(t, r)| Op::Attest(t, r)),
         1 => (t.clone(), 0u8..4).prop_map(|(t, r)| Op::Fired(t, r)),
-        2 => (t, 0u8..6, 0u8..3).prop_map(|(t, e, r)| Op::Claim(t, e, r)),
+        2 => (t.clone(), 0u8..6, 0u8..3).prop_map(|(t, e, r)| Op::Claim(t, e, r)),
+        1 => (t, 0u8..6, 0u8..3).prop_map(|(t, e, r)| Op::Release(t, e, r)),
     ]
 }
 
@@ -185,6 +187,15 @@ fn event_of(op: &Op) -> (String, Event) {
                 owner: owner(t),
                 replica: format!("replica{r}"),
                 lease_until_ms: 1_764_000_000_000 + u64::from(r) * 1000,
+            }
+            .into(),
+        ),
+        Op::Release(t, e, r) => (
+            events::stream::execution(&exec(t, e)),
+            ExecutionReleased {
+                execution_id: exec(t, e),
+                task_id: task(t),
+                replica: format!("replica{r}"),
             }
             .into(),
         ),
@@ -400,6 +411,8 @@ fn every_projection_is_exercised() {
         vec![Op::Trigger(0, 0)],
         vec![Op::Claim(0, 0, 1), Op::Start(0, 0), Op::Step(0, 0, 1)],
         vec![Op::Claim(0, 0, 2)],
+        vec![Op::Release(0, 0, 1), Op::Release(0, 0, 2)],
+        vec![Op::Claim(0, 0, 1)],
         vec![Op::Finish(0, 0, false)],
         vec![Op::Claim(0, 0, 1)],
         vec![Op::Wallet(1), Op::Hide(1, true)],
@@ -413,7 +426,7 @@ fn every_projection_is_exercised() {
 }
 
 #[test]
-fn a_claim_is_seen_while_its_execution_is_pending_and_goes_with_its_finish() {
+fn a_claim_is_seen_while_its_execution_is_pending_and_goes_with_its_release_or_finish() {
     // Given a task with a queued execution.
     let dir = tempfile::tempdir().unwrap();
     let db = events::open_database(dir.path()).unwrap();
@@ -446,6 +459,16 @@ fn a_claim_is_seen_while_its_execution_is_pending_and_goes_with_its_finish() {
     let pending = views.pending_claims().unwrap();
     assert_eq!(pending[0].claim.as_ref().unwrap().replica, "replica2");
     assert_eq!(pending[0].claim.as_ref().unwrap().owner, owner(0));
+    // When a replica that does not hold it releases it: the claim stays.
+    append(&[Op::Release(0, 0, 1)]);
+    let pending = views.pending_claims().unwrap();
+    assert_eq!(pending[0].claim.as_ref().unwrap().replica, "replica2");
+    // When its holder releases it: it is unclaimed, as before any claim.
+    append(&[Op::Release(0, 0, 2)]);
+    let pending = views.pending_claims().unwrap();
+    assert_eq!(pending.len(), 1, "still pending");
+    assert_eq!(pending[0].claim, None, "unclaimed");
+    append(&[Op::Claim(0, 0, 2)]);
     // Then its finish takes the claim with it, and a renewal after the finish brings none back.
     append(&[Op::Finish(0, 0, true), Op::Claim(0, 0, 2)]);
     assert!(views.pending_claims().unwrap().is_empty());

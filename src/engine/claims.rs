@@ -26,13 +26,19 @@
 //!   recorded is found interrupted by the new claimant and not run again; one it had not yet
 //!   recorded it never starts, since `StepStarted` is durable before the node runs.
 //!
+//! - A replica that stops gracefully releases what it holds (`release_all`, appending
+//!   `ExecutionReleased` once its runs have had the shutdown's grace to finish and the rest
+//!   were stopped): another replica takes each at once instead of after the lease lapses. A run
+//!   stopped mid-step is then handled as after a lapse: its started, unrecorded step with
+//!   effects is recorded interrupted by the next claimant, not run again.
+//!
 //! On fjall (one process) nothing is claimed: the engine schedules what it fires and resumes
 //! what is pending at start, as it always did.
 
 use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 
-use events::event::ExecutionClaimed;
+use events::event::{ExecutionClaimed, ExecutionReleased};
 use events::{Command, Expected};
 use projections::PendingExecution;
 use projections::executions::ClaimRow;
@@ -182,6 +188,59 @@ fn claimed(
         lease_until_ms: now.saturating_add(u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX)),
     }
     .into()
+}
+
+/// How many times a release that conflicted (an append of the run, aborted at shutdown, landed
+/// after the release was decided) is decided again on what the log holds then.
+const RELEASE_ATTEMPTS: usize = 5;
+
+/// Gives up every claim `me` holds on a pending execution (`ExecutionReleased`), so that another
+/// replica takes each at once rather than once its lease lapses: called at a graceful shutdown,
+/// once this replica's runs have ended or been stopped. Each release is appended against the
+/// version of the stream whose latest claim is `me`'s; one that conflicts is decided again (a
+/// few times) on the log as it is then. Answers how many were released.
+pub async fn release_all(store: &Store, me: &str) -> Result<usize, events::Error> {
+    let mut released = 0;
+    for pending in store.views.pending_claims()? {
+        if pending.claim.as_ref().is_none_or(|c| c.replica != me) {
+            continue;
+        }
+        for attempt in 1..=RELEASE_ATTEMPTS {
+            let stream = events::stream::execution(&pending.execution_id);
+            let loaded =
+                store.at_version(&stream, |views| views.pending_claim(&pending.execution_id))?;
+            let expected = loaded.expected();
+            // Finished meanwhile, or taken over by another replica: nothing of ours to release.
+            let Some(Some(claim)) = loaded.state else {
+                break;
+            };
+            if claim.replica != me {
+                break;
+            }
+            let event = ExecutionReleased {
+                execution_id: pending.execution_id.clone(),
+                task_id: pending.task_id.clone(),
+                replica: me.to_owned(),
+            };
+            let command = Command::new("engine", crate::clock::now_ms()).append(
+                stream,
+                expected,
+                [event.into()],
+            );
+            match store.append(command).await {
+                Ok(_) => {
+                    released += 1;
+                    break;
+                }
+                Err(events::Error::Conflict { .. }) if attempt < RELEASE_ATTEMPTS => {
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+                Err(events::Error::Conflict { .. } | events::Error::StreamClosed { .. }) => break,
+                Err(e) => return Err(e),
+            }
+        }
+    }
+    Ok(released)
 }
 
 /// Renews `me`'s claim three times per `ttl` until the run records its end or the claim is

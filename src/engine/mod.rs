@@ -556,7 +556,15 @@ impl Engine {
             self.unschedule(execution_id);
             return;
         };
-        // On a replicated log the run is this replica's once its claim is in the log.
+        // On a replicated log the run is this replica's once its claim is in the log; once the
+        // replica is stopping it claims nothing more (another replica takes the execution).
+        if self.inner.claims.is_some() && *self.inner.stopping.borrow() {
+            drop(permit);
+            drop(slot);
+            self.inner.owners.finished(owner);
+            self.unschedule(execution_id);
+            return;
+        }
         let mut renewal = None;
         let cursor = match &self.inner.claims {
             None => None,
@@ -876,13 +884,36 @@ impl Engine {
     }
 
     /// Stops scheduling and waits (up to `grace`) for the runs in progress; the others stay
-    /// pending and resume at the next start.
+    /// pending and resume at the next start. On a replicated log the others are stopped and
+    /// this replica's claims released (`claims::release_all`), so that other replicas take its
+    /// pending executions at once: a run stopped mid-step is then handled as after a lapsed
+    /// claim (its started step with effects recorded interrupted, not run again). Letting such a
+    /// run go on past the grace would keep the claim, and the execution waiting, until it
+    /// lapsed, for a run the process is about to cut short anyway.
     pub async fn shutdown(&self, grace: Duration) {
         self.inner.stopping.send_replace(true);
         let mut running = self.inner.running.lock().await;
         let drain = async { while running.join_next().await.is_some() {} };
         if tokio::time::timeout(grace, drain).await.is_err() {
             running.abort_all();
+            // Until each stopped run has dropped its claim's renewal: a renewal after the
+            // release would claim the execution again.
+            while running.join_next().await.is_some() {}
+        }
+        drop(running);
+        if let Some(settings) = &self.inner.claims {
+            match claims::release_all(&self.inner.store, &settings.replica).await {
+                Ok(0) => {}
+                Ok(released) => {
+                    tracing::info!(
+                        released,
+                        "released this replica's claims on pending executions: other replicas take them now"
+                    );
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "this replica's claims could not be released: they lapse after event_log.claim_ttl");
+                }
+            }
         }
         let sweep = self
             .inner

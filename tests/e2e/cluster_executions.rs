@@ -14,6 +14,10 @@
 //!   execution's step, a step recorded as succeeded was called exactly once, executions were
 //!   run by more than one replica, the killed replica's executions were finished by others, and
 //!   every replica's data directory verifies and equals a rebuild (`replay verify`, `diff`).
+//! - A replica stopped gracefully (SIGTERM) while its runs' calls are held releases its claims
+//!   (`ExecutionReleased`): with a claim lease of 120 s, another replica takes each of them over
+//!   (the log shows its claim after the release, before the lease would have run out), records
+//!   the started step interrupted, and finishes it; the server saw that step once.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::{Arc, Mutex};
@@ -27,7 +31,10 @@ use axum::routing::post;
 use events::Event;
 use tonic::transport::Channel;
 
-use crate::cluster_support::{Replica, cluster_ready, nats_cluster, start_replicas, writer_of};
+use crate::cluster_support::{
+    Replica, cluster_ready, execution_events, jetstream_log, nats_cluster, start_replicas,
+    writer_of,
+};
 use crate::support::{User, code_node, edge, replay, rest_node, task_of};
 
 /// How long the server takes to answer a counted call: executions are mid-step when a replica
@@ -45,6 +52,8 @@ struct Calls {
     by_replica: BTreeMap<String, usize>,
     /// The held call: its key and who made it.
     held: Option<(String, String)>,
+    /// Every held call's key → who made it (the first maker).
+    holders: BTreeMap<String, String>,
 }
 
 #[derive(Clone)]
@@ -97,6 +106,10 @@ async fn hold(
         if calls.held.is_none() {
             calls.held = Some((key.clone(), agent(&headers)));
         }
+        calls
+            .holders
+            .entry(key.clone())
+            .or_insert_with(|| agent(&headers));
     }
     let mut release = side.release.subscribe();
     let _ = release.wait_for(|r| *r).await;
@@ -163,7 +176,25 @@ async fn finished(
     task_id: &str,
     execution_id: &str,
 ) -> anyhow::Result<pb::Execution> {
-    let deadline = Instant::now() + Duration::from_secs(120);
+    finished_within(
+        client,
+        user,
+        task_id,
+        execution_id,
+        Duration::from_secs(120),
+    )
+    .await
+}
+
+/// [`finished`], giving up after `patience`.
+async fn finished_within(
+    client: &mut AggregatorClient<Channel>,
+    user: &User,
+    task_id: &str,
+    execution_id: &str,
+    patience: Duration,
+) -> anyhow::Result<pb::Execution> {
+    let deadline = Instant::now() + patience;
     loop {
         let execution = client
             .get_execution(user.req(pb::ExecutionReq {
@@ -411,6 +442,158 @@ async fn replicas_claim_executions_through_the_log_and_take_over_a_killed_ones()
         calls.hits.values().sum::<usize>(),
         calls.by_replica,
         finishers.len()
+    );
+    Ok(())
+}
+
+/// A replica stopped gracefully (SIGTERM) while it runs executions releases its claims, and
+/// another replica takes them at once. The claims' lease (`claim_ttl`) is 120 s here, longer
+/// than this test waits for the takeover: only the release can explain it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replica_stopped_gracefully_releases_its_claims_and_another_takes_them_at_once()
+-> anyhow::Result<()> {
+    let mut dir = tempfile::tempdir()?;
+    if std::env::var_os("CLUSTER_TEST_KEEP").is_some() {
+        eprintln!("cluster release test in {}", dir.path().display());
+        dir.disable_cleanup(true);
+    }
+    let (base, side) = side_effects().await?;
+    let nodes = nats_cluster(dir.path())?;
+    let urls: Vec<String> = nodes.iter().map(|n| n.url.clone()).collect();
+    cluster_ready(&urls, 3).await?;
+    let config = |i: usize| {
+        format!(
+            "{}  claim_ttl: 120s\nengine:\n  http:\n    allow: [127.0.0.0/8]\n    user_agent: replica-{i}\n",
+            jetstream_log(&urls, 3, "2s")
+        )
+    };
+    let mut replicas: Vec<Replica> = (0..3)
+        .map(|i| Replica::configured(dir.path(), i, &config(i)))
+        .collect::<Result<_, _>>()?;
+    let mut clients = start_replicas(&mut replicas).await?;
+    let user = User::sign_in(&mut clients[0])
+        .await
+        .map_err(|e| anyhow::anyhow!("{e}: {}", replicas[0].log_tail()))?;
+    let wallet = user.wallet(&mut clients[0]).await?;
+
+    // Given executions of three tasks, each held in its first call by the replica running it
+    let mut fired = Vec::new();
+    for (t, client) in clients.iter_mut().enumerate() {
+        let task = client
+            .create_task(user.req(calling_task(&format!("held-{t}"), &wallet, &base, "hold")))
+            .await?
+            .into_inner()
+            .id;
+        let execution = fire(client, &user, &task).await?;
+        fired.push((task, execution));
+    }
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while side.calls.lock().unwrap().holders.len() < fired.len() {
+        anyhow::ensure!(Instant::now() < deadline, "the held tasks never all called");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let holders = side.calls.lock().unwrap().holders.clone();
+    let held_by = |execution: &str| holders.get(&format!("{execution}/a")).cloned();
+
+    // When the replica holding the first one's call is stopped gracefully (its runs outlast
+    // the shutdown's grace: their calls are still held)
+    let stopped: usize = held_by(&fired[0].1)
+        .unwrap_or_default()
+        .trim_start_matches("replica-")
+        .parse()?;
+    let stopped_id = replicas[stopped].id().await?;
+    let its: Vec<(String, String)> = fired
+        .iter()
+        .filter(|(_, e)| held_by(e).as_deref() == Some(format!("replica-{stopped}").as_str()))
+        .cloned()
+        .collect();
+    replicas[stopped].stop()?;
+    let other = (stopped + 1) % 3;
+
+    // Then another replica finishes each of its executions, well within the claims' lease
+    for (task, execution) in &its {
+        let done = finished_within(
+            &mut clients[other],
+            &user,
+            task,
+            execution,
+            Duration::from_secs(60),
+        )
+        .await
+        .map_err(|e| anyhow::anyhow!("{e}: {}", replicas[other].log_tail()))?;
+        let a = done.steps.iter().find(|s| s.id == "a");
+        assert!(
+            a.is_some_and(|a| !a.success && a.error.starts_with("interrupted")),
+            "the step the stopped replica started is recorded interrupted, not called again: {:?}",
+            done.steps
+        );
+    }
+    side.release.send_replace(true);
+    for (task, execution) in &fired {
+        finished(&mut clients[other], &user, task, execution).await?;
+    }
+    for r in &mut replicas {
+        r.stop()?;
+    }
+    let stopped_log = std::fs::read_to_string(replicas[stopped].config.with_extension("log"))?;
+    assert!(
+        stopped_log.contains("released this replica's claims"),
+        "{}",
+        replicas[stopped].log_tail()
+    );
+
+    // And the log shows why: the stopped replica's claim, its release, then another replica's
+    // claim granted before the first claim's lease would have lapsed
+    for (_, execution) in &its {
+        let events = execution_events(&replicas[other].data, execution)?;
+        let mut last_lease = None;
+        let mut released = false;
+        let mut taken = None;
+        for envelope in &events {
+            match &envelope.event {
+                Event::ExecutionClaimed(c) if c.replica == stopped_id => {
+                    assert!(!released, "claimed again after its release: {events:?}");
+                    last_lease = Some(c.lease_until_ms);
+                }
+                Event::ExecutionReleased(r) => {
+                    assert_eq!(r.replica, stopped_id, "{events:?}");
+                    released = true;
+                }
+                Event::ExecutionClaimed(c) if taken.is_none() => {
+                    assert!(released, "taken before the release: {events:?}");
+                    taken = Some((c.replica.clone(), envelope.recorded_at));
+                }
+                _ => {}
+            }
+        }
+        let lease = last_lease
+            .ok_or_else(|| anyhow::anyhow!("{execution}: no claim of the stopped replica"))?;
+        let (by, at) = taken.ok_or_else(|| anyhow::anyhow!("{execution}: never taken over"))?;
+        assert_ne!(by, stopped_id);
+        assert!(
+            at < lease,
+            "{execution} was taken over at {at}, before the stopped replica's lease ran out at {lease}"
+        );
+        let calls = side.calls.lock().unwrap();
+        assert_eq!(calls.hits.get(&format!("{execution}/a")), Some(&1));
+        let finishes = events
+            .iter()
+            .filter(|e| matches!(e.event, Event::ExecutionFinished(_)))
+            .count();
+        assert_eq!(finishes, 1, "{execution}");
+    }
+
+    // And every replica's data directory verifies and equals a rebuild
+    for r in &replicas {
+        let (ok, out) = replay(&r.data, &["verify"])?;
+        assert!(ok, "{}: {out}", r.data.display());
+        let (ok, out) = replay(&r.data, &["diff"])?;
+        assert!(ok, "{}: {out}", r.data.display());
+    }
+    eprintln!(
+        "cluster release: replica {stopped} stopped holding {} of {} executions; all taken over by others before their lease ran out",
+        its.len(),
+        fired.len()
     );
     Ok(())
 }

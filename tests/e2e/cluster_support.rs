@@ -9,7 +9,7 @@
 //!   writes, its id, signals); [`start_replicas`] starts the first, copies its keys to the
 //!   others ([`copy_keys`]) and starts them.
 //! - [`writer_of`]: which replica writes the log (its `log_writer` gauge); [`events_in`]: the
-//!   events a stopped replica's data directory holds.
+//!   events a stopped replica's data directory holds; [`execution_events`]: one execution's.
 //!
 //! It depends on nothing of the test binary (the bench links it too).
 
@@ -387,6 +387,13 @@ pub fn events_in(data: &Path) -> anyhow::Result<u64> {
     let db = events::open_database(data)?;
     let log = events::LogKeyspaces::open(&db)?;
     Ok(log.scan(None).count() as u64)
+}
+
+/// The events of one execution's stream in the (closed) data directory's log, in order.
+pub fn execution_events(data: &Path, execution_id: &str) -> anyhow::Result<Vec<events::Envelope>> {
+    let db = events::open_database(data)?;
+    let log = events::LogKeyspaces::open(&db)?;
+    Ok(log.read_stream(&events::stream::execution(execution_id))?)
 }
 
 /// The text without terminal colour sequences.

@@ -1,11 +1,14 @@
 //! What only the writer does, on replicas of a replicated log (`cluster_support`: a
-//! 3-node NATS JetStream cluster and 3 aggregator processes), on anvil with the contracts of
+//! 3-node NATS JetStream cluster and 3 aggregator processes, started by `start_replicas`), on anvil with the contracts of
 //! `chain deploy` and the self-bundler's key shared by every replica:
 //!
 //! - a `WithdrawFunds` taken by a replica that does not write is sent by the writer: the
 //!   writer's process logs the operation it sends, the others send nothing, and the bundler's
 //!   account makes one transaction per withdrawal; the caller gets the writer's answer
 //!   (`confirmed`, with its userOpHash) and the funds move once;
+//! - a task with a write node (`ethTransfer`) created and fired through a replica that does not
+//!   write runs on the writer: the execution succeeds, every claim of it in the log is the
+//!   writer's, and the bundler's account makes one transaction for it;
 //! - every replica serves `/checkpoint`: once writes stop, each replica's checkpoint is the same
 //!   note, signed with the log key, and every replica's data directory verifies against it
 //!   (`replay verify --checkpoint`).
@@ -15,9 +18,12 @@ use std::time::{Duration, Instant};
 use aggregator::pb;
 use alloy::primitives::{Address, U256};
 use alloy::providers::Provider;
+use events::Event;
 
-use crate::cluster_support::{Replica, cluster_ready, copy_keys, nats_cluster, writer_of};
-use crate::support::{User, replay};
+use crate::cluster_support::{
+    Replica, cluster_ready, copy_keys, execution_events, nats_cluster, start_replicas, writer_of,
+};
+use crate::support::{User, edge, replay, run_blocking, task_of};
 use crate::wallet_ops::Setup;
 
 const ETH: u128 = 1_000_000_000_000_000_000;
@@ -59,34 +65,19 @@ async fn the_writer_sends_every_user_operation_and_every_replica_serves_the_chec
     let urls: Vec<String> = nodes.iter().map(|n| n.url.clone()).collect();
     cluster_ready(&urls, 3).await?;
 
-    // The chain's keys (controller, self-bundler) in the first replica's keys directory; it
-    // makes the others, and every replica gets a copy of them all.
-    let keys0 = dir.path().join("keys0");
-    std::fs::create_dir_all(&keys0)?;
-    for entry in std::fs::read_dir(setup.keys_dir.path().join("keys"))? {
-        let entry = entry?;
-        std::fs::copy(entry.path(), keys0.join(entry.file_name()))?;
-    }
+    // The chain's keys (controller, self-bundler) in the first replica's keys directory; the
+    // harness gives every other replica a copy of it once the first has made the rest.
     let mut replicas: Vec<Replica> = (0..3)
         .map(|i| Replica::with_config(dir.path(), i, &urls, &extra))
         .collect::<Result<_, _>>()?;
-    replicas[0].start()?;
-    let mut first = replicas[0].client().await?;
-    let user = User::sign_in(&mut first)
+    copy_keys(&setup.keys_dir.path().join("keys"), &replicas[0].keys)?;
+    let mut clients = start_replicas(&mut replicas).await?;
+    let user = User::sign_in(&mut clients[0])
         .await
         .map_err(|e| anyhow::anyhow!("{e}: {}", replicas[0].log_tail()))?;
-    let wallet = user.wallet(&mut first).await?;
+    let wallet = user.wallet(&mut clients[0]).await?;
     let wallet_address: Address = wallet.parse()?;
     setup.send_eth(wallet_address, U256::from(ETH)).await?;
-    let keys0 = replicas[0].keys.clone();
-    for replica in replicas.iter_mut().skip(1) {
-        copy_keys(&keys0, &replica.keys)?;
-        replica.start()?;
-    }
-    let mut clients = Vec::new();
-    for r in &replicas {
-        clients.push(r.client().await?);
-    }
     let deadline = Instant::now() + Duration::from_secs(30);
     let writer = loop {
         if let Some(w) = writer_of(&replicas).await {
@@ -129,6 +120,37 @@ async fn the_writer_sends_every_user_operation_and_every_replica_serves_the_chec
         hashes.push(resp.user_op_hash);
     }
     assert_eq!(chain.get_balance(recipient).await?, U256::from(1000 + 1001));
+
+    // A task with a write node, created and fired through a replica that does not write: its
+    // execution is claimed and run by the writer, which sends its one user operation.
+    let via = followers[0];
+    let paid = Address::repeat_byte(0x6b);
+    let pay = crate::writes::transfer_node("pay", &paid.to_checksum(None), "777");
+    let task_id = clients[via]
+        .create_task(user.req(task_of(
+            "pays",
+            &wallet,
+            vec![pay],
+            Some(vec![edge("trigger1", "pay")]),
+        )))
+        .await?
+        .into_inner()
+        .id;
+    let sent_before = chain.get_transaction_count(bundler).await?;
+    let run = run_blocking(&mut clients[via], &user, &task_id)
+        .await
+        .map_err(|e| anyhow::anyhow!("{e}: {}", replicas[via].log_tail()))?;
+    // Then it succeeded, as the caller of the follower reads it
+    assert_eq!(run.status, pb::ExecutionStatus::Success as i32, "{run:?}");
+    assert_eq!(chain.get_balance(paid).await?, U256::from(777));
+    // And the bundler's account sent exactly one transaction for it
+    assert_eq!(
+        chain.get_transaction_count(bundler).await?,
+        sent_before + 1,
+        "the write node's user operation went out once"
+    );
+    let paid_execution = run.execution_id.clone();
+    let writer_id = replicas[writer].id().await?;
     // And the writer sent both; the replicas that took the calls sent nothing
     let writer_log = log_of(&replicas[writer]);
     for hash in &hashes {
@@ -188,6 +210,24 @@ async fn the_writer_sends_every_user_operation_and_every_replica_serves_the_chec
     let kept = kept.to_string_lossy().into_owned();
     for r in &mut replicas {
         r.stop()?;
+    }
+    // And the writer claimed that execution, and no other replica ever did (every replica's
+    // copy of the log says so)
+    for r in &replicas {
+        let claimants: Vec<String> = execution_events(&r.data, &paid_execution)?
+            .into_iter()
+            .filter_map(|e| match e.event {
+                Event::ExecutionClaimed(c) => Some(c.replica),
+                _ => None,
+            })
+            .collect();
+        assert!(!claimants.is_empty(), "{paid_execution} was never claimed");
+        assert!(
+            claimants.iter().all(|c| *c == writer_id),
+            "{paid_execution} was claimed by {claimants:?}, not only by the writer {writer_id}"
+        );
+    }
+    for r in &mut replicas {
         let (ok, out) = replay(
             &r.data,
             &["verify", "--checkpoint", &kept, "--log-key", &log_key],
