@@ -5,6 +5,7 @@
 //! - this file: `Engine`, the one entry point for every firing (`fire`), the scheduler (many runs
 //!   at once, runs of one task in order), resuming pending runs on start, waiting for a run;
 //! - `run`: one execution and the step protocol; `graph`: the order and reachability of nodes;
+//!   `definitions`: the tasks' definitions, decoded once for all their runs;
 //! - `template`: `{{ expression }}` in node configs; `vars`: the variables a run sees; `redact`:
 //!   the run's secrets masked in whatever it records; `trigger_data`: what a run sees of its
 //!   trigger (event logs decoded and enriched);
@@ -27,6 +28,7 @@
 //! final result.
 
 pub mod claims;
+pub mod definitions;
 pub mod fees;
 pub mod graph;
 pub mod http;
@@ -151,6 +153,8 @@ struct Inner {
     /// Per task, its queued runs (execution, owner) in order; the front one is running (runs of
     /// one task in order).
     lanes: std::sync::Mutex<HashMap<String, std::collections::VecDeque<(String, String)>>>,
+    /// The tasks' definitions, decoded once for all their runs.
+    definitions: definitions::Definitions,
     /// Waiters for runs to finish.
     finished: std::sync::Mutex<HashMap<String, Arc<Notify>>>,
     /// Spawned runs, so that shutdown can wait for them.
@@ -234,6 +238,7 @@ impl Engine {
                 },
                 sealer,
                 lanes: std::sync::Mutex::new(HashMap::new()),
+                definitions: definitions::Definitions::default(),
                 finished: std::sync::Mutex::new(HashMap::new()),
                 running: tokio::sync::Mutex::new(tokio::task::JoinSet::new()),
                 stopping: tokio::sync::watch::Sender::new(false),
@@ -660,13 +665,7 @@ impl Engine {
             )));
         };
         let mut recorder = recorder(store, stream, recorded.len(), cursor.clone());
-        let definition = store
-            .log
-            .first_event(&events::stream::task(task_id))?
-            .and_then(|e| match e.event {
-                events::Event::TaskCreated(created) => Some(created.definition),
-                _ => None,
-            });
+        let definition = self.inner.definitions.get(store, task_id)?;
         let row = store.views.task(task_id)?;
         let (Some(definition), Some(row)) = (definition, row) else {
             let error = "the task was deleted before this run started".to_owned();
@@ -708,7 +707,16 @@ impl Engine {
             trigger_data,
             vars,
             refused: Default::default(),
-            writes: self.write_env(&row.owner, &row.wallet, nodes::write::WriteMode::Run)?,
+            // Only write nodes use it: a graph without one skips the wallet's read.
+            writes: if definition
+                .nodes
+                .iter()
+                .any(|node| node.config.as_ref().is_some_and(nodes::is_write))
+            {
+                self.write_env(&row.owner, &row.wallet, nodes::write::WriteMode::Run)?
+            } else {
+                None
+            },
             ops: HashMap::new(),
         };
         let ended = match walk
