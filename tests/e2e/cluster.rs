@@ -19,7 +19,7 @@ use aggregator::pb::aggregator_client::AggregatorClient;
 use tonic::transport::Channel;
 
 use crate::cluster_support::{
-    Replica, cluster_ready, copy_keys, events_in, nats_cluster, start_replicas, writer_of,
+    Replica, copy_keys, events_in, ready_cluster, scratch, start_replicas, writer_of,
 };
 use crate::support::{User, replay, simple_task};
 
@@ -106,15 +106,8 @@ async fn load(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn replicas_on_a_nats_cluster_serve_the_same_log_and_survive_losing_the_writer()
 -> anyhow::Result<()> {
-    let mut dir = tempfile::tempdir()?;
-    // Set to keep the processes' logs and data directories for a look after a failure.
-    if std::env::var_os("CLUSTER_TEST_KEEP").is_some() {
-        eprintln!("cluster test in {}", dir.path().display());
-        dir.disable_cleanup(true);
-    }
-    let mut nodes = nats_cluster(dir.path())?;
-    let urls: Vec<String> = nodes.iter().map(|n| n.url.clone()).collect();
-    cluster_ready(&urls, 3).await?;
+    let dir = scratch("cluster test")?;
+    let (mut nodes, urls) = ready_cluster(dir.path()).await?;
 
     // The first replica makes the keys; the others get a copy of them.
     let mut replicas: Vec<Replica> = (0..3)

@@ -32,8 +32,7 @@ use events::Event;
 use tonic::transport::Channel;
 
 use crate::cluster_support::{
-    Replica, cluster_ready, execution_events, jetstream_log, nats_cluster, start_replicas,
-    writer_of,
+    Replica, execution_events, jetstream_log, ready_cluster, scratch, start_replicas, writer_of,
 };
 use crate::support::{User, code_node, edge, replay, rest_node, task_of};
 
@@ -259,15 +258,9 @@ fn executions_in(data: &std::path::Path) -> anyhow::Result<BTreeMap<String, Stre
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn replicas_claim_executions_through_the_log_and_take_over_a_killed_ones()
 -> anyhow::Result<()> {
-    let mut dir = tempfile::tempdir()?;
-    if std::env::var_os("CLUSTER_TEST_KEEP").is_some() {
-        eprintln!("cluster executions test in {}", dir.path().display());
-        dir.disable_cleanup(true);
-    }
+    let dir = scratch("cluster executions test")?;
     let (base, side) = side_effects().await?;
-    let nodes = nats_cluster(dir.path())?;
-    let urls: Vec<String> = nodes.iter().map(|n| n.url.clone()).collect();
-    cluster_ready(&urls, 3).await?;
+    let (_nodes, urls) = ready_cluster(dir.path()).await?;
     let extra = |i: usize| {
         format!("engine:\n  http:\n    allow: [127.0.0.0/8]\n    user_agent: replica-{i}\n")
     };
@@ -452,15 +445,9 @@ async fn replicas_claim_executions_through_the_log_and_take_over_a_killed_ones()
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_replica_stopped_gracefully_releases_its_claims_and_another_takes_them_at_once()
 -> anyhow::Result<()> {
-    let mut dir = tempfile::tempdir()?;
-    if std::env::var_os("CLUSTER_TEST_KEEP").is_some() {
-        eprintln!("cluster release test in {}", dir.path().display());
-        dir.disable_cleanup(true);
-    }
+    let dir = scratch("cluster release test")?;
     let (base, side) = side_effects().await?;
-    let nodes = nats_cluster(dir.path())?;
-    let urls: Vec<String> = nodes.iter().map(|n| n.url.clone()).collect();
-    cluster_ready(&urls, 3).await?;
+    let (_nodes, urls) = ready_cluster(dir.path()).await?;
     let config = |i: usize| {
         format!(
             "{}  claim_ttl: 120s\nengine:\n  http:\n    allow: [127.0.0.0/8]\n    user_agent: replica-{i}\n",

@@ -8,22 +8,15 @@
 
 use tokio::process::Command;
 
-use crate::cluster_support::{Replica, cluster_ready, nats_cluster, start_replicas};
+use crate::cluster_support::{Replica, ready_cluster, scratch, start_replicas};
 use crate::interop_js::{install, js_dir};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_official_client_writes_through_each_replica_and_reads_converge() -> anyhow::Result<()>
 {
     tokio::task::spawn_blocking(install).await??;
-    let mut dir = tempfile::tempdir()?;
-    // Set to keep the processes' logs and data directories for a look after a failure.
-    if std::env::var_os("CLUSTER_TEST_KEEP").is_some() {
-        eprintln!("cluster npm test in {}", dir.path().display());
-        dir.disable_cleanup(true);
-    }
-    let nodes = nats_cluster(dir.path())?;
-    let urls: Vec<String> = nodes.iter().map(|n| n.url.clone()).collect();
-    cluster_ready(&urls, 3).await?;
+    let dir = scratch("cluster npm test")?;
+    let (_nodes, urls) = ready_cluster(dir.path()).await?;
     let mut replicas: Vec<Replica> = (0..3)
         .map(|i| Replica::new(dir.path(), i, &urls))
         .collect::<Result<_, _>>()?;

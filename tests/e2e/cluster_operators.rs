@@ -23,7 +23,7 @@ use alloy::primitives::Address;
 use events::task::TriggerKind;
 use tokio::task::JoinHandle;
 
-use crate::cluster_support::{Replica, cluster_ready, nats_cluster, start_replicas, writer_of};
+use crate::cluster_support::{Replica, ready_cluster, scratch, start_replicas, writer_of};
 use crate::network::{Keys, block_trigger, watched_task};
 use crate::operator_pool::all_capabilities;
 use crate::support::User;
@@ -100,10 +100,8 @@ const GRACE: Duration = Duration::from_secs(8);
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn operators_on_any_replica_get_the_tasks_one_node_would_give_them() -> anyhow::Result<()> {
-    let dir = tempfile::tempdir()?;
-    let nodes = nats_cluster(dir.path())?;
-    let urls: Vec<String> = nodes.iter().map(|n| n.url.clone()).collect();
-    cluster_ready(&urls, 3).await?;
+    let dir = scratch("cluster operators test")?;
+    let (_nodes, urls) = ready_cluster(dir.path()).await?;
 
     let mut keys: Vec<Keys> = (0..5).map(|_| Keys::random()).collect();
     let members = serde_norway::to_string(&keys.iter().map(Keys::member).collect::<Vec<_>>())?;

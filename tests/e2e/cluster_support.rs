@@ -100,6 +100,25 @@ impl Drop for NatsNode {
     }
 }
 
+/// A scenario's scratch directory: kept, and named on stderr, when `CLUSTER_TEST_KEEP` is set,
+/// for a look at the processes' logs and data directories after a failure.
+pub fn scratch(scenario: &str) -> anyhow::Result<tempfile::TempDir> {
+    let mut dir = tempfile::tempdir()?;
+    if std::env::var_os("CLUSTER_TEST_KEEP").is_some() {
+        eprintln!("{scenario} in {}", dir.path().display());
+        dir.disable_cleanup(true);
+    }
+    Ok(dir)
+}
+
+/// A 3-node cluster below `dir`, ready for a 3-replica stream: its nodes and client URLs.
+pub async fn ready_cluster(dir: &Path) -> anyhow::Result<(Vec<NatsNode>, Vec<String>)> {
+    let nodes = nats_cluster(dir)?;
+    let urls: Vec<String> = nodes.iter().map(|n| n.url.clone()).collect();
+    cluster_ready(&urls, 3).await?;
+    Ok((nodes, urls))
+}
+
 /// Three JetStream nodes routed to each other on loopback, each with its own store.
 pub fn nats_cluster(dir: &Path) -> anyhow::Result<Vec<NatsNode>> {
     nats_nodes(dir, 3)

@@ -21,7 +21,7 @@ use alloy::providers::Provider;
 use events::Event;
 
 use crate::cluster_support::{
-    Replica, cluster_ready, copy_keys, execution_events, nats_cluster, start_replicas, writer_of,
+    Replica, copy_keys, execution_events, ready_cluster, scratch, start_replicas, writer_of,
 };
 use crate::support::{User, edge, replay, run_blocking, task_of};
 use crate::wallet_ops::Setup;
@@ -54,16 +54,10 @@ fn log_of(replica: &Replica) -> String {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_writer_sends_every_user_operation_and_every_replica_serves_the_checkpoint()
 -> anyhow::Result<()> {
-    let mut dir = tempfile::tempdir()?;
-    if std::env::var_os("CLUSTER_TEST_KEEP").is_some() {
-        eprintln!("cluster test in {}", dir.path().display());
-        dir.disable_cleanup(true);
-    }
+    let dir = scratch("cluster test")?;
     let setup = Setup::start(false).await?;
     let extra = on_chain(&setup)?;
-    let nodes = nats_cluster(dir.path())?;
-    let urls: Vec<String> = nodes.iter().map(|n| n.url.clone()).collect();
-    cluster_ready(&urls, 3).await?;
+    let (_nodes, urls) = ready_cluster(dir.path()).await?;
 
     // The chain's keys (controller, self-bundler) in the first replica's keys directory; the
     // harness gives every other replica a copy of it once the first has made the rest.
