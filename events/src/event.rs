@@ -305,7 +305,11 @@ pub struct TriggerReported {
     pub operator: String,
     pub kind: TriggerKind,
     /// The trigger output's chain-derived fields, as reported.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "crate::null_kept::option"
+    )]
     pub output: Option<serde_json::Value>,
     /// Hex of the firing digest the operator signed.
     pub digest: String,
@@ -320,7 +324,11 @@ pub struct TriggerAttested {
     pub trigger_request_id: String,
     pub chain_id: u64,
     pub kind: TriggerKind,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "crate::null_kept::option"
+    )]
     pub output: Option<serde_json::Value>,
     /// Hex of sha-256 of the RFC 8785 canonical JSON of `output`.
     pub output_hash: String,

@@ -29,7 +29,11 @@ pub struct Firing {
     pub source: FiringSource,
     pub kind: TriggerKind,
     /// The trigger output's `data`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "crate::null_kept::option"
+    )]
     pub output: Option<Value>,
     /// `TriggerTaskReq.trigger_input`.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
@@ -86,7 +90,11 @@ impl OutputKind {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct StepOutput {
     pub kind: OutputKind,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "crate::null_kept::option"
+    )]
     pub data: Option<Value>,
 }
 

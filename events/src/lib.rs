@@ -33,6 +33,7 @@ mod indexes;
 mod keys;
 mod keyspaces;
 mod log;
+mod null_kept;
 mod options;
 pub mod samples;
 pub mod stream;
