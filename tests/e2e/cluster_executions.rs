@@ -32,9 +32,10 @@ use events::Event;
 use tonic::transport::Channel;
 
 use crate::cluster_support::{
-    Replica, execution_events, jetstream_log, ready_cluster, scratch, start_replicas, writer_of,
+    Replica, execution_events, jetstream_log, ready_cluster, scratch, start_replicas,
+    verified_everywhere, writer_of,
 };
-use crate::support::{User, code_node, edge, replay, rest_node, task_of};
+use crate::support::{User, code_node, edge, rest_node, task_of};
 
 /// How long the server takes to answer a counted call: executions are mid-step when a replica
 /// is killed.
@@ -423,12 +424,7 @@ async fn replicas_claim_executions_through_the_log_and_take_over_a_killed_ones()
     );
 
     // Every replica's data directory verifies and equals a rebuild.
-    for r in &replicas {
-        let (ok, out) = replay(&r.data, &["verify"])?;
-        assert!(ok, "{}: {out}", r.data.display());
-        let (ok, out) = replay(&r.data, &["diff"])?;
-        assert!(ok, "{}: {out}", r.data.display());
-    }
+    verified_everywhere(&replicas)?;
     eprintln!(
         "cluster executions: {} executions, {} calls by replica {:?}; replica {paused} paused with a call held (taken over, recorded interrupted); replica {killed} (writer before: {writer_before:?}) SIGKILLed with calls in flight: {taken_from_killed} of its executions finished by others; finished by {} replicas",
         fired.len(),
@@ -571,12 +567,7 @@ async fn a_replica_stopped_gracefully_releases_its_claims_and_another_takes_them
     }
 
     // And every replica's data directory verifies and equals a rebuild
-    for r in &replicas {
-        let (ok, out) = replay(&r.data, &["verify"])?;
-        assert!(ok, "{}: {out}", r.data.display());
-        let (ok, out) = replay(&r.data, &["diff"])?;
-        assert!(ok, "{}: {out}", r.data.display());
-    }
+    verified_everywhere(&replicas)?;
     eprintln!(
         "cluster release: replica {stopped} stopped holding {} of {} executions; all taken over by others before their lease ran out",
         its.len(),

@@ -73,25 +73,33 @@ pub struct NatsNode {
 
 impl NatsNode {
     pub fn start(&mut self) -> anyhow::Result<()> {
-        let log = std::fs::File::create(self.config.with_extension("log"))?;
-        self.child = Some(
-            Command::new(nats_binary())
-                .arg("-c")
-                .arg(&self.config)
-                .stdout(Stdio::null())
-                .stderr(log)
-                .spawn()?,
-        );
+        self.child = Some(spawn_logged(nats_binary(), "-c", &self.config)?);
         Ok(())
     }
 
     pub fn kill(&mut self) -> anyhow::Result<()> {
-        if let Some(mut child) = self.child.take() {
-            child.kill()?;
-            child.wait()?;
-        }
-        Ok(())
+        kill(&mut self.child)
     }
+}
+
+/// Starts `program FLAG config`, its stderr in the config's `.log` sibling.
+fn spawn_logged(program: &str, flag: &str, config: &Path) -> anyhow::Result<Child> {
+    let log = std::fs::File::create(config.with_extension("log"))?;
+    Ok(Command::new(program)
+        .arg(flag)
+        .arg(config)
+        .stdout(Stdio::null())
+        .stderr(log)
+        .spawn()?)
+}
+
+/// SIGKILLs the child, if any, and reaps it.
+fn kill(child: &mut Option<Child>) -> anyhow::Result<()> {
+    if let Some(mut child) = child.take() {
+        child.kill()?;
+        child.wait()?;
+    }
+    Ok(())
 }
 
 impl Drop for NatsNode {
@@ -247,25 +255,17 @@ impl Replica {
     }
 
     pub fn start(&mut self) -> anyhow::Result<()> {
-        let log = std::fs::File::create(self.config.with_extension("log"))?;
-        self.child = Some(
-            Command::new(env!("CARGO_BIN_EXE_aggregator"))
-                .arg("--config")
-                .arg(&self.config)
-                .stdout(Stdio::null())
-                .stderr(log)
-                .spawn()?,
-        );
+        self.child = Some(spawn_logged(
+            env!("CARGO_BIN_EXE_aggregator"),
+            "--config",
+            &self.config,
+        )?);
         Ok(())
     }
 
     /// SIGKILL.
     pub fn kill(&mut self) -> anyhow::Result<()> {
-        if let Some(mut child) = self.child.take() {
-            child.kill()?;
-            child.wait()?;
-        }
-        Ok(())
+        kill(&mut self.child)
     }
 
     /// A graceful stop (SIGTERM), so that its data directory can be opened here.
@@ -397,6 +397,18 @@ pub fn copy_keys(from: &Path, to: &Path) -> anyhow::Result<()> {
     for entry in std::fs::read_dir(from)? {
         let entry = entry?;
         std::fs::copy(entry.path(), to.join(entry.file_name()))?;
+    }
+    Ok(())
+}
+
+/// Checks each replica's data directory (the replicas stopped first): its log verifies
+/// (`replay verify`) and its projections equal a rebuild from it (`replay diff`).
+pub fn verified_everywhere(replicas: &[Replica]) -> anyhow::Result<()> {
+    for r in replicas {
+        let (ok, out) = crate::support::replay(&r.data, &["verify"])?;
+        assert!(ok, "{}: {out}", r.data.display());
+        let (ok, out) = crate::support::replay(&r.data, &["diff"])?;
+        assert!(ok, "{}: {out}", r.data.display());
     }
     Ok(())
 }
