@@ -45,6 +45,9 @@ async fn run() {
     let dir = tempfile::tempdir().unwrap();
     let mut config = common::config(dir.path());
     config.limits.tasks_per_owner = u64::MAX;
+    // Every task has one owner here, standing for the many of a real store: the per-owner
+    // share (16 at once by default) would otherwise halve the firings in flight.
+    config.engine.owner_concurrency = concurrency;
     let app = aggregator::server::open(config).await.unwrap();
 
     // Tasks: a manual trigger and one custom-code node returning a constant.

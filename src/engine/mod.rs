@@ -333,9 +333,10 @@ impl Engine {
     }
 
     /// Whether the task's nodes send user operations (a write node, or a loop of them); a task
-    /// gone or unreadable counts as sending, so that only the writer runs it (to its end).
+    /// gone or unreadable counts as sending, so that only the writer runs it (to its end). The
+    /// definition comes from the engine's cache: each claim pass asks it of every pending run.
     fn sends_user_ops(&self, task_id: &str) -> bool {
-        match self.inner.store.views.task_definition(task_id) {
+        match self.inner.definitions.get(&self.inner.store, task_id) {
             Ok(Some(definition)) => definition
                 .nodes
                 .iter()
@@ -505,9 +506,10 @@ impl Engine {
         self.inner.owners.queued(&owner);
         if !self.inner.tools.config.serial_per_task {
             let engine = self.clone();
-            self.inner.running.lock().await.spawn(async move {
+            self.spawn(async move {
                 engine.run_one(&task_id, &execution_id, &owner).await;
-            });
+            })
+            .await;
             return;
         }
         let start_worker = {
@@ -519,10 +521,25 @@ impl Engine {
         };
         if start_worker {
             let engine = self.clone();
-            self.inner.running.lock().await.spawn(async move {
+            self.spawn(async move {
                 engine.drain_lane(&task_id).await;
-            });
+            })
+            .await;
         }
+    }
+
+    /// Spawns a run (or a lane's worker) where `shutdown` can wait for it, first reaping the
+    /// ones that have finished: a `JoinSet` keeps each finished task until it is joined.
+    async fn spawn(&self, run: impl std::future::Future<Output = ()> + Send + 'static) {
+        let mut running = self.inner.running.lock().await;
+        while let Some(finished) = running.try_join_next() {
+            if let Err(error) = finished
+                && error.is_panic()
+            {
+                tracing::error!(%error, "an execution's run panicked");
+            }
+        }
+        running.spawn(run);
     }
 
     /// Runs a task's queued runs in order until its lane is empty.
