@@ -28,7 +28,7 @@ use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
-use events::fjall::{KeyspaceCreateOptions, Readable};
+use events::fjall::Readable;
 use sha2::{Digest, Sha256};
 
 use crate::app::SharedApp;
@@ -163,7 +163,7 @@ impl Framer {
         names.sort();
         let mut entries = 0u64;
         for name in names {
-            let keyspace = db.keyspace(&name, KeyspaceCreateOptions::default)?;
+            let keyspace = db.keyspace(&name, events::keyspace_options)?;
             let len = u16::try_from(name.len())?;
             self.put(b"K")?;
             self.put(&len.to_be_bytes())?;
@@ -330,7 +330,7 @@ impl Reader {
                     return Ok(None);
                 };
                 let name = std::str::from_utf8(name).context("a keyspace name is not text")?;
-                let keyspace = self.db.keyspace(name, KeyspaceCreateOptions::default)?;
+                let keyspace = self.db.keyspace(name, events::keyspace_options)?;
                 self.keyspace = Some((keyspace, None));
                 self.keyspaces += 1;
                 1 + 2 + len

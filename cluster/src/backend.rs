@@ -13,7 +13,7 @@
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
-use events::fjall::{Database, Keyspace, KeyspaceCreateOptions, OwnedWriteBatch};
+use events::fjall::{Database, Keyspace, OwnedWriteBatch};
 use events::{Backend, Landed, LogKeyspaces, Records};
 
 use crate::error::{Error, Result};
@@ -60,7 +60,7 @@ impl JetStream {
         replicated: Replicated,
         runtime: tokio::runtime::Handle,
     ) -> Result<Self> {
-        let keyspace = db.keyspace(KEYSPACE, KeyspaceCreateOptions::default)?;
+        let keyspace = db.keyspace(KEYSPACE, events::keyspace_options)?;
         let position = match keyspace.get(POSITION)? {
             Some(bytes) => u64::from_be_bytes(
                 bytes

@@ -1,7 +1,7 @@
 //! `LogKeyspaces`: the log's own keyspaces and the reads over them (heads, streams, idempotency
 //! records, scans). The layout is in `keys`.
 
-use fjall::{Database, Keyspace, KeyspaceCreateOptions, Slice};
+use fjall::{Database, Keyspace, Slice};
 use ulid::Ulid;
 
 use crate::command::EventRef;
@@ -29,9 +29,9 @@ impl std::fmt::Debug for LogKeyspaces {
 impl LogKeyspaces {
     pub fn open(db: &Database) -> Result<Self> {
         Ok(Self {
-            events: db.keyspace("events", KeyspaceCreateOptions::default)?,
-            streams: db.keyspace("streams", KeyspaceCreateOptions::default)?,
-            idempotency: db.keyspace("idempotency", KeyspaceCreateOptions::default)?,
+            events: db.keyspace("events", crate::keyspace_options)?,
+            streams: db.keyspace("streams", crate::keyspace_options)?,
+            idempotency: db.keyspace("idempotency", crate::keyspace_options)?,
         })
     }
 

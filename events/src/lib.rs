@@ -62,7 +62,7 @@ pub use ids::now_ms;
 pub use indexes::{Difference, first_difference, printable, rebuild_indexes};
 pub use keys::{decode_at, decode_header_at};
 pub use keyspaces::LogKeyspaces;
-pub use log::{Log, flush_memtables, open_database};
+pub use log::{Log, flush_memtables, keyspace_options, open_database};
 pub use options::{DEFAULT_MAX_EVENT_BYTES, Durability, LogOptions, Projector};
 pub use tx::{Tx, TypedRow};
 pub use verify::{VerifyFailure, VerifyReport, verify, verify_with};

@@ -26,7 +26,14 @@
 //! each row is written, sorted, through fjall's ingestion of sorted data, which writes tables
 //! directly: when `pending` outgrows its bound (`spill`) and at the end (`finish_bulk`).
 //! Ingested rows are newer than anything in the keyspace, so a spill over earlier ones is
-//! correct; a delete is ingested as a tombstone.
+//! correct; a delete is ingested as a tombstone. A spill keeps what makes the next reads cheap:
+//! a fingerprint of every key it wrote (`spilled`, about 10 bytes a row), so that a read of a
+//! row never written is still answered from memory, without a read of fjall; and the rows read
+//! since the last spill (`hot`: a task's row, its locator and its owner's counters, read and
+//! rewritten at every run), copied into the read cache, so that the next runs find them
+//! decoded in memory.
+//! The write-once rows (an execution's steps and history) go to fjall and are not read again.
+//! The cache, full, drops every other row (in hash order, so about at random) rather than all.
 //!
 //! Rows are `fjall::Slice`s (reference-counted): a read, the cache and the batch share one copy
 //! instead of cloning the bytes at each hand-off. The maps hash with foldhash (fast, and seeded
@@ -41,6 +48,7 @@
 
 use std::any::Any;
 use std::collections::HashMap;
+use std::hash::BuildHasher;
 use std::sync::Arc;
 
 use fjall::{Keyspace, OwnedWriteBatch, Slice};
@@ -48,6 +56,7 @@ use fjall::{Keyspace, OwnedWriteBatch, Slice};
 use crate::error::Result;
 
 type Map<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
+type Set = std::collections::HashSet<u64, foldhash::fast::RandomState>;
 
 /// A projection row kept decoded between the events that change it, encoded when written.
 pub trait TypedRow: Any + Send + Sync {
@@ -130,6 +139,13 @@ pub struct Tx {
     /// Bulk mode: every drained row not yet ingested (`None` outside bulk mode).
     pending: Option<Rows<Write>>,
     pending_bytes: usize,
+    /// Bulk mode: fingerprints of the keys spilled into fjall (keyspace id and key, hashed with
+    /// `fingerprints`). A key not in it was never written there; a collision only costs a read.
+    spilled: Set,
+    /// Bulk mode: fingerprints of the keys read from `pending` since the last spill; at the next
+    /// their rows stay in the cache.
+    hot: Set,
+    fingerprints: foldhash::fast::RandomState,
     /// While a command is staged: what each of its writes replaced, to undo them if the command
     /// is rejected (`rollback`).
     undo: Option<Vec<Undo>>,
@@ -183,6 +199,9 @@ impl Tx {
             writes: Map::default(),
             pending: None,
             pending_bytes: 0,
+            spilled: Set::default(),
+            hot: Set::default(),
+            fingerprints: foldhash::fast::RandomState::default(),
             undo: None,
             landing: Map::default(),
             cache: Map::default(),
@@ -203,14 +222,23 @@ impl Tx {
     }
 
     /// For a rebuild from scratch into empty keyspaces: rows gather in memory and are ingested
-    /// sorted (`spill`, `finish_bulk`); a miss is an absent row until the first spill. The read
-    /// cache (used after a spill) keeps a quarter of `limit_bytes`; the caller spills when
-    /// `pending_bytes` passes the rest.
+    /// sorted (`spill`, `finish_bulk`); a miss is an absent row unless its key was spilled. The
+    /// read cache (the hot rows of the spills, and spilled rows read again) keeps up to half of
+    /// `limit_bytes`; the caller spills when `pending_bytes` passes what is left
+    /// (`bulk_room`).
     pub fn bulk(limit_bytes: usize) -> Self {
         Self {
             pending: Some(Map::default()),
-            ..Self::complete(limit_bytes / 4)
+            ..Self::complete(limit_bytes / 2)
         }
+    }
+
+    /// Bulk mode: the bytes `pending` may take out of `limit_bytes` before a spill, beside the
+    /// cache and the spilled keys' fingerprints (which grow with the log), at least a quarter.
+    pub fn bulk_room(&self, limit_bytes: usize) -> usize {
+        limit_bytes
+            .saturating_sub(self.cached_bytes + self.spilled_bytes())
+            .max(limit_bytes / 4)
     }
 
     /// Bytes of rows gathered in bulk mode and not yet ingested.
@@ -219,15 +247,30 @@ impl Tx {
     }
 
     /// Bulk mode: writes the gathered rows into their keyspaces by sorted ingestion (the last
-    /// version of each row; deletes as tombstones), then reads go to fjall again for them.
+    /// version of each row; deletes as tombstones). Their keys are fingerprinted, so that reads
+    /// of them go to fjall and reads of others do not; the hot ones stay readable from the
+    /// cache.
     pub fn spill(&mut self) -> Result<()> {
-        let Some(pending) = self.pending.as_mut() else {
+        let Some(mut pending) = self.pending.take() else {
             return Ok(());
         };
+        let hot = std::mem::take(&mut self.hot);
+        for (id, rows) in &pending {
+            for (key, write) in rows {
+                let fingerprint = self.fingerprint(*id, key);
+                if write.put().is_some() {
+                    self.spilled.insert(fingerprint);
+                }
+                if hot.contains(&fingerprint) {
+                    self.cache_row(*id, key.clone(), write.value());
+                }
+            }
+        }
         let jobs: Vec<(Keyspace, Map<Slice, Write>)> = pending
             .drain()
             .filter_map(|(id, rows)| Some((self.keyspaces.get(&id)?.clone(), rows)))
             .collect();
+        self.pending = Some(pending);
         // One thread per keyspace: sorting one overlaps ingesting another.
         std::thread::scope(|scope| {
             let handles: Vec<_> = jobs
@@ -243,16 +286,28 @@ impl Tx {
             })
         })?;
         self.pending_bytes = 0;
-        // Rows are in fjall now: a miss is no longer an absent row.
-        self.complete = false;
         Ok(())
     }
 
-    /// Ends bulk mode: ingests what is gathered; later groups drain into batches again.
+    /// Ends bulk mode: ingests what is gathered; later groups drain into batches again, and
+    /// reads go to fjall.
     pub fn finish_bulk(&mut self) -> Result<()> {
         self.spill()?;
         self.pending = None;
+        self.complete = false;
+        self.spilled = Set::default();
+        self.hot = Set::default();
         Ok(())
+    }
+
+    /// A key's fingerprint in `spilled` and `hot`.
+    fn fingerprint(&self, id: u64, key: &[u8]) -> u64 {
+        self.fingerprints.hash_one((id, key))
+    }
+
+    /// Bytes the spilled keys' fingerprints hold (about; bulk mode).
+    pub fn spilled_bytes(&self) -> usize {
+        self.spilled.capacity() * (std::mem::size_of::<u64>() + 1)
     }
 
     /// Bytes the read cache holds.
@@ -287,16 +342,22 @@ impl Tx {
 
     fn value(&mut self, keyspace: &Keyspace, key: &[u8]) -> Result<Option<Value>> {
         let id = keyspace.id();
-        if let Some(write) = lookup(&self.writes, id, key)
-            .or_else(|| lookup(&self.landing, id, key))
-            .or_else(|| self.pending.as_ref().and_then(|p| lookup(p, id, key)))
+        if let Some(write) =
+            lookup(&self.writes, id, key).or_else(|| lookup(&self.landing, id, key))
         {
             return Ok(write.value());
+        }
+        if let Some(write) = self.pending.as_ref().and_then(|p| lookup(p, id, key)) {
+            let value = write.value();
+            self.hot.insert(self.fingerprint(id, key));
+            return Ok(value);
         }
         if let Some(cached) = lookup(&self.cache, id, key) {
             return Ok(cached.clone());
         }
-        if self.complete {
+        if self.complete
+            && (self.pending.is_none() || !self.spilled.contains(&self.fingerprint(id, key)))
+        {
             return Ok(None);
         }
         let value = keyspace.get(key)?.map(Value::Bytes);
@@ -413,10 +474,7 @@ impl Tx {
         }
         let cost = footprint(&key, value.as_ref());
         if self.cached_bytes + cost > self.cache_limit {
-            // Safe at any time: what may still be in flight is in `landing`.
-            self.cache.clear();
-            self.cached_bytes = 0;
-            self.complete = false;
+            self.evict_half();
         }
         if let Some(old) = self.cache.entry(id).or_default().insert(key.clone(), value) {
             self.cached_bytes = self
@@ -424,6 +482,29 @@ impl Tx {
                 .saturating_sub(footprint(&key, old.as_ref()));
         }
         self.cached_bytes += cost;
+    }
+
+    /// Drops every other cached row of each keyspace, in hash order (so about at random): about
+    /// half of each keyspace's rows stay. Safe at any time: what may still be in flight is in
+    /// `landing`. In bulk mode the cache holds only copies of spilled rows, so the rest stays
+    /// complete; otherwise a miss may now be a dropped row.
+    fn evict_half(&mut self) {
+        let mut bytes = self.cached_bytes;
+        let mut dropping = false;
+        for rows in self.cache.values_mut() {
+            rows.retain(|key, value| {
+                dropping = !dropping;
+                if dropping {
+                    bytes = bytes.saturating_sub(footprint(key, value.as_ref()));
+                }
+                !dropping
+            });
+        }
+        self.cache.retain(|_, rows| !rows.is_empty());
+        self.cached_bytes = bytes;
+        if self.pending.is_none() {
+            self.complete = false;
+        }
     }
 
     /// Number of staged rows.
@@ -497,14 +578,20 @@ mod tests {
             .collect()
     }
 
-    #[test]
-    fn bulk_mode_keeps_the_last_version_of_each_row_across_spills() {
-        // Given a bulk Tx over an empty keyspace.
+    /// A fresh database with one keyspace, `rows`.
+    fn scratch() -> (tempfile::TempDir, fjall::Database, Keyspace) {
         let dir = tempfile::tempdir().unwrap();
         let db = crate::open_database(dir.path()).unwrap();
         let ks = db
             .keyspace("rows", fjall::KeyspaceCreateOptions::default)
             .unwrap();
+        (dir, db, ks)
+    }
+
+    #[test]
+    fn bulk_mode_keeps_the_last_version_of_each_row_across_spills() {
+        // Given a bulk Tx over an empty keyspace.
+        let (_dir, db, ks) = scratch();
         let mut tx = Tx::bulk(1 << 20);
         // When rows are written over several groups, with a spill in the middle, some
         // rewritten and one deleted after it had been ingested.
@@ -548,6 +635,60 @@ mod tests {
         assert_eq!(ks.get(b"d").unwrap().as_deref(), Some(&b"4"[..]));
     }
 
+    #[test]
+    fn after_a_spill_only_spilled_keys_are_read_from_fjall_and_hot_rows_stay_decoded() {
+        // Given a bulk Tx that spilled a byte row and two typed rows, one of them read since
+        // it was written (hot), the other not.
+        let (_dir, db, ks) = scratch();
+        let mut tx = Tx::bulk(1 << 20);
+        tx.insert(&ks, b"bytes".to_vec(), b"1".to_vec());
+        tx.put_row(&ks, b"hot".to_vec(), Counter(5));
+        tx.put_row(&ks, b"cold".to_vec(), Counter(6));
+        tx.drain_into(&mut db.batch()).unwrap();
+        assert_eq!(tx.get_row(&ks, b"hot", decode).unwrap(), Some(Counter(5)));
+        tx.spill().unwrap();
+        // When a row the Tx never wrote appears in fjall behind its back (a rebuild's keyspace
+        // is empty, so a read of it could only be a wasted read)
+        ks.insert(b"never", b"x").unwrap();
+        // Then a read of it is answered from memory, spilled rows are read from fjall, and the
+        // hot row comes back decoded, without going through its bytes.
+        assert_eq!(tx.get(&ks, b"never").unwrap(), None);
+        assert_eq!(tx.get(&ks, b"bytes").unwrap().as_deref(), Some(&b"1"[..]));
+        let undecodable = |_: &[u8]| -> Result<Counter> {
+            Err(crate::Error::Corrupt("read from its bytes".into()))
+        };
+        assert_eq!(
+            tx.get_row(&ks, b"hot", undecodable).unwrap(),
+            Some(Counter(5))
+        );
+        assert!(tx.get_row(&ks, b"cold", undecodable).is_err());
+        assert_eq!(tx.get_row(&ks, b"cold", decode).unwrap(), Some(Counter(6)));
+        // And once bulk mode ends, reads go to fjall for every key.
+        tx.finish_bulk().unwrap();
+        assert_eq!(tx.get(&ks, b"never").unwrap().as_deref(), Some(&b"x"[..]));
+    }
+
+    #[test]
+    fn a_full_cache_drops_about_half_its_rows_and_reads_stay_right() {
+        // Given a cache over a keyspace of 1 000 rows, small enough to overflow
+        let (_dir, _db, ks) = scratch();
+        for i in 0..1000u32 {
+            ks.insert(i.to_be_bytes(), i.to_le_bytes()).unwrap();
+        }
+        let limit = 100 * footprint_of(4, Some(&Value::Bytes(Slice::from(vec![0; 4]))));
+        let mut tx = Tx::with_cache(limit);
+        // When every row is read, twice
+        for _ in 0..2 {
+            for i in 0..1000u32 {
+                let got = tx.get(&ks, &i.to_be_bytes()).unwrap();
+                assert_eq!(got.as_deref(), Some(&i.to_le_bytes()[..]));
+            }
+        }
+        // Then the cache never held more than its limit, and kept rows after overflowing
+        assert!(tx.cached_bytes() <= limit, "{}", tx.cached_bytes());
+        assert!(tx.cached_bytes() >= limit / 2, "{}", tx.cached_bytes());
+    }
+
     #[derive(Debug, Clone, PartialEq)]
     struct Counter(u64);
 
@@ -574,11 +715,7 @@ mod tests {
     fn a_typed_row_is_written_as_its_encoding_and_read_back_decoded() {
         for bulk in [false, true] {
             // Given a keyspace with a row stored as bytes.
-            let dir = tempfile::tempdir().unwrap();
-            let db = crate::open_database(dir.path()).unwrap();
-            let ks = db
-                .keyspace("rows", fjall::KeyspaceCreateOptions::default)
-                .unwrap();
+            let (_dir, db, ks) = scratch();
             ks.insert(b"a", b"41").unwrap();
             let mut tx = if bulk {
                 Tx::bulk(1 << 20)
@@ -621,11 +758,7 @@ mod tests {
 
     #[test]
     fn a_rolled_back_command_leaves_the_typed_row_it_replaced() {
-        let dir = tempfile::tempdir().unwrap();
-        let db = crate::open_database(dir.path()).unwrap();
-        let ks = db
-            .keyspace("rows", fjall::KeyspaceCreateOptions::default)
-            .unwrap();
+        let (_dir, _db, ks) = scratch();
         let mut tx = Tx::with_cache(1 << 20);
         tx.put_row(&ks, b"a".to_vec(), Counter(1));
         tx.savepoint();

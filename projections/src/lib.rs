@@ -24,7 +24,7 @@ mod tests;
 mod views;
 pub mod wallets;
 
-use events::fjall::{Database, Keyspace, KeyspaceCreateOptions};
+use events::fjall::{Database, Keyspace};
 use events::{Envelope, LogKeyspaces, Projector, Tx, Ulid};
 use serde::{Deserialize, Serialize};
 
@@ -50,8 +50,9 @@ struct Meta {
 /// Events applied per batch during catch-up and rebuild.
 const CATCH_UP_BATCH: usize = 50_000;
 
-/// Bytes of rows kept in memory during catch-up and rebuild.
-const REBUILD_CACHE_BYTES: usize = 1024 * 1024 * 1024;
+/// Bytes of rows kept in memory during catch-up and rebuild, unless set otherwise
+/// (`Projections::rebuild_memory`).
+pub const REBUILD_MEMORY: usize = 1024 * 1024 * 1024;
 
 /// The names of the projections' keyspaces, in the order of `Projections::all`.
 pub const KEYSPACES: &[&str] = &[
@@ -67,7 +68,7 @@ pub const KEYSPACES: &[&str] = &[
 /// Events in the log after the projections' oldest checkpoint (0 when they are up to date, which
 /// they are whenever the writer runs: rows commit with their events).
 pub fn lag(db: &Database, log: &LogKeyspaces) -> events::Result<u64> {
-    let meta = db.keyspace("projection_meta", KeyspaceCreateOptions::default)?;
+    let meta = db.keyspace("projection_meta", events::keyspace_options)?;
     let mut oldest: Option<Ulid> = None;
     for name in KEYSPACES {
         let checkpoint = match meta.get(name)? {
@@ -100,6 +101,10 @@ pub struct Projections {
     all: Vec<Box<dyn Projection>>,
     /// Last applied event per projection (same order as `all`).
     checkpoints: Vec<Ulid>,
+    /// Bytes of rows a catch-up keeps in memory.
+    rebuild_memory: usize,
+    /// Events a catch-up applies between writes (and, in a rebuild, between spills).
+    catch_up_batch: usize,
 }
 
 /// What start-up did.
@@ -109,6 +114,8 @@ pub struct CatchUp {
     pub rebuilt: Vec<&'static str>,
     /// Events applied.
     pub applied: u64,
+    /// Times a rebuild from scratch wrote out the rows it held, before the end.
+    pub spills: u32,
 }
 
 impl Projections {
@@ -124,7 +131,7 @@ impl Projections {
             Box::new(operators::Operators::new(views.operators.clone())),
             Box::new(activity::Activity::new(views.activity.clone())),
         ];
-        let meta = db.keyspace("projection_meta", KeyspaceCreateOptions::default)?;
+        let meta = db.keyspace("projection_meta", events::keyspace_options)?;
         let checkpoints = vec![Ulid::nil(); all.len()];
         Ok(Self {
             db: db.clone(),
@@ -132,7 +139,16 @@ impl Projections {
             meta,
             all,
             checkpoints,
+            rebuild_memory: REBUILD_MEMORY,
+            catch_up_batch: CATCH_UP_BATCH,
         })
+    }
+
+    /// Sets the bytes of rows a catch-up keeps in memory (at least 1 MiB): past them a rebuild
+    /// writes what it gathered and goes on.
+    pub fn rebuild_memory(mut self, bytes: usize) -> Self {
+        self.rebuild_memory = bytes.max(1 << 20);
+        self
     }
 
     /// The read handle on these projections.
@@ -193,12 +209,13 @@ impl Projections {
         // before a spill) and are ingested sorted. Checkpoints are written once at the end, after
         // the rows: a rebuild interrupted before leaves no checkpoint, so it starts again.
         let bulk = self.checkpoints.iter().all(Ulid::is_nil);
+        let memory = self.rebuild_memory;
         let mut tx = if bulk {
-            Tx::bulk(REBUILD_CACHE_BYTES)
+            Tx::bulk(memory)
         } else if from.is_nil() {
-            Tx::complete(REBUILD_CACHE_BYTES)
+            Tx::complete(memory)
         } else {
-            Tx::with_cache(REBUILD_CACHE_BYTES)
+            Tx::with_cache(memory)
         };
         let mut in_batch = 0usize;
         let mut last = None;
@@ -214,12 +231,13 @@ impl Projections {
             last = Some(id);
             in_batch += 1;
             outcome.applied += 1;
-            if in_batch >= CATCH_UP_BATCH {
+            if in_batch >= self.catch_up_batch {
                 if bulk {
                     // Rows only, no checkpoint: see above.
                     tx.drain_into(&mut self.db.batch())?;
-                    if tx.pending_bytes() > REBUILD_CACHE_BYTES {
+                    if tx.pending_bytes() > tx.bulk_room(memory) {
                         tx.spill()?;
+                        outcome.spills += 1;
                     }
                 } else {
                     self.flush(&mut tx, id)?;

@@ -10,7 +10,7 @@ use events::task::TriggerKind;
 use events::{Command, Durability, Expected, Log, LogOptions};
 use proptest::prelude::*;
 
-use crate::{KEYSPACES, Projections};
+use crate::{CATCH_UP_BATCH, KEYSPACES, Projections, REBUILD_MEMORY};
 
 #[derive(Debug, Clone)]
 enum Op {
@@ -376,18 +376,28 @@ fn check(ops: Vec<Vec<Op>>) -> Result<(), TestCaseError> {
     let report = events::verify(&log_ks, 2, &|_| {}).unwrap();
     prop_assert!(report.is_ok(), "verify failed: {:?}", report);
 
-    let rebuilt_dir = tempfile::tempdir().unwrap();
-    let rebuilt_db = events::open_database(rebuilt_dir.path()).unwrap();
-    let mut rebuilt = Projections::open(&rebuilt_db).unwrap();
-    rebuilt.catch_up(&log_ks, &|_| {}).unwrap();
+    // Rebuilt twice: with all rows in memory, and with so little memory that the rebuild
+    // spills every few events and its cache overflows (what a large log does).
     let live = Projections::open(&db).unwrap();
-    for name in KEYSPACES {
-        let difference = events::first_difference(
-            live.keyspace(name).unwrap(),
-            rebuilt.keyspace(name).unwrap(),
-        )
-        .unwrap();
-        prop_assert!(difference.is_none(), "{name}: {}", difference.unwrap());
+    for (memory, batch) in [(REBUILD_MEMORY, CATCH_UP_BATCH), (4096, 3)] {
+        let rebuilt_dir = tempfile::tempdir().unwrap();
+        let rebuilt_db = events::open_database(rebuilt_dir.path()).unwrap();
+        let mut rebuilt = Projections::open(&rebuilt_db).unwrap();
+        rebuilt.rebuild_memory = memory;
+        rebuilt.catch_up_batch = batch;
+        rebuilt.catch_up(&log_ks, &|_| {}).unwrap();
+        for name in KEYSPACES {
+            let difference = events::first_difference(
+                live.keyspace(name).unwrap(),
+                rebuilt.keyspace(name).unwrap(),
+            )
+            .unwrap();
+            prop_assert!(
+                difference.is_none(),
+                "{name} (rebuilt in {memory} bytes): {}",
+                difference.unwrap()
+            );
+        }
     }
     Ok(())
 }

@@ -1,7 +1,7 @@
 //! `Views`: read-only access to the projections for the RPC layer and the engine. Reads see only
 //! committed batches, so a row and the counters it changed are always seen together.
 
-use events::fjall::{Database, Keyspace, KeyspaceCreateOptions};
+use events::fjall::{Database, Keyspace};
 use serde::Deserialize;
 
 use crate::executions::{self, ClaimRow, DayStats, ExecutionRow, TriggerRow};
@@ -58,7 +58,7 @@ fn decode<T: for<'de> Deserialize<'de>>(
 impl Views {
     /// Opens the views' keyspaces by name (the projections' names, and the log's `events`).
     pub(crate) fn open(db: &Database) -> events::Result<Self> {
-        let open = |name: &str| db.keyspace(name, KeyspaceCreateOptions::default);
+        let open = |name: &str| db.keyspace(name, events::keyspace_options);
         Ok(Self {
             tasks: open(tasks::NAME)?,
             executions: open(executions::NAME)?,

@@ -11,6 +11,9 @@
 //! - rebuild: `Projections::catch_up` into an empty database against a raw load of the same final
 //!   rows into fjall (write batches of 50 000 rows, and sorted ingestion), in wall time.
 //!
+//! `BENCH_REBUILD_MEMORY=MIB` bounds the rows the rebuild holds (default 1024 MiB): a small log
+//! with a small bound spills as a large log does.
+//!
 //! Each part also prints the process's peak RSS during it (Linux: `VmHWM`, reset before the part
 //! through `/proc/self/clear_refs`).
 //!
@@ -189,11 +192,21 @@ fn verify_rows(log: &LogKeyspaces, count: f64, table: &mut Vec<String>) {
 fn rebuild_rows(log: &LogKeyspaces, count: f64, table: &mut Vec<String>) {
     let into = tempfile::tempdir().unwrap();
     let target = events::open_database(into.path()).unwrap();
+    // BENCH_REBUILD_MEMORY=MIB: the rows the rebuild holds in memory (default 1024 MiB), so
+    // that a small log shows the spilling a large one does.
+    let memory = env_u64("BENCH_REBUILD_MEMORY", 0);
     let mut rebuilt = projections::Projections::open(&target).unwrap();
+    if memory > 0 {
+        rebuilt = rebuilt.rebuild_memory(memory as usize * 1024 * 1024);
+    }
     let start = Instant::now();
-    rebuilt.catch_up(log, &|_| {}).unwrap();
+    let outcome = rebuilt.catch_up(log, &|_| {}).unwrap();
     let rebuild = start.elapsed().as_secs_f64();
-    println!("rebuild: peak RSS {}", peak_rss());
+    println!(
+        "rebuild: peak RSS {}, {} spills of the rows held",
+        peak_rss(),
+        outcome.spills
+    );
 
     let mut rows = Vec::new();
     for name in projections::KEYSPACES {

@@ -112,9 +112,16 @@ pub enum Cmd {
     Rebuild {
         #[arg(long)]
         into: PathBuf,
+        /// MiB of rows held in memory before they are written out (more: fewer, larger writes).
+        #[arg(long, default_value_t = REBUILD_MEMORY_MIB)]
+        memory: usize,
     },
     /// Rebuild the derived keyspaces from the log and compare them with the live ones.
-    Diff,
+    Diff {
+        /// MiB of rows the rebuild holds in memory before it writes them out.
+        #[arg(long, default_value_t = REBUILD_MEMORY_MIB)]
+        memory: usize,
+    },
     /// Every event of a task and of its executions, in order.
     Timeline {
         #[arg(long)]
@@ -196,12 +203,12 @@ pub fn run(cli: &Cli, out: &mut dyn Write) -> Result<bool> {
             let (db, _) = open(&cli.data)?;
             transparency::consistency(&TileStore::open(&db)?, old, new, log_key.as_deref(), out)
         }
-        Cmd::Rebuild { into } => {
+        Cmd::Rebuild { into, memory } => {
             let (_db, log) = open(&cli.data)?;
-            rebuild(&log, into, out)?;
+            rebuild(&log, into, memory * MIB, out)?;
             Ok(true)
         }
-        Cmd::Diff => diff(&cli.data, out),
+        Cmd::Diff { memory } => diff(&cli.data, memory * MIB, out),
         Cmd::Timeline { task } => timeline(&cli.data, task, out),
         Cmd::Export {
             format: _,
@@ -335,8 +342,14 @@ fn verify(data: &Path, threads: usize, out: &mut dyn Write) -> Result<bool> {
     }
 }
 
-/// Rebuilds everything derivable from `log` into the empty directory `into`.
-pub fn rebuild(log: &LogKeyspaces, into: &Path, out: &mut dyn Write) -> Result<()> {
+const MIB: usize = 1024 * 1024;
+
+/// The rebuild's default bound on rows in memory, in MiB.
+const REBUILD_MEMORY_MIB: usize = projections::REBUILD_MEMORY / MIB;
+
+/// Rebuilds everything derivable from `log` into the empty directory `into`, holding up to
+/// `memory` bytes of rows at a time.
+pub fn rebuild(log: &LogKeyspaces, into: &Path, memory: usize, out: &mut dyn Write) -> Result<()> {
     if into.exists() && std::fs::read_dir(into)?.next().is_some() {
         bail!("{} is not empty", into.display());
     }
@@ -363,7 +376,7 @@ pub fn rebuild(log: &LogKeyspaces, into: &Path, out: &mut dyn Write) -> Result<(
     bar.finish_and_clear();
 
     let bar = progress(total, "projections");
-    let mut projections = Projections::open(&target)?;
+    let mut projections = Projections::open(&target)?.rebuild_memory(memory);
     projections.clear()?;
     projections.catch_up(&target_log, &|n| bar.set_position(n))?;
     bar.finish_and_clear();
@@ -371,7 +384,7 @@ pub fn rebuild(log: &LogKeyspaces, into: &Path, out: &mut dyn Write) -> Result<(
     Ok(())
 }
 
-fn diff(data: &Path, out: &mut dyn Write) -> Result<bool> {
+fn diff(data: &Path, memory: usize, out: &mut dyn Write) -> Result<bool> {
     let (db, log) = open(data)?;
     let scratch = tempfile::tempdir()?;
     let target = events::open_database(scratch.path())?;
@@ -382,7 +395,7 @@ fn diff(data: &Path, out: &mut dyn Write) -> Result<bool> {
     events::rebuild_indexes(&log, &target, &target_log, &|n| bar.set_position(n))?;
     bar.finish_and_clear();
     let bar = progress(total, "projections");
-    let mut rebuilt = Projections::open(&target)?;
+    let mut rebuilt = Projections::open(&target)?.rebuild_memory(memory);
     rebuilt.clear()?;
     rebuilt.catch_up(&log, &|n| bar.set_position(n))?;
     bar.finish_and_clear();

@@ -20,7 +20,7 @@
 
 use std::collections::HashMap;
 
-use events::fjall::{Database, Keyspace, KeyspaceCreateOptions, PersistMode, Readable};
+use events::fjall::{Database, Keyspace, PersistMode, Readable};
 use events::{LogKeyspaces, Ulid};
 
 use crate::error::{Error, Result};
@@ -122,7 +122,7 @@ impl TileStore {
     pub fn open(db: &Database) -> Result<Self> {
         Ok(Self {
             db: db.clone(),
-            keyspace: db.keyspace(KEYSPACE, KeyspaceCreateOptions::default)?,
+            keyspace: db.keyspace(KEYSPACE, events::keyspace_options)?,
         })
     }
 
