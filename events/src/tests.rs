@@ -588,12 +588,14 @@ fn write_v1_fixture() {
 }
 
 /// A replicated log in memory: what the leading writer publishes, in order, one message per
-/// group; `depose` makes the next publish find the log moved under it.
+/// group; `depose` makes the next publish find the log moved under it. With `verdicts`, every
+/// publish waits for the test's verdict instead: `true` deposes it, `false` lands it.
 #[derive(Default)]
 struct InMemoryReplicated {
     messages: std::sync::Mutex<Vec<Vec<crate::fjall::Slice>>>,
     position: std::sync::atomic::AtomicU64,
     depose: AtomicBool,
+    verdicts: std::sync::Mutex<Option<std::sync::mpsc::Receiver<bool>>>,
 }
 
 impl crate::Backend for InMemoryReplicated {
@@ -605,7 +607,11 @@ impl crate::Backend for InMemoryReplicated {
         batch: crate::fjall::OwnedWriteBatch,
         commands: &[crate::Records],
     ) -> crate::Result<crate::Landed> {
-        if self.depose.swap(false, Ordering::SeqCst) {
+        let deposed = match self.verdicts.lock().unwrap().as_ref() {
+            Some(verdicts) => verdicts.recv().unwrap_or(true),
+            None => self.depose.swap(false, Ordering::SeqCst),
+        };
+        if deposed {
             return Ok(crate::Landed::Deposed {
                 durable: 0,
                 reason: "another replica appended".into(),
@@ -739,6 +745,61 @@ async fn a_deposed_writer_appends_nothing_and_resumes_from_what_landed() {
         .unwrap();
     assert_eq!(next.events[0].seq, 2);
     assert!(verify::verify(log.keyspaces(), 1, &|_| {}).unwrap().is_ok());
+}
+
+/// A writer that lost its lease without knowing it (a paused process, resumed) has a group in
+/// flight when the new writer's message arrives: the group is deposed while the writer waits
+/// for it, and the followed message is taken on top of what landed, not of the deposed group
+/// (which would not chain, and poisoned the store).
+#[tokio::test]
+async fn a_writer_deposed_while_it_follows_takes_the_followed_message_on_what_landed() {
+    let pause = || std::thread::sleep(std::time::Duration::from_millis(200));
+    // Given replica B, which writes, and replica A, which follows B's first message
+    let (a_dir, b_dir) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let b_log = Arc::new(InMemoryReplicated::default());
+    let b = open_on(b_dir.path(), b_log.clone());
+    b.append(cmd("task:a", Expected::NoStream, vec![created("a")]))
+        .await
+        .unwrap();
+    let (verdict, verdicts) = std::sync::mpsc::channel();
+    let gated = Arc::new(InMemoryReplicated {
+        verdicts: std::sync::Mutex::new(Some(verdicts)),
+        ..InMemoryReplicated::default()
+    });
+    let a = open_on(a_dir.path(), gated);
+    a.follow(1, b_log.messages.lock().unwrap()[0].clone())
+        .unwrap();
+    assert_eq!(a.sync().await.unwrap(), 1);
+    b.append(cmd("task:b", Expected::NoStream, vec![created("b")]))
+        .await
+        .unwrap();
+    // When A, believing it writes, publishes a lone command (landed on its writer's thread,
+    // which waits), queues two more meanwhile (one group, for the committer)...
+    let append = |stream: &str| {
+        let (a, stream) = (a.clone(), stream.to_owned());
+        std::thread::spawn(move || {
+            a.append_blocking(cmd(&stream, Expected::NoStream, vec![created(&stream)]))
+        })
+    };
+    let lone = append("task:x");
+    pause();
+    let group = [append("task:y"), append("task:z")];
+    pause();
+    verdict.send(true).unwrap();
+    assert!(matches!(lone.join().unwrap(), Err(Error::NotWriter(_))));
+    pause();
+    // ...and B's second message arrives while that group is in flight, then it is deposed
+    a.follow(2, b_log.messages.lock().unwrap()[1].clone())
+        .unwrap();
+    pause();
+    verdict.send(true).unwrap();
+    for appended in group {
+        assert!(matches!(appended.join().unwrap(), Err(Error::NotWriter(_))));
+    }
+    // Then A holds B's two messages, byte for byte, and is not poisoned
+    assert_eq!(a.sync().await.unwrap(), 2);
+    assert_eq!(events_of(a.keyspaces()), events_of(b.keyspaces()));
+    assert!(verify::verify(a.keyspaces(), 1, &|_| {}).unwrap().is_ok());
 }
 
 /// A replicated log that checks the writer lands one group at a time, in order: each commit

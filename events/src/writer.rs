@@ -250,6 +250,11 @@ impl Writer {
                 // This writer's own groups come back from the stream too: once what is in
                 // flight has landed, the backend's position says which of them it holds.
                 let _ = flights.send(Flight::Barrier);
+                if self.resync.load(Ordering::Acquire) {
+                    // A group was deposed while it landed: what was staged on top of it is not
+                    // the log's, and the followed events chain onto what landed.
+                    self.reset(&flights);
+                }
                 self.position = self.position.max(self.backend.position());
                 self.trim_caches(&flights);
                 if let Some(flight) = self.stage_followed(followed) {
