@@ -12,6 +12,7 @@
 //! following the stream; the others are refused with `Error::NotWriter`.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::Instant;
 
 use events::fjall::{Database, Keyspace, OwnedWriteBatch};
 use events::{Backend, Landed, LogKeyspaces, Records};
@@ -41,6 +42,12 @@ pub struct JetStream {
     leadership: tokio::sync::watch::Sender<bool>,
     /// Counts deposed commits: the lease's campaign steps down when it moves.
     deposed: tokio::sync::watch::Sender<u64>,
+    /// Until when this replica may lead by its own clock, in nanoseconds after `opened`
+    /// (`hold_until`; `u64::MAX` for a backend opened alone). Past it, `leading` is false even
+    /// before the lease's campaign notices: a writer paused past its lease and resumed decides
+    /// and publishes nothing on what it held before the pause.
+    held_until: AtomicU64,
+    opened: Instant,
 }
 
 impl std::fmt::Debug for JetStream {
@@ -106,6 +113,8 @@ impl JetStream {
             leading: AtomicBool::new(true),
             leadership: tokio::sync::watch::Sender::new(true),
             deposed: tokio::sync::watch::Sender::new(0),
+            held_until: AtomicU64::new(u64::MAX),
+            opened: Instant::now(),
         })
     }
 
@@ -114,6 +123,19 @@ impl JetStream {
         self.leading.store(leading, Ordering::Release);
         self.leadership
             .send_if_modified(|l| std::mem::replace(l, leading) != leading);
+    }
+
+    /// This replica may lead until `until` at most, by its own clock: the lease sets it at each
+    /// renewal acknowledged.
+    pub fn hold_until(&self, until: Instant) {
+        let nanos = until.saturating_duration_since(self.opened).as_nanos();
+        self.held_until
+            .store(u64::try_from(nanos).unwrap_or(u64::MAX), Ordering::Release);
+    }
+
+    fn within_hold(&self) -> bool {
+        let now = u64::try_from(self.opened.elapsed().as_nanos()).unwrap_or(u64::MAX);
+        now < self.held_until.load(Ordering::Acquire)
     }
 
     /// Follows whether this replica leads.
@@ -205,7 +227,7 @@ impl Backend for JetStream {
     }
 
     fn leading(&self) -> bool {
-        self.leading.load(Ordering::Acquire)
+        self.leading.load(Ordering::Acquire) && self.within_hold()
     }
 
     fn position(&self) -> u64 {

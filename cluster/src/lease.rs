@@ -6,7 +6,9 @@
 //! takes it (`create`: only when there is none). A replica that takes the lease first catches up
 //! with the stream, and only then leads (`JetStream::set_leading`); one that loses it (a renewal
 //! refused, or none acknowledged for two thirds of the TTL) or whose publish the stream refused
-//! (`Landed::Deposed`) stops leading at once and follows.
+//! (`Landed::Deposed`) stops leading at once and follows. Two thirds of the TTL after the last
+//! renewal acknowledged it stops leading by its own clock (`JetStream::hold_until`), before its
+//! campaign looks: a holder paused past its lease (SIGSTOP, a long stall) resumes not leading.
 //!
 //! The lease decides who *should* write; it is not what keeps the log whole. Two replicas that
 //! both believe they lead (a holder paused past its TTL) cannot both append: each publish
@@ -254,10 +256,13 @@ impl Lease {
         }
     }
 
+    /// A renewal sent at `at` was acknowledged: the server keeps the lease until `at + ttl` at
+    /// the earliest, and this replica leads until two thirds of that, by its own clock.
     fn renewed_at(&self, at: Instant) {
         if let Ok(mut last) = self.renewed.lock() {
             *last = Some(at);
         }
+        self.backend.hold_until(at + self.ttl * 2 / 3);
     }
 
     /// Since the last renewal acknowledged, counted from when it was sent (a slow

@@ -269,3 +269,129 @@ async fn replicas_on_a_nats_cluster_serve_the_same_log_and_survive_losing_the_wr
     );
     Ok(())
 }
+
+/// A manual firing of `task_id`, not waiting for its run.
+fn manual_firing(task_id: &str) -> pb::TriggerTaskReq {
+    pb::TriggerTaskReq {
+        task_id: task_id.into(),
+        trigger_type: pb::TriggerType::Manual as i32,
+        trigger_output: Some(pb::trigger_task_req::TriggerOutput::ManualTrigger(
+            pb::manual_trigger::Output {
+                data: Some(aggregator::pb::convert::value_from_json(
+                    &serde_json::json!({"n": 1}),
+                )),
+            },
+        )),
+        is_blocking: false,
+        ..Default::default()
+    }
+}
+
+/// A writer paused past its lease (SIGSTOP) while calls to it queue up, then resumed. Another
+/// replica took the lease meanwhile. The resumed one stops writing by its own clock before its
+/// campaign notices: it decides and publishes nothing on what it held before the pause, so no
+/// replica ever has a publish refused (the stream never saw two writers). The calls queued to it
+/// are answered from the current state: each task created through another replica during the
+/// pause is read and fired there, and its own writes land once. Every replica then lists the
+/// same tasks and equals a rebuild of the stream.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_writer_paused_past_its_lease_resumes_without_writing() -> anyhow::Result<()> {
+    let dir = scratch("paused writer test")?;
+    let (_nodes, urls) = ready_cluster(dir.path()).await?;
+    let mut replicas: Vec<Replica> = (0..3)
+        .map(|i| Replica::new(dir.path(), i, &urls))
+        .collect::<Result<_, _>>()?;
+    let mut clients = start_replicas(&mut replicas).await?;
+    let user = Arc::new(User::sign_in(&mut clients[0]).await?);
+    let wallet = user.wallet(&mut clients[0]).await?;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let writer = loop {
+        if let Some(w) = writer_of(&replicas).await {
+            break w;
+        }
+        anyhow::ensure!(Instant::now() < deadline, "no replica writes the log");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+
+    // Pause the writer past its lease (2 s): another replica takes it.
+    replicas[writer].signal("STOP")?;
+    let others: Vec<usize> = (0..3).filter(|&i| i != writer).collect();
+    let paused_at = Instant::now();
+    'taken: loop {
+        for &i in &others {
+            if replicas[i].writes().await {
+                break 'taken;
+            }
+        }
+        anyhow::ensure!(
+            paused_at.elapsed() < Duration::from_secs(30),
+            "no other replica took the writer's lease"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let mut expected = BTreeSet::new();
+    let mut during = Vec::new();
+    for k in 0..4 {
+        let name = format!("during-{k}");
+        let id = clients[others[k % 2]]
+            .create_task(user.req(simple_task(&name, &wallet)))
+            .await?
+            .into_inner()
+            .id;
+        expected.insert(name.clone());
+        during.push((name, id));
+    }
+
+    // Calls to the paused replica queue meanwhile: a read and a firing of each of those tasks,
+    // and a write of its own.
+    let queued: Vec<_> = during
+        .into_iter()
+        .enumerate()
+        .map(|(k, (name, id))| {
+            let (mut client, user, wallet) =
+                (clients[writer].clone(), user.clone(), wallet.clone());
+            tokio::spawn(async move {
+                let task = client
+                    .get_task(user.req(pb::IdReq { id: id.clone() }))
+                    .await?
+                    .into_inner();
+                anyhow::ensure!(task.name == name, "read {name} as {}", task.name);
+                client.trigger_task(user.req(manual_firing(&id))).await?;
+                let own = format!("queued-{k}");
+                client
+                    .create_task(user.req(simple_task(&own, &wallet)))
+                    .await?;
+                anyhow::Ok(own)
+            })
+        })
+        .collect();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    replicas[writer].signal("CONT")?;
+    for call in queued {
+        let own = call
+            .await?
+            .map_err(|e| anyhow::anyhow!("{e}: {}", replicas[writer].log_tail()))?;
+        expected.insert(own);
+    }
+
+    // Every replica lists each task once.
+    for (j, client) in clients.iter_mut().enumerate() {
+        let listed = names(client, &user, &wallet).await?;
+        assert!(listed.values().all(|&n| n == 1), "replica {j}: {listed:?}");
+        let listed: BTreeSet<String> = listed.into_keys().collect();
+        assert_eq!(listed, expected, "replica {j}");
+    }
+    for r in &mut replicas {
+        r.stop()?;
+    }
+    for (j, r) in replicas.iter().enumerate() {
+        let log = std::fs::read_to_string(r.config.with_extension("log"))?;
+        assert!(
+            !log.contains("the stream refused this writer's publish"),
+            "replica {j} (replica {writer} was paused) published as a second writer: {}",
+            r.log_tail()
+        );
+    }
+    verified_everywhere(&replicas)?;
+    Ok(())
+}
