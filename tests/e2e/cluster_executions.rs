@@ -337,7 +337,17 @@ async fn replicas_claim_executions_through_the_log_and_take_over_a_killed_ones()
     wait_for_calls(20).await?;
 
     // SIGKILL the replica with the most calls in flight (one holding claims on running
-    // executions), then start it again.
+    // executions), then start it again. Nothing is asked between seeing the call in flight and
+    // the kill (a call takes `CALL_TAKES`; a first `/metrics` scrape can take longer), so the
+    // killed replica still holds that execution's claim.
+    let ids = {
+        let mut ids = Vec::new();
+        for r in &replicas {
+            ids.push(r.id().await?);
+        }
+        ids
+    };
+    let writer_before = writer_of(&replicas).await;
     let deadline = Instant::now() + Duration::from_secs(60);
     let killed = loop {
         let busiest = {
@@ -355,11 +365,12 @@ async fn replicas_claim_executions_through_the_log_and_take_over_a_killed_ones()
         anyhow::ensure!(Instant::now() < deadline, "no call in flight");
         tokio::time::sleep(Duration::from_millis(5)).await;
     };
-    let killed_id = replicas[killed].id().await?;
-    let writer_before = writer_of(&replicas).await;
     replicas[killed].kill()?;
+    let killed_id = ids[killed].clone();
+    // Twenty more calls, or all there are when fewer remain (two per execution; the held
+    // one's interrupted first call may stay its only one).
     let before = calls();
-    wait_for_calls(before + 20).await?;
+    wait_for_calls((before + 20).min(2 * fired.len() - 1)).await?;
     replicas[killed].start()?;
     clients[killed] = replicas[killed].client().await?;
 
