@@ -6,9 +6,10 @@
 //! takes it (`create`: only when there is none). A replica that takes the lease first catches up
 //! with the stream, and only then leads (`JetStream::set_leading`); one that loses it (a renewal
 //! refused, or none acknowledged for two thirds of the TTL) or whose publish the stream refused
-//! (`Landed::Deposed`) stops leading at once and follows. Two thirds of the TTL after the last
-//! renewal acknowledged it stops leading by its own clock (`JetStream::hold_until`), before its
-//! campaign looks: a holder paused past its lease (SIGSTOP, a long stall) resumes not leading.
+//! (`Landed::Deposed`) stops leading at once and follows. Two thirds of the TTL after its last
+//! acknowledged renewal was sent, it stops leading by its own clock (`JetStream::hold_until`),
+//! before its campaign looks: a holder paused past its lease (SIGSTOP, a stall) resumes not
+//! leading.
 //!
 //! The lease decides who *should* write; it is not what keeps the log whole. Two replicas that
 //! both believe they lead (a holder paused past its TTL) cannot both append: each publish
