@@ -19,8 +19,8 @@ use aggregator::pb::aggregator_client::AggregatorClient;
 use tonic::transport::Channel;
 
 use crate::cluster_support::{
-    Replica, copy_keys, events_in, ready_cluster, scratch, start_replicas, verified_everywhere,
-    writer_of,
+    Replica, copy_keys, events_in, manual_firing, ready_cluster, scratch, start_replicas,
+    verified_everywhere, wait_for_writer, writer_of,
 };
 use crate::support::{User, simple_task};
 
@@ -270,23 +270,6 @@ async fn replicas_on_a_nats_cluster_serve_the_same_log_and_survive_losing_the_wr
     Ok(())
 }
 
-/// A manual firing of `task_id`, not waiting for its run.
-fn manual_firing(task_id: &str) -> pb::TriggerTaskReq {
-    pb::TriggerTaskReq {
-        task_id: task_id.into(),
-        trigger_type: pb::TriggerType::Manual as i32,
-        trigger_output: Some(pb::trigger_task_req::TriggerOutput::ManualTrigger(
-            pb::manual_trigger::Output {
-                data: Some(aggregator::pb::convert::value_from_json(
-                    &serde_json::json!({"n": 1}),
-                )),
-            },
-        )),
-        is_blocking: false,
-        ..Default::default()
-    }
-}
-
 /// A writer paused past its lease (SIGSTOP) while calls to it queue up, then resumed. Another
 /// replica took the lease meanwhile. The resumed one stops writing by its own clock before its
 /// campaign notices: it decides and publishes nothing on what it held before the pause, so no
@@ -304,14 +287,7 @@ async fn a_writer_paused_past_its_lease_resumes_without_writing() -> anyhow::Res
     let mut clients = start_replicas(&mut replicas).await?;
     let user = Arc::new(User::sign_in(&mut clients[0]).await?);
     let wallet = user.wallet(&mut clients[0]).await?;
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let writer = loop {
-        if let Some(w) = writer_of(&replicas).await {
-            break w;
-        }
-        anyhow::ensure!(Instant::now() < deadline, "no replica writes the log");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    };
+    let writer = wait_for_writer(&replicas).await?;
 
     // Pause the writer past its lease (2 s): another replica takes it.
     replicas[writer].signal("STOP")?;

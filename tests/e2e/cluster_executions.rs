@@ -32,8 +32,8 @@ use events::Event;
 use tonic::transport::Channel;
 
 use crate::cluster_support::{
-    Replica, execution_events, jetstream_log, ready_cluster, scratch, start_replicas,
-    verified_everywhere, writer_of,
+    Replica, execution_events, jetstream_log, manual_firing, ready_cluster, scratch,
+    start_replicas, verified_everywhere, writer_of,
 };
 use crate::support::{User, code_node, edge, rest_node, task_of};
 
@@ -151,19 +151,7 @@ async fn fire(
     task_id: &str,
 ) -> anyhow::Result<String> {
     Ok(client
-        .trigger_task(user.req(pb::TriggerTaskReq {
-            task_id: task_id.into(),
-            trigger_type: pb::TriggerType::Manual as i32,
-            trigger_output: Some(pb::trigger_task_req::TriggerOutput::ManualTrigger(
-                pb::manual_trigger::Output {
-                    data: Some(aggregator::pb::convert::value_from_json(
-                        &serde_json::json!({"n": 1}),
-                    )),
-                },
-            )),
-            is_blocking: false,
-            ..Default::default()
-        }))
+        .trigger_task(user.req(manual_firing(task_id)))
         .await?
         .into_inner()
         .execution_id)

@@ -391,6 +391,34 @@ pub async fn writer_of(replicas: &[Replica]) -> Option<usize> {
     None
 }
 
+/// The replica writing the log, once one does (within 30 s).
+pub async fn wait_for_writer(replicas: &[Replica]) -> anyhow::Result<usize> {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        if let Some(w) = writer_of(replicas).await {
+            return Ok(w);
+        }
+        anyhow::ensure!(Instant::now() < deadline, "no replica writes the log");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// A manual firing of `task_id`, not waiting for its run.
+pub fn manual_firing(task_id: &str) -> aggregator::pb::TriggerTaskReq {
+    use aggregator::pb;
+    pb::TriggerTaskReq {
+        task_id: task_id.into(),
+        trigger_type: pb::TriggerType::Manual as i32,
+        trigger_output: Some(pb::trigger_task_req::TriggerOutput::ManualTrigger(
+            pb::manual_trigger::Output {
+                data: Some(pb::convert::value_from_json(&serde_json::json!({"n": 1}))),
+            },
+        )),
+        is_blocking: false,
+        ..Default::default()
+    }
+}
+
 /// A copy of the keys directory `from` in `to` (every replica uses the same keys).
 pub fn copy_keys(from: &Path, to: &Path) -> anyhow::Result<()> {
     std::fs::create_dir_all(to)?;

@@ -21,7 +21,7 @@ use alloy::providers::Provider;
 use events::Event;
 
 use crate::cluster_support::{
-    Replica, copy_keys, execution_events, ready_cluster, scratch, start_replicas, writer_of,
+    Replica, copy_keys, execution_events, ready_cluster, scratch, start_replicas, wait_for_writer,
 };
 use crate::support::{User, edge, replay, run_blocking, task_of};
 use crate::wallet_ops::Setup;
@@ -72,14 +72,7 @@ async fn the_writer_sends_every_user_operation_and_every_replica_serves_the_chec
     let wallet = user.wallet(&mut clients[0]).await?;
     let wallet_address: Address = wallet.parse()?;
     setup.send_eth(wallet_address, U256::from(ETH)).await?;
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let writer = loop {
-        if let Some(w) = writer_of(&replicas).await {
-            break w;
-        }
-        anyhow::ensure!(Instant::now() < deadline, "no replica writes the log");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    };
+    let writer = wait_for_writer(&replicas).await?;
     let followers: Vec<usize> = (0..3).filter(|&i| i != writer).collect();
 
     // A withdrawal through each replica that does not write.
