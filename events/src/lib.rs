@@ -30,6 +30,7 @@ pub mod event;
 pub mod execution;
 mod ids;
 mod indexes;
+mod key_order;
 mod keys;
 mod keyspaces;
 mod log;
