@@ -15,7 +15,7 @@
 //! with a small bound spills as a large log does.
 //!
 //! Each part also prints the process's peak RSS during it (Linux: `VmHWM`, reset before the part
-//! through `/proc/self/clear_refs`).
+//! through `/proc/self/clear_refs`); the rebuild, its wall time and the CPU seconds it used.
 //!
 //! `cargo bench -p replay --bench log`. The figures for 1 M tasks: `BENCH_TASKS=1000000`.
 
@@ -132,6 +132,20 @@ fn peak_rss() -> String {
         .map_or_else(|| "unknown".into(), |kb| format!("{} MiB", kb / 1024))
 }
 
+/// CPU seconds the process has used (user and system, all threads; Linux: `/proc/self/stat`,
+/// in the kernel's 100 ticks a second), steadier than wall time on a shared machine.
+fn cpu_seconds() -> f64 {
+    std::fs::read_to_string("/proc/self/stat")
+        .ok()
+        .and_then(|stat| {
+            // The fields after the command's name, which is in parentheses and may hold spaces.
+            let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
+            let ticks = |i: usize| fields.get(i)?.parse::<f64>().ok();
+            Some((ticks(11)? + ticks(12)?) / 100.0)
+        })
+        .unwrap_or(f64::NAN)
+}
+
 fn verify_rows(log: &LogKeyspaces, count: f64, table: &mut Vec<String>) {
     // Raw: the scan and the hash chain, the sequential part of any verification.
     let _ = log.scan(None).count(); // the cache warmed alike for every reader below
@@ -200,10 +214,12 @@ fn rebuild_rows(log: &LogKeyspaces, count: f64, table: &mut Vec<String>) {
         rebuilt = rebuilt.rebuild_memory(memory as usize * 1024 * 1024);
     }
     let start = Instant::now();
+    let cpu = cpu_seconds();
     let outcome = rebuilt.catch_up(log, &|_| {}).unwrap();
     let rebuild = start.elapsed().as_secs_f64();
     println!(
-        "rebuild: peak RSS {}, {} spills of the rows held",
+        "rebuild: {rebuild:.2} s, {:.1} s of CPU, peak RSS {}, {} spills of the rows held",
+        cpu_seconds() - cpu,
         peak_rss(),
         outcome.spills
     );
