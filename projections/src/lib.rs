@@ -17,6 +17,7 @@ pub mod access;
 pub mod activity;
 pub mod executions;
 pub mod operators;
+mod rebuild;
 pub mod secrets;
 pub mod tasks;
 #[cfg(test)]
@@ -206,52 +207,52 @@ impl Projections {
             .copied()
             .unwrap_or_else(Ulid::nil);
         // Rebuilding everything from scratch: rows gather in memory (none is read from fjall
-        // before a spill) and are ingested sorted. Checkpoints are written once at the end, after
-        // the rows: a rebuild interrupted before leaves no checkpoint, so it starts again.
+        // before a spill) and are ingested sorted, the projections on two threads (`rebuild`).
+        // Checkpoints are written once at the end, after the rows: a rebuild interrupted before
+        // leaves no checkpoint, so it starts again.
         let bulk = self.checkpoints.iter().all(Ulid::is_nil);
         let memory = self.rebuild_memory;
-        let mut tx = if bulk {
-            Tx::bulk(memory)
-        } else if from.is_nil() {
+        let mut tx = if from.is_nil() {
             Tx::complete(memory)
         } else {
             Tx::with_cache(memory)
         };
-        let mut in_batch = 0usize;
         let mut last = None;
-        let threads = std::thread::available_parallelism().map_or(2, |n| n.get());
-        let after = (!from.is_nil()).then_some(from);
-        events::for_each_decoded(source, after, threads, |envelope| {
-            let id = envelope.id;
-            for (projection, checkpoint) in self.all.iter().zip(&self.checkpoints) {
-                if id > *checkpoint {
-                    projection.apply(&envelope, &mut tx)?;
-                }
-            }
-            last = Some(id);
-            in_batch += 1;
-            outcome.applied += 1;
-            if in_batch >= self.catch_up_batch {
-                if bulk {
-                    // Rows only, no checkpoint: see above.
-                    tx.drain_into(&mut self.db.batch())?;
-                    if tx.pending_bytes() > tx.bulk_room(memory) {
-                        tx.spill()?;
-                        outcome.spills += 1;
-                    }
-                } else {
-                    self.flush(&mut tx, id)?;
-                }
-                in_batch = 0;
-                progress(outcome.applied);
-            }
-            Ok(())
-        })?;
         if bulk {
-            tx.drain_into(&mut self.db.batch())?;
-            tx.finish_bulk()?;
+            let rebuilt = rebuild::rebuild(
+                &self.all,
+                &self.db,
+                source,
+                memory,
+                self.catch_up_batch,
+                progress,
+            )?;
+            last = rebuilt.last;
+            outcome.applied = rebuilt.applied;
+            outcome.spills = rebuilt.spills;
             // The ingested tables are on disk before the checkpoints that vouch for them.
             self.db.persist(events::fjall::PersistMode::SyncAll)?;
+        } else {
+            let mut in_batch = 0usize;
+            let threads = std::thread::available_parallelism().map_or(2, |n| n.get());
+            let after = (!from.is_nil()).then_some(from);
+            events::for_each_decoded(source, after, threads, |envelope| {
+                let id = envelope.id;
+                for (projection, checkpoint) in self.all.iter().zip(&self.checkpoints) {
+                    if id > *checkpoint {
+                        projection.apply(&envelope, &mut tx)?;
+                    }
+                }
+                last = Some(id);
+                in_batch += 1;
+                outcome.applied += 1;
+                if in_batch >= self.catch_up_batch {
+                    self.flush(&mut tx, id)?;
+                    in_batch = 0;
+                    progress(outcome.applied);
+                }
+                Ok(())
+            })?;
         }
         match last {
             Some(id) => self.flush(&mut tx, id)?,
