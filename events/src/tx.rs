@@ -225,21 +225,13 @@ impl Tx {
     /// For a rebuild from scratch into empty keyspaces: rows gather in memory and are ingested
     /// sorted (`spill`, `finish_bulk`); a miss is an absent row unless its key was spilled. The
     /// read cache (the hot rows of the spills, and spilled rows read again) keeps up to half of
-    /// `limit_bytes`; the caller spills when `pending_bytes` passes what is left
-    /// (`bulk_room`).
+    /// `limit_bytes`; the caller spills when `pending_bytes`, `cached_bytes` and
+    /// `spilled_bytes` pass its budget.
     pub fn bulk(limit_bytes: usize) -> Self {
         Self {
             pending: Some(Map::default()),
             ..Self::complete(limit_bytes / 2)
         }
-    }
-
-    /// Bulk mode: the bytes `pending` may take out of `limit_bytes` before a spill, beside the
-    /// cache and the spilled keys' fingerprints (which grow with the log), at least a quarter.
-    pub fn bulk_room(&self, limit_bytes: usize) -> usize {
-        limit_bytes
-            .saturating_sub(self.cached_bytes + self.spilled_bytes())
-            .max(limit_bytes / 4)
     }
 
     /// Bytes of rows gathered in bulk mode and not yet ingested.

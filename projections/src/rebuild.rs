@@ -13,7 +13,7 @@
 //! workers waiting on it): 4.8 M events, 60 s, of which the applying thread was busy ~50 s.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::mpsc::sync_channel;
 
 use events::fjall::Database;
@@ -48,15 +48,21 @@ pub(crate) fn rebuild(
         .map(AsRef::as_ref)
         .partition(|p| p.name() == executions::NAME);
     let held = [AtomicUsize::new(0), AtomicUsize::new(0)];
+    // Set when the calling thread's lane fails: the other then stops without ingesting what it
+    // gathered.
+    let failed = AtomicBool::new(false);
     let threads = std::thread::available_parallelism().map_or(2, |n| n.get());
     let check_every = check_every.max(1);
     let progress_every = u64::try_from(check_every).unwrap_or(u64::MAX);
     std::thread::scope(|scope| {
         let (hand, batches) = sync_channel::<Arc<Vec<Envelope>>>(4);
         let mut theirs = Lane::new(others, db, memory, &held, 1);
-        let other = scope.spawn(move || -> events::Result<u32> {
+        let other = scope.spawn(|| -> events::Result<u32> {
             for batch in batches {
                 theirs.apply(&batch, check_every)?;
+            }
+            if failed.load(Ordering::Relaxed) {
+                return Ok(0);
             }
             theirs.finish()
         });
@@ -91,6 +97,9 @@ pub(crate) fn rebuild(
                 hand_over(std::mem::take(&mut batch), &mut mine)
             }
         });
+        if read.is_err() {
+            failed.store(true, Ordering::Relaxed);
+        }
         // Dropping the sender ends the other lane once it has every batch (or this one failed).
         drop(hand_over);
         let mine = read.and_then(|()| mine.finish());

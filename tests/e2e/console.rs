@@ -658,9 +658,14 @@ async fn drive(
     let finished = Instant::now();
     browser
         .until(
-            "the new execution",
+            "the new execution, finished",
             Duration::from_secs(2),
-            &exists(&format!("[data-execution=\"{}\"]", run.execution_id)),
+            // The stream may first show it queued or running (a listing pushed between the
+            // events of the run), then again once it finished.
+            &exists(&format!(
+                "[data-execution=\"{}\"]:not([data-status=\"pending\"]):not([data-status=\"running\"])",
+                run.execution_id
+            )),
         )
         .await
         .map_err(|e| {
