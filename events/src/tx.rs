@@ -28,9 +28,10 @@
 //! Ingested rows are newer than anything in the keyspace, so a spill over earlier ones is
 //! correct; a delete of a spilled row is ingested as a tombstone, and one of a row never spilled
 //! only drops it from `pending`. Each keyspace's rows are sorted by a radix sort on their keys'
-//! bytes (`key_order`), which does not chase every key's pointer at every comparison. A spill keeps what makes the next reads cheap:
-//! a fingerprint of every key it wrote (`spilled`, about 10 bytes a row), so that a read of a
-//! row never written is still answered from memory, without a read of fjall; and the rows read
+//! bytes (`key_order`), which does not chase every key's pointer at every comparison. A spill
+//! keeps what makes the next reads cheap: a fingerprint of every key it wrote (`spilled`, about
+//! 10 bytes a row), so that a read of a row never written is still answered from memory,
+//! without a read of fjall; and the rows read
 //! since the last spill (`hot`: a task's row, its locator and its owner's counters, read and
 //! rewritten at every run), copied into the read cache, so that the next runs find them
 //! decoded in memory.
@@ -411,6 +412,10 @@ impl Tx {
     /// Bulk mode: adds a row to `pending`, dropping a cached copy (`pending` is read first, but
     /// a cached copy would be stale once `pending` is ingested and emptied).
     fn gather(&mut self, id: u64, key: Slice, write: Write) {
+        // A delete of a row never ingested (the keyspaces were empty) has nothing to shadow, so
+        // it leaves no tombstone (an execution's queue entry and claim, say, are gone by its end).
+        let drop_only =
+            write.put().is_none() && !self.spilled.contains(&self.fingerprint(id, &key));
         let Some(pending) = self.pending.as_mut() else {
             return;
         };
@@ -423,13 +428,7 @@ impl Tx {
         }
         let rows = pending.entry(id).or_default();
         let key_len = key.len();
-        let replaced = if write.put().is_none()
-            && !self
-                .spilled
-                .contains(&self.fingerprints.hash_one((id, &key[..])))
-        {
-            // A delete of a row never ingested (the keyspaces were empty): nothing to shadow, so
-            // no tombstone (an execution's queue entry and claim, say, are gone by its end).
+        let replaced = if drop_only {
             rows.remove(&key)
         } else {
             self.pending_bytes += footprint(&key, write.put());
